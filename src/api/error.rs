@@ -1,0 +1,150 @@
+//! The one error type of the HTTP layer and its one mapping to the JSON envelope
+//! `{"status":"error","error":{"code","message","details"}}`.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+use serde_json::json;
+use utoipa::ToSchema;
+
+use crate::domain::FieldError;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Bad input. `status` is 400 for a malformed request, 413 for an oversized
+    /// body, 422 for a well-formed request with invalid content.
+    #[error("{message}")]
+    Validation {
+        status: StatusCode,
+        message: String,
+        errors: Vec<FieldError>,
+    },
+    #[error("authentication required: {0}")]
+    Unauthorized(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn bad_request(message: impl Into<String>, errors: Vec<FieldError>) -> Self {
+        Self::Validation {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+            errors,
+        }
+    }
+
+    pub fn unprocessable(message: impl Into<String>, errors: Vec<FieldError>) -> Self {
+        Self::Validation {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            message: message.into(),
+            errors,
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Validation { status, .. } => *status,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::Validation { .. } => "VALIDATION_ERROR",
+            ApiError::Unauthorized(_) => "AUTH_ERROR",
+            ApiError::NotFound(_) => "RESOURCE_NOT_FOUND",
+            ApiError::Unavailable(_) => "SERVICE_UNAVAILABLE",
+            ApiError::Internal(_) => "INTERNAL_ERROR",
+        }
+    }
+
+    /// The envelope body; also used for per-record rejections in bulk results.
+    pub fn body(&self) -> ErrorBody {
+        let (message, details) = match self {
+            ApiError::Validation {
+                message, errors, ..
+            } => (
+                message.clone(),
+                (!errors.is_empty()).then(|| json!({ "errors": field_errors(errors) })),
+            ),
+            // Internal details stay in the logs.
+            ApiError::Internal(_) => ("internal error".to_owned(), None),
+            other => (other.to_string(), None),
+        };
+        ErrorBody {
+            code: self.code(),
+            message,
+            details,
+        }
+    }
+}
+
+pub fn field_errors(errors: &[FieldError]) -> Vec<serde_json::Value> {
+    errors
+        .iter()
+        .map(|e| json!({ "pointer": e.pointer, "message": e.message }))
+        .collect()
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// Stable machine-readable code, e.g. VALIDATION_ERROR.
+    #[schema(example = "VALIDATION_ERROR")]
+    pub code: &'static str,
+    pub message: String,
+    /// For validation errors: `{"errors":[{"pointer":"/readings/3/glucose_value","message":"..."}]}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub details: Option<serde_json::Value>,
+}
+
+/// `{"status":"error","error":{...}}`
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorEnvelope {
+    #[schema(example = "error")]
+    pub status: &'static str,
+    pub error: ErrorBody,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        match &self {
+            ApiError::Internal(detail) => tracing::error!(error = %detail, "request failed"),
+            ApiError::Unavailable(detail) => {
+                tracing::warn!(error = %detail, "dependency unavailable")
+            }
+            _ => {}
+        }
+        let body = ErrorEnvelope {
+            status: "error",
+            error: self.body(),
+        };
+        (status, Json(body)).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(m) => ApiError::Unavailable(m),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<FieldError> for ApiError {
+    fn from(e: FieldError) -> Self {
+        ApiError::bad_request(e.to_string(), vec![e])
+    }
+}

@@ -1,0 +1,57 @@
+//! Liveness/readiness (`/health`) and Prometheus metrics (`/metrics`).
+
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::Json;
+use serde_json::json;
+
+use super::AppState;
+
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// 200 when every dependency answers, 503 with per-dependency checks otherwise.
+#[utoipa::path(get, path = "/health", tag = "operations",
+    responses((status = 200, description = "Healthy"), (status = 503, description = "A dependency failed")))]
+pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
+    let started = Instant::now();
+    let storage = match tokio::time::timeout(CHECK_TIMEOUT, state.store.ping()).await {
+        Ok(Ok(())) => json!({"status": "ok", "backend": state.store.backend(),
+                             "latency_ms": started.elapsed().as_secs_f64() * 1000.0}),
+        Ok(Err(e)) => {
+            json!({"status": "error", "backend": state.store.backend(), "error": e.to_string()})
+        }
+        Err(_) => {
+            json!({"status": "error", "backend": state.store.backend(), "error": "timed out"})
+        }
+    };
+    let healthy = storage["status"] == "ok";
+    let body = json!({
+        "status": if healthy { "ok" } else { "error" },
+        "version": env!("CARGO_PKG_VERSION"),
+        "checks": {
+            "storage": storage,
+            "event_bus": {"status": "ok", "backend": state.event_bus_name},
+        }
+    });
+    let status = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body))
+}
+
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain")))]
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+}

@@ -1,0 +1,439 @@
+//! Typed settings, read once at start-up from the environment (and `.env`).
+//!
+//! Every variable is parsed into a typed value; a bad value stops the process with a
+//! one-line message naming the variable. Secrets are wrapped in `Secret`, whose
+//! `Debug` and `Display` print `[redacted]`.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use base64::Engine;
+
+/// Every variable this build reads, with its default; `.env.example` mirrors it.
+pub const VARIABLES: &[(&str, &str)] = &[
+    ("SERVICE_ENV", "development"),
+    ("LOG_LEVEL", "INFO"),
+    ("LOG_FORMAT", "json"),
+    ("BIND_ADDR", "0.0.0.0:5001"),
+    ("PORT", ""),
+    ("PUBLIC_BASE_URL", ""),
+    ("STORAGE_BACKEND", "sqlite"),
+    ("SQLITE_PATH", "./data/cgm-hub.db"),
+    ("SQLITE_SYNCHRONOUS", "full"),
+    ("DATABASE_URL", ""),
+    ("EVENT_BUS", "memory"),
+    ("RABBITMQ_URL", ""),
+    ("AUTH_DISABLED", "false"),
+    ("AUTH_JWT_SECRET", ""),
+    ("TOKEN_ENCRYPTION_KEY", ""),
+    ("WEBHOOK_SIGNING_SECRET", ""),
+    ("DEXCOM_CLIENT_SECRET", ""),
+    ("MAX_BODY_BYTES", "16777216"),
+    ("MAX_BATCH_RECORDS", "10000"),
+    ("READING_MAX_AGE_DAYS", "3650"),
+    ("SHUTDOWN_TIMEOUT_SECONDS", "25"),
+    ("DEMO", "false"),
+    ("DEMO_BACKFILL_DAYS", "14"),
+];
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid {variable}: {message}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub message: String,
+}
+
+fn invalid(variable: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        variable,
+        message: message.into(),
+    }
+}
+
+/// A value that must never be printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret<T>(T);
+
+impl<T> Secret<T> {
+    pub fn new(value: T) -> Self {
+        Self(value)
+    }
+    pub fn expose(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> fmt::Debug for Secret<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl<T> fmt::Display for Secret<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceEnv {
+    Development,
+    Staging,
+    Production,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Clone)]
+pub enum StorageSettings {
+    Sqlite {
+        path: PathBuf,
+        durability: crate::store::sqlite::Durability,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventBusKind {
+    Memory,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub env: ServiceEnv,
+    pub log_level: tracing::Level,
+    pub log_format: LogFormat,
+    pub bind_addr: SocketAddr,
+    /// Base of absolute links (pagination); derived from the request's Host when unset.
+    pub public_base_url: Option<String>,
+    pub storage: StorageSettings,
+    pub event_bus: EventBusKind,
+    pub auth_disabled: bool,
+    pub auth_jwt_secret: Option<Secret<String>>,
+    pub token_encryption_key: Option<Secret<[u8; 32]>>,
+    pub webhook_signing_secret: Option<Secret<String>>,
+    pub dexcom_client_secret: Option<Secret<String>>,
+    pub max_body_bytes: usize,
+    pub max_batch_records: usize,
+    pub reading_max_age: chrono::Duration,
+    pub shutdown_timeout: Duration,
+    pub demo: bool,
+    pub demo_backfill_days: u32,
+}
+
+impl Settings {
+    /// Reads the process environment, after loading `.env` if there is one.
+    pub fn from_process_env() -> Result<Self, ConfigError> {
+        // A missing .env is normal; a malformed one is an error worth stopping for.
+        match dotenvy::dotenv() {
+            Ok(_) => {}
+            Err(e) if e.not_found() => {}
+            Err(e) => return Err(invalid("(.env file)", e.to_string())),
+        }
+        Self::from_vars(&std::env::vars().collect())
+    }
+
+    pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let v = Vars(vars);
+        let env = match v.get("SERVICE_ENV").to_ascii_lowercase().as_str() {
+            "development" | "dev" => ServiceEnv::Development,
+            "staging" => ServiceEnv::Staging,
+            "production" | "prod" => ServiceEnv::Production,
+            other => {
+                return Err(invalid(
+                    "SERVICE_ENV",
+                    format!("{other:?} is not development, staging or production"),
+                ))
+            }
+        };
+        let log_level = match v.get("LOG_LEVEL").to_ascii_uppercase().as_str() {
+            "TRACE" => tracing::Level::TRACE,
+            "DEBUG" => tracing::Level::DEBUG,
+            "INFO" => tracing::Level::INFO,
+            "WARNING" | "WARN" => tracing::Level::WARN,
+            "ERROR" | "CRITICAL" => tracing::Level::ERROR,
+            other => {
+                return Err(invalid(
+                    "LOG_LEVEL",
+                    format!("{other:?} is not DEBUG, INFO, WARNING, ERROR or CRITICAL"),
+                ))
+            }
+        };
+        let log_format = match v.get("LOG_FORMAT").to_ascii_lowercase().as_str() {
+            "json" => LogFormat::Json,
+            "pretty" | "text" => LogFormat::Pretty,
+            other => {
+                return Err(invalid(
+                    "LOG_FORMAT",
+                    format!("{other:?} is not json or pretty"),
+                ))
+            }
+        };
+        let bind_addr = match (vars.get("BIND_ADDR"), vars.get("PORT")) {
+            (None, Some(port)) => {
+                let port: u16 = port
+                    .parse()
+                    .map_err(|_| invalid("PORT", format!("{port:?} is not a port number")))?;
+                SocketAddr::from(([0, 0, 0, 0], port))
+            }
+            _ => {
+                let raw = v.get("BIND_ADDR");
+                raw.parse().map_err(|_| {
+                    invalid(
+                        "BIND_ADDR",
+                        format!("{raw:?} is not an address like 0.0.0.0:5001"),
+                    )
+                })?
+            }
+        };
+        let public_base_url = v
+            .optional("PUBLIC_BASE_URL")
+            .map(|u| u.trim_end_matches('/').to_owned());
+        if let Some(url) = &public_base_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(invalid(
+                    "PUBLIC_BASE_URL",
+                    "must start with http:// or https://",
+                ));
+            }
+        }
+        let storage = match v.get("STORAGE_BACKEND").to_ascii_lowercase().as_str() {
+            "sqlite" => StorageSettings::Sqlite {
+                path: PathBuf::from(v.get("SQLITE_PATH")),
+                durability: match v.get("SQLITE_SYNCHRONOUS").to_ascii_lowercase().as_str() {
+                    "full" => crate::store::sqlite::Durability::Full,
+                    "normal" => crate::store::sqlite::Durability::Normal,
+                    other => {
+                        return Err(invalid(
+                            "SQLITE_SYNCHRONOUS",
+                            format!("{other:?} is not full or normal"),
+                        ))
+                    }
+                },
+            },
+            "postgres" | "dynamodb" => {
+                return Err(invalid(
+                    "STORAGE_BACKEND",
+                    format!(
+                        "{:?} is not available in this build yet; use sqlite",
+                        v.get("STORAGE_BACKEND")
+                    ),
+                ))
+            }
+            other => {
+                return Err(invalid(
+                    "STORAGE_BACKEND",
+                    format!("{other:?} is not sqlite, postgres or dynamodb"),
+                ))
+            }
+        };
+        if let Some(url) = v.optional("DATABASE_URL") {
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                return Err(invalid("DATABASE_URL", "must be a postgres:// URL"));
+            }
+        }
+        let event_bus = match v.get("EVENT_BUS").to_ascii_lowercase().as_str() {
+            "memory" => EventBusKind::Memory,
+            "rabbitmq" => {
+                return Err(invalid(
+                    "EVENT_BUS",
+                    "\"rabbitmq\" is not available in this build yet; use memory",
+                ))
+            }
+            other => {
+                return Err(invalid(
+                    "EVENT_BUS",
+                    format!("{other:?} is not memory or rabbitmq"),
+                ))
+            }
+        };
+        if let Some(url) = v.optional("RABBITMQ_URL") {
+            if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
+                return Err(invalid(
+                    "RABBITMQ_URL",
+                    "must be an amqp:// or amqps:// URL",
+                ));
+            }
+        }
+        let auth_disabled = v.bool("AUTH_DISABLED")?;
+        if auth_disabled && env != ServiceEnv::Development {
+            return Err(invalid(
+                "AUTH_DISABLED",
+                "is allowed only when SERVICE_ENV=development",
+            ));
+        }
+        let token_encryption_key = v
+            .optional("TOKEN_ENCRYPTION_KEY")
+            .map(|raw| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(raw.trim())
+                    .ok()
+                    .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+                    .map(Secret::new)
+                    .ok_or_else(|| {
+                        invalid("TOKEN_ENCRYPTION_KEY", "must be base64 of exactly 32 bytes")
+                    })
+            })
+            .transpose()?;
+        let max_batch_records: usize = v.number("MAX_BATCH_RECORDS", 1, 1_000_000)?;
+        Ok(Settings {
+            env,
+            log_level,
+            log_format,
+            bind_addr,
+            public_base_url,
+            storage,
+            event_bus,
+            auth_disabled,
+            auth_jwt_secret: v
+                .optional("AUTH_JWT_SECRET")
+                .map(|s| Secret::new(s.to_owned())),
+            token_encryption_key,
+            webhook_signing_secret: v
+                .optional("WEBHOOK_SIGNING_SECRET")
+                .map(|s| Secret::new(s.to_owned())),
+            dexcom_client_secret: v
+                .optional("DEXCOM_CLIENT_SECRET")
+                .map(|s| Secret::new(s.to_owned())),
+            max_body_bytes: v.number("MAX_BODY_BYTES", 1024, 1 << 30)?,
+            max_batch_records,
+            reading_max_age: chrono::Duration::days(v.number("READING_MAX_AGE_DAYS", 1, 36_500)?),
+            shutdown_timeout: Duration::from_secs(v.number("SHUTDOWN_TIMEOUT_SECONDS", 0, 3600)?),
+            demo: v.bool("DEMO")?,
+            demo_backfill_days: v.number("DEMO_BACKFILL_DAYS", 0, 365)?,
+        })
+    }
+}
+
+/// Variable lookup with the defaults of `VARIABLES`; empty counts as unset.
+struct Vars<'a>(&'a HashMap<String, String>);
+
+impl Vars<'_> {
+    fn default_of(name: &str) -> &'static str {
+        VARIABLES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or("", |(_, d)| *d)
+    }
+
+    fn optional(&self, name: &str) -> Option<&str> {
+        self.0
+            .get(name)
+            .map(|s| s.as_str())
+            .filter(|s| !s.trim().is_empty())
+    }
+
+    fn get(&self, name: &str) -> &str {
+        self.optional(name)
+            .unwrap_or_else(|| Self::default_of(name))
+    }
+
+    fn bool(&self, name: &'static str) -> Result<bool, ConfigError> {
+        match self.get(name).to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(true),
+            "false" | "0" | "no" | "off" => Ok(false),
+            other => Err(invalid(name, format!("{other:?} is not true or false"))),
+        }
+    }
+
+    fn number<T>(&self, name: &'static str, min: T, max: T) -> Result<T, ConfigError>
+    where
+        T: std::str::FromStr + PartialOrd + fmt::Display + Copy,
+    {
+        let raw = self.get(name);
+        match raw.trim().parse::<T>() {
+            Ok(n) if n >= min && n <= max => Ok(n),
+            _ => Err(invalid(
+                name,
+                format!("{raw:?} is not a number in {min}..={max}"),
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        Settings::from_vars(
+            &pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.env, ServiceEnv::Development);
+        assert_eq!(s.bind_addr.to_string(), "0.0.0.0:5001");
+        assert!(!s.auth_disabled);
+        assert!(
+            matches!(s.storage, StorageSettings::Sqlite { ref path, .. } if path.ends_with("cgm-hub.db"))
+        );
+    }
+
+    #[test]
+    fn port_alone_works() {
+        assert_eq!(
+            settings(&[("PORT", "8080")]).unwrap().bind_addr.port(),
+            8080
+        );
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        let cases = [
+            ("STORAGE_BACKEND", "mongodb"),
+            ("EVENT_BUS", "kafka"),
+            ("BIND_ADDR", "localhost"),
+            ("LOG_LEVEL", "LOUD"),
+            ("TOKEN_ENCRYPTION_KEY", "c2hvcnQ="),
+            ("DATABASE_URL", "mysql://x"),
+            ("MAX_BATCH_RECORDS", "0"),
+            ("AUTH_DISABLED", "maybe"),
+        ];
+        for (name, value) in cases {
+            let err = settings(&[(name, value)]).unwrap_err();
+            assert_eq!(err.variable, name);
+            assert!(err.to_string().starts_with(&format!("invalid {name}:")));
+            assert!(!err.to_string().contains('\n'));
+        }
+    }
+
+    #[test]
+    fn auth_disabled_only_in_development() {
+        assert!(
+            settings(&[("AUTH_DISABLED", "true")])
+                .unwrap()
+                .auth_disabled
+        );
+        let err =
+            settings(&[("AUTH_DISABLED", "true"), ("SERVICE_ENV", "production")]).unwrap_err();
+        assert_eq!(err.variable, "AUTH_DISABLED");
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let s = settings(&[
+            ("AUTH_JWT_SECRET", "hunter2-jwt"),
+            (
+                "TOKEN_ENCRYPTION_KEY",
+                "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+            ),
+        ])
+        .unwrap();
+        let debug = format!("{s:?}");
+        assert!(!debug.contains("hunter2"));
+        assert!(debug.contains("[redacted]"));
+        assert_eq!(s.token_encryption_key.unwrap().expose()[31], 31);
+    }
+}

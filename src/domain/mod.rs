@@ -1,0 +1,20 @@
+//! The domain model of a glucose reading: types that can only hold valid values.
+//!
+//! Nothing here knows about HTTP, databases or Dexcom's wire format. Raw input is
+//! parsed into these types once, at the edges (see `pipeline::wire`, `store::*`).
+
+mod device;
+mod error;
+mod glucose;
+mod reading;
+mod time;
+mod trend;
+mod user_id;
+
+pub use device::DeviceInfo;
+pub use error::FieldError;
+pub use glucose::{Glucose, GlucoseUnit, MgDl, SensorStatus, MMOL_TO_MG_DL};
+pub use reading::{Reading, ReadingType, Resolution, Source, StoredReading};
+pub use time::{ReadingTime, TimePolicy};
+pub use trend::{Trend, TrendRate};
+pub use user_id::UserId;

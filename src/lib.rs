@@ -1,0 +1,16 @@
+//! cgm-hub: collects continuous glucose monitor readings, validates and stores
+//! them, and serves them.
+//!
+//! Data flows `sources` → `pipeline` → `store` → `events`, and `api` serves it.
+//! `domain` holds the types every layer shares; it depends on no web, database
+//! or cloud crate.
+
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod domain;
+pub mod events;
+pub mod pipeline;
+pub mod sources;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,123 @@
+//! The ingest pipeline every source feeds: parse → validate → dedup/store → publish.
+//!
+//! Sources (HTTP, demo, later Dexcom) turn their own formats into domain `Reading`s
+//! (or per-record errors); the pipeline applies the time policy, stores the valid
+//! ones in one atomic batch, counts everything, and publishes what changed.
+//! Invalid records are returned with their reasons, never silently dropped.
+
+pub mod wire;
+
+use std::sync::Arc;
+
+use chrono::Utc;
+
+use crate::domain::{FieldError, Reading, ReadingTime, TimePolicy};
+use crate::events::{Event, EventBus, EventKind, ReadingChange};
+use crate::store::{Outcome, Store, StoreError, Upserted};
+
+/// The fate of one submitted record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RecordResult {
+    Stored(ReadingTime, Upserted),
+    Rejected(Vec<FieldError>),
+}
+
+#[derive(Clone)]
+pub struct Pipeline {
+    store: Arc<dyn Store>,
+    events: Arc<dyn EventBus>,
+    policy: TimePolicy,
+}
+
+impl Pipeline {
+    pub fn new(store: Arc<dyn Store>, events: Arc<dyn EventBus>, policy: TimePolicy) -> Self {
+        Self {
+            store,
+            events,
+            policy,
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Validates and stores a batch of parsed records; returns one result per input,
+    /// in order. When this returns Ok, every stored record is durable.
+    pub async fn ingest(
+        &self,
+        batch: Vec<Result<Reading, Vec<FieldError>>>,
+    ) -> Result<Vec<RecordResult>, StoreError> {
+        let now = Utc::now();
+        let mut results: Vec<Option<RecordResult>> = Vec::with_capacity(batch.len());
+        let mut valid = Vec::new();
+        let mut positions = Vec::new();
+        for (i, record) in batch.into_iter().enumerate() {
+            let checked = record.and_then(|r| match self.policy.check(r.timestamp, now) {
+                Ok(_) => Ok(r),
+                Err(e) => Err(vec![e]),
+            });
+            match checked {
+                Ok(reading) => {
+                    positions.push(i);
+                    valid.push(reading);
+                    results.push(None);
+                }
+                Err(errors) => {
+                    for e in &errors {
+                        metrics::counter!("readings_rejected_total", "reason" => e.reason().to_owned())
+                            .increment(1);
+                    }
+                    results.push(Some(RecordResult::Rejected(errors)));
+                }
+            }
+        }
+        if valid.is_empty() {
+            return Ok(results.into_iter().flatten().collect());
+        }
+
+        let stored = self.store.upsert_readings(valid.clone()).await?;
+        let mut events = Vec::new();
+        for ((i, reading), upserted) in positions.into_iter().zip(valid).zip(stored) {
+            metrics::counter!(
+                "readings_ingested_total",
+                "source" => reading.source.as_str().to_owned(),
+                "outcome" => upserted.outcome.as_str()
+            )
+            .increment(1);
+            if let Some(event) = change_event(&reading, &upserted) {
+                events.push(event);
+            }
+            results[i] = Some(RecordResult::Stored(reading.timestamp, upserted));
+        }
+        if !events.is_empty() {
+            self.events.publish(events);
+        }
+        Ok(results.into_iter().flatten().collect())
+    }
+}
+
+fn change_event(reading: &Reading, upserted: &Upserted) -> Option<Event> {
+    let change = || ReadingChange {
+        user_id: reading.user_id.to_string(),
+        timestamp: reading.timestamp.to_rfc3339(),
+        glucose_value: reading.glucose.mg_dl().get(),
+        status: reading.glucose.status().map(|s| s.as_str()),
+        source: reading.source.to_string(),
+        version: upserted.version,
+    };
+    match upserted.outcome {
+        Outcome::Inserted => Some(Event::new(EventKind::ReadingCreated(change()))),
+        Outcome::Updated => {
+            tracing::info!(
+                user_id = %reading.user_id,
+                timestamp = %reading.timestamp.to_rfc3339(),
+                version = upserted.version,
+                source = %reading.source,
+                "reading replaced under the conflict rule"
+            );
+            Some(Event::new(EventKind::ReadingUpdated(change())))
+        }
+        Outcome::Duplicate(_) => None,
+    }
+}

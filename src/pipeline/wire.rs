@@ -1,0 +1,276 @@
+//! The service's own reading input format (HTTP and JSON imports), parsed once into
+//! a domain `Reading`. Every problem is reported with the field's JSON pointer.
+
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use crate::domain::{
+    DeviceInfo, FieldError, Glucose, GlucoseUnit, Reading, ReadingTime, ReadingType, SensorStatus,
+    Source, Trend, TrendRate, UserId,
+};
+
+/// A reading as clients send it. Unknown fields are rejected so typos are not lost
+/// silently; `version`, `created_at` and `updated_at` are server-assigned and ignored,
+/// so a reading read from the API can be posted back unchanged.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReadingInput {
+    /// Optional; when present it must equal the user id in the path.
+    pub user_id: Option<String>,
+    /// RFC 3339; offsets are converted to UTC, sub-seconds dropped.
+    #[schema(example = "2023-08-15T14:30:00Z")]
+    pub timestamp: String,
+    /// In `glucose_unit`; null only with `status` low/high.
+    #[schema(example = 120)]
+    pub glucose_value: Option<f64>,
+    #[schema(value_type = Option<String>, example = "mg/dL")]
+    pub glucose_unit: Option<GlucoseUnit>,
+    /// Canonical, Dexcom or Nightscout trend name.
+    #[schema(example = "steady")]
+    pub trend_direction: Option<String>,
+    /// mg/dL per minute.
+    pub trend_rate: Option<f64>,
+    pub device_info: Option<DeviceInfoInput>,
+    /// `CGM` (default), `manual` or `calibration`.
+    pub reading_type: Option<String>,
+    /// Lowercase source name; defaults to `manual` for manual readings, else `api`.
+    pub source: Option<String>,
+    /// `low` or `high` for values beyond the sensor's range.
+    pub status: Option<String>,
+    pub source_record_id: Option<String>,
+    pub display_offset_minutes: Option<i16>,
+    #[schema(ignore)]
+    pub version: Option<IgnoredAny>,
+    #[schema(ignore)]
+    pub created_at: Option<IgnoredAny>,
+    #[schema(ignore)]
+    pub updated_at: Option<IgnoredAny>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceInfoInput {
+    pub device_id: Option<String>,
+    pub serial_number: Option<String>,
+    pub transmitter_id: Option<String>,
+}
+
+const MAX_RECORD_ID_LEN: usize = 128;
+
+/// Collects field errors while parsing goes on, so one response lists them all.
+struct Errors(Vec<FieldError>);
+
+impl Errors {
+    fn keep<T>(&mut self, result: Result<T, FieldError>) -> Option<T> {
+        result.map_err(|e| self.0.push(e)).ok()
+    }
+}
+
+impl ReadingInput {
+    /// Parses into a `Reading` for `owner`, collecting every field error.
+    pub fn into_reading(self, owner: &UserId) -> Result<Reading, Vec<FieldError>> {
+        let mut errors = Errors(Vec::new());
+
+        if let Some(given) = &self.user_id {
+            if given != owner.as_str() {
+                errors.keep(Err::<(), _>(FieldError::new(
+                    "user_id",
+                    "does not match the user id in the path",
+                )));
+            }
+        }
+        let timestamp = errors.keep(ReadingTime::parse_rfc3339(&self.timestamp));
+        let status = errors.keep(
+            self.status
+                .as_deref()
+                .map(|s| {
+                    SensorStatus::parse(s)
+                        .ok_or_else(|| FieldError::new("status", "must be \"low\" or \"high\""))
+                })
+                .transpose(),
+        );
+        let glucose = errors.keep(Glucose::parse(
+            self.glucose_value,
+            self.glucose_unit.unwrap_or_default(),
+            status.flatten(),
+        ));
+        let trend = errors.keep(
+            self.trend_direction
+                .as_deref()
+                .map(Trend::parse)
+                .transpose(),
+        );
+        let trend_rate = errors.keep(self.trend_rate.map(TrendRate::new).transpose());
+        let device = errors.keep(match self.device_info {
+            None => Ok(DeviceInfo::default()),
+            Some(d) => DeviceInfo::parse(d.device_id, d.serial_number, d.transmitter_id),
+        });
+        let reading_type = errors.keep(
+            self.reading_type
+                .as_deref()
+                .map_or(Ok(ReadingType::Cgm), ReadingType::parse),
+        );
+        let source = errors.keep(match (&self.source, reading_type) {
+            (Some(s), _) => Source::parse(s),
+            (None, Some(ReadingType::Manual)) => Ok(Source::manual()),
+            (None, _) => Ok(Source::api()),
+        });
+        let source_record_id = errors.keep(match self.source_record_id {
+            Some(id) if id.len() > MAX_RECORD_ID_LEN => Err(FieldError::new(
+                "source_record_id",
+                format!("must be at most {MAX_RECORD_ID_LEN} characters"),
+            )),
+            other => Ok(other),
+        });
+        let display_offset_minutes = errors.keep(match self.display_offset_minutes {
+            Some(m) if m.abs() > 24 * 60 => Err(FieldError::new(
+                "display_offset_minutes",
+                "must be within ±1440 minutes",
+            )),
+            other => Ok(other),
+        });
+
+        match (
+            timestamp,
+            glucose,
+            trend,
+            trend_rate,
+            device,
+            reading_type,
+            source,
+            source_record_id,
+            display_offset_minutes,
+        ) {
+            (
+                Some(timestamp),
+                Some(glucose),
+                Some(trend),
+                Some(trend_rate),
+                Some(device),
+                Some(reading_type),
+                Some(source),
+                Some(source_record_id),
+                Some(display_offset_minutes),
+            ) if errors.0.is_empty() => Ok(Reading {
+                user_id: owner.clone(),
+                timestamp,
+                glucose,
+                trend,
+                trend_rate,
+                device,
+                reading_type,
+                source,
+                source_record_id,
+                display_offset_minutes,
+            }),
+            _ => Err(errors.0),
+        }
+    }
+}
+
+/// Parses one JSON record (raw text) into a reading, reporting the failing field's
+/// pointer for type errors and unknown fields as well as for invalid values.
+pub fn parse_record(json: &str, owner: &UserId) -> Result<Reading, Vec<FieldError>> {
+    let mut de = serde_json::Deserializer::from_str(json);
+    match serde_path_to_error::deserialize::<_, ReadingInput>(&mut de) {
+        Ok(input) => input.into_reading(owner),
+        Err(err) => {
+            let pointer = json_pointer(err.path());
+            let inner = err.into_inner();
+            let message = describe_serde_error(&inner);
+            Err(vec![FieldError::new(&pointer, message)])
+        }
+    }
+}
+
+/// serde's messages end in "at line 1 column 42"; the pointer already says where.
+fn describe_serde_error(err: &serde_json::Error) -> String {
+    let text = err.to_string();
+    match text.rfind(" at line ") {
+        Some(i) => text[..i].to_owned(),
+        None => text,
+    }
+}
+
+fn json_pointer(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut pointer = String::new();
+    for segment in path.iter() {
+        match segment {
+            Segment::Seq { index } => pointer.push_str(&format!("/{index}")),
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                pointer.push('/');
+                pointer.push_str(&key.replace('~', "~0").replace('/', "~1"));
+            }
+            Segment::Unknown => {}
+        }
+    }
+    pointer
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn owner() -> UserId {
+        UserId::parse("user123").unwrap()
+    }
+
+    #[test]
+    fn contract_example_parses() {
+        let json = r#"{"user_id":"user123","timestamp":"2023-08-15T14:30:00Z","glucose_value":120,
+            "glucose_unit":"mg/dL","trend_direction":"steady","trend_rate":0.1,
+            "device_info":{"device_id":"G6-12345","serial_number":"SN12345678","transmitter_id":"TX12345"},
+            "reading_type":"CGM","source":"dexcom","version":1,"created_at":"x","updated_at":"y"}"#;
+        let r = parse_record(json, &owner()).unwrap();
+        assert_eq!(r.glucose.mg_dl().get(), 120);
+        assert_eq!(r.trend, Some(Trend::Steady));
+        assert_eq!(r.device.transmitter_id(), Some("TX12345"));
+    }
+
+    #[test]
+    fn errors_name_their_fields() {
+        let cases = [
+            (
+                r#"{"timestamp":"2023-08-15T14:30:00Z","glucose_value":"high"}"#,
+                "/glucose_value",
+            ),
+            (
+                r#"{"timestamp":"2023-08-15T14:30:00Z","glucose_value":100,"colour":1}"#,
+                "/colour",
+            ),
+            (
+                r#"{"timestamp":"2023-08-15T14:30:00Z","glucose_value":601}"#,
+                "/glucose_value",
+            ),
+            (r#"{"timestamp":"nope","glucose_value":100}"#, "/timestamp"),
+            (
+                r#"{"timestamp":"2023-08-15T14:30:00Z","glucose_value":100,"device_info":{"x":1}}"#,
+                "/device_info/x",
+            ),
+            (
+                r#"{"timestamp":"2023-08-15T14:30:00Z","glucose_value":100,"user_id":"other"}"#,
+                "/user_id",
+            ),
+        ];
+        for (json, pointer) in cases {
+            let errors = parse_record(json, &owner()).unwrap_err();
+            assert_eq!(errors[0].pointer, pointer, "{json}");
+        }
+    }
+
+    #[test]
+    fn all_errors_are_reported_at_once() {
+        let json = r#"{"timestamp":"bad","glucose_value":5,"trend_direction":"sideways"}"#;
+        let pointers: Vec<_> = parse_record(json, &owner())
+            .unwrap_err()
+            .into_iter()
+            .map(|e| e.pointer)
+            .collect();
+        assert_eq!(
+            pointers,
+            ["/timestamp", "/glucose_value", "/trend_direction"]
+        );
+    }
+}

@@ -1,0 +1,103 @@
+//! Feeds the synthetic demo patients into the pipeline: a backfilled history at
+//! start, then each new 5-minute sample as it "arrives", so a newcomer sees
+//! readings flow through the same path as real data.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::watch;
+
+use super::demo::{demo_patients, DemoPatient, DemoSample, SensorLevel};
+use crate::domain::{
+    DeviceInfo, Glucose, MgDl, Reading, ReadingTime, ReadingType, SensorStatus, Source, Trend,
+    TrendRate, UserId,
+};
+use crate::pipeline::{Pipeline, RecordResult};
+
+const TICK: Duration = Duration::from_secs(60);
+
+/// Converts one synthetic sample into a domain reading, as a CGM would report it.
+pub fn to_reading(patient: &DemoPatient, user: &UserId, s: &DemoSample) -> Option<Reading> {
+    let glucose = match s.level {
+        SensorLevel::Low => Glucose::out_of_range(SensorStatus::Low),
+        SensorLevel::High => Glucose::out_of_range(SensorStatus::High),
+        SensorLevel::InRange => Glucose::value(MgDl::new(s.glucose_mg_dl).ok()?),
+    };
+    let rate = s.trend_rate.and_then(|r| TrendRate::new(r).ok());
+    Some(Reading {
+        user_id: user.clone(),
+        timestamp: ReadingTime::from_utc(s.timestamp),
+        glucose,
+        trend: Some(rate.map_or(Trend::NotComputable, |r| Trend::from_rate(r.get()))),
+        trend_rate: rate,
+        device: DeviceInfo::parse(
+            Some(format!("{}-demo", patient.device_model)),
+            Some(patient.serial_number.to_owned()),
+            Some(patient.transmitter_id.to_owned()),
+        )
+        .ok()?,
+        reading_type: ReadingType::Cgm,
+        source: Source::demo(),
+        source_record_id: None,
+        display_offset_minutes: None,
+    })
+}
+
+/// Writes every demo sample in `[from, to)` through the pipeline; returns how many
+/// were newly inserted.
+pub async fn feed_window(
+    pipeline: &Pipeline,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<usize, crate::store::StoreError> {
+    let mut inserted = 0;
+    for patient in demo_patients() {
+        let Ok(user) = UserId::parse(patient.user_id) else {
+            continue;
+        };
+        let samples = patient.samples(from, to);
+        for chunk in samples.chunks(5_000) {
+            let batch = chunk
+                .iter()
+                .filter_map(|s| to_reading(&patient, &user, s))
+                .map(Ok)
+                .collect();
+            inserted += pipeline
+                .ingest(batch)
+                .await?
+                .iter()
+                .filter(|r| {
+                    matches!(r, RecordResult::Stored(_, u) if u.outcome == crate::store::Outcome::Inserted)
+                })
+                .count();
+        }
+    }
+    Ok(inserted)
+}
+
+/// Backfills `backfill_days` of history, then keeps writing new samples until
+/// `shutdown` fires. Re-running is harmless: dedup makes it idempotent.
+pub async fn run(pipeline: Pipeline, backfill_days: u32, mut shutdown: watch::Receiver<bool>) {
+    let now = Utc::now();
+    let mut from = now - chrono::Duration::days(i64::from(backfill_days));
+    let patients: Vec<_> = demo_patients().iter().map(|p| p.user_id).collect();
+    tracing::info!(?patients, backfill_days, "demo source starting");
+    loop {
+        let to = Utc::now();
+        match feed_window(&pipeline, from, to).await {
+            Ok(n) if n > 0 => {
+                tracing::info!(inserted = n, "demo source wrote readings");
+                from = to;
+            }
+            Ok(_) => from = to,
+            Err(e) => {
+                tracing::warn!(error = %e, "demo source could not store readings; will retry")
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(TICK) => {}
+            _ = shutdown.changed() => break,
+        }
+    }
+    tracing::info!("demo source stopped");
+}

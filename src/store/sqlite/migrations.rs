@@ -1,0 +1,44 @@
+//! Embedded schema migrations, applied in order at open; each runs in its own transaction.
+
+use rusqlite::Connection;
+
+use crate::store::StoreError;
+
+/// (version, SQL). Append only: never edit a migration that has shipped.
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/0001_readings.sql"))];
+
+pub fn apply(conn: &mut Connection) -> Result<(), StoreError> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version INTEGER PRIMARY KEY,
+             applied_at_ms INTEGER NOT NULL
+         )",
+    )
+    .map_err(super::internal)?;
+    let current: i64 = conn
+        .query_row(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(super::internal)?;
+    let newest = MIGRATIONS.last().map_or(0, |(v, _)| *v);
+    if current > newest {
+        return Err(StoreError::Internal(format!(
+            "database schema version {current} is newer than this build knows ({newest}); \
+             refusing to run an older cgm-hub against it"
+        )));
+    }
+    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+        let tx = conn.transaction().map_err(super::internal)?;
+        tx.execute_batch(sql).map_err(super::internal)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, applied_at_ms) VALUES (?1, ?2)",
+            (version, chrono::Utc::now().timestamp_millis()),
+        )
+        .map_err(super::internal)?;
+        tx.commit().map_err(super::internal)?;
+        tracing::info!(version, "applied sqlite migration");
+    }
+    Ok(())
+}

@@ -1,0 +1,292 @@
+//! The embedded default backend: one SQLite file in WAL mode.
+//!
+//! SQLite allows one writer at a time, so all writes go through a single writer
+//! connection (which also makes each batch's dedup + conflict rule atomic), while
+//! reads use a small fixed set of reader connections that WAL lets run alongside
+//! the writer. rusqlite is synchronous: every call runs on tokio's blocking pool,
+//! never on an async worker. The pool is hand-rolled (a few mutexes) because the
+//! pool crates pin other rusqlite versions than the one that coexists with sqlx.
+
+mod migrations;
+mod rows;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+
+use super::{DuplicateKind, Order, Outcome, Scan, Store, StoreError, Upserted};
+use crate::domain::{Resolution, StoredReading, UserId};
+
+const READERS: usize = 4;
+
+/// How hard a commit is pushed to disk. `Full` (the default) survives power loss;
+/// `Normal` survives a crash of the process, which is all WAL needs for that.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    #[default]
+    Full,
+    Normal,
+}
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: AtomicUsize,
+}
+
+pub(crate) fn internal(e: rusqlite::Error) -> StoreError {
+    match e {
+        rusqlite::Error::SqliteFailure(ref f, _)
+            if matches!(
+                f.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ) =>
+        {
+            StoreError::Unavailable(e.to_string())
+        }
+        other => StoreError::Internal(other.to_string()),
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating it and its folder if needed) the database at `path` and
+    /// applies pending migrations.
+    pub fn open(path: &Path, durability: Durability) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
+            })?;
+        }
+        let mut writer = Connection::open(path).map_err(internal)?;
+        configure(&writer, durability)?;
+        writer
+            .pragma_update(None, "journal_mode", "WAL")
+            .map_err(internal)?;
+        migrations::apply(&mut writer)?;
+        let readers = (0..READERS)
+            .map(|_| {
+                let conn = Connection::open_with_flags(
+                    path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .map_err(internal)?;
+                configure(&conn, durability)?;
+                Ok(Mutex::new(conn))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path: path.to_owned(),
+                writer: Mutex::new(writer),
+                readers,
+                next_reader: AtomicUsize::new(0),
+            }),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || f(&mut lock(&inner.writer)))
+            .await
+            .map_err(|e| StoreError::Internal(format!("sqlite writer task failed: {e}")))?
+    }
+
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || f(&inner.reader()))
+            .await
+            .map_err(|e| StoreError::Internal(format!("sqlite reader task failed: {e}")))?
+    }
+}
+
+impl Inner {
+    /// A free reader if there is one, else wait for the next in round-robin order.
+    fn reader(&self) -> MutexGuard<'_, Connection> {
+        let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
+        for i in 0..self.readers.len() {
+            if let Ok(guard) = self.readers[(start + i) % self.readers.len()].try_lock() {
+                return guard;
+            }
+        }
+        lock(&self.readers[start % self.readers.len()])
+    }
+}
+
+/// A poisoned lock only means another thread panicked mid-call; SQLite rolled its
+/// transaction back, so the connection is still usable.
+fn lock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn configure(conn: &Connection, durability: Durability) -> Result<(), StoreError> {
+    conn.busy_timeout(Duration::from_secs(5))
+        .map_err(internal)?;
+    let sync = match durability {
+        Durability::Full => "FULL",
+        Durability::Normal => "NORMAL",
+    };
+    conn.pragma_update(None, "synchronous", sync)
+        .map_err(internal)?;
+    conn.set_prepared_statement_cache_capacity(32);
+    Ok(())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn upsert_readings(
+        &self,
+        readings: Vec<crate::domain::Reading>,
+    ) -> Result<Vec<Upserted>, StoreError> {
+        self.write(move |conn| {
+            let now = Utc::now();
+            let now_ms = now.timestamp_millis();
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(internal)?;
+            let mut results = Vec::with_capacity(readings.len());
+            {
+                let mut insert = tx
+                    .prepare_cached(&format!(
+                        "INSERT INTO readings ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, \
+                         ?10, ?11, ?12, ?13, ?14, ?15, ?16) ON CONFLICT (user_id, ts) DO NOTHING",
+                        rows::COLUMNS
+                    ))
+                    .map_err(internal)?;
+                let mut existing = tx
+                    .prepare_cached(&format!(
+                        "SELECT {} FROM readings WHERE user_id = ?1 AND ts = ?2",
+                        rows::COLUMNS
+                    ))
+                    .map_err(internal)?;
+                let mut replace = tx
+                    .prepare_cached(
+                        "UPDATE readings SET glucose_mg_dl = ?3, status = ?4, trend = ?5, \
+                         trend_rate = ?6, reading_type = ?7, source = ?8, device_id = ?9, \
+                         serial_number = ?10, transmitter_id = ?11, source_record_id = ?12, \
+                         display_offset_minutes = ?13, version = version + 1, updated_at_ms = ?14 \
+                         WHERE user_id = ?1 AND ts = ?2",
+                    )
+                    .map_err(internal)?;
+                for reading in &readings {
+                    if rows::insert(&mut insert, reading, now_ms).map_err(internal)? == 1 {
+                        results.push(Upserted {
+                            outcome: Outcome::Inserted,
+                            version: 1,
+                            updated_at: now,
+                        });
+                        continue;
+                    }
+                    let stored = existing
+                        .query_row(
+                            (reading.user_id.as_str(), reading.timestamp.unix_seconds()),
+                            rows::read_row,
+                        )
+                        .map_err(internal)??;
+                    let result = match reading.resolve_against(&stored.reading) {
+                        Resolution::Identical => duplicate(&stored, DuplicateKind::Identical),
+                        Resolution::KeepExisting => {
+                            duplicate(&stored, DuplicateKind::SensorPrecedence)
+                        }
+                        Resolution::Replace => {
+                            rows::replace(&mut replace, reading, now_ms).map_err(internal)?;
+                            Upserted {
+                                outcome: Outcome::Updated,
+                                version: stored.version + 1,
+                                updated_at: now,
+                            }
+                        }
+                    };
+                    results.push(result);
+                }
+            }
+            tx.commit().map_err(internal)?;
+            Ok(results)
+        })
+        .await
+    }
+
+    async fn latest_reading(&self, user: &UserId) -> Result<Option<StoredReading>, StoreError> {
+        let user = user.clone();
+        self.read(move |conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {} FROM readings WHERE user_id = ?1 ORDER BY ts DESC LIMIT 1",
+                rows::COLUMNS
+            ))
+            .map_err(internal)?
+            .query_row([user.as_str()], rows::read_row)
+            .optional()
+            .map_err(internal)?
+            .transpose()
+        })
+        .await
+    }
+
+    async fn scan_readings(&self, scan: Scan) -> Result<Vec<StoredReading>, StoreError> {
+        self.read(move |conn| {
+            let direction = match scan.order {
+                Order::Asc => "ASC",
+                Order::Desc => "DESC",
+            };
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {} FROM readings WHERE user_id = ?1 AND ts >= ?2 AND ts < ?3 \
+                     ORDER BY ts {direction} LIMIT ?4",
+                    rows::COLUMNS
+                ))
+                .map_err(internal)?;
+            let limit = i64::try_from(scan.limit).unwrap_or(i64::MAX);
+            let rows = stmt
+                .query_map(
+                    (scan.user_id.as_str(), scan.from, scan.until, limit),
+                    rows::read_row,
+                )
+                .map_err(internal)?;
+            let mut out = Vec::with_capacity(scan.limit.min(1024));
+            for row in rows {
+                out.push(row.map_err(internal)??);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())).map_err(internal))
+            .await
+    }
+}
+
+fn duplicate(stored: &StoredReading, kind: DuplicateKind) -> Upserted {
+    Upserted {
+        outcome: Outcome::Duplicate(kind),
+        version: stored.version,
+        updated_at: stored.updated_at,
+    }
+}

@@ -1,0 +1,74 @@
+//! Logs (structured JSON or pretty, via tracing) and metrics (Prometheus).
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{LogFormat, Settings};
+
+/// Installs the global log subscriber. Safe to call more than once (tests).
+pub fn init_logging(settings: &Settings) {
+    let filter = EnvFilter::builder()
+        .with_default_directive(settings.log_level.into())
+        .from_env_lossy()
+        .add_directive("hyper=warn".parse().expect("static directive"))
+        .add_directive("h2=warn".parse().expect("static directive"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stdout);
+    let _ = match settings.log_format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+        LogFormat::Pretty => builder.try_init(),
+    };
+}
+
+/// Latency buckets in seconds, from sub-millisecond to the request timeout range.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// The process-wide Prometheus recorder (metrics macros record into one global).
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let handle = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), LATENCY_BUCKETS)
+                .expect("buckets are non-empty")
+                .install_recorder()
+                .expect("no other metrics recorder is installed");
+            describe_metrics();
+            handle
+        })
+        .clone()
+}
+
+fn describe_metrics() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(
+        "http_requests_total",
+        "HTTP requests by method, route and status"
+    );
+    describe_histogram!(
+        "http_request_duration_seconds",
+        Unit::Seconds,
+        "HTTP request latency by method and route"
+    );
+    describe_counter!(
+        "readings_ingested_total",
+        "Readings accepted by the pipeline, by source and outcome (inserted, updated, duplicate)"
+    );
+    describe_counter!(
+        "readings_rejected_total",
+        "Readings rejected by validation, by the offending field"
+    );
+    describe_counter!("events_published_total", "Domain events published, by type");
+    describe_gauge!("build_info", "Always 1; labels carry the version");
+    metrics::gauge!("build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+}

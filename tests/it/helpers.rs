@@ -1,0 +1,249 @@
+//! Shared test fixtures: readings, stores, a running app, and the real binary.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cgm_hub::app::App;
+use cgm_hub::config::Settings;
+use cgm_hub::domain::{
+    DeviceInfo, Glucose, MgDl, Reading, ReadingTime, ReadingType, Source, Trend, TrendRate, UserId,
+};
+use cgm_hub::store::sqlite::{Durability, SqliteStore};
+use cgm_hub::store::Store;
+use chrono::{DateTime, Duration as ChronoDuration, DurationRound, Utc};
+use serde_json::{json, Value};
+use tempfile::TempDir;
+
+pub fn user(id: &str) -> UserId {
+    UserId::parse(id).expect("valid test user id")
+}
+
+/// A recent instant on the 5-minute grid, `slot` grid steps before a fixed anchor.
+pub fn slot(slot: i64) -> ReadingTime {
+    let anchor = Utc::now()
+        .duration_trunc(ChronoDuration::days(1))
+        .expect("truncation")
+        - ChronoDuration::days(2);
+    ReadingTime::from_utc(anchor + ChronoDuration::minutes(5 * slot))
+}
+
+pub fn reading(user_id: &str, at: ReadingTime, mg_dl: u16, kind: ReadingType) -> Reading {
+    Reading {
+        user_id: user(user_id),
+        timestamp: at,
+        glucose: Glucose::value(MgDl::new(mg_dl).expect("in range")),
+        trend: Some(Trend::Steady),
+        trend_rate: Some(TrendRate::new(0.1).expect("in range")),
+        device: DeviceInfo::parse(Some("G7-1".into()), Some("SN1".into()), Some("TX1".into()))
+            .expect("valid device"),
+        reading_type: kind,
+        source: if kind == ReadingType::Manual {
+            Source::manual()
+        } else {
+            Source::dexcom()
+        },
+        source_record_id: None,
+        display_offset_minutes: None,
+    }
+}
+
+pub fn cgm(user_id: &str, at: ReadingTime, mg_dl: u16) -> Reading {
+    reading(user_id, at, mg_dl, ReadingType::Cgm)
+}
+
+/// A store under test plus whatever keeps its backing resources alive.
+pub struct TestStore {
+    pub store: Arc<dyn Store>,
+    _guard: TempDir,
+}
+
+pub async fn sqlite_store() -> TestStore {
+    let dir = TempDir::new().expect("temp dir");
+    let store = SqliteStore::open(&dir.path().join("test.db"), Durability::Normal)
+        .expect("open sqlite store");
+    TestStore {
+        store: Arc::new(store),
+        _guard: dir,
+    }
+}
+
+/// The real router on a random port, in this process, over a temporary SQLite file.
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub store: Arc<dyn Store>,
+    _dir: TempDir,
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(&[]).await
+    }
+
+    pub async fn spawn_with(overrides: &[(&str, &str)]) -> Self {
+        let dir = TempDir::new().expect("temp dir");
+        let mut vars: HashMap<String, String> = HashMap::from([
+            (
+                "SQLITE_PATH".into(),
+                dir.path().join("app.db").display().to_string(),
+            ),
+            ("AUTH_DISABLED".into(), "true".into()),
+            ("SQLITE_SYNCHRONOUS".into(), "normal".into()),
+        ]);
+        for (k, v) in overrides {
+            vars.insert((*k).into(), (*v).into());
+        }
+        let settings = Settings::from_vars(&vars).expect("test settings are valid");
+        let app = App::build(settings).expect("app builds");
+        let store = app.state.store.clone();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(app.serve(listener, async move {
+            let _ = rx.await;
+        }));
+        Self {
+            base,
+            client: reqwest::Client::new(),
+            store,
+            _dir: dir,
+            _shutdown: tx,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("request")
+    }
+}
+
+/// A reading in the contract's JSON input format.
+pub fn reading_json(at: DateTime<Utc>, mg_dl: u16) -> Value {
+    json!({
+        "timestamp": at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "glucose_value": mg_dl,
+        "trend_direction": "flat",
+        "trend_rate": 0.2,
+        "device_info": {"device_id": "G7-1", "serial_number": "SN1", "transmitter_id": "TX1"},
+        "reading_type": "CGM",
+        "source": "dexcom"
+    })
+}
+
+/// Asserts the error envelope and returns its `error` object.
+pub async fn expect_error(response: reqwest::Response, status: u16, code: &str) -> Value {
+    assert_eq!(response.status().as_u16(), status, "status");
+    assert!(
+        response.headers().contains_key("x-request-id"),
+        "x-request-id on errors"
+    );
+    let body: Value = response.json().await.expect("error body is JSON");
+    assert_eq!(body["status"], "error", "{body}");
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    body["error"].clone()
+}
+
+/// The compiled `cgm-hub` binary, started with a fresh environment.
+pub struct Binary {
+    pub child: Child,
+    pub base: String,
+}
+
+impl Binary {
+    pub fn start(db: &Path, port: u16) -> Self {
+        let exe = PathBuf::from(env!("CARGO_BIN_EXE_cgm-hub"));
+        let child = Command::new(exe)
+            .arg("serve")
+            .current_dir(db.parent().expect("db has a folder"))
+            .env_clear()
+            .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+            .env("SQLITE_PATH", db)
+            .env("AUTH_DISABLED", "true")
+            .env("LOG_LEVEL", "WARNING")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn cgm-hub");
+        Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    pub async fn wait_healthy(&mut self, client: &reqwest::Client) {
+        for _ in 0..200 {
+            if let Ok(r) = client.get(format!("{}/health", self.base)).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            assert!(
+                self.child.try_wait().expect("poll child").is_none(),
+                "cgm-hub exited early"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("cgm-hub did not become healthy");
+    }
+
+    /// SIGKILL: no shutdown hooks run.
+    pub fn kill_hard(&mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reap");
+    }
+}
+
+impl Drop for Binary {
+    /// A failed test must not leave a server behind.
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}

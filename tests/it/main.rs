@@ -1,0 +1,7 @@
+//! The one integration-test binary (one link step instead of one per file).
+
+mod helpers;
+mod http_errors;
+mod http_readings;
+mod process;
+mod store_conformance;

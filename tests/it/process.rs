@@ -1,0 +1,146 @@
+//! The real binary: every reading acknowledged with a 2xx survives SIGKILL.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DurationRound, Utc};
+use serde_json::{json, Value};
+use tempfile::TempDir;
+
+use crate::helpers::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_readings_survive_sigkill() {
+    let dir = TempDir::new().unwrap();
+    let db = dir.path().join("crash.db");
+    let client = reqwest::Client::new();
+    let mut server = Binary::start(&db, free_port());
+    server.wait_healthy(&client).await;
+
+    // Writers keep posting batches until the process dies under them.
+    // Far enough back that the writers never run into the future (~1M slots).
+    let start = Utc::now()
+        .duration_trunc(chrono::Duration::hours(1))
+        .unwrap()
+        - chrono::Duration::days(3600);
+    let acked = Arc::new(std::sync::Mutex::new(BTreeSet::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..3)
+        .map(|w| {
+            let (client, base, acked, stop) = (
+                client.clone(),
+                server.base.clone(),
+                acked.clone(),
+                stop.clone(),
+            );
+            tokio::spawn(async move {
+                let mut batch_no = 0i64;
+                while !stop.load(Ordering::Relaxed) {
+                    let first = (batch_no * 3 + w) * 50;
+                    let times: Vec<_> = (first..first + 50)
+                        .map(|i| start + chrono::Duration::minutes(5 * i))
+                        .collect();
+                    let readings: Vec<Value> =
+                        times.iter().map(|t| reading_json(*t, 120)).collect();
+                    let sent = client
+                        .post(format!("{base}/api/bg/crash-user/readings"))
+                        .json(&json!({"readings": readings}))
+                        .send()
+                        .await;
+                    let Ok(response) = sent else { break }; // the server is gone
+                    if !response.status().is_success() {
+                        break;
+                    }
+                    let Ok(body) = response.json::<Value>().await else {
+                        break;
+                    };
+                    // Acknowledged = a 2xx whose outcome says the record is stored.
+                    let results = body["data"]["results"]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default();
+                    assert_eq!(results.len(), times.len());
+                    let mut acked = acked.lock().unwrap();
+                    for (t, r) in times.iter().zip(results) {
+                        assert_eq!(r["outcome"], "inserted", "{r}");
+                        acked.insert(t.timestamp());
+                    }
+                    batch_no += 1;
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    server.kill_hard();
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(
+        acked.len() >= 150,
+        "the writers got some batches acknowledged: {}",
+        acked.len()
+    );
+
+    let mut server = Binary::start(&db, free_port());
+    server.wait_healthy(&client).await;
+    let mut stored = BTreeSet::new();
+    let mut next = Some(format!("{}/api/bg/crash-user?limit=1000", server.base));
+    while let Some(url) = next {
+        let page: Value = client.get(&url).send().await.unwrap().json().await.unwrap();
+        for r in page["data"]["readings"].as_array().unwrap() {
+            let t = chrono::DateTime::parse_from_rfc3339(r["timestamp"].as_str().unwrap()).unwrap();
+            stored.insert(t.timestamp());
+        }
+        next = page["data"]["pagination"]["next"]
+            .as_str()
+            .map(str::to_owned);
+    }
+    let lost: Vec<_> = acked.difference(&stored).collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged readings lost, e.g. {:?}",
+        lost.len(),
+        lost.first()
+    );
+    server.kill_hard();
+}
+
+#[tokio::test]
+async fn a_bad_setting_stops_the_process_with_one_line() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cgm-hub"))
+        .arg("serve")
+        .env_clear()
+        .env("STORAGE_BACKEND", "mongodb")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("STORAGE_BACKEND"), "{stderr}");
+}
+
+#[tokio::test]
+async fn sigterm_shuts_down_cleanly() {
+    let dir = TempDir::new().unwrap();
+    let client = reqwest::Client::new();
+    let mut server = Binary::start(&dir.path().join("term.db"), free_port());
+    server.wait_healthy(&client).await;
+    let pid = server.child.id().to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for _ in 0..100 {
+        if let Some(code) = server.child.try_wait().unwrap() {
+            assert!(code.success(), "exit status {code}");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("cgm-hub did not exit after SIGTERM");
+}

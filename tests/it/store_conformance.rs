@@ -1,0 +1,398 @@
+//! One conformance suite for every `Store` backend. A backend joins by adding one
+//! `conformance!` line at the bottom; every case below then runs against it.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cgm_hub::domain::{Glucose, ReadingTime, ReadingType, SensorStatus};
+use cgm_hub::store::{fetch_page, DuplicateKind, Order, Outcome, PageRequest, Seek, Store};
+
+use crate::helpers::*;
+
+type S = Arc<dyn Store>;
+
+async fn identical_reading_is_a_duplicate(s: S) {
+    let r = cgm("u1", slot(1), 120);
+    let first = s.upsert_readings(vec![r.clone()]).await.unwrap();
+    assert_eq!(first[0].outcome, Outcome::Inserted);
+    assert_eq!(first[0].version, 1);
+    let before = s.latest_reading(&user("u1")).await.unwrap().unwrap();
+    let again = s.upsert_readings(vec![r.clone()]).await.unwrap();
+    assert_eq!(
+        again[0].outcome,
+        Outcome::Duplicate(DuplicateKind::Identical)
+    );
+    assert_eq!(again[0].version, 1);
+    let after = s.latest_reading(&user("u1")).await.unwrap().unwrap();
+    assert_eq!(
+        after, before,
+        "a duplicate changes nothing, not even updated_at"
+    );
+}
+
+async fn cgm_replaces_manual_and_bumps_version(s: S) {
+    let manual = reading("u1", slot(1), 110, ReadingType::Manual);
+    s.upsert_readings(vec![manual]).await.unwrap();
+    let before = s.latest_reading(&user("u1")).await.unwrap().unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let sensor = cgm("u1", slot(1), 118);
+    let res = s.upsert_readings(vec![sensor.clone()]).await.unwrap();
+    assert_eq!(res[0].outcome, Outcome::Updated);
+    assert_eq!(res[0].version, 2);
+    let after = s.latest_reading(&user("u1")).await.unwrap().unwrap();
+    assert_eq!(after.reading, sensor);
+    assert_eq!(after.version, 2);
+    assert_eq!(after.created_at, before.created_at, "created_at is kept");
+    assert!(
+        after.updated_at > before.updated_at,
+        "updated_at moves forward"
+    );
+}
+
+async fn manual_never_replaces_cgm(s: S) {
+    let sensor = cgm("u1", slot(1), 118);
+    s.upsert_readings(vec![sensor.clone()]).await.unwrap();
+    let before = s.latest_reading(&user("u1")).await.unwrap().unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let res = s
+        .upsert_readings(vec![reading("u1", slot(1), 90, ReadingType::Manual)])
+        .await
+        .unwrap();
+    assert_eq!(
+        res[0].outcome,
+        Outcome::Duplicate(DuplicateKind::SensorPrecedence)
+    );
+    assert_eq!(res[0].version, 1);
+    let after = s.latest_reading(&user("u1")).await.unwrap().unwrap();
+    assert_eq!(after, before, "the sensor reading and its version stay");
+}
+
+async fn newer_record_of_same_type_wins(s: S) {
+    s.upsert_readings(vec![cgm("u1", slot(1), 100)])
+        .await
+        .unwrap();
+    let second = s
+        .upsert_readings(vec![cgm("u1", slot(1), 104)])
+        .await
+        .unwrap();
+    let third = s
+        .upsert_readings(vec![cgm("u1", slot(1), 107)])
+        .await
+        .unwrap();
+    assert_eq!(
+        (second[0].outcome, second[0].version),
+        (Outcome::Updated, 2)
+    );
+    assert_eq!((third[0].outcome, third[0].version), (Outcome::Updated, 3));
+    let latest = s.latest_reading(&user("u1")).await.unwrap().unwrap();
+    assert_eq!(latest.reading.glucose.mg_dl().get(), 107);
+}
+
+async fn a_batch_is_resolved_in_order(s: S) {
+    let res = s
+        .upsert_readings(vec![
+            cgm("u1", slot(1), 100),
+            cgm("u1", slot(1), 100),
+            cgm("u1", slot(1), 101),
+            cgm("u2", slot(1), 100),
+            reading("u2", slot(1), 90, ReadingType::Manual),
+        ])
+        .await
+        .unwrap();
+    let outcomes: Vec<_> = res
+        .iter()
+        .map(|r| (r.outcome.as_str(), r.version))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("inserted", 1),
+            ("duplicate", 1),
+            ("updated", 2),
+            ("inserted", 1),
+            ("duplicate", 1)
+        ]
+    );
+}
+
+async fn every_field_round_trips(s: S) {
+    let mut r = cgm("u1", slot(3), 250);
+    r.source_record_id = Some("3c5f0a7e-6d2a-4c8e-9f0b-1a2b3c4d5e6f".into());
+    r.display_offset_minutes = Some(-300);
+    let low = cgm("u1", slot(1), 100);
+    let low = cgm_hub::domain::Reading {
+        glucose: Glucose::out_of_range(SensorStatus::Low),
+        trend: None,
+        trend_rate: None,
+        ..low
+    };
+    let high = cgm_hub::domain::Reading {
+        glucose: Glucose::out_of_range(SensorStatus::High),
+        timestamp: slot(2),
+        ..low.clone()
+    };
+    s.upsert_readings(vec![low.clone(), high.clone(), r.clone()])
+        .await
+        .unwrap();
+    let page = fetch_page(s.as_ref(), &request("u1", None, None, Order::Asc, 10))
+        .await
+        .unwrap();
+    let got: Vec<_> = page.readings.into_iter().map(|x| x.reading).collect();
+    assert_eq!(got, vec![low, high, r]);
+    assert_eq!(got_status(&got[0]), Some((39, SensorStatus::Low)));
+    assert_eq!(got_status(&got[1]), Some((401, SensorStatus::High)));
+}
+
+fn got_status(r: &cgm_hub::domain::Reading) -> Option<(u16, SensorStatus)> {
+    r.glucose.status().map(|s| (r.glucose.mg_dl().get(), s))
+}
+
+async fn latest_is_the_newest_of_that_user(s: S) {
+    assert!(s.latest_reading(&user("nobody")).await.unwrap().is_none());
+    s.upsert_readings(vec![
+        cgm("u1", slot(5), 150),
+        cgm("u1", slot(9), 160),
+        cgm("u1", slot(7), 170),
+        cgm("u2", slot(20), 99),
+    ])
+    .await
+    .unwrap();
+    let latest = s.latest_reading(&user("u1")).await.unwrap().unwrap();
+    assert_eq!(latest.reading.timestamp, slot(9));
+    assert_eq!(latest.reading.glucose.mg_dl().get(), 160);
+}
+
+fn request(
+    u: &str,
+    start: Option<i64>,
+    end: Option<i64>,
+    order: Order,
+    limit: usize,
+) -> PageRequest {
+    PageRequest {
+        user_id: user(u),
+        start: start.map(slot),
+        end: end.map(slot),
+        order,
+        limit,
+        seek: None,
+    }
+}
+
+async fn seed(s: &S, u: &str, slots: std::ops::Range<i64>) {
+    let batch = slots
+        .map(|i| cgm(u, slot(i), 100 + i.rem_euclid(50) as u16))
+        .collect();
+    s.upsert_readings(batch).await.unwrap();
+}
+
+async fn range_is_start_inclusive_end_exclusive(s: S) {
+    seed(&s, "u1", 0..20).await;
+    seed(&s, "u2", 0..20).await;
+    let page = fetch_page(
+        s.as_ref(),
+        &request("u1", Some(5), Some(10), Order::Asc, 100),
+    )
+    .await
+    .unwrap();
+    let times: Vec<ReadingTime> = page.readings.iter().map(|r| r.reading.timestamp).collect();
+    assert_eq!(times, (5..10).map(slot).collect::<Vec<_>>());
+    assert!(page
+        .readings
+        .iter()
+        .all(|r| r.reading.user_id.as_str() == "u1"));
+    assert_eq!((page.next, page.prev), (None, None));
+
+    let one_second_later = ReadingTime::from_unix_seconds(slot(5).unix_seconds() + 1).unwrap();
+    let mut req = request("u1", None, Some(10), Order::Desc, 100);
+    req.start = Some(one_second_later);
+    let page = fetch_page(s.as_ref(), &req).await.unwrap();
+    let first = page.readings.first().map(|r| r.reading.timestamp);
+    let last = page.readings.last().map(|r| r.reading.timestamp);
+    assert_eq!((first, last), (Some(slot(9)), Some(slot(6))));
+
+    let empty = fetch_page(
+        s.as_ref(),
+        &request("u1", Some(30), Some(40), Order::Asc, 10),
+    )
+    .await
+    .unwrap();
+    assert!(empty.readings.is_empty() && empty.next.is_none() && empty.prev.is_none());
+}
+
+/// Walks forward with `next` to the end, then back with `prev` to the start.
+async fn walk(s: &S, order: Order, limit: usize) -> (Vec<i64>, Vec<i64>) {
+    let mut req = request("u1", Some(0), Some(103), order, limit);
+    let mut forward = Vec::new();
+    let mut pages = Vec::new();
+    loop {
+        let page = fetch_page(s.as_ref(), &req).await.unwrap();
+        assert!(page.readings.len() <= limit);
+        forward.extend(
+            page.readings
+                .iter()
+                .map(|r| r.reading.timestamp.unix_seconds()),
+        );
+        pages.push(page.readings.len());
+        match page.next {
+            Some(next) => req.seek = Some(next),
+            None => break,
+        }
+    }
+    // Back from the last page.
+    let mut backward = Vec::new();
+    let last_page = fetch_page(s.as_ref(), &req).await.unwrap();
+    backward.extend(
+        last_page
+            .readings
+            .iter()
+            .rev()
+            .map(|r| r.reading.timestamp.unix_seconds()),
+    );
+    let mut prev = last_page.prev;
+    while let Some(p) = prev {
+        assert!(matches!(p, Seek::Before(_)));
+        req.seek = Some(p);
+        let page = fetch_page(s.as_ref(), &req).await.unwrap();
+        assert!(
+            page.next.is_some(),
+            "a page reached backwards has a next page"
+        );
+        backward.extend(
+            page.readings
+                .iter()
+                .rev()
+                .map(|r| r.reading.timestamp.unix_seconds()),
+        );
+        prev = page.prev;
+    }
+    backward.reverse();
+    (forward, backward)
+}
+
+async fn pagination_visits_every_reading_once_in_both_orders(s: S) {
+    seed(&s, "u1", 0..103).await;
+    seed(&s, "u2", 0..103).await;
+    let all: Vec<i64> = (0..103).map(|i| slot(i).unix_seconds()).collect();
+    for limit in [1, 7, 10, 103, 1000] {
+        let (forward, backward) = walk(&s, Order::Asc, limit).await;
+        assert_eq!(forward, all, "asc, limit {limit}");
+        assert_eq!(backward, all, "asc back, limit {limit}");
+        let (forward, backward) = walk(&s, Order::Desc, limit).await;
+        let rev: Vec<i64> = all.iter().rev().copied().collect();
+        assert_eq!(forward, rev, "desc, limit {limit}");
+        assert_eq!(backward, rev, "desc back, limit {limit}");
+    }
+}
+
+async fn pagination_is_stable_while_readings_arrive(s: S) {
+    seed(&s, "u1", 0..50).await;
+    let mut req = request("u1", None, None, Order::Asc, 10);
+    let mut seen = Vec::new();
+    loop {
+        let page = fetch_page(s.as_ref(), &req).await.unwrap();
+        seen.extend(
+            page.readings
+                .iter()
+                .map(|r| r.reading.timestamp.unix_seconds()),
+        );
+        // New data lands behind the cursor and ahead of it meanwhile.
+        let n = seen.len() as i64;
+        seed(&s, "u1", -1 - n..-n).await;
+        seed(&s, "u1", 200 + n..201 + n).await;
+        match page.next {
+            Some(n) => req.seek = Some(n),
+            None => break,
+        }
+    }
+    let unique: BTreeSet<_> = seen.iter().collect();
+    assert_eq!(unique.len(), seen.len(), "no reading twice");
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "strictly ascending");
+    assert!(
+        (0..50).all(|i| unique.contains(&slot(i).unix_seconds())),
+        "none skipped"
+    );
+    assert!(
+        seen.iter().all(|t| *t >= slot(0).unix_seconds()),
+        "nothing from behind the cursor"
+    );
+}
+
+async fn concurrent_writers_to_one_user(s: S) {
+    // 8 writers, overlapping slots, different values: every slot ends up with exactly
+    // one row whose version equals 1 + the number of updates it received.
+    let writers = (0..8u16).map(|w| {
+        let s = s.clone();
+        tokio::spawn(async move {
+            let mut outcomes = Vec::new();
+            for chunk in 0..10i64 {
+                let batch = (chunk * 10..chunk * 10 + 20)
+                    .map(|i| cgm("u1", slot(i), 100 + w))
+                    .collect();
+                outcomes.extend(s.upsert_readings(batch).await.unwrap());
+            }
+            outcomes
+        })
+    });
+    let mut inserted = 0;
+    let mut updated = 0;
+    for w in writers {
+        for o in w.await.unwrap() {
+            match o.outcome {
+                Outcome::Inserted => inserted += 1,
+                Outcome::Updated => updated += 1,
+                Outcome::Duplicate(_) => {}
+            }
+        }
+    }
+    assert_eq!(inserted, 110, "each of the 110 slots inserted exactly once");
+    let page = fetch_page(s.as_ref(), &request("u1", None, None, Order::Asc, 1000))
+        .await
+        .unwrap();
+    assert_eq!(page.readings.len(), 110);
+    let version_sum: u32 = page.readings.iter().map(|r| r.version).sum();
+    assert_eq!(
+        version_sum as usize,
+        110 + updated,
+        "versions account for every update"
+    );
+}
+
+async fn ping_answers(s: S) {
+    s.ping().await.unwrap();
+    assert!(!s.backend().is_empty());
+}
+
+macro_rules! conformance {
+    ($backend:ident, $make:path) => {
+        mod $backend {
+            conformance!(@cases $make;
+                identical_reading_is_a_duplicate,
+                cgm_replaces_manual_and_bumps_version,
+                manual_never_replaces_cgm,
+                newer_record_of_same_type_wins,
+                a_batch_is_resolved_in_order,
+                every_field_round_trips,
+                latest_is_the_newest_of_that_user,
+                range_is_start_inclusive_end_exclusive,
+                pagination_visits_every_reading_once_in_both_orders,
+                pagination_is_stable_while_readings_arrive,
+                concurrent_writers_to_one_user,
+                ping_answers
+            );
+        }
+    };
+    (@cases $make:path; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let under_test = $make().await;
+                super::$case(under_test.store.clone()).await;
+            }
+        )*
+    };
+}
+
+// One line per backend.
+conformance!(sqlite, crate::helpers::sqlite_store);
