@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 DURATION="${DURATION:-10s}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
-OUT="${OUT:-docs/performance-http.md}"
+OUT="${OUT:-docs/performance.md}"   # the block between the http markers is replaced
 
 if ! command -v wrk >/dev/null; then
     echo "installing wrk from Debian's packages"
@@ -143,7 +143,11 @@ out.append(f"Bulk ingest: {rate:,.0f} readings/s over HTTP ({b['rps']:.1f} reque
 out.append("Ratios against the baseline in this run: " + ", ".join(
     f"latest at {c} connections = {rows[f'latest_c{c}']['rps']/rows[f'baseline_c{c}']['rps']:.2f}x throughput, "
     f"{rows[f'latest_c{c}']['p99']/rows[f'baseline_c{c}']['p99']:.2f}x p99" for c in (100, 1000)) + ".\n")
-open(sys.argv[2], "w").write("\n".join(out) + "\n")
+import os, re as _re
+block = "<!-- http:begin -->\n" + "\n".join(out) + "\n<!-- http:end -->"
+doc = open(sys.argv[2]).read() if os.path.exists(sys.argv[2]) else "# Performance\n\n<!-- http:begin -->\n<!-- http:end -->\n"
+doc = _re.sub(r"<!-- http:begin -->.*?<!-- http:end -->", lambda _: block, doc, flags=_re.S)
+open(sys.argv[2], "w").write(doc)
 print("\n".join(out))
 PY
 echo "cgm-hub stderr:"; cat "$WORK/stderr.log" | tail -5

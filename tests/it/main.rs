@@ -1,5 +1,6 @@
 //! The one integration-test binary (one link step instead of one per file).
 
+mod demo;
 mod helpers;
 mod http_errors;
 mod http_readings;

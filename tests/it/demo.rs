@@ -1,0 +1,81 @@
+//! The demo source feeds realistic readings through the real pipeline.
+
+use std::sync::Arc;
+
+use cgm_hub::domain::TimePolicy;
+use cgm_hub::events::MemoryBus;
+use cgm_hub::pipeline::Pipeline;
+use cgm_hub::sources::demo::demo_patients;
+use cgm_hub::sources::demo_feed::feed_window;
+use cgm_hub::store::{fetch_page, Order, PageRequest};
+use chrono::{Duration, Utc};
+use serde_json::Value;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn a_day_of_demo_readings_is_stored_once() {
+    let under_test = sqlite_store().await;
+    let bus = MemoryBus::default();
+    let mut events = bus.subscribe();
+    let pipeline = Pipeline::new(under_test.store.clone(), Arc::new(bus), TimePolicy::default());
+    let to = Utc::now();
+    let from = to - Duration::days(1);
+    let inserted = feed_window(&pipeline, from, to).await.unwrap();
+    let expected: usize = demo_patients().iter().map(|p| p.samples(from, to).len()).sum();
+    assert_eq!(inserted, expected);
+    assert!(expected > 3 * 270, "about 288 a day each, minus gaps: {expected}");
+    assert_eq!(feed_window(&pipeline, from, to).await.unwrap(), 0, "re-feeding is idempotent");
+
+    let first = events.recv().await.unwrap();
+    assert_eq!(first.kind.routing_key(), "reading.created");
+
+    for patient in demo_patients() {
+        let page = fetch_page(
+            under_test.store.as_ref(),
+            &PageRequest {
+                user_id: user(patient.user_id),
+                start: None,
+                end: None,
+                order: Order::Asc,
+                limit: 1000,
+                seek: None,
+            },
+        )
+        .await
+        .unwrap();
+        let values: Vec<u16> = page.readings.iter().map(|r| r.reading.glucose.mg_dl().get()).collect();
+        let min = values.iter().min().unwrap();
+        let max = values.iter().max().unwrap();
+        assert!(max - min > 40, "{}: a day has meals, not a flat line ({min}..{max})", patient.user_id);
+        assert!(page.readings.iter().all(|r| r.reading.source.as_str() == "demo"));
+    }
+}
+
+#[tokio::test]
+async fn serve_with_demo_shows_readings() {
+    let app = TestApp::spawn_with(&[("DEMO", "true"), ("DEMO_BACKFILL_DAYS", "1")]).await;
+    for _ in 0..100 {
+        let r = app.get("/api/bg/demo-alice/latest").await;
+        if r.status() == 200 {
+            let body: Value = r.json().await.unwrap();
+            assert_eq!(body["data"]["source"], "demo");
+            assert_eq!(body["data"]["reading_type"], "CGM");
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the demo source wrote nothing");
+}
+
+#[test]
+fn env_example_lists_every_variable() {
+    let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/.env.example")).unwrap();
+    for (name, default) in cgm_hub::config::VARIABLES {
+        let line = format!("{name}={default}");
+        assert!(
+            example.lines().any(|l| l == line),
+            ".env.example lacks the line {line:?}"
+        );
+    }
+}
