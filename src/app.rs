@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::api::{self, AppState, Limits};
+use crate::api::{self, AppContext, AppState, Limits};
 use crate::config::{EventBusKind, Settings, StorageSettings};
 use crate::domain::TimePolicy;
 use crate::events::{EventBus, MemoryBus};
@@ -33,10 +33,10 @@ impl App {
             EventBusKind::Memory => Arc::new(MemoryBus::default()),
         };
         let policy = TimePolicy {
-            max_age: settings.reading_max_age,
+            max_age_years: settings.reading_max_age_years,
             ..TimePolicy::default()
         };
-        let state = AppState {
+        let state = Arc::new(AppContext {
             pipeline: Pipeline::new(store.clone(), bus.clone(), policy),
             store,
             event_bus_name: bus.name(),
@@ -47,7 +47,7 @@ impl App {
             },
             public_base_url: settings.public_base_url.as_deref().map(Arc::from),
             auth_disabled: settings.auth_disabled,
-        };
+        });
         Ok(Self { state, settings })
     }
 
@@ -87,11 +87,12 @@ impl App {
 
         shutdown.await;
         tracing::info!(grace_seconds = grace.as_secs(), "shutting down");
+        let deadline = tokio::time::Instant::now() + grace;
         let _ = stop_tx.send(true);
         if let Some(demo) = demo {
-            let _ = tokio::time::timeout(grace, demo).await;
+            let _ = tokio::time::timeout_at(deadline, demo).await;
         }
-        match tokio::time::timeout(grace, server).await {
+        match tokio::time::timeout_at(deadline, server).await {
             Ok(Ok(result)) => result,
             Ok(Err(join)) => Err(std::io::Error::other(join)),
             Err(_) => {

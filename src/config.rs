@@ -33,7 +33,7 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("DEXCOM_CLIENT_SECRET", ""),
     ("MAX_BODY_BYTES", "16777216"),
     ("MAX_BATCH_RECORDS", "10000"),
-    ("READING_MAX_AGE_DAYS", "3650"),
+    ("READING_MAX_AGE_YEARS", "10"),
     ("SHUTDOWN_TIMEOUT_SECONDS", "25"),
     ("DEMO", "false"),
     ("DEMO_BACKFILL_DAYS", "14"),
@@ -121,7 +121,7 @@ pub struct Settings {
     pub dexcom_client_secret: Option<Secret<String>>,
     pub max_body_bytes: usize,
     pub max_batch_records: usize,
-    pub reading_max_age: chrono::Duration,
+    pub reading_max_age_years: u32,
     pub shutdown_timeout: Duration,
     pub demo: bool,
     pub demo_backfill_days: u32,
@@ -175,7 +175,7 @@ impl Settings {
                 ))
             }
         };
-        let bind_addr = match (vars.get("BIND_ADDR"), vars.get("PORT")) {
+        let bind_addr = match (v.optional("BIND_ADDR"), v.optional("PORT")) {
             (None, Some(port)) => {
                 let port: u16 = port
                     .parse()
@@ -281,6 +281,19 @@ impl Settings {
                     })
             })
             .transpose()?;
+        if env != ServiceEnv::Development && token_encryption_key.is_none() {
+            return Err(invalid(
+                "TOKEN_ENCRYPTION_KEY",
+                "is required when SERVICE_ENV is staging or production",
+            ));
+        }
+        let demo = v.bool("DEMO")?;
+        if demo && env != ServiceEnv::Development {
+            return Err(invalid(
+                "DEMO",
+                "is allowed only when SERVICE_ENV=development",
+            ));
+        }
         let max_batch_records: usize = v.number("MAX_BATCH_RECORDS", 1, 1_000_000)?;
         Ok(Settings {
             env,
@@ -303,9 +316,9 @@ impl Settings {
                 .map(|s| Secret::new(s.to_owned())),
             max_body_bytes: v.number("MAX_BODY_BYTES", 1024, 1 << 30)?,
             max_batch_records,
-            reading_max_age: chrono::Duration::days(v.number("READING_MAX_AGE_DAYS", 1, 36_500)?),
+            reading_max_age_years: v.number("READING_MAX_AGE_YEARS", 1, 100)?,
             shutdown_timeout: Duration::from_secs(v.number("SHUTDOWN_TIMEOUT_SECONDS", 0, 3600)?),
-            demo: v.bool("DEMO")?,
+            demo,
             demo_backfill_days: v.number("DEMO_BACKFILL_DAYS", 0, 365)?,
         })
     }
@@ -407,6 +420,33 @@ mod tests {
             assert!(err.to_string().starts_with(&format!("invalid {name}:")));
             assert!(!err.to_string().contains('\n'));
         }
+    }
+
+    #[test]
+    fn empty_bind_addr_counts_as_unset() {
+        let s = settings(&[("BIND_ADDR", ""), ("PORT", "8080")]).unwrap();
+        assert_eq!(s.bind_addr.port(), 8080);
+        assert_eq!(settings(&[("PORT", "")]).unwrap().bind_addr.port(), 5001);
+    }
+
+    #[test]
+    fn production_refuses_development_shortcuts() {
+        let key = (
+            "TOKEN_ENCRYPTION_KEY",
+            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+        );
+        let prod = ("SERVICE_ENV", "production");
+        assert_eq!(
+            settings(&[prod]).unwrap_err().variable,
+            "TOKEN_ENCRYPTION_KEY"
+        );
+        assert!(settings(&[prod, key]).is_ok());
+        assert_eq!(
+            settings(&[prod, key, ("DEMO", "true")])
+                .unwrap_err()
+                .variable,
+            "DEMO"
+        );
     }
 
     #[test]

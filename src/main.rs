@@ -8,6 +8,12 @@ use cgm_hub::app::{shutdown_signal, App};
 use cgm_hub::config::Settings;
 use cgm_hub::telemetry;
 
+/// mimalloc instead of the system allocator: a request allocates many small,
+/// short-lived buffers, and glibc's malloc was the largest user-space cost in
+/// profiles of `GET latest` under load (docs/performance.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "cgm-hub",
@@ -64,7 +70,7 @@ fn main() -> ExitCode {
 }
 
 fn serve(settings: Settings) -> ExitCode {
-    telemetry::init_logging(&settings);
+    let _log_guard = telemetry::init_logging(&settings);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

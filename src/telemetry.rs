@@ -7,8 +7,13 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogFormat, Settings};
 
-/// Installs the global log subscriber. Safe to call more than once (tests).
-pub fn init_logging(settings: &Settings) {
+/// Installs the global log subscriber. Lines are written to stdout by a background
+/// thread (request handlers never wait on the terminal or a pipe); keep the returned
+/// guard alive until exit so the last lines are flushed.
+pub fn init_logging(settings: &Settings) -> tracing_appender::non_blocking::WorkerGuard {
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::stdout());
     let filter = EnvFilter::builder()
         .with_default_directive(settings.log_level.into())
         .from_env_lossy()
@@ -16,7 +21,7 @@ pub fn init_logging(settings: &Settings) {
         .add_directive("h2=warn".parse().expect("static directive"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stdout);
+        .with_writer(writer);
     let _ = match settings.log_format {
         LogFormat::Json => builder
             .json()
@@ -26,6 +31,7 @@ pub fn init_logging(settings: &Settings) {
             .try_init(),
         LogFormat::Pretty => builder.try_init(),
     };
+    guard
 }
 
 /// Latency buckets in seconds, from sub-millisecond to the request timeout range.

@@ -73,13 +73,10 @@ impl ApiError {
         let (message, details) = match self {
             ApiError::Validation {
                 message, errors, ..
-            } => (
-                message.clone(),
-                (!errors.is_empty()).then(|| json!({ "errors": field_errors(errors) })),
-            ),
+            } if !errors.is_empty() => (message.clone(), json!({ "errors": field_errors(errors) })),
             // Internal details stay in the logs.
-            ApiError::Internal(_) => ("internal error".to_owned(), None),
-            other => (other.to_string(), None),
+            ApiError::Internal(_) => ("internal error".to_owned(), json!({})),
+            other => (other.to_string(), json!({})),
         };
         ErrorBody {
             code: self.code(),
@@ -102,10 +99,10 @@ pub struct ErrorBody {
     #[schema(example = "VALIDATION_ERROR")]
     pub code: &'static str,
     pub message: String,
-    /// For validation errors: `{"errors":[{"pointer":"/readings/3/glucose_value","message":"..."}]}`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
-    pub details: Option<serde_json::Value>,
+    /// Always an object; for validation errors
+    /// `{"errors":[{"pointer":"/readings/3/glucose_value","message":"..."}]}`.
+    #[schema(value_type = Object)]
+    pub details: serde_json::Value,
 }
 
 /// `{"status":"error","error":{...}}`

@@ -43,7 +43,8 @@ impl<B> MakeSpan<B> for RequestSpan {
     }
 }
 
-/// Outermost layers, in order: set request id → trace → catch panic → propagate id.
+/// Outermost layers, in order: set request id → echo it on the response (also on
+/// a panic's 500) → trace → catch panic.
 pub fn with_outer_layers(router: axum::Router) -> axum::Router {
     router.layer(
         ServiceBuilder::new()
@@ -51,6 +52,7 @@ pub fn with_outer_layers(router: axum::Router) -> axum::Router {
                 X_REQUEST_ID.clone(),
                 MakeRequestUuid,
             ))
+            .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))
             .layer(
                 TraceLayer::new_for_http()
                     .make_span_with(RequestSpan)
@@ -58,8 +60,7 @@ pub fn with_outer_layers(router: axum::Router) -> axum::Router {
                     .on_response(DefaultOnResponse::new().level(Level::INFO))
                     .on_failure(DefaultOnFailure::new().level(Level::ERROR)),
             )
-            .layer(CatchPanicLayer::custom(panic_response))
-            .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone())),
+            .layer(CatchPanicLayer::custom(panic_response)),
     )
 }
 

@@ -29,8 +29,10 @@ pub struct Limits {
     pub max_batch_records: usize,
 }
 
-#[derive(Clone)]
-pub struct AppState {
+/// Shared by every request; cloned per request, hence one `Arc`.
+pub type AppState = Arc<AppContext>;
+
+pub struct AppContext {
     pub store: Arc<dyn Store>,
     pub pipeline: Pipeline,
     pub event_bus_name: &'static str,
@@ -42,7 +44,7 @@ pub struct AppState {
     pub auth_disabled: bool,
 }
 
-impl AppState {
+impl AppContext {
     /// Base of absolute links: PUBLIC_BASE_URL, else the request's Host.
     fn base_url(&self, headers: &HeaderMap) -> String {
         if let Some(base) = &self.public_base_url {

@@ -5,17 +5,18 @@ use std::collections::BTreeMap;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{FromRequestParts, Path, RawQuery, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use chrono::{NaiveDate, TimeZone, Utc};
+use chrono::{DurationRound, NaiveDate, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::{IntoParams, ToSchema};
 
 use super::cursor;
 use super::error::{ApiError, ErrorBody, ErrorEnvelope};
-use super::views::{success, timestamp_ms, ReadingView};
+use super::views::{success, success_sized, timestamp_ms, ReadingView};
 use super::AppState;
 use crate::domain::{FieldError, ReadingTime, StoredReading, UserId};
 use crate::pipeline::{wire, RecordResult};
@@ -24,13 +25,24 @@ use crate::store::{fetch_page, DuplicateKind, Order, Outcome, PageRequest};
 pub const MAX_LIMIT: usize = 1000;
 pub const DEFAULT_LIMIT: usize = 100;
 
-/// Parses the `{userId}` path segment and tags the request's log span with it.
-fn path_user(raw: &str) -> Result<UserId, ApiError> {
-    let user = UserId::parse(raw).map_err(|e| {
-        ApiError::bad_request(format!("invalid user id in path: {}", e.message), vec![e])
-    })?;
-    tracing::Span::current().record("user_id", user.as_str());
-    Ok(user)
+/// The `{userId}` path segment, parsed; the request's log span is tagged with it.
+pub struct UserPath(pub UserId);
+
+impl<S: Send + Sync> FromRequestParts<S> for UserPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let invalid = |e: FieldError| {
+            ApiError::bad_request(format!("invalid user id in path: {}", e.message), vec![e])
+        };
+        // A segment that is not UTF-8 once percent-decoded is rejected by `Path`.
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| invalid(FieldError::new("user_id", "is not valid UTF-8")))?;
+        let user = UserId::parse(&raw).map_err(invalid)?;
+        tracing::Span::current().record("user_id", user.as_str());
+        Ok(Self(user))
+    }
 }
 
 // ---------------------------------------------------------------- latest
@@ -49,10 +61,9 @@ fn path_user(raw: &str) -> Result<UserId, ApiError> {
 )]
 pub async fn latest(
     State(state): State<AppState>,
-    Path(user): Path<String>,
+    UserPath(user): UserPath,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let user = path_user(&user)?;
     let reading = state
         .store
         .latest_reading(&user)
@@ -63,7 +74,14 @@ pub async fn latest(
         reading.reading.timestamp.unix_seconds(),
         reading.version
     );
-    let last_modified = httpdate::fmt_http_date(reading.updated_at.into());
+    // HTTP dates have whole seconds: round up, so Last-Modified is never earlier
+    // than the change it stands for.
+    let last_modified = httpdate::fmt_http_date(
+        (reading.updated_at + chrono::Duration::milliseconds(999))
+            .duration_trunc(chrono::Duration::seconds(1))
+            .unwrap_or(reading.updated_at)
+            .into(),
+    );
     let mut response = if not_modified(&headers, &etag, &reading) {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
@@ -100,7 +118,7 @@ fn not_modified(headers: &HeaderMap, etag: &str, reading: &StoredReading) -> boo
         .and_then(|v| httpdate::parse_http_date(v).ok())
         .is_some_and(|since| {
             let since: chrono::DateTime<Utc> = since.into();
-            reading.updated_at.timestamp() <= since.timestamp()
+            reading.updated_at <= since
         })
 }
 
@@ -153,7 +171,19 @@ fn parse_date(name: &str, raw: &str) -> Result<ReadingTime, FieldError> {
             .map(ReadingTime::from_utc)
             .ok_or_else(|| FieldError::new(name, "is out of range"));
     }
-    ReadingTime::parse_rfc3339(raw).map_err(|_| {
+    // Readings are whole seconds, so a fractional bound is rounded up: for an
+    // inclusive start and an exclusive end alike, that keeps exactly the readings
+    // at or after the start and before the end.
+    let parsed = chrono::DateTime::parse_from_rfc3339(raw.trim()).map(|t| {
+        let t = t.with_timezone(&Utc);
+        let whole = ReadingTime::from_utc(t);
+        if t.timestamp_subsec_nanos() > 0 {
+            ReadingTime::from_unix_seconds(whole.unix_seconds() + 1).unwrap_or(whole)
+        } else {
+            whole
+        }
+    });
+    parsed.map_err(|_| {
         FieldError::new(
             name,
             format!("{raw:?} is not a date (YYYY-MM-DD) or RFC 3339 date-time"),
@@ -251,11 +281,10 @@ fn page_request(user: UserId, query: Option<&str>) -> Result<PageRequest, ApiErr
 )]
 pub async fn range(
     State(state): State<AppState>,
-    Path(user): Path<String>,
+    UserPath(user): UserPath,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let user = path_user(&user)?;
     let req = page_request(user, query.as_deref())?;
     let page = fetch_page(state.store.as_ref(), &req).await?;
     let fp = cursor::fingerprint(&req);
@@ -270,11 +299,16 @@ pub async fn range(
         prev_cursor,
         limit: req.limit,
     };
-    Ok(success(ReadingsPage {
-        readings: page.readings.iter().map(ReadingView::from).collect(),
-        pagination,
-    })
-    .into_response())
+    // About 450 bytes per reading in JSON.
+    let size_hint = 512 + page.readings.len() * 480;
+    Ok(success_sized(
+        StatusCode::OK,
+        ReadingsPage {
+            readings: page.readings.iter().map(ReadingView::from).collect(),
+            pagination,
+        },
+        size_hint,
+    ))
 }
 
 fn page_link(base: &str, req: &PageRequest, cursor: &str) -> String {
@@ -354,10 +388,9 @@ pub struct BulkInput {
 )]
 pub async fn write(
     State(state): State<AppState>,
-    Path(user): Path<String>,
+    UserPath(user): UserPath,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let user = path_user(&user)?;
     let body = body.map_err(|rejection| {
         let status = rejection.status();
         let message = if status == StatusCode::PAYLOAD_TOO_LARGE {

@@ -29,13 +29,38 @@ impl FieldError {
         self
     }
 
-    /// A short, stable, machine-readable reason (the last pointer segment), used
-    /// as a metrics label so rejections can be counted per field.
-    pub fn reason(&self) -> &str {
+    /// A short, stable reason for metrics: the reading field at fault, from a
+    /// fixed set (`unknown_field` for anything else, so clients cannot mint new
+    /// label values).
+    pub fn reason(&self) -> &'static str {
+        const FIELDS: [&str; 17] = [
+            "user_id",
+            "timestamp",
+            "glucose_value",
+            "glucose_unit",
+            "trend_direction",
+            "trend_rate",
+            "device_info",
+            "device_id",
+            "serial_number",
+            "transmitter_id",
+            "reading_type",
+            "source",
+            "status",
+            "source_record_id",
+            "display_offset_minutes",
+            "version",
+            "created_at",
+        ];
         match self.pointer.rsplit('/').next() {
-            Some("") | None => "body",
-            Some(field) if field.chars().all(|c| c.is_ascii_digit()) => "record",
-            Some(field) => field,
+            Some(field) if !field.is_empty() && !field.bytes().all(|b| b.is_ascii_digit()) => {
+                FIELDS
+                    .iter()
+                    .find(|f| **f == field)
+                    .copied()
+                    .unwrap_or("unknown_field")
+            }
+            _ => "record",
         }
     }
 }

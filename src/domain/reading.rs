@@ -1,5 +1,6 @@
 //! A glucose reading, its provenance, and the rule that settles two readings at one instant.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use chrono::{DateTime, Utc};
@@ -16,10 +17,10 @@ pub enum ReadingType {
 
 impl ReadingType {
     pub fn parse(raw: &str) -> Result<Self, FieldError> {
-        match raw.to_ascii_lowercase().as_str() {
-            "cgm" => Ok(ReadingType::Cgm),
-            "manual" => Ok(ReadingType::Manual),
-            "calibration" => Ok(ReadingType::Calibration),
+        match raw {
+            _ if raw.eq_ignore_ascii_case("cgm") => Ok(ReadingType::Cgm),
+            _ if raw.eq_ignore_ascii_case("manual") => Ok(ReadingType::Manual),
+            _ if raw.eq_ignore_ascii_case("calibration") => Ok(ReadingType::Calibration),
             _ => Err(FieldError::new(
                 "reading_type",
                 format!("unknown reading type {raw:?}; use CGM, manual or calibration"),
@@ -37,8 +38,11 @@ impl ReadingType {
 }
 
 /// Where a reading came from: a lowercase token such as `dexcom`, `manual`, `api`, `demo`.
+/// The well-known names are static (no allocation per stored reading).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Source(String);
+pub struct Source(Cow<'static, str>);
+
+const KNOWN_SOURCES: [&str; 6] = ["dexcom", "manual", "api", "demo", "nightscout", "libre"];
 
 impl Source {
     pub fn parse(raw: &str) -> Result<Self, FieldError> {
@@ -47,7 +51,10 @@ impl Source {
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
         if ok {
-            Ok(Self(raw.to_owned()))
+            Ok(Self(match KNOWN_SOURCES.iter().find(|k| **k == raw) {
+                Some(known) => Cow::Borrowed(known),
+                None => Cow::Owned(raw.to_owned()),
+            }))
         } else {
             Err(FieldError::new(
                 "source",
@@ -57,20 +64,30 @@ impl Source {
     }
 
     pub fn dexcom() -> Self {
-        Self("dexcom".into())
+        Self(Cow::Borrowed("dexcom"))
     }
     pub fn manual() -> Self {
-        Self("manual".into())
+        Self(Cow::Borrowed("manual"))
     }
     pub fn api() -> Self {
-        Self("api".into())
+        Self(Cow::Borrowed("api"))
     }
     pub fn demo() -> Self {
-        Self("demo".into())
+        Self(Cow::Borrowed("demo"))
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The source as a metrics label: well-known names, else `other`, so that
+    /// clients cannot create unbounded label values.
+    pub fn metrics_label(&self) -> &'static str {
+        KNOWN_SOURCES
+            .iter()
+            .find(|k| **k == self.0)
+            .copied()
+            .unwrap_or("other")
     }
 }
 

@@ -1,6 +1,6 @@
 //! Reading timestamps: UTC, whole seconds, and the window of times the service accepts.
 
-use chrono::{DateTime, Duration, SecondsFormat, TimeZone, Utc};
+use chrono::{DateTime, Duration, Months, SecondsFormat, TimeZone, Utc};
 
 use super::FieldError;
 
@@ -44,18 +44,18 @@ impl ReadingTime {
 }
 
 /// Which reading times are plausible: not more than `max_future` ahead of now
-/// (sensor clocks drift a little), not older than `max_age`.
+/// (sensor clocks drift a little), not older than `max_age_years` calendar years.
 #[derive(Debug, Clone, Copy)]
 pub struct TimePolicy {
     pub max_future: Duration,
-    pub max_age: Duration,
+    pub max_age_years: u32,
 }
 
 impl Default for TimePolicy {
     fn default() -> Self {
         Self {
             max_future: Duration::minutes(5),
-            max_age: Duration::days(3650),
+            max_age_years: 10,
         }
     }
 }
@@ -71,10 +71,13 @@ impl TimePolicy {
                 ),
             ));
         }
-        if t.0 < now - self.max_age {
+        let horizon = now
+            .checked_sub_months(Months::new(self.max_age_years.saturating_mul(12)))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
+        if t.0 < horizon {
             return Err(FieldError::new(
                 "timestamp",
-                format!("is older than {} days", self.max_age.num_days()),
+                format!("is older than {} years", self.max_age_years),
             ));
         }
         Ok(t)
@@ -118,10 +121,18 @@ mod tests {
         let at = |d: Duration| ReadingTime::from_utc(now() + d);
         assert!(policy.check(at(Duration::seconds(300)), now()).is_ok());
         assert!(policy.check(at(Duration::seconds(301)), now()).is_err());
-        assert!(policy.check(at(-Duration::days(3650)), now()).is_ok());
+        let ten_years = now().checked_sub_months(Months::new(120)).unwrap();
         assert!(policy
-            .check(at(-Duration::days(3650) - Duration::seconds(1)), now())
+            .check(ReadingTime::from_utc(ten_years), now())
+            .is_ok());
+        let just_older = ten_years - Duration::seconds(1);
+        assert!(policy
+            .check(ReadingTime::from_utc(just_older), now())
             .is_err());
+        assert!(
+            policy.check(at(-Duration::days(3652)), now()).is_ok(),
+            "leap days count"
+        );
     }
 
     proptest! {

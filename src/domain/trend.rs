@@ -74,6 +74,11 @@ impl Trend {
             })
     }
 
+    /// Exact canonical name only (what storage writes); no allocation.
+    pub fn from_canonical(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Trend::RisingFast => "rising_fast",

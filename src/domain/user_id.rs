@@ -1,13 +1,15 @@
 //! Patient identifiers: 1–64 characters of `[A-Za-z0-9_-]`.
 
 use std::fmt;
+use std::sync::Arc;
 
 use super::FieldError;
 
 pub const MAX_USER_ID_LEN: usize = 64;
 
+/// Cheap to clone (shared), since every reading of a page carries its user's id.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct UserId(String);
+pub struct UserId(Arc<str>);
 
 impl UserId {
     pub fn parse(raw: &str) -> Result<Self, FieldError> {
@@ -26,7 +28,7 @@ impl UserId {
                 "may contain only letters, digits, '_' and '-'",
             ));
         }
-        Ok(Self(raw.to_owned()))
+        Ok(Self(Arc::from(raw)))
     }
 
     pub fn as_str(&self) -> &str {

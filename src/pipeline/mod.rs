@@ -64,10 +64,9 @@ impl Pipeline {
                     results.push(None);
                 }
                 Err(errors) => {
-                    for e in &errors {
-                        metrics::counter!("readings_rejected_total", "reason" => e.reason().to_owned())
-                            .increment(1);
-                    }
+                    // One count per rejected record, labelled by its first problem.
+                    let reason = errors.first().map_or("record", FieldError::reason);
+                    metrics::counter!("readings_rejected_total", "reason" => reason).increment(1);
                     results.push(Some(RecordResult::Rejected(errors)));
                 }
             }
@@ -81,7 +80,7 @@ impl Pipeline {
         for ((i, reading), upserted) in positions.into_iter().zip(valid).zip(stored) {
             metrics::counter!(
                 "readings_ingested_total",
-                "source" => reading.source.as_str().to_owned(),
+                "source" => reading.source.metrics_label(),
                 "outcome" => upserted.outcome.as_str()
             )
             .increment(1);

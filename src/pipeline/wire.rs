@@ -19,8 +19,8 @@ pub struct ReadingInput {
     /// Optional; when present it must equal the user id in the path.
     pub user_id: Option<String>,
     /// RFC 3339; offsets are converted to UTC, sub-seconds dropped.
-    #[schema(example = "2023-08-15T14:30:00Z")]
-    pub timestamp: String,
+    #[schema(value_type = String, example = "2023-08-15T14:30:00Z")]
+    pub timestamp: Option<String>,
     /// In `glucose_unit`; null only with `status` low/high.
     #[schema(example = 120)]
     pub glucose_value: Option<f64>,
@@ -80,7 +80,10 @@ impl ReadingInput {
                 )));
             }
         }
-        let timestamp = errors.keep(ReadingTime::parse_rfc3339(&self.timestamp));
+        let timestamp = errors.keep(match &self.timestamp {
+            Some(raw) => ReadingTime::parse_rfc3339(raw),
+            None => Err(FieldError::new("timestamp", "is required")),
+        });
         let status = errors.keep(
             self.status
                 .as_deref()
@@ -124,7 +127,7 @@ impl ReadingInput {
             other => Ok(other),
         });
         let display_offset_minutes = errors.keep(match self.display_offset_minutes {
-            Some(m) if m.abs() > 24 * 60 => Err(FieldError::new(
+            Some(m) if !(-24 * 60..=24 * 60).contains(&m) => Err(FieldError::new(
                 "display_offset_minutes",
                 "must be within ±1440 minutes",
             )),

@@ -59,7 +59,13 @@ pub async fn feed_window(
         for chunk in samples.chunks(5_000) {
             let batch = chunk
                 .iter()
-                .filter_map(|s| to_reading(&patient, &user, s))
+                .filter_map(|s| {
+                    let reading = to_reading(&patient, &user, s);
+                    if reading.is_none() {
+                        tracing::warn!(user_id = %user, sample = ?s, "demo sample is not a valid reading; skipped");
+                    }
+                    reading
+                })
                 .map(Ok)
                 .collect();
             inserted += pipeline

@@ -18,14 +18,28 @@ async fn a_day_of_demo_readings_is_stored_once() {
     let under_test = sqlite_store().await;
     let bus = MemoryBus::default();
     let mut events = bus.subscribe();
-    let pipeline = Pipeline::new(under_test.store.clone(), Arc::new(bus), TimePolicy::default());
+    let pipeline = Pipeline::new(
+        under_test.store.clone(),
+        Arc::new(bus),
+        TimePolicy::default(),
+    );
     let to = Utc::now();
     let from = to - Duration::days(1);
     let inserted = feed_window(&pipeline, from, to).await.unwrap();
-    let expected: usize = demo_patients().iter().map(|p| p.samples(from, to).len()).sum();
+    let expected: usize = demo_patients()
+        .iter()
+        .map(|p| p.samples(from, to).len())
+        .sum();
     assert_eq!(inserted, expected);
-    assert!(expected > 3 * 270, "about 288 a day each, minus gaps: {expected}");
-    assert_eq!(feed_window(&pipeline, from, to).await.unwrap(), 0, "re-feeding is idempotent");
+    assert!(
+        expected > 3 * 270,
+        "about 288 a day each, minus gaps: {expected}"
+    );
+    assert_eq!(
+        feed_window(&pipeline, from, to).await.unwrap(),
+        0,
+        "re-feeding is idempotent"
+    );
 
     let first = events.recv().await.unwrap();
     assert_eq!(first.kind.routing_key(), "reading.created");
@@ -44,11 +58,22 @@ async fn a_day_of_demo_readings_is_stored_once() {
         )
         .await
         .unwrap();
-        let values: Vec<u16> = page.readings.iter().map(|r| r.reading.glucose.mg_dl().get()).collect();
+        let values: Vec<u16> = page
+            .readings
+            .iter()
+            .map(|r| r.reading.glucose.mg_dl().get())
+            .collect();
         let min = values.iter().min().unwrap();
         let max = values.iter().max().unwrap();
-        assert!(max - min > 40, "{}: a day has meals, not a flat line ({min}..{max})", patient.user_id);
-        assert!(page.readings.iter().all(|r| r.reading.source.as_str() == "demo"));
+        assert!(
+            max - min > 40,
+            "{}: a day has meals, not a flat line ({min}..{max})",
+            patient.user_id
+        );
+        assert!(page
+            .readings
+            .iter()
+            .all(|r| r.reading.source.as_str() == "demo"));
     }
 }
 
@@ -70,7 +95,8 @@ async fn serve_with_demo_shows_readings() {
 
 #[test]
 fn env_example_lists_every_variable() {
-    let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/.env.example")).unwrap();
+    let example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/.env.example")).unwrap();
     for (name, default) in cgm_hub::config::VARIABLES {
         let line = format!("{name}={default}");
         assert!(

@@ -178,6 +178,10 @@ pub async fn expect_error(response: reqwest::Response, status: u16, code: &str) 
             .is_some_and(|m| !m.is_empty()),
         "{body}"
     );
+    assert!(
+        body["error"]["details"].is_object(),
+        "details is always an object: {body}"
+    );
     body["error"].clone()
 }
 

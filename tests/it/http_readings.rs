@@ -335,6 +335,49 @@ async fn dates_accept_aliases_and_plain_days() {
 }
 
 #[tokio::test]
+async fn range_bounds_over_http_include_start_and_exclude_end() {
+    let app = TestApp::spawn().await;
+    let start = base_time();
+    let readings: Vec<Value> = (0..4)
+        .map(|i| reading_json(start + Duration::minutes(5 * i), 100 + i as u16))
+        .collect();
+    app.post_json("/api/bg/u1/readings", &json!({"readings": readings}))
+        .await;
+    let fmt = |t: chrono::DateTime<Utc>| {
+        urlencode(&t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+    };
+    let values = |body: Value| -> Vec<u64> {
+        body["data"]["readings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["glucose_value"].as_u64().unwrap())
+            .collect()
+    };
+    // [start + 5 min, start + 15 min): the reading at the start bound is in, the one at the end is out.
+    let q = format!(
+        "/api/bg/u1?startDate={}&endDate={}",
+        fmt(start + Duration::minutes(5)),
+        fmt(start + Duration::minutes(15))
+    );
+    assert_eq!(
+        values(app.get(&q).await.json().await.unwrap()),
+        vec![101, 102]
+    );
+    // Fractional bounds: a start half a second after a reading excludes it; an end
+    // half a second after a reading includes it.
+    let q = format!(
+        "/api/bg/u1?startDate={}&endDate={}",
+        fmt(start + Duration::minutes(5) + Duration::milliseconds(500)),
+        fmt(start + Duration::minutes(15) + Duration::milliseconds(500))
+    );
+    assert_eq!(
+        values(app.get(&q).await.json().await.unwrap()),
+        vec![102, 103]
+    );
+}
+
+#[tokio::test]
 async fn operational_endpoints() {
     let app = TestApp::spawn().await;
     let r = app.get("/health").await;
@@ -349,6 +392,13 @@ async fn operational_endpoints() {
     let mut bad = reading_json(base_time(), 10);
     bad["glucose_value"] = json!(10);
     app.post_json("/api/bg/u1/readings", &bad).await;
+    let mut odd = reading_json(base_time(), 100);
+    odd["zz-made-up-field"] = json!(1);
+    odd["source"] = json!("my-own-source-name");
+    app.post_json("/api/bg/u1/readings", &odd).await;
+    let mut foreign = reading_json(base_time() + Duration::minutes(5), 100);
+    foreign["source"] = json!("my-own-source-name");
+    app.post_json("/api/bg/u1/readings", &foreign).await;
     app.get("/api/bg/u1/latest").await;
     let metrics = app.get("/metrics").await.text().await.unwrap();
     for needle in [
@@ -362,6 +412,13 @@ async fn operational_endpoints() {
             "metrics lack {needle}:\n{metrics}"
         );
     }
+    assert!(metrics.contains("readings_rejected_total{reason=\"unknown_field\"}"));
+    assert!(metrics.contains("readings_ingested_total{source=\"other\",outcome=\"inserted\"}"));
+    assert!(
+        !metrics.contains("zz-made-up-field"),
+        "clients cannot mint label values"
+    );
+    assert!(!metrics.contains("my-own-source-name"));
 
     let r = app.get("/openapi.json").await;
     assert_eq!(r.status(), 200);
@@ -377,6 +434,12 @@ async fn operational_endpoints() {
     }
 
     // The explorer and its assets come from the binary, not a CDN.
+    let r = app.get("/docs").await;
+    assert!(
+        r.status().is_success(),
+        "/docs without a slash works: {}",
+        r.status()
+    );
     let r = app.get("/docs/").await;
     assert_eq!(r.status(), 200);
     let html = r.text().await.unwrap();

@@ -5,4 +5,5 @@ mod helpers;
 mod http_errors;
 mod http_readings;
 mod process;
+mod sqlite_store;
 mod store_conformance;

@@ -123,24 +123,66 @@ async fn a_bad_setting_stops_the_process_with_one_line() {
     assert!(stderr.contains("STORAGE_BACKEND"), "{stderr}");
 }
 
-#[tokio::test]
-async fn sigterm_shuts_down_cleanly() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_in_flight_requests_then_exits_0() {
     let dir = TempDir::new().unwrap();
+    let db = dir.path().join("term.db");
     let client = reqwest::Client::new();
-    let mut server = Binary::start(&dir.path().join("term.db"), free_port());
+    let mut server = Binary::start(&db, free_port());
     server.wait_healthy(&client).await;
+
+    // A large batch is still being parsed and stored when SIGTERM arrives.
+    let start = Utc::now()
+        .duration_trunc(chrono::Duration::hours(1))
+        .unwrap()
+        - chrono::Duration::days(60);
+    let readings: Vec<Value> = (0..10_000)
+        .map(|i| reading_json(start + chrono::Duration::minutes(5 * i), 110))
+        .collect();
+    let body = serde_json::to_vec(&json!({"readings": readings})).unwrap();
+    let request = client
+        .post(format!("{}/api/bg/term-user/readings", server.base))
+        .header("content-type", "application/json")
+        .body(body)
+        .send();
+    let in_flight = tokio::spawn(request);
+    tokio::time::sleep(Duration::from_millis(30)).await;
     let pid = server.child.id().to_string();
     let status = std::process::Command::new("kill")
         .args(["-TERM", &pid])
         .status()
         .unwrap();
     assert!(status.success());
-    for _ in 0..100 {
+
+    let response = in_flight
+        .await
+        .unwrap()
+        .expect("the in-flight request is answered");
+    assert_eq!(response.status(), 201);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["data"]["summary"]["inserted"], 10_000);
+    let mut exited = None;
+    for _ in 0..200 {
         if let Some(code) = server.child.try_wait().unwrap() {
-            assert!(code.success(), "exit status {code}");
-            return;
+            exited = Some(code);
+            break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("cgm-hub did not exit after SIGTERM");
+    let code = exited.expect("cgm-hub exits after SIGTERM");
+    assert!(code.success(), "exit status {code}");
+
+    let mut server = Binary::start(&db, free_port());
+    server.wait_healthy(&client).await;
+    let latest: Value = client
+        .get(format!("{}/api/bg/term-user/latest", server.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let expected = (start + chrono::Duration::minutes(5 * 9_999))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    assert_eq!(latest["data"]["timestamp"], expected.as_str());
 }

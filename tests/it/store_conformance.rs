@@ -163,6 +163,82 @@ async fn latest_is_the_newest_of_that_user(s: S) {
     assert_eq!(latest.reading.glucose.mg_dl().get(), 160);
 }
 
+async fn latest_follows_every_write(s: S) {
+    s.upsert_readings(vec![cgm("u1", slot(5), 150)])
+        .await
+        .unwrap();
+    assert_eq!(
+        s.latest_reading(&user("u1"))
+            .await
+            .unwrap()
+            .unwrap()
+            .version,
+        1
+    );
+    // A replacement of the latest reading shows at once, with its new version.
+    s.upsert_readings(vec![cgm("u1", slot(5), 155)])
+        .await
+        .unwrap();
+    let latest = s.latest_reading(&user("u1")).await.unwrap().unwrap();
+    assert_eq!(
+        (latest.reading.glucose.mg_dl().get(), latest.version),
+        (155, 2)
+    );
+    // An older reading does not displace it; a newer one does.
+    s.upsert_readings(vec![cgm("u1", slot(4), 140)])
+        .await
+        .unwrap();
+    let latest = s.latest_reading(&user("u1")).await.unwrap().unwrap();
+    assert_eq!(latest.reading.timestamp, slot(5));
+    let batch = vec![
+        cgm("u1", slot(6), 160),
+        cgm("u1", slot(7), 170),
+        cgm("u1", slot(7), 171),
+    ];
+    s.upsert_readings(batch).await.unwrap();
+    let latest = s.latest_reading(&user("u1")).await.unwrap().unwrap();
+    assert_eq!((latest.reading.timestamp, latest.version), (slot(7), 2));
+    assert_eq!(latest.reading.glucose.mg_dl().get(), 171);
+}
+
+async fn latest_stays_exact_under_concurrent_reads_and_writes(s: S) {
+    let writer = {
+        let s = s.clone();
+        tokio::spawn(async move {
+            for i in 0..200 {
+                let r = cgm("u1", slot(i), 100 + (i % 100) as u16);
+                s.upsert_readings(vec![r]).await.unwrap();
+            }
+        })
+    };
+    let readers: Vec<_> = (0..4)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                let mut last_seen = i64::MIN;
+                for _ in 0..300 {
+                    if let Some(r) = s.latest_reading(&user("u1")).await.unwrap() {
+                        let t = r.reading.timestamp.unix_seconds();
+                        assert!(t >= last_seen, "latest went back in time");
+                        last_seen = t;
+                    }
+                    tokio::task::yield_now().await;
+                }
+            })
+        })
+        .collect();
+    writer.await.unwrap();
+    for r in readers {
+        r.await.unwrap();
+    }
+    let latest = s.latest_reading(&user("u1")).await.unwrap().unwrap();
+    assert_eq!(
+        latest.reading.timestamp,
+        slot(199),
+        "once writes settle, latest is exact"
+    );
+}
+
 fn request(
     u: &str,
     start: Option<i64>,
@@ -375,6 +451,8 @@ macro_rules! conformance {
                 a_batch_is_resolved_in_order,
                 every_field_round_trips,
                 latest_is_the_newest_of_that_user,
+                latest_follows_every_write,
+                latest_stays_exact_under_concurrent_reads_and_writes,
                 range_is_start_inclusive_end_exclusive,
                 pagination_visits_every_reading_once_in_both_orders,
                 pagination_is_stable_while_readings_arrive,

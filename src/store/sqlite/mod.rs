@@ -7,6 +7,7 @@
 //! never on an async worker. The pool is hand-rolled (a few mutexes) because the
 //! pool crates pin other rusqlite versions than the one that coexists with sqlx.
 
+mod latest_cache;
 mod migrations;
 mod rows;
 
@@ -19,10 +20,14 @@ use async_trait::async_trait;
 use chrono::Utc;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
+use latest_cache::LatestCache;
+
 use super::{DuplicateKind, Order, Outcome, Scan, Store, StoreError, Upserted};
 use crate::domain::{Resolution, StoredReading, UserId};
 
 const READERS: usize = 4;
+/// Users whose latest reading is kept in memory (a few hundred bytes each).
+const LATEST_CACHE_USERS: usize = 100_000;
 
 /// How hard a commit is pushed to disk. `Full` (the default) survives power loss;
 /// `Normal` survives a crash of the process, which is all WAL needs for that.
@@ -40,6 +45,10 @@ pub struct SqliteStore {
 
 struct Inner {
     path: PathBuf,
+    /// Held open for the store's lifetime: an exclusive lock on `<db>.lock`, so a
+    /// second process cannot write the same file behind this one's cache.
+    _lock: std::fs::File,
+    latest: LatestCache,
     writer: Mutex<Connection>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
@@ -68,6 +77,7 @@ impl SqliteStore {
                 StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
             })?;
         }
+        let lock = lock_file(path)?;
         let mut writer = Connection::open(path).map_err(internal)?;
         configure(&writer, durability)?;
         writer
@@ -88,6 +98,8 @@ impl SqliteStore {
         Ok(Self {
             inner: Arc::new(Inner {
                 path: path.to_owned(),
+                _lock: lock,
+                latest: LatestCache::new(LATEST_CACHE_USERS),
                 writer: Mutex::new(writer),
                 readers,
                 next_reader: AtomicUsize::new(0),
@@ -141,6 +153,25 @@ fn lock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+fn lock_file(db: &Path) -> Result<std::fs::File, StoreError> {
+    let mut name = db.as_os_str().to_owned();
+    name.push(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&name)
+        .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", db.display())))?;
+    file.try_lock().map_err(|_| {
+        StoreError::Unavailable(format!(
+            "{} is in use by another cgm-hub process; one SQLite file serves one process \
+             (use PostgreSQL to run several instances)",
+            db.display()
+        ))
+    })?;
+    Ok(file)
+}
+
 fn configure(conn: &Connection, durability: Durability) -> Result<(), StoreError> {
     conn.busy_timeout(Duration::from_secs(5))
         .map_err(internal)?;
@@ -164,13 +195,16 @@ impl Store for SqliteStore {
         &self,
         readings: Vec<crate::domain::Reading>,
     ) -> Result<Vec<Upserted>, StoreError> {
+        let inner = self.inner.clone();
         self.write(move |conn| {
+            let latest = &inner.latest;
             let now = Utc::now();
             let now_ms = now.timestamp_millis();
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(internal)?;
             let mut results = Vec::with_capacity(readings.len());
+            let mut written = Vec::new();
             {
                 let mut insert = tx
                     .prepare_cached(&format!(
@@ -201,6 +235,12 @@ impl Store for SqliteStore {
                             version: 1,
                             updated_at: now,
                         });
+                        written.push(StoredReading {
+                            reading: reading.clone(),
+                            version: 1,
+                            created_at: now,
+                            updated_at: now,
+                        });
                         continue;
                     }
                     let stored = existing
@@ -216,6 +256,12 @@ impl Store for SqliteStore {
                         }
                         Resolution::Replace => {
                             rows::replace(&mut replace, reading, now_ms).map_err(internal)?;
+                            written.push(StoredReading {
+                                reading: reading.clone(),
+                                version: stored.version + 1,
+                                created_at: stored.created_at,
+                                updated_at: now,
+                            });
                             Upserted {
                                 outcome: Outcome::Updated,
                                 version: stored.version + 1,
@@ -227,25 +273,35 @@ impl Store for SqliteStore {
                 }
             }
             tx.commit().map_err(internal)?;
+            latest.committed(&newest_per_user(written));
             Ok(results)
         })
         .await
     }
 
     async fn latest_reading(&self, user: &UserId) -> Result<Option<StoredReading>, StoreError> {
+        if let Some(hit) = self.inner.latest.get(user.as_str()) {
+            return Ok(Some(StoredReading::clone(&hit)));
+        }
+        let generation = self.inner.latest.generation();
         let user = user.clone();
-        self.read(move |conn| {
-            conn.prepare_cached(&format!(
-                "SELECT {} FROM readings WHERE user_id = ?1 ORDER BY ts DESC LIMIT 1",
-                rows::COLUMNS
-            ))
-            .map_err(internal)?
-            .query_row([user.as_str()], rows::read_row)
-            .optional()
-            .map_err(internal)?
-            .transpose()
-        })
-        .await
+        let found = self
+            .read(move |conn| {
+                conn.prepare_cached(&format!(
+                    "SELECT {} FROM readings WHERE user_id = ?1 ORDER BY ts DESC LIMIT 1",
+                    rows::COLUMNS
+                ))
+                .map_err(internal)?
+                .query_row([user.as_str()], rows::read_row)
+                .optional()
+                .map_err(internal)?
+                .transpose()
+            })
+            .await?;
+        if let Some(reading) = &found {
+            self.inner.latest.fill(generation, reading);
+        }
+        Ok(found)
     }
 
     async fn scan_readings(&self, scan: Scan) -> Result<Vec<StoredReading>, StoreError> {
@@ -265,7 +321,7 @@ impl Store for SqliteStore {
             let rows = stmt
                 .query_map(
                     (scan.user_id.as_str(), scan.from, scan.until, limit),
-                    rows::read_row,
+                    |row| rows::read_row_of(row, Some(&scan.user_id)),
                 )
                 .map_err(internal)?;
             let mut out = Vec::with_capacity(scan.limit.min(1024));
@@ -281,6 +337,19 @@ impl Store for SqliteStore {
         self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())).map_err(internal))
             .await
     }
+}
+
+/// Only the newest written reading of each user can become its latest.
+fn newest_per_user(mut written: Vec<StoredReading>) -> Vec<StoredReading> {
+    // Reverse first so that, of two writes to one instant, the later survives the
+    // (stable) sort and the dedup.
+    written.reverse();
+    written.sort_by(|a, b| {
+        (a.reading.user_id.as_str(), b.reading.timestamp)
+            .cmp(&(b.reading.user_id.as_str(), a.reading.timestamp))
+    });
+    written.dedup_by(|later, first| later.reading.user_id == first.reading.user_id);
+    written
 }
 
 fn duplicate(stored: &StoredReading, kind: DuplicateKind) -> Upserted {

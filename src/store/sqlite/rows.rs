@@ -13,20 +13,20 @@ pub const COLUMNS: &str = "user_id, ts, glucose_mg_dl, status, trend, trend_rate
      source, device_id, serial_number, transmitter_id, source_record_id, display_offset_minutes, \
      version, created_at_ms, updated_at_ms";
 
-/// The raw column values of one row, before they are trusted.
-struct RawRow {
-    user_id: String,
+/// The raw column values of one row, borrowed from SQLite, before they are trusted.
+struct RawRow<'r> {
+    user_id: &'r str,
     ts: i64,
     glucose: i64,
-    status: Option<String>,
-    trend: Option<String>,
+    status: Option<&'r str>,
+    trend: Option<&'r str>,
     trend_rate: Option<f64>,
-    reading_type: String,
-    source: String,
-    device_id: Option<String>,
-    serial_number: Option<String>,
-    transmitter_id: Option<String>,
-    source_record_id: Option<String>,
+    reading_type: &'r str,
+    source: &'r str,
+    device_id: Option<&'r str>,
+    serial_number: Option<&'r str>,
+    transmitter_id: Option<&'r str>,
+    source_record_id: Option<&'r str>,
     display_offset_minutes: Option<i64>,
     version: i64,
     created_at_ms: i64,
@@ -34,33 +34,50 @@ struct RawRow {
 }
 
 pub fn read_row(row: &Row<'_>) -> rusqlite::Result<Result<StoredReading, StoreError>> {
+    read_row_of(row, None)
+}
+
+/// Reads a row; when the caller knows whose rows these are, the user id is shared
+/// instead of parsed again for every row.
+pub fn read_row_of(
+    row: &Row<'_>,
+    known_user: Option<&UserId>,
+) -> rusqlite::Result<Result<StoredReading, StoreError>> {
+    let text = |i: usize| -> rusqlite::Result<&str> {
+        row.get_ref(i)?.as_str().map_err(rusqlite::Error::from)
+    };
+    let opt_text = |i: usize| -> rusqlite::Result<Option<&str>> {
+        row.get_ref(i)?
+            .as_str_or_null()
+            .map_err(rusqlite::Error::from)
+    };
     let raw = RawRow {
-        user_id: row.get(0)?,
+        user_id: text(0)?,
         ts: row.get(1)?,
         glucose: row.get(2)?,
-        status: row.get(3)?,
-        trend: row.get(4)?,
+        status: opt_text(3)?,
+        trend: opt_text(4)?,
         trend_rate: row.get(5)?,
-        reading_type: row.get(6)?,
-        source: row.get(7)?,
-        device_id: row.get(8)?,
-        serial_number: row.get(9)?,
-        transmitter_id: row.get(10)?,
-        source_record_id: row.get(11)?,
+        reading_type: text(6)?,
+        source: text(7)?,
+        device_id: opt_text(8)?,
+        serial_number: opt_text(9)?,
+        transmitter_id: opt_text(10)?,
+        source_record_id: opt_text(11)?,
         display_offset_minutes: row.get(12)?,
         version: row.get(13)?,
         created_at_ms: row.get(14)?,
         updated_at_ms: row.get(15)?,
     };
-    Ok(raw.into_domain())
+    Ok(raw.into_domain(known_user))
 }
 
-impl RawRow {
-    fn into_domain(self) -> Result<StoredReading, StoreError> {
+impl RawRow<'_> {
+    fn into_domain(self, known_user: Option<&UserId>) -> Result<StoredReading, StoreError> {
         let corrupt = |what: &str| {
             StoreError::Corrupt(format!("reading {}@{}: bad {what}", self.user_id, self.ts))
         };
-        let glucose = match self.status.as_deref() {
+        let glucose = match self.status {
             None => Glucose::value(
                 u16::try_from(self.glucose)
                     .ok()
@@ -71,27 +88,33 @@ impl RawRow {
                 Glucose::out_of_range(SensorStatus::parse(s).ok_or_else(|| corrupt("status"))?)
             }
         };
+        let user_id = match known_user {
+            Some(user) if user.as_str() == self.user_id => user.clone(),
+            _ => UserId::parse(self.user_id).map_err(|_| corrupt("user_id"))?,
+        };
         let reading = Reading {
-            user_id: UserId::parse(&self.user_id).map_err(|_| corrupt("user_id"))?,
+            user_id,
             timestamp: ReadingTime::from_unix_seconds(self.ts).ok_or_else(|| corrupt("ts"))?,
             glucose,
-            trend: self
-                .trend
-                .as_deref()
-                .map(Trend::parse)
-                .transpose()
-                .map_err(|_| corrupt("trend"))?,
+            trend: match self.trend {
+                None => None,
+                Some(name) => Some(Trend::from_canonical(name).ok_or_else(|| corrupt("trend"))?),
+            },
             trend_rate: self
                 .trend_rate
                 .map(TrendRate::new)
                 .transpose()
                 .map_err(|_| corrupt("trend_rate"))?,
-            device: DeviceInfo::parse(self.device_id, self.serial_number, self.transmitter_id)
-                .map_err(|_| corrupt("device"))?,
-            reading_type: ReadingType::parse(&self.reading_type)
+            device: DeviceInfo::parse(
+                self.device_id.map(str::to_owned),
+                self.serial_number.map(str::to_owned),
+                self.transmitter_id.map(str::to_owned),
+            )
+            .map_err(|_| corrupt("device"))?,
+            reading_type: ReadingType::parse(self.reading_type)
                 .map_err(|_| corrupt("reading_type"))?,
-            source: Source::parse(&self.source).map_err(|_| corrupt("source"))?,
-            source_record_id: self.source_record_id,
+            source: Source::parse(self.source).map_err(|_| corrupt("source"))?,
+            source_record_id: self.source_record_id.map(str::to_owned),
             display_offset_minutes: self
                 .display_offset_minutes
                 .map(i16::try_from)

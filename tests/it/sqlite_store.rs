@@ -1,0 +1,62 @@
+//! What only the SQLite backend promises: its file, its mode, one process per file.
+
+use cgm_hub::store::sqlite::{Durability, SqliteStore};
+use cgm_hub::store::Store;
+use tempfile::TempDir;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn creates_its_folder_and_uses_wal() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("nested/deeper/cgm.db");
+    let store = SqliteStore::open(&path, Durability::Full).unwrap();
+    store
+        .upsert_readings(vec![cgm("u1", slot(1), 100)])
+        .await
+        .unwrap();
+    assert_eq!(journal_mode_from_header(&path), "wal");
+}
+
+/// Reads the journal mode with the sqlite3 file header: bytes 18-19 are 2 in WAL mode.
+fn journal_mode_from_header(path: &std::path::Path) -> &'static str {
+    let header = std::fs::read(path).unwrap();
+    if header[18] == 2 && header[19] == 2 {
+        "wal"
+    } else {
+        "rollback"
+    }
+}
+
+#[tokio::test]
+async fn a_second_process_cannot_open_the_same_file() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("one.db");
+    let first = SqliteStore::open(&path, Durability::Full).unwrap();
+    let err = SqliteStore::open(&path, Durability::Full)
+        .err()
+        .expect("second open fails");
+    assert!(
+        err.to_string()
+            .contains("in use by another cgm-hub process"),
+        "{err}"
+    );
+    drop(first);
+    SqliteStore::open(&path, Durability::Full).expect("free again once the first is closed");
+}
+
+#[tokio::test]
+async fn data_survives_reopening() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("reopen.db");
+    {
+        let store = SqliteStore::open(&path, Durability::Full).unwrap();
+        store
+            .upsert_readings(vec![cgm("u1", slot(1), 123)])
+            .await
+            .unwrap();
+    }
+    let store = SqliteStore::open(&path, Durability::Full).unwrap();
+    let latest = store.latest_reading(&user("u1")).await.unwrap().unwrap();
+    assert_eq!(latest.reading.glucose.mg_dl().get(), 123);
+}
