@@ -14,6 +14,7 @@ use tower_http::request_id::{
     MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
 use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, MakeSpan, TraceLayer};
+use tower_http::LatencyUnit;
 use tracing::{Level, Span};
 
 use super::error::ApiError;
@@ -57,7 +58,11 @@ pub fn with_outer_layers(router: axum::Router) -> axum::Router {
                 TraceLayer::new_for_http()
                     .make_span_with(RequestSpan)
                     .on_request(())
-                    .on_response(DefaultOnResponse::new().level(Level::INFO))
+                    .on_response(
+                        DefaultOnResponse::new()
+                            .level(Level::INFO)
+                            .latency_unit(LatencyUnit::Micros),
+                    )
                     .on_failure(DefaultOnFailure::new().level(Level::ERROR)),
             )
             .layer(CatchPanicLayer::custom(panic_response)),
