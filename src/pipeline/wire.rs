@@ -134,39 +134,22 @@ impl ReadingInput {
             other => Ok(other),
         });
 
-        match (
-            timestamp,
-            glucose,
-            trend,
-            trend_rate,
-            device,
-            reading_type,
-            source,
-            source_record_id,
-            display_offset_minutes,
-        ) {
-            (
-                Some(timestamp),
-                Some(glucose),
-                Some(trend),
-                Some(trend_rate),
-                Some(device),
-                Some(reading_type),
-                Some(source),
-                Some(source_record_id),
-                Some(display_offset_minutes),
-            ) if errors.0.is_empty() => Ok(Reading {
+        let reading = (|| {
+            Some(Reading {
                 user_id: owner.clone(),
-                timestamp,
-                glucose,
-                trend,
-                trend_rate,
-                device,
-                reading_type,
-                source,
-                source_record_id,
-                display_offset_minutes,
-            }),
+                timestamp: timestamp?,
+                glucose: glucose?,
+                trend: trend?,
+                trend_rate: trend_rate?,
+                device: device?,
+                reading_type: reading_type?,
+                source: source?,
+                source_record_id: source_record_id?,
+                display_offset_minutes: display_offset_minutes?,
+            })
+        })();
+        match reading {
+            Some(reading) if errors.0.is_empty() => Ok(reading),
             _ => Err(errors.0),
         }
     }

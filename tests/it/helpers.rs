@@ -129,6 +129,15 @@ impl TestApp {
             .expect("request")
     }
 
+    pub async fn get_with(&self, path: &str, header: &str, value: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .header(header, value)
+            .send()
+            .await
+            .expect("request")
+    }
+
     pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
         self.client
             .post(self.url(path))
@@ -185,6 +194,28 @@ pub async fn expect_error(response: reqwest::Response, status: u16, code: &str) 
     body["error"].clone()
 }
 
+/// Every reading of a listing, following `pagination.next` links from `first_url`.
+pub async fn all_readings(client: &reqwest::Client, first_url: &str) -> Vec<Value> {
+    let mut readings = Vec::new();
+    let mut next = Some(first_url.to_owned());
+    while let Some(url) = next {
+        let response = client.get(&url).send().await.expect("request");
+        assert_eq!(response.status(), 200, "{url}");
+        let page: Value = response.json().await.expect("JSON page");
+        readings.extend(
+            page["data"]["readings"]
+                .as_array()
+                .expect("readings")
+                .iter()
+                .cloned(),
+        );
+        next = page["data"]["pagination"]["next"]
+            .as_str()
+            .map(str::to_owned);
+    }
+    readings
+}
+
 /// The compiled `cgm-hub` binary, started with a fresh environment.
 pub struct Binary {
     pub child: Child,
@@ -210,6 +241,13 @@ impl Binary {
             child,
             base: format!("http://127.0.0.1:{port}"),
         }
+    }
+
+    /// Starts the binary and waits until `/health` answers 200.
+    pub async fn start_healthy(db: &Path, client: &reqwest::Client) -> Self {
+        let mut binary = Self::start(db, free_port());
+        binary.wait_healthy(client).await;
+        binary
     }
 
     pub async fn wait_healthy(&mut self, client: &reqwest::Client) {

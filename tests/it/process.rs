@@ -16,8 +16,7 @@ async fn acknowledged_readings_survive_sigkill() {
     let dir = TempDir::new().unwrap();
     let db = dir.path().join("crash.db");
     let client = reqwest::Client::new();
-    let mut server = Binary::start(&db, free_port());
-    server.wait_healthy(&client).await;
+    let mut server = Binary::start_healthy(&db, &client).await;
 
     // Writers keep posting batches until the process dies under them.
     // Far enough back that the writers never run into the future (~1M slots).
@@ -85,20 +84,18 @@ async fn acknowledged_readings_survive_sigkill() {
         acked.len()
     );
 
-    let mut server = Binary::start(&db, free_port());
-    server.wait_healthy(&client).await;
-    let mut stored = BTreeSet::new();
-    let mut next = Some(format!("{}/api/bg/crash-user?limit=1000", server.base));
-    while let Some(url) = next {
-        let page: Value = client.get(&url).send().await.unwrap().json().await.unwrap();
-        for r in page["data"]["readings"].as_array().unwrap() {
-            let t = chrono::DateTime::parse_from_rfc3339(r["timestamp"].as_str().unwrap()).unwrap();
-            stored.insert(t.timestamp());
-        }
-        next = page["data"]["pagination"]["next"]
-            .as_str()
-            .map(str::to_owned);
-    }
+    let mut server = Binary::start_healthy(&db, &client).await;
+    let url = format!("{}/api/bg/crash-user?limit=1000", server.base);
+    let stored: BTreeSet<i64> = all_readings(&client, &url)
+        .await
+        .iter()
+        .map(|r| {
+            let t = r["timestamp"].as_str().expect("timestamp");
+            chrono::DateTime::parse_from_rfc3339(t)
+                .expect("RFC 3339")
+                .timestamp()
+        })
+        .collect();
     let lost: Vec<_> = acked.difference(&stored).collect();
     assert!(
         lost.is_empty(),
@@ -128,8 +125,7 @@ async fn sigterm_finishes_in_flight_requests_then_exits_0() {
     let dir = TempDir::new().unwrap();
     let db = dir.path().join("term.db");
     let client = reqwest::Client::new();
-    let mut server = Binary::start(&db, free_port());
-    server.wait_healthy(&client).await;
+    let mut server = Binary::start_healthy(&db, &client).await;
 
     // A large batch is still being parsed and stored when SIGTERM arrives.
     let start = Utc::now()
@@ -172,8 +168,7 @@ async fn sigterm_finishes_in_flight_requests_then_exits_0() {
     let code = exited.expect("cgm-hub exits after SIGTERM");
     assert!(code.success(), "exit status {code}");
 
-    let mut server = Binary::start(&db, free_port());
-    server.wait_healthy(&client).await;
+    let server = Binary::start_healthy(&db, &client).await;
     let latest: Value = client
         .get(format!("{}/api/bg/term-user/latest", server.base))
         .send()

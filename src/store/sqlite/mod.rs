@@ -224,12 +224,14 @@ impl Store for SqliteStore {
                         "UPDATE readings SET glucose_mg_dl = ?3, status = ?4, trend = ?5, \
                          trend_rate = ?6, reading_type = ?7, source = ?8, device_id = ?9, \
                          serial_number = ?10, transmitter_id = ?11, source_record_id = ?12, \
-                         display_offset_minutes = ?13, version = version + 1, updated_at_ms = ?14 \
+                         display_offset_minutes = ?13, version = version + 1, updated_at_ms = ?16 \
                          WHERE user_id = ?1 AND ts = ?2",
                     )
                     .map_err(internal)?;
                 for reading in &readings {
-                    if rows::insert(&mut insert, reading, now_ms).map_err(internal)? == 1 {
+                    if rows::execute(&mut insert, reading, 1, now_ms, now_ms).map_err(internal)?
+                        == 1
+                    {
                         results.push(Upserted {
                             outcome: Outcome::Inserted,
                             version: 1,
@@ -255,7 +257,14 @@ impl Store for SqliteStore {
                             duplicate(&stored, DuplicateKind::SensorPrecedence)
                         }
                         Resolution::Replace => {
-                            rows::replace(&mut replace, reading, now_ms).map_err(internal)?;
+                            rows::execute(
+                                &mut replace,
+                                reading,
+                                stored.version + 1,
+                                stored.created_at.timestamp_millis(),
+                                now_ms,
+                            )
+                            .map_err(internal)?;
                             written.push(StoredReading {
                                 reading: reading.clone(),
                                 version: stored.version + 1,

@@ -134,8 +134,17 @@ pub fn millis(ms: i64) -> Option<DateTime<Utc>> {
     Utc.timestamp_millis_opt(ms).single()
 }
 
-/// Binds a reading to `INSERT ... VALUES (?1..?16)` in `COLUMNS` order.
-pub fn insert(stmt: &mut Statement<'_>, r: &Reading, now_ms: i64) -> rusqlite::Result<usize> {
+/// Executes `stmt` with a reading bound as `?1..?16` in `COLUMNS` order. The
+/// INSERT uses all sixteen; the UPDATE that replaces a row's content uses the same
+/// numbering (and leaves `?14` version and `?15` created_at unreferenced), so the
+/// two statements cannot drift apart.
+pub fn execute(
+    stmt: &mut Statement<'_>,
+    r: &Reading,
+    version: u32,
+    created_at_ms: i64,
+    updated_at_ms: i64,
+) -> rusqlite::Result<usize> {
     stmt.execute(params![
         r.user_id.as_str(),
         r.timestamp.unix_seconds(),
@@ -150,28 +159,8 @@ pub fn insert(stmt: &mut Statement<'_>, r: &Reading, now_ms: i64) -> rusqlite::R
         r.device.transmitter_id(),
         r.source_record_id.as_deref(),
         r.display_offset_minutes,
-        1,
-        now_ms,
-        now_ms,
-    ])
-}
-
-/// Replaces the content of an existing row, bumping its version; binds `?1..?14`.
-pub fn replace(stmt: &mut Statement<'_>, r: &Reading, now_ms: i64) -> rusqlite::Result<usize> {
-    stmt.execute(params![
-        r.user_id.as_str(),
-        r.timestamp.unix_seconds(),
-        r.glucose.mg_dl().get(),
-        r.glucose.status().map(SensorStatus::as_str),
-        r.trend.map(Trend::as_str),
-        r.trend_rate.map(TrendRate::get),
-        r.reading_type.as_str(),
-        r.source.as_str(),
-        r.device.device_id(),
-        r.device.serial_number(),
-        r.device.transmitter_id(),
-        r.source_record_id.as_deref(),
-        r.display_offset_minutes,
-        now_ms,
+        version,
+        created_at_ms,
+        updated_at_ms,
     ])
 }
