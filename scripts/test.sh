@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, then every unit, property, conformance,
-# HTTP and process test. This is the command the README and CI run.
+# The whole test suite: formatting, lints, HTTP fuzzing of the binary against its
+# OpenAPI document, then every unit, property, conformance, HTTP and process test.
+# This is the command the README and CI run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
+cargo build --locked --bin cgm-hub
+scripts/fuzz-api.sh
 cargo test --locked --lib --bins --tests --no-fail-fast

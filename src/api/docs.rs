@@ -6,7 +6,9 @@ use utoipa::{OpenApi, ToSchema};
 use utoipa_swagger_ui::SwaggerUi;
 
 use super::error::{ErrorBody, ErrorEnvelope};
-use super::readings::{BulkInput, BulkResult, Pagination, ReadingsPage, RecordOutcome, Summary};
+use super::readings::{
+    BulkInput, BulkResult, OrderName, Pagination, ReadingsPage, RecordOutcome, Summary,
+};
 use super::views::{DeviceInfoView, ReadingView};
 use super::{health, readings, AppState};
 use crate::pipeline::wire::{DeviceInfoInput, ReadingInput};
@@ -24,7 +26,7 @@ use crate::pipeline::wire::{DeviceInfoInput, ReadingInput};
     components(schemas(
         ReadingView, DeviceInfoView, ReadingInput, BulkInput, DeviceInfoInput, RecordOutcome, Summary,
         BulkResult, Pagination, ErrorEnvelope, ErrorBody, ReadingsPage, LatestEnvelope,
-        PageEnvelope, WriteEnvelope, WriteData
+        PageEnvelope, WriteEnvelope, WriteData, OrderName
     )),
     tags(
         (name = "readings", description = "Glucose readings"),

@@ -50,7 +50,7 @@ impl<S: Send + Sync> FromRequestParts<S> for UserPath {
 /// The newest reading of a user.
 #[utoipa::path(
     get, path = "/api/bg/{userId}/latest", tag = "readings",
-    params(("userId" = String, Path, description = "1-64 of [A-Za-z0-9_-]"),
+    params(("userId" = String, Path, description = "1-64 of [A-Za-z0-9_-]", pattern = "^[A-Za-z0-9_-]{1,64}$"),
            ("If-None-Match" = Option<String>, Header, description = "ETag from an earlier response")),
     responses(
         (status = 200, description = "The newest reading, with ETag, Last-Modified and Cache-Control", body = docs::LatestEnvelope),
@@ -140,11 +140,23 @@ pub struct RangeParams {
     from: Option<String>,
     to: Option<String>,
     /// 1-1000, default 100.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
     /// Opaque cursor from `pagination.next_cursor` / `prev_cursor`.
     cursor: Option<String>,
     /// `asc` (default) or `desc`.
+    #[param(value_type = Option<OrderName>)]
     order: Option<String>,
+}
+
+/// Listing orders, as documented.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub enum OrderName {
+    #[schema(rename = "asc")]
+    Asc,
+    #[schema(rename = "desc")]
+    Desc,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -273,7 +285,7 @@ fn page_request(user: UserId, query: Option<&str>) -> Result<PageRequest, ApiErr
 /// Readings of a user in a time range, oldest first unless `order=desc`.
 #[utoipa::path(
     get, path = "/api/bg/{userId}", tag = "readings",
-    params(("userId" = String, Path, description = "1-64 of [A-Za-z0-9_-]"), RangeParams),
+    params(("userId" = String, Path, description = "1-64 of [A-Za-z0-9_-]", pattern = "^[A-Za-z0-9_-]{1,64}$"), RangeParams),
     responses(
         (status = 200, description = "A page of readings with cursors and absolute next/prev links", body = docs::PageEnvelope),
         (status = 400, description = "Invalid user id, dates, limit, order or cursor", body = ErrorEnvelope),
@@ -377,7 +389,7 @@ pub struct BulkInput {
 /// Stores one reading, or many at once (`{"readings":[...]}`).
 #[utoipa::path(
     post, path = "/api/bg/{userId}/readings", tag = "readings",
-    params(("userId" = String, Path, description = "1-64 of [A-Za-z0-9_-]")),
+    params(("userId" = String, Path, description = "1-64 of [A-Za-z0-9_-]", pattern = "^[A-Za-z0-9_-]{1,64}$")),
     request_body(content = wire::ReadingInput, description = "One reading, or a BulkInput {\"readings\":[...]} with up to MAX_BATCH_RECORDS readings"),
     responses(
         (status = 201, description = "Stored. A single reading answers with its outcome (data is a RecordOutcome); a bulk write with a summary and one outcome per record (data is a BulkResult); valid records are stored even when others are rejected", body = docs::WriteEnvelope),

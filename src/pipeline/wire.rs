@@ -17,28 +17,39 @@ use crate::domain::{
 #[serde(deny_unknown_fields)]
 pub struct ReadingInput {
     /// Optional; when present it must equal the user id in the path.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub user_id: Option<String>,
-    /// RFC 3339; offsets are converted to UTC, sub-seconds dropped.
-    #[schema(value_type = String, example = "2023-08-15T14:30:00Z")]
+    /// RFC 3339; offsets are converted to UTC, sub-seconds dropped. At most 5
+    /// minutes in the future and 10 years (READING_MAX_AGE_YEARS) in the past.
+    #[schema(value_type = String, format = DateTime, example = "2023-08-15T14:30:00Z")]
     pub timestamp: Option<String>,
     /// In `glucose_unit`; null only with `status` low/high.
     #[schema(example = 120)]
     pub glucose_value: Option<f64>,
-    #[schema(value_type = Option<String>, example = "mg/dL")]
+    /// Default mg/dL.
+    #[schema(value_type = Option<GlucoseUnitName>, example = "mg/dL")]
     pub glucose_unit: Option<GlucoseUnit>,
     /// Canonical, Dexcom or Nightscout trend name.
     #[schema(example = "steady")]
     pub trend_direction: Option<String>,
     /// mg/dL per minute.
+    #[schema(minimum = -100, maximum = 100)]
     pub trend_rate: Option<f64>,
     pub device_info: Option<DeviceInfoInput>,
-    /// `CGM` (default), `manual` or `calibration`.
+    /// `CGM` (default), `manual` or `calibration` (case-insensitive).
+    #[schema(value_type = Option<ReadingTypeName>)]
     pub reading_type: Option<String>,
     /// Lowercase source name; defaults to `manual` for manual readings, else `api`.
+    #[schema(pattern = "^[a-z0-9_-]{1,32}$")]
     pub source: Option<String>,
-    /// `low` or `high` for values beyond the sensor's range.
+    /// `low` or `high` for values beyond the sensor's range (case-insensitive).
+    #[schema(value_type = Option<SensorStatusName>)]
     pub status: Option<String>,
+    /// The source's own id for the record, such as Dexcom's `recordId`.
+    #[schema(max_length = 128)]
     pub source_record_id: Option<String>,
+    /// Minutes between the device's display clock and UTC.
+    #[schema(minimum = -1440, maximum = 1440)]
     pub display_offset_minutes: Option<i16>,
     #[schema(ignore)]
     pub version: Option<IgnoredAny>,
@@ -51,9 +62,44 @@ pub struct ReadingInput {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceInfoInput {
+    #[schema(max_length = 64)]
     pub device_id: Option<String>,
+    #[schema(max_length = 64)]
     pub serial_number: Option<String>,
+    #[schema(max_length = 64)]
     pub transmitter_id: Option<String>,
+}
+
+/// Reading types, as documented (input is case-insensitive).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub enum ReadingTypeName {
+    #[schema(rename = "CGM")]
+    Cgm,
+    #[schema(rename = "manual")]
+    Manual,
+    #[schema(rename = "calibration")]
+    Calibration,
+}
+
+/// Glucose units, as documented (`mg/dl`, `mgdl`, `mmol/l` and `mmol` are accepted too).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub enum GlucoseUnitName {
+    #[schema(rename = "mg/dL")]
+    MgDl,
+    #[schema(rename = "mmol/L")]
+    MmolL,
+}
+
+/// Sensor statuses, as documented (input is case-insensitive).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub enum SensorStatusName {
+    #[schema(rename = "low")]
+    Low,
+    #[schema(rename = "high")]
+    High,
 }
 
 const MAX_RECORD_ID_LEN: usize = 128;
