@@ -27,7 +27,16 @@ env -i PATH="$PATH" BIND_ADDR="127.0.0.1:$PORT" SQLITE_PATH="$WORK/fuzz.db" AUTH
     LOG_LEVEL=WARNING "$BIN" serve >"$WORK/server.log" 2>&1 &
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null || true; rm -rf "$WORK"' EXIT
-for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.1; done
+python3 - "$PORT" <<'PY'
+import sys, time, urllib.request
+for _ in range(200):
+    try:
+        if urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/health", timeout=1).status == 200:
+            sys.exit(0)
+    except OSError:
+        time.sleep(0.05)
+sys.exit("cgm-hub did not become healthy")
+PY
 
 cd "$WORK"
 "$VENV/bin/schemathesis" run "http://127.0.0.1:$PORT/openapi.json" \
