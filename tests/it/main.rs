@@ -4,6 +4,7 @@ mod demo;
 mod helpers;
 mod http_errors;
 mod http_readings;
+mod pipeline;
 mod process;
 mod sqlite_store;
 mod store_conformance;

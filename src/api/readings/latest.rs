@@ -1,0 +1,88 @@
+//! `GET /api/bg/{userId}/latest`: the newest reading, with ETag, Last-Modified and 304.
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chrono::{DurationRound, Utc};
+
+use super::UserPath;
+use crate::api::docs;
+use crate::api::error::{ApiError, ErrorEnvelope};
+use crate::api::views::{success, ReadingView};
+use crate::api::AppState;
+use crate::domain::StoredReading;
+
+/// The newest reading of a user.
+#[utoipa::path(
+    get, path = "/api/bg/{userId}/latest", tag = "readings",
+    params(("userId" = String, Path, description = "1-64 of [A-Za-z0-9_-]", pattern = "^[A-Za-z0-9_-]{1,64}$"),
+           ("If-None-Match" = Option<String>, Header, description = "ETag from an earlier response")),
+    responses(
+        (status = 200, description = "The newest reading, with ETag, Last-Modified and Cache-Control", body = docs::LatestEnvelope),
+        (status = 304, description = "Not modified since the given ETag"),
+        (status = 400, description = "Invalid user id", body = ErrorEnvelope),
+        (status = 404, description = "No reading yet", body = ErrorEnvelope),
+    )
+)]
+pub async fn latest(
+    State(state): State<AppState>,
+    UserPath(user): UserPath,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let reading = state
+        .store
+        .latest_reading(&user)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("reading".into()))?;
+    let etag = format!(
+        "\"{}-{}\"",
+        reading.reading.timestamp.unix_seconds(),
+        reading.version
+    );
+    // HTTP dates have whole seconds: round up, so Last-Modified is never earlier
+    // than the change it stands for.
+    let last_modified = httpdate::fmt_http_date(
+        (reading.updated_at + chrono::Duration::milliseconds(999))
+            .duration_trunc(chrono::Duration::seconds(1))
+            .unwrap_or(reading.updated_at)
+            .into(),
+    );
+    let mut response = if not_modified(&headers, &etag, &reading) {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        success(ReadingView::from(&reading)).into_response()
+    };
+    let h = response.headers_mut();
+    h.insert(header::ETAG, header_value(&etag));
+    h.insert(header::LAST_MODIFIED, header_value(&last_modified));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-cache"),
+    );
+    Ok(response)
+}
+
+fn header_value(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// RFC 9110 §13.1: If-None-Match wins over If-Modified-Since; weak comparison.
+fn not_modified(headers: &HeaderMap, etag: &str, reading: &StoredReading) -> bool {
+    if let Some(inm) = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+    {
+        return inm
+            .split(',')
+            .map(|t| t.trim().trim_start_matches("W/"))
+            .any(|t| t == "*" || t == etag);
+    }
+    headers
+        .get(header::IF_MODIFIED_SINCE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| httpdate::parse_http_date(v).ok())
+        .is_some_and(|since| {
+            let since: chrono::DateTime<Utc> = since.into();
+            reading.updated_at <= since
+        })
+}

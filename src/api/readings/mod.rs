@@ -1,0 +1,36 @@
+//! Reading endpoints: latest (with conditional GET), range with cursor paging, and
+//! single or bulk writes with per-record outcomes. One module per endpoint.
+
+mod latest;
+mod range;
+mod write;
+
+use axum::extract::{FromRequestParts, Path};
+use axum::http::request::Parts;
+
+use super::error::ApiError;
+use crate::domain::{FieldError, UserId};
+
+pub use latest::{__path_latest, latest};
+pub use range::{__path_range, range, OrderName, Pagination, ReadingsPage};
+pub use write::{__path_write, write, BulkInput, BulkResult, RecordOutcome, Summary};
+
+/// The `{userId}` path segment, parsed; the request's log span is tagged with it.
+pub struct UserPath(pub UserId);
+
+impl<S: Send + Sync> FromRequestParts<S> for UserPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let invalid = |e: FieldError| {
+            ApiError::bad_request(format!("invalid user id in path: {}", e.message), vec![e])
+        };
+        // A segment that is not UTF-8 once percent-decoded is rejected by `Path`.
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| invalid(FieldError::new("user_id", "is not valid UTF-8")))?;
+        let user = UserId::parse(&raw).map_err(invalid)?;
+        tracing::Span::current().record("user_id", user.as_str());
+        Ok(Self(user))
+    }
+}

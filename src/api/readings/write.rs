@@ -1,0 +1,215 @@
+//! `POST /api/bg/{userId}/readings`: one reading or a bulk batch, with an outcome per record.
+
+use std::collections::BTreeMap;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::value::RawValue;
+use utoipa::ToSchema;
+
+use super::UserPath;
+use crate::api::docs;
+use crate::api::error::{ApiError, ErrorBody, ErrorEnvelope};
+use crate::api::views::{success, timestamp_ms};
+use crate::api::AppState;
+use crate::domain::FieldError;
+use crate::pipeline::{wire, RecordResult};
+use crate::store::{DuplicateKind, Outcome};
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RecordOutcome {
+    /// Position in the submitted `readings` array (0 for a single reading).
+    pub index: usize,
+    /// inserted, updated, duplicate or rejected.
+    #[schema(example = "inserted")]
+    pub outcome: &'static str,
+    /// For duplicates: `identical`, or `sensor_precedence` when a stored CGM
+    /// reading was kept over a manual one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorBody>,
+}
+
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub struct Summary {
+    pub received: usize,
+    pub inserted: usize,
+    pub updated: usize,
+    pub duplicates: usize,
+    pub rejected: usize,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BulkResult {
+    pub summary: Summary,
+    pub results: Vec<RecordOutcome>,
+}
+
+/// Body of a bulk write: `{"readings":[...]}`. Documentation only: the handler
+/// parses record by record so that one bad record cannot sink the batch.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct BulkInput {
+    readings: Vec<wire::ReadingInput>,
+}
+
+/// Stores one reading, or many at once (`{"readings":[...]}`).
+#[utoipa::path(
+    post, path = "/api/bg/{userId}/readings", tag = "readings",
+    params(("userId" = String, Path, description = "1-64 of [A-Za-z0-9_-]", pattern = "^[A-Za-z0-9_-]{1,64}$")),
+    request_body(content = wire::ReadingInput, description = "One reading, or a BulkInput {\"readings\":[...]} with up to MAX_BATCH_RECORDS readings"),
+    responses(
+        (status = 201, description = "Stored. A single reading answers with its outcome (data is a RecordOutcome); a bulk write with a summary and one outcome per record (data is a BulkResult); valid records are stored even when others are rejected", body = docs::WriteEnvelope),
+        (status = 400, description = "Unparseable JSON or invalid user id", body = ErrorEnvelope),
+        (status = 413, description = "Body or batch too large", body = ErrorEnvelope),
+        (status = 422, description = "A single reading that is invalid", body = ErrorEnvelope),
+    )
+)]
+pub async fn write(
+    State(state): State<AppState>,
+    UserPath(user): UserPath,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(|rejection| {
+        let status = rejection.status();
+        let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            format!(
+                "request body is larger than {} bytes",
+                state.limits.max_body_bytes
+            )
+        } else {
+            rejection.body_text()
+        };
+        ApiError::Validation {
+            status,
+            message,
+            errors: vec![],
+        }
+    })?;
+    let text = std::str::from_utf8(&body)
+        .map_err(|_| ApiError::bad_request("request body is not UTF-8", vec![]))?;
+    let object: BTreeMap<String, &RawValue> = serde_json::from_str(text).map_err(|e| {
+        let message = if e.is_data() {
+            "request body must be a JSON object".to_owned()
+        } else {
+            format!("malformed JSON: {e}")
+        };
+        ApiError::bad_request(message, vec![])
+    })?;
+
+    if let Some(records) = object.get("readings") {
+        if let Some(extra) = object.keys().find(|k| k.as_str() != "readings") {
+            return Err(ApiError::unprocessable(
+                format!("unknown field {extra:?} next to \"readings\""),
+                vec![FieldError::new(&format!("/{extra}"), "unknown field")],
+            ));
+        }
+        let records: Vec<&RawValue> = serde_json::from_str(records.get()).map_err(|_| {
+            ApiError::unprocessable(
+                "\"readings\" must be an array",
+                vec![FieldError::new("/readings", "must be an array")],
+            )
+        })?;
+        if records.len() > state.limits.max_batch_records {
+            return Err(ApiError::Validation {
+                status: StatusCode::PAYLOAD_TOO_LARGE,
+                message: format!(
+                    "a batch holds at most {} readings; split it",
+                    state.limits.max_batch_records
+                ),
+                errors: vec![FieldError::new("/readings", "too many records")],
+            });
+        }
+        let parsed = records
+            .iter()
+            .enumerate()
+            .map(|(i, raw)| {
+                wire::parse_record(raw.get(), &user).map_err(|errors| {
+                    let parent = format!("/readings/{i}");
+                    errors.into_iter().map(|e| e.within(&parent)).collect()
+                })
+            })
+            .collect();
+        let results = state.pipeline.ingest(parsed).await?;
+        let mut summary = Summary {
+            received: results.len(),
+            ..Summary::default()
+        };
+        let results: Vec<_> = results
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let outcome = record_outcome(i, r);
+                match outcome.outcome {
+                    "inserted" => summary.inserted += 1,
+                    "updated" => summary.updated += 1,
+                    "duplicate" => summary.duplicates += 1,
+                    _ => summary.rejected += 1,
+                }
+                outcome
+            })
+            .collect();
+        return Ok((
+            StatusCode::CREATED,
+            success(BulkResult { summary, results }),
+        )
+            .into_response());
+    }
+
+    let parsed = wire::parse_record(text, &user);
+    let result = state
+        .pipeline
+        .ingest(vec![parsed])
+        .await?
+        .pop()
+        .ok_or_else(|| ApiError::Internal("pipeline returned no result".into()))?;
+    match result {
+        RecordResult::Rejected(errors) => Err(ApiError::unprocessable(summarize(&errors), errors)),
+        stored => Ok((StatusCode::CREATED, success(record_outcome(0, stored))).into_response()),
+    }
+}
+
+fn summarize(errors: &[FieldError]) -> String {
+    match errors {
+        [one] => format!("invalid reading: {one}"),
+        many => format!("invalid reading: {} problems", many.len()),
+    }
+}
+
+fn record_outcome(index: usize, result: RecordResult) -> RecordOutcome {
+    match result {
+        RecordResult::Stored(timestamp, u) => RecordOutcome {
+            index,
+            outcome: u.outcome.as_str(),
+            reason: match u.outcome {
+                Outcome::Duplicate(DuplicateKind::Identical) => Some("identical"),
+                Outcome::Duplicate(DuplicateKind::SensorPrecedence) => Some("sensor_precedence"),
+                _ => None,
+            },
+            timestamp: Some(timestamp.to_rfc3339()),
+            version: Some(u.version),
+            updated_at: Some(timestamp_ms(u.updated_at)),
+            error: None,
+        },
+        RecordResult::Rejected(errors) => RecordOutcome {
+            index,
+            outcome: "rejected",
+            reason: None,
+            timestamp: None,
+            version: None,
+            updated_at: None,
+            error: Some(ApiError::unprocessable(summarize(&errors), errors).body()),
+        },
+    }
+}

@@ -1,0 +1,102 @@
+//! The ingest pipeline: per-record results in order, and one event per change.
+
+use std::sync::Arc;
+
+use cgm_hub::domain::{ReadingType, TimePolicy};
+use cgm_hub::events::{EventKind, MemoryBus};
+use cgm_hub::pipeline::{Pipeline, RecordResult};
+use cgm_hub::store::Outcome;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn changes_are_published_once_and_duplicates_not_at_all() {
+    let under_test = sqlite_store().await;
+    let bus = MemoryBus::default();
+    let mut events = bus.subscribe();
+    let pipeline = Pipeline::new(
+        under_test.store.clone(),
+        Arc::new(bus),
+        TimePolicy::default(),
+    );
+
+    let results = pipeline
+        .ingest(vec![
+            Ok(reading("p1", slot(1), 100, ReadingType::Manual)),
+            Err(vec![cgm_hub::domain::FieldError::new(
+                "glucose_value",
+                "too low",
+            )]),
+            Ok(cgm("p1", slot(1), 104)),
+            Ok(cgm("p1", slot(1), 104)),
+            Ok(reading("p1", slot(1), 90, ReadingType::Manual)),
+        ])
+        .await
+        .unwrap();
+    let outcomes: Vec<&str> = results
+        .iter()
+        .map(|r| match r {
+            RecordResult::Stored(_, u) => u.outcome.as_str(),
+            RecordResult::Rejected(_) => "rejected",
+        })
+        .collect();
+    assert_eq!(
+        outcomes,
+        ["inserted", "rejected", "updated", "duplicate", "duplicate"]
+    );
+    assert!(
+        matches!(&results[2], RecordResult::Stored(_, u) if u.outcome == Outcome::Updated && u.version == 2)
+    );
+
+    let created = events.try_recv().unwrap();
+    let updated = events.try_recv().unwrap();
+    assert!(
+        events.try_recv().is_err(),
+        "duplicates and rejections publish nothing"
+    );
+    match (&created.kind, &updated.kind) {
+        (EventKind::ReadingCreated(c), EventKind::ReadingUpdated(u)) => {
+            assert_eq!((c.version, c.glucose_value), (1, 100));
+            assert_eq!((u.version, u.glucose_value), (2, 104));
+            assert_eq!(u.user_id, "p1");
+        }
+        other => panic!("unexpected events {other:?}"),
+    }
+    assert_ne!(created.id, updated.id);
+    let json = serde_json::to_value(&*updated).unwrap();
+    assert_eq!(json["type"], "reading.updated");
+    assert_eq!(json["schema_version"], 1);
+    assert_eq!(json["data"]["timestamp"], slot(1).to_rfc3339());
+}
+
+#[tokio::test]
+async fn readings_outside_the_time_policy_are_rejected_not_stored() {
+    let under_test = sqlite_store().await;
+    let pipeline = Pipeline::new(
+        under_test.store.clone(),
+        Arc::new(MemoryBus::default()),
+        TimePolicy::default(),
+    );
+    let future =
+        cgm_hub::domain::ReadingTime::from_utc(chrono::Utc::now() + chrono::Duration::minutes(10));
+    let ancient = cgm_hub::domain::ReadingTime::parse_rfc3339("2001-01-01T00:00:00Z").unwrap();
+    let results = pipeline
+        .ingest(vec![
+            Ok(cgm("p1", future, 100)),
+            Ok(cgm("p1", ancient, 100)),
+        ])
+        .await
+        .unwrap();
+    for r in &results {
+        match r {
+            RecordResult::Rejected(errors) => assert_eq!(errors[0].pointer, "/timestamp"),
+            other => panic!("expected a rejection, got {other:?}"),
+        }
+    }
+    assert!(under_test
+        .store
+        .latest_reading(&user("p1"))
+        .await
+        .unwrap()
+        .is_none());
+}
