@@ -9,8 +9,8 @@
 #   scripts/fuzz-api.sh [path/to/cgm-hub]    (default: the debug build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-TARGET_DIR="${CARGO_TARGET_DIR:-target}"
-BIN="${1:-$TARGET_DIR/debug/cgm-hub}"
+TARGET_DIR="$(realpath -m "${CARGO_TARGET_DIR:-target}")"
+BIN="$(realpath "${1:-$TARGET_DIR/debug/cgm-hub}")"
 VENV="${FUZZ_VENV:-$TARGET_DIR/schemathesis-venv}"
 VERSION=4.32.5
 SEED=20261122
@@ -23,10 +23,11 @@ fi
 
 WORK=$(mktemp -d)
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-env -i PATH="$PATH" BIND_ADDR="127.0.0.1:$PORT" SQLITE_PATH="$WORK/fuzz.db" AUTH_DISABLED=true \
-    LOG_LEVEL=WARNING "$BIN" serve >"$WORK/server.log" 2>&1 &
+# Started from the scratch folder, so a developer's .env in the repository is not read.
+(cd "$WORK" && exec env -i PATH="$PATH" BIND_ADDR="127.0.0.1:$PORT" SQLITE_PATH="$WORK/fuzz.db" \
+    AUTH_DISABLED=true LOG_LEVEL=WARNING "$BIN" serve >"$WORK/server.log" 2>&1) &
 SERVER=$!
-trap 'kill $SERVER 2>/dev/null || true; rm -rf "$WORK"' EXIT
+trap 'status=$?; kill $SERVER 2>/dev/null || true; [ $status -eq 0 ] || { echo "cgm-hub log:"; cat "$WORK/server.log"; }; rm -rf "$WORK"' EXIT
 python3 - "$PORT" <<'PY'
 import sys, time, urllib.request
 for _ in range(200):

@@ -13,7 +13,13 @@ use crate::config::{LogFormat, Settings};
 pub fn init_logging(settings: &Settings) -> tracing_appender::non_blocking::WorkerGuard {
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
-        .finish(std::io::stdout());
+        // Buffered: the writer thread drains every queued line into the buffer and
+        // flushes once per batch, so a burst of requests costs a few write calls
+        // instead of one per line (the worker flushes whenever the queue runs dry).
+        .finish(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stdout(),
+        ));
     let filter = EnvFilter::builder()
         .with_default_directive(settings.log_level.into())
         .from_env_lossy()

@@ -113,21 +113,29 @@ pub struct ErrorEnvelope {
     pub error: ErrorBody,
 }
 
+/// The cause of a 5xx, kept out of the response body and handed to the access
+/// log (`middleware::observe`), which logs it with the request's id and user.
+#[derive(Debug, Clone)]
+pub struct ErrorDetail(pub String);
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        match &self {
-            ApiError::Internal(detail) => tracing::error!(error = %detail, "request failed"),
-            ApiError::Unavailable(detail) => {
-                tracing::warn!(error = %detail, "dependency unavailable")
+        let detail = match &self {
+            ApiError::Internal(detail) | ApiError::Unavailable(detail) => {
+                Some(ErrorDetail(detail.clone()))
             }
-            _ => {}
-        }
+            _ => None,
+        };
         let body = ErrorEnvelope {
             status: "error",
             error: self.body(),
         };
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if let Some(detail) = detail {
+            response.extensions_mut().insert(detail);
+        }
+        response
     }
 }
 

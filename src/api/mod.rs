@@ -50,9 +50,17 @@ impl AppContext {
         if let Some(base) = &self.public_base_url {
             return base.to_string();
         }
+        // Only a plausible host[:port] is echoed into links; set PUBLIC_BASE_URL in
+        // production rather than trusting the client's Host header.
         let host = headers
             .get(header::HOST)
             .and_then(|h| h.to_str().ok())
+            .filter(|h| {
+                !h.is_empty()
+                    && h.len() <= 255
+                    && h.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+            })
             .unwrap_or("localhost");
         format!("http://{host}")
     }
@@ -79,7 +87,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(middleware::not_found)
         .method_not_allowed_fallback(middleware::method_not_allowed)
         .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
-        .layer(axum::middleware::from_fn(middleware::record_metrics))
+        .layer(axum::middleware::from_fn(middleware::observe))
         .with_state(state);
     middleware::with_outer_layers(router)
 }

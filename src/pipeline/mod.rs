@@ -76,6 +76,14 @@ impl Pipeline {
         }
 
         let stored = self.store.upsert_readings(valid.clone()).await?;
+        if stored.len() != valid.len() {
+            // A backend bug; refuse rather than misattribute outcomes.
+            return Err(StoreError::Internal(format!(
+                "store returned {} results for {} readings",
+                stored.len(),
+                valid.len()
+            )));
+        }
         let mut events = Vec::new();
         for ((i, reading), upserted) in positions.into_iter().zip(valid).zip(stored) {
             metrics::counter!(

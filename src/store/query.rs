@@ -63,22 +63,26 @@ pub struct Page {
 pub async fn fetch_page(store: &dyn Store, req: &PageRequest) -> Result<Page, StoreError> {
     let mut from = req.start.map_or(i64::MIN, ReadingTime::unix_seconds);
     let mut until = req.end.map_or(i64::MAX, ReadingTime::unix_seconds);
-    // "After x in listing order" is "> x" ascending and "< x" descending.
-    let (scan_order, backwards) = match (req.seek, req.order) {
-        (None, order) => (order, false),
-        (Some(Seek::After(x)), Order::Asc) | (Some(Seek::Before(x)), Order::Desc) => {
+    // A `Before` page is read from the cursor backwards (in reverse listing order),
+    // then turned around.
+    let backwards = matches!(req.seek, Some(Seek::Before(_)));
+    if let Some(Seek::After(x) | Seek::Before(x)) = req.seek {
+        // Everything on the far side of x, excluding x, in timestamp terms:
+        // "after x" is "> x" ascending but "< x" descending, and "before" the reverse.
+        let later_than_x = matches!(
+            (req.seek, req.order),
+            (Some(Seek::After(_)), Order::Asc) | (Some(Seek::Before(_)), Order::Desc)
+        );
+        if later_than_x {
             from = from.max(x.saturating_add(1));
-            (req.order, matches!(req.seek, Some(Seek::Before(_))))
-        }
-        (Some(Seek::After(x)), Order::Desc) | (Some(Seek::Before(x)), Order::Asc) => {
+        } else {
             until = until.min(x);
-            (req.order, matches!(req.seek, Some(Seek::Before(_))))
         }
-    };
+    }
     let scan_order = if backwards {
-        scan_order.reversed()
+        req.order.reversed()
     } else {
-        scan_order
+        req.order
     };
 
     let mut readings = if from >= until {

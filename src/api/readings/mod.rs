@@ -9,13 +9,14 @@ use axum::extract::{FromRequestParts, Path};
 use axum::http::request::Parts;
 
 use super::error::ApiError;
+use super::middleware::RequestUser;
 use crate::domain::{FieldError, UserId};
 
 pub use latest::{__path_latest, latest};
 pub use range::{__path_range, range, OrderName, Pagination, ReadingsPage};
 pub use write::{__path_write, write, BulkInput, BulkResult, RecordOutcome, Summary};
 
-/// The `{userId}` path segment, parsed; the request's log span is tagged with it.
+/// The `{userId}` path segment, parsed; the access log is told whose data it is.
 pub struct UserPath(pub UserId);
 
 impl<S: Send + Sync> FromRequestParts<S> for UserPath {
@@ -30,7 +31,9 @@ impl<S: Send + Sync> FromRequestParts<S> for UserPath {
             .await
             .map_err(|_| invalid(FieldError::new("user_id", "is not valid UTF-8")))?;
         let user = UserId::parse(&raw).map_err(invalid)?;
-        tracing::Span::current().record("user_id", user.as_str());
+        if let Some(request_user) = parts.extensions.get::<RequestUser>() {
+            request_user.set(&user);
+        }
         Ok(Self(user))
     }
 }

@@ -150,14 +150,15 @@ pub async fn write(
             .into_iter()
             .enumerate()
             .map(|(i, r)| {
-                let outcome = record_outcome(i, r);
-                match outcome.outcome {
-                    "inserted" => summary.inserted += 1,
-                    "updated" => summary.updated += 1,
-                    "duplicate" => summary.duplicates += 1,
-                    _ => summary.rejected += 1,
+                match &r {
+                    RecordResult::Stored(_, u) => match u.outcome {
+                        Outcome::Inserted => summary.inserted += 1,
+                        Outcome::Updated => summary.updated += 1,
+                        Outcome::Duplicate(_) => summary.duplicates += 1,
+                    },
+                    RecordResult::Rejected(_) => summary.rejected += 1,
                 }
-                outcome
+                record_outcome(i, r)
             })
             .collect();
         return Ok((

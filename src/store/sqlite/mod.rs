@@ -4,8 +4,11 @@
 //! connection (which also makes each batch's dedup + conflict rule atomic), while
 //! reads use a small fixed set of reader connections that WAL lets run alongside
 //! the writer. rusqlite is synchronous: every call runs on tokio's blocking pool,
-//! never on an async worker. The pool is hand-rolled (a few mutexes) because the
-//! pool crates pin other rusqlite versions than the one that coexists with sqlx.
+//! never on an async worker. Callers first wait their turn on async semaphores (one
+//! permit for the writer, one per reader), so a burst of requests queues as cheap
+//! futures instead of parking blocking-pool threads on mutexes. The pool is a few
+//! lines here rather than r2d2/deadpool, whose SQLite adapters pin rusqlite
+//! versions other than the 0.39 that can sit beside sqlx (PostgreSQL, later).
 
 mod latest_cache;
 mod migrations;
@@ -52,6 +55,10 @@ struct Inner {
     writer: Mutex<Connection>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
+    /// One permit: writers queue here, asynchronously, before taking a blocking thread.
+    write_turn: tokio::sync::Semaphore,
+    /// One permit per reader connection.
+    read_turn: tokio::sync::Semaphore,
 }
 
 pub(crate) fn internal(e: rusqlite::Error) -> StoreError {
@@ -103,6 +110,8 @@ impl SqliteStore {
                 writer: Mutex::new(writer),
                 readers,
                 next_reader: AtomicUsize::new(0),
+                write_turn: tokio::sync::Semaphore::new(1),
+                read_turn: tokio::sync::Semaphore::new(READERS),
             }),
         })
     }
@@ -117,6 +126,7 @@ impl SqliteStore {
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let inner = self.inner.clone();
+        let _turn = self.inner.write_turn.acquire().await.map_err(closed)?;
         tokio::task::spawn_blocking(move || f(&mut lock(&inner.writer)))
             .await
             .map_err(|e| StoreError::Internal(format!("sqlite writer task failed: {e}")))?
@@ -128,6 +138,7 @@ impl SqliteStore {
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let inner = self.inner.clone();
+        let _turn = self.inner.read_turn.acquire().await.map_err(closed)?;
         tokio::task::spawn_blocking(move || f(&inner.reader()))
             .await
             .map_err(|e| StoreError::Internal(format!("sqlite reader task failed: {e}")))?
@@ -147,6 +158,10 @@ impl Inner {
     }
 }
 
+fn closed(_: tokio::sync::AcquireError) -> StoreError {
+    StoreError::Unavailable("the sqlite store is shutting down".into())
+}
+
 /// A poisoned lock only means another thread panicked mid-call; SQLite rolled its
 /// transaction back, so the connection is still usable.
 fn lock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
@@ -154,22 +169,33 @@ fn lock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
 }
 
 fn lock_file(db: &Path) -> Result<std::fs::File, StoreError> {
-    let mut name = db.as_os_str().to_owned();
+    // Name the lock after the real file, so two spellings of one path share it.
+    let dir = db
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_owned());
+    let mut name = db.file_name().unwrap_or_default().to_owned();
     name.push(".lock");
+    let path = dir.join(name);
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(&name)
-        .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", db.display())))?;
-    file.try_lock().map_err(|_| {
-        StoreError::Unavailable(format!(
+        .open(&path)
+        .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Unavailable(format!(
             "{} is in use by another cgm-hub process; one SQLite file serves one process \
              (use PostgreSQL to run several instances)",
             db.display()
-        ))
-    })?;
-    Ok(file)
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(StoreError::Unavailable(format!(
+            "cannot lock {}: {e}",
+            path.display()
+        ))),
+    }
 }
 
 fn configure(conn: &Connection, durability: Durability) -> Result<(), StoreError> {
@@ -224,7 +250,7 @@ impl Store for SqliteStore {
                         "UPDATE readings SET glucose_mg_dl = ?3, status = ?4, trend = ?5, \
                          trend_rate = ?6, reading_type = ?7, source = ?8, device_id = ?9, \
                          serial_number = ?10, transmitter_id = ?11, source_record_id = ?12, \
-                         display_offset_minutes = ?13, version = version + 1, updated_at_ms = ?16 \
+                         display_offset_minutes = ?13, version = ?14, updated_at_ms = ?16 \
                          WHERE user_id = ?1 AND ts = ?2",
                     )
                     .map_err(internal)?;
@@ -292,7 +318,7 @@ impl Store for SqliteStore {
         if let Some(hit) = self.inner.latest.get(user.as_str()) {
             return Ok(Some(StoredReading::clone(&hit)));
         }
-        let generation = self.inner.latest.generation();
+        let generation = self.inner.latest.generation(user.as_str());
         let user = user.clone();
         let found = self
             .read(move |conn| {

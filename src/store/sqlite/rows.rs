@@ -136,8 +136,8 @@ pub fn millis(ms: i64) -> Option<DateTime<Utc>> {
 
 /// Executes `stmt` with a reading bound as `?1..?16` in `COLUMNS` order. The
 /// INSERT uses all sixteen; the UPDATE that replaces a row's content uses the same
-/// numbering (and leaves `?14` version and `?15` created_at unreferenced), so the
-/// two statements cannot drift apart.
+/// numbering (and leaves `?15` created_at unreferenced), so the two statements
+/// cannot drift apart.
 pub fn execute(
     stmt: &mut Statement<'_>,
     r: &Reading,
