@@ -7,12 +7,18 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogFormat, Settings};
 
+/// Lines the log writer had to drop because its queue was full.
+static DROPPED_LOG_LINES: OnceLock<tracing_appender::non_blocking::ErrorCounter> = OnceLock::new();
+
 /// Installs the global log subscriber. Lines are written to stdout by a background
-/// thread (request handlers never wait on the terminal or a pipe); keep the returned
-/// guard alive until exit so the last lines are flushed.
+/// thread, so request handlers never wait on the terminal or a pipe. If whatever
+/// reads stdout stalls and the queue (128k lines) fills, lines are dropped and
+/// counted in `log_lines_dropped_total` rather than stalling the API: serving
+/// readings matters more than logging them. Keep the returned guard alive until
+/// exit so the last lines are flushed.
 pub fn init_logging(settings: &Settings) -> tracing_appender::non_blocking::WorkerGuard {
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
+        .lossy(true)
         // Buffered: the writer thread drains every queued line into the buffer and
         // flushes once per batch, so a burst of requests costs a few write calls
         // instead of one per line (the worker flushes whenever the queue runs dry).
@@ -27,7 +33,8 @@ pub fn init_logging(settings: &Settings) -> tracing_appender::non_blocking::Work
         .add_directive("h2=warn".parse().expect("static directive"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(writer);
+        .with_writer(writer.clone());
+    let _ = DROPPED_LOG_LINES.set(writer.error_counter());
     let _ = match settings.log_format {
         LogFormat::Json => builder
             .json()
@@ -61,6 +68,14 @@ pub fn metrics_handle() -> PrometheusHandle {
         .clone()
 }
 
+/// Prometheus text for every metric, with the dropped-log-line count brought up to date.
+pub fn render_metrics(handle: &PrometheusHandle) -> String {
+    if let Some(dropped) = DROPPED_LOG_LINES.get() {
+        metrics::counter!("log_lines_dropped_total").absolute(dropped.dropped_lines() as u64);
+    }
+    handle.render()
+}
+
 fn describe_metrics() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
     describe_counter!(
@@ -82,5 +97,9 @@ fn describe_metrics() {
     );
     describe_counter!("events_published_total", "Domain events published, by type");
     describe_gauge!("build_info", "Always 1; labels carry the version");
+    describe_counter!(
+        "log_lines_dropped_total",
+        "Log lines dropped because stdout could not keep up"
+    );
     metrics::gauge!("build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
 }
