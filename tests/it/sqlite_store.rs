@@ -16,6 +16,11 @@ async fn creates_its_folder_and_uses_wal() {
         .await
         .unwrap();
     assert_eq!(journal_mode_from_header(&path), "wal");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&path), 0o600, "health data is private to its user");
+    assert_eq!(mode(&path.with_extension("db-wal")), 0o600);
+    assert_eq!(mode(path.parent().unwrap()), 0o700);
 }
 
 /// Reads the journal mode with the sqlite3 file header: bytes 18-19 are 2 in WAL mode.

@@ -80,10 +80,15 @@ impl SqliteStore {
     /// applies pending migrations.
     pub fn open(path: &Path, durability: Durability) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| {
+            private_dir(dir).map_err(|e| {
                 StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
             })?;
         }
+        // Health data: the file (and the -wal/-shm files SQLite derives from it)
+        // is readable by this user only.
+        private_file(path).map_err(|e| {
+            StoreError::Unavailable(format!("cannot create {}: {e}", path.display()))
+        })?;
         let lock = lock_file(path)?;
         let mut writer = Connection::open(path).map_err(internal)?;
         configure(&writer, durability)?;
@@ -168,6 +173,25 @@ fn lock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// Creates missing folders readable by this user only; existing ones are left as
+/// they are (an operator's /var/lib layout is theirs).
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// Creates the database file with mode 0600 if it does not exist yet.
+fn private_file(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path).map(drop)
+}
+
 fn lock_file(db: &Path) -> Result<std::fs::File, StoreError> {
     // Name the lock after the real file, so two spellings of one path share it.
     let dir = db
@@ -178,10 +202,11 @@ fn lock_file(db: &Path) -> Result<std::fs::File, StoreError> {
     let mut name = db.file_name().unwrap_or_default().to_owned();
     name.push(".lock");
     let path = dir.join(name);
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).truncate(false).write(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options
         .open(&path)
         .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
     match file.try_lock() {
