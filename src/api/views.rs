@@ -140,10 +140,6 @@ impl Serialize for Rfc3339 {
     }
 }
 
-pub fn timestamp_ms(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
 impl<'a> From<&'a StoredReading> for ReadingView<'a> {
     fn from(s: &'a StoredReading) -> Self {
         let r = &s.reading;

@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 use super::UserPath;
 use crate::api::docs;
 use crate::api::error::{ApiError, ErrorBody, ErrorEnvelope};
-use crate::api::views::{success, timestamp_ms};
+use crate::api::views::{success, success_sized, Rfc3339};
 use crate::api::AppState;
 use crate::domain::FieldError;
 use crate::pipeline::{wire, RecordResult};
@@ -32,11 +32,13 @@ pub struct RecordOutcome {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub timestamp: Option<String>,
+    #[schema(value_type = Option<String>, example = "2023-08-15T14:30:00Z")]
+    pub timestamp: Option<Rfc3339>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub updated_at: Option<String>,
+    #[schema(value_type = Option<String>, example = "2023-08-15T14:35:12.345Z")]
+    pub updated_at: Option<Rfc3339>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorBody>,
 }
@@ -161,11 +163,13 @@ pub async fn write(
                 record_outcome(i, r)
             })
             .collect();
-        return Ok((
+        // About 130 bytes of JSON per outcome.
+        let size_hint = 256 + results.len() * 160;
+        return Ok(success_sized(
             StatusCode::CREATED,
-            success(BulkResult { summary, results }),
-        )
-            .into_response());
+            BulkResult { summary, results },
+            size_hint,
+        ));
     }
 
     let parsed = wire::parse_record(text, &user);
@@ -198,9 +202,9 @@ fn record_outcome(index: usize, result: RecordResult) -> RecordOutcome {
                 Outcome::Duplicate(DuplicateKind::SensorPrecedence) => Some("sensor_precedence"),
                 _ => None,
             },
-            timestamp: Some(timestamp.to_rfc3339()),
+            timestamp: Some(Rfc3339::seconds(timestamp.as_datetime())),
             version: Some(u.version),
-            updated_at: Some(timestamp_ms(u.updated_at)),
+            updated_at: Some(Rfc3339::millis(u.updated_at)),
             error: None,
         },
         RecordResult::Rejected(errors) => RecordOutcome {
