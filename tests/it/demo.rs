@@ -1,10 +1,5 @@
 //! The demo source feeds realistic readings through the real pipeline.
 
-use std::sync::Arc;
-
-use cgm_hub::domain::TimePolicy;
-use cgm_hub::events::MemoryBus;
-use cgm_hub::pipeline::Pipeline;
 use cgm_hub::sources::demo::demo_patients;
 use cgm_hub::sources::demo_feed::feed_window;
 use cgm_hub::store::{fetch_page, Order, PageRequest};
@@ -16,13 +11,7 @@ use crate::helpers::*;
 #[tokio::test]
 async fn a_day_of_demo_readings_is_stored_once() {
     let under_test = sqlite_store().await;
-    let bus = MemoryBus::default();
-    let mut events = bus.subscribe();
-    let pipeline = Pipeline::new(
-        under_test.store.clone(),
-        Arc::new(bus),
-        TimePolicy::default(),
-    );
+    let (pipeline, mut events) = pipeline_with_events(under_test.store.clone());
     let to = Utc::now();
     let from = to - Duration::days(1);
     let inserted = feed_window(&pipeline, from, to).await.unwrap();

@@ -199,6 +199,29 @@ pub async fn expect_error(response: reqwest::Response, status: u16, code: &str) 
     body["error"].clone()
 }
 
+/// GET an absolute URL and parse the JSON body.
+pub async fn get_json(client: &reqwest::Client, url: &str) -> Value {
+    let response = client.get(url).send().await.expect("request");
+    response.json().await.expect("JSON body")
+}
+
+/// A pipeline over `store` with an in-process bus, and a subscription to its events.
+pub fn pipeline_with_events(
+    store: Arc<dyn Store>,
+) -> (
+    cgm_hub::pipeline::Pipeline,
+    tokio::sync::broadcast::Receiver<Arc<cgm_hub::events::Event>>,
+) {
+    let bus = cgm_hub::events::MemoryBus::default();
+    let events = bus.subscribe();
+    let pipeline = cgm_hub::pipeline::Pipeline::new(
+        store,
+        Arc::new(bus),
+        cgm_hub::domain::TimePolicy::default(),
+    );
+    (pipeline, events)
+}
+
 /// Every reading of a listing, following `pagination.next` links from `first_url`.
 pub async fn all_readings(client: &reqwest::Client, first_url: &str) -> Vec<Value> {
     let mut readings = Vec::new();

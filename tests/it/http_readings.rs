@@ -262,15 +262,7 @@ async fn range_pages_through_full_links_in_both_orders() {
         assert_eq!(values, expected, "{order}");
         // And back one page from the last.
         let prev = last_page["data"]["pagination"]["prev"].as_str().unwrap();
-        let body: Value = app
-            .client
-            .get(prev)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let body = get_json(&app.client, prev).await;
         let back: Vec<u64> = body["data"]["readings"]
             .as_array()
             .unwrap()

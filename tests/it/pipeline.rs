@@ -1,10 +1,8 @@
 //! The ingest pipeline: per-record results in order, and one event per change.
 
-use std::sync::Arc;
-
-use cgm_hub::domain::{ReadingType, TimePolicy};
-use cgm_hub::events::{EventKind, MemoryBus};
-use cgm_hub::pipeline::{Pipeline, RecordResult};
+use cgm_hub::domain::ReadingType;
+use cgm_hub::events::EventKind;
+use cgm_hub::pipeline::RecordResult;
 use cgm_hub::store::Outcome;
 
 use crate::helpers::*;
@@ -12,13 +10,7 @@ use crate::helpers::*;
 #[tokio::test]
 async fn changes_are_published_once_and_duplicates_not_at_all() {
     let under_test = sqlite_store().await;
-    let bus = MemoryBus::default();
-    let mut events = bus.subscribe();
-    let pipeline = Pipeline::new(
-        under_test.store.clone(),
-        Arc::new(bus),
-        TimePolicy::default(),
-    );
+    let (pipeline, mut events) = pipeline_with_events(under_test.store.clone());
 
     let results = pipeline
         .ingest(vec![
@@ -72,11 +64,7 @@ async fn changes_are_published_once_and_duplicates_not_at_all() {
 #[tokio::test]
 async fn readings_outside_the_time_policy_are_rejected_not_stored() {
     let under_test = sqlite_store().await;
-    let pipeline = Pipeline::new(
-        under_test.store.clone(),
-        Arc::new(MemoryBus::default()),
-        TimePolicy::default(),
-    );
+    let (pipeline, _events) = pipeline_with_events(under_test.store.clone());
     let future =
         cgm_hub::domain::ReadingTime::from_utc(chrono::Utc::now() + chrono::Duration::minutes(10));
     let ancient = cgm_hub::domain::ReadingTime::parse_rfc3339("2001-01-01T00:00:00Z").unwrap();

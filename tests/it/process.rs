@@ -316,14 +316,7 @@ async fn sigterm_finishes_in_flight_requests_then_exits_0() {
     assert!(code.success(), "exit status {code}");
 
     let server = Binary::start_healthy(&db, &client).await;
-    let latest: Value = client
-        .get(format!("{}/api/bg/term-user/latest", server.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let latest = get_json(&client, &format!("{}/api/bg/term-user/latest", server.base)).await;
     let expected = (start + chrono::Duration::minutes(5 * 9_999))
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     assert_eq!(latest["data"]["timestamp"], expected.as_str());
