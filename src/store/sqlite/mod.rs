@@ -14,19 +14,21 @@ mod latest_cache;
 mod migrations;
 mod rows;
 
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
 use latest_cache::LatestCache;
 
 use super::{DuplicateKind, Order, Outcome, Scan, Store, StoreError, Upserted};
-use crate::domain::{Resolution, StoredReading, UserId};
+use crate::domain::{Reading, Resolution, StoredReading, UserId};
 
 const READERS: usize = 4;
 /// Users whose latest reading is kept in memory (a few hundred bytes each).
@@ -242,10 +244,7 @@ impl Store for SqliteStore {
         "sqlite"
     }
 
-    async fn upsert_readings(
-        &self,
-        readings: Vec<crate::domain::Reading>,
-    ) -> Result<Vec<Upserted>, StoreError> {
+    async fn upsert_readings(&self, readings: Vec<Reading>) -> Result<Vec<Upserted>, StoreError> {
         let inner = self.inner.clone();
         self.write(move |conn| {
             let latest = &inner.latest;
@@ -255,7 +254,7 @@ impl Store for SqliteStore {
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(internal)?;
             let mut results = Vec::with_capacity(readings.len());
-            let mut written = Vec::new();
+            let mut newest = NewestWrites::default();
             {
                 let mut insert = tx
                     .prepare_cached(&format!(
@@ -279,7 +278,7 @@ impl Store for SqliteStore {
                          WHERE user_id = ?1 AND ts = ?2",
                     )
                     .map_err(internal)?;
-                for reading in &readings {
+                for (i, reading) in readings.iter().enumerate() {
                     if rows::execute(&mut insert, reading, 1, now_ms, now_ms).map_err(internal)?
                         == 1
                     {
@@ -288,12 +287,7 @@ impl Store for SqliteStore {
                             version: 1,
                             updated_at: now,
                         });
-                        written.push(StoredReading {
-                            reading: reading.clone(),
-                            version: 1,
-                            created_at: now,
-                            updated_at: now,
-                        });
+                        newest.note(&readings, i, now);
                         continue;
                     }
                     let stored = existing
@@ -316,12 +310,7 @@ impl Store for SqliteStore {
                                 now_ms,
                             )
                             .map_err(internal)?;
-                            written.push(StoredReading {
-                                reading: reading.clone(),
-                                version: stored.version + 1,
-                                created_at: stored.created_at,
-                                updated_at: now,
-                            });
+                            newest.note(&readings, i, stored.created_at);
                             Upserted {
                                 outcome: Outcome::Updated,
                                 version: stored.version + 1,
@@ -333,7 +322,7 @@ impl Store for SqliteStore {
                 }
             }
             tx.commit().map_err(internal)?;
-            latest.committed(&newest_per_user(written));
+            latest.committed(&newest.into_stored(&readings, &results));
             Ok(results)
         })
         .await
@@ -399,17 +388,41 @@ impl Store for SqliteStore {
     }
 }
 
-/// Only the newest written reading of each user can become its latest.
-fn newest_per_user(mut written: Vec<StoredReading>) -> Vec<StoredReading> {
-    // Reverse first so that, of two writes to one instant, the later survives the
-    // (stable) sort and the dedup.
-    written.reverse();
-    written.sort_by(|a, b| {
-        (a.reading.user_id.as_str(), b.reading.timestamp)
-            .cmp(&(b.reading.user_id.as_str(), a.reading.timestamp))
-    });
-    written.dedup_by(|later, first| later.reading.user_id == first.reading.user_id);
-    written
+/// The newest reading each user got in a batch (by position in the batch and the
+/// created_at its row keeps): only these can become a user's latest, so only these
+/// are copied for the cache.
+#[derive(Default)]
+struct NewestWrites<'a>(HashMap<&'a str, (usize, DateTime<Utc>)>);
+
+impl<'a> NewestWrites<'a> {
+    /// Notes that `readings[i]` was inserted or replaced. Of two writes to one
+    /// instant the later one wins.
+    fn note(&mut self, readings: &'a [Reading], i: usize, created_at: DateTime<Utc>) {
+        match self.0.entry(readings[i].user_id.as_str()) {
+            Entry::Occupied(mut best) => {
+                if readings[i].timestamp >= readings[best.get().0].timestamp {
+                    best.insert((i, created_at));
+                }
+            }
+            Entry::Vacant(slot) => {
+                slot.insert((i, created_at));
+            }
+        }
+    }
+
+    /// The noted readings as stored, with the version and updated_at of `results`
+    /// (which is in batch order).
+    fn into_stored(self, readings: &[Reading], results: &[Upserted]) -> Vec<StoredReading> {
+        self.0
+            .into_values()
+            .map(|(i, created_at)| StoredReading {
+                reading: readings[i].clone(),
+                version: results[i].version,
+                created_at,
+                updated_at: results[i].updated_at,
+            })
+            .collect()
+    }
 }
 
 fn duplicate(stored: &StoredReading, kind: DuplicateKind) -> Upserted {
