@@ -33,7 +33,9 @@ wait_for() { for _ in $(seq 1 200); do curl -sf "$1" >/dev/null 2>&1 && return 0
 "$BASE_BIN" 127.0.0.1:5099 & PIDS+=($!)
 # cgm-hub with its production defaults (JSON access logs at INFO, SQLite synchronous=FULL),
 # logs discarded as a log shipper would take them.
+# Rate limits high enough never to refuse the load generator (the limiter still runs).
 env -i PATH="$PATH" BIND_ADDR=127.0.0.1:5098 SQLITE_PATH="$WORK/bench.db" AUTH_DISABLED=true \
+    RATE_LIMIT_USER_PER_MINUTE=100000000 RATE_LIMIT_ANONYMOUS_PER_MINUTE=100000000 \
     "$BIN" serve >/dev/null 2>"$WORK/stderr.log" & PIDS+=($!)
 wait_for http://127.0.0.1:5099/
 wait_for http://127.0.0.1:5098/health

@@ -22,12 +22,25 @@ if [ ! -x "$VENV/bin/schemathesis" ] || ! "$VENV/bin/schemathesis" --version | g
 fi
 
 WORK=$(mktemp -d)
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+PORT=$(free_port)
+SIM_PORT=$(free_port)
+# The Dexcom simulator, so that the OAuth endpoints are fuzzed against a real peer.
+"$BIN" simulate dexcom --bind "127.0.0.1:$SIM_PORT" >"$WORK/simulator.log" 2>&1 &
+SIMULATOR=$!
 # Started from the scratch folder, so a developer's .env in the repository is not read.
+# Real bearer authentication, so that schemathesis also checks that every
+# secured operation refuses requests without (or with a bad) token.
+SECRET="fuzz-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
+TOKEN=$(env -i PATH="$PATH" AUTH_JWT_SECRET="$SECRET" "$BIN" token mint --sub fuzz-admin --roles admin --ttl 1h)
 (cd "$WORK" && exec env -i PATH="$PATH" BIND_ADDR="127.0.0.1:$PORT" SQLITE_PATH="$WORK/fuzz.db" \
-    AUTH_DISABLED=true LOG_LEVEL=WARNING "$BIN" serve >"$WORK/server.log" 2>&1) &
+    AUTH_JWT_SECRET="$SECRET" LOG_LEVEL=WARNING \
+    RATE_LIMIT_USER_PER_MINUTE=10000000 RATE_LIMIT_ANONYMOUS_PER_MINUTE=10000000 \
+    DEXCOM_API_BASE_URL="http://127.0.0.1:$SIM_PORT" DEXCOM_CLIENT_ID=cgm-hub-demo \
+    DEXCOM_CLIENT_SECRET=cgm-hub-demo-secret DEXCOM_REDIRECT_URI="http://127.0.0.1:$PORT/oauth/callback" \
+    "$BIN" serve >"$WORK/server.log" 2>&1) &
 SERVER=$!
-trap 'status=$?; kill $SERVER 2>/dev/null || true; [ $status -eq 0 ] || { echo "cgm-hub log:"; cat "$WORK/server.log"; }; rm -rf "$WORK"' EXIT
+trap 'status=$?; kill $SERVER $SIMULATOR 2>/dev/null || true; [ $status -eq 0 ] || { echo "cgm-hub log:"; cat "$WORK/server.log"; }; rm -rf "$WORK"' EXIT
 python3 - "$PORT" <<'PY'
 import sys, time, urllib.request
 for _ in range(200):
@@ -42,6 +55,7 @@ PY
 cd "$WORK"
 "$VENV/bin/schemathesis" run "http://127.0.0.1:$PORT/openapi.json" \
     --url "http://127.0.0.1:$PORT" \
+    --header "Authorization: Bearer $TOKEN" \
     --checks all --exclude-checks positive_data_acceptance \
     --max-examples "$EXAMPLES" --seed "$SEED" \
     --no-color

@@ -4,26 +4,45 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum_server::tls_rustls::RustlsConfig;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::api::{self, AppContext, AppState, Limits};
-use crate::config::{EventBusKind, Settings, StorageSettings};
+use crate::auth::jwt::{AuthConfig, Authenticator};
+use crate::config::{DexcomSettings, EventBusKind, Settings, StorageSettings};
+use crate::connections::cipher::TokenCipher;
+use crate::connections::key_file;
 use crate::domain::TimePolicy;
 use crate::events::{EventBus, MemoryBus};
 use crate::pipeline::Pipeline;
+use crate::sources::demo_dexcom;
+use crate::sources::dexcom::oauth::OAuthConfig;
+use crate::sources::dexcom::outbound::Outbound;
+use crate::sources::dexcom::service::DexcomService;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, StoreError};
 use crate::telemetry;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("cannot open storage: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot read or create the development token key {path}: {error}")]
+    KeyFile { path: String, error: std::io::Error },
+}
 
 /// Everything a running instance holds.
 pub struct App {
     pub state: AppState,
     pub settings: Settings,
+    cipher: Arc<TokenCipher>,
 }
 
 impl App {
-    pub fn build(settings: Settings) -> Result<Self, StoreError> {
+    /// Builds everything (and starts the Dexcom backfill worker): call inside a
+    /// Tokio runtime.
+    pub fn build(settings: Settings) -> Result<Self, BuildError> {
         let store: Arc<dyn Store> = match &settings.storage {
             StorageSettings::Sqlite { path, durability } => {
                 Arc::new(SqliteStore::open(path, *durability)?)
@@ -38,6 +57,7 @@ impl App {
         };
         let state = Arc::new(AppContext {
             pipeline: Pipeline::new(store.clone(), bus.clone(), policy),
+            audit: crate::auth::audit::AuditLog::start(store.clone()),
             store,
             event_bus_name: bus.name(),
             metrics: telemetry::metrics_handle(),
@@ -47,8 +67,35 @@ impl App {
             },
             public_base_url: settings.public_base_url.as_deref().map(Arc::from),
             auth_disabled: settings.auth_disabled,
+            dexcom: std::sync::OnceLock::new(),
+            rate_limits: crate::api::rate_limit::RateLimits::new(settings.rate_limits),
+            tls: settings.tls.is_some(),
+            cors_allowed_origins: settings.cors_allowed_origins.clone(),
+            authenticator: Authenticator::new(AuthConfig {
+                hs256_secret: settings.auth_jwt_secret.clone(),
+                jwks_url: settings.auth_jwks_url.clone(),
+                issuer: settings.auth_issuer.clone(),
+                audience: settings.auth_audience.clone(),
+                leeway: std::time::Duration::from_secs(30),
+            }),
         });
-        Ok(Self { state, settings })
+        let cipher = Arc::new(token_cipher(&settings)?);
+        // The demo connects to its own simulator once serving starts.
+        if !settings.demo {
+            if let Some(oauth) = oauth_config(&settings.dexcom) {
+                let service = dexcom_service(&state, &settings.dexcom, oauth, cipher.clone());
+                let _ = state.dexcom.set(service);
+            }
+        }
+        Ok(Self {
+            state,
+            settings,
+            cipher,
+        })
+    }
+
+    pub fn cipher(&self) -> &Arc<TokenCipher> {
+        &self.cipher
     }
 
     pub fn router(&self) -> axum::Router {
@@ -63,27 +110,71 @@ impl App {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
-        let demo = self.settings.demo.then(|| {
-            tokio::spawn(crate::sources::demo_feed::run(
-                self.state.pipeline.clone(),
-                self.settings.demo_backfill_days,
+        let demo = if self.settings.demo {
+            let local = listener.local_addr()?;
+            let (sim, service) =
+                demo_dexcom::start(&self.state, &self.settings, self.cipher.clone(), local).await?;
+            Some(tokio::spawn(demo_dexcom::run(
+                self.state.clone(),
+                sim,
+                service,
                 stop_rx.clone(),
-            ))
-        });
+            )))
+        } else {
+            None
+        };
+        if let Some(dexcom) = self.state.dexcom.get() {
+            match dexcom.rewrap_tokens().await {
+                Ok(r) if r.rewrapped == 0 && r.left == 0 => {}
+                Ok(r) if r.left == 0 => tracing::info!(
+                    rewrapped = r.rewrapped,
+                    "tokens sealed again under the current TOKEN_ENCRYPTION_KEY"
+                ),
+                Ok(r) => tracing::warn!(
+                    rewrapped = r.rewrapped,
+                    left = r.left,
+                    "some tokens are still sealed under a previous key; keep \
+                     TOKEN_ENCRYPTION_KEY_PREVIOUS and restart later"
+                ),
+                Err(e) => {
+                    tracing::error!(error = %e, "could not re-seal tokens under the current key")
+                }
+            }
+        }
         let grace = self.settings.shutdown_timeout;
         let addr = listener.local_addr()?;
-        tracing::info!(%addr, storage = self.state.store.backend(), demo = self.settings.demo, "cgm-hub listening");
+        let scheme = if self.settings.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        tracing::info!(%addr, scheme, storage = self.state.store.backend(), demo = self.settings.demo, "cgm-hub listening");
 
         let mut signal_rx = stop_rx.clone();
-        let server = axum::serve(
-            listener,
-            self.router()
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            let _ = signal_rx.changed().await;
-        });
-        let server = tokio::spawn(async move { server.await });
+        let service = self
+            .router()
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let server = match &self.settings.tls {
+            None => {
+                let server = axum::serve(listener, service).with_graceful_shutdown(async move {
+                    let _ = signal_rx.changed().await;
+                });
+                tokio::spawn(async move { server.await })
+            }
+            Some(tls) => {
+                // rustls speaks TLS 1.2 and 1.3 only.
+                let config = RustlsConfig::from_pem_file(&tls.cert_path, &tls.key_path).await?;
+                let handle = axum_server::Handle::new();
+                let stop = handle.clone();
+                tokio::spawn(async move {
+                    let _ = signal_rx.changed().await;
+                    stop.graceful_shutdown(Some(grace));
+                });
+                let server =
+                    axum_server::from_tcp_rustls(listener.into_std()?, config)?.handle(handle);
+                tokio::spawn(async move { server.serve(service).await })
+            }
+        };
 
         shutdown.await;
         tracing::info!(grace_seconds = grace.as_secs(), "shutting down");
@@ -92,7 +183,15 @@ impl App {
         if let Some(demo) = demo {
             let _ = tokio::time::timeout_at(deadline, demo).await;
         }
-        match tokio::time::timeout_at(deadline, server).await {
+        let served = tokio::time::timeout_at(deadline, server).await;
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        self.state.audit.shutdown(left).await;
+        // A token refresh in flight must land, or its rotated token is lost.
+        if let Some(dexcom) = self.state.dexcom.get() {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            dexcom.client().tokens().shutdown(left).await;
+        }
+        match served {
             Ok(Ok(result)) => result,
             Ok(Err(join)) => Err(std::io::Error::other(join)),
             Err(_) => {
@@ -101,6 +200,63 @@ impl App {
             }
         }
     }
+}
+
+/// The configured OAuth client, if DEXCOM_CLIENT_ID, DEXCOM_CLIENT_SECRET and
+/// DEXCOM_REDIRECT_URI are all set (settings refuse a partial set).
+fn oauth_config(s: &DexcomSettings) -> Option<OAuthConfig> {
+    Some(OAuthConfig {
+        base_url: s.api_base_url.clone(),
+        client_id: s.client_id.clone()?,
+        client_secret: s.client_secret.clone()?,
+        redirect_uri: s.redirect_uri.clone()?,
+        pkce: s.pkce,
+    })
+}
+
+/// The Dexcom service for these settings and OAuth client.
+pub fn dexcom_service(
+    state: &AppState,
+    settings: &DexcomSettings,
+    oauth: OAuthConfig,
+    cipher: Arc<TokenCipher>,
+) -> Arc<DexcomService> {
+    DexcomService::build(
+        state.pipeline.clone(),
+        cipher,
+        oauth,
+        Outbound::from_settings(settings),
+        settings.api_version,
+        settings.backfill_days,
+    )
+}
+
+/// TOKEN_ENCRYPTION_KEY (plus previous keys), or in development a generated key
+/// kept next to the SQLite file.
+fn token_cipher(settings: &Settings) -> Result<TokenCipher, BuildError> {
+    let previous: Vec<[u8; 32]> = settings
+        .token_encryption_key_previous
+        .iter()
+        .map(|k| *k.expose())
+        .collect();
+    if let Some(key) = &settings.token_encryption_key {
+        return Ok(TokenCipher::new(key.expose(), &previous));
+    }
+    // Settings refuse a missing key outside development.
+    let StorageSettings::Sqlite { path, .. } = &settings.storage;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let (key, key_path) = key_file::load_or_create(dir).map_err(|error| BuildError::KeyFile {
+        path: dir.join(key_file::FILE_NAME).display().to_string(),
+        error,
+    })?;
+    tracing::warn!(
+        path = %key_path.display(),
+        "TOKEN_ENCRYPTION_KEY is not set: OAuth tokens are sealed with a generated development key kept in this file (staging and production require TOKEN_ENCRYPTION_KEY)"
+    );
+    Ok(TokenCipher::new(&key, &previous))
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -20,6 +20,9 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("BIND_ADDR", "0.0.0.0:5001"),
     ("PORT", ""),
     ("PUBLIC_BASE_URL", ""),
+    ("TLS_CERT_PATH", ""),
+    ("TLS_KEY_PATH", ""),
+    ("CORS_ALLOWED_ORIGINS", ""),
     ("STORAGE_BACKEND", "sqlite"),
     ("SQLITE_PATH", "./data/cgm-hub.db"),
     ("SQLITE_SYNCHRONOUS", "full"),
@@ -28,9 +31,27 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("RABBITMQ_URL", ""),
     ("AUTH_DISABLED", "false"),
     ("AUTH_JWT_SECRET", ""),
+    ("AUTH_JWKS_URL", ""),
+    ("AUTH_ISSUER", ""),
+    ("AUTH_AUDIENCE", ""),
     ("TOKEN_ENCRYPTION_KEY", ""),
+    ("TOKEN_ENCRYPTION_KEY_PREVIOUS", ""),
     ("WEBHOOK_SIGNING_SECRET", ""),
+    ("DEXCOM_CLIENT_ID", ""),
     ("DEXCOM_CLIENT_SECRET", ""),
+    ("DEXCOM_REDIRECT_URI", ""),
+    ("DEXCOM_API_BASE_URL", "https://sandbox-api.dexcom.com"),
+    ("DEXCOM_API_VERSION", "v3"),
+    ("DEXCOM_PKCE", "true"),
+    ("DEXCOM_CALLS_PER_HOUR", "60000"),
+    ("DEXCOM_BACKFILL_DAYS", "30"),
+    ("MAX_RETRIES", "3"),
+    ("RETRY_BACKOFF_FACTOR", "2"),
+    ("REQUEST_TIMEOUT_SECONDS", "30"),
+    ("RATE_LIMIT_ANONYMOUS_PER_MINUTE", "100"),
+    ("RATE_LIMIT_USER_PER_MINUTE", "300"),
+    ("RATE_LIMIT_WEBHOOK_PER_MINUTE", "1000"),
+    ("TRUSTED_PROXY_HOPS", "0"),
     ("MAX_BODY_BYTES", "16777216"),
     ("MAX_BATCH_RECORDS", "10000"),
     ("READING_MAX_AGE_YEARS", "10"),
@@ -104,6 +125,48 @@ pub enum EventBusKind {
     Memory,
 }
 
+/// The Dexcom OAuth client and the policy for every outbound call to Dexcom.
+#[derive(Debug, Clone)]
+pub struct DexcomSettings {
+    pub client_id: Option<String>,
+    pub client_secret: Option<Secret<String>>,
+    /// Where Dexcom sends the browser back (our `/oauth/callback`); must match the
+    /// URI registered with Dexcom.
+    pub redirect_uri: Option<url::Url>,
+    pub api_base_url: url::Url,
+    pub api_version: ApiVersion,
+    /// Send a PKCE S256 challenge (Dexcom does not document PKCE; off if it objects).
+    pub pkce: bool,
+    /// App-wide budget of outbound calls per hour (Dexcom allows 60,000 per app).
+    pub calls_per_hour: u32,
+    /// History fetched when a user first connects.
+    pub backfill_days: u32,
+    pub max_retries: u32,
+    pub retry_backoff_factor: f64,
+    pub request_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiVersion {
+    V2,
+    V3,
+}
+
+impl ApiVersion {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiVersion::V2 => "v2",
+            ApiVersion::V3 => "v3",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    pub cert_path: PathBuf,
+    pub key_path: PathBuf,
+}
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub env: ServiceEnv,
@@ -112,13 +175,24 @@ pub struct Settings {
     pub bind_addr: SocketAddr,
     /// Base of absolute links (pagination); derived from the request's Host when unset.
     pub public_base_url: Option<String>,
+    /// Serve HTTPS (rustls, TLS 1.2+) with this PEM certificate chain and key.
+    pub tls: Option<TlsSettings>,
+    /// Browser origins allowed to call the API (CORS); empty: none.
+    pub cors_allowed_origins: Vec<String>,
     pub storage: StorageSettings,
     pub event_bus: EventBusKind,
     pub auth_disabled: bool,
     pub auth_jwt_secret: Option<Secret<String>>,
+    /// RS256/ES256 verification keys (a JWKS document).
+    pub auth_jwks_url: Option<url::Url>,
+    pub auth_issuer: Option<String>,
+    pub auth_audience: Option<String>,
     pub token_encryption_key: Option<Secret<[u8; 32]>>,
+    /// Keys that sealed tokens before the last rotation; still accepted for opening.
+    pub token_encryption_key_previous: Vec<Secret<[u8; 32]>>,
     pub webhook_signing_secret: Option<Secret<String>>,
-    pub dexcom_client_secret: Option<Secret<String>>,
+    pub dexcom: DexcomSettings,
+    pub rate_limits: crate::api::rate_limit::RateLimitSettings,
     pub max_body_bytes: usize,
     pub max_batch_records: usize,
     pub reading_max_age_years: u32,
@@ -203,6 +277,38 @@ impl Settings {
                 ));
             }
         }
+        let tls = match (v.optional("TLS_CERT_PATH"), v.optional("TLS_KEY_PATH")) {
+            (Some(cert), Some(key)) => Some(TlsSettings {
+                cert_path: PathBuf::from(cert),
+                key_path: PathBuf::from(key),
+            }),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(invalid("TLS_KEY_PATH", "is required with TLS_CERT_PATH"))
+            }
+            (None, Some(_)) => {
+                return Err(invalid("TLS_CERT_PATH", "is required with TLS_KEY_PATH"))
+            }
+        };
+        let cors_allowed_origins = v
+            .optional("CORS_ALLOWED_ORIGINS")
+            .map(|raw| {
+                raw.split(',')
+                    .map(str::trim)
+                    .filter(|o| !o.is_empty())
+                    .map(|o| match url::Url::parse(o) {
+                        Ok(u) if matches!(u.scheme(), "http" | "https") && u.path() == "/" => {
+                            Ok(o.trim_end_matches('/').to_owned())
+                        }
+                        _ => Err(invalid(
+                            "CORS_ALLOWED_ORIGINS",
+                            format!("{o:?} is not an origin like https://app.example.org"),
+                        )),
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?
+            .unwrap_or_default();
         let storage = match v.get("STORAGE_BACKEND").to_ascii_lowercase().as_str() {
             "sqlite" => StorageSettings::Sqlite {
                 path: PathBuf::from(v.get("SQLITE_PATH")),
@@ -270,17 +376,16 @@ impl Settings {
         }
         let token_encryption_key = v
             .optional("TOKEN_ENCRYPTION_KEY")
-            .map(|raw| {
-                base64::engine::general_purpose::STANDARD
-                    .decode(raw.trim())
-                    .ok()
-                    .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
-                    .map(Secret::new)
-                    .ok_or_else(|| {
-                        invalid("TOKEN_ENCRYPTION_KEY", "must be base64 of exactly 32 bytes")
-                    })
-            })
+            .map(|raw| key_32("TOKEN_ENCRYPTION_KEY", raw))
             .transpose()?;
+        let token_encryption_key_previous =
+            v.optional("TOKEN_ENCRYPTION_KEY_PREVIOUS")
+                .map_or(Ok(Vec::new()), |raw| {
+                    raw.split(',')
+                        .filter(|k| !k.trim().is_empty())
+                        .map(|k| key_32("TOKEN_ENCRYPTION_KEY_PREVIOUS", k))
+                        .collect::<Result<Vec<_>, _>>()
+                })?;
         if env != ServiceEnv::Development && token_encryption_key.is_none() {
             return Err(invalid(
                 "TOKEN_ENCRYPTION_KEY",
@@ -301,19 +406,36 @@ impl Settings {
             log_format,
             bind_addr,
             public_base_url,
+            tls,
+            cors_allowed_origins,
             storage,
             event_bus,
             auth_disabled,
             auth_jwt_secret: v
                 .optional("AUTH_JWT_SECRET")
                 .map(|s| Secret::new(s.to_owned())),
+            auth_jwks_url: v
+                .optional("AUTH_JWKS_URL")
+                .map(|raw| http_url("AUTH_JWKS_URL", raw))
+                .transpose()?,
+            auth_issuer: v.optional("AUTH_ISSUER").map(str::to_owned),
+            auth_audience: v.optional("AUTH_AUDIENCE").map(str::to_owned),
             token_encryption_key,
+            token_encryption_key_previous,
             webhook_signing_secret: v
                 .optional("WEBHOOK_SIGNING_SECRET")
                 .map(|s| Secret::new(s.to_owned())),
-            dexcom_client_secret: v
-                .optional("DEXCOM_CLIENT_SECRET")
-                .map(|s| Secret::new(s.to_owned())),
+            dexcom: dexcom_settings(&v, env == ServiceEnv::Production)?,
+            rate_limits: crate::api::rate_limit::RateLimitSettings {
+                anonymous_per_minute: v.number(
+                    "RATE_LIMIT_ANONYMOUS_PER_MINUTE",
+                    1,
+                    100_000_000,
+                )?,
+                user_per_minute: v.number("RATE_LIMIT_USER_PER_MINUTE", 1, 100_000_000)?,
+                webhook_per_minute: v.number("RATE_LIMIT_WEBHOOK_PER_MINUTE", 1, 100_000_000)?,
+                trusted_proxy_hops: v.number("TRUSTED_PROXY_HOPS", 0, 10)?,
+            },
             max_body_bytes: v.number("MAX_BODY_BYTES", 1024, 1 << 30)?,
             max_batch_records,
             reading_max_age_years: v.number("READING_MAX_AGE_YEARS", 1, 100)?,
@@ -322,6 +444,101 @@ impl Settings {
             demo_backfill_days: v.number("DEMO_BACKFILL_DAYS", 0, 365)?,
         })
     }
+}
+
+fn key_32(variable: &'static str, raw: &str) -> Result<Secret<[u8; 32]>, ConfigError> {
+    base64::engine::general_purpose::STANDARD
+        .decode(raw.trim())
+        .ok()
+        .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+        .map(Secret::new)
+        .ok_or_else(|| invalid(variable, "must be base64 of exactly 32 bytes"))
+}
+
+fn http_url(variable: &'static str, raw: &str) -> Result<url::Url, ConfigError> {
+    match url::Url::parse(raw.trim()) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(u),
+        _ => Err(invalid(
+            variable,
+            format!("{raw:?} is not an http:// or https:// URL"),
+        )),
+    }
+}
+
+fn dexcom_settings(v: &Vars<'_>, production: bool) -> Result<DexcomSettings, ConfigError> {
+    // Dexcom's hosts by name (reference: dexcom-api.md §1), or any URL (a simulator).
+    let base = match v
+        .get("DEXCOM_API_BASE_URL")
+        .trim()
+        .to_ascii_lowercase()
+        .as_str()
+    {
+        "sandbox" => "https://sandbox-api.dexcom.com".to_owned(),
+        "us" | "production" => "https://api.dexcom.com".to_owned(),
+        "eu" => "https://api.dexcom.eu".to_owned(),
+        "jp" => "https://api.dexcom.jp".to_owned(),
+        _ => v
+            .get("DEXCOM_API_BASE_URL")
+            .trim_end_matches('/')
+            .to_owned(),
+    };
+    let api_version = match v.get("DEXCOM_API_VERSION").to_ascii_lowercase().as_str() {
+        "v3" | "3" => ApiVersion::V3,
+        "v2" | "2" => ApiVersion::V2,
+        other => {
+            return Err(invalid(
+                "DEXCOM_API_VERSION",
+                format!("{other:?} is not v2 or v3"),
+            ))
+        }
+    };
+    let factor: f64 = v.number("RETRY_BACKOFF_FACTOR", 1.0, 10.0)?;
+    let redirect_uri = v
+        .optional("DEXCOM_REDIRECT_URI")
+        .map(|raw| http_url("DEXCOM_REDIRECT_URI", raw))
+        .transpose()?;
+    // All three or none: a half-configured OAuth client fails at the first user.
+    let client = [
+        "DEXCOM_CLIENT_ID",
+        "DEXCOM_CLIENT_SECRET",
+        "DEXCOM_REDIRECT_URI",
+    ];
+    let set = client.iter().filter(|n| v.optional(n).is_some()).count();
+    if set > 0 && set < client.len() {
+        if let Some(missing) = client.iter().find(|n| v.optional(n).is_none()) {
+            return Err(invalid(
+                missing,
+                "is required when any of DEXCOM_CLIENT_ID, DEXCOM_CLIENT_SECRET, DEXCOM_REDIRECT_URI is set",
+            ));
+        }
+    }
+    let api_base_url = http_url("DEXCOM_API_BASE_URL", &base)?;
+    // In production the client secret and the tokens travel only over TLS.
+    if production {
+        for (name, url) in [
+            ("DEXCOM_API_BASE_URL", Some(&api_base_url)),
+            ("DEXCOM_REDIRECT_URI", redirect_uri.as_ref()),
+        ] {
+            if url.is_some_and(|u| u.scheme() != "https") {
+                return Err(invalid(name, "must be an https:// URL in production"));
+            }
+        }
+    }
+    Ok(DexcomSettings {
+        client_id: v.optional("DEXCOM_CLIENT_ID").map(str::to_owned),
+        client_secret: v
+            .optional("DEXCOM_CLIENT_SECRET")
+            .map(|s| Secret::new(s.to_owned())),
+        redirect_uri,
+        api_base_url,
+        api_version,
+        pkce: v.bool("DEXCOM_PKCE")?,
+        calls_per_hour: v.number("DEXCOM_CALLS_PER_HOUR", 60, 1_000_000)?,
+        backfill_days: v.number("DEXCOM_BACKFILL_DAYS", 0, 3650)?,
+        max_retries: v.number("MAX_RETRIES", 0, 10)?,
+        retry_backoff_factor: factor,
+        request_timeout: Duration::from_secs(v.number("REQUEST_TIMEOUT_SECONDS", 1, 600)?),
+    })
 }
 
 /// Variable lookup with the defaults of `VARIABLES`; empty counts as unset.
@@ -395,6 +612,64 @@ mod tests {
     }
 
     #[test]
+    fn production_talks_to_dexcom_over_tls_only() {
+        let prod = [
+            ("SERVICE_ENV", "production"),
+            (
+                "TOKEN_ENCRYPTION_KEY",
+                "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+            ),
+        ];
+        let with = |extra: (&'static str, &'static str)| {
+            let mut vars = prod.to_vec();
+            vars.push(extra);
+            settings(&vars)
+        };
+        assert_eq!(
+            with(("DEXCOM_API_BASE_URL", "http://127.0.0.1:5080"))
+                .unwrap_err()
+                .variable,
+            "DEXCOM_API_BASE_URL"
+        );
+        assert!(with(("DEXCOM_API_BASE_URL", "us")).is_ok());
+        assert!(settings(&[("DEXCOM_API_BASE_URL", "http://127.0.0.1:5080")]).is_ok());
+    }
+
+    #[test]
+    fn dexcom_client_is_all_or_nothing() {
+        let err = settings(&[("DEXCOM_CLIENT_ID", "id")]).unwrap_err();
+        assert_eq!(err.variable, "DEXCOM_CLIENT_SECRET");
+        let full = settings(&[
+            ("DEXCOM_CLIENT_ID", "id"),
+            ("DEXCOM_CLIENT_SECRET", "s3cret-value"),
+            (
+                "DEXCOM_REDIRECT_URI",
+                "https://cgm.example.org/oauth/callback",
+            ),
+        ])
+        .unwrap();
+        assert!(!format!("{full:?}").contains("s3cret-value"));
+    }
+
+    #[test]
+    fn dexcom_hosts_by_name_or_url() {
+        let base = |raw| {
+            settings(&[("DEXCOM_API_BASE_URL", raw)])
+                .unwrap()
+                .dexcom
+                .api_base_url
+                .to_string()
+        };
+        assert_eq!(base("eu"), "https://api.dexcom.eu/");
+        assert_eq!(base("JP"), "https://api.dexcom.jp/");
+        assert_eq!(base("http://127.0.0.1:9000/"), "http://127.0.0.1:9000/");
+        assert_eq!(
+            settings(&[]).unwrap().dexcom.api_base_url.as_str(),
+            "https://sandbox-api.dexcom.com/"
+        );
+    }
+
+    #[test]
     fn port_alone_works() {
         assert_eq!(
             settings(&[("PORT", "8080")]).unwrap().bind_addr.port(),
@@ -413,6 +688,11 @@ mod tests {
             ("DATABASE_URL", "mysql://x"),
             ("MAX_BATCH_RECORDS", "0"),
             ("AUTH_DISABLED", "maybe"),
+            ("DEXCOM_API_BASE_URL", "ftp://dexcom"),
+            ("DEXCOM_API_VERSION", "v4"),
+            ("DEXCOM_REDIRECT_URI", "not a url"),
+            ("TOKEN_ENCRYPTION_KEY_PREVIOUS", "AAEC"),
+            ("RETRY_BACKOFF_FACTOR", "0.5"),
         ];
         for (name, value) in cases {
             let err = settings(&[(name, value)]).unwrap_err();

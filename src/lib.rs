@@ -7,10 +7,13 @@
 
 pub mod api;
 pub mod app;
+pub mod auth;
 pub mod config;
+pub mod connections;
 pub mod domain;
 pub mod events;
 pub mod pipeline;
+pub mod simulator;
 pub mod sources;
 pub mod store;
 pub mod telemetry;

@@ -5,12 +5,16 @@ use axum::Router;
 use utoipa::{OpenApi, ToSchema};
 use utoipa_swagger_ui::SwaggerUi;
 
+use super::audit::{AuditPage, AuditView};
+use super::connections::{ConnectionList, ConnectionView};
 use super::error::{ErrorBody, ErrorEnvelope};
+use super::oauth::{BackfillView, Connected, RefreshInput};
 use super::readings::{
     BulkInput, BulkResult, OrderName, Pagination, ReadingsPage, RecordOutcome, Summary,
 };
+use super::shares::{ShareInput, ShareList, ShareView};
 use super::views::{DeviceInfoView, ReadingView};
-use super::{health, readings, AppState};
+use super::{audit, connections, health, oauth, readings, shares, AppState};
 use crate::pipeline::wire::{DeviceInfoInput, ReadingInput};
 
 #[derive(OpenApi)]
@@ -20,16 +24,32 @@ use crate::pipeline::wire::{DeviceInfoInput, ReadingInput};
         description = "Collects, validates, stores and serves continuous glucose monitor readings. \
             Success responses are `{\"status\":\"success\",\"data\":...}`; errors are \
             `{\"status\":\"error\",\"error\":{\"code\",\"message\",\"details\"}}`. \
-            Every response carries `X-Request-Id`."
+            Every response carries `X-Request-Id`. \
+            Authentication: `Authorization: Bearer <JWT>` (see the `bearer` scheme for claims \
+            and roles); 401 AUTH_ERROR without valid credentials, 403 FORBIDDEN for a caller \
+            without the right. Rate limits (defaults, configurable): 100 requests/min per IP \
+            without a token, 300/min per authenticated user, 1000/min per IP on webhooks; \
+            responses carry `X-RateLimit-Limit`, `X-RateLimit-Remaining`, `X-RateLimit-Reset`, \
+            and over the limit 429 RATE_LIMIT_EXCEEDED with `Retry-After`."
     ),
-    paths(health::health, health::metrics, readings::latest, readings::range, readings::write),
+    paths(
+        health::health, health::metrics, readings::latest, readings::range, readings::write,
+        oauth::authorize, oauth::callback, oauth::refresh, connections::list,
+        connections::disconnect, shares::create, shares::list, shares::revoke, audit::list
+    ),
     components(schemas(
         ReadingView, DeviceInfoView, ReadingInput, BulkInput, DeviceInfoInput, RecordOutcome, Summary,
         BulkResult, Pagination, ErrorEnvelope, ErrorBody, ReadingsPage, LatestEnvelope,
-        PageEnvelope, WriteEnvelope, WriteData, OrderName
+        PageEnvelope, WriteEnvelope, WriteData, OrderName, ConnectionView, ConnectionList,
+        Connected, BackfillView, RefreshInput, ConnectionListEnvelope, ConnectionEnvelope,
+        ConnectedEnvelope, ShareInput, ShareView, ShareList, ShareEnvelope, ShareListEnvelope, AuditView, AuditPage, AuditEnvelope
     )),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
     tags(
         (name = "readings", description = "Glucose readings"),
+        (name = "connections", description = "Connecting Dexcom accounts (OAuth2) and their status"),
+        (name = "sharing", description = "A patient's grants of read access to caregivers and clinicians"),
         (name = "operations", description = "Health and metrics"),
     )
 )]
@@ -68,6 +88,87 @@ pub struct WriteEnvelope {
 pub enum WriteData {
     Single(RecordOutcome),
     Bulk(BulkResult),
+}
+
+/// `{"status":"success","data":{"connections":[...]}}`
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ConnectionListEnvelope {
+    #[schema(example = "success")]
+    status: String,
+    data: ConnectionList,
+}
+
+/// `{"status":"success","data":<connection>}`
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ConnectionEnvelope {
+    #[schema(example = "success")]
+    status: String,
+    data: ConnectionView,
+}
+
+/// `{"status":"success","data":{"user_id","connection","backfill"}}`
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ConnectedEnvelope {
+    #[schema(example = "success")]
+    status: String,
+    data: Connected,
+}
+
+/// `{"status":"success","data":<share>}`
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ShareEnvelope {
+    #[schema(example = "success")]
+    status: String,
+    data: ShareView,
+}
+
+/// `{"status":"success","data":{"shares":[...]}}`
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ShareListEnvelope {
+    #[schema(example = "success")]
+    status: String,
+    data: ShareList,
+}
+
+/// `{"status":"success","data":{"entries":[...],"next_cursor"}}`
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct AuditEnvelope {
+    #[schema(example = "success")]
+    status: String,
+    data: AuditPage,
+}
+
+/// The bearer scheme, with the roles and what each may do.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "A JWT with `sub` (the user id), `roles` (any of patient, caregiver, \
+                         clinician, admin, service) and `exp`; HS256 (AUTH_JWT_SECRET) or \
+                         RS256/ES256 (AUTH_JWKS_URL). A patient reads and writes their own data; \
+                         caregivers and clinicians read patients who shared with them; service \
+                         reads all; admin does everything. `/health`, `/metrics`, `/docs`, \
+                         `/openapi.json` and `/oauth/callback` need no token.",
+                    ))
+                    .build(),
+            ),
+        );
+    }
 }
 
 pub fn routes() -> Router<AppState> {

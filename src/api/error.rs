@@ -9,6 +9,9 @@ use serde_json::json;
 use utoipa::ToSchema;
 
 use crate::domain::FieldError;
+use crate::sources::dexcom::oauth::TokenError;
+use crate::sources::dexcom::service::ConnectError;
+use crate::sources::dexcom::tokens::AccessError;
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -23,8 +26,17 @@ pub enum ApiError {
     },
     #[error("authentication required: {0}")]
     Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0} not found")]
     NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("rate limit exceeded; retry after {retry_after} s")]
+    RateLimited { retry_after: u64 },
+    /// An upstream API (Dexcom) failed or refused; the message says which and why.
+    #[error("{0}")]
+    ExternalApi(String),
     #[error("service unavailable: {0}")]
     Unavailable(String),
     #[error("internal error: {0}")]
@@ -52,7 +64,11 @@ impl ApiError {
         match self {
             ApiError::Validation { status, .. } => *status,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::ExternalApi(_) => StatusCode::BAD_GATEWAY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -62,7 +78,11 @@ impl ApiError {
         match self {
             ApiError::Validation { .. } => "VALIDATION_ERROR",
             ApiError::Unauthorized(_) => "AUTH_ERROR",
+            ApiError::Forbidden(_) => "FORBIDDEN",
             ApiError::NotFound(_) => "RESOURCE_NOT_FOUND",
+            ApiError::Conflict(_) => "CONFLICT",
+            ApiError::RateLimited { .. } => "RATE_LIMIT_EXCEEDED",
+            ApiError::ExternalApi(_) => "EXTERNAL_API_ERROR",
             ApiError::Unavailable(_) => "SERVICE_UNAVAILABLE",
             ApiError::Internal(_) => "INTERNAL_ERROR",
         }
@@ -122,9 +142,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         let detail = match &self {
-            ApiError::Internal(detail) | ApiError::Unavailable(detail) => {
-                Some(ErrorDetail(detail.clone()))
-            }
+            ApiError::Internal(detail)
+            | ApiError::Unavailable(detail)
+            | ApiError::ExternalApi(detail) => Some(ErrorDetail(detail.clone())),
             _ => None,
         };
         let body = ErrorEnvelope {
@@ -132,6 +152,12 @@ impl IntoResponse for ApiError {
             error: self.body(),
         };
         let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
         if let Some(detail) = detail {
             response.extensions_mut().insert(detail);
         }
@@ -146,6 +172,48 @@ impl From<StoreError> for ApiError {
             other => ApiError::Internal(other.to_string()),
         }
     }
+}
+
+impl From<AccessError> for ApiError {
+    fn from(e: AccessError) -> Self {
+        match e {
+            AccessError::NotConnected => ApiError::NotFound("Dexcom connection".into()),
+            AccessError::ReauthRequired => ApiError::Conflict(
+                "the Dexcom authorization was revoked or has expired; reconnect through /oauth/authorize"
+                    .into(),
+            ),
+            AccessError::Refresh(e) => ApiError::ExternalApi(format!("Dexcom token refresh failed: {e}")),
+            AccessError::RefreshBusy => ApiError::Unavailable(e.to_string()),
+            AccessError::Cipher(e) => ApiError::Internal(e.to_string()),
+            AccessError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<ConnectError> for ApiError {
+    fn from(e: ConnectError) -> Self {
+        match e {
+            ConnectError::BadState | ConnectError::MissingCode | ConnectError::OtherBrowser => {
+                ApiError::Unauthorized(e.to_string())
+            }
+            ConnectError::Denied { .. } => ApiError::Forbidden(e.to_string()),
+            ConnectError::Exchange(TokenError::InvalidGrant { .. }) => ApiError::Unauthorized(
+                "Dexcom refused the authorization code (used or expired); start again from /oauth/authorize"
+                    .into(),
+            ),
+            ConnectError::Exchange(other) => {
+                ApiError::ExternalApi(format!("could not complete the Dexcom sign-in: {other}"))
+            }
+            ConnectError::Access(e) => e.into(),
+            ConnectError::Store(e) => e.into(),
+        }
+    }
+}
+
+/// A JSON request body as `T`; 400 VALIDATION_ERROR naming what is wrong.
+pub fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}"), vec![]))
 }
 
 impl From<FieldError> for ApiError {

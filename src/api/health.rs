@@ -9,11 +9,13 @@ use axum::Json;
 use serde_json::json;
 
 use super::AppState;
+use crate::sources::dexcom::outbound::CircuitState;
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// 200 when every dependency answers, 503 with per-dependency checks otherwise.
-#[utoipa::path(get, path = "/health", tag = "operations",
+/// 200 when storage answers (with `checks.dexcom.status` "degraded" while a
+/// Dexcom circuit is open), 503 with per-dependency checks when it does not.
+#[utoipa::path(get, path = "/health", tag = "operations", security(()),
     responses((status = 200, description = "Healthy"), (status = 503, description = "A dependency failed")))]
 pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
     let started = Instant::now();
@@ -28,12 +30,28 @@ pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
         }
     };
     let healthy = storage["status"] == "ok";
+    // An open Dexcom circuit shows as a degraded check, but the service stays
+    // 200 "ok": stored data is still served, and a readiness probe that took
+    // every instance out of service (or restarted it) would not fix Dexcom.
+    let dexcom = match state.dexcom.get() {
+        None => json!({"status": "not_configured"}),
+        Some(d) => {
+            let circuits = d.client().outbound().circuit_states();
+            let open = circuits.iter().any(|(_, s)| *s != CircuitState::Closed);
+            json!({
+                "status": if open { "degraded" } else { "ok" },
+                "circuits": circuits.iter().map(|(h, s)| (h.clone(), json!(s.as_str())))
+                    .collect::<serde_json::Map<_, _>>(),
+            })
+        }
+    };
     let body = json!({
         "status": if healthy { "ok" } else { "error" },
         "version": env!("CARGO_PKG_VERSION"),
         "checks": {
             "storage": storage,
             "event_bus": {"status": "ok", "backend": state.event_bus_name},
+            "dexcom": dexcom,
         }
     });
     let status = if healthy {
@@ -44,7 +62,7 @@ pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
     (status, Json(body))
 }
 
-#[utoipa::path(get, path = "/metrics", tag = "operations",
+#[utoipa::path(get, path = "/metrics", tag = "operations", security(()),
     responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (

@@ -5,7 +5,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderName, Method, Response, StatusCode};
 use axum::middleware::Next;
 use axum::response::IntoResponse;
@@ -15,7 +15,6 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tracing::Instrument;
 
 use super::error::{ApiError, ErrorDetail};
-use super::AppState;
 use crate::domain::UserId;
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -31,6 +30,65 @@ pub fn with_outer_layers(router: axum::Router) -> axum::Router {
             ))
             .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))
             .layer(CatchPanicLayer::custom(panic_response)),
+    )
+}
+
+/// Headers every response carries: no MIME sniffing, no framing, no referrer,
+/// and HSTS when the service itself terminates TLS. One layer for all of them.
+pub fn with_security_headers<S: Clone + Send + Sync + 'static>(
+    router: axum::Router<S>,
+    tls: bool,
+) -> axum::Router<S> {
+    use axum::http::{header, HeaderValue};
+    router.layer(axum::middleware::map_response(
+        move |mut response: axum::response::Response| async move {
+            let h = response.headers_mut();
+            let mut set = |name, value| {
+                h.entry(name).or_insert(HeaderValue::from_static(value));
+            };
+            set(header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+            set(header::X_FRAME_OPTIONS, "DENY");
+            set(header::REFERRER_POLICY, "no-referrer");
+            if tls {
+                set(header::STRICT_TRANSPORT_SECURITY, "max-age=31536000");
+            }
+            response
+        },
+    ))
+}
+
+/// CORS for the configured browser origins (none configured: no CORS headers,
+/// so browsers on other origins cannot read responses).
+pub fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use axum::http::{header, HeaderName, HeaderValue};
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    if origins.is_empty() {
+        return None;
+    }
+    let origins: Vec<HeaderValue> = origins.iter().filter_map(|o| o.parse().ok()).collect();
+    let name = HeaderName::from_static;
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([Method::GET, Method::POST, Method::DELETE])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                header::IF_NONE_MATCH,
+                header::IF_MODIFIED_SINCE,
+                name("x-request-id"),
+                name("idempotency-key"),
+            ])
+            .expose_headers([
+                name("x-request-id"),
+                name("x-ratelimit-limit"),
+                name("x-ratelimit-remaining"),
+                name("x-ratelimit-reset"),
+                header::RETRY_AFTER,
+                header::ETAG,
+                header::LAST_MODIFIED,
+            ])
+            .max_age(std::time::Duration::from_secs(600)),
     )
 }
 
@@ -116,25 +174,6 @@ fn method_label(method: &Method) -> &'static str {
         Method::HEAD => "HEAD",
         Method::OPTIONS => "OPTIONS",
         _ => "other",
-    }
-}
-
-/// Until access control lands, API routes are open only with AUTH_DISABLED=true
-/// (which settings allow only in development); otherwise they are refused.
-pub async fn require_auth(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> axum::response::Response {
-    if state.auth_disabled {
-        next.run(request).await
-    } else {
-        ApiError::Unauthorized(
-            "bearer authentication is not available in this build; \
-             run with SERVICE_ENV=development AUTH_DISABLED=true"
-                .into(),
-        )
-        .into_response()
     }
 }
 

@@ -1,11 +1,17 @@
 //! The HTTP API: routes, shared state, and the middleware every request passes.
 
+pub mod access;
+mod audit;
+mod connections;
 mod cursor;
 mod docs;
 pub mod error;
 mod health;
 mod middleware;
+pub mod oauth;
+pub mod rate_limit;
 mod readings;
+mod shares;
 mod views;
 
 use std::sync::Arc;
@@ -16,7 +22,9 @@ use axum::routing::get;
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use crate::auth::jwt::Authenticator;
 use crate::pipeline::Pipeline;
+use crate::sources::dexcom::service::DexcomService;
 use crate::store::Store;
 
 pub use docs::ApiDoc;
@@ -42,9 +50,31 @@ pub struct AppContext {
     /// Development only: every request acts as admin (until access control lands,
     /// API routes are refused when this is off).
     pub auth_disabled: bool,
+    /// Set once Dexcom is configured (at build, or when `serve --demo` has
+    /// started its simulator); until then the OAuth routes answer 503.
+    pub dexcom: std::sync::OnceLock<Arc<DexcomService>>,
+    /// Verifies bearer tokens (HS256 secret and/or JWKS).
+    pub authenticator: Authenticator,
+    pub rate_limits: rate_limit::RateLimits,
+    /// The audit trail's writer.
+    pub audit: crate::auth::audit::AuditLog,
+    /// Served over TLS: responses carry Strict-Transport-Security.
+    pub tls: bool,
+    /// Browser origins allowed by CORS (none: no CORS headers).
+    pub cors_allowed_origins: Vec<String>,
 }
 
 impl AppContext {
+    pub fn dexcom(&self) -> Result<&Arc<DexcomService>, ApiError> {
+        self.dexcom.get().ok_or_else(|| {
+            ApiError::Unavailable(
+                "Dexcom is not configured: set DEXCOM_CLIENT_ID, DEXCOM_CLIENT_SECRET and \
+                 DEXCOM_REDIRECT_URI (or run serve --demo)"
+                    .into(),
+            )
+        })
+    }
+
     /// Base of absolute links: PUBLIC_BASE_URL, else the request's Host.
     fn base_url(&self, headers: &HeaderMap) -> String {
         if let Some(base) = &self.public_base_url {
@@ -74,20 +104,48 @@ pub fn router(state: AppState) -> Router {
             "/api/bg/{user_id}/readings",
             axum::routing::post(readings::write),
         )
+        .route("/api/users/{user_id}/connections", get(connections::list))
+        .route(
+            "/api/users/{user_id}/connections/{provider}",
+            axum::routing::delete(connections::disconnect),
+        )
+        .route(
+            "/api/users/{user_id}/shares",
+            get(shares::list).post(shares::create),
+        )
+        .route(
+            "/api/users/{user_id}/shares/{grantee_id}",
+            axum::routing::delete(shares::revoke),
+        )
+        .route("/api/audit", get(audit::list))
+        .route("/oauth/authorize", get(oauth::authorize))
+        .route("/oauth/refresh", axum::routing::post(oauth::refresh))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            middleware::require_auth,
+            access::authenticate,
         ));
 
     let router = Router::new()
         .route("/health", get(health::health))
         .route("/metrics", get(health::metrics))
         .merge(api)
-        .merge(docs::routes())
+        .merge(
+            Router::new()
+                .route("/oauth/callback", get(oauth::callback))
+                .merge(docs::routes())
+                .route_layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    access::limit_anonymous,
+                )),
+        )
         .fallback(middleware::not_found)
         .method_not_allowed_fallback(middleware::method_not_allowed)
         .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
-        .layer(axum::middleware::from_fn(middleware::observe))
-        .with_state(state);
-    middleware::with_outer_layers(router)
+        .layer(axum::middleware::from_fn(middleware::observe));
+    let router = middleware::with_security_headers(router, state.tls);
+    let router = match middleware::cors(&state.cors_allowed_origins) {
+        Some(cors) => router.layer(cors),
+        None => router,
+    };
+    middleware::with_outer_layers(router.with_state(state))
 }

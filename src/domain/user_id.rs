@@ -34,6 +34,11 @@ impl UserId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The shared text, for keys that should not copy it (rate limits).
+    pub fn shared(&self) -> &Arc<str> {
+        &self.0
+    }
 }
 
 impl fmt::Display for UserId {

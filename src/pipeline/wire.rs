@@ -225,7 +225,8 @@ fn describe_serde_error(err: &serde_json::Error) -> String {
     }
 }
 
-fn json_pointer(path: &serde_path_to_error::Path) -> String {
+/// The JSON pointer (RFC 6901) of a serde path, for errors that name a field.
+pub fn json_pointer(path: &serde_path_to_error::Path) -> String {
     use serde_path_to_error::Segment;
     let mut pointer = String::new();
     for segment in path.iter() {

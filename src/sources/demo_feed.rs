@@ -1,11 +1,8 @@
-//! Feeds the synthetic demo patients into the pipeline: a backfilled history at
-//! start, then each new 5-minute sample as it "arrives", so a newcomer sees
-//! readings flow through the same path as real data.
-
-use std::time::Duration;
+//! Feeds the synthetic demo patients straight into the pipeline, without the
+//! Dexcom round trip (`serve --demo` goes through the Dexcom simulator instead;
+//! this direct path seeds tests and benchmarks).
 
 use chrono::{DateTime, Utc};
-use tokio::sync::watch;
 
 use super::demo::{demo_patients, DemoPatient, DemoSample, SensorLevel};
 use crate::domain::{
@@ -13,8 +10,6 @@ use crate::domain::{
     TrendRate, UserId,
 };
 use crate::pipeline::{Pipeline, RecordResult};
-
-const TICK: Duration = Duration::from_secs(60);
 
 /// Converts one synthetic sample into a domain reading, as a CGM would report it.
 pub fn to_reading(patient: &DemoPatient, user: &UserId, s: &DemoSample) -> Option<Reading> {
@@ -79,31 +74,4 @@ pub async fn feed_window(
         }
     }
     Ok(inserted)
-}
-
-/// Backfills `backfill_days` of history, then keeps writing new samples until
-/// `shutdown` fires. Re-running is harmless: dedup makes it idempotent.
-pub async fn run(pipeline: Pipeline, backfill_days: u32, mut shutdown: watch::Receiver<bool>) {
-    let now = Utc::now();
-    let mut from = now - chrono::Duration::days(i64::from(backfill_days));
-    let patients: Vec<_> = demo_patients().iter().map(|p| p.user_id).collect();
-    tracing::info!(?patients, backfill_days, "demo source starting");
-    loop {
-        let to = Utc::now();
-        match feed_window(&pipeline, from, to).await {
-            Ok(n) if n > 0 => {
-                tracing::info!(inserted = n, "demo source wrote readings");
-                from = to;
-            }
-            Ok(_) => from = to,
-            Err(e) => {
-                tracing::warn!(error = %e, "demo source could not store readings; will retry")
-            }
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(TICK) => {}
-            _ = shutdown.changed() => break,
-        }
-    }
-    tracing::info!("demo source stopped");
 }

@@ -11,6 +11,11 @@ pub mod sqlite;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use crate::auth::audit::{AuditEntry, AuditQuery, AuditRecord};
+use crate::auth::shares::Share;
+use crate::connections::{
+    Connection, ConnectionStatus, PendingAuthorization, Provider, RefreshOutcome,
+};
 use crate::domain::{Reading, StoredReading, UserId};
 
 pub use query::{fetch_page, Order, Page, PageRequest, Scan, Seek};
@@ -82,4 +87,102 @@ pub trait Store: Send + Sync + 'static {
 
     /// A cheap round trip proving the backend answers.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    // --- Audit trail (append-only: there is no method to change an entry) ---
+
+    /// Appends entries, in order, atomically.
+    async fn append_audit(&self, entries: std::sync::Arc<[AuditEntry]>) -> Result<(), StoreError>;
+
+    /// Entries matching the query, oldest first.
+    async fn query_audit(&self, query: AuditQuery) -> Result<Vec<AuditRecord>, StoreError>;
+
+    // --- Sharing ---
+
+    /// Creates or replaces the grant of (patient, grantee).
+    async fn put_share(&self, share: Share) -> Result<(), StoreError>;
+
+    /// A patient's grants, expired ones included, ordered by grantee.
+    async fn list_shares(&self, patient: &UserId) -> Result<Vec<Share>, StoreError>;
+
+    /// The grant of `patient` to `grantee`, expired or not (callers check).
+    async fn get_share(
+        &self,
+        patient: &UserId,
+        grantee: &UserId,
+    ) -> Result<Option<Share>, StoreError>;
+
+    /// Revokes a grant; false if there was none.
+    async fn delete_share(&self, patient: &UserId, grantee: &UserId) -> Result<bool, StoreError>;
+
+    // --- Source connections (OAuth state and sealed tokens) ---
+
+    async fn put_pending_authorization(
+        &self,
+        pending: PendingAuthorization,
+    ) -> Result<(), StoreError>;
+
+    /// Removes and returns the pending authorization with this state hash if it
+    /// has not expired at `now`. Single use: a second call returns None. Expired
+    /// entries are removed along the way.
+    async fn take_pending_authorization(
+        &self,
+        state_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<PendingAuthorization>, StoreError>;
+
+    /// Creates or replaces a connection. The store assigns `token_version` (one
+    /// more than the stored row's) and clears any refresh lease, so a refresh that
+    /// was in flight cannot overwrite what this wrote.
+    async fn put_connection(&self, connection: Connection) -> Result<(), StoreError>;
+
+    async fn get_connection(
+        &self,
+        user: &UserId,
+        provider: Provider,
+    ) -> Result<Option<Connection>, StoreError>;
+
+    /// A user's connections, ordered by provider.
+    async fn list_connections(&self, user: &UserId) -> Result<Vec<Connection>, StoreError>;
+
+    /// Every connection of a provider in one status, ordered by user.
+    async fn connections_with_status(
+        &self,
+        provider: Provider,
+        status: ConnectionStatus,
+    ) -> Result<Vec<Connection>, StoreError>;
+
+    /// Notes a finished sync: `last_sync_at` on success, `last_error` either way
+    /// (None clears it). A no-op for an unknown connection.
+    async fn record_sync(
+        &self,
+        user: &UserId,
+        provider: Provider,
+        at: DateTime<Utc>,
+        error: Option<String>,
+    ) -> Result<(), StoreError>;
+
+    /// Takes the connection's refresh lease for `owner` until `until`, if it is
+    /// connected and nobody else holds an unexpired lease. Returns the row as it
+    /// is now (with the tokens to refresh), or None when the lease is taken or the
+    /// connection is not connected. This is what keeps one refresh at a time per
+    /// user across instances sharing a store.
+    async fn try_refresh_lease(
+        &self,
+        user: &UserId,
+        provider: Provider,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Option<Connection>, StoreError>;
+
+    /// Applies the outcome of a refresh and releases the lease, only if `owner`
+    /// still holds it. Returns false (and writes nothing) otherwise.
+    async fn finish_refresh(
+        &self,
+        user: &UserId,
+        provider: Provider,
+        owner: &str,
+        outcome: RefreshOutcome,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
 }

@@ -73,13 +73,17 @@ async fn serve_with_demo_shows_readings() {
         let r = app.get("/api/bg/demo-alice/latest").await;
         if r.status() == 200 {
             let body: Value = r.json().await.unwrap();
-            assert_eq!(body["data"]["source"], "demo");
+            // Through the Dexcom simulator, connected by the real OAuth flow.
+            assert_eq!(body["data"]["source"], "dexcom");
             assert_eq!(body["data"]["reading_type"], "CGM");
+            let connections =
+                get_json(&app.client, &app.url("/api/users/demo-alice/connections")).await;
+            assert_eq!(connections["data"]["connections"][0]["status"], "connected");
             return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    panic!("the demo source wrote nothing");
+    panic!("the demo patients were not connected and backfilled");
 }
 
 #[test]

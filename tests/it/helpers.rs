@@ -8,10 +8,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cgm_hub::app::App;
-use cgm_hub::config::Settings;
+use cgm_hub::config::{ApiVersion, Secret, Settings};
+use cgm_hub::connections::cipher::TokenCipher;
 use cgm_hub::domain::{
     DeviceInfo, Glucose, MgDl, Reading, ReadingTime, ReadingType, Source, Trend, TrendRate, UserId,
 };
+use cgm_hub::events::MemoryBus;
+use cgm_hub::pipeline::Pipeline;
+use cgm_hub::simulator::dexcom::browser::consent;
+use cgm_hub::simulator::dexcom::{RunningSimulator, SimConfig};
+use cgm_hub::sources::dexcom::oauth::OAuthConfig;
+use cgm_hub::sources::dexcom::outbound::{Breakers, CallBudget, Outbound, RetryPolicy};
+use cgm_hub::sources::dexcom::service::{Callback, DexcomService};
 use cgm_hub::store::sqlite::{Durability, SqliteStore};
 use cgm_hub::store::Store;
 use chrono::{DateTime, Duration as ChronoDuration, DurationRound, Utc};
@@ -80,6 +88,8 @@ pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
     pub store: Arc<dyn Store>,
+    pub cipher: Arc<TokenCipher>,
+    pub db_path: PathBuf,
     _dir: TempDir,
     _shutdown: tokio::sync::oneshot::Sender<()>,
 }
@@ -89,8 +99,14 @@ impl TestApp {
         Self::spawn_with(&[]).await
     }
 
+    /// `{base}` in an override value becomes the app's own base URL (for
+    /// DEXCOM_REDIRECT_URI, which must point back at this app).
     pub async fn spawn_with(overrides: &[(&str, &str)]) -> Self {
         let dir = TempDir::new().expect("temp dir");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
         let mut vars: HashMap<String, String> = HashMap::from([
             (
                 "SQLITE_PATH".into(),
@@ -98,17 +114,17 @@ impl TestApp {
             ),
             ("AUTH_DISABLED".into(), "true".into()),
             ("SQLITE_SYNCHRONOUS".into(), "normal".into()),
+            // Tests send bursts from one address; the limits have tests of their own.
+            ("RATE_LIMIT_USER_PER_MINUTE".into(), "10000000".into()),
+            ("RATE_LIMIT_ANONYMOUS_PER_MINUTE".into(), "10000000".into()),
         ]);
         for (k, v) in overrides {
-            vars.insert((*k).into(), (*v).into());
+            vars.insert((*k).into(), v.replace("{base}", &base));
         }
         let settings = Settings::from_vars(&vars).expect("test settings are valid");
         let app = App::build(settings).expect("app builds");
         let store = app.state.store.clone();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let cipher = app.cipher().clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(app.serve(listener, async move {
             let _ = rx.await;
@@ -117,6 +133,8 @@ impl TestApp {
             base,
             client: reqwest::Client::new(),
             store,
+            cipher,
+            db_path: dir.path().join("app.db"),
             _dir: dir,
             _shutdown: tx,
         }
@@ -248,27 +266,40 @@ pub async fn all_readings(client: &reqwest::Client, first_url: &str) -> Vec<Valu
 pub struct Binary {
     pub child: Child,
     pub base: String,
+    /// Every line the process wrote to stdout (its JSON logs), so far.
+    pub stdout: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Binary {
     /// Starts `cgm-hub serve` on a port the OS picks (no race with other tests for
     /// a "free" port) and learns the address from its own "listening" log line.
     pub fn start(db: &Path) -> Self {
+        Self::start_with(db, &[], &[])
+    }
+
+    /// `cgm-hub serve ARGS` with extra environment variables.
+    pub fn start_with(db: &Path, args: &[&str], envs: &[(&str, &str)]) -> Self {
         let exe = PathBuf::from(env!("CARGO_BIN_EXE_cgm-hub"));
         let mut child = Command::new(exe)
             .arg("serve")
+            .args(args)
             .current_dir(db.parent().expect("db has a folder"))
             .env_clear()
             .env("BIND_ADDR", "127.0.0.1:0")
             .env("SQLITE_PATH", db)
             .env("AUTH_DISABLED", "true")
             .env("LOG_FORMAT", "json")
+            .env("RATE_LIMIT_USER_PER_MINUTE", "10000000")
+            .env("RATE_LIMIT_ANONYMOUS_PER_MINUTE", "10000000")
+            .envs(envs.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn cgm-hub");
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = std::sync::mpsc::channel();
+        let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let keep = lines.clone();
         std::thread::spawn(move || {
             // Keep draining the pipe for the process's whole life, or it would block.
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -277,6 +308,7 @@ impl Binary {
                         let _ = tx.send(event["addr"].as_str().unwrap_or_default().to_owned());
                     }
                 }
+                keep.lock().expect("log lines").push(line);
             }
         });
         let addr = rx
@@ -285,6 +317,7 @@ impl Binary {
         Self {
             child,
             base: format!("http://{addr}"),
+            stdout: lines,
         }
     }
 
@@ -326,4 +359,135 @@ impl Drop for Binary {
             let _ = self.child.wait();
         }
     }
+}
+
+// --- Dexcom: the simulator and client stacks pointed at it ---
+
+/// A running Dexcom simulator with default settings.
+pub async fn simulator() -> RunningSimulator {
+    simulator_with(SimConfig::default()).await
+}
+
+pub async fn simulator_with(config: SimConfig) -> RunningSimulator {
+    cgm_hub::simulator::dexcom::spawn(config)
+        .await
+        .expect("start the Dexcom simulator")
+}
+
+/// A TestApp whose Dexcom client is the simulator's (the OAuth redirect comes
+/// back to the app itself).
+pub async fn dexcom_app(sim: &RunningSimulator, extra: &[(&str, &str)]) -> TestApp {
+    let config = SimConfig::default();
+    let mut vars = vec![
+        ("DEXCOM_API_BASE_URL", sim.base_url.as_str()),
+        ("DEXCOM_CLIENT_ID", config.client_id.as_str()),
+        ("DEXCOM_CLIENT_SECRET", config.client_secret.as_str()),
+        ("DEXCOM_REDIRECT_URI", "{base}/oauth/callback"),
+    ];
+    vars.extend_from_slice(extra);
+    let owned: Vec<(String, String)> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let borrowed: Vec<(&str, &str)> = owned
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    TestApp::spawn_with(&borrowed).await
+}
+
+/// Short retry waits, so fault tests take milliseconds, not seconds.
+pub fn fast_policy() -> RetryPolicy {
+    RetryPolicy {
+        max_retries: 3,
+        backoff_factor: 2.0,
+        base_delay: Duration::from_millis(10),
+        max_delay: Duration::from_millis(100),
+        max_retry_after: Duration::from_secs(5),
+        timeout: Duration::from_secs(2),
+    }
+}
+
+/// One "instance" of the Dexcom client stack over `store`, talking to `sim`.
+/// Several stacks over one store behave like several cgm-hub processes.
+pub fn dexcom_stack(
+    store: Arc<dyn Store>,
+    sim: &RunningSimulator,
+    policy: RetryPolicy,
+    breakers: Breakers,
+    backfill_days: u32,
+) -> Arc<DexcomService> {
+    dexcom_stack_with(
+        store,
+        sim,
+        policy,
+        breakers,
+        backfill_days,
+        test_cipher(),
+        ApiVersion::V3,
+    )
+}
+
+/// `dexcom_stack` with a chosen token cipher and API version.
+pub fn dexcom_stack_with(
+    store: Arc<dyn Store>,
+    sim: &RunningSimulator,
+    policy: RetryPolicy,
+    breakers: Breakers,
+    backfill_days: u32,
+    cipher: TokenCipher,
+    version: ApiVersion,
+) -> Arc<DexcomService> {
+    let config = SimConfig::default();
+    let pipeline = Pipeline::new(
+        store,
+        Arc::new(MemoryBus::default()),
+        cgm_hub::domain::TimePolicy::default(),
+    );
+    DexcomService::build(
+        pipeline,
+        Arc::new(cipher),
+        OAuthConfig {
+            base_url: sim.base_url.parse().expect("simulator URL"),
+            client_id: config.client_id,
+            client_secret: Secret::new(config.client_secret),
+            // Never followed: `connect` completes the flow itself.
+            redirect_uri: "http://127.0.0.1:9/oauth/callback".parse().expect("URL"),
+            pkce: true,
+        },
+        Outbound::new(
+            policy,
+            breakers,
+            CallBudget::per_hour(60_000, Duration::from_secs(1)),
+        ),
+        version,
+        backfill_days,
+    )
+}
+
+pub fn test_cipher() -> TokenCipher {
+    TokenCipher::new(&[42; 32], &[])
+}
+
+/// The browser's part of the OAuth flow against the simulator, then the
+/// callback handled by `service` directly.
+pub async fn connect(service: &DexcomService, user_id: &str) {
+    let started = service.begin(&user(user_id)).await.expect("begin");
+    let back = consent(&started.login_url, user_id)
+        .await
+        .expect("the simulator consents");
+    service
+        .complete(Callback {
+            browser: Some(started.browser_secret.expose().clone()),
+            ..Callback::from_url(&back)
+        })
+        .await
+        .expect("connected");
+}
+
+pub fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
 }

@@ -1,6 +1,9 @@
 //! The one integration-test binary (one link step instead of one per file).
 
+mod authz_matrix;
 mod demo;
+mod dexcom_client;
+mod dexcom_oauth;
 mod helpers;
 mod http_errors;
 mod http_readings;
@@ -8,3 +11,4 @@ mod pipeline;
 mod process;
 mod sqlite_store;
 mod store_conformance;
+mod transport;

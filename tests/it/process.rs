@@ -321,3 +321,73 @@ async fn sigterm_finishes_in_flight_requests_then_exits_0() {
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     assert_eq!(latest["data"]["timestamp"], expected.as_str());
 }
+
+/// `serve --demo` connects its patients through the simulator by the real OAuth
+/// flow; even at DEBUG, no token it received reaches its logs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_connects_through_oauth_and_never_logs_a_token() {
+    use cgm_hub::connections::cipher::TokenCipher;
+    use cgm_hub::connections::{key_file, ConnectionStatus, Provider};
+    use cgm_hub::store::sqlite::{Durability, SqliteStore};
+    use cgm_hub::store::Store;
+
+    let dir = TempDir::new().unwrap();
+    let db = dir.path().join("demo.db");
+    let client = reqwest::Client::new();
+    let mut server = Binary::start_with(
+        &db,
+        &["--demo"],
+        &[("DEMO_BACKFILL_DAYS", "1"), ("LOG_LEVEL", "DEBUG")],
+    );
+    server.wait_healthy(&client).await;
+    let patients = ["demo-alice", "demo-bob", "demo-carol"];
+    'wait: for _ in 0..300 {
+        for p in patients {
+            let latest = client
+                .get(format!("{}/api/bg/{p}/latest", server.base))
+                .send()
+                .await
+                .unwrap();
+            if latest.status() != 200 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue 'wait;
+            }
+        }
+        break;
+    }
+    for p in patients {
+        let body = get_json(
+            &client,
+            &format!("{}/api/users/{p}/connections", server.base),
+        )
+        .await;
+        assert_eq!(body["data"]["connections"][0]["status"], "connected", "{p}");
+        let latest = get_json(&client, &format!("{}/api/bg/{p}/latest", server.base)).await;
+        assert_eq!(latest["data"]["source"], "dexcom");
+    }
+    server.kill_hard();
+
+    let (key, _) = key_file::load_or_create(dir.path()).unwrap();
+    let cipher = TokenCipher::new(&key, &[]);
+    let store = SqliteStore::open(&db, Durability::Normal).unwrap();
+    let logs = server.stdout.lock().unwrap().join("\n");
+    assert!(logs.contains("Dexcom connected"), "the logs were captured");
+    for p in patients {
+        let c = store
+            .get_connection(&user(p), Provider::Dexcom)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.status, ConnectionStatus::Connected);
+        let tokens = cipher
+            .open(&user(p), Provider::Dexcom, c.tokens.as_ref().unwrap())
+            .unwrap();
+        for secret in [tokens.access_token.expose(), tokens.refresh_token.expose()] {
+            assert!(secret.len() >= 20);
+            assert!(
+                !logs.contains(secret.as_str()),
+                "a token of {p} is in the logs"
+            );
+        }
+    }
+}

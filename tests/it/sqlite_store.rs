@@ -65,3 +65,35 @@ async fn data_survives_reopening() {
     let latest = store.latest_reading(&user("u1")).await.unwrap().unwrap();
     assert_eq!(latest.reading.glucose.mg_dl().get(), 123);
 }
+
+#[tokio::test]
+async fn the_audit_log_is_append_only_in_the_file() {
+    use cgm_hub::auth::audit::AuditEntry;
+    use cgm_hub::auth::Role;
+    let dir = tempfile::TempDir::new().unwrap();
+    let path = dir.path().join("audit.db");
+    let store = SqliteStore::open(&path, Durability::Normal).unwrap();
+    store
+        .append_audit(std::sync::Arc::from(vec![AuditEntry {
+            at: chrono::Utc::now(),
+            actor: "ops".into(),
+            actor_roles: vec![Role::Admin],
+            action: "read_readings",
+            target_user: user("pat"),
+            decision: "allowed",
+            status: 200,
+            request_id: "r1".into(),
+        }]))
+        .await
+        .unwrap();
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    for sql in ["UPDATE audit_log SET actor = 'x'", "DELETE FROM audit_log"] {
+        let err = conn.execute(sql, []).unwrap_err();
+        assert!(err.to_string().contains("append-only"), "{sql}: {err}");
+    }
+    let n: i64 = conn
+        .query_row("SELECT COUNT(*) FROM audit_log", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 1);
+}

@@ -5,8 +5,13 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use cgm_hub::config::Secret;
+use cgm_hub::connections::{
+    Connection, ConnectionStatus, PendingAuthorization, Provider, RefreshOutcome, SealedTokens,
+};
 use cgm_hub::domain::{Glucose, ReadingTime, ReadingType, SensorStatus};
 use cgm_hub::store::{fetch_page, DuplicateKind, Order, Outcome, PageRequest, Seek, Store};
+use chrono::Utc;
 
 use crate::helpers::*;
 
@@ -475,6 +480,393 @@ async fn ping_answers(s: S) {
     assert!(!s.backend().is_empty());
 }
 
+// --- Source connections ---
+
+fn sealed(tag: u8) -> SealedTokens {
+    SealedTokens {
+        key_id: format!("key{tag}"),
+        nonce: vec![tag; 12],
+        ciphertext: vec![tag; 40],
+    }
+}
+
+fn connected(u: &str, tag: u8) -> Connection {
+    let now = Utc::now();
+    Connection {
+        status: ConnectionStatus::Connected,
+        tokens: Some(sealed(tag)),
+        access_expires_at: Some(now + chrono::Duration::hours(2)),
+        access_refresh_at: Some(now + chrono::Duration::minutes(115)),
+        connected_at: Some(now),
+        ..Connection::disconnected(user(u), Provider::Dexcom, now)
+    }
+}
+
+async fn pending_authorization_is_single_use_and_expires(s: S) {
+    let now = Utc::now();
+    let pending = |hash: &str, expires_in: i64| PendingAuthorization {
+        state_hash: hash.into(),
+        user_id: user("u1"),
+        provider: Provider::Dexcom,
+        pkce_verifier: Some(Secret::new("verifier".into())),
+        browser_hash: Some("browser".into()),
+        expires_at: now + chrono::Duration::seconds(expires_in),
+    };
+    s.put_pending_authorization(pending("live", 600))
+        .await
+        .unwrap();
+    s.put_pending_authorization(pending("stale", -1))
+        .await
+        .unwrap();
+    let taken = s
+        .take_pending_authorization("live", now)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(taken.user_id, user("u1"));
+    assert_eq!(taken.pkce_verifier.unwrap().expose(), "verifier");
+    assert_eq!(taken.browser_hash.as_deref(), Some("browser"));
+    assert!(
+        s.take_pending_authorization("live", now)
+            .await
+            .unwrap()
+            .is_none(),
+        "single use"
+    );
+    assert!(
+        s.take_pending_authorization("stale", now)
+            .await
+            .unwrap()
+            .is_none(),
+        "expired"
+    );
+    assert!(s
+        .take_pending_authorization("never", now)
+        .await
+        .unwrap()
+        .is_none());
+}
+
+async fn connection_round_trips_and_versions_bump(s: S) {
+    assert!(s
+        .get_connection(&user("u1"), Provider::Dexcom)
+        .await
+        .unwrap()
+        .is_none());
+    let c = connected("u1", 1);
+    s.put_connection(c.clone()).await.unwrap();
+    let got = s
+        .get_connection(&user("u1"), Provider::Dexcom)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.tokens, c.tokens);
+    assert_eq!(got.status, ConnectionStatus::Connected);
+    assert_eq!(
+        got.access_refresh_at.map(|t| t.timestamp_millis()),
+        c.access_refresh_at.map(|t| t.timestamp_millis())
+    );
+    let v1 = got.token_version;
+    s.put_connection(connected("u1", 2)).await.unwrap();
+    let got = s
+        .get_connection(&user("u1"), Provider::Dexcom)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        got.token_version > v1,
+        "the store bumps token_version on every write"
+    );
+    assert_eq!(got.tokens, Some(sealed(2)));
+    assert_eq!(s.list_connections(&user("u1")).await.unwrap().len(), 1);
+    assert!(s.list_connections(&user("u2")).await.unwrap().is_empty());
+    let at = Utc::now();
+    s.record_sync(&user("u1"), Provider::Dexcom, at, None)
+        .await
+        .unwrap();
+    s.record_sync(&user("u1"), Provider::Dexcom, at, Some("boom".into()))
+        .await
+        .unwrap();
+    let got = s
+        .get_connection(&user("u1"), Provider::Dexcom)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        got.last_sync_at.map(|t| t.timestamp_millis()),
+        Some(at.timestamp_millis())
+    );
+    assert_eq!(
+        got.last_error.as_deref(),
+        Some("boom"),
+        "a failed sync keeps last_sync_at"
+    );
+}
+
+async fn connections_are_listed_by_status(s: S) {
+    s.put_connection(connected("b", 1)).await.unwrap();
+    s.put_connection(connected("a", 1)).await.unwrap();
+    let mut off = connected("c", 1);
+    off.status = ConnectionStatus::Disconnected;
+    off.tokens = None;
+    s.put_connection(off).await.unwrap();
+    let ids: Vec<String> = s
+        .connections_with_status(Provider::Dexcom, ConnectionStatus::Connected)
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c.user_id.to_string())
+        .collect();
+    assert_eq!(ids, ["a", "b"]);
+}
+
+async fn one_refresh_lease_at_a_time(s: S) {
+    s.put_connection(connected("u1", 1)).await.unwrap();
+    let now = Utc::now();
+    let until = now + chrono::Duration::seconds(60);
+    let a = s
+        .try_refresh_lease(&user("u1"), Provider::Dexcom, "a", now, until)
+        .await
+        .unwrap();
+    assert!(a.is_some());
+    let b = s
+        .try_refresh_lease(&user("u1"), Provider::Dexcom, "b", now, until)
+        .await
+        .unwrap();
+    assert!(b.is_none(), "held by a");
+    // Only the holder can finish.
+    let refreshed = RefreshOutcome::Refreshed {
+        tokens: sealed(9),
+        access_expires_at: until,
+        access_refresh_at: until,
+    };
+    assert!(!s
+        .finish_refresh(&user("u1"), Provider::Dexcom, "b", refreshed.clone(), now)
+        .await
+        .unwrap());
+    let before = s
+        .get_connection(&user("u1"), Provider::Dexcom)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(s
+        .finish_refresh(&user("u1"), Provider::Dexcom, "a", refreshed, now)
+        .await
+        .unwrap());
+    let after = s
+        .get_connection(&user("u1"), Provider::Dexcom)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(after.tokens, Some(sealed(9)));
+    assert_eq!(after.token_version, before.token_version + 1);
+    // Released: b may take it now; an expired lease can be taken over.
+    let short = now + chrono::Duration::milliseconds(1);
+    assert!(s
+        .try_refresh_lease(&user("u1"), Provider::Dexcom, "b", now, short)
+        .await
+        .unwrap()
+        .is_some());
+    let later = now + chrono::Duration::seconds(1);
+    assert!(
+        s.try_refresh_lease(
+            &user("u1"),
+            Provider::Dexcom,
+            "c",
+            later,
+            later + chrono::Duration::seconds(60)
+        )
+        .await
+        .unwrap()
+        .is_some(),
+        "a crashed holder's lease expires"
+    );
+    assert!(!s
+        .finish_refresh(
+            &user("u1"),
+            Provider::Dexcom,
+            "b",
+            RefreshOutcome::Released,
+            later
+        )
+        .await
+        .unwrap());
+}
+
+async fn revoked_refresh_drops_tokens_and_a_put_cancels_leases(s: S) {
+    s.put_connection(connected("u1", 1)).await.unwrap();
+    let now = Utc::now();
+    let until = now + chrono::Duration::seconds(60);
+    assert!(s
+        .try_refresh_lease(&user("u1"), Provider::Dexcom, "a", now, until)
+        .await
+        .unwrap()
+        .is_some());
+    let revoked = RefreshOutcome::Revoked {
+        error: "invalid_grant".into(),
+    };
+    assert!(s
+        .finish_refresh(&user("u1"), Provider::Dexcom, "a", revoked, now)
+        .await
+        .unwrap());
+    let c = s
+        .get_connection(&user("u1"), Provider::Dexcom)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(c.status, ConnectionStatus::ReauthRequired);
+    assert!(c.tokens.is_none() && c.access_expires_at.is_none());
+    assert_eq!(c.last_error.as_deref(), Some("invalid_grant"));
+    assert!(
+        s.try_refresh_lease(&user("u1"), Provider::Dexcom, "a", now, until)
+            .await
+            .unwrap()
+            .is_none(),
+        "no lease on a connection that is not connected"
+    );
+
+    // A reconnect (put) while a refresh is in flight wins over that refresh.
+    s.put_connection(connected("u2", 1)).await.unwrap();
+    assert!(s
+        .try_refresh_lease(&user("u2"), Provider::Dexcom, "a", now, until)
+        .await
+        .unwrap()
+        .is_some());
+    s.put_connection(connected("u2", 2)).await.unwrap();
+    let late = RefreshOutcome::Refreshed {
+        tokens: sealed(3),
+        access_expires_at: until,
+        access_refresh_at: until,
+    };
+    assert!(!s
+        .finish_refresh(&user("u2"), Provider::Dexcom, "a", late, now)
+        .await
+        .unwrap());
+    let c = s
+        .get_connection(&user("u2"), Provider::Dexcom)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(c.tokens, Some(sealed(2)));
+}
+
+// --- Sharing ---
+
+async fn shares_are_kept_replaced_and_revoked(s: S) {
+    use cgm_hub::auth::shares::{Share, ShareRole};
+    let now = Utc::now();
+    let share = |grantee: &str, role, expires: Option<i64>| Share {
+        patient_id: user("pat"),
+        grantee_id: user(grantee),
+        role,
+        created_at: chrono::DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap(),
+        expires_at: expires
+            .map(|e| chrono::DateTime::from_timestamp_millis(now.timestamp_millis() + e).unwrap()),
+    };
+    assert!(s
+        .get_share(&user("pat"), &user("mom"))
+        .await
+        .unwrap()
+        .is_none());
+    s.put_share(share("mom", ShareRole::Caregiver, None))
+        .await
+        .unwrap();
+    s.put_share(share("doc", ShareRole::Clinician, Some(60_000)))
+        .await
+        .unwrap();
+    s.put_share(share("mom", ShareRole::Caregiver, Some(-1)))
+        .await
+        .unwrap();
+    let got = s
+        .get_share(&user("pat"), &user("mom"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        got,
+        share("mom", ShareRole::Caregiver, Some(-1)),
+        "replaced, expiry kept"
+    );
+    assert!(!got.is_active(now));
+    let listed = s.list_shares(&user("pat")).await.unwrap();
+    let grantees: Vec<_> = listed.iter().map(|x| x.grantee_id.to_string()).collect();
+    assert_eq!(grantees, ["doc", "mom"]);
+    assert!(
+        s.list_shares(&user("mom")).await.unwrap().is_empty(),
+        "grants are one-way"
+    );
+    assert!(s.delete_share(&user("pat"), &user("mom")).await.unwrap());
+    assert!(!s.delete_share(&user("pat"), &user("mom")).await.unwrap());
+    assert!(s
+        .get_share(&user("pat"), &user("mom"))
+        .await
+        .unwrap()
+        .is_none());
+}
+
+// --- Audit trail ---
+
+async fn audit_entries_are_appended_in_order_and_filtered(s: S) {
+    use cgm_hub::auth::audit::{AuditEntry, AuditQuery};
+    use cgm_hub::auth::Role;
+    let at = |ms: i64| chrono::DateTime::from_timestamp_millis(1_800_000_000_000 + ms).unwrap();
+    let entry = |ms, target: &str, action| AuditEntry {
+        at: at(ms),
+        actor: "doc".into(),
+        actor_roles: vec![Role::Clinician],
+        action,
+        target_user: user(target),
+        decision: "allowed",
+        status: 200,
+        request_id: format!("req-{ms}"),
+    };
+    s.append_audit(std::sync::Arc::from(vec![
+        entry(1, "a", "read_readings"),
+        entry(2, "b", "read_readings"),
+    ]))
+    .await
+    .unwrap();
+    s.append_audit(std::sync::Arc::from(vec![entry(3, "a", "manage_shares")]))
+        .await
+        .unwrap();
+    let query = AuditQuery {
+        target_user: None,
+        from: None,
+        until: None,
+        after_seq: None,
+        limit: 10,
+    };
+    let everything = s.query_audit(query.clone()).await.unwrap();
+    assert_eq!(everything.len(), 3);
+    assert!(
+        everything.windows(2).all(|w| w[0].seq < w[1].seq),
+        "in order"
+    );
+    assert_eq!(everything[2].entry, entry(3, "a", "manage_shares"));
+    let of_a = AuditQuery {
+        target_user: Some(user("a")),
+        ..query.clone()
+    };
+    assert_eq!(s.query_audit(of_a).await.unwrap().len(), 2);
+    let window = AuditQuery {
+        from: Some(at(2)),
+        until: Some(at(3)),
+        ..query.clone()
+    };
+    let window = s.query_audit(window).await.unwrap();
+    assert_eq!(window.len(), 1);
+    assert_eq!(window[0].entry.request_id, "req-2");
+    let after = AuditQuery {
+        after_seq: Some(everything[0].seq),
+        limit: 1,
+        ..query
+    };
+    assert_eq!(
+        s.query_audit(after).await.unwrap()[0].seq,
+        everything[1].seq
+    );
+}
+
 macro_rules! conformance {
     ($backend:ident, $make:path) => {
         mod $backend {
@@ -493,7 +885,14 @@ macro_rules! conformance {
                 pagination_visits_every_reading_once_in_both_orders,
                 pagination_is_stable_while_readings_arrive,
                 concurrent_writers_to_one_user,
-                ping_answers
+                ping_answers,
+                pending_authorization_is_single_use_and_expires,
+                connection_round_trips_and_versions_bump,
+                connections_are_listed_by_status,
+                one_refresh_lease_at_a_time,
+                revoked_refresh_drops_tokens_and_a_put_cancels_leases,
+                shares_are_kept_replaced_and_revoked,
+                audit_entries_are_appended_in_order_and_filtered
             );
         }
     };

@@ -6,10 +6,12 @@ use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 
 use super::UserPath;
+use crate::api::access::{authorize, Caller};
 use crate::api::docs;
 use crate::api::error::{ApiError, ErrorEnvelope};
 use crate::api::views::{success, ReadingView};
 use crate::api::AppState;
+use crate::auth::policy::Action;
 use crate::domain::StoredReading;
 
 /// The newest reading of a user.
@@ -21,14 +23,18 @@ use crate::domain::StoredReading;
         (status = 200, description = "The newest reading, with ETag, Last-Modified and Cache-Control", body = docs::LatestEnvelope),
         (status = 304, description = "Not modified since the given ETag"),
         (status = 400, description = "Invalid user id", body = ErrorEnvelope),
+        (status = 401, description = "No or bad credentials", body = ErrorEnvelope),
+        (status = 403, description = "Not allowed for this user", body = ErrorEnvelope),
         (status = 404, description = "No reading yet", body = ErrorEnvelope),
     )
 )]
 pub async fn latest(
     State(state): State<AppState>,
     UserPath(user): UserPath,
+    caller: Caller,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    authorize(&state, &caller, Action::ReadReadings, &user).await?;
     let reading = state
         .store
         .latest_reading(&user)

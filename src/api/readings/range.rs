@@ -8,10 +8,12 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::UserPath;
+use crate::api::access::{authorize, Caller};
 use crate::api::error::{ApiError, ErrorEnvelope};
 use crate::api::views::{success_sized, ReadingView};
 use crate::api::AppState;
 use crate::api::{cursor, docs};
+use crate::auth::policy::Action;
 use crate::domain::{FieldError, ReadingTime, UserId};
 use crate::store::{fetch_page, Order, PageRequest};
 
@@ -183,14 +185,18 @@ fn page_request(user: UserId, query: Option<&str>) -> Result<PageRequest, ApiErr
     responses(
         (status = 200, description = "A page of readings with cursors and absolute next/prev links", body = docs::PageEnvelope),
         (status = 400, description = "Invalid user id, dates, limit, order or cursor", body = ErrorEnvelope),
+        (status = 401, description = "No or bad credentials", body = ErrorEnvelope),
+        (status = 403, description = "Not allowed for this user", body = ErrorEnvelope),
     )
 )]
 pub async fn range(
     State(state): State<AppState>,
     UserPath(user): UserPath,
+    caller: Caller,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    authorize(&state, &caller, Action::ReadReadings, &user).await?;
     let req = page_request(user, query.as_deref())?;
     let page = fetch_page(state.store.as_ref(), &req).await?;
     let fp = cursor::fingerprint(&req);

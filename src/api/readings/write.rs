@@ -12,10 +12,12 @@ use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
 use super::UserPath;
+use crate::api::access::{authorize, Caller};
 use crate::api::docs;
 use crate::api::error::{ApiError, ErrorBody, ErrorEnvelope};
 use crate::api::views::{success, success_sized, Rfc3339};
 use crate::api::AppState;
+use crate::auth::policy::Action;
 use crate::domain::FieldError;
 use crate::pipeline::{wire, RecordResult};
 use crate::store::{DuplicateKind, Outcome};
@@ -74,6 +76,8 @@ pub struct BulkInput {
     responses(
         (status = 201, description = "Stored. A single reading answers with its outcome (data is a RecordOutcome); a bulk write with a summary and one outcome per record (data is a BulkResult); valid records are stored even when others are rejected", body = docs::WriteEnvelope),
         (status = 400, description = "Unparseable JSON or invalid user id", body = ErrorEnvelope),
+        (status = 401, description = "No or bad credentials", body = ErrorEnvelope),
+        (status = 403, description = "Not allowed for this user", body = ErrorEnvelope),
         (status = 413, description = "Body or batch too large", body = ErrorEnvelope),
         (status = 422, description = "A single reading that is invalid", body = ErrorEnvelope),
     )
@@ -81,8 +85,10 @@ pub struct BulkInput {
 pub async fn write(
     State(state): State<AppState>,
     UserPath(user): UserPath,
+    caller: Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    authorize(&state, &caller, Action::WriteReadings, &user).await?;
     let body = body.map_err(|rejection| {
         let status = rejection.status();
         let message = if status == StatusCode::PAYLOAD_TOO_LARGE {

@@ -5,7 +5,12 @@ use rusqlite::Connection;
 use crate::store::StoreError;
 
 /// (version, SQL). Append only: never edit a migration that has shipped.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/0001_readings.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("migrations/0001_readings.sql")),
+    (2, include_str!("migrations/0002_connections.sql")),
+    (3, include_str!("migrations/0003_shares.sql")),
+    (4, include_str!("migrations/0004_audit.sql")),
+];
 
 pub fn apply(conn: &mut Connection) -> Result<(), StoreError> {
     conn.execute_batch(

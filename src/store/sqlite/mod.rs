@@ -10,9 +10,12 @@
 //! lines here rather than r2d2/deadpool, whose SQLite adapters pin rusqlite
 //! versions other than the 0.39 that can sit beside sqlx (PostgreSQL, later).
 
+mod audit;
+mod connections;
 mod latest_cache;
 mod migrations;
 mod rows;
+mod shares;
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
@@ -28,6 +31,12 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use latest_cache::LatestCache;
 
 use super::{DuplicateKind, Order, Outcome, Scan, Store, StoreError, Upserted};
+use crate::auth::audit::{AuditEntry, AuditQuery, AuditRecord};
+use crate::auth::shares::Share;
+use crate::connections::{
+    Connection as SourceConnection, ConnectionStatus, PendingAuthorization, Provider,
+    RefreshOutcome,
+};
 use crate::domain::{Reading, Resolution, StoredReading, UserId};
 
 const READERS: usize = 4;
@@ -384,6 +393,107 @@ impl Store for SqliteStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())).map_err(internal))
+            .await
+    }
+
+    async fn append_audit(&self, entries: Arc<[AuditEntry]>) -> Result<(), StoreError> {
+        self.append_audit_impl(entries).await
+    }
+
+    async fn query_audit(&self, query: AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
+        self.query_audit_impl(query).await
+    }
+
+    async fn put_share(&self, share: Share) -> Result<(), StoreError> {
+        self.put_share_impl(share).await
+    }
+
+    async fn list_shares(&self, patient: &UserId) -> Result<Vec<Share>, StoreError> {
+        self.list_shares_impl(patient.clone()).await
+    }
+
+    async fn get_share(
+        &self,
+        patient: &UserId,
+        grantee: &UserId,
+    ) -> Result<Option<Share>, StoreError> {
+        self.get_share_impl(patient.clone(), grantee.clone()).await
+    }
+
+    async fn delete_share(&self, patient: &UserId, grantee: &UserId) -> Result<bool, StoreError> {
+        self.delete_share_impl(patient.clone(), grantee.clone())
+            .await
+    }
+
+    async fn put_pending_authorization(&self, p: PendingAuthorization) -> Result<(), StoreError> {
+        self.put_pending_authorization_impl(p).await
+    }
+
+    async fn take_pending_authorization(
+        &self,
+        state_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<PendingAuthorization>, StoreError> {
+        self.take_pending_authorization_impl(state_hash.to_owned(), now)
+            .await
+    }
+
+    async fn put_connection(&self, connection: SourceConnection) -> Result<(), StoreError> {
+        self.put_connection_impl(connection).await
+    }
+
+    async fn get_connection(
+        &self,
+        user: &UserId,
+        provider: Provider,
+    ) -> Result<Option<SourceConnection>, StoreError> {
+        self.get_connection_impl(user.clone(), provider).await
+    }
+
+    async fn list_connections(&self, user: &UserId) -> Result<Vec<SourceConnection>, StoreError> {
+        self.list_connections_impl(user.clone()).await
+    }
+
+    async fn connections_with_status(
+        &self,
+        provider: Provider,
+        status: ConnectionStatus,
+    ) -> Result<Vec<SourceConnection>, StoreError> {
+        self.connections_with_status_impl(provider, status).await
+    }
+
+    async fn record_sync(
+        &self,
+        user: &UserId,
+        provider: Provider,
+        at: DateTime<Utc>,
+        error: Option<String>,
+    ) -> Result<(), StoreError> {
+        self.record_sync_impl(user.clone(), provider, at, error)
+            .await
+    }
+
+    async fn try_refresh_lease(
+        &self,
+        user: &UserId,
+        provider: Provider,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Option<SourceConnection>, StoreError> {
+        self.try_refresh_lease_impl(user.clone(), provider, owner.to_owned(), now, until)
+            .await
+    }
+
+    async fn finish_refresh(
+        &self,
+        user: &UserId,
+        provider: Provider,
+        owner: &str,
+        outcome: RefreshOutcome,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.finish_refresh_impl(user.clone(), provider, owner.to_owned(), outcome, now)
             .await
     }
 }

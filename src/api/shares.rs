@@ -1,0 +1,184 @@
+//! `POST/GET /api/users/{userId}/shares` and `DELETE .../shares/{granteeId}`: a
+//! patient grants caregivers and clinicians read access to their readings.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::access::{authorize, Caller};
+use super::error::{json_body, ApiError, ErrorEnvelope};
+use super::readings::{path_user, UserPath};
+use super::views::success;
+use super::AppState;
+use crate::auth::policy::Action;
+use crate::auth::shares::{Share, ShareRole};
+use crate::domain::{FieldError, UserId};
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShareInput {
+    #[schema(example = "mom-42", pattern = "^[A-Za-z0-9_-]{1,64}$")]
+    pub grantee_id: String,
+    /// caregiver or clinician
+    #[schema(example = "caregiver")]
+    pub role: String,
+    /// When the grant ends (RFC 3339, in the future); none: until revoked.
+    pub expires_at: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ShareView {
+    pub patient_id: String,
+    pub grantee_id: String,
+    #[schema(example = "caregiver")]
+    pub role: &'static str,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// False once `expires_at` has passed.
+    pub active: bool,
+}
+
+impl From<&Share> for ShareView {
+    fn from(s: &Share) -> Self {
+        Self {
+            patient_id: s.patient_id.to_string(),
+            grantee_id: s.grantee_id.to_string(),
+            role: s.role.as_str(),
+            created_at: s.created_at,
+            expires_at: s.expires_at,
+            active: s.is_active(Utc::now()),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ShareList {
+    pub shares: Vec<ShareView>,
+}
+
+fn parse(patient: &UserId, input: ShareInput, now: DateTime<Utc>) -> Result<Share, ApiError> {
+    let mut errors = Vec::new();
+    let grantee = UserId::parse(&input.grantee_id)
+        .map_err(|e| errors.push(FieldError::new("/grantee_id", e.message)))
+        .ok();
+    if grantee.as_ref() == Some(patient) {
+        errors.push(FieldError::new(
+            "/grantee_id",
+            "a patient cannot share with themselves",
+        ));
+    }
+    let role = ShareRole::parse(&input.role)
+        .ok_or_else(|| errors.push(FieldError::new("/role", "must be caregiver or clinician")))
+        .ok();
+    let expires_at = match input
+        .expires_at
+        .as_deref()
+        .map(DateTime::parse_from_rfc3339)
+    {
+        None => None,
+        Some(Ok(t)) if t.with_timezone(&Utc) > now => Some(t.with_timezone(&Utc)),
+        Some(Ok(_)) => {
+            errors.push(FieldError::new("/expires_at", "must be in the future"));
+            None
+        }
+        Some(Err(_)) => {
+            errors.push(FieldError::new(
+                "/expires_at",
+                "must be an RFC 3339 date-time",
+            ));
+            None
+        }
+    };
+    match (grantee, role) {
+        (Some(grantee_id), Some(role)) if errors.is_empty() => Ok(Share {
+            patient_id: patient.clone(),
+            grantee_id,
+            role,
+            created_at: now,
+            expires_at,
+        }),
+        _ => Err(ApiError::unprocessable("invalid share", errors)),
+    }
+}
+
+/// Grants a caregiver or clinician read access (replacing an earlier grant to them).
+#[utoipa::path(
+    post, path = "/api/users/{userId}/shares", tag = "sharing",
+    params(("userId" = String, Path, pattern = "^[A-Za-z0-9_-]{1,64}$")),
+    request_body = ShareInput,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "The grant", body = super::docs::ShareEnvelope),
+        (status = 400, description = "Malformed body or user id", body = ErrorEnvelope),
+        (status = 401, description = "No or bad credentials", body = ErrorEnvelope),
+        (status = 403, description = "Only the patient (or an admin) shares", body = ErrorEnvelope),
+        (status = 422, description = "Invalid grant", body = ErrorEnvelope),
+    )
+)]
+pub async fn create(
+    State(state): State<AppState>,
+    UserPath(patient): UserPath,
+    caller: Caller,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    authorize(&state, &caller, Action::ManageShares, &patient).await?;
+    let input: ShareInput = json_body(&body)?;
+    let share = parse(&patient, input, Utc::now())?;
+    state.store.put_share(share.clone()).await?;
+    tracing::info!(patient_id = %share.patient_id, grantee_id = %share.grantee_id, role = share.role.as_str(), "share granted");
+    Ok((StatusCode::CREATED, success(ShareView::from(&share))).into_response())
+}
+
+/// A patient's grants.
+#[utoipa::path(
+    get, path = "/api/users/{userId}/shares", tag = "sharing",
+    params(("userId" = String, Path, pattern = "^[A-Za-z0-9_-]{1,64}$")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Every grant, expired ones marked inactive", body = super::docs::ShareListEnvelope),
+        (status = 400, description = "Invalid user id", body = ErrorEnvelope),
+        (status = 401, description = "No or bad credentials", body = ErrorEnvelope),
+        (status = 403, description = "Only the patient (or an admin)", body = ErrorEnvelope),
+    )
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    UserPath(patient): UserPath,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    authorize(&state, &caller, Action::ReadShares, &patient).await?;
+    let shares = state.store.list_shares(&patient).await?;
+    let shares = shares.iter().map(ShareView::from).collect();
+    Ok(success(ShareList { shares }).into_response())
+}
+
+/// Revokes a grant; effective on the grantee's next request.
+#[utoipa::path(
+    delete, path = "/api/users/{userId}/shares/{granteeId}", tag = "sharing",
+    params(("userId" = String, Path, pattern = "^[A-Za-z0-9_-]{1,64}$"),
+           ("granteeId" = String, Path, pattern = "^[A-Za-z0-9_-]{1,64}$")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 400, description = "Invalid id", body = ErrorEnvelope),
+        (status = 401, description = "No or bad credentials", body = ErrorEnvelope),
+        (status = 403, description = "Only the patient (or an admin)", body = ErrorEnvelope),
+        (status = 404, description = "No such grant", body = ErrorEnvelope),
+    )
+)]
+pub async fn revoke(
+    State(state): State<AppState>,
+    Path((raw_patient, raw_grantee)): Path<(String, String)>,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    let (patient, grantee) = (path_user(&raw_patient)?, path_user(&raw_grantee)?);
+    authorize(&state, &caller, Action::ManageShares, &patient).await?;
+    if !state.store.delete_share(&patient, &grantee).await? {
+        return Err(ApiError::NotFound("share".into()));
+    }
+    tracing::info!(patient_id = %patient, grantee_id = %grantee, "share revoked");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

@@ -1,0 +1,116 @@
+//! SQLite side of sharing: rows of `shares`, keyed (patient, grantee).
+
+use chrono::{DateTime, TimeZone, Utc};
+use rusqlite::{params, OptionalExtension, Row};
+
+use super::{internal, SqliteStore};
+use crate::auth::shares::{Share, ShareRole};
+use crate::domain::UserId;
+use crate::store::StoreError;
+
+const COLUMNS: &str = "patient_id, grantee_id, role, created_at_ms, expires_at_ms";
+
+fn time(ms: i64) -> Result<DateTime<Utc>, StoreError> {
+    Utc.timestamp_millis_opt(ms)
+        .single()
+        .ok_or_else(|| StoreError::Corrupt(format!("timestamp {ms} out of range")))
+}
+
+fn read_share(row: &Row<'_>) -> rusqlite::Result<Result<Share, StoreError>> {
+    let patient: String = row.get(0)?;
+    let grantee: String = row.get(1)?;
+    let role: String = row.get(2)?;
+    let created: i64 = row.get(3)?;
+    let expires: Option<i64> = row.get(4)?;
+    Ok((|| {
+        let id = |raw: &str| {
+            UserId::parse(raw).map_err(|e| StoreError::Corrupt(format!("share user id: {e}")))
+        };
+        Ok(Share {
+            patient_id: id(&patient)?,
+            grantee_id: id(&grantee)?,
+            role: ShareRole::parse(&role)
+                .ok_or_else(|| StoreError::Corrupt(format!("unknown share role {role:?}")))?,
+            created_at: time(created)?,
+            expires_at: expires.map(time).transpose()?,
+        })
+    })())
+}
+
+impl SqliteStore {
+    pub(super) async fn put_share_impl(&self, share: Share) -> Result<(), StoreError> {
+        self.write(move |conn| {
+            conn.execute(
+                &format!(
+                    "INSERT INTO shares ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5) \
+                     ON CONFLICT (patient_id, grantee_id) DO UPDATE SET role = excluded.role, \
+                     created_at_ms = excluded.created_at_ms, expires_at_ms = excluded.expires_at_ms"
+                ),
+                params![
+                    share.patient_id.as_str(),
+                    share.grantee_id.as_str(),
+                    share.role.as_str(),
+                    share.created_at.timestamp_millis(),
+                    share.expires_at.map(|t| t.timestamp_millis()),
+                ],
+            )
+            .map_err(internal)?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub(super) async fn list_shares_impl(&self, patient: UserId) -> Result<Vec<Share>, StoreError> {
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM shares WHERE patient_id = ?1 ORDER BY grantee_id"
+                ))
+                .map_err(internal)?;
+            let rows = stmt
+                .query_map([patient.as_str()], read_share)
+                .map_err(internal)?;
+            let mut out = Vec::new();
+            for row in rows {
+                out.push(row.map_err(internal)??);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    pub(super) async fn get_share_impl(
+        &self,
+        patient: UserId,
+        grantee: UserId,
+    ) -> Result<Option<Share>, StoreError> {
+        self.read(move |conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM shares WHERE patient_id = ?1 AND grantee_id = ?2"
+            ))
+            .map_err(internal)?
+            .query_row((patient.as_str(), grantee.as_str()), read_share)
+            .optional()
+            .map_err(internal)?
+            .transpose()
+        })
+        .await
+    }
+
+    pub(super) async fn delete_share_impl(
+        &self,
+        patient: UserId,
+        grantee: UserId,
+    ) -> Result<bool, StoreError> {
+        self.write(move |conn| {
+            let n = conn
+                .execute(
+                    "DELETE FROM shares WHERE patient_id = ?1 AND grantee_id = ?2",
+                    (patient.as_str(), grantee.as_str()),
+                )
+                .map_err(internal)?;
+            Ok(n == 1)
+        })
+        .await
+    }
+}
