@@ -330,8 +330,9 @@ impl Store for SqliteStore {
                     results.push(result);
                 }
             }
+            let pending = latest.begin_write(newest.users());
             tx.commit().map_err(internal)?;
-            latest.committed(&newest.into_stored(&readings, &results));
+            pending.committed(&newest.into_stored(&readings, &results));
             Ok(results)
         })
         .await
@@ -518,6 +519,10 @@ impl<'a> NewestWrites<'a> {
                 slot.insert((i, created_at));
             }
         }
+    }
+
+    fn users(&self) -> impl Iterator<Item = &'a str> + '_ {
+        self.0.keys().copied()
     }
 
     /// The noted readings as stored, with the version and updated_at of `results`
