@@ -158,7 +158,7 @@ fn dexcom_backfill(c: &mut Criterion) {
                         browser: Some(started.browser_secret.expose().clone()),
                         ..Callback::from_url(&back)
                     };
-                    service.complete(callback).await.unwrap();
+                    service.complete(callback).await.unwrap().outcome.unwrap();
                     let end = chrono::Utc::now();
                     let start = end - chrono::Duration::days(30);
                     let started = Instant::now();

@@ -58,12 +58,7 @@ pub async fn authenticate(
                 principal: principal.clone(),
                 decision: OnceLock::new(),
             }));
-            let request_id = request
-                .headers()
-                .get("x-request-id")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_owned();
+            let request_id = request_id(request.headers());
             // One extension carries both the principal and the decision slot.
             request.extensions_mut().insert(slot.clone());
             let response = next.run(request).await;
@@ -87,6 +82,38 @@ pub async fn authenticate(
     };
     verdict.apply(response.headers_mut());
     response
+}
+
+fn request_id(headers: &axum::http::HeaderMap) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// An audit entry for a request authenticated by something bound to `user` other
+/// than a token (the OAuth callback's state): the actor is that user, without roles.
+pub async fn record_state_bound(
+    state: &AppContext,
+    user: &UserId,
+    action: Action,
+    headers: &axum::http::HeaderMap,
+    status: axum::http::StatusCode,
+) {
+    state
+        .audit
+        .record(AuditEntry {
+            at: Utc::now(),
+            actor: user.to_string(),
+            actor_roles: Vec::new(),
+            action: action.as_str(),
+            target_user: user.clone(),
+            decision: "allowed",
+            status: status.as_u16(),
+            request_id: request_id(headers),
+        })
+        .await;
 }
 
 /// The request's principal, and what `authorize` decided for its audit entry.

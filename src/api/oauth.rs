@@ -144,7 +144,7 @@ pub async fn callback(
     let dexcom = state.dexcom()?;
     let cookie_name = q.state.as_deref().map(browser_cookie_name);
     let browser = cookie_name.as_deref().and_then(|n| cookie(&headers, n));
-    let connection = dexcom
+    let completion = dexcom
         .complete(Callback {
             state: q.state,
             code: q.code,
@@ -153,28 +153,45 @@ pub async fn callback(
             browser,
         })
         .await?;
-    let body = success(Connected {
-        user_id: connection.user_id.to_string(),
-        connection: ConnectionView::from(&connection),
-        backfill: BackfillView {
-            status: "queued",
-            days: dexcom.backfill_days(),
-        },
-    });
-    // The cookie has done its job.
-    let clear = format!(
-        "{}=; Path={}; Max-Age=0; HttpOnly; SameSite=Lax",
-        cookie_name.unwrap_or_default(),
-        dexcom.redirect_uri().path()
-    );
-    Ok((
-        [
-            (header::CACHE_CONTROL, "no-store".to_owned()),
-            (header::SET_COOKIE, clear),
-        ],
-        body,
+    let response = match completion.outcome {
+        Ok(connection) => {
+            let body = success(Connected {
+                user_id: connection.user_id.to_string(),
+                connection: ConnectionView::from(&connection),
+                backfill: BackfillView {
+                    status: "queued",
+                    days: dexcom.backfill_days(),
+                },
+            });
+            // The cookie has done its job.
+            let clear = format!(
+                "{}=; Path={}; Max-Age=0; HttpOnly; SameSite=Lax",
+                cookie_name.unwrap_or_default(),
+                dexcom.redirect_uri().path()
+            );
+            (
+                [
+                    (header::CACHE_CONTROL, "no-store".to_owned()),
+                    (header::SET_COOKIE, clear),
+                ],
+                body,
+            )
+                .into_response()
+        }
+        Err(e) => ApiError::from(e).into_response(),
+    };
+    // A connection change on the user's trail. The actor is the user who started
+    // the flow (the state and browser cookie stand in for their token); a state
+    // that names nobody changed nothing and is only logged.
+    access::record_state_bound(
+        &state,
+        &completion.user,
+        Action::ManageConnections,
+        &headers,
+        response.status(),
     )
-        .into_response())
+    .await;
+    Ok(response)
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -79,6 +79,30 @@ async fn connection(app: &TestApp, user_id: &str) -> Value {
     body["data"]["connections"][0].clone()
 }
 
+/// The user's audit entries for connection changes, once `n` have been written
+/// (the trail is written in the background).
+async fn connection_audit(app: &TestApp, user_id: &str, n: usize) -> Vec<Value> {
+    for _ in 0..100 {
+        let body = get_json(
+            &app.client,
+            &app.url(&format!("/api/audit?user_id={user_id}")),
+        )
+        .await;
+        let entries: Vec<Value> = body["data"]["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["action"] == "manage_connections")
+            .cloned()
+            .collect();
+        if entries.len() >= n {
+            return entries;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("fewer than {n} connection entries on {user_id}'s audit trail");
+}
+
 #[tokio::test]
 async fn full_flow_connects_backfills_and_keeps_tokens_sealed() {
     let sim = simulator().await;
@@ -102,6 +126,17 @@ async fn full_flow_connects_backfills_and_keeps_tokens_sealed() {
     };
     let done = come_back(&app, &ret).await;
     assert_eq!(done.status(), 200);
+    // The callback is on alice's trail, as alice (authenticated by the state
+    // bound to her, not by a token), with the callback's request id.
+    let entries = connection_audit(&app, "alice", 2).await;
+    let callback = &entries[1];
+    assert_eq!(callback["actor"], "alice");
+    assert_eq!(callback["actor_roles"], json!([]));
+    assert_eq!(callback["status"], 200);
+    assert_eq!(
+        callback["request_id"].as_str(),
+        done.headers()["x-request-id"].to_str().ok()
+    );
     let body: Value = done.json().await.unwrap();
     assert_eq!(body["data"]["connection"]["status"], "connected");
     assert_eq!(
@@ -164,6 +199,9 @@ async fn denied_consent_is_a_clear_error_and_is_recorded() {
     let c = connection(&app, "bob").await;
     assert_eq!(c["status"], "disconnected");
     assert!(c["last_error"].as_str().unwrap().contains("access_denied"));
+    // The refused attempt is on bob's trail too.
+    let entries = connection_audit(&app, "bob", 2).await;
+    assert_eq!((&entries[1]["actor"], &entries[1]["status"]), (&json!("bob"), &json!(403)));
     assert_eq!(
         sim.sim.stats().token_authorization_code,
         0,

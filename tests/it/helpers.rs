@@ -482,6 +482,8 @@ pub async fn connect(service: &DexcomService, user_id: &str) {
             ..Callback::from_url(&back)
         })
         .await
+        .expect("the state names the user")
+        .outcome
         .expect("connected");
 }
 

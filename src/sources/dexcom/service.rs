@@ -17,7 +17,7 @@ use super::tokens::TokenManager;
 use crate::config::ApiVersion;
 use crate::config::Secret;
 use crate::connections::cipher::TokenCipher;
-use crate::connections::{Connection, ConnectionStatus, Provider};
+use crate::connections::{Connection, ConnectionStatus, PendingAuthorization, Provider};
 use crate::domain::UserId;
 use crate::pipeline::Pipeline;
 use crate::store::{Store, StoreError};
@@ -26,6 +26,14 @@ use subtle::ConstantTimeEq;
 /// Backfills waiting to run; beyond this the request is dropped with a logged
 /// error (the scheduler's catch-up covers the user later).
 const BACKFILL_QUEUE: usize = 1024;
+
+/// A callback whose state named a user (so it can be put on that user's audit
+/// trail): who, and how the connection attempt ended.
+#[derive(Debug)]
+pub struct Completion {
+    pub user: UserId,
+    pub outcome: Result<Connection, ConnectError>,
+}
 
 /// What Dexcom (via the browser) sent to `/oauth/callback`.
 #[derive(Debug, Default, Clone)]
@@ -182,7 +190,7 @@ impl DexcomService {
 
     /// Completes the flow: checks the single-use state, exchanges the code,
     /// stores the sealed tokens and queues the initial backfill.
-    pub async fn complete(&self, callback: Callback) -> Result<Connection, ConnectError> {
+    pub async fn complete(&self, callback: Callback) -> Result<Completion, ConnectError> {
         let now = Utc::now();
         let state = callback.state.as_deref().ok_or(ConnectError::BadState)?;
         let pending = self
@@ -193,6 +201,18 @@ impl DexcomService {
                 metrics::counter!("dexcom_connect_total", "outcome" => "bad_state").increment(1);
                 ConnectError::BadState
             })?;
+        let user = pending.user_id.clone();
+        let outcome = self.finish_connect(pending, callback, now).await;
+        Ok(Completion { user, outcome })
+    }
+
+    /// The rest of a callback once its state named the user.
+    async fn finish_connect(
+        &self,
+        pending: PendingAuthorization,
+        callback: Callback,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<Connection, ConnectError> {
         let user = pending.user_id.clone();
         let same_browser = match (&pending.browser_hash, &callback.browser) {
             (None, _) => true,
