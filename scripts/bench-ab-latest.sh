@@ -8,6 +8,9 @@
 # token minted by the new binary, so authorization and the audit trail run too),
 # while the old one runs with AUTH_DISABLED=true as before access control.
 #
+# With PIN=1 the server runs on CPU 0 and wrk on CPU 1 (taskset): each gets a
+# core of its own, which makes runs steadier on a 2-core machine.
+#
 # Build the old one from a worktree, e.g.
 #   git worktree add /tmp/old <rev> && CARGO_TARGET_DIR=/tmp/old-target cargo build --release --manifest-path /tmp/old/Cargo.toml
 set -euo pipefail
@@ -19,6 +22,8 @@ command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteract
 cargo build --release --locked --example baseline_axum -q
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
+server_cpu=(); client_cpu=()
+if [ "${PIN:-0}" = 1 ]; then server_cpu=(taskset -c 0); client_cpu=(taskset -c 1); fi
 SECRET="bench-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
 run_one() { # label binary auth(0|1)
     local label=$1 bin=$2 auth=$3 work port pid ts
@@ -30,7 +35,7 @@ run_one() { # label binary auth(0|1)
     work=$(mktemp -d); port=$(free_port)
     (cd "$work" && exec env -i PATH="$PATH" BIND_ADDR="127.0.0.1:$port" SQLITE_PATH="$work/b.db" \
         "${auth_env[@]}" RATE_LIMIT_USER_PER_MINUTE=100000000 \
-        RATE_LIMIT_ANONYMOUS_PER_MINUTE=100000000 "$bin" serve >/dev/null 2>&1) &
+        RATE_LIMIT_ANONYMOUS_PER_MINUTE=100000000 "${server_cpu[@]}" "$bin" serve >/dev/null 2>&1) &
     pid=$!
     for _ in $(seq 1 200); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.05; done
     ts=$(date -u -d '-1 hour' +%Y-%m-%dT%H:00:00Z)
@@ -39,7 +44,7 @@ run_one() { # label binary auth(0|1)
     local status
     status=$(curl -s -o /dev/null -w '%{http_code}' "${header[@]}" "http://127.0.0.1:$port/api/bg/bench-user/latest")
     [ "$status" = 200 ] || { echo "$label: GET latest answered $status"; exit 1; }
-    echo "$label $(wrk -t2 -c100 -d"$DURATION" "${header[@]}" "http://127.0.0.1:$port/api/bg/bench-user/latest" | awk '/Requests\/sec/ {print $2}') req/s"
+    echo "$label $("${client_cpu[@]}" wrk -t2 -c100 -d"$DURATION" "${header[@]}" "http://127.0.0.1:$port/api/bg/bench-user/latest" | awk '/Requests\/sec/ {print $2}') req/s"
     kill "$pid"; wait "$pid" 2>/dev/null || true; rm -rf "$work"
 }
 
@@ -48,7 +53,7 @@ for _ in $(seq 1 "$ROUNDS"); do
     run_one new "$NEW" "${NEW_AUTH:-0}"
 done
 port=$(free_port)
-"$CARGO_TARGET_DIR/release/examples/baseline_axum" "127.0.0.1:$port" & B=$!
+"${server_cpu[@]}" "$CARGO_TARGET_DIR/release/examples/baseline_axum" "127.0.0.1:$port" & B=$!
 sleep 0.5
-echo "baseline $(wrk -t2 -c100 -d"$DURATION" "http://127.0.0.1:$port/" | awk '/Requests\/sec/ {print $2}') req/s"
+echo "baseline $("${client_cpu[@]}" wrk -t2 -c100 -d"$DURATION" "http://127.0.0.1:$port/" | awk '/Requests\/sec/ {print $2}') req/s"
 kill "$B"

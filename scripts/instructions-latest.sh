@@ -13,7 +13,7 @@
 # callgrind_annotate.
 set -euo pipefail
 BIN=$(realpath "$1"); MODE="${2:-auth}"; N="${3:-2000}"
-OUT="${OUT:-$(mktemp -d)}"
+OUT="${OUT:-$(mktemp -d)}"; mkdir -p "$OUT"
 command -v valgrind >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null; }
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 work=$(mktemp -d)
@@ -35,8 +35,9 @@ headers = {"Authorization": f"Bearer {token}"} if token else {}
 for _ in range(600):
     try:
         c = http.client.HTTPConnection("127.0.0.1", port, timeout=60); c.request("GET", "/health"); c.getresponse().read(); break
-    except OSError:
+    except (OSError, http.client.HTTPException):
         time.sleep(0.1)
+c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
 ts = (datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=1)).strftime("%Y-%m-%dT%H:00:00Z")
 body = json.dumps({"timestamp": ts, "glucose_value": 120, "trend_direction": "flat", "trend_rate": 0.1, "source": "dexcom"})
 c.request("POST", "/api/bg/bench-user/readings", body, {**headers, "content-type": "application/json"}); r = c.getresponse(); r.read()

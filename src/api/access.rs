@@ -18,7 +18,7 @@ use super::AppContext;
 use super::AppState;
 use crate::auth::audit::AuditEntry;
 use crate::auth::policy::{self, Action, Basis};
-use crate::auth::{Principal, Role};
+use crate::auth::{Principal, Role, Roles};
 use crate::domain::UserId;
 
 /// The user every request acts as with AUTH_DISABLED (development only).
@@ -67,8 +67,8 @@ pub async fn authenticate(
                     .audit
                     .record(AuditEntry {
                         at: Utc::now(),
-                        actor: principal.user_id.to_string(),
-                        actor_roles: principal.roles.clone(),
+                        actor: principal.user_id.clone(),
+                        actor_roles: principal.roles,
                         action: action.as_str(),
                         target_user: owner.clone(),
                         decision,
@@ -85,8 +85,10 @@ pub async fn authenticate(
 }
 
 fn request_id(headers: &axum::http::HeaderMap) -> String {
+    static X_REQUEST_ID: axum::http::HeaderName =
+        axum::http::HeaderName::from_static("x-request-id");
     headers
-        .get("x-request-id")
+        .get(&X_REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned()
@@ -105,8 +107,8 @@ pub async fn record_state_bound(
         .audit
         .record(AuditEntry {
             at: Utc::now(),
-            actor: user.to_string(),
-            actor_roles: Vec::new(),
+            actor: user.clone(),
+            actor_roles: Roles::default(),
             action: action.as_str(),
             target_user: user.clone(),
             decision: "allowed",
@@ -160,7 +162,7 @@ fn dev_admin() -> Arc<Principal> {
     DEV.get_or_init(|| {
         Arc::new(Principal {
             user_id: UserId::parse(DEV_ADMIN).unwrap_or_else(|_| unreachable!("valid id")),
-            roles: vec![Role::Admin],
+            roles: [Role::Admin].into(),
         })
     })
     .clone()

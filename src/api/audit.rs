@@ -117,7 +117,7 @@ impl From<AuditRecord> for AuditView {
         let e = r.entry;
         Self {
             at: e.at,
-            actor: e.actor,
+            actor: e.actor.to_string(),
             actor_roles: e.actor_roles.iter().map(|r| r.as_str()).collect(),
             action: e.action,
             target_user: e.target_user.to_string(),

@@ -34,27 +34,27 @@ pub fn with_outer_layers(router: axum::Router) -> axum::Router {
 }
 
 /// Headers every response carries: no MIME sniffing, no framing, no referrer,
-/// and HSTS when the service itself terminates TLS. One layer for all of them.
+/// and HSTS when the service itself terminates TLS. tower-http's header layers
+/// rather than one `map_response`, which would box a future per request.
 pub fn with_security_headers<S: Clone + Send + Sync + 'static>(
     router: axum::Router<S>,
     tls: bool,
 ) -> axum::Router<S> {
     use axum::http::{header, HeaderValue};
-    router.layer(axum::middleware::map_response(
-        move |mut response: axum::response::Response| async move {
-            let h = response.headers_mut();
-            let mut set = |name, value| {
-                h.entry(name).or_insert(HeaderValue::from_static(value));
-            };
-            set(header::X_CONTENT_TYPE_OPTIONS, "nosniff");
-            set(header::X_FRAME_OPTIONS, "DENY");
-            set(header::REFERRER_POLICY, "no-referrer");
-            if tls {
-                set(header::STRICT_TRANSPORT_SECURITY, "max-age=31536000");
-            }
-            response
-        },
-    ))
+    use tower_http::set_header::SetResponseHeaderLayer;
+    let set =
+        |name, value| SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value));
+    let router = router.layer(
+        ServiceBuilder::new()
+            .layer(set(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+            .layer(set(header::X_FRAME_OPTIONS, "DENY"))
+            .layer(set(header::REFERRER_POLICY, "no-referrer")),
+    );
+    if tls {
+        router.layer(set(header::STRICT_TRANSPORT_SECURITY, "max-age=31536000"))
+    } else {
+        router
+    }
 }
 
 /// CORS for the configured browser origins (none configured: no CORS headers,

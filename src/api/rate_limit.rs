@@ -85,14 +85,15 @@ impl Verdict {
     }
 
     pub fn apply(&self, headers: &mut HeaderMap) {
-        let set = |headers: &mut HeaderMap, name: &'static str, value: u64| {
-            headers.insert(HeaderName::from_static(name), HeaderValue::from(value));
-        };
-        set(headers, "x-ratelimit-limit", u64::from(self.limit));
-        set(headers, "x-ratelimit-remaining", u64::from(self.remaining));
-        set(headers, "x-ratelimit-reset", self.reset_secs);
+        static LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
+        static REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
+        static RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
+        headers.reserve(4);
+        headers.insert(&LIMIT, HeaderValue::from(self.limit));
+        headers.insert(&REMAINING, HeaderValue::from(self.remaining));
+        headers.insert(&RESET, HeaderValue::from(self.reset_secs));
         if let Some(after) = self.retry_after {
-            set(headers, "retry-after", after);
+            headers.insert(axum::http::header::RETRY_AFTER, HeaderValue::from(after));
         }
     }
 }

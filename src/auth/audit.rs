@@ -4,15 +4,15 @@
 
 use chrono::{DateTime, Utc};
 
-use super::Role;
+use super::Roles;
 use crate::domain::UserId;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditEntry {
     pub at: DateTime<Utc>,
     /// The principal's user id.
-    pub actor: String,
-    pub actor_roles: Vec<Role>,
+    pub actor: UserId,
+    pub actor_roles: Roles,
     /// e.g. `read_readings`, `manage_shares` (see `policy::Action`).
     pub action: &'static str,
     /// Whose data.
@@ -23,6 +23,10 @@ pub struct AuditEntry {
     pub status: u16,
     pub request_id: String,
 }
+
+/// Entries written together: shared, so that a failed write can be retried and
+/// the writer can then reuse the buffer.
+pub type AuditBatch = std::sync::Arc<Vec<AuditEntry>>;
 
 /// An entry as stored, with its position in the trail.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,7 +53,10 @@ pub struct AuditQuery {
 /// channel when the process is killed are lost: the trail is as durable as the
 /// last 100 ms allow.
 pub struct AuditLog {
-    sender: std::sync::Mutex<Option<tokio::sync::mpsc::Sender<AuditEntry>>>,
+    /// Never dropped while the log lives, so a request sends without taking a
+    /// lock or cloning it; `shutdown` closes the channel from the writer's side.
+    sender: tokio::sync::mpsc::Sender<AuditEntry>,
+    close: std::sync::Arc<tokio::sync::Notify>,
     writer: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -62,19 +69,32 @@ impl AuditLog {
     /// Starts the writer (needs a Tokio runtime).
     pub fn start(store: std::sync::Arc<dyn crate::store::Store>) -> Self {
         let (tx, mut rx) = tokio::sync::mpsc::channel(CHANNEL);
+        let close = std::sync::Arc::new(tokio::sync::Notify::new());
+        let closing = close.clone();
         let writer = tokio::spawn(async move {
-            let mut batch = Vec::with_capacity(BATCH);
-            while rx.recv_many(&mut batch, BATCH).await > 0 {
+            let mut batch: Vec<AuditEntry> = Vec::with_capacity(BATCH);
+            loop {
+                let received = tokio::select! {
+                    n = rx.recv_many(&mut batch, BATCH) => n,
+                    // Refuse new entries; what is queued still drains below.
+                    () = closing.notified() => { rx.close(); continue }
+                };
+                if received == 0 {
+                    break; // closed and drained
+                }
                 // Let a batch gather: one transaction per interval rather than
                 // per request, and no wake-up of this task per entry meanwhile.
-                tokio::time::sleep(GATHER).await;
+                tokio::select! {
+                    () = tokio::time::sleep(GATHER) => {}
+                    () = closing.notified() => rx.close(),
+                }
                 while batch.len() < BATCH {
                     match rx.try_recv() {
                         Ok(entry) => batch.push(entry),
                         Err(_) => break,
                     }
                 }
-                let entries: std::sync::Arc<[AuditEntry]> = std::mem::take(&mut batch).into();
+                let entries: AuditBatch = std::sync::Arc::new(std::mem::take(&mut batch));
                 let mut wait = std::time::Duration::from_millis(50);
                 // A failing store is retried: the trail must not lose entries.
                 while let Err(e) = store.append_audit(std::sync::Arc::clone(&entries)).await {
@@ -83,33 +103,31 @@ impl AuditLog {
                     wait = (wait * 2).min(std::time::Duration::from_secs(5));
                 }
                 metrics::counter!("audit_entries_written_total").increment(entries.len() as u64);
+                // Keep the buffer (megabytes under load) for the next batch.
+                if let Ok(mut written) = std::sync::Arc::try_unwrap(entries) {
+                    written.clear();
+                    batch = written;
+                }
             }
         });
         Self {
-            sender: std::sync::Mutex::new(Some(tx)),
+            sender: tx,
+            close,
             writer: std::sync::Mutex::new(Some(writer)),
         }
     }
 
     pub async fn record(&self, entry: AuditEntry) {
-        let sender = self
-            .sender
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        match sender {
-            Some(tx) => {
-                if tx.send(entry).await.is_err() {
-                    tracing::error!("audit entry after the trail was closed");
-                }
-            }
-            None => tracing::error!("audit entry after the trail was closed"),
+        if self.sender.send(entry).await.is_err() {
+            tracing::error!("audit entry after the trail was closed");
         }
     }
 
     /// Closes the trail and waits (at most `grace`) until every entry is written.
     pub async fn shutdown(&self, grace: std::time::Duration) {
-        drop(self.sender.lock().unwrap_or_else(|p| p.into_inner()).take());
+        // notify_one stores a permit if the writer is busy writing, so the close
+        // is never missed.
+        self.close.notify_one();
         let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(writer) = writer {
             if tokio::time::timeout(grace, writer).await.is_err() {

@@ -20,7 +20,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{AuthError, Principal, Role};
+use super::{AuthError, Principal, Role, Roles};
 use crate::config::Secret;
 use crate::domain::UserId;
 
@@ -70,8 +70,12 @@ pub struct Authenticator {
     verified: std::sync::RwLock<VerifiedTokens>,
 }
 
-/// Token text → (principal, exp as unix seconds).
-type VerifiedTokens = std::collections::HashMap<Box<str>, (Arc<Principal>, i64)>;
+/// Token text → (principal, exp as unix seconds). Hashed with foldhash (seeded per
+/// process) rather than SipHash: a token is a few hundred bytes hashed on every
+/// request, and only verified tokens are ever inserted, so there is no flood of
+/// chosen keys to defend against.
+type VerifiedTokens =
+    std::collections::HashMap<Box<str>, (Arc<Principal>, i64), foldhash::fast::RandomState>;
 
 /// Verified tokens kept at most; past this the cache starts over.
 const VERIFIED_CACHE: usize = 10_000;
@@ -310,18 +314,16 @@ fn subject(sub: &Value) -> Result<UserId, AuthError> {
     UserId::parse(raw).map_err(|_| claims_error("`sub` is not a valid user id"))
 }
 
-/// A non-empty array of known role names, sorted and deduplicated.
-fn roles(raw: &Value) -> Result<Vec<Role>, AuthError> {
+/// A non-empty array of known role names (duplicates collapse).
+fn roles(raw: &Value) -> Result<Roles, AuthError> {
     let items = raw
         .as_array()
         .ok_or_else(|| claims_error("`roles` must be an array of role names"))?;
-    let mut roles = items
+    let roles = items
         .iter()
         .map(|item| item.as_str().and_then(Role::parse))
-        .collect::<Option<Vec<Role>>>()
+        .collect::<Option<Roles>>()
         .ok_or_else(|| claims_error("`roles` contains an unknown role"))?;
-    roles.sort();
-    roles.dedup();
     if roles.is_empty() {
         return Err(claims_error("`roles` must not be empty"));
     }
@@ -689,7 +691,7 @@ mod tests {
         .expect("mint");
         let principal = hs_auth().authenticate(&token).await.expect("valid");
         assert_eq!(principal.user_id.as_str(), "alice_01");
-        assert_eq!(principal.roles, vec![Role::Patient, Role::Admin]);
+        assert_eq!(principal.roles, [Role::Patient, Role::Admin]);
     }
 
     #[tokio::test]
@@ -699,7 +701,7 @@ mod tests {
             &claims("bob", &["service", "caregiver", "service"]),
         );
         let principal = hs_auth().authenticate(&token).await.expect("valid");
-        assert_eq!(principal.roles, vec![Role::Caregiver, Role::Service]);
+        assert_eq!(principal.roles, [Role::Caregiver, Role::Service]);
     }
 
     #[tokio::test]
@@ -919,11 +921,11 @@ mod tests {
         let alice = auth.authenticate(&rs).await.expect("rs256");
         assert_eq!(
             (alice.user_id.as_str(), alice.roles),
-            ("alice", vec![Role::Clinician])
+            ("alice", Roles::from([Role::Clinician]))
         );
         let bob = auth.authenticate(&es).await.expect("es256");
         assert_eq!(bob.user_id.as_str(), "bob");
-        assert_eq!(bob.roles, vec![Role::Patient, Role::Caregiver]);
+        assert_eq!(bob.roles, [Role::Patient, Role::Caregiver]);
         assert_eq!(
             hits.load(Ordering::SeqCst),
             1,

@@ -105,7 +105,7 @@ mod tests {
     fn p(id: &str, roles: &[Role]) -> Principal {
         Principal {
             user_id: UserId::parse(id).unwrap(),
-            roles: roles.to_vec(),
+            roles: roles.iter().copied().collect(),
         }
     }
 

@@ -11,7 +11,7 @@ pub mod sqlite;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::auth::audit::{AuditEntry, AuditQuery, AuditRecord};
+use crate::auth::audit::{AuditBatch, AuditQuery, AuditRecord};
 use crate::auth::shares::Share;
 use crate::connections::{
     Connection, ConnectionStatus, PendingAuthorization, Provider, RefreshOutcome,
@@ -90,8 +90,10 @@ pub trait Store: Send + Sync + 'static {
 
     // --- Audit trail (append-only: there is no method to change an entry) ---
 
-    /// Appends entries, in order, atomically.
-    async fn append_audit(&self, entries: std::sync::Arc<[AuditEntry]>) -> Result<(), StoreError>;
+    /// Appends entries, in order, atomically. Shared rather than borrowed so that
+    /// a backend can hand them to another thread, and the caller can retry with
+    /// them and then reuse the buffer.
+    async fn append_audit(&self, entries: AuditBatch) -> Result<(), StoreError>;
 
     /// Entries matching the query, oldest first.
     async fn query_audit(&self, query: AuditQuery) -> Result<Vec<AuditRecord>, StoreError>;

@@ -201,7 +201,10 @@ async fn denied_consent_is_a_clear_error_and_is_recorded() {
     assert!(c["last_error"].as_str().unwrap().contains("access_denied"));
     // The refused attempt is on bob's trail too.
     let entries = connection_audit(&app, "bob", 2).await;
-    assert_eq!((&entries[1]["actor"], &entries[1]["status"]), (&json!("bob"), &json!(403)));
+    assert_eq!(
+        (&entries[1]["actor"], &entries[1]["status"]),
+        (&json!("bob"), &json!(403))
+    );
     assert_eq!(
         sim.sim.stats().token_authorization_code,
         0,

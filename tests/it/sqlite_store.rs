@@ -76,8 +76,8 @@ async fn the_audit_log_is_append_only_in_the_file() {
     store
         .append_audit(std::sync::Arc::from(vec![AuditEntry {
             at: chrono::Utc::now(),
-            actor: "ops".into(),
-            actor_roles: vec![Role::Admin],
+            actor: user("ops"),
+            actor_roles: [Role::Admin].into(),
             action: "read_readings",
             target_user: user("pat"),
             decision: "allowed",

@@ -812,21 +812,32 @@ async fn audit_entries_are_appended_in_order_and_filtered(s: S) {
     let at = |ms: i64| chrono::DateTime::from_timestamp_millis(1_800_000_000_000 + ms).unwrap();
     let entry = |ms, target: &str, action| AuditEntry {
         at: at(ms),
-        actor: "doc".into(),
-        actor_roles: vec![Role::Clinician],
+        actor: user("doc"),
+        actor_roles: [Role::Clinician].into(),
         action,
         target_user: user(target),
         decision: "allowed",
         status: 200,
         request_id: format!("req-{ms}"),
     };
-    s.append_audit(std::sync::Arc::from(vec![
+    // Alike accesses in a row (a backend may store them together), broken by
+    // others, and times that are not in order within a batch.
+    let first_batch = vec![
         entry(1, "a", "read_readings"),
-        entry(2, "b", "read_readings"),
-    ]))
-    .await
-    .unwrap();
-    s.append_audit(std::sync::Arc::from(vec![entry(3, "a", "manage_shares")]))
+        entry(4, "a", "read_readings"),
+        entry(2, "a", "read_readings"),
+        entry(5, "b", "read_readings"),
+        entry(6, "a", "read_readings"),
+        AuditEntry {
+            status: 403,
+            decision: "denied",
+            ..entry(7, "a", "read_readings")
+        },
+    ];
+    s.append_audit(std::sync::Arc::from(first_batch.clone()))
+        .await
+        .unwrap();
+    s.append_audit(std::sync::Arc::from(vec![entry(8, "a", "manage_shares")]))
         .await
         .unwrap();
     let query = AuditQuery {
@@ -834,36 +845,65 @@ async fn audit_entries_are_appended_in_order_and_filtered(s: S) {
         from: None,
         until: None,
         after_seq: None,
-        limit: 10,
+        limit: 100,
     };
     let everything = s.query_audit(query.clone()).await.unwrap();
-    assert_eq!(everything.len(), 3);
+    let entries: Vec<AuditEntry> = everything.iter().map(|r| r.entry.clone()).collect();
+    let mut expected = first_batch;
+    expected.push(entry(8, "a", "manage_shares"));
+    assert_eq!(entries, expected, "every entry, as appended, in order");
     assert!(
         everything.windows(2).all(|w| w[0].seq < w[1].seq),
-        "in order"
+        "positions increase"
     );
-    assert_eq!(everything[2].entry, entry(3, "a", "manage_shares"));
+    let ids = |records: Vec<cgm_hub::auth::audit::AuditRecord>| -> Vec<String> {
+        records.into_iter().map(|r| r.entry.request_id).collect()
+    };
     let of_a = AuditQuery {
         target_user: Some(user("a")),
         ..query.clone()
     };
-    assert_eq!(s.query_audit(of_a).await.unwrap().len(), 2);
+    assert_eq!(
+        ids(s.query_audit(of_a).await.unwrap()),
+        ["req-1", "req-4", "req-2", "req-6", "req-7", "req-8"]
+    );
     let window = AuditQuery {
         from: Some(at(2)),
-        until: Some(at(3)),
+        until: Some(at(5)),
         ..query.clone()
     };
-    let window = s.query_audit(window).await.unwrap();
-    assert_eq!(window.len(), 1);
-    assert_eq!(window[0].entry.request_id, "req-2");
-    let after = AuditQuery {
-        after_seq: Some(everything[0].seq),
-        limit: 1,
-        ..query
-    };
     assert_eq!(
-        s.query_audit(after).await.unwrap()[0].seq,
-        everything[1].seq
+        ids(s.query_audit(window).await.unwrap()),
+        ["req-4", "req-2"],
+        "[from, until) by each entry's own time"
+    );
+    // Pages of two, each starting after the last position of the one before.
+    let mut pages = Vec::new();
+    let mut after = None;
+    loop {
+        let page = s
+            .query_audit(AuditQuery {
+                after_seq: after,
+                limit: 2,
+                ..query.clone()
+            })
+            .await
+            .unwrap();
+        after = page.last().map(|r| r.seq);
+        let done = page.len() < 2;
+        pages.push(ids(page));
+        if done {
+            break;
+        }
+    }
+    assert_eq!(
+        pages,
+        [
+            vec!["req-1", "req-4"],
+            vec!["req-2", "req-5"],
+            vec!["req-6", "req-7"],
+            vec!["req-8"]
+        ]
     );
 }
 

@@ -1,14 +1,23 @@
 //! SQLite side of the audit trail: batched appends and filtered reads.
+//!
+//! A batch is stored as runs of consecutive, alike entries (see the migration
+//! `0004_audit.sql`): one row per run, with each entry's time and request id in
+//! JSON arrays. Inserting a row costs SQLite some 10,000 instructions, as much as
+//! the rest of a `GET latest`, and an app polling one patient makes long runs.
 
-use chrono::{TimeZone, Utc};
+use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::params;
 
 use super::{internal, SqliteStore};
-use crate::auth::audit::{AuditEntry, AuditQuery, AuditRecord};
+use crate::auth::audit::{AuditBatch, AuditEntry, AuditQuery, AuditRecord};
 use crate::auth::policy::Action;
 use crate::auth::Role;
 use crate::domain::UserId;
 use crate::store::StoreError;
+
+/// Entries one row may hold: an entry's position is `seq << RUN_BITS | index`.
+const RUN_BITS: u32 = 16;
+const MAX_RUN: usize = 1 << RUN_BITS;
 
 /// Stored names back to the static strings entries use.
 fn action_name(raw: &str) -> Result<&'static str, StoreError> {
@@ -19,32 +28,104 @@ fn action_name(raw: &str) -> Result<&'static str, StoreError> {
         .ok_or_else(|| StoreError::Corrupt(format!("unknown audit action {raw:?}")))
 }
 
+/// Alike entries differ only in time and request id.
+fn alike(a: &AuditEntry, b: &AuditEntry) -> bool {
+    a.actor == b.actor
+        && a.actor_roles == b.actor_roles
+        && a.action == b.action
+        && a.target_user == b.target_user
+        && a.decision == b.decision
+        && a.status == b.status
+}
+
+/// Splits a batch into runs of consecutive alike entries, each at most `MAX_RUN`.
+fn runs(entries: &[AuditEntry]) -> impl Iterator<Item = &[AuditEntry]> {
+    entries.chunk_by(alike).flat_map(|run| run.chunks(MAX_RUN))
+}
+
+/// One stored row: what its entries share, and each one's time and request id.
+struct Row {
+    seq: i64,
+    first_at_ms: i64,
+    shared: AuditEntry,
+    at_offsets_ms: String,
+    request_ids: String,
+}
+
+impl Row {
+    /// The row's entries, with their positions.
+    fn expand(self) -> Result<impl Iterator<Item = AuditRecord>, StoreError> {
+        let offsets: Vec<i64> = serde_json::from_str(&self.at_offsets_ms)
+            .map_err(|e| StoreError::Corrupt(format!("audit times: {e}")))?;
+        let ids: Vec<String> = serde_json::from_str(&self.request_ids)
+            .map_err(|e| StoreError::Corrupt(format!("audit request ids: {e}")))?;
+        if offsets.len() != ids.len() || offsets.len() > MAX_RUN {
+            return Err(StoreError::Corrupt("audit run lengths differ".into()));
+        }
+        let at = |offset: i64| {
+            Utc.timestamp_millis_opt(self.first_at_ms.saturating_add(offset))
+                .single()
+                .ok_or_else(|| StoreError::Corrupt("audit time".into()))
+        };
+        let times = offsets.into_iter().map(at).collect::<Result<Vec<_>, _>>()?;
+        let (seq, shared) = (self.seq, self.shared);
+        Ok(times
+            .into_iter()
+            .zip(ids)
+            .enumerate()
+            .map(move |(i, (at, request_id))| AuditRecord {
+                seq: (seq << RUN_BITS) | i as i64,
+                entry: AuditEntry {
+                    at,
+                    request_id,
+                    ..shared.clone()
+                },
+            }))
+    }
+}
+
+fn encoding(e: serde_json::Error) -> StoreError {
+    StoreError::Internal(format!("encoding an audit run: {e}"))
+}
+
+fn millis(at: DateTime<Utc>) -> i64 {
+    at.timestamp_millis()
+}
+
 impl SqliteStore {
-    pub(super) async fn append_audit_impl(
-        &self,
-        entries: std::sync::Arc<[AuditEntry]>,
-    ) -> Result<(), StoreError> {
+    pub(super) async fn append_audit_impl(&self, entries: AuditBatch) -> Result<(), StoreError> {
         self.write(move |conn| {
             let tx = conn.transaction().map_err(internal)?;
             {
                 let mut insert = tx
                     .prepare_cached(
-                        "INSERT INTO audit_log (at_ms, actor, actor_roles, action, target_user, \
-                         decision, status, request_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                        "INSERT INTO audit_log (first_at_ms, last_at_ms, actor, actor_roles, \
+                         action, target_user, decision, status, accesses, at_offsets_ms, \
+                         request_ids) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                     )
                     .map_err(internal)?;
-                for e in entries.iter() {
+                for run in runs(&entries) {
+                    let e = &run[0];
+                    let first = run.iter().map(|e| millis(e.at)).min().unwrap_or(0);
+                    let last = run.iter().map(|e| millis(e.at)).max().unwrap_or(0);
+                    let offsets: Vec<i64> = run.iter().map(|e| millis(e.at) - first).collect();
+                    let offsets = serde_json::to_string(&offsets).map_err(encoding)?;
+                    let ids: Vec<&str> = run.iter().map(|e| e.request_id.as_str()).collect();
+                    let ids = serde_json::to_string(&ids).map_err(encoding)?;
                     let roles: Vec<&str> = e.actor_roles.iter().map(|r| r.as_str()).collect();
                     insert
                         .execute(params![
-                            e.at.timestamp_millis(),
-                            e.actor,
+                            first,
+                            last,
+                            e.actor.as_str(),
                             roles.join(","),
                             e.action,
                             e.target_user.as_str(),
                             e.decision,
                             e.status,
-                            e.request_id,
+                            run.len() as i64,
+                            offsets,
+                            ids,
                         ])
                         .map_err(internal)?;
                 }
@@ -59,65 +140,91 @@ impl SqliteStore {
         q: AuditQuery,
     ) -> Result<Vec<AuditRecord>, StoreError> {
         self.read(move |conn| {
+            let from = q.from.map_or(i64::MIN, millis);
+            let until = q.until.map_or(i64::MAX, millis);
+            let after = q.after_seq.unwrap_or(-1);
             let mut stmt = conn
                 .prepare_cached(
-                    "SELECT seq, at_ms, actor, actor_roles, action, target_user, decision, status, \
-                     request_id FROM audit_log WHERE (?1 IS NULL OR target_user = ?1) \
-                     AND at_ms >= ?2 AND at_ms < ?3 AND seq > ?4 ORDER BY seq LIMIT ?5",
+                    "SELECT seq, first_at_ms, actor, actor_roles, action, target_user, decision, \
+                     status, at_offsets_ms, request_ids FROM audit_log \
+                     WHERE (?1 IS NULL OR target_user = ?1) AND last_at_ms >= ?2 \
+                     AND first_at_ms < ?3 AND seq >= ?4 ORDER BY seq",
                 )
                 .map_err(internal)?;
-            let rows = stmt
-                .query_map(
-                    params![
-                        q.target_user.as_ref().map(|u| u.as_str()),
-                        q.from.map_or(i64::MIN, |t| t.timestamp_millis()),
-                        q.until.map_or(i64::MAX, |t| t.timestamp_millis()),
-                        q.after_seq.unwrap_or(0),
-                        i64::try_from(q.limit).unwrap_or(i64::MAX),
-                    ],
-                    |r| {
-                        Ok((
-                            r.get::<_, i64>(0)?,
-                            r.get::<_, i64>(1)?,
-                            r.get::<_, String>(2)?,
-                            r.get::<_, String>(3)?,
-                            r.get::<_, String>(4)?,
-                            r.get::<_, String>(5)?,
-                            r.get::<_, String>(6)?,
-                            r.get::<_, u16>(7)?,
-                            r.get::<_, String>(8)?,
-                        ))
-                    },
-                )
+            let mut rows = stmt
+                .query(params![
+                    q.target_user.as_ref().map(|u| u.as_str()),
+                    from,
+                    until,
+                    // The row holding the cursor's position, whose later entries count.
+                    after.max(0) >> RUN_BITS,
+                ])
                 .map_err(internal)?;
             let mut out = Vec::new();
-            for row in rows {
-                let (seq, at, actor, roles, action, target, decision, status, request_id) =
-                    row.map_err(internal)?;
-                out.push(AuditRecord {
-                    seq,
-                    entry: AuditEntry {
-                        at: Utc
-                            .timestamp_millis_opt(at)
-                            .single()
-                            .ok_or_else(|| StoreError::Corrupt("audit time".into()))?,
-                        actor,
-                        actor_roles: roles.split(',').filter_map(Role::parse).collect(),
-                        action: action_name(&action)?,
-                        target_user: UserId::parse(&target)
+            while out.len() < q.limit {
+                let Some(r) = rows.next().map_err(internal)? else {
+                    break;
+                };
+                let text = |i: usize| r.get::<_, String>(i).map_err(internal);
+                let row = Row {
+                    seq: r.get(0).map_err(internal)?,
+                    first_at_ms: r.get(1).map_err(internal)?,
+                    shared: AuditEntry {
+                        at: DateTime::UNIX_EPOCH,
+                        actor: UserId::parse(&text(2)?)
+                            .map_err(|e| StoreError::Corrupt(format!("audit actor: {e}")))?,
+                        actor_roles: text(3)?.split(',').filter_map(Role::parse).collect(),
+                        action: action_name(&text(4)?)?,
+                        target_user: UserId::parse(&text(5)?)
                             .map_err(|e| StoreError::Corrupt(format!("audit user id: {e}")))?,
-                        decision: if decision == "allowed" {
+                        decision: if text(6)? == "allowed" {
                             "allowed"
                         } else {
                             "denied"
                         },
-                        status,
-                        request_id,
+                        status: r.get(7).map_err(internal)?,
+                        request_id: String::new(),
                     },
-                });
+                    at_offsets_ms: text(8)?,
+                    request_ids: text(9)?,
+                };
+                out.extend(
+                    row.expand()?
+                        .filter(|rec| rec.seq > after)
+                        .filter(|rec| (from..until).contains(&millis(rec.entry.at)))
+                        .take(q.limit - out.len()),
+                );
             }
             Ok(out)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(target: &str, status: u16, id: usize) -> AuditEntry {
+        AuditEntry {
+            at: Utc::now(),
+            actor: UserId::parse("doc").unwrap(),
+            actor_roles: [Role::Clinician].into(),
+            action: "read_readings",
+            target_user: UserId::parse(target).unwrap(),
+            decision: "allowed",
+            status,
+            request_id: format!("r{id}"),
+        }
+    }
+
+    #[test]
+    fn runs_are_consecutive_alike_entries_and_never_overflow_a_position() {
+        let mut batch: Vec<AuditEntry> = (0..MAX_RUN + 3).map(|i| entry("a", 200, i)).collect();
+        batch.push(entry("b", 200, 0));
+        batch.push(entry("a", 304, 0));
+        batch.push(entry("a", 304, 1));
+        let lengths: Vec<usize> = runs(&batch).map(<[AuditEntry]>::len).collect();
+        assert_eq!(lengths, [MAX_RUN, 3, 1, 2]);
     }
 }

@@ -224,9 +224,15 @@ mod tests {
         cache.fill(during, &stored("u1", 100, 1));
         assert!(cache.get("u1").is_none());
         pending.committed(&[stored("u1", 200, 1)]);
-        assert_eq!(cache.get("u1").unwrap().reading.timestamp.unix_seconds(), 200);
+        assert_eq!(
+            cache.get("u1").unwrap().reading.timestamp.unix_seconds(),
+            200
+        );
         cache.fill(during, &stored("u1", 100, 1));
-        assert_eq!(cache.get("u1").unwrap().reading.timestamp.unix_seconds(), 200);
+        assert_eq!(
+            cache.get("u1").unwrap().reading.timestamp.unix_seconds(),
+            200
+        );
     }
 
     #[test]

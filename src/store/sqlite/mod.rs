@@ -31,7 +31,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use latest_cache::LatestCache;
 
 use super::{DuplicateKind, Order, Outcome, Scan, Store, StoreError, Upserted};
-use crate::auth::audit::{AuditEntry, AuditQuery, AuditRecord};
+use crate::auth::audit::{AuditBatch, AuditQuery, AuditRecord};
 use crate::auth::shares::Share;
 use crate::connections::{
     Connection as SourceConnection, ConnectionStatus, PendingAuthorization, Provider,
@@ -397,7 +397,7 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn append_audit(&self, entries: Arc<[AuditEntry]>) -> Result<(), StoreError> {
+    async fn append_audit(&self, entries: AuditBatch) -> Result<(), StoreError> {
         self.append_audit_impl(entries).await
     }
 

@@ -1,5 +1,7 @@
 //! Logs (structured JSON or pretty, via tracing) and metrics (Prometheus).
 
+mod json_lines;
+
 use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -37,10 +39,8 @@ pub fn init_logging(settings: &Settings) -> tracing_appender::non_blocking::Work
     let _ = DROPPED_LOG_LINES.set(writer.error_counter());
     let _ = match settings.log_format {
         LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
+            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+            .event_format(json_lines::JsonLines)
             .try_init(),
         LogFormat::Pretty => builder.try_init(),
     };
