@@ -184,8 +184,13 @@ impl App {
             let _ = tokio::time::timeout_at(deadline, demo).await;
         }
         let served = tokio::time::timeout_at(deadline, server).await;
+        // The trail of requests already answered gets at least a moment, even if
+        // draining connections used up the grace period.
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        self.state.audit.shutdown(left).await;
+        self.state
+            .audit
+            .shutdown(left.max(std::time::Duration::from_secs(1)))
+            .await;
         // A token refresh in flight must land, or its rotated token is lost.
         if let Some(dexcom) = self.state.dexcom.get() {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());

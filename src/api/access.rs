@@ -95,11 +95,13 @@ fn request_id(headers: &axum::http::HeaderMap) -> String {
 }
 
 /// An audit entry for a request authenticated by something bound to `user` other
-/// than a token (the OAuth callback's state): the actor is that user, without roles.
+/// than a token (the OAuth callback's state): the actor is that user, without
+/// roles; `allowed` says whether the request got what it asked for.
 pub async fn record_state_bound(
     state: &AppContext,
     user: &UserId,
     action: Action,
+    allowed: bool,
     headers: &axum::http::HeaderMap,
     status: axum::http::StatusCode,
 ) {
@@ -111,7 +113,7 @@ pub async fn record_state_bound(
             actor_roles: Roles::default(),
             action: action.as_str(),
             target_user: user.clone(),
-            decision: "allowed",
+            decision: if allowed { "allowed" } else { "denied" },
             status: status.as_u16(),
             request_id: request_id(headers),
         })

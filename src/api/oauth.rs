@@ -16,7 +16,7 @@ use super::AppState;
 use crate::auth::policy::Action;
 use crate::domain::{FieldError, UserId};
 use crate::sources::dexcom::oauth::STATE_TTL;
-use crate::sources::dexcom::service::{browser_cookie_name, Callback};
+use crate::sources::dexcom::service::{browser_cookie_name, Callback, ConnectError};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -153,6 +153,11 @@ pub async fn callback(
             browser,
         })
         .await?;
+    // A callback from a browser that did not start the flow is someone else's
+    // (perhaps an attacker's): it is logged and counted, but not put on the
+    // user's trail as the user's own act.
+    let audited = !matches!(completion.outcome, Err(ConnectError::OtherBrowser));
+    let allowed = completion.outcome.is_ok();
     let response = match completion.outcome {
         Ok(connection) => {
             let body = success(Connected {
@@ -183,14 +188,17 @@ pub async fn callback(
     // A connection change on the user's trail. The actor is the user who started
     // the flow (the state and browser cookie stand in for their token); a state
     // that names nobody changed nothing and is only logged.
-    access::record_state_bound(
-        &state,
-        &completion.user,
-        Action::ManageConnections,
-        &headers,
-        response.status(),
-    )
-    .await;
+    if audited {
+        access::record_state_bound(
+            &state,
+            &completion.user,
+            Action::ManageConnections,
+            allowed,
+            &headers,
+            response.status(),
+        )
+        .await;
+    }
     Ok(response)
 }
 

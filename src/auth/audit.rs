@@ -130,8 +130,10 @@ impl AuditLog {
         self.close.notify_one();
         let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(writer) = writer {
-            if tokio::time::timeout(grace, writer).await.is_err() {
-                tracing::error!("the audit trail was not fully written before shutdown");
+            match tokio::time::timeout(grace, writer).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "the audit trail writer failed"),
+                Err(_) => tracing::error!("the audit trail was not fully written before shutdown"),
             }
         }
     }

@@ -51,6 +51,9 @@ impl fmt::Display for Role {
     }
 }
 
+// Every role has a bit in `Roles`' u8.
+const _: () = assert!(Role::ALL.len() <= 8);
+
 /// A set of roles, as bits: `Copy`, so that a principal's roles go into every
 /// audit entry without an allocation. Iterates in `Role::ALL` order.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]

@@ -39,8 +39,14 @@ where
         let normalized = event.normalized_metadata();
         let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
         LINE.with(|line| {
-            let mut line = line.borrow_mut();
-            let buf = &mut *line;
+            // A field whose Debug/Display logs something re-enters here while the
+            // buffer is in use: that inner line gets a buffer of its own.
+            let mut own = Vec::new();
+            let mut shared = line.try_borrow_mut();
+            let buf = match shared.as_deref_mut() {
+                Ok(buf) => buf,
+                Err(_) => &mut own,
+            };
             buf.clear();
             let at = humantime::format_rfc3339_micros(std::time::SystemTime::now());
             write!(
@@ -97,6 +103,11 @@ struct FieldWriter<'a> {
 
 impl FieldWriter<'_> {
     fn field(&mut self, field: &Field, value: impl serde::Serialize) {
+        // `log` records carry their metadata as `log.*` fields; the normalized
+        // metadata already reports them, as tracing-subscriber's formatter does.
+        if field.name().starts_with("log.") {
+            return;
+        }
         self.buf.push(b',');
         let ok = serde_json::to_writer(&mut *self.buf, field.name()).is_ok() && {
             self.buf.push(b':');
@@ -132,11 +143,6 @@ impl Visit for FieldWriter<'_> {
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        // `log` records carry their metadata as fields; the normalized metadata
-        // above already reports them, as tracing-subscriber's formatter does.
-        if field.name().starts_with("log.") {
-            return;
-        }
         self.field(field, format!("{value:?}"));
     }
 }
@@ -203,5 +209,38 @@ mod tests {
         assert!(chrono::DateTime::parse_from_rfc3339(at).is_ok(), "{at}");
         assert_eq!(lines[1]["level"], "WARN");
         assert_eq!(lines[1]["error"], "boom");
+    }
+
+    #[test]
+    fn a_line_logged_while_the_buffer_is_in_use_gets_its_own() {
+        // As when a field's Debug logs something under the global dispatcher
+        // (which, unlike a scoped one, lets that event through).
+        let out = Captured::default();
+        let subscriber = tracing_subscriber::fmt()
+            .fmt_fields(JsonFields::new())
+            .event_format(JsonLines)
+            .with_writer(out.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            LINE.with(|line| {
+                let _in_use = line.borrow_mut();
+                tracing::info!(n = 1u64, "nested");
+            });
+            tracing::info!(n = 2u64, "after");
+        });
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(
+            (&lines[0]["message"], &lines[0]["n"]),
+            (&"nested".into(), &1.into())
+        );
+        assert_eq!(
+            (&lines[1]["message"], &lines[1]["n"]),
+            (&"after".into(), &2.into())
+        );
     }
 }

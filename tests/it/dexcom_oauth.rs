@@ -133,6 +133,7 @@ async fn full_flow_connects_backfills_and_keeps_tokens_sealed() {
     assert_eq!(callback["actor"], "alice");
     assert_eq!(callback["actor_roles"], json!([]));
     assert_eq!(callback["status"], 200);
+    assert_eq!(callback["decision"], "allowed");
     assert_eq!(
         callback["request_id"].as_str(),
         done.headers()["x-request-id"].to_str().ok()
@@ -202,8 +203,12 @@ async fn denied_consent_is_a_clear_error_and_is_recorded() {
     // The refused attempt is on bob's trail too.
     let entries = connection_audit(&app, "bob", 2).await;
     assert_eq!(
-        (&entries[1]["actor"], &entries[1]["status"]),
-        (&json!("bob"), &json!(403))
+        (
+            &entries[1]["actor"],
+            &entries[1]["decision"],
+            &entries[1]["status"]
+        ),
+        (&json!("bob"), &json!("denied"), &json!(403))
     );
     assert_eq!(
         sim.sim.stats().token_authorization_code,
@@ -418,4 +423,11 @@ async fn a_login_link_completed_in_another_browser_connects_nothing() {
     );
     // The victim's own flow, in the victim's browser, still works.
     assert_eq!(come_back(&app, &victim_own).await.status(), 200);
+    // Once that last callback is on the trail, everything before it is too: the
+    // refused callbacks are not on mallory's trail as mallory's own acts, only
+    // the two authorizations are.
+    connection_audit(&app, "victim", 2).await;
+    let mallory = connection_audit(&app, "mallory", 2).await;
+    let statuses: Vec<&Value> = mallory.iter().map(|e| &e["status"]).collect();
+    assert_eq!(statuses, [&json!(302), &json!(302)]);
 }
