@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::access::{authorize, Caller};
-use super::error::{ApiError, ErrorEnvelope};
+use super::error::{query_params, ApiError, ErrorEnvelope};
 use super::views::success;
 use super::AppState;
 use crate::auth::audit::{AuditQuery, AuditRecord};
@@ -52,8 +52,7 @@ pub struct AuditPage {
 }
 
 fn parse(query: Option<&str>) -> Result<AuditQuery, ApiError> {
-    let p: Params = serde_urlencoded::from_str(query.unwrap_or(""))
-        .map_err(|e| ApiError::bad_request(format!("invalid query: {e}"), vec![]))?;
+    let p: Params = query_params(query)?;
     let mut errors = Vec::new();
     let target_user = p
         .user_id

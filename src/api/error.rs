@@ -216,6 +216,12 @@ pub fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiEr
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}"), vec![]))
 }
 
+/// A query string as `T`; 400 VALIDATION_ERROR naming what is wrong.
+pub fn query_params<T: serde::de::DeserializeOwned>(query: Option<&str>) -> Result<T, ApiError> {
+    serde_urlencoded::from_str(query.unwrap_or(""))
+        .map_err(|e| ApiError::bad_request(format!("invalid query: {e}"), vec![]))
+}
+
 impl From<FieldError> for ApiError {
     fn from(e: FieldError) -> Self {
         ApiError::bad_request(e.to_string(), vec![e])

@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 
 use super::access::{self, Caller};
 use super::connections::ConnectionView;
-use super::error::{json_body, ApiError, ErrorEnvelope};
+use super::error::{json_body, query_params, ApiError, ErrorEnvelope};
 use super::views::success;
 use super::AppState;
 use crate::auth::policy::Action;
@@ -49,8 +49,7 @@ pub async fn authorize(
     caller: Caller,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    let q: AuthorizeQuery = serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
-        .map_err(|e| ApiError::bad_request(format!("invalid query: {e}"), vec![]))?;
+    let q: AuthorizeQuery = query_params(query.as_deref())?;
     let user = parse_user(q.user_id.as_deref())?;
     // A user connects only their own account (or an admin, anyone's).
     access::authorize(&state, &caller, Action::ManageConnections, &user).await?;
@@ -139,8 +138,7 @@ pub async fn callback(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let q: CallbackQuery = serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
-        .map_err(|e| ApiError::bad_request(format!("invalid query: {e}"), vec![]))?;
+    let q: CallbackQuery = query_params(query.as_deref())?;
     let dexcom = state.dexcom()?;
     let cookie_name = q.state.as_deref().map(browser_cookie_name);
     let browser = cookie_name.as_deref().and_then(|n| cookie(&headers, n));

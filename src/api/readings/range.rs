@@ -9,7 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::UserPath;
 use crate::api::access::{authorize, Caller};
-use crate::api::error::{ApiError, ErrorEnvelope};
+use crate::api::error::{query_params, ApiError, ErrorEnvelope};
 use crate::api::views::{success_sized, ReadingView};
 use crate::api::AppState;
 use crate::api::{cursor, docs};
@@ -116,8 +116,7 @@ fn either(
 
 /// Parses and checks the query, collecting every problem.
 fn page_request(user: UserId, query: Option<&str>) -> Result<PageRequest, ApiError> {
-    let params: RangeParams = serde_urlencoded::from_str(query.unwrap_or(""))
-        .map_err(|e| ApiError::bad_request(format!("invalid query: {e}"), vec![]))?;
+    let params: RangeParams = query_params(query)?;
     let mut errors = Vec::new();
     let start = either(("startDate", params.start_date), ("from", params.from))
         .map_err(|e| errors.push(e))
