@@ -85,10 +85,8 @@ pub async fn authenticate(
 }
 
 fn request_id(headers: &axum::http::HeaderMap) -> String {
-    static X_REQUEST_ID: axum::http::HeaderName =
-        axum::http::HeaderName::from_static("x-request-id");
     headers
-        .get(&X_REQUEST_ID)
+        .get(&super::middleware::X_REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned()

@@ -17,7 +17,7 @@ use tracing::Instrument;
 use super::error::{ApiError, ErrorDetail};
 use crate::domain::UserId;
 
-static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub(super) static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Outermost layers, in order: set request id → echo it on the response (also on
 /// a panic's 500) → catch panic.
