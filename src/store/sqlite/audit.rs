@@ -106,9 +106,10 @@ impl SqliteStore {
                     .map_err(internal)?;
                 for run in runs(&entries) {
                     let e = &run[0];
-                    let first = run.iter().map(|e| millis(e.at)).min().unwrap_or(0);
-                    let last = run.iter().map(|e| millis(e.at)).max().unwrap_or(0);
-                    let offsets: Vec<i64> = run.iter().map(|e| millis(e.at) - first).collect();
+                    let mut offsets: Vec<i64> = run.iter().map(|e| millis(e.at)).collect();
+                    let first = offsets.iter().copied().min().unwrap_or(0);
+                    let last = offsets.iter().copied().max().unwrap_or(0);
+                    offsets.iter_mut().for_each(|at| *at -= first);
                     let offsets = serde_json::to_string(&offsets).map_err(encoding)?;
                     let ids: Vec<&str> = run.iter().map(|e| e.request_id.as_str()).collect();
                     let ids = serde_json::to_string(&ids).map_err(encoding)?;
