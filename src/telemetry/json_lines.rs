@@ -173,25 +173,29 @@ mod tests {
         }
     }
 
-    #[test]
-    fn lines_are_json_with_fields_target_and_span() {
+    /// The JSON lines `log` writes through this formatter.
+    fn lines(log: impl FnOnce()) -> Vec<serde_json::Value> {
         let out = Captured::default();
         let subscriber = tracing_subscriber::fmt()
             .fmt_fields(JsonFields::new())
             .event_format(JsonLines)
             .with_writer(out.clone())
             .finish();
-        tracing::subscriber::with_default(subscriber, || {
+        tracing::subscriber::with_default(subscriber, log);
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn lines_are_json_with_fields_target_and_span() {
+        let lines = lines(|| {
             let span = tracing::info_span!("request", request_id = "r-1");
             let _in = span.enter();
             tracing::info!(target: "access", status = 200u64, path = "/a\"b", ok = true, ratio = 0.5, "request");
             tracing::warn!(error = %std::io::Error::other("boom"), "failed");
         });
-        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
-        let lines: Vec<serde_json::Value> = text
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
         assert_eq!(lines.len(), 2);
         let access = &lines[0];
         assert_eq!(access["level"], "INFO");
@@ -215,24 +219,13 @@ mod tests {
     fn a_line_logged_while_the_buffer_is_in_use_gets_its_own() {
         // As when a field's Debug logs something under the global dispatcher
         // (which, unlike a scoped one, lets that event through).
-        let out = Captured::default();
-        let subscriber = tracing_subscriber::fmt()
-            .fmt_fields(JsonFields::new())
-            .event_format(JsonLines)
-            .with_writer(out.clone())
-            .finish();
-        tracing::subscriber::with_default(subscriber, || {
+        let lines = lines(|| {
             LINE.with(|line| {
                 let _in_use = line.borrow_mut();
                 tracing::info!(n = 1u64, "nested");
             });
             tracing::info!(n = 2u64, "after");
         });
-        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
-        let lines: Vec<serde_json::Value> = text
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
         assert_eq!(lines.len(), 2);
         assert_eq!(
             (&lines[0]["message"], &lines[0]["n"]),
