@@ -99,6 +99,10 @@ pub struct Connection {
     pub token_version: i64,
     pub connected_at: Option<DateTime<Utc>>,
     pub last_sync_at: Option<DateTime<Utc>>,
+    /// The high-water mark: the newest reading time a sync has stored. The next
+    /// incremental poll starts here minus the overlap window. Written only by
+    /// sync jobs (`Store::checkpoint_job`); `put_connection` keeps the stored one.
+    pub sync_cursor: Option<DateTime<Utc>>,
     /// Why the connection is not (or was not) working, for the user and operators.
     pub last_error: Option<String>,
     pub updated_at: DateTime<Utc>,
@@ -117,6 +121,7 @@ impl Connection {
             token_version: 0,
             connected_at: None,
             last_sync_at: None,
+            sync_cursor: None,
             last_error: None,
             updated_at: now,
         }

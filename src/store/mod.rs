@@ -17,6 +17,8 @@ use crate::connections::{
     Connection, ConnectionStatus, PendingAuthorization, Provider, RefreshOutcome,
 };
 use crate::domain::{Reading, StoredReading, UserId};
+use crate::sources::webhook::inbox::{Accepted, Delivery, DeliveryEnd, NewDelivery};
+use crate::sync::jobs::{Checkpoint, Created, JobEnd, NewJob, SyncJob};
 
 pub use query::{fetch_page, Order, Page, PageRequest, Scan, Seek};
 
@@ -187,4 +189,95 @@ pub trait Store: Send + Sync + 'static {
         outcome: RefreshOutcome,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
+
+    // --- Sync jobs and the per-user sync lease ---
+
+    /// Creates a queued job. With an idempotency key, a job created before under
+    /// the same (user, key) is returned instead (`Existing`, or `KeyReused` when
+    /// its request hash differs). With `coalesce_within` (scheduled polls), no job
+    /// is added when the user already has one queued or running, or had one of
+    /// the same trigger created within that long before `created_at`.
+    async fn create_job(
+        &self,
+        job: NewJob,
+        coalesce_within: Option<chrono::Duration>,
+    ) -> Result<Created, StoreError>;
+
+    /// Claims the next runnable job for `owner`: queued and due, or running under
+    /// a lease that has lapsed (its holder died), for a user nobody else holds a
+    /// sync lease on. Takes that user's lease until `until` and marks the job
+    /// running. Webhook and manual jobs first, then scheduled, then backfills.
+    async fn claim_job(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Option<SyncJob>, StoreError>;
+
+    /// Notes progress and renews the lease, only if `owner` still holds it for
+    /// this job (false otherwise: stop, someone else has it now). Raises the
+    /// connection's high-water mark to `checkpoint.newest`.
+    async fn checkpoint_job(
+        &self,
+        job: uuid::Uuid,
+        owner: &str,
+        checkpoint: Checkpoint,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// Renews the lease without progress (a long window in flight).
+    async fn renew_job_lease(
+        &self,
+        job: uuid::Uuid,
+        owner: &str,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// Ends a run and releases the lease, only if `owner` holds it. Success and
+    /// final failure are noted on the connection (`last_sync_at`, `last_error`).
+    async fn finish_job(
+        &self,
+        job: uuid::Uuid,
+        owner: &str,
+        end: JobEnd,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    async fn get_job(&self, job: uuid::Uuid) -> Result<Option<SyncJob>, StoreError>;
+
+    /// A user's most recent jobs, newest first.
+    async fn list_jobs(&self, user: &UserId, limit: usize) -> Result<Vec<SyncJob>, StoreError>;
+
+    /// Jobs waiting to run (queued and due) at `now`: the backlog.
+    async fn job_backlog(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
+
+    // --- Webhook inbox ---
+
+    /// Stores a verified delivery (durably, before the 202). A delivery with the
+    /// same signature hash is a replay: the first one's id.
+    async fn put_delivery(&self, delivery: NewDelivery) -> Result<Accepted, StoreError>;
+
+    /// Claims up to `limit` deliveries due at `now` (queued, or claimed by a
+    /// holder whose claim lapsed), oldest first, for `owner` until `until`.
+    async fn claim_deliveries(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StoreError>;
+
+    /// Records how processing ended, only if `owner` holds the claim.
+    async fn finish_delivery(
+        &self,
+        delivery: uuid::Uuid,
+        owner: &str,
+        end: DeliveryEnd,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    async fn get_delivery(&self, delivery: uuid::Uuid) -> Result<Option<Delivery>, StoreError>;
+
+    /// Deliveries not yet processed.
+    async fn inbox_backlog(&self) -> Result<u64, StoreError>;
 }

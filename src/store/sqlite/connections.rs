@@ -14,13 +14,13 @@ use crate::store::StoreError;
 
 const COLUMNS: &str = "user_id, provider, status, token_key_id, token_nonce, token_ciphertext, \
      access_expires_at_ms, access_refresh_at_ms, token_version, connected_at_ms, last_sync_at_ms, last_error, \
-     updated_at_ms";
+     updated_at_ms, sync_cursor_ms";
 
-fn ms(t: Option<DateTime<Utc>>) -> Option<i64> {
+pub(super) fn ms(t: Option<DateTime<Utc>>) -> Option<i64> {
     t.map(|t| t.timestamp_millis())
 }
 
-fn time(ms: Option<i64>) -> Result<Option<DateTime<Utc>>, StoreError> {
+pub(super) fn time(ms: Option<i64>) -> Result<Option<DateTime<Utc>>, StoreError> {
     ms.map(|ms| {
         Utc.timestamp_millis_opt(ms)
             .single()
@@ -43,6 +43,7 @@ fn read_connection(row: &Row<'_>) -> rusqlite::Result<Result<Connection, StoreEr
     let last_sync_at: Option<i64> = row.get(10)?;
     let last_error: Option<String> = row.get(11)?;
     let updated_at: i64 = row.get(12)?;
+    let sync_cursor: Option<i64> = row.get(13)?;
     Ok((|| {
         let tokens = match (key_id, nonce, ciphertext) {
             (Some(key_id), Some(nonce), Some(ciphertext)) => Some(SealedTokens {
@@ -66,6 +67,7 @@ fn read_connection(row: &Row<'_>) -> rusqlite::Result<Result<Connection, StoreEr
             token_version,
             connected_at: time(connected_at)?,
             last_sync_at: time(last_sync_at)?,
+            sync_cursor: time(sync_cursor)?,
             last_error,
             updated_at: time(Some(updated_at))?.unwrap_or_default(),
         })
@@ -188,7 +190,7 @@ impl SqliteStore {
             };
             conn.prepare_cached(&format!(
                 "INSERT INTO connections ({COLUMNS}, refresh_lease_owner, refresh_lease_until_ms) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1, ?9, ?10, ?11, ?12, NULL, NULL) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1, ?9, ?10, ?11, ?12, NULL, NULL, NULL) \
                  ON CONFLICT (user_id, provider) DO UPDATE SET status = excluded.status, \
                  token_key_id = excluded.token_key_id, token_nonce = excluded.token_nonce, \
                  token_ciphertext = excluded.token_ciphertext, \

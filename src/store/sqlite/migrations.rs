@@ -10,6 +10,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("migrations/0002_connections.sql")),
     (3, include_str!("migrations/0003_shares.sql")),
     (4, include_str!("migrations/0004_audit.sql")),
+    (5, include_str!("migrations/0005_sync.sql")),
 ];
 
 pub fn apply(conn: &mut Connection) -> Result<(), StoreError> {

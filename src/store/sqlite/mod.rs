@@ -12,6 +12,8 @@
 
 mod audit;
 mod connections;
+mod inbox;
+mod jobs;
 mod latest_cache;
 mod migrations;
 mod rows;
@@ -38,6 +40,9 @@ use crate::connections::{
     RefreshOutcome,
 };
 use crate::domain::{Reading, Resolution, StoredReading, UserId};
+use crate::sources::webhook::inbox::{Accepted, Delivery, DeliveryEnd, NewDelivery};
+use crate::sync::jobs::{Checkpoint, Created, JobEnd, NewJob, SyncJob};
+use uuid::Uuid;
 
 const READERS: usize = 4;
 /// Users whose latest reading is kept in memory (a few hundred bytes each).
@@ -496,6 +501,100 @@ impl Store for SqliteStore {
     ) -> Result<bool, StoreError> {
         self.finish_refresh_impl(user.clone(), provider, owner.to_owned(), outcome, now)
             .await
+    }
+
+    async fn create_job(
+        &self,
+        job: NewJob,
+        coalesce_within: Option<chrono::Duration>,
+    ) -> Result<Created, StoreError> {
+        self.create_job_impl(job, coalesce_within).await
+    }
+
+    async fn claim_job(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Option<SyncJob>, StoreError> {
+        self.claim_job_impl(owner.to_owned(), now, until).await
+    }
+
+    async fn checkpoint_job(
+        &self,
+        job: Uuid,
+        owner: &str,
+        checkpoint: Checkpoint,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.checkpoint_job_impl(job, owner.to_owned(), checkpoint, until)
+            .await
+    }
+
+    async fn renew_job_lease(
+        &self,
+        job: Uuid,
+        owner: &str,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.renew_job_lease_impl(job, owner.to_owned(), until)
+            .await
+    }
+
+    async fn finish_job(
+        &self,
+        job: Uuid,
+        owner: &str,
+        end: JobEnd,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.finish_job_impl(job, owner.to_owned(), end, now).await
+    }
+
+    async fn get_job(&self, job: Uuid) -> Result<Option<SyncJob>, StoreError> {
+        self.get_job_impl(job).await
+    }
+
+    async fn list_jobs(&self, user: &UserId, limit: usize) -> Result<Vec<SyncJob>, StoreError> {
+        self.list_jobs_impl(user.clone(), limit).await
+    }
+
+    async fn job_backlog(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.job_backlog_impl(now).await
+    }
+
+    async fn put_delivery(&self, delivery: NewDelivery) -> Result<Accepted, StoreError> {
+        self.put_delivery_impl(delivery).await
+    }
+
+    async fn claim_deliveries(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        self.claim_deliveries_impl(owner.to_owned(), now, until, limit)
+            .await
+    }
+
+    async fn finish_delivery(
+        &self,
+        delivery: Uuid,
+        owner: &str,
+        end: DeliveryEnd,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.finish_delivery_impl(delivery, owner.to_owned(), end, now)
+            .await
+    }
+
+    async fn get_delivery(&self, delivery: Uuid) -> Result<Option<Delivery>, StoreError> {
+        self.get_delivery_impl(delivery).await
+    }
+
+    async fn inbox_backlog(&self) -> Result<u64, StoreError> {
+        self.inbox_backlog_impl().await
     }
 }
 

@@ -1,0 +1,213 @@
+//! SQLite side of the webhook inbox: deliveries stored before the 202, claimed
+//! by a processor under a lapsing claim, and finished with their outcome.
+
+use chrono::{DateTime, Utc};
+use rusqlite::{params, OptionalExtension, Row};
+use uuid::Uuid;
+
+use super::connections::time;
+use super::{internal, SqliteStore};
+use crate::domain::UserId;
+use crate::sources::webhook::inbox::{
+    Accepted, Delivery, DeliveryEnd, DeliveryStatus, NewDelivery,
+};
+use crate::store::StoreError;
+
+const COLUMNS: &str = "id, user_id, kind, body, status, attempts, last_error, outcome, \
+     received_at_ms, processed_at_ms";
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("webhook delivery {what}: {e}"))
+}
+
+fn read_delivery(row: &Row<'_>) -> rusqlite::Result<Result<Delivery, StoreError>> {
+    let id: String = row.get(0)?;
+    let user: String = row.get(1)?;
+    let kind: String = row.get(2)?;
+    let body: Option<Vec<u8>> = row.get(3)?;
+    let status: String = row.get(4)?;
+    let attempts: i64 = row.get(5)?;
+    let last_error: Option<String> = row.get(6)?;
+    let outcome: Option<String> = row.get(7)?;
+    let received: i64 = row.get(8)?;
+    let processed: Option<i64> = row.get(9)?;
+    Ok((|| {
+        Ok(Delivery {
+            id: Uuid::parse_str(&id).map_err(|e| corrupt("id", e))?,
+            user_id: UserId::parse(&user).map_err(|e| corrupt("user id", e))?,
+            kind,
+            body,
+            status: DeliveryStatus::parse(&status).ok_or_else(|| corrupt("status", &status))?,
+            attempts: u32::try_from(attempts).map_err(|e| corrupt("attempts", e))?,
+            last_error,
+            outcome,
+            received_at: time(Some(received))?.unwrap_or_default(),
+            processed_at: time(processed)?,
+        })
+    })())
+}
+
+fn delivery_by_id(conn: &rusqlite::Connection, id: &str) -> Result<Option<Delivery>, StoreError> {
+    conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM webhook_inbox WHERE id = ?1"
+    ))
+    .map_err(internal)?
+    .query_row([id], read_delivery)
+    .optional()
+    .map_err(internal)?
+    .transpose()
+}
+
+impl SqliteStore {
+    pub(super) async fn put_delivery_impl(&self, d: NewDelivery) -> Result<Accepted, StoreError> {
+        self.write(move |conn| {
+            let tx = conn.transaction().map_err(internal)?;
+            let received = d.received_at.timestamp_millis();
+            let inserted = tx
+                .prepare_cached(
+                    "INSERT INTO webhook_inbox (id, user_id, signature_hash, kind, body, status, \
+                     next_attempt_at_ms, received_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?6) \
+                     ON CONFLICT (signature_hash) DO NOTHING",
+                )
+                .map_err(internal)?
+                .execute(params![
+                    d.id.to_string(),
+                    d.user_id.as_str(),
+                    d.signature_hash,
+                    d.kind,
+                    d.body,
+                    received
+                ])
+                .map_err(internal)?;
+            let accepted = if inserted == 1 {
+                Accepted::New(d.id)
+            } else {
+                let first: String = tx
+                    .query_row(
+                        "SELECT id FROM webhook_inbox WHERE signature_hash = ?1",
+                        [&d.signature_hash],
+                        |r| r.get(0),
+                    )
+                    .map_err(internal)?;
+                Accepted::Replay(Uuid::parse_str(&first).map_err(|e| corrupt("id", e))?)
+            };
+            tx.commit().map_err(internal)?;
+            Ok(accepted)
+        })
+        .await
+    }
+
+    pub(super) async fn claim_deliveries_impl(
+        &self,
+        owner: String,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        self.write(move |conn| {
+            let tx = conn.transaction().map_err(internal)?;
+            let now = now.timestamp_millis();
+            let ids: Vec<String> = {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "SELECT id FROM webhook_inbox WHERE status IN ('queued', 'processing') \
+                         AND next_attempt_at_ms <= ?1 \
+                         AND (claimed_until_ms IS NULL OR claimed_until_ms <= ?1) \
+                         ORDER BY received_at_ms, id LIMIT ?2",
+                    )
+                    .map_err(internal)?;
+                let rows = stmt
+                    .query_map(
+                        params![now, i64::try_from(limit).unwrap_or(i64::MAX)],
+                        |r| r.get(0),
+                    )
+                    .map_err(internal)?;
+                rows.collect::<Result<_, _>>().map_err(internal)?
+            };
+            let mut claimed = Vec::with_capacity(ids.len());
+            for id in ids {
+                tx.prepare_cached(
+                    "UPDATE webhook_inbox SET status = 'processing', claimed_by = ?2, \
+                     claimed_until_ms = ?3, attempts = attempts + 1 WHERE id = ?1",
+                )
+                .map_err(internal)?
+                .execute(params![id, owner, until.timestamp_millis()])
+                .map_err(internal)?;
+                claimed.extend(delivery_by_id(&tx, &id)?);
+            }
+            tx.commit().map_err(internal)?;
+            Ok(claimed)
+        })
+        .await
+    }
+
+    pub(super) async fn finish_delivery_impl(
+        &self,
+        delivery: Uuid,
+        owner: String,
+        end: DeliveryEnd,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.write(move |conn| {
+            let id = delivery.to_string();
+            let now = now.timestamp_millis();
+            let held = "WHERE id = ?1 AND claimed_by = ?2 AND status = 'processing'";
+            let unclaim = "claimed_by = NULL, claimed_until_ms = NULL";
+            let changed = match end {
+                DeliveryEnd::Done { outcome } => conn.execute(
+                    &format!(
+                        "UPDATE webhook_inbox SET status = 'done', body = NULL, outcome = ?3, \
+                         last_error = NULL, processed_at_ms = ?4, {unclaim} {held}"
+                    ),
+                    params![id, owner, outcome, now],
+                ),
+                DeliveryEnd::Ignored { reason } => conn.execute(
+                    &format!(
+                        "UPDATE webhook_inbox SET status = 'ignored', body = NULL, outcome = ?3, \
+                         processed_at_ms = ?4, {unclaim} {held}"
+                    ),
+                    params![id, owner, reason, now],
+                ),
+                DeliveryEnd::Retry { not_before, error } => conn.execute(
+                    &format!(
+                        "UPDATE webhook_inbox SET status = 'queued', next_attempt_at_ms = ?3, \
+                         last_error = ?4, {unclaim} {held}"
+                    ),
+                    params![id, owner, not_before.timestamp_millis(), error],
+                ),
+                DeliveryEnd::Failed { error } => conn.execute(
+                    &format!(
+                        "UPDATE webhook_inbox SET status = 'failed', last_error = ?3, \
+                         processed_at_ms = ?4, {unclaim} {held}"
+                    ),
+                    params![id, owner, error, now],
+                ),
+            }
+            .map_err(internal)?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+
+    pub(super) async fn get_delivery_impl(
+        &self,
+        delivery: Uuid,
+    ) -> Result<Option<Delivery>, StoreError> {
+        self.read(move |conn| delivery_by_id(conn, &delivery.to_string()))
+            .await
+    }
+
+    pub(super) async fn inbox_backlog_impl(&self) -> Result<u64, StoreError> {
+        self.read(|conn| {
+            let n: i64 = conn
+                .prepare_cached(
+                    "SELECT COUNT(*) FROM webhook_inbox WHERE status IN ('queued', 'processing')",
+                )
+                .map_err(internal)?
+                .query_row([], |r| r.get(0))
+                .map_err(internal)?;
+            Ok(u64::try_from(n).unwrap_or(0))
+        })
+        .await
+    }
+}
