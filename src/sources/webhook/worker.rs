@@ -1,0 +1,323 @@
+//! Processes inbox deliveries after their 202: a window to fetch becomes a sync
+//! job, inline Dexcom v3 records go through the pipeline, unknown types are
+//! recorded as ignored. Failures are retried with backoff, then marked failed and
+//! logged with the delivery id and type (never the body).
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use tokio::sync::{watch, Notify};
+use tokio_util::task::TaskTracker;
+
+use super::inbox::{Delivery, DeliveryEnd};
+use crate::connections::Provider;
+use crate::domain::{FieldError, UserId};
+use crate::pipeline::{Pipeline, RecordResult};
+use crate::sources::dexcom::translate::translate_for_pipeline;
+use crate::sources::dexcom::wire::EgvsPage;
+use crate::store::{Outcome, Store};
+use crate::sync::engine::SyncEngine;
+use crate::sync::jobs::{NewJob, TimeRange, Trigger};
+
+/// Deliveries claimed per round.
+const BATCH: usize = 32;
+/// How long a claim lasts before another processor may take the delivery.
+const CLAIM: Duration = Duration::from_secs(60);
+/// How often an idle processor looks for deliveries stored by another instance.
+const IDLE_POLL: Duration = Duration::from_secs(1);
+/// Attempts before a delivery is marked failed.
+pub const MAX_ATTEMPTS: u32 = 8;
+/// The longest window an `egvs.available` delivery may ask for.
+const MAX_WINDOW_DAYS: i64 = 90;
+
+/// A delivery's body, parsed. Unknown types are kept as their name.
+#[derive(Debug)]
+pub enum Body {
+    EgvsAvailable(TimeRange),
+    Egvs(EgvsPage),
+    Unknown(String),
+}
+
+impl Body {
+    /// Parses a body: a JSON object with a string `type`. Known types must be
+    /// well-formed (checked before the 202, so the sender hears of a mistake);
+    /// unknown types are accepted as they are.
+    pub fn parse(bytes: &[u8]) -> Result<Body, Vec<FieldError>> {
+        let value: Value = serde_json::from_slice(bytes)
+            .map_err(|e| vec![FieldError::new("", format!("body is not JSON: {e}"))])?;
+        let kind = value
+            .get("type")
+            .and_then(Value::as_str)
+            .ok_or_else(|| vec![FieldError::new("type", "a string `type` is required")])?;
+        match kind {
+            "egvs.available" => {
+                let time = |field: &str| {
+                    value
+                        .get(field)
+                        .and_then(Value::as_str)
+                        .and_then(|raw| DateTime::parse_from_rfc3339(raw).ok())
+                        .map(|t| t.with_timezone(&Utc))
+                        .ok_or_else(|| {
+                            FieldError::new(
+                                field,
+                                "an RFC 3339 time (e.g. 2026-01-01T00:00:00Z) is required",
+                            )
+                        })
+                };
+                let (start, end) = match (time("startDate"), time("endDate")) {
+                    (Ok(s), Ok(e)) => (s, e),
+                    (s, e) => return Err(s.err().into_iter().chain(e.err()).collect()),
+                };
+                if start >= end {
+                    return Err(vec![FieldError::new("endDate", "must be after startDate")]);
+                }
+                if end - start > chrono::Duration::days(MAX_WINDOW_DAYS) {
+                    return Err(vec![FieldError::new(
+                        "endDate",
+                        format!("the window may span at most {MAX_WINDOW_DAYS} days"),
+                    )]);
+                }
+                Ok(Body::EgvsAvailable(TimeRange { start, end }))
+            }
+            "egvs" => {
+                if !value.get("records").is_some_and(Value::is_array) {
+                    return Err(vec![FieldError::new(
+                        "records",
+                        "an array of Dexcom v3 EGV records is required",
+                    )]);
+                }
+                serde_json::from_value(value)
+                    .map(Body::Egvs)
+                    .map_err(|e| vec![FieldError::new("records", e.to_string())])
+            }
+            other => Ok(Body::Unknown(other.to_owned())),
+        }
+    }
+
+    /// The stored `kind`.
+    pub fn kind(&self) -> &str {
+        match self {
+            Body::EgvsAvailable(_) => "egvs.available",
+            Body::Egvs(_) => "egvs",
+            Body::Unknown(kind) => kind,
+        }
+    }
+}
+
+/// The delay before attempt `attempt + 1`: 1 s, 2 s, 4 s, ... at most 5 min.
+pub fn retry_delay(attempt: u32) -> Duration {
+    Duration::from_secs(1 << attempt.saturating_sub(1).min(8)).min(Duration::from_secs(300))
+}
+
+pub struct WebhookInbox {
+    store: Arc<dyn Store>,
+    pipeline: Pipeline,
+    /// Set once Dexcom is configured; `egvs.available` needs it.
+    engine: OnceLock<Arc<SyncEngine>>,
+    owner: String,
+    wake: Notify,
+    tasks: TaskTracker,
+}
+
+impl WebhookInbox {
+    pub fn new(pipeline: Pipeline) -> Arc<Self> {
+        Arc::new(Self {
+            store: pipeline.store().clone(),
+            pipeline,
+            engine: OnceLock::new(),
+            owner: format!("inbox-{}", uuid::Uuid::new_v4()),
+            wake: Notify::new(),
+            tasks: TaskTracker::new(),
+        })
+    }
+
+    pub fn set_engine(&self, engine: Arc<SyncEngine>) {
+        let _ = self.engine.set(engine);
+    }
+
+    /// A delivery was stored: process it now.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    pub fn start(self: &Arc<Self>, stop: watch::Receiver<bool>) {
+        self.tasks.spawn(self.clone().run(stop));
+    }
+
+    /// Waits up to `grace` for the round in flight; unprocessed deliveries stay
+    /// in the inbox for the next start.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.tasks.close();
+        let _ = tokio::time::timeout(grace, self.tasks.wait()).await;
+    }
+
+    async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            let now = Utc::now();
+            let claimed = self
+                .store
+                .claim_deliveries(&self.owner, now, now + CLAIM, BATCH)
+                .await;
+            let idle = match claimed {
+                Ok(deliveries) => {
+                    let idle = deliveries.is_empty();
+                    for delivery in deliveries {
+                        self.handle(delivery).await;
+                    }
+                    idle
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot claim webhook deliveries; retrying");
+                    true
+                }
+            };
+            if let Ok(n) = self.store.inbox_backlog().await {
+                metrics::gauge!("webhook_inbox_backlog").set(n as f64);
+            }
+            if idle {
+                tokio::select! {
+                    _ = self.wake.notified() => {}
+                    _ = tokio::time::sleep(IDLE_POLL) => {}
+                    changed = stop.changed() => if changed.is_err() { return },
+                }
+            }
+        }
+    }
+
+    async fn handle(&self, delivery: Delivery) {
+        let (id, kind, attempts) = (delivery.id, delivery.kind.clone(), delivery.attempts);
+        let received_at = delivery.received_at;
+        let end = match self.process(delivery).await {
+            Ok(end) => end,
+            Err(error) if attempts >= MAX_ATTEMPTS => {
+                tracing::error!(delivery_id = %id, kind, attempts, error, "webhook delivery failed for good; its body is kept for a replay");
+                DeliveryEnd::Failed { error }
+            }
+            Err(error) => {
+                tracing::warn!(delivery_id = %id, kind, attempts, error, "webhook delivery failed; will retry");
+                DeliveryEnd::Retry {
+                    not_before: Utc::now() + retry_delay(attempts),
+                    error,
+                }
+            }
+        };
+        let outcome = match &end {
+            DeliveryEnd::Done { .. } => "done",
+            DeliveryEnd::Ignored { .. } => "ignored",
+            DeliveryEnd::Retry { .. } => "retry",
+            DeliveryEnd::Failed { .. } => "failed",
+        };
+        metrics::counter!("webhook_deliveries_processed_total", "outcome" => outcome).increment(1);
+        if let DeliveryEnd::Done { .. } = end {
+            let lag = (Utc::now() - received_at).to_std().unwrap_or_default();
+            metrics::histogram!("webhook_receipt_to_processed_seconds", "type" => metric_kind(&kind))
+                .record(lag.as_secs_f64());
+        }
+        match self
+            .store
+            .finish_delivery(id, &self.owner, end, Utc::now())
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(delivery_id = %id, "webhook claim lapsed before its end was recorded")
+            }
+            Err(e) => {
+                // The claim lapses and the delivery is processed again (readings
+                // dedup; a window becomes a second job): nothing is lost.
+                tracing::error!(delivery_id = %id, error = %e, "cannot record a webhook delivery's end");
+            }
+        }
+    }
+
+    /// Processes one delivery: Ok with its end, or Err with a passing failure.
+    async fn process(&self, delivery: Delivery) -> Result<DeliveryEnd, String> {
+        let Some(body) = delivery.body else {
+            return Ok(DeliveryEnd::Failed {
+                error: "the stored body is missing".into(),
+            });
+        };
+        let body = match Body::parse(&body) {
+            Ok(body) => body,
+            // Checked before the 202; only a changed parser can get here.
+            Err(errors) => {
+                let why: Vec<_> = errors
+                    .iter()
+                    .map(|e| format!("{}: {}", e.pointer, e.message))
+                    .collect();
+                return Ok(DeliveryEnd::Failed {
+                    error: format!("unreadable body: {}", why.join("; ")),
+                });
+            }
+        };
+        match body {
+            Body::Unknown(kind) => Ok(DeliveryEnd::Ignored {
+                reason: format!("unknown type {kind:?}"),
+            }),
+            Body::EgvsAvailable(range) => self.queue_window(&delivery.user_id, range).await,
+            Body::Egvs(page) => self.ingest(&delivery.user_id, &page).await,
+        }
+    }
+
+    async fn queue_window(&self, user: &UserId, range: TimeRange) -> Result<DeliveryEnd, String> {
+        let Some(engine) = self.engine.get() else {
+            return Ok(DeliveryEnd::Failed {
+                error: "Dexcom is not configured, so a window cannot be fetched".into(),
+            });
+        };
+        let job = NewJob::new(
+            user.clone(),
+            Provider::Dexcom,
+            Trigger::Webhook,
+            Some(range),
+            Utc::now(),
+        );
+        let id = job.id;
+        engine.submit(job, None).await.map_err(|e| e.to_string())?;
+        Ok(DeliveryEnd::Done {
+            outcome: serde_json::json!({ "job_id": id }).to_string(),
+        })
+    }
+
+    async fn ingest(&self, user: &UserId, page: &EgvsPage) -> Result<DeliveryEnd, String> {
+        let batch = translate_for_pipeline(user, page);
+        let results = self
+            .pipeline
+            .ingest(batch)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (mut inserted, mut updated, mut duplicates, mut rejected) = (0, 0, 0, 0);
+        for result in &results {
+            match result {
+                RecordResult::Stored(_, u) => match u.outcome {
+                    Outcome::Inserted => inserted += 1,
+                    Outcome::Updated => updated += 1,
+                    Outcome::Duplicate(_) => duplicates += 1,
+                },
+                RecordResult::Rejected(_) => rejected += 1,
+            }
+        }
+        Ok(DeliveryEnd::Done {
+            outcome: serde_json::json!({
+                "records": page.len(), "inserted": inserted, "updated": updated,
+                "duplicates": duplicates, "rejected": rejected
+            })
+            .to_string(),
+        })
+    }
+}
+
+/// Known types by name; anything else as `other` (a label per unknown string
+/// would let senders grow the metric without bound).
+pub fn metric_kind(kind: &str) -> &'static str {
+    match kind {
+        "egvs.available" => "egvs.available",
+        "egvs" => "egvs",
+        _ => "other",
+    }
+}
