@@ -96,6 +96,7 @@ fn dexcom_backfill(c: &mut Criterion) {
     use cgm_hub::sources::dexcom::outbound::{Breakers, CallBudget, Outbound, RetryPolicy};
     use cgm_hub::sources::dexcom::service::{Callback, DexcomService};
     use cgm_hub::sources::dexcom::sync::fetch_range;
+    use cgm_hub::sync::engine::SyncSettings;
     use std::time::{Duration, Instant};
 
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -112,6 +113,7 @@ fn dexcom_backfill(c: &mut Criterion) {
         );
         let service = DexcomService::build(
             pipeline,
+            Arc::new(MemoryBus::default()),
             Arc::new(TokenCipher::new(&[7; 32], &[])),
             OAuthConfig {
                 base_url: sim.base_url.parse().unwrap(),
@@ -133,7 +135,10 @@ fn dexcom_backfill(c: &mut Criterion) {
                 CallBudget::per_hour(60_000, Duration::from_secs(30)),
             ),
             ApiVersion::V3,
-            0,
+            SyncSettings {
+                backfill_days: 0,
+                ..SyncSettings::default()
+            },
         );
         (sim, service)
     });

@@ -48,6 +48,11 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("MAX_RETRIES", "3"),
     ("RETRY_BACKOFF_FACTOR", "2"),
     ("REQUEST_TIMEOUT_SECONDS", "30"),
+    ("POLL_INTERVAL_SECONDS", "900"),
+    ("SYNC_OVERLAP_SECONDS", "10800"),
+    ("SYNC_CONCURRENCY", "4"),
+    ("SYNC_TIMEOUT_SECONDS", "600"),
+    ("SYNC_LEASE_SECONDS", "60"),
     ("RATE_LIMIT_ANONYMOUS_PER_MINUTE", "100"),
     ("RATE_LIMIT_USER_PER_MINUTE", "300"),
     ("RATE_LIMIT_WEBHOOK_PER_MINUTE", "1000"),
@@ -199,6 +204,8 @@ pub struct Settings {
     pub shutdown_timeout: Duration,
     pub demo: bool,
     pub demo_backfill_days: u32,
+    /// The sync engine and scheduler (POLL_INTERVAL_SECONDS, SYNC_*).
+    pub sync: crate::sync::engine::SyncSettings,
 }
 
 impl Settings {
@@ -442,6 +449,15 @@ impl Settings {
             shutdown_timeout: Duration::from_secs(v.number("SHUTDOWN_TIMEOUT_SECONDS", 0, 3600)?),
             demo,
             demo_backfill_days: v.number("DEMO_BACKFILL_DAYS", 0, 365)?,
+            sync: crate::sync::engine::SyncSettings {
+                interval: Duration::from_secs(v.number("POLL_INTERVAL_SECONDS", 1, 86_400)?),
+                overlap: Duration::from_secs(v.number("SYNC_OVERLAP_SECONDS", 0, 30 * 86_400)?),
+                backfill_days: v.number("DEXCOM_BACKFILL_DAYS", 0, 3650)?,
+                concurrency: v.number("SYNC_CONCURRENCY", 1, 256)?,
+                timeout: Duration::from_secs(v.number("SYNC_TIMEOUT_SECONDS", 1, 86_400)?),
+                lease: Duration::from_secs(v.number("SYNC_LEASE_SECONDS", 1, 3600)?),
+                ..crate::sync::engine::SyncSettings::default()
+            },
         })
     }
 }

@@ -29,6 +29,14 @@ pub enum EventKind {
     ReadingCreated(ReadingChange),
     #[serde(rename = "reading.updated")]
     ReadingUpdated(ReadingChange),
+    #[serde(rename = "sync.completed")]
+    SyncCompleted(SyncChange),
+    #[serde(rename = "sync.failed")]
+    SyncFailed(SyncChange),
+    /// A source connection changed state; the routing key names the new state
+    /// (`connection.connected`, `connection.disconnected`, `connection.reauth_required`).
+    #[serde(rename = "connection.changed")]
+    ConnectionChanged(ConnectionChange),
 }
 
 impl EventKind {
@@ -37,6 +45,13 @@ impl EventKind {
         match self {
             EventKind::ReadingCreated(_) => "reading.created",
             EventKind::ReadingUpdated(_) => "reading.updated",
+            EventKind::SyncCompleted(_) => "sync.completed",
+            EventKind::SyncFailed(_) => "sync.failed",
+            EventKind::ConnectionChanged(c) => match c.status {
+                "connected" => "connection.connected",
+                "reauth_required" => "connection.reauth_required",
+                _ => "connection.disconnected",
+            },
         }
     }
 }
@@ -50,6 +65,27 @@ pub struct ReadingChange {
     pub status: Option<&'static str>,
     pub source: String,
     pub version: u32,
+}
+
+/// A sync job that ended (succeeded, or failed for good).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SyncChange {
+    pub job_id: Uuid,
+    pub user_id: String,
+    pub provider: &'static str,
+    pub trigger: &'static str,
+    pub counts: crate::sync::jobs::JobCounts,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub duration_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ConnectionChange {
+    pub user_id: String,
+    pub provider: &'static str,
+    /// `connected`, `disconnected` or `reauth_required`.
+    pub status: &'static str,
 }
 
 impl Event {

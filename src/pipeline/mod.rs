@@ -42,6 +42,10 @@ impl Pipeline {
         &self.store
     }
 
+    pub fn events(&self) -> &Arc<dyn EventBus> {
+        &self.events
+    }
+
     /// Validates and stores a batch of parsed records; returns one result per input,
     /// in order. When this returns Ok, every stored record is durable.
     pub async fn ingest(

@@ -1,30 +1,28 @@
 //! `serve --demo`: the demo patients as Dexcom users of an in-process Dexcom
 //! simulator. Each is connected through the real OAuth flow over HTTP
 //! (authorize → the simulator's login → our `/oauth/callback` → token exchange),
-//! backfilled, then polled every minute: the whole path a real user's data takes.
+//! backfilled, then polled every minute by the scheduler: the whole path a real
+//! user's data takes.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use tokio::sync::watch;
 
 use crate::api::AppState;
 use crate::config::Settings;
 use crate::connections::cipher::TokenCipher;
-use crate::connections::{ConnectionStatus, Provider};
 use crate::domain::UserId;
 use crate::simulator::dexcom::browser::consent;
 use crate::simulator::dexcom::{spawn, RunningSimulator, SimConfig};
 use crate::sources::demo::demo_patients;
 use crate::sources::dexcom::oauth::OAuthConfig;
 use crate::sources::dexcom::service::DexcomService;
-use crate::sources::dexcom::sync::fetch_range;
+use crate::sync::engine::SyncSettings;
 
+/// The demo's poll interval, so a newcomer sees readings arrive.
 const POLL: Duration = Duration::from_secs(60);
-/// Each poll re-reads this much before the newest stored reading (late data).
-const OVERLAP: chrono::Duration = chrono::Duration::hours(1);
 
 /// Starts the simulator and points the app's Dexcom service at it. `local` is
 /// the address cgm-hub listens on (the OAuth redirect comes back there).
@@ -57,9 +55,13 @@ pub async fn start(
         pkce: true,
     };
     let mut dexcom = settings.dexcom.clone();
-    dexcom.backfill_days = settings.demo_backfill_days;
     dexcom.api_base_url = oauth.base_url.clone();
-    let service = crate::app::dexcom_service(state, &dexcom, oauth, cipher);
+    let sync = SyncSettings {
+        interval: POLL,
+        backfill_days: settings.demo_backfill_days,
+        ..settings.sync.clone()
+    };
+    let service = crate::app::dexcom_service(state, &dexcom, sync, oauth, cipher);
     let _ = state.dexcom.set(service.clone());
     tracing::info!(simulator = %sim.base_url, "demo: Dexcom simulator started");
     Ok((sim, service))
@@ -68,7 +70,6 @@ pub async fn start(
 /// Connects every demo patient, then polls them until `stop` fires. Keeps the
 /// simulator alive meanwhile.
 pub async fn run(
-    state: AppState,
     sim: RunningSimulator,
     service: Arc<DexcomService>,
     mut stop: watch::Receiver<bool>,
@@ -82,25 +83,8 @@ pub async fn run(
             tracing::warn!(user_id = %user, error = %e, "demo: could not connect through the simulator");
         }
     }
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(POLL) => {}
-            _ = stop.changed() => break,
-        }
-        for c in state
-            .store
-            .connections_with_status(Provider::Dexcom, ConnectionStatus::Connected)
-            .await
-            .unwrap_or_default()
-        {
-            let end = Utc::now();
-            let start = match state.store.latest_reading(&c.user_id).await {
-                Ok(Some(latest)) => latest.reading.timestamp.as_datetime() - OVERLAP,
-                _ => end - chrono::Duration::days(i64::from(service.backfill_days())),
-            };
-            let _ = fetch_range(service.client(), &state.pipeline, &c.user_id, start, end).await;
-        }
-    }
+    // From here the scheduler polls them like any connected user.
+    let _ = stop.changed().await;
     drop(sim);
     tracing::info!("demo: stopped");
 }

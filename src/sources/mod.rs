@@ -6,3 +6,4 @@ pub mod demo;
 pub mod demo_dexcom;
 pub mod demo_feed;
 pub mod dexcom;
+pub mod webhook;

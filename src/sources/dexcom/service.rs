@@ -5,13 +5,11 @@
 use std::sync::Arc;
 
 use chrono::Utc;
-use tokio::sync::mpsc;
 use url::Url;
 
 use super::client::DexcomClient;
 use super::oauth::{state_hash, OAuthClient, OAuthConfig, TokenError};
 use super::outbound::Outbound;
-use super::sync::fetch_range;
 use super::tokens::AccessError;
 use super::tokens::TokenManager;
 use crate::config::ApiVersion;
@@ -19,13 +17,12 @@ use crate::config::Secret;
 use crate::connections::cipher::TokenCipher;
 use crate::connections::{Connection, ConnectionStatus, PendingAuthorization, Provider};
 use crate::domain::UserId;
+use crate::events::{ConnectionChange, Event, EventBus, EventKind};
 use crate::pipeline::Pipeline;
 use crate::store::{Store, StoreError};
+use crate::sync::engine::{SyncEngine, SyncSettings};
+use crate::sync::jobs::{Created, NewJob, TimeRange, Trigger};
 use subtle::ConstantTimeEq;
-
-/// Backfills waiting to run; beyond this the request is dropped with a logged
-/// error (the scheduler's catch-up covers the user later).
-const BACKFILL_QUEUE: usize = 1024;
 
 /// A callback whose state named a user (so it can be put on that user's audit
 /// trail): who, and how the connection attempt ended.
@@ -116,20 +113,21 @@ pub struct DexcomService {
     oauth: Arc<OAuthClient>,
     client: Arc<DexcomClient>,
     store: Arc<dyn Store>,
-    backfill_days: u32,
-    backfills: mpsc::Sender<UserId>,
+    bus: Arc<dyn EventBus>,
+    engine: Arc<SyncEngine>,
 }
 
 impl DexcomService {
     /// Wires the client stack (outbound policy → OAuth → tokens → data client)
-    /// and starts the backfill worker (needs a Tokio runtime).
+    /// and the sync engine that fetches with it (started by the app).
     pub fn build(
         pipeline: Pipeline,
+        bus: Arc<dyn EventBus>,
         cipher: Arc<TokenCipher>,
         oauth: OAuthConfig,
         outbound: Outbound,
         version: ApiVersion,
-        backfill_days: u32,
+        sync: SyncSettings,
     ) -> Arc<Self> {
         let outbound = Arc::new(outbound);
         let base_url = oauth.base_url.clone();
@@ -140,25 +138,19 @@ impl DexcomService {
             oauth.clone(),
         ));
         let client = Arc::new(DexcomClient::new(outbound, tokens, base_url, version));
-        Self::start(oauth, client, pipeline, backfill_days)
+        let store = pipeline.store().clone();
+        let engine = SyncEngine::new(pipeline, client.clone(), bus.clone(), sync);
+        Arc::new(Self {
+            oauth,
+            client,
+            store,
+            bus,
+            engine,
+        })
     }
 
-    fn start(
-        oauth: Arc<OAuthClient>,
-        client: Arc<DexcomClient>,
-        pipeline: Pipeline,
-        backfill_days: u32,
-    ) -> Arc<Self> {
-        let (tx, rx) = mpsc::channel(BACKFILL_QUEUE);
-        let service = Arc::new(Self {
-            oauth,
-            client: client.clone(),
-            store: pipeline.store().clone(),
-            backfill_days,
-            backfills: tx,
-        });
-        tokio::spawn(backfill_worker(rx, client, pipeline, backfill_days));
-        service
+    pub fn engine(&self) -> &Arc<SyncEngine> {
+        &self.engine
     }
 
     pub fn client(&self) -> &Arc<DexcomClient> {
@@ -166,7 +158,7 @@ impl DexcomService {
     }
 
     pub fn backfill_days(&self) -> u32 {
-        self.backfill_days
+        self.engine.settings().backfill_days
     }
 
     /// The Dexcom login URL for `user` and the secret for the starting browser;
@@ -267,6 +259,7 @@ impl DexcomService {
         self.store.put_connection(connection).await?;
         metrics::counter!("dexcom_connect_total", "outcome" => "connected").increment(1);
         tracing::info!(user_id = %user, "Dexcom connected");
+        self.announce(&user, ConnectionStatus::Connected);
         self.queue_backfill(&user).await?;
         self.connection(&user).await
     }
@@ -290,6 +283,7 @@ impl DexcomService {
             })
             .await?;
         tracing::info!(user_id = %user, "Dexcom disconnected; stored readings kept");
+        self.announce(user, ConnectionStatus::Disconnected);
         self.store.get_connection(user, Provider::Dexcom).await
     }
 
@@ -373,31 +367,38 @@ impl DexcomService {
             .await
     }
 
+    /// Queues the initial history fetch as a durable job (it survives restarts).
     async fn queue_backfill(&self, user: &UserId) -> Result<(), StoreError> {
-        if self.backfills.try_send(user.clone()).is_err() {
-            let error =
-                "the initial backfill could not be queued (too many waiting); connect again later"
-                    .to_owned();
-            tracing::error!(user_id = %user, "{error}");
-            self.store
-                .record_sync(user, Provider::Dexcom, Utc::now(), Some(error))
-                .await?;
+        let now = Utc::now();
+        let days = i64::from(self.backfill_days());
+        if days == 0 {
+            return Ok(());
+        }
+        let range = TimeRange {
+            start: now - chrono::Duration::days(days),
+            end: now,
+        };
+        let job = NewJob::new(
+            user.clone(),
+            Provider::Dexcom,
+            Trigger::Backfill,
+            Some(range),
+            now,
+        );
+        if let Created::New(job) = self.engine.submit(job, None).await? {
+            tracing::info!(user_id = %user, job_id = %job.id, days, "initial backfill queued");
         }
         Ok(())
     }
-}
 
-/// Runs queued backfills one at a time: the last `days` days, in 30-day windows.
-async fn backfill_worker(
-    mut queue: mpsc::Receiver<UserId>,
-    client: Arc<DexcomClient>,
-    pipeline: Pipeline,
-    days: u32,
-) {
-    while let Some(user) = queue.recv().await {
-        let end = Utc::now();
-        let start = end - chrono::Duration::days(i64::from(days));
-        // fetch_range logs the outcome and records it on the connection.
-        let _ = fetch_range(&client, &pipeline, &user, start, end).await;
+    fn announce(&self, user: &UserId, status: ConnectionStatus) {
+        self.bus
+            .publish(vec![Event::new(EventKind::ConnectionChanged(
+                ConnectionChange {
+                    user_id: user.to_string(),
+                    provider: Provider::Dexcom.as_str(),
+                    status: status.as_str(),
+                },
+            ))]);
     }
 }

@@ -1,16 +1,17 @@
 //! Fetching a time range of one user's Dexcom readings into the pipeline, in
-//! windows of at most 30 days. Used by the initial backfill (and, later, by the
-//! scheduler and sync jobs).
+//! windows of at most 30 days: one window at a time for sync jobs, or a whole
+//! range at once.
 
 use chrono::{DateTime, Utc};
 
 use super::client::{DexcomClient, DexcomError};
 use super::translate;
-use super::windows::{split_windows, MAX_WINDOW_DAYS};
+use super::windows::{split_windows, Window, MAX_WINDOW_DAYS};
 use crate::connections::Provider;
 use crate::domain::UserId;
 use crate::pipeline::{Pipeline, RecordResult};
 use crate::store::{Outcome, StoreError};
+use crate::sync::jobs::JobCounts;
 
 /// What one sync did, per record.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -31,8 +32,42 @@ pub enum SyncError {
     Store(#[from] StoreError),
 }
 
+/// Fetches one window (at most 30 days) and stores it: what it did, and the
+/// newest reading time it stored (the high-water mark candidate).
+pub async fn fetch_window(
+    client: &DexcomClient,
+    pipeline: &Pipeline,
+    user: &UserId,
+    window: Window,
+) -> Result<(JobCounts, Option<DateTime<Utc>>), SyncError> {
+    let page = client.egvs(user, window).await?;
+    let mut counts = JobCounts {
+        fetched: page.len() as u64,
+        ..JobCounts::default()
+    };
+    let batch = translate::translate_for_pipeline(user, &page);
+    let mut newest: Option<DateTime<Utc>> = None;
+    for result in pipeline.ingest(batch).await? {
+        match result {
+            RecordResult::Stored(at, u) => {
+                let at = at.as_datetime();
+                newest = Some(newest.map_or(at, |n| n.max(at)));
+                match u.outcome {
+                    Outcome::Inserted => counts.inserted += 1,
+                    Outcome::Updated => counts.updated += 1,
+                    Outcome::Duplicate(_) => counts.duplicates += 1,
+                }
+            }
+            RecordResult::Rejected(_) => counts.rejected += 1,
+        }
+    }
+    Ok((counts, newest))
+}
+
 /// Fetches `[start, end)` window by window, oldest first, and stores each
 /// window before fetching the next (so an interrupted backfill keeps what it got).
+/// Sync jobs (`crate::sync::engine`) do the same with checkpoints; this is the
+/// one-shot form.
 pub async fn fetch_range(
     client: &DexcomClient,
     pipeline: &Pipeline,
@@ -44,20 +79,13 @@ pub async fn fetch_range(
     let mut report = SyncReport::default();
     let result = async {
         for window in split_windows(start, end, chrono::Duration::days(MAX_WINDOW_DAYS)) {
-            let page = client.egvs(user, window).await?;
+            let (counts, _) = fetch_window(client, pipeline, user, window).await?;
             report.windows += 1;
-            report.fetched += page.len();
-            let batch = translate::translate_for_pipeline(user, &page);
-            for result in pipeline.ingest(batch).await? {
-                match result {
-                    RecordResult::Stored(_, u) => match u.outcome {
-                        Outcome::Inserted => report.inserted += 1,
-                        Outcome::Updated => report.updated += 1,
-                        Outcome::Duplicate(_) => report.duplicates += 1,
-                    },
-                    RecordResult::Rejected(_) => report.rejected += 1,
-                }
-            }
+            report.fetched += counts.fetched as usize;
+            report.inserted += counts.inserted as usize;
+            report.updated += counts.updated as usize;
+            report.duplicates += counts.duplicates as usize;
+            report.rejected += counts.rejected as usize;
         }
         Ok::<_, SyncError>(())
     }

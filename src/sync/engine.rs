@@ -1,0 +1,522 @@
+//! Runs queued sync jobs: a bounded pool of workers claims jobs from the store
+//! under a per-user lease (so two instances never sync one user at once), fetches
+//! the job's range window by window, and checkpoints after each stored window,
+//! so a job whose holder crashed is resumed by whoever claims it next, from where
+//! it stopped.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{watch, Notify};
+use tokio_util::task::TaskTracker;
+
+use super::jobs::{Checkpoint, Created, JobCounts, JobEnd, NewJob, SyncJob, TimeRange, Trigger};
+use crate::connections::{ConnectionStatus, Provider};
+use crate::events::{ConnectionChange, Event, EventBus, EventKind, SyncChange};
+use crate::pipeline::Pipeline;
+use crate::sources::dexcom::client::{DexcomClient, DexcomError};
+use crate::sources::dexcom::sync::{fetch_window, SyncError};
+use crate::sources::dexcom::tokens::AccessError;
+use crate::sources::dexcom::windows::{split_windows, MAX_WINDOW_DAYS};
+use crate::store::{Store, StoreError};
+
+/// How often an idle worker looks for jobs queued by another instance (jobs
+/// queued in this process wake it at once).
+const IDLE_POLL: Duration = Duration::from_secs(1);
+/// How often the backlog gauges are refreshed.
+const BACKLOG_SAMPLE: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone)]
+pub struct SyncSettings {
+    /// POLL_INTERVAL_SECONDS: scheduled sync period per user.
+    pub interval: Duration,
+    /// SYNC_OVERLAP_SECONDS: each incremental sync re-reads this much before the
+    /// high-water mark, because Dexcom data arrives late.
+    pub overlap: Duration,
+    /// DEXCOM_BACKFILL_DAYS: what a first sync (no high-water mark) fetches.
+    pub backfill_days: u32,
+    /// SYNC_CONCURRENCY: jobs run at once by this instance.
+    pub concurrency: usize,
+    /// SYNC_TIMEOUT_SECONDS: one run of one job; a longer one is put back in the
+    /// queue with its progress kept.
+    pub timeout: Duration,
+    /// SYNC_LEASE_SECONDS: how long a silent holder keeps a user's lease (renewed
+    /// every third of it while the job runs).
+    pub lease: Duration,
+    /// Runs of one job before it fails for good.
+    pub max_attempts: u32,
+}
+
+impl Default for SyncSettings {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(900),
+            overlap: Duration::from_secs(3 * 3600),
+            backfill_days: 30,
+            concurrency: 4,
+            timeout: Duration::from_secs(600),
+            lease: Duration::from_secs(60),
+            max_attempts: 5,
+        }
+    }
+}
+
+/// The delay before run `attempt + 1` of a job that failed for a passing
+/// reason: 30 s, 1 min, 2 min, ... at most 15 min.
+pub fn retry_delay(attempt: u32) -> Duration {
+    let doublings = attempt.saturating_sub(1).min(5);
+    Duration::from_secs(30 << doublings).min(Duration::from_secs(900))
+}
+
+/// A finished run, as the scheduler hears of it (to back off after failures).
+#[derive(Debug, Clone)]
+pub struct Finished {
+    pub user: crate::domain::UserId,
+    pub trigger: Trigger,
+    pub succeeded: bool,
+}
+
+pub struct SyncEngine {
+    store: Arc<dyn Store>,
+    pipeline: Pipeline,
+    client: Arc<DexcomClient>,
+    bus: Arc<dyn EventBus>,
+    settings: SyncSettings,
+    /// This instance's name on leases.
+    owner: String,
+    wake: Notify,
+    finished: tokio::sync::broadcast::Sender<Finished>,
+    workers: TaskTracker,
+}
+
+/// Why a run stopped without an end to record.
+enum Interrupted {
+    /// Another holder has the user's lease now: it records the end.
+    LeaseLost,
+}
+
+impl SyncEngine {
+    pub fn new(
+        pipeline: Pipeline,
+        client: Arc<DexcomClient>,
+        bus: Arc<dyn EventBus>,
+        settings: SyncSettings,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            store: pipeline.store().clone(),
+            pipeline,
+            client,
+            bus,
+            settings,
+            owner: format!("sync-{}", uuid::Uuid::new_v4()),
+            wake: Notify::new(),
+            finished: tokio::sync::broadcast::channel(1024).0,
+            workers: TaskTracker::new(),
+        })
+    }
+
+    pub fn settings(&self) -> &SyncSettings {
+        &self.settings
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// Runs that ended (for the scheduler's backoff).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Finished> {
+        self.finished.subscribe()
+    }
+
+    /// Queues a job (see `Store::create_job`) and wakes a worker.
+    pub async fn submit(
+        &self,
+        job: NewJob,
+        coalesce_within: Option<chrono::Duration>,
+    ) -> Result<Created, StoreError> {
+        let trigger = job.trigger;
+        let created = self.store.create_job(job, coalesce_within).await?;
+        if matches!(created, Created::New(_)) {
+            metrics::counter!("sync_jobs_queued_total", "trigger" => trigger.as_str()).increment(1);
+            self.wake.notify_one();
+        }
+        Ok(created)
+    }
+
+    /// Starts the workers and the backlog sampler; they stop claiming when `stop`
+    /// fires. `shutdown` then waits for runs in flight.
+    pub fn start(self: &Arc<Self>, stop: watch::Receiver<bool>) {
+        for _ in 0..self.settings.concurrency.max(1) {
+            self.workers.spawn(self.clone().worker(stop.clone()));
+        }
+        self.workers.spawn(self.clone().sample_backlog(stop));
+    }
+
+    /// Waits up to `grace` for runs in flight (each puts its job back in the
+    /// queue, progress kept, if it cannot finish in time).
+    pub async fn shutdown(&self, grace: Duration) {
+        self.workers.close();
+        if tokio::time::timeout(grace, self.workers.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("sync jobs still running at shutdown; their leases will lapse");
+        }
+    }
+
+    async fn worker(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            let claimed = {
+                let now = Utc::now();
+                self.store
+                    .claim_job(&self.owner, now, now + self.settings.lease)
+                    .await
+            };
+            match claimed {
+                Ok(Some(job)) => self.run_claimed(job, &mut stop).await,
+                Ok(None) => {
+                    tokio::select! {
+                        _ = self.wake.notified() => {}
+                        _ = tokio::time::sleep(IDLE_POLL) => {}
+                        changed = stop.changed() => if changed.is_err() { return },
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot claim sync jobs; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(IDLE_POLL) => {}
+                        changed = stop.changed() => if changed.is_err() { return },
+                    }
+                }
+            }
+        }
+    }
+
+    async fn sample_backlog(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        loop {
+            if let Ok(n) = self.store.job_backlog(Utc::now()).await {
+                metrics::gauge!("sync_backlog_jobs").set(n as f64);
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(BACKLOG_SAMPLE) => {}
+                _ = stop.changed() => return,
+            }
+        }
+    }
+
+    /// Runs a claimed job to its end: renews the lease meanwhile, bounds the run
+    /// by the per-sync timeout, and records how it ended.
+    async fn run_claimed(&self, job: SyncJob, stop: &mut watch::Receiver<bool>) {
+        let started = Instant::now();
+        let renew_every = self.settings.lease / 3;
+        let run = self.run(&job);
+        tokio::pin!(run);
+        let deadline = tokio::time::sleep(self.settings.timeout);
+        tokio::pin!(deadline);
+        let mut renew =
+            tokio::time::interval_at(tokio::time::Instant::now() + renew_every, renew_every);
+        let mut stopping = false;
+        let outcome = loop {
+            tokio::select! {
+                result = &mut run => break Some(result),
+                _ = &mut deadline => break None,
+                _ = renew.tick() => {
+                    let until = Utc::now() + self.settings.lease;
+                    match self.store.renew_job_lease(job.id, &self.owner, until).await {
+                        Ok(true) => {}
+                        Ok(false) => break Some(Err(Interrupted::LeaseLost.into())),
+                        Err(e) => tracing::warn!(job_id = %job.id, error = %e, "cannot renew sync lease"),
+                    }
+                }
+                _ = stop.changed(), if !stopping => {
+                    // Let the run finish within the shutdown grace (the engine's
+                    // `shutdown` bounds it); a lapsed lease hands it on otherwise.
+                    stopping = true;
+                }
+            }
+        };
+        let end = match outcome {
+            Some(Ok(())) => JobEnd::Succeeded,
+            Some(Err(RunError::Interrupted(Interrupted::LeaseLost))) => {
+                tracing::warn!(job_id = %job.id, user_id = %job.user_id, "sync lease lost; another holder continues this job");
+                return;
+            }
+            Some(Err(RunError::Final(error))) => JobEnd::Failed { error },
+            Some(Err(RunError::Passing(error))) => self.retry_or_fail(&job, error),
+            None => self.retry_or_fail(
+                &job,
+                format!(
+                    "timed out after {} s; progress kept",
+                    self.settings.timeout.as_secs()
+                ),
+            ),
+        };
+        self.finish(&job, end, started).await;
+    }
+
+    fn retry_or_fail(&self, job: &SyncJob, error: String) -> JobEnd {
+        if job.attempts >= self.settings.max_attempts {
+            JobEnd::Failed {
+                error: format!("{error} (gave up after {} attempts)", job.attempts),
+            }
+        } else {
+            let delay = retry_delay(job.attempts);
+            JobEnd::Retry {
+                not_before: Utc::now() + delay,
+                error: Some(error),
+            }
+        }
+    }
+
+    async fn finish(&self, job: &SyncJob, end: JobEnd, started: Instant) {
+        let elapsed = started.elapsed();
+        let outcome = match &end {
+            JobEnd::Succeeded => "succeeded",
+            JobEnd::Failed { .. } => "failed",
+            JobEnd::Retry { .. } => "retry",
+        };
+        metrics::histogram!("sync_duration_seconds", "trigger" => job.trigger.as_str(), "outcome" => outcome)
+            .record(elapsed.as_secs_f64());
+        metrics::counter!("sync_runs_total", "trigger" => job.trigger.as_str(), "outcome" => outcome)
+            .increment(1);
+        let recorded = self
+            .store
+            .finish_job(job.id, &self.owner, end.clone(), Utc::now())
+            .await;
+        match recorded {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(job_id = %job.id, "sync lease lost before the end was recorded");
+                return;
+            }
+            Err(e) => {
+                // The lease lapses and the job is claimed again: nothing is lost,
+                // the next run fetches the remaining range.
+                tracing::error!(job_id = %job.id, error = %e, "cannot record the end of a sync job");
+                return;
+            }
+        }
+        let stored = self.store.get_job(job.id).await.ok().flatten();
+        let counts = stored.as_ref().map(|j| j.counts).unwrap_or_default();
+        let error = match &end {
+            JobEnd::Failed { error } => Some(error.clone()),
+            JobEnd::Retry { error, .. } => error.clone(),
+            JobEnd::Succeeded => None,
+        };
+        tracing::info!(
+            job_id = %job.id,
+            user_id = %job.user_id,
+            trigger = job.trigger.as_str(),
+            outcome,
+            attempt = job.attempts,
+            fetched = counts.fetched,
+            inserted = counts.inserted,
+            updated = counts.updated,
+            duplicates = counts.duplicates,
+            rejected = counts.rejected,
+            elapsed_ms = elapsed.as_millis() as u64,
+            error = error.as_deref().unwrap_or(""),
+            "sync job run ended"
+        );
+        if matches!(end, JobEnd::Retry { .. }) {
+            return;
+        }
+        let change = SyncChange {
+            job_id: job.id,
+            user_id: job.user_id.to_string(),
+            provider: job.provider.as_str(),
+            trigger: job.trigger.as_str(),
+            counts,
+            error: error.clone(),
+            duration_ms: elapsed.as_millis() as u64,
+        };
+        let succeeded = matches!(end, JobEnd::Succeeded);
+        let mut events = vec![Event::new(if succeeded {
+            EventKind::SyncCompleted(change)
+        } else {
+            EventKind::SyncFailed(change)
+        })];
+        if !succeeded && self.reauth_required(job).await {
+            events.push(Event::new(EventKind::ConnectionChanged(ConnectionChange {
+                user_id: job.user_id.to_string(),
+                provider: job.provider.as_str(),
+                status: ConnectionStatus::ReauthRequired.as_str(),
+            })));
+        }
+        self.bus.publish(events);
+        let _ = self.finished.send(Finished {
+            user: job.user_id.clone(),
+            trigger: job.trigger,
+            succeeded,
+        });
+    }
+
+    async fn reauth_required(&self, job: &SyncJob) -> bool {
+        matches!(
+            self.store.get_connection(&job.user_id, job.provider).await,
+            Ok(Some(c)) if c.status == ConnectionStatus::ReauthRequired
+        )
+    }
+
+    /// One run: resolve the range (first run only), then fetch window by window
+    /// from the resume point, checkpointing after each.
+    async fn run(&self, job: &SyncJob) -> Result<(), RunError> {
+        let user = &job.user_id;
+        let connection = self
+            .store
+            .get_connection(user, Provider::Dexcom)
+            .await?
+            .filter(|c| c.status == ConnectionStatus::Connected)
+            .ok_or_else(|| {
+                RunError::Final("the user has no working Dexcom connection".to_owned())
+            })?;
+        let (resolved, mut resume) = match (job.resolved, job.resume_from) {
+            (Some(resolved), Some(resume)) => (resolved, resume),
+            _ => {
+                let Some(resolved) = self.resolve(job, connection.sync_cursor).await? else {
+                    return Ok(());
+                };
+                (resolved, resolved.start)
+            }
+        };
+        let mut counts = job.counts;
+        // The first checkpoint fixes the resolved range before any fetch.
+        self.checkpoint(job, resolved, resume, counts, None).await?;
+        for window in split_windows(
+            resume,
+            resolved.end,
+            chrono::Duration::days(MAX_WINDOW_DAYS),
+        ) {
+            let (got, newest) = fetch_window(&self.client, &self.pipeline, user, window).await?;
+            counts += got;
+            resume = window.end;
+            self.checkpoint(job, resolved, resume, counts, newest)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn checkpoint(
+        &self,
+        job: &SyncJob,
+        resolved: TimeRange,
+        resume_from: DateTime<Utc>,
+        counts: JobCounts,
+        newest: Option<DateTime<Utc>>,
+    ) -> Result<(), RunError> {
+        let held = self
+            .store
+            .checkpoint_job(
+                job.id,
+                &self.owner,
+                Checkpoint {
+                    resolved,
+                    resume_from,
+                    counts,
+                    newest,
+                },
+                Utc::now() + self.settings.lease,
+            )
+            .await?;
+        if held {
+            Ok(())
+        } else {
+            Err(Interrupted::LeaseLost.into())
+        }
+    }
+
+    /// The range a job fetches: the requested one, or for an incremental sync
+    /// from the high-water mark minus the overlap (the backfill horizon without
+    /// one) until now; clipped to what Dexcom holds (`dataRange`). None when
+    /// there is nothing to fetch.
+    async fn resolve(
+        &self,
+        job: &SyncJob,
+        cursor: Option<DateTime<Utc>>,
+    ) -> Result<Option<TimeRange>, RunError> {
+        let wanted = job.requested.unwrap_or_else(|| {
+            incremental_range(
+                cursor,
+                Utc::now(),
+                self.settings.overlap,
+                self.settings.backfill_days,
+            )
+        });
+        let held = self
+            .client
+            .data_range(&job.user_id, None)
+            .await
+            .map_err(SyncError::from)?
+            .egvs_span()
+            .map_err(|e| RunError::Final(format!("Dexcom dataRange: {e}")))?;
+        Ok(held.and_then(|(first, last)| clip(wanted, first, last)))
+    }
+}
+
+/// The window an incremental sync asks for: from `cursor - overlap` (or the
+/// backfill horizon when nothing was synced yet) until `now`.
+pub fn incremental_range(
+    cursor: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    overlap: Duration,
+    backfill_days: u32,
+) -> TimeRange {
+    let horizon = now - chrono::Duration::days(i64::from(backfill_days));
+    let start = match cursor {
+        Some(cursor) => (cursor - overlap).max(horizon).min(now),
+        None => horizon,
+    };
+    TimeRange { start, end: now }
+}
+
+/// `wanted` narrowed to the records Dexcom holds (`first..=last`, record times).
+pub fn clip(wanted: TimeRange, first: DateTime<Utc>, last: DateTime<Utc>) -> Option<TimeRange> {
+    let start = wanted.start.max(first);
+    // The latest record is inclusive; a half-open window must end after it.
+    let end = wanted.end.min(last + chrono::Duration::seconds(1));
+    (start < end).then_some(TimeRange { start, end })
+}
+
+enum RunError {
+    Interrupted(Interrupted),
+    /// Retrying will not help (reconnect needed, malformed data, ...).
+    Final(String),
+    /// Worth another run later.
+    Passing(String),
+}
+
+impl From<Interrupted> for RunError {
+    fn from(i: Interrupted) -> Self {
+        RunError::Interrupted(i)
+    }
+}
+
+impl From<StoreError> for RunError {
+    fn from(e: StoreError) -> Self {
+        RunError::Passing(e.to_string())
+    }
+}
+
+impl From<SyncError> for RunError {
+    fn from(e: SyncError) -> Self {
+        let message = e.to_string();
+        match e {
+            SyncError::Store(_) => RunError::Passing(message),
+            SyncError::Dexcom(d) => match d {
+                DexcomError::Access(AccessError::ReauthRequired | AccessError::NotConnected)
+                | DexcomError::Access(AccessError::Cipher(_))
+                | DexcomError::Malformed { .. }
+                | DexcomError::WindowTooLong { .. } => RunError::Final(message),
+                _ => RunError::Passing(message),
+            },
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! When each connected user is polled: every POLL_INTERVAL_SECONDS plus up to
+//! 10% jitter, with phases spread evenly over the interval (by a hash of the user
+//! id) so that a restart with many users is no thundering herd, and with backoff
+//! after failed syncs. `Plan` is the pure timetable (tested on paused time);
+//! `Scheduler` feeds it the connected users and queues a job for each due one.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::hash::BuildHasher;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::engine::SyncEngine;
+use super::jobs::{Created, NewJob, Trigger};
+use crate::connections::{ConnectionStatus, Provider};
+use crate::domain::UserId;
+
+/// The jitter added to each period: up to this fraction of the interval.
+pub const JITTER: f64 = 0.1;
+/// Consecutive failures double the delay up to this many intervals.
+const MAX_BACKOFF_INTERVALS: u32 = 8;
+/// Seeds the hash that places each user's phase within the interval.
+const PHASE_SEED: u64 = 0x0063_676d_2d68_7562;
+/// How often the set of connected users is read again.
+const REFRESH: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    due: Instant,
+    failures: u32,
+}
+
+/// The timetable: when each user is next due.
+pub struct Plan {
+    interval: Duration,
+    entries: HashMap<UserId, Entry>,
+    /// Due times, soonest first; an item whose time no longer matches its
+    /// entry's is stale and skipped.
+    queue: BinaryHeap<Reverse<(Instant, UserId)>>,
+    rng: StdRng,
+}
+
+impl Plan {
+    pub fn new(interval: Duration, seed: u64) -> Self {
+        Self {
+            interval,
+            entries: HashMap::new(),
+            queue: BinaryHeap::new(),
+            rng: StdRng::seed_from_u64(seed),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn contains(&self, user: &UserId) -> bool {
+        self.entries.contains_key(user)
+    }
+
+    /// When `user` is next due, if planned.
+    pub fn due(&self, user: &UserId) -> Option<Instant> {
+        self.entries.get(user).map(|e| e.due)
+    }
+
+    /// The user's fixed phase within the interval: a hash of the id mapped onto
+    /// `[0, interval)`, so phases are spread evenly and stay put across restarts.
+    pub fn phase(&self, user: &UserId) -> Duration {
+        // A fixed-seed hasher: the same id gets the same phase in every process
+        // of one build (a foldhash upgrade may move phases once; harmless).
+        let hash = foldhash::fast::FixedState::with_seed(PHASE_SEED).hash_one(user.as_str());
+        let fraction = (hash >> 11) as f64 / (1u64 << 53) as f64;
+        self.interval.mul_f64(fraction)
+    }
+
+    fn jitter(&mut self) -> Duration {
+        self.interval.mul_f64(self.rng.random_range(0.0..JITTER))
+    }
+
+    fn set(&mut self, user: UserId, entry: Entry) {
+        self.queue.push(Reverse((entry.due, user.clone())));
+        self.entries.insert(user, entry);
+    }
+
+    /// Plans a user not planned yet. `since_last_sync`: how long ago it last
+    /// synced, if ever. Recently synced users are due one interval (plus jitter)
+    /// after that sync; the others at their phase within the next interval.
+    pub fn add(&mut self, user: UserId, now: Instant, since_last_sync: Option<Duration>) {
+        if self.entries.contains_key(&user) {
+            return;
+        }
+        let due = match since_last_sync {
+            Some(ago) if ago < self.interval => now + (self.interval - ago) + self.jitter(),
+            _ => now + self.phase(&user),
+        };
+        self.set(user, Entry { due, failures: 0 });
+    }
+
+    /// Forgets users who are no longer connected.
+    pub fn retain(&mut self, connected: &HashSet<UserId>) {
+        self.entries.retain(|user, _| connected.contains(user));
+        if self.queue.len() > 2 * self.entries.len() + 64 {
+            let entries = &self.entries;
+            self.queue
+                .retain(|Reverse((due, user))| entries.get(user).is_some_and(|e| e.due == *due));
+        }
+    }
+
+    /// The soonest due time.
+    pub fn next_due(&mut self) -> Option<Instant> {
+        while let Some(Reverse((due, user))) = self.queue.peek() {
+            if self.entries.get(user).is_some_and(|e| e.due == *due) {
+                return Some(*due);
+            }
+            self.queue.pop();
+        }
+        None
+    }
+
+    /// Users due at `now`, each planned again one interval (plus fresh jitter)
+    /// after the time it was due, so periods do not drift with processing time.
+    /// A user that fell more than an interval behind is planned from `now`.
+    pub fn pop_due(&mut self, now: Instant) -> Vec<UserId> {
+        let mut due_users = Vec::new();
+        while let Some(due) = self.next_due() {
+            if due > now {
+                break;
+            }
+            let Some(Reverse((due, user))) = self.queue.pop() else {
+                break;
+            };
+            let failures = self.entries.get(&user).map_or(0, |e| e.failures);
+            let base = if now.duration_since(due) > self.interval {
+                now
+            } else {
+                due
+            };
+            let next = base + self.interval + self.jitter();
+            self.set(
+                user.clone(),
+                Entry {
+                    due: next,
+                    failures,
+                },
+            );
+            due_users.push(user);
+        }
+        due_users
+    }
+
+    /// A sync of `user` failed for good: try again after a delay that doubles
+    /// with each consecutive failure (one interval, two, four, ... at most eight).
+    pub fn failed(&mut self, user: &UserId, now: Instant) {
+        let Some(entry) = self.entries.get(user).copied() else {
+            return;
+        };
+        let failures = entry.failures.saturating_add(1);
+        let due = now + self.backoff(failures) + self.jitter();
+        self.set(user.clone(), Entry { due, failures });
+    }
+
+    /// A sync of `user` succeeded: back to the regular period.
+    pub fn succeeded(&mut self, user: &UserId) {
+        if let Some(entry) = self.entries.get_mut(user) {
+            entry.failures = 0;
+        }
+    }
+
+    /// The delay after `failures` consecutive failures.
+    pub fn backoff(&self, failures: u32) -> Duration {
+        let factor = 1u32
+            << failures
+                .saturating_sub(1)
+                .min(MAX_BACKOFF_INTERVALS.ilog2());
+        self.interval * factor.min(MAX_BACKOFF_INTERVALS)
+    }
+}
+
+/// Feeds the plan with connected users and queues a scheduled job for each due
+/// one. Several instances may run on one store: a user with a job queued or
+/// running, or polled within half an interval, gets no second job.
+pub struct Scheduler {
+    engine: Arc<SyncEngine>,
+    plan: Plan,
+}
+
+impl Scheduler {
+    pub fn new(engine: Arc<SyncEngine>) -> Self {
+        let interval = engine.settings().interval;
+        Self {
+            engine,
+            plan: Plan::new(interval, rand::random()),
+        }
+    }
+
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        let mut finished = self.engine.subscribe();
+        let mut refresh = tokio::time::interval(REFRESH.min(self.engine.settings().interval));
+        refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let next = self
+                .plan
+                .next_due()
+                .unwrap_or_else(|| Instant::now() + REFRESH);
+            tokio::select! {
+                _ = refresh.tick() => self.refresh().await,
+                _ = tokio::time::sleep_until(next) => self.queue_due().await,
+                ended = finished.recv() => match ended {
+                    Ok(f) if f.trigger == Trigger::Scheduled => {
+                        if f.succeeded {
+                            self.plan.succeeded(&f.user);
+                        } else {
+                            self.plan.failed(&f.user, Instant::now());
+                        }
+                    }
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                },
+                _ = stop.changed() => return,
+            }
+        }
+    }
+
+    async fn refresh(&mut self) {
+        let connected = match self
+            .engine
+            .store()
+            .connections_with_status(Provider::Dexcom, ConnectionStatus::Connected)
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "scheduler cannot list connected users");
+                return;
+            }
+        };
+        let now = Instant::now();
+        let wall = Utc::now();
+        let mut users = HashSet::with_capacity(connected.len());
+        for c in connected {
+            let since = c.last_sync_at.and_then(|at| (wall - at).to_std().ok());
+            self.plan.add(c.user_id.clone(), now, since);
+            users.insert(c.user_id);
+        }
+        self.plan.retain(&users);
+        metrics::gauge!("sync_scheduled_users").set(self.plan.len() as f64);
+    }
+
+    async fn queue_due(&mut self) {
+        let coalesce = chrono::Duration::from_std(self.engine.settings().interval / 2)
+            .unwrap_or(chrono::Duration::MAX);
+        for user in self.plan.pop_due(Instant::now()) {
+            let job = NewJob::new(
+                user.clone(),
+                Provider::Dexcom,
+                Trigger::Scheduled,
+                None,
+                Utc::now(),
+            );
+            match self.engine.submit(job, Some(coalesce)).await {
+                Ok(Created::Coalesced) => {
+                    metrics::counter!("sync_polls_coalesced_total").increment(1);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(user_id = %user, error = %e, "cannot queue a scheduled sync");
+                }
+            }
+        }
+    }
+}
