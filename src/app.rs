@@ -20,8 +20,11 @@ use crate::sources::demo_dexcom;
 use crate::sources::dexcom::oauth::OAuthConfig;
 use crate::sources::dexcom::outbound::Outbound;
 use crate::sources::dexcom::service::DexcomService;
+use crate::sources::webhook::worker::WebhookInbox;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, StoreError};
+use crate::sync::engine::SyncSettings;
+use crate::sync::scheduler::Scheduler;
 use crate::telemetry;
 
 #[derive(Debug, thiserror::Error)]
@@ -55,8 +58,9 @@ impl App {
             max_age_years: settings.reading_max_age_years,
             ..TimePolicy::default()
         };
+        let pipeline = Pipeline::new(store.clone(), bus.clone(), policy);
         let state = Arc::new(AppContext {
-            pipeline: Pipeline::new(store.clone(), bus.clone(), policy),
+            pipeline: pipeline.clone(),
             audit: crate::auth::audit::AuditLog::start(store.clone()),
             store,
             event_bus_name: bus.name(),
@@ -70,6 +74,8 @@ impl App {
             dexcom: std::sync::OnceLock::new(),
             rate_limits: crate::api::rate_limit::RateLimits::new(settings.rate_limits),
             tls: settings.tls.is_some(),
+            webhook_secret: settings.webhook_signing_secret.clone(),
+            inbox: WebhookInbox::new(pipeline),
             cors_allowed_origins: settings.cors_allowed_origins.clone(),
             authenticator: Authenticator::new(AuthConfig {
                 hs256_secret: settings.auth_jwt_secret.clone(),
@@ -83,7 +89,13 @@ impl App {
         // The demo connects to its own simulator once serving starts.
         if !settings.demo {
             if let Some(oauth) = oauth_config(&settings.dexcom) {
-                let service = dexcom_service(&state, &settings.dexcom, oauth, cipher.clone());
+                let service = dexcom_service(
+                    &state,
+                    &settings.dexcom,
+                    settings.sync.clone(),
+                    oauth,
+                    cipher.clone(),
+                );
                 let _ = state.dexcom.set(service);
             }
         }
@@ -115,7 +127,6 @@ impl App {
             let (sim, service) =
                 demo_dexcom::start(&self.state, &self.settings, self.cipher.clone(), local).await?;
             Some(tokio::spawn(demo_dexcom::run(
-                self.state.clone(),
                 sim,
                 service,
                 stop_rx.clone(),
@@ -140,6 +151,15 @@ impl App {
                     tracing::error!(error = %e, "could not re-seal tokens under the current key")
                 }
             }
+        }
+        // Background work: the webhook inbox always; the sync engine and the
+        // scheduler once Dexcom is configured.
+        self.state.inbox.start(stop_rx.clone());
+        if let Some(dexcom) = self.state.dexcom.get() {
+            let engine = dexcom.engine();
+            self.state.inbox.set_engine(engine.clone());
+            engine.start(stop_rx.clone());
+            tokio::spawn(Scheduler::new(engine.clone()).run(stop_rx.clone()));
         }
         let grace = self.settings.shutdown_timeout;
         let addr = listener.local_addr()?;
@@ -191,6 +211,14 @@ impl App {
             .audit
             .shutdown(left.max(std::time::Duration::from_secs(1)))
             .await;
+        // Sync runs in flight get the rest of the grace period; one that cannot
+        // finish keeps its checkpoint and is resumed after the restart.
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        self.state.inbox.shutdown(left).await;
+        if let Some(dexcom) = self.state.dexcom.get() {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            dexcom.engine().shutdown(left).await;
+        }
         // A token refresh in flight must land, or its rotated token is lost.
         if let Some(dexcom) = self.state.dexcom.get() {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -223,16 +251,18 @@ fn oauth_config(s: &DexcomSettings) -> Option<OAuthConfig> {
 pub fn dexcom_service(
     state: &AppState,
     settings: &DexcomSettings,
+    sync: SyncSettings,
     oauth: OAuthConfig,
     cipher: Arc<TokenCipher>,
 ) -> Arc<DexcomService> {
     DexcomService::build(
         state.pipeline.clone(),
+        state.pipeline.events().clone(),
         cipher,
         oauth,
         Outbound::from_settings(settings),
         settings.api_version,
-        settings.backfill_days,
+        sync,
     )
 }
 

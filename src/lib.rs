@@ -16,4 +16,5 @@ pub mod pipeline;
 pub mod simulator;
 pub mod sources;
 pub mod store;
+pub mod sync;
 pub mod telemetry;

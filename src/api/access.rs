@@ -133,9 +133,25 @@ pub async fn limit_anonymous(
     request: Request,
     next: Next,
 ) -> axum::response::Response {
-    let verdict = state
-        .rate_limits
-        .check_ip(Tier::Anonymous, client_ip(&state, &request));
+    limit_ip(Tier::Anonymous, &state, request, next).await
+}
+
+/// The per-IP limit of webhook senders (who sign instead of sending a token).
+pub async fn limit_webhook(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> axum::response::Response {
+    limit_ip(Tier::Webhook, &state, request, next).await
+}
+
+async fn limit_ip(
+    tier: Tier,
+    state: &AppContext,
+    request: Request,
+    next: Next,
+) -> axum::response::Response {
+    let verdict = state.rate_limits.check_ip(tier, client_ip(state, &request));
     let mut response = if verdict.allowed() {
         next.run(request).await
     } else {

@@ -8,14 +8,17 @@ use utoipa_swagger_ui::SwaggerUi;
 use super::audit::{AuditPage, AuditView};
 use super::connections::{ConnectionList, ConnectionView};
 use super::error::{ErrorBody, ErrorEnvelope};
+use super::jobs::{JobList, JobView, RangeView};
 use super::oauth::{BackfillView, Connected, RefreshInput};
 use super::readings::{
     BulkInput, BulkResult, OrderName, Pagination, ReadingsPage, RecordOutcome, Summary,
 };
 use super::shares::{ShareInput, ShareList, ShareView};
 use super::views::{DeviceInfoView, ReadingView};
-use super::{audit, connections, health, oauth, readings, shares, AppState};
+use super::webhook::DeliveryReceipt;
+use super::{audit, connections, health, jobs, oauth, readings, shares, webhook, AppState};
 use crate::pipeline::wire::{DeviceInfoInput, ReadingInput};
+use crate::sync::jobs::JobCounts;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -35,14 +38,17 @@ use crate::pipeline::wire::{DeviceInfoInput, ReadingInput};
     paths(
         health::health, health::metrics, readings::latest, readings::range, readings::write,
         oauth::authorize, oauth::callback, oauth::refresh, connections::list,
-        connections::disconnect, shares::create, shares::list, shares::revoke, audit::list
+        connections::disconnect, shares::create, shares::list, shares::revoke, audit::list,
+        jobs::sync, jobs::get, jobs::list, webhook::receive
     ),
     components(schemas(
         ReadingView, DeviceInfoView, ReadingInput, BulkInput, DeviceInfoInput, RecordOutcome, Summary,
         BulkResult, Pagination, ErrorEnvelope, ErrorBody, ReadingsPage, LatestEnvelope,
         PageEnvelope, WriteEnvelope, WriteData, OrderName, ConnectionView, ConnectionList,
         Connected, BackfillView, RefreshInput, ConnectionListEnvelope, ConnectionEnvelope,
-        ConnectedEnvelope, ShareInput, ShareView, ShareList, ShareEnvelope, ShareListEnvelope, AuditView, AuditPage, AuditEnvelope
+        ConnectedEnvelope, ShareInput, ShareView, ShareList, ShareEnvelope, ShareListEnvelope, AuditView, AuditPage, AuditEnvelope,
+        JobView, JobList, RangeView, JobCounts, JobEnvelope, JobListEnvelope, DeliveryReceipt,
+        DeliveryEnvelope
     )),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
@@ -50,6 +56,8 @@ use crate::pipeline::wire::{DeviceInfoInput, ReadingInput};
         (name = "readings", description = "Glucose readings"),
         (name = "connections", description = "Connecting Dexcom accounts (OAuth2) and their status"),
         (name = "sharing", description = "A patient's grants of read access to caregivers and clinicians"),
+        (name = "sync", description = "Sync jobs: scheduled polls, manual syncs, backfills and webhook windows"),
+        (name = "webhooks", description = "Signed deliveries from a data source"),
         (name = "operations", description = "Health and metrics"),
     )
 )]
@@ -106,6 +114,33 @@ pub struct ConnectionEnvelope {
     #[schema(example = "success")]
     status: String,
     data: ConnectionView,
+}
+
+/// `{"status":"success","data":<job>}`
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct JobEnvelope {
+    #[schema(example = "success")]
+    status: String,
+    data: JobView,
+}
+
+/// `{"status":"success","data":{"jobs":[...]}}`
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct JobListEnvelope {
+    #[schema(example = "success")]
+    status: String,
+    data: JobList,
+}
+
+/// `{"status":"success","data":{"delivery_id","status","type"}}`
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct DeliveryEnvelope {
+    #[schema(example = "success")]
+    status: String,
+    data: DeliveryReceipt,
 }
 
 /// `{"status":"success","data":{"user_id","connection","backfill"}}`

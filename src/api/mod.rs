@@ -7,12 +7,14 @@ mod cursor;
 mod docs;
 pub mod error;
 mod health;
+mod jobs;
 mod middleware;
 pub mod oauth;
 pub mod rate_limit;
 mod readings;
 mod shares;
 mod views;
+mod webhook;
 
 use std::sync::Arc;
 
@@ -62,6 +64,10 @@ pub struct AppContext {
     pub tls: bool,
     /// Browser origins allowed by CORS (none: no CORS headers).
     pub cors_allowed_origins: Vec<String>,
+    /// WEBHOOK_SIGNING_SECRET; webhooks answer 503 without it.
+    pub webhook_secret: Option<crate::config::Secret<String>>,
+    /// Where verified webhook deliveries are stored and processed.
+    pub inbox: Arc<crate::sources::webhook::worker::WebhookInbox>,
 }
 
 impl AppContext {
@@ -117,6 +123,9 @@ pub fn router(state: AppState) -> Router {
             "/api/users/{user_id}/shares/{grantee_id}",
             axum::routing::delete(shares::revoke),
         )
+        .route("/api/bg/{user_id}/sync", axum::routing::post(jobs::sync))
+        .route("/api/jobs/{job_id}", get(jobs::get))
+        .route("/api/users/{user_id}/jobs", get(jobs::list))
         .route("/api/audit", get(audit::list))
         .route("/oauth/authorize", get(oauth::authorize))
         .route("/oauth/refresh", axum::routing::post(oauth::refresh))
@@ -129,6 +138,17 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health::health))
         .route("/metrics", get(health::metrics))
         .merge(api)
+        .merge(
+            Router::new()
+                .route(
+                    "/api/bg/{user_id}/webhook",
+                    axum::routing::post(webhook::receive),
+                )
+                .route_layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    access::limit_webhook,
+                )),
+        )
         .merge(
             Router::new()
                 .route("/oauth/callback", get(oauth::callback))

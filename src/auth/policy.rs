@@ -21,10 +21,17 @@ pub enum Action {
     ManageShares,
     /// Reading the audit trail: admins only.
     ReadAudit,
+    /// Asking for a sync of the user's source data.
+    Sync,
+    /// Reading the user's sync jobs.
+    ReadJobs,
+    /// A signed webhook delivery for the user (authenticated by its signature;
+    /// on the audit trail, never decided here).
+    DeliverWebhook,
 }
 
 impl Action {
-    pub const ALL: [Action; 7] = [
+    pub const ALL: [Action; 10] = [
         Action::ReadReadings,
         Action::WriteReadings,
         Action::ReadConnections,
@@ -32,6 +39,9 @@ impl Action {
         Action::ReadShares,
         Action::ManageShares,
         Action::ReadAudit,
+        Action::Sync,
+        Action::ReadJobs,
+        Action::DeliverWebhook,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -43,6 +53,9 @@ impl Action {
             Action::ReadShares => "read_shares",
             Action::ManageShares => "manage_shares",
             Action::ReadAudit => "read_audit",
+            Action::Sync => "sync",
+            Action::ReadJobs => "read_jobs",
+            Action::DeliverWebhook => "deliver_webhook",
         }
     }
 }
@@ -75,7 +88,7 @@ pub fn decide(
     if principal.has(Role::Admin) {
         return Some(Basis::Admin);
     }
-    if action == Action::ReadAudit {
+    if matches!(action, Action::ReadAudit | Action::DeliverWebhook) {
         return None;
     }
     if principal.has(Role::Patient) && &principal.user_id == owner {

@@ -8,6 +8,8 @@ use std::time::Duration;
 use cgm_hub::auth::jwt::mint_hs256;
 use cgm_hub::auth::shares::{Share, ShareRole};
 use cgm_hub::auth::Role;
+use cgm_hub::connections::Provider;
+use cgm_hub::sync::jobs::{NewJob, Trigger};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -159,6 +161,31 @@ const ENDPOINTS: &[Endpoint] = &[
         ok: 404,
     },
     Endpoint {
+        method: Method::POST,
+        template: "/api/bg/{userId}/sync",
+        path: "/api/bg/pat/sync",
+        body: None,
+        access: Access::Own,
+        // pat has no Dexcom connection.
+        ok: 409,
+    },
+    Endpoint {
+        method: Method::GET,
+        template: "/api/jobs/{jobId}",
+        path: "/api/jobs/00000000-0000-4000-8000-00000000000a",
+        body: None,
+        access: Access::Own,
+        ok: 200,
+    },
+    Endpoint {
+        method: Method::GET,
+        template: "/api/users/{userId}/jobs",
+        path: "/api/users/pat/jobs",
+        body: None,
+        access: Access::Own,
+        ok: 200,
+    },
+    Endpoint {
         method: Method::GET,
         template: "/api/audit",
         path: "/api/audit?user_id=pat&limit=5",
@@ -173,6 +200,8 @@ const PUBLIC: &[(&str, &str)] = &[
     ("get", "/health"),
     ("get", "/metrics"),
     ("get", "/oauth/callback"),
+    // Signed instead (tests/it/webhooks.rs).
+    ("post", "/api/bg/{userId}/webhook"),
 ];
 
 /// The one rule the table is checked against.
@@ -284,6 +313,12 @@ async fn secured_app(sim: &cgm_hub::simulator::dexcom::RunningSimulator) -> Test
         .upsert_readings(vec![cgm(PATIENT, slot(1), 120)])
         .await
         .unwrap();
+    // The job of `GET /api/jobs/{jobId}` (pat has no connection, so it never runs).
+    let job = NewJob {
+        id: uuid::Uuid::parse_str("00000000-0000-4000-8000-00000000000a").unwrap(),
+        ..NewJob::new(user(PATIENT), Provider::Dexcom, Trigger::Manual, None, now)
+    };
+    app.store.create_job(job, None).await.unwrap();
     app
 }
 

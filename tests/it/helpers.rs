@@ -22,6 +22,7 @@ use cgm_hub::sources::dexcom::outbound::{Breakers, CallBudget, Outbound, RetryPo
 use cgm_hub::sources::dexcom::service::{Callback, DexcomService};
 use cgm_hub::store::sqlite::{Durability, SqliteStore};
 use cgm_hub::store::Store;
+use cgm_hub::sync::engine::SyncSettings;
 use chrono::{DateTime, Duration as ChronoDuration, DurationRound, Utc};
 use serde_json::{json, Value};
 use tempfile::TempDir;
@@ -438,14 +439,66 @@ pub fn dexcom_stack_with(
     cipher: TokenCipher,
     version: ApiVersion,
 ) -> Arc<DexcomService> {
-    let config = SimConfig::default();
-    let pipeline = Pipeline::new(
+    build_dexcom(
         store,
+        sim,
         Arc::new(MemoryBus::default()),
-        cgm_hub::domain::TimePolicy::default(),
-    );
-    DexcomService::build(
+        Outbound::new(
+            policy,
+            breakers,
+            CallBudget::per_hour(60_000, Duration::from_secs(1)),
+        ),
+        cipher,
+        version,
+        SyncSettings {
+            backfill_days,
+            ..SyncSettings::default()
+        },
+    )
+}
+
+/// A Dexcom stack whose sync engine polls every `interval` and publishes to
+/// `bus`, as one instance of the app would (start a `Scheduler` to poll).
+pub fn dexcom_engine_stack(
+    store: Arc<dyn Store>,
+    sim: &RunningSimulator,
+    bus: Arc<MemoryBus>,
+    interval: Duration,
+) -> Arc<DexcomService> {
+    build_dexcom(
+        store,
+        sim,
+        bus,
+        Outbound::new(
+            fast_policy(),
+            Breakers::new(5, Duration::from_secs(30)),
+            CallBudget::per_hour(60_000, Duration::from_secs(1)),
+        ),
+        test_cipher(),
+        ApiVersion::V3,
+        SyncSettings {
+            interval,
+            backfill_days: 1,
+            lease: Duration::from_secs(5),
+            ..SyncSettings::default()
+        },
+    )
+}
+
+fn build_dexcom(
+    store: Arc<dyn Store>,
+    sim: &RunningSimulator,
+    bus: Arc<MemoryBus>,
+    outbound: Outbound,
+    cipher: TokenCipher,
+    version: ApiVersion,
+    sync: SyncSettings,
+) -> Arc<DexcomService> {
+    let config = SimConfig::default();
+    let pipeline = Pipeline::new(store, bus.clone(), cgm_hub::domain::TimePolicy::default());
+    let service = DexcomService::build(
         pipeline,
+        bus,
         Arc::new(cipher),
         OAuthConfig {
             base_url: sim.base_url.parse().expect("simulator URL"),
@@ -455,14 +508,16 @@ pub fn dexcom_stack_with(
             redirect_uri: "http://127.0.0.1:9/oauth/callback".parse().expect("URL"),
             pkce: true,
         },
-        Outbound::new(
-            policy,
-            breakers,
-            CallBudget::per_hour(60_000, Duration::from_secs(1)),
-        ),
+        outbound,
         version,
-        backfill_days,
-    )
+        sync,
+    );
+    // The engine runs queued jobs as the app's would; it runs for the rest of
+    // the test (the stop sender is leaked on purpose).
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    Box::leak(Box::new(stop));
+    service.engine().start(stopped);
+    service
 }
 
 pub fn test_cipher() -> TokenCipher {
@@ -492,4 +547,60 @@ pub fn no_redirects() -> reqwest::Client {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("client")
+}
+
+/// A user connects Dexcom through the app's real HTTP flow, as a browser would:
+/// `/oauth/authorize` (AUTH_DISABLED), the simulator's consent, and back to
+/// `/oauth/callback` with the cookie. Works for a `TestApp` and a `Binary`.
+pub async fn connect_over_http(base: &str, user_id: &str) {
+    let browser = no_redirects();
+    let started = browser
+        .get(format!("{base}/oauth/authorize?user_id={user_id}"))
+        .send()
+        .await
+        .expect("authorize");
+    assert_eq!(started.status(), 302, "authorize redirects to the login");
+    let cookie = started.headers()["set-cookie"]
+        .to_str()
+        .expect("cookie")
+        .split(';')
+        .next()
+        .expect("cookie pair")
+        .to_owned();
+    let login: url::Url = started.headers()["location"]
+        .to_str()
+        .expect("location")
+        .parse()
+        .expect("login URL");
+    let back = consent(&login, user_id)
+        .await
+        .expect("the simulator consents");
+    let done = browser
+        .get(back)
+        .header("cookie", cookie)
+        .send()
+        .await
+        .expect("callback");
+    assert_eq!(done.status(), 200, "the callback connects {user_id}");
+}
+
+/// Polls `GET path` (JSON) until `done` accepts the body, or panics after `within`.
+pub async fn wait_for(
+    client: &reqwest::Client,
+    url: &str,
+    within: Duration,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let body = get_json(client, url).await;
+        if done(&body) {
+            return body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{url} did not reach the expected state within {within:?}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
 }

@@ -11,4 +11,5 @@ mod pipeline;
 mod process;
 mod sqlite_store;
 mod store_conformance;
+mod sync_engine;
 mod transport;

@@ -13,6 +13,7 @@ use super::middleware::RequestUser;
 use crate::domain::{FieldError, UserId};
 
 pub use latest::{__path_latest, latest};
+pub(super) use range::parse_date;
 pub use range::{__path_range, range, OrderName, Pagination, ReadingsPage};
 pub use write::{__path_write, write, BulkInput, BulkResult, RecordOutcome, Summary};
 

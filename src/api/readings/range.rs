@@ -72,7 +72,8 @@ pub struct ReadingsPage<'a> {
     pub pagination: Pagination,
 }
 
-fn parse_date(name: &str, raw: &str) -> Result<ReadingTime, FieldError> {
+/// A query date: `YYYY-MM-DD` (midnight UTC) or RFC 3339 (fractions rounded up).
+pub(in crate::api) fn parse_date(name: &str, raw: &str) -> Result<ReadingTime, FieldError> {
     if let Ok(date) = NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
         let midnight = date.and_hms_opt(0, 0, 0).map(|t| Utc.from_utc_datetime(&t));
         return midnight

@@ -1,0 +1,321 @@
+//! Sync jobs over HTTP: `POST /api/bg/{userId}/sync` queues one (202; the same
+//! `Idempotency-Key` returns the same job), `GET /api/jobs/{jobId}` reports it,
+//! `GET /api/users/{userId}/jobs` lists a user's latest ones.
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::access::{authorize, Caller};
+use super::error::{query_params, ApiError, ErrorEnvelope};
+use super::readings::{parse_date, UserPath};
+use super::views::success;
+use super::AppState;
+use crate::auth::policy::Action;
+use crate::connections::{ConnectionStatus, Provider};
+use crate::domain::FieldError;
+use crate::sync::jobs::{Created, Idempotency, JobCounts, NewJob, SyncJob, TimeRange, Trigger};
+
+/// The longest range one sync request may ask for.
+const MAX_RANGE_DAYS: i64 = 3650;
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RangeView {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+}
+
+impl From<TimeRange> for RangeView {
+    fn from(r: TimeRange) -> Self {
+        Self {
+            start: r.start,
+            end: r.end,
+        }
+    }
+}
+
+/// A sync job as clients see it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobView {
+    pub job_id: Uuid,
+    #[schema(example = "user123")]
+    pub user_id: String,
+    #[schema(example = "dexcom")]
+    pub provider: &'static str,
+    /// scheduled, manual, backfill or webhook
+    #[schema(example = "manual")]
+    pub trigger: &'static str,
+    /// queued, running, succeeded or failed
+    #[schema(example = "queued")]
+    pub status: &'static str,
+    /// The range asked for; null for an incremental sync (from the last
+    /// reading synced, minus the overlap window).
+    pub requested_range: Option<RangeView>,
+    /// The range being fetched, once the job has started (clipped to the data
+    /// Dexcom holds).
+    pub range: Option<RangeView>,
+    pub counts: JobCounts,
+    /// Runs so far (a passing failure is retried with backoff).
+    pub attempts: u32,
+    /// One message per failed run, oldest first.
+    pub errors: Vec<String>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// From the first start to the finish.
+    pub duration_ms: Option<i64>,
+}
+
+impl From<SyncJob> for JobView {
+    fn from(j: SyncJob) -> Self {
+        Self {
+            job_id: j.id,
+            user_id: j.user_id.to_string(),
+            provider: j.provider.as_str(),
+            trigger: j.trigger.as_str(),
+            status: j.status.as_str(),
+            requested_range: j.requested.map(RangeView::from),
+            range: j.resolved.map(RangeView::from),
+            counts: j.counts,
+            attempts: j.attempts,
+            errors: j.errors,
+            created_at: j.created_at,
+            started_at: j.started_at,
+            finished_at: j.finished_at,
+            duration_ms: j
+                .started_at
+                .zip(j.finished_at)
+                .map(|(s, f)| (f - s).num_milliseconds()),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobList {
+    /// Newest first.
+    pub jobs: Vec<JobView>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SyncQuery {
+    #[serde(rename = "startDate")]
+    start_date: Option<String>,
+    #[serde(rename = "endDate")]
+    end_date: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    limit: Option<String>,
+}
+
+/// The requested range: none (incremental), or `startDate` (until now) with
+/// an optional `endDate`.
+fn requested_range(query: Option<&str>) -> Result<Option<TimeRange>, ApiError> {
+    let q: SyncQuery = query_params(query)?;
+    let start = q
+        .start_date
+        .map(|raw| parse_date("startDate", &raw))
+        .transpose()?;
+    let end = q
+        .end_date
+        .map(|raw| parse_date("endDate", &raw))
+        .transpose()?;
+    let (start, end) = match (start, end) {
+        (None, None) => return Ok(None),
+        (None, Some(_)) => {
+            return Err(FieldError::new("startDate", "is required with endDate").into());
+        }
+        (Some(start), end) => (
+            start.as_datetime(),
+            end.map_or_else(Utc::now, |e| e.as_datetime()),
+        ),
+    };
+    if start >= end {
+        return Err(FieldError::new(
+            "endDate",
+            "must be after startDate (and startDate in the past)",
+        )
+        .into());
+    }
+    if end - start > chrono::Duration::days(MAX_RANGE_DAYS) {
+        return Err(FieldError::new(
+            "startDate",
+            format!("a sync may span at most {MAX_RANGE_DAYS} days"),
+        )
+        .into());
+    }
+    Ok(Some(TimeRange { start, end }))
+}
+
+/// The `Idempotency-Key` header: 1–255 visible ASCII characters.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(raw) = headers.get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    let key = raw
+        .to_str()
+        .ok()
+        .filter(|k| (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()));
+    key.map(|k| Some(k.to_owned())).ok_or_else(|| {
+        ApiError::bad_request(
+            "Idempotency-Key must be 1 to 255 visible ASCII characters",
+            vec![FieldError::new("Idempotency-Key", "invalid")],
+        )
+    })
+}
+
+fn request_hash(range: Option<TimeRange>) -> String {
+    let described = match range {
+        None => "incremental".to_owned(),
+        Some(r) => format!("{}/{}", r.start.timestamp(), r.end.timestamp()),
+    };
+    Sha256::digest(described.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Queues a sync of the user's Dexcom data.
+#[utoipa::path(
+    post, path = "/api/bg/{userId}/sync", tag = "sync",
+    params(
+        ("userId" = String, Path, pattern = "^[A-Za-z0-9_-]{1,64}$"),
+        ("startDate" = Option<String>, Query, description = "Inclusive; YYYY-MM-DD or RFC 3339. Without it: an incremental sync from the last reading synced, minus the overlap window"),
+        ("endDate" = Option<String>, Query, description = "Exclusive; default now. Needs startDate"),
+        ("Idempotency-Key" = Option<String>, Header, description = "The same key (per user) returns the same job; reused with a different range: 422"),
+    ),
+    responses(
+        (status = 202, description = "Queued (or, for a known Idempotency-Key, the job it created)", body = super::docs::JobEnvelope),
+        (status = 400, description = "Invalid user id, dates or key", body = ErrorEnvelope),
+        (status = 401, description = "No or bad credentials", body = ErrorEnvelope),
+        (status = 403, description = "Not allowed for this user", body = ErrorEnvelope),
+        (status = 409, description = "The user has no working Dexcom connection", body = ErrorEnvelope),
+        (status = 422, description = "The Idempotency-Key was used with a different request", body = ErrorEnvelope),
+        (status = 503, description = "Dexcom is not configured", body = ErrorEnvelope),
+    )
+)]
+pub async fn sync(
+    State(state): State<AppState>,
+    UserPath(user): UserPath,
+    caller: Caller,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize(&state, &caller, Action::Sync, &user).await?;
+    let range = requested_range(query.as_deref())?;
+    let key = idempotency_key(&headers)?;
+    let dexcom = state.dexcom()?;
+    let status = state
+        .store
+        .get_connection(&user, Provider::Dexcom)
+        .await?
+        .map(|c| c.status);
+    if status != Some(ConnectionStatus::Connected) {
+        return Err(ApiError::Conflict(format!(
+            "the user has no working Dexcom connection (status: {}); connect through /oauth/authorize first",
+            status.map_or("never connected", ConnectionStatus::as_str)
+        )));
+    }
+    let mut job = NewJob::new(user, Provider::Dexcom, Trigger::Manual, range, Utc::now());
+    job.idempotency = key.map(|key| Idempotency {
+        key,
+        request_hash: request_hash(range),
+    });
+    let (job, replayed) = match dexcom.engine().submit(job, None).await? {
+        Created::New(job) => (job, false),
+        Created::Existing(job) => (job, true),
+        Created::KeyReused(_) => {
+            return Err(ApiError::unprocessable(
+                "this Idempotency-Key was used for a different sync request",
+                vec![FieldError::new(
+                    "Idempotency-Key",
+                    "already used with another range",
+                )],
+            ))
+        }
+        Created::Coalesced => return Err(ApiError::Internal("a manual sync was coalesced".into())),
+    };
+    let location = format!("/api/jobs/{}", job.id);
+    let mut response = (StatusCode::ACCEPTED, success(JobView::from(job))).into_response();
+    if let Ok(value) = header::HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    if replayed {
+        response.headers_mut().insert(
+            "idempotent-replayed",
+            header::HeaderValue::from_static("true"),
+        );
+    }
+    Ok(response)
+}
+
+/// One sync job: status, counts, errors and timings.
+#[utoipa::path(
+    get, path = "/api/jobs/{jobId}", tag = "sync",
+    params(("jobId" = String, Path, description = "The job's UUID")),
+    responses(
+        (status = 200, description = "The job", body = super::docs::JobEnvelope),
+        (status = 400, description = "Not a job id", body = ErrorEnvelope),
+        (status = 401, description = "No or bad credentials", body = ErrorEnvelope),
+        (status = 403, description = "The job belongs to a user the caller may not see", body = ErrorEnvelope),
+        (status = 404, description = "No such job", body = ErrorEnvelope),
+    )
+)]
+pub async fn get(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    caller: Caller,
+) -> Result<axum::Json<super::views::Success<JobView>>, ApiError> {
+    let id =
+        Uuid::parse_str(&raw).map_err(|_| FieldError::new("jobId", "is not a job id (a UUID)"))?;
+    let job = state
+        .store
+        .get_job(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("job".into()))?;
+    authorize(&state, &caller, Action::ReadJobs, &job.user_id).await?;
+    Ok(success(JobView::from(job)))
+}
+
+/// A user's most recent sync jobs (scheduled ones included), newest first.
+#[utoipa::path(
+    get, path = "/api/users/{userId}/jobs", tag = "sync",
+    params(("userId" = String, Path, pattern = "^[A-Za-z0-9_-]{1,64}$"),
+           ("limit" = Option<u32>, Query, description = "1–100, default 20")),
+    responses(
+        (status = 200, description = "Jobs, newest first", body = super::docs::JobListEnvelope),
+        (status = 400, description = "Invalid user id or limit", body = ErrorEnvelope),
+        (status = 401, description = "No or bad credentials", body = ErrorEnvelope),
+        (status = 403, description = "Not allowed for this user", body = ErrorEnvelope),
+    )
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    UserPath(user): UserPath,
+    caller: Caller,
+    RawQuery(query): RawQuery,
+) -> Result<axum::Json<super::views::Success<JobList>>, ApiError> {
+    authorize(&state, &caller, Action::ReadJobs, &user).await?;
+    let q: ListQuery = query_params(query.as_deref())?;
+    let limit = match q.limit {
+        None => 20,
+        Some(raw) => raw
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=100).contains(n))
+            .ok_or_else(|| FieldError::new("limit", "must be an integer from 1 to 100"))?,
+    };
+    let jobs = state.store.list_jobs(&user, limit).await?;
+    Ok(success(JobList {
+        jobs: jobs.into_iter().map(JobView::from).collect(),
+    }))
+}
