@@ -34,7 +34,7 @@ SIMULATOR=$!
 SECRET="fuzz-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
 TOKEN=$(env -i PATH="$PATH" AUTH_JWT_SECRET="$SECRET" "$BIN" token mint --sub fuzz-admin --roles admin --ttl 1h)
 (cd "$WORK" && exec env -i PATH="$PATH" BIND_ADDR="127.0.0.1:$PORT" SQLITE_PATH="$WORK/fuzz.db" \
-    AUTH_JWT_SECRET="$SECRET" LOG_LEVEL=WARNING \
+    AUTH_JWT_SECRET="$SECRET" WEBHOOK_SIGNING_SECRET="webhook-$SECRET" LOG_LEVEL=WARNING \
     RATE_LIMIT_USER_PER_MINUTE=10000000 RATE_LIMIT_ANONYMOUS_PER_MINUTE=10000000 \
     DEXCOM_API_BASE_URL="http://127.0.0.1:$SIM_PORT" DEXCOM_CLIENT_ID=cgm-hub-demo \
     DEXCOM_CLIENT_SECRET=cgm-hub-demo-secret DEXCOM_REDIRECT_URI="http://127.0.0.1:$PORT/oauth/callback" \

@@ -69,6 +69,30 @@ pub fn retry_delay(attempt: u32) -> Duration {
     Duration::from_secs(30 << doublings).min(Duration::from_secs(900))
 }
 
+/// Renews a running job's lease every third of its length; tells `lost` (and
+/// stops) when another holder has it. Aborted when the run ends.
+async fn heartbeat(
+    store: Arc<dyn Store>,
+    job: uuid::Uuid,
+    owner: String,
+    lease: Duration,
+    lost: tokio::sync::oneshot::Sender<()>,
+) {
+    let every = lease / 3;
+    loop {
+        tokio::time::sleep(every).await;
+        let until = Utc::now() + lease;
+        match store.renew_job_lease(job, &owner, until).await {
+            Ok(true) => {}
+            Ok(false) => {
+                let _ = lost.send(());
+                return;
+            }
+            Err(e) => tracing::warn!(job_id = %job, error = %e, "cannot renew sync lease"),
+        }
+    }
+}
+
 /// A finished run, as the scheduler hears of it (to back off after failures).
 #[derive(Debug, Clone)]
 pub struct Finished {
@@ -181,7 +205,7 @@ impl SyncEngine {
                     .await
             };
             match claimed {
-                Ok(Some(job)) => self.run_claimed(job, &mut stop).await,
+                Ok(Some(job)) => self.run_claimed(job).await,
                 Ok(None) => {
                     tokio::select! {
                         _ = self.wake.notified() => {}
@@ -213,36 +237,27 @@ impl SyncEngine {
     }
 
     /// Runs a claimed job to its end: renews the lease meanwhile, bounds the run
-    /// by the per-sync timeout, and records how it ended.
-    async fn run_claimed(&self, job: SyncJob, stop: &mut watch::Receiver<bool>) {
+    /// by the per-sync timeout, and records how it ended. (At shutdown the run
+    /// goes on; `shutdown` bounds the wait, and a lapsed lease hands it on.)
+    async fn run_claimed(&self, job: SyncJob) {
         let started = Instant::now();
-        let renew_every = self.settings.lease / 3;
-        let run = self.run(&job);
-        tokio::pin!(run);
-        let deadline = tokio::time::sleep(self.settings.timeout);
-        tokio::pin!(deadline);
-        let mut renew =
-            tokio::time::interval_at(tokio::time::Instant::now() + renew_every, renew_every);
-        let mut stopping = false;
-        let outcome = loop {
-            tokio::select! {
-                result = &mut run => break Some(result),
-                _ = &mut deadline => break None,
-                _ = renew.tick() => {
-                    let until = Utc::now() + self.settings.lease;
-                    match self.store.renew_job_lease(job.id, &self.owner, until).await {
-                        Ok(true) => {}
-                        Ok(false) => break Some(Err(Interrupted::LeaseLost.into())),
-                        Err(e) => tracing::warn!(job_id = %job.id, error = %e, "cannot renew sync lease"),
-                    }
-                }
-                _ = stop.changed(), if !stopping => {
-                    // Let the run finish within the shutdown grace (the engine's
-                    // `shutdown` bounds it); a lapsed lease hands it on otherwise.
-                    stopping = true;
-                }
-            }
+        // The lease is renewed by a task of its own: awaiting a store call here,
+        // beside the suspended run, could wait forever on the writer turn that
+        // the run holds.
+        let (lost_tx, lost) = tokio::sync::oneshot::channel();
+        let heartbeat = tokio::spawn(heartbeat(
+            self.store.clone(),
+            job.id,
+            self.owner.clone(),
+            self.settings.lease,
+            lost_tx,
+        ));
+        let outcome = tokio::select! {
+            result = self.run(&job) => Some(result),
+            _ = tokio::time::sleep(self.settings.timeout) => None,
+            Ok(()) = lost => Some(Err(Interrupted::LeaseLost.into())),
         };
+        heartbeat.abort();
         let end = match outcome {
             Some(Ok(())) => JobEnd::Succeeded,
             Some(Err(RunError::Interrupted(Interrupted::LeaseLost))) => {
@@ -395,11 +410,21 @@ impl SyncEngine {
             resolved.end,
             chrono::Duration::days(MAX_WINDOW_DAYS),
         ) {
+            let fetched_at = Instant::now();
             let (got, newest) = fetch_window(&self.client, &self.pipeline, user, window).await?;
             counts += got;
             resume = window.end;
             self.checkpoint(job, resolved, resume, counts, newest)
                 .await?;
+            tracing::debug!(
+                job_id = %job.id,
+                user_id = %user,
+                window_start = %window.start,
+                window_end = %window.end,
+                fetched = got.fetched,
+                elapsed_ms = fetched_at.elapsed().as_millis() as u64,
+                "sync window stored"
+            );
         }
         Ok(())
     }
@@ -518,5 +543,53 @@ impl From<SyncError> for RunError {
                 _ => RunError::Passing(message),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn t(h: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap() + chrono::Duration::hours(h)
+    }
+
+    #[test]
+    fn incremental_syncs_reread_the_overlap_window() {
+        let overlap = Duration::from_secs(3 * 3600);
+        let r = incremental_range(Some(t(10)), t(12), overlap, 30);
+        assert_eq!((r.start, r.end), (t(7), t(12)));
+        // Never synced: the backfill horizon.
+        let r = incremental_range(None, t(12), overlap, 30);
+        assert_eq!(r.start, t(12) - chrono::Duration::days(30));
+        // A mark older than the horizon is capped by it; one in the future by now.
+        let r = incremental_range(Some(t(-2000)), t(12), overlap, 30);
+        assert_eq!(r.start, t(12) - chrono::Duration::days(30));
+        let r = incremental_range(Some(t(20)), t(12), overlap, 30);
+        assert_eq!(r.start, t(12));
+        // No overlap configured: from the mark itself.
+        let r = incremental_range(Some(t(10)), t(12), Duration::ZERO, 30);
+        assert_eq!(r.start, t(10));
+    }
+
+    #[test]
+    fn ranges_are_clipped_to_what_dexcom_holds() {
+        let wanted = TimeRange {
+            start: t(0),
+            end: t(48),
+        };
+        let clipped = clip(wanted, t(10), t(20)).unwrap();
+        assert_eq!(clipped.start, t(10));
+        // The latest record is inclusive.
+        assert_eq!(clipped.end, t(20) + chrono::Duration::seconds(1));
+        assert_eq!(clip(wanted, t(50), t(60)), None, "nothing in the range");
+        assert_eq!(clip(wanted, t(-10), t(100)), Some(wanted));
+    }
+
+    #[test]
+    fn job_retries_back_off_to_fifteen_minutes() {
+        let secs: Vec<u64> = (1..=8).map(|a| retry_delay(a).as_secs()).collect();
+        assert_eq!(secs, [30, 60, 120, 240, 480, 900, 900, 900]);
     }
 }

@@ -279,3 +279,182 @@ impl Scheduler {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INTERVAL: Duration = Duration::from_secs(900);
+
+    fn users(n: usize) -> Vec<UserId> {
+        (0..n)
+            .map(|i| UserId::parse(&format!("user-{i}")).unwrap())
+            .collect()
+    }
+
+    /// Pops everything due until `until`, advancing paused time to each due
+    /// instant, and returns (user, when) in order.
+    async fn run_until(plan: &mut Plan, until: Instant) -> Vec<(UserId, Instant)> {
+        let mut fired = Vec::new();
+        while let Some(due) = plan.next_due() {
+            if due > until {
+                break;
+            }
+            tokio::time::sleep_until(due).await;
+            let now = Instant::now();
+            fired.extend(plan.pop_due(now).into_iter().map(|u| (u, now)));
+        }
+        fired
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_restart_with_many_users_is_spread_evenly_over_one_interval() {
+        let start = Instant::now();
+        let mut plan = Plan::new(INTERVAL, 7);
+        let all = users(100_000);
+        for u in &all {
+            plan.add(u.clone(), start, None);
+        }
+        // Each tenth of the interval gets about a tenth of the users.
+        let mut buckets = [0usize; 10];
+        for u in &all {
+            let offset = plan.due(u).unwrap() - start;
+            assert!(offset < INTERVAL);
+            buckets[(offset.as_secs_f64() / INTERVAL.as_secs_f64() * 10.0) as usize] += 1;
+        }
+        for (i, n) in buckets.iter().enumerate() {
+            assert!((9_500..=10_500).contains(n), "bucket {i}: {n} users");
+        }
+        // And the busiest second of the first interval holds few of them.
+        let fired = run_until(&mut plan, start + INTERVAL).await;
+        assert_eq!(
+            fired.len(),
+            all.len(),
+            "everyone is polled within one interval"
+        );
+        let mut per_second = HashMap::new();
+        for (_, at) in &fired {
+            *per_second.entry((*at - start).as_secs()).or_insert(0usize) += 1;
+        }
+        let busiest = per_second.values().max().copied().unwrap_or(0);
+        assert!(busiest < 200, "{busiest} polls in one second (mean 111)");
+    }
+
+    #[test]
+    fn phases_are_stable_across_plans() {
+        let a = Plan::new(INTERVAL, 1);
+        let b = Plan::new(INTERVAL, 2);
+        for u in users(50) {
+            assert_eq!(
+                a.phase(&u),
+                b.phase(&u),
+                "a restart keeps each user's phase"
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_user_is_polled_once_per_interval_plus_jitter() {
+        let start = Instant::now();
+        let mut plan = Plan::new(INTERVAL, 11);
+        let all = users(200);
+        for u in &all {
+            plan.add(u.clone(), start, None);
+        }
+        let fired = run_until(&mut plan, start + INTERVAL * 10).await;
+        let mut times: HashMap<UserId, Vec<Instant>> = HashMap::new();
+        for (u, at) in fired {
+            times.entry(u).or_default().push(at);
+        }
+        let mut jitters = Vec::new();
+        for u in &all {
+            let t = &times[u];
+            assert!(
+                (9..=10).contains(&t.len()),
+                "{u}: {} polls in 10 intervals",
+                t.len()
+            );
+            for pair in t.windows(2) {
+                let gap = pair[1] - pair[0];
+                assert!(gap >= INTERVAL, "{u}: polled again after {gap:?}");
+                assert!(gap <= INTERVAL.mul_f64(1.0 + JITTER), "{u}: waited {gap:?}");
+                jitters.push((gap - INTERVAL).as_secs_f64());
+            }
+        }
+        // The jitter is spread over its whole range, not stuck at one value.
+        let max = JITTER * INTERVAL.as_secs_f64();
+        let low = jitters.iter().filter(|j| **j < max / 4.0).count();
+        let high = jitters.iter().filter(|j| **j > max * 3.0 / 4.0).count();
+        assert!(
+            low > jitters.len() / 8 && high > jitters.len() / 8,
+            "{low} low, {high} high of {}",
+            jitters.len()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_recent_sync_keeps_its_period_after_a_restart() {
+        let start = Instant::now();
+        let mut plan = Plan::new(INTERVAL, 3);
+        let u = UserId::parse("synced").unwrap();
+        plan.add(u.clone(), start, Some(Duration::from_secs(600)));
+        let due = plan.due(&u).unwrap() - start;
+        assert!(due >= Duration::from_secs(300), "{due:?}");
+        assert!(
+            due <= Duration::from_secs(300) + INTERVAL.mul_f64(JITTER),
+            "{due:?}"
+        );
+        // Long ago (or never): at its phase.
+        let v = UserId::parse("stale").unwrap();
+        plan.add(v.clone(), start, Some(INTERVAL * 5));
+        assert_eq!(plan.due(&v).unwrap() - start, plan.phase(&v));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failures_back_off_doubling_then_reset_on_success() {
+        let start = Instant::now();
+        let mut plan = Plan::new(INTERVAL, 5);
+        let u = UserId::parse("flaky").unwrap();
+        plan.add(u.clone(), start, None);
+        let mut delays = Vec::new();
+        for _ in 0..6 {
+            tokio::time::advance(Duration::from_secs(1)).await;
+            let now = Instant::now();
+            plan.failed(&u, now);
+            delays.push((plan.due(&u).unwrap() - now).as_secs_f64() / INTERVAL.as_secs_f64());
+        }
+        // 1, 2, 4, 8, 8, 8 intervals (plus up to 10% jitter).
+        for (delay, want) in delays.iter().zip([1.0, 2.0, 4.0, 8.0, 8.0, 8.0]) {
+            assert!(*delay >= want && *delay <= want + JITTER, "{delays:?}");
+        }
+        plan.succeeded(&u);
+        let now = Instant::now();
+        plan.failed(&u, now);
+        let after_reset = (plan.due(&u).unwrap() - now).as_secs_f64() / INTERVAL.as_secs_f64();
+        assert!(after_reset < 1.0 + JITTER, "{after_reset}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_user_far_behind_is_planned_from_now_and_removed_users_stop() {
+        let start = Instant::now();
+        let mut plan = Plan::new(INTERVAL, 9);
+        let all = users(3);
+        for u in &all {
+            plan.add(u.clone(), start, None);
+        }
+        // The process was stalled for three intervals: one poll each, not three.
+        tokio::time::advance(INTERVAL * 4).await;
+        let now = Instant::now();
+        assert_eq!(plan.pop_due(now).len(), 3);
+        assert!(plan.pop_due(now).is_empty());
+        for u in &all {
+            assert!(plan.due(u).unwrap() >= now + INTERVAL);
+        }
+        // Disconnected users leave the plan.
+        plan.retain(&all[..1].iter().cloned().collect());
+        assert_eq!(plan.len(), 1);
+        assert!(!plan.contains(&all[1]));
+        let fired = run_until(&mut plan, now + INTERVAL * 3).await;
+        assert!(fired.iter().all(|(u, _)| u == &all[0]));
+    }
+}

@@ -13,3 +13,4 @@ mod sqlite_store;
 mod store_conformance;
 mod sync_engine;
 mod transport;
+mod webhooks;
