@@ -96,6 +96,9 @@ impl Pipeline {
                 "outcome" => upserted.outcome.as_str()
             )
             .increment(1);
+            if upserted.outcome == Outcome::Inserted {
+                record_data_lag(&reading, now);
+            }
             if let Some(event) = change_event(&reading, &upserted) {
                 events.push(event);
             }
@@ -105,6 +108,16 @@ impl Pipeline {
             self.events.publish(events);
         }
         Ok(results.into_iter().flatten().collect())
+    }
+}
+
+/// How late a new reading arrived. Only readings less than a day old count:
+/// a backfill of last month is history, not lag.
+fn record_data_lag(reading: &Reading, now: chrono::DateTime<Utc>) {
+    let lag = (now - reading.timestamp.as_datetime()).num_milliseconds() as f64 / 1000.0;
+    if (0.0..86_400.0).contains(&lag) {
+        metrics::histogram!("reading_data_lag_seconds", "source" => reading.source.metrics_label())
+            .record(lag);
     }
 }
 

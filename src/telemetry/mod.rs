@@ -52,6 +52,15 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// Ingest time minus reading time: Dexcom's own delay is minutes to hours.
+const DATA_LAG_BUCKETS: &[f64] = &[
+    5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 10800.0, 21600.0, 86400.0,
+];
+/// A sync run: a poll takes well under a second, a 90-day backfill minutes.
+const SYNC_BUCKETS: &[f64] = &[
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
+];
+
 /// The process-wide Prometheus recorder (metrics macros record into one global).
 pub fn metrics_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -59,6 +68,19 @@ pub fn metrics_handle() -> PrometheusHandle {
         .get_or_init(|| {
             let handle = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), LATENCY_BUCKETS)
+                .and_then(|b| {
+                    // Full names take precedence over the suffix rule.
+                    b.set_buckets_for_metric(
+                        Matcher::Full("reading_data_lag_seconds".to_owned()),
+                        DATA_LAG_BUCKETS,
+                    )
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full("sync_duration_seconds".to_owned()),
+                        SYNC_BUCKETS,
+                    )
+                })
                 .expect("buckets are non-empty")
                 .install_recorder()
                 .expect("no other metrics recorder is installed");
@@ -96,6 +118,50 @@ fn describe_metrics() {
         "Readings rejected by validation, by the offending field"
     );
     describe_counter!("events_published_total", "Domain events published, by type");
+    describe_histogram!(
+        "reading_data_lag_seconds",
+        Unit::Seconds,
+        "Ingest time minus reading time of new readings less than a day old, by source"
+    );
+    describe_histogram!(
+        "sync_duration_seconds",
+        Unit::Seconds,
+        "One run of a sync job, by trigger and outcome (succeeded, failed, retry)"
+    );
+    describe_counter!(
+        "sync_runs_total",
+        "Sync job runs, by trigger and outcome (succeeded, failed, retry)"
+    );
+    describe_counter!("sync_jobs_queued_total", "Sync jobs queued, by trigger");
+    describe_counter!(
+        "sync_polls_coalesced_total",
+        "Scheduled polls not queued because the user had a job queued, running or just run"
+    );
+    describe_gauge!(
+        "sync_backlog_jobs",
+        "Sync jobs queued and due, not yet running"
+    );
+    describe_gauge!(
+        "sync_scheduled_users",
+        "Connected users in this instance's poll plan"
+    );
+    describe_counter!(
+        "webhook_deliveries_received_total",
+        "Webhook deliveries received, by outcome (accepted, duplicate, bad_signature, invalid) and type"
+    );
+    describe_counter!(
+        "webhook_deliveries_processed_total",
+        "Webhook deliveries processed, by outcome (done, ignored, retry, failed)"
+    );
+    describe_histogram!(
+        "webhook_receipt_to_processed_seconds",
+        Unit::Seconds,
+        "From a delivery's receipt to its readings stored (egvs) or its fetch queued (egvs.available)"
+    );
+    describe_gauge!(
+        "webhook_inbox_backlog",
+        "Webhook deliveries stored and not yet processed"
+    );
     describe_gauge!("build_info", "Always 1; labels carry the version");
     describe_counter!(
         "log_lines_dropped_total",

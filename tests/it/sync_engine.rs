@@ -114,6 +114,26 @@ async fn scheduled_polls_sync_every_connected_user_each_interval() {
         .await;
         assert!(connection["data"]["connections"][0]["last_sync_at"].is_string());
     }
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "sync_runs_total{trigger=\"scheduled\",outcome=\"succeeded\"}",
+        "sync_runs_total{trigger=\"backfill\",outcome=\"succeeded\"}",
+        "sync_duration_seconds_bucket{",
+        "sync_jobs_queued_total{trigger=\"scheduled\"}",
+        "reading_data_lag_seconds_bucket{source=\"dexcom\"",
+        "sync_backlog_jobs ",
+        "sync_scheduled_users ",
+    ] {
+        assert!(metrics.contains(name), "/metrics lacks {name}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

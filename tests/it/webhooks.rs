@@ -213,6 +213,15 @@ async fn inline_readings_are_readable_soon_after_the_202() {
     assert_eq!(delivery.body, None);
     let outcome: Value = serde_json::from_str(delivery.outcome.as_deref().unwrap()).unwrap();
     assert_eq!(outcome["inserted"], 1);
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    for name in [
+        "webhook_receipt_to_processed_seconds_bucket{type=\"egvs\"",
+        "webhook_deliveries_received_total{outcome=\"accepted\",type=\"egvs\"}",
+        "webhook_deliveries_processed_total{outcome=\"done\"}",
+        "webhook_inbox_backlog ",
+    ] {
+        assert!(metrics.contains(name), "/metrics lacks {name}");
+    }
 }
 
 async fn wait_delivery(
