@@ -267,14 +267,14 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<Delivery>, StoreError>;
 
-    /// Records how processing ended, only if `owner` holds the claim.
-    async fn finish_delivery(
+    /// Records how processing ended, in one transaction, for the deliveries
+    /// `owner` still holds the claim of; returns how many those were.
+    async fn finish_deliveries(
         &self,
-        delivery: uuid::Uuid,
         owner: &str,
-        end: DeliveryEnd,
+        ends: Vec<(uuid::Uuid, DeliveryEnd)>,
         now: DateTime<Utc>,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<usize, StoreError>;
 
     async fn get_delivery(&self, delivery: uuid::Uuid) -> Result<Option<Delivery>, StoreError>;
 

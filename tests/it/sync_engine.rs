@@ -324,15 +324,35 @@ async fn two_engines_on_one_store_never_sync_one_user_at_once() {
     tokio::time::sleep(Duration::from_secs(6)).await;
 
     let mut per_engine = Vec::new();
+    let mut connected = 0;
     for rx in &mut events {
         let mut completed = 0;
         while let Ok(event) = rx.try_recv() {
-            if let EventKind::SyncCompleted(_) = event.kind {
-                completed += 1;
+            match &event.kind {
+                EventKind::SyncCompleted(change) => {
+                    completed += 1;
+                    assert!(users.contains(&change.user_id.as_str()));
+                    // The wire form consumers get: id, schema version, type, data.
+                    let json = serde_json::to_value(&*event).unwrap();
+                    assert_eq!(json["type"], "sync.completed");
+                    assert_eq!(json["schema_version"], 1);
+                    assert!(
+                        json["id"].is_string() && json["data"]["job_id"].is_string(),
+                        "{json}"
+                    );
+                    assert!(json["data"]["counts"]["fetched"].is_u64(), "{json}");
+                }
+                EventKind::ConnectionChanged(change) => {
+                    assert_eq!(change.status, "connected");
+                    assert_eq!(event.kind.routing_key(), "connection.connected");
+                    connected += 1;
+                }
+                _ => {}
             }
         }
         per_engine.push(completed);
     }
+    assert_eq!(connected, users.len(), "one connection.connected per user");
     assert!(
         per_engine.iter().all(|n| *n > 0),
         "both engines ran syncs: {per_engine:?}"

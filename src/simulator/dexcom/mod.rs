@@ -165,6 +165,13 @@ impl DexcomSimulator {
         self.tokens().revoke_user(sim_user);
     }
 
+    /// An access and refresh token for `sim_user`, as a completed login would
+    /// issue them, without the login: provisions many users for load tests.
+    pub fn provision_tokens(&self, sim_user: &str) -> (String, String) {
+        let issued = self.tokens().provision(sim_user);
+        (issued.access_token, issued.refresh_token)
+    }
+
     /// A snapshot of the call counters.
     pub fn stats(&self) -> SimStats {
         self.inner.counters.snapshot()

@@ -187,10 +187,23 @@ impl TokenStore {
         self.refresh.retain(|_, t| t.family != family);
     }
 
+    /// A token pair for `sim_user` as if it had just completed a login (a new
+    /// token family), without the login: for provisioning many users in load
+    /// tests.
+    pub(super) fn provision(&mut self, sim_user: &str) -> Issued {
+        let family = self.next_family;
+        self.next_family += 1;
+        self.insert_pair(sim_user, family, Instant::now())
+    }
+
     fn issue_pair(&mut self, sim_user: &str, family: u64) -> Issued {
         let now = Instant::now();
         self.access.retain(|_, t| t.expires_at > now);
         self.refresh.retain(|_, t| t.expires_at > now);
+        self.insert_pair(sim_user, family, now)
+    }
+
+    fn insert_pair(&mut self, sim_user: &str, family: u64, now: Instant) -> Issued {
         let token = |ttl| Token {
             sim_user: sim_user.to_owned(),
             family,

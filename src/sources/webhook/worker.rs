@@ -164,12 +164,10 @@ impl WebhookInbox {
                 .claim_deliveries(&self.owner, now, now + CLAIM, BATCH)
                 .await;
             let idle = match claimed {
+                Ok(deliveries) if deliveries.is_empty() => true,
                 Ok(deliveries) => {
-                    let idle = deliveries.is_empty();
-                    for delivery in deliveries {
-                        self.handle(delivery).await;
-                    }
-                    idle
+                    self.process_batch(deliveries).await;
+                    false
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "cannot claim webhook deliveries; retrying");
@@ -189,10 +187,82 @@ impl WebhookInbox {
         }
     }
 
-    async fn handle(&self, delivery: Delivery) {
-        let (id, kind, attempts) = (delivery.id, delivery.kind.clone(), delivery.attempts);
-        let received_at = delivery.received_at;
-        let end = match self.process(delivery).await {
+    /// Processes claimed deliveries together: the inline readings of all of
+    /// them in one pipeline batch (one transaction, in order of receipt), and
+    /// every end recorded in one store call, so a burst costs two commits, not
+    /// two per delivery.
+    async fn process_batch(&self, deliveries: Vec<Delivery>) {
+        let mut ends: Vec<Option<Result<DeliveryEnd, String>>> = vec![None; deliveries.len()];
+        // Inline readings: (position, records in the batch) per delivery.
+        let mut inline: Vec<(usize, std::ops::Range<usize>, usize)> = Vec::new();
+        let mut batch = Vec::new();
+        for (i, delivery) in deliveries.iter().enumerate() {
+            match parse_stored(delivery) {
+                Err(end) => ends[i] = Some(Ok(end)),
+                Ok(Body::Unknown(kind)) => {
+                    ends[i] = Some(Ok(DeliveryEnd::Ignored {
+                        reason: format!("unknown type {kind:?}"),
+                    }))
+                }
+                Ok(Body::EgvsAvailable(range)) => {
+                    ends[i] = Some(self.queue_window(&delivery.user_id, range).await)
+                }
+                Ok(Body::Egvs(page)) => {
+                    let start = batch.len();
+                    batch.extend(translate_for_pipeline(&delivery.user_id, &page));
+                    inline.push((i, start..batch.len(), page.len()));
+                }
+            }
+        }
+        if !inline.is_empty() {
+            match self.pipeline.ingest(batch).await {
+                Ok(results) => {
+                    for (i, records, sent) in inline {
+                        ends[i] = Some(Ok(summarize(&results[records], sent)));
+                    }
+                }
+                Err(e) => {
+                    for (i, _, _) in inline {
+                        ends[i] = Some(Err(e.to_string()));
+                    }
+                }
+            }
+        }
+        let now = Utc::now();
+        let ends: Vec<_> = deliveries
+            .iter()
+            .zip(ends)
+            .map(|(d, end)| {
+                let end = end.unwrap_or_else(|| Err("not processed".into()));
+                (d.id, self.settle(d, end, now))
+            })
+            .collect();
+        match self.store.finish_deliveries(&self.owner, ends, now).await {
+            Ok(recorded) if recorded == deliveries.len() => {}
+            Ok(recorded) => tracing::warn!(
+                recorded,
+                claimed = deliveries.len(),
+                "some webhook claims lapsed before their ends were recorded"
+            ),
+            Err(e) => {
+                // The claims lapse and the deliveries are processed again
+                // (readings dedup; a window becomes a second job): nothing is lost.
+                tracing::error!(error = %e, "cannot record webhook deliveries' ends");
+            }
+        }
+    }
+
+    /// The end to record for a processed delivery: a passing failure becomes a
+    /// retry with backoff, or after `MAX_ATTEMPTS` a failure. Counted and logged
+    /// (with the id and type, never the body).
+    fn settle(
+        &self,
+        d: &Delivery,
+        end: Result<DeliveryEnd, String>,
+        now: DateTime<Utc>,
+    ) -> DeliveryEnd {
+        let (id, kind, attempts) = (d.id, d.kind.as_str(), d.attempts);
+        let end = match end {
             Ok(end) => end,
             Err(error) if attempts >= MAX_ATTEMPTS => {
                 tracing::error!(delivery_id = %id, kind, attempts, error, "webhook delivery failed for good; its body is kept for a replay");
@@ -201,7 +271,7 @@ impl WebhookInbox {
             Err(error) => {
                 tracing::warn!(delivery_id = %id, kind, attempts, error, "webhook delivery failed; will retry");
                 DeliveryEnd::Retry {
-                    not_before: Utc::now() + retry_delay(attempts),
+                    not_before: now + retry_delay(attempts),
                     error,
                 }
             }
@@ -214,54 +284,11 @@ impl WebhookInbox {
         };
         metrics::counter!("webhook_deliveries_processed_total", "outcome" => outcome).increment(1);
         if let DeliveryEnd::Done { .. } = end {
-            let lag = (Utc::now() - received_at).to_std().unwrap_or_default();
-            metrics::histogram!("webhook_receipt_to_processed_seconds", "type" => metric_kind(&kind))
+            let lag = (now - d.received_at).to_std().unwrap_or_default();
+            metrics::histogram!("webhook_receipt_to_processed_seconds", "type" => metric_kind(kind))
                 .record(lag.as_secs_f64());
         }
-        match self
-            .store
-            .finish_delivery(id, &self.owner, end, Utc::now())
-            .await
-        {
-            Ok(true) => {}
-            Ok(false) => {
-                tracing::warn!(delivery_id = %id, "webhook claim lapsed before its end was recorded")
-            }
-            Err(e) => {
-                // The claim lapses and the delivery is processed again (readings
-                // dedup; a window becomes a second job): nothing is lost.
-                tracing::error!(delivery_id = %id, error = %e, "cannot record a webhook delivery's end");
-            }
-        }
-    }
-
-    /// Processes one delivery: Ok with its end, or Err with a passing failure.
-    async fn process(&self, delivery: Delivery) -> Result<DeliveryEnd, String> {
-        let Some(body) = delivery.body else {
-            return Ok(DeliveryEnd::Failed {
-                error: "the stored body is missing".into(),
-            });
-        };
-        let body = match Body::parse(&body) {
-            Ok(body) => body,
-            // Checked before the 202; only a changed parser can get here.
-            Err(errors) => {
-                let why: Vec<_> = errors
-                    .iter()
-                    .map(|e| format!("{}: {}", e.pointer, e.message))
-                    .collect();
-                return Ok(DeliveryEnd::Failed {
-                    error: format!("unreadable body: {}", why.join("; ")),
-                });
-            }
-        };
-        match body {
-            Body::Unknown(kind) => Ok(DeliveryEnd::Ignored {
-                reason: format!("unknown type {kind:?}"),
-            }),
-            Body::EgvsAvailable(range) => self.queue_window(&delivery.user_id, range).await,
-            Body::Egvs(page) => self.ingest(&delivery.user_id, &page).await,
-        }
+        end
     }
 
     async fn queue_window(&self, user: &UserId, range: TimeRange) -> Result<DeliveryEnd, String> {
@@ -283,32 +310,46 @@ impl WebhookInbox {
             outcome: serde_json::json!({ "job_id": id }).to_string(),
         })
     }
+}
 
-    async fn ingest(&self, user: &UserId, page: &EgvsPage) -> Result<DeliveryEnd, String> {
-        let batch = translate_for_pipeline(user, page);
-        let results = self
-            .pipeline
-            .ingest(batch)
-            .await
-            .map_err(|e| e.to_string())?;
-        let (mut inserted, mut updated, mut duplicates, mut rejected) = (0, 0, 0, 0);
-        for result in &results {
-            match result {
-                RecordResult::Stored(_, u) => match u.outcome {
-                    Outcome::Inserted => inserted += 1,
-                    Outcome::Updated => updated += 1,
-                    Outcome::Duplicate(_) => duplicates += 1,
-                },
-                RecordResult::Rejected(_) => rejected += 1,
-            }
+/// A stored delivery's body, parsed; or the end of one that cannot be.
+fn parse_stored(delivery: &Delivery) -> Result<Body, DeliveryEnd> {
+    let Some(body) = &delivery.body else {
+        return Err(DeliveryEnd::Failed {
+            error: "the stored body is missing".into(),
+        });
+    };
+    // Checked before the 202; only a changed parser can fail here.
+    Body::parse(body).map_err(|errors| {
+        let why: Vec<_> = errors
+            .iter()
+            .map(|e| format!("{}: {}", e.pointer, e.message))
+            .collect();
+        DeliveryEnd::Failed {
+            error: format!("unreadable body: {}", why.join("; ")),
         }
-        Ok(DeliveryEnd::Done {
-            outcome: serde_json::json!({
-                "records": page.len(), "inserted": inserted, "updated": updated,
-                "duplicates": duplicates, "rejected": rejected
-            })
-            .to_string(),
+    })
+}
+
+/// What an inline delivery's records came to.
+fn summarize(results: &[RecordResult], records: usize) -> DeliveryEnd {
+    let (mut inserted, mut updated, mut duplicates, mut rejected) = (0, 0, 0, 0);
+    for result in results {
+        match result {
+            RecordResult::Stored(_, u) => match u.outcome {
+                Outcome::Inserted => inserted += 1,
+                Outcome::Updated => updated += 1,
+                Outcome::Duplicate(_) => duplicates += 1,
+            },
+            RecordResult::Rejected(_) => rejected += 1,
+        }
+    }
+    DeliveryEnd::Done {
+        outcome: serde_json::json!({
+            "records": records, "inserted": inserted, "updated": updated,
+            "duplicates": duplicates, "rejected": rejected
         })
+        .to_string(),
     }
 }
 

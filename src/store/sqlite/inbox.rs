@@ -141,50 +141,20 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn finish_delivery_impl(
+    pub(super) async fn finish_deliveries_impl(
         &self,
-        delivery: Uuid,
         owner: String,
-        end: DeliveryEnd,
+        ends: Vec<(Uuid, DeliveryEnd)>,
         now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<usize, StoreError> {
         self.write(move |conn| {
-            let id = delivery.to_string();
-            let now = now.timestamp_millis();
-            let held = "WHERE id = ?1 AND claimed_by = ?2 AND status = 'processing'";
-            let unclaim = "claimed_by = NULL, claimed_until_ms = NULL";
-            let changed = match end {
-                DeliveryEnd::Done { outcome } => conn.execute(
-                    &format!(
-                        "UPDATE webhook_inbox SET status = 'done', body = NULL, outcome = ?3, \
-                         last_error = NULL, processed_at_ms = ?4, {unclaim} {held}"
-                    ),
-                    params![id, owner, outcome, now],
-                ),
-                DeliveryEnd::Ignored { reason } => conn.execute(
-                    &format!(
-                        "UPDATE webhook_inbox SET status = 'ignored', body = NULL, outcome = ?3, \
-                         processed_at_ms = ?4, {unclaim} {held}"
-                    ),
-                    params![id, owner, reason, now],
-                ),
-                DeliveryEnd::Retry { not_before, error } => conn.execute(
-                    &format!(
-                        "UPDATE webhook_inbox SET status = 'queued', next_attempt_at_ms = ?3, \
-                         last_error = ?4, {unclaim} {held}"
-                    ),
-                    params![id, owner, not_before.timestamp_millis(), error],
-                ),
-                DeliveryEnd::Failed { error } => conn.execute(
-                    &format!(
-                        "UPDATE webhook_inbox SET status = 'failed', last_error = ?3, \
-                         processed_at_ms = ?4, {unclaim} {held}"
-                    ),
-                    params![id, owner, error, now],
-                ),
+            let tx = conn.transaction().map_err(internal)?;
+            let mut recorded = 0;
+            for (delivery, end) in ends {
+                recorded += finish_one(&tx, &delivery.to_string(), &owner, end, now)?;
             }
-            .map_err(internal)?;
-            Ok(changed == 1)
+            tx.commit().map_err(internal)?;
+            Ok(recorded)
         })
         .await
     }
@@ -210,4 +180,55 @@ impl SqliteStore {
         })
         .await
     }
+}
+
+/// Records one delivery's end if `owner` holds its claim: 1, else 0.
+fn finish_one(
+    tx: &rusqlite::Transaction<'_>,
+    id: &str,
+    owner: &str,
+    end: DeliveryEnd,
+    now: DateTime<Utc>,
+) -> Result<usize, StoreError> {
+    let now = now.timestamp_millis();
+    let held = "WHERE id = ?1 AND claimed_by = ?2 AND status = 'processing'";
+    let unclaim = "claimed_by = NULL, claimed_until_ms = NULL";
+    let (sql, value, at) = match end {
+        DeliveryEnd::Done { outcome } => (
+            format!(
+                "UPDATE webhook_inbox SET status = 'done', body = NULL, outcome = ?3, \
+                 last_error = NULL, processed_at_ms = ?4, {unclaim} {held}"
+            ),
+            outcome,
+            now,
+        ),
+        DeliveryEnd::Ignored { reason } => (
+            format!(
+                "UPDATE webhook_inbox SET status = 'ignored', body = NULL, outcome = ?3, \
+                 processed_at_ms = ?4, {unclaim} {held}"
+            ),
+            reason,
+            now,
+        ),
+        DeliveryEnd::Retry { not_before, error } => (
+            format!(
+                "UPDATE webhook_inbox SET status = 'queued', next_attempt_at_ms = ?4, \
+                 last_error = ?3, {unclaim} {held}"
+            ),
+            error,
+            not_before.timestamp_millis(),
+        ),
+        DeliveryEnd::Failed { error } => (
+            format!(
+                "UPDATE webhook_inbox SET status = 'failed', last_error = ?3, \
+                 processed_at_ms = ?4, {unclaim} {held}"
+            ),
+            error,
+            now,
+        ),
+    };
+    tx.prepare_cached(&sql)
+        .map_err(internal)?
+        .execute(params![id, owner, value, at])
+        .map_err(internal)
 }

@@ -578,14 +578,13 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn finish_delivery(
+    async fn finish_deliveries(
         &self,
-        delivery: Uuid,
         owner: &str,
-        end: DeliveryEnd,
+        ends: Vec<(Uuid, DeliveryEnd)>,
         now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        self.finish_delivery_impl(delivery, owner.to_owned(), end, now)
+    ) -> Result<usize, StoreError> {
+        self.finish_deliveries_impl(owner.to_owned(), ends, now)
             .await
     }
 

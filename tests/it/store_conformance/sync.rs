@@ -449,6 +449,14 @@ pub(super) async fn finished_scheduled_jobs_are_pruned(s: S) {
     );
 }
 
+/// Records one end; true if `owner` held the claim.
+async fn finish(s: &S, id: Uuid, owner: &str, end: DeliveryEnd, now: DateTime<Utc>) -> bool {
+    s.finish_deliveries(owner, vec![(id, end)], now)
+        .await
+        .unwrap()
+        == 1
+}
+
 fn delivery(u: &str, signature: &str, at: DateTime<Utc>) -> NewDelivery {
     NewDelivery {
         id: Uuid::new_v4(),
@@ -494,8 +502,9 @@ pub(super) async fn webhook_inbox_stores_claims_and_finishes(s: S) {
     // Claimed ones are not handed out twice.
     let rest = s.claim_deliveries("b", now, until, 10).await.unwrap();
     assert_eq!(rest.iter().map(|d| d.id).collect::<Vec<_>>(), [id3]);
-    assert!(!s
-        .finish_delivery(
+    assert!(
+        !finish(
+            &s,
             id1,
             "b",
             DeliveryEnd::Done {
@@ -504,11 +513,12 @@ pub(super) async fn webhook_inbox_stores_claims_and_finishes(s: S) {
             t0
         )
         .await
-        .unwrap());
+    );
 
     // Done clears the body; a retry waits for its time; failed keeps the body.
-    assert!(s
-        .finish_delivery(
+    assert!(
+        finish(
+            &s,
             id1,
             "a",
             DeliveryEnd::Done {
@@ -517,7 +527,7 @@ pub(super) async fn webhook_inbox_stores_claims_and_finishes(s: S) {
             t0
         )
         .await
-        .unwrap());
+    );
     let done = s.get_delivery(id1).await.unwrap().unwrap();
     assert_eq!(done.status, DeliveryStatus::Done);
     assert_eq!(done.body, None);
@@ -529,7 +539,7 @@ pub(super) async fn webhook_inbox_stores_claims_and_finishes(s: S) {
         not_before: retry_at,
         error: "storage unavailable".into(),
     };
-    assert!(s.finish_delivery(id2, "a", retry, t0).await.unwrap());
+    assert!(finish(&s, id2, "a", retry, t0).await);
     assert!(s
         .claim_deliveries("a", now, until, 10)
         .await
@@ -539,8 +549,9 @@ pub(super) async fn webhook_inbox_stores_claims_and_finishes(s: S) {
     assert_eq!(again.len(), 1);
     assert_eq!((again[0].id, again[0].attempts), (id2, 2));
     assert_eq!(again[0].last_error.as_deref(), Some("storage unavailable"));
-    assert!(s
-        .finish_delivery(
+    assert!(
+        finish(
+            &s,
             id2,
             "a",
             DeliveryEnd::Failed {
@@ -549,7 +560,7 @@ pub(super) async fn webhook_inbox_stores_claims_and_finishes(s: S) {
             retry_at
         )
         .await
-        .unwrap());
+    );
     let failed = s.get_delivery(id2).await.unwrap().unwrap();
     assert_eq!(failed.status, DeliveryStatus::Failed);
     assert!(
@@ -564,8 +575,9 @@ pub(super) async fn webhook_inbox_stores_claims_and_finishes(s: S) {
         .await
         .unwrap();
     assert_eq!(taken.iter().map(|d| d.id).collect::<Vec<_>>(), [id3]);
-    assert!(s
-        .finish_delivery(
+    assert!(
+        finish(
+            &s,
             id3,
             "c",
             DeliveryEnd::Ignored {
@@ -574,11 +586,45 @@ pub(super) async fn webhook_inbox_stores_claims_and_finishes(s: S) {
             lapsed
         )
         .await
-        .unwrap());
+    );
     assert_eq!(
         s.get_delivery(id3).await.unwrap().unwrap().status,
         DeliveryStatus::Ignored
     );
     assert_eq!(s.inbox_backlog().await.unwrap(), 0);
     assert_eq!(s.get_delivery(Uuid::new_v4()).await.unwrap(), None);
+
+    // Ends are recorded together, each only where the claim is held.
+    let later = lapsed + Duration::minutes(5);
+    let batch: Vec<NewDelivery> = (0..3)
+        .map(|i| delivery("u3", &format!("sig-batch-{i}"), later))
+        .collect();
+    for d in &batch {
+        s.put_delivery(d.clone()).await.unwrap();
+    }
+    let mine = s
+        .claim_deliveries("d", later, later + Duration::minutes(1), 2)
+        .await
+        .unwrap();
+    assert_eq!(mine.len(), 2);
+    let not_mine = batch
+        .iter()
+        .find(|d| mine.iter().all(|m| m.id != d.id))
+        .unwrap()
+        .id;
+    let done = |id| {
+        (
+            id,
+            DeliveryEnd::Done {
+                outcome: "{}".into(),
+            },
+        )
+    };
+    let ends = vec![done(mine[0].id), done(not_mine), done(mine[1].id)];
+    assert_eq!(s.finish_deliveries("d", ends, later).await.unwrap(), 2);
+    assert_eq!(
+        s.get_delivery(not_mine).await.unwrap().unwrap().status,
+        DeliveryStatus::Queued
+    );
+    assert_eq!(s.inbox_backlog().await.unwrap(), 1);
 }
