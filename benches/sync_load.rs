@@ -60,6 +60,7 @@ fn summary(name: &str, mut samples: Vec<Duration>) {
 
 async fn webhook(rate: u64, seconds: u64) {
     const SECRET: &str = "bench-webhook-secret";
+    let durability = std::env::var("SQLITE_SYNCHRONOUS").unwrap_or_else(|_| "full".into());
     let dir = tempfile::TempDir::new().expect("temp dir");
     let vars: HashMap<String, String> = [
         (
@@ -69,6 +70,7 @@ async fn webhook(rate: u64, seconds: u64) {
         ("AUTH_DISABLED", "true".into()),
         ("WEBHOOK_SIGNING_SECRET", SECRET.into()),
         ("RATE_LIMIT_WEBHOOK_PER_MINUTE", "100000000".into()),
+        ("SQLITE_SYNCHRONOUS", durability.clone()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
@@ -86,14 +88,57 @@ async fn webhook(rate: u64, seconds: u64) {
     let client = reqwest::Client::new();
     let total = rate * seconds;
     let users = 200;
-    let first = Utc::now() - chrono::Duration::seconds(total as i64 + 600);
+    // Whole seconds, as readings are stored.
+    let first = chrono::SubsecRound::trunc_subsecs(Utc::now(), 0)
+        - chrono::Duration::seconds(total as i64 + 600);
+    // One watcher checks what GET latest would answer for every acknowledged
+    // delivery, every millisecond (one task, so the watching costs the same
+    // however far behind the service is).
+    let (acked_tx, mut acked_rx) =
+        tokio::sync::mpsc::unbounded_channel::<(UserId, chrono::DateTime<Utc>, Instant, Duration)>();
+    let watcher = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut pending = Vec::new();
+            let mut acks = Vec::new();
+            let mut readable = Vec::new();
+            let mut open = true;
+            while open || !pending.is_empty() {
+                while let Ok(item) = acked_rx.try_recv() {
+                    pending.push(item);
+                }
+                if open && acked_rx.is_closed() && acked_rx.is_empty() {
+                    open = false;
+                }
+                let mut still = Vec::with_capacity(pending.len());
+                for (user, at, sent, ack) in pending {
+                    let latest = store.latest_reading(&user).await.expect("latest");
+                    if latest.as_ref().is_some_and(|r| r.reading.timestamp.as_datetime() >= at) {
+                        acks.push(ack);
+                        readable.push(sent.elapsed());
+                    } else {
+                        assert!(
+                            sent.elapsed() < Duration::from_secs(60),
+                            "{user} at {at} not readable after 60 s; latest {:?}, inbox backlog {:?}",
+                            latest.map(|r| r.reading.timestamp),
+                            store.inbox_backlog().await
+                        );
+                        still.push((user, at, sent, ack));
+                    }
+                }
+                pending = still;
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            (acks, readable)
+        })
+    };
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let mut tasks = Vec::with_capacity(total as usize);
+    let mut senders = Vec::with_capacity(total as usize);
     let started = Instant::now();
     for i in 0..total {
         tick.tick().await;
-        let user = format!("hook-{}", i % users);
+        let user = UserId::parse(&format!("hook-{}", i % users)).expect("user id");
         let at = first + chrono::Duration::seconds(i as i64);
         let body = serde_json::to_vec(&json!({"type": "egvs", "records": [{
             "recordId": format!("r{i}"),
@@ -106,12 +151,12 @@ async fn webhook(rate: u64, seconds: u64) {
             "status": null, "transmitterGeneration": "g7", "displayDevice": "iOS"
         }]}))
         .expect("json");
-        let (client, store, url) = (
+        let (client, acked, url) = (
             client.clone(),
-            store.clone(),
+            acked_tx.clone(),
             format!("{base}/api/bg/{user}/webhook"),
         );
-        tasks.push(tokio::spawn(async move {
+        senders.push(tokio::spawn(async move {
             let sent = Instant::now();
             let ts = Utc::now().timestamp();
             let response = client
@@ -124,31 +169,17 @@ async fn webhook(rate: u64, seconds: u64) {
                 .await
                 .expect("deliver");
             assert_eq!(response.status(), 202);
-            let acknowledged = sent.elapsed();
-            let user = UserId::parse(&user).expect("user id");
-            loop {
-                let latest = store.latest_reading(&user).await.expect("latest");
-                if latest.is_some_and(|r| r.reading.timestamp.as_datetime() >= at) {
-                    return (acknowledged, sent.elapsed());
-                }
-                assert!(
-                    sent.elapsed() < Duration::from_secs(30),
-                    "delivery {i} not readable after 30 s"
-                );
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
+            let _ = acked.send((user, at, sent, sent.elapsed()));
         }));
     }
     let offered = started.elapsed();
-    let mut acks = Vec::new();
-    let mut readable = Vec::new();
-    for task in tasks {
-        let (ack, seen) = task.await.expect("delivery task");
-        acks.push(ack);
-        readable.push(seen);
+    drop(acked_tx);
+    for sender in senders {
+        sender.await.expect("delivery");
     }
+    let (acks, readable) = watcher.await.expect("watcher");
     println!(
-        "webhook: {total} deliveries offered at {rate}/s over {:.1} s (SQLITE_SYNCHRONOUS=full)",
+        "webhook: {total} deliveries offered at {rate}/s over {:.1} s (SQLITE_SYNCHRONOUS={durability})",
         offered.as_secs_f64()
     );
     summary("  sent -> 202", acks);
@@ -187,7 +218,7 @@ fn metric(text: &str, name: &str) -> f64 {
     text.lines()
         .filter(|l| l.starts_with(name))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+        .fold(0.0, |sum, v| sum + v)
 }
 
 async fn provision(
