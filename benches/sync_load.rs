@@ -95,7 +95,8 @@ async fn webhook(rate: u64, seconds: u64) {
     // delivery, every millisecond (one task, so the watching costs the same
     // however far behind the service is).
     let (acked_tx, mut acked_rx) =
-        tokio::sync::mpsc::unbounded_channel::<(UserId, chrono::DateTime<Utc>, Instant, Duration)>();
+        tokio::sync::mpsc::unbounded_channel::<(UserId, chrono::DateTime<Utc>, Instant, Duration)>(
+        );
     let watcher = {
         let store = store.clone();
         tokio::spawn(async move {
@@ -113,7 +114,10 @@ async fn webhook(rate: u64, seconds: u64) {
                 let mut still = Vec::with_capacity(pending.len());
                 for (user, at, sent, ack) in pending {
                     let latest = store.latest_reading(&user).await.expect("latest");
-                    if latest.as_ref().is_some_and(|r| r.reading.timestamp.as_datetime() >= at) {
+                    if latest
+                        .as_ref()
+                        .is_some_and(|r| r.reading.timestamp.as_datetime() >= at)
+                    {
                         acks.push(ack);
                         readable.push(sent.elapsed());
                     } else {
