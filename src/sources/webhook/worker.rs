@@ -362,3 +362,65 @@ pub fn metric_kind(kind: &str) -> &'static str {
         _ => "other",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pointers(raw: &str) -> Vec<String> {
+        Body::parse(raw.as_bytes())
+            .unwrap_err()
+            .into_iter()
+            .map(|e| e.pointer)
+            .collect()
+    }
+
+    #[test]
+    fn known_types_parse_and_unknown_ones_are_kept_by_name() {
+        let window = Body::parse(
+            br#"{"type":"egvs.available","startDate":"2026-11-01T00:00:00+01:00","endDate":"2026-11-01T06:00:00Z"}"#,
+        )
+        .unwrap();
+        let Body::EgvsAvailable(range) = window else {
+            panic!("a window")
+        };
+        assert_eq!(range.start.to_rfc3339(), "2026-10-31T23:00:00+00:00");
+        assert_eq!(Body::EgvsAvailable(range).kind(), "egvs.available");
+        let Body::Egvs(page) =
+            Body::parse(br#"{"type":"egvs","records":[{"systemTime":"x"},7]}"#).unwrap()
+        else {
+            panic!("records")
+        };
+        // Unreadable records are kept for the pipeline to reject, not dropped.
+        assert_eq!(page.len(), 2);
+        let unknown = Body::parse(br#"{"type":"calibrations","a":1}"#).unwrap();
+        assert_eq!(unknown.kind(), "calibrations");
+        assert_eq!(metric_kind(unknown.kind()), "other");
+    }
+
+    #[test]
+    fn bad_bodies_name_the_field() {
+        assert_eq!(pointers("nope"), [""]);
+        assert_eq!(pointers(r#"{"type": 3}"#), ["/type"]);
+        assert_eq!(pointers(r#"{"type":"egvs","records":{}}"#), ["/records"]);
+        assert_eq!(
+            pointers(r#"{"type":"egvs.available"}"#),
+            ["/startDate", "/endDate"]
+        );
+        assert_eq!(
+            pointers(
+                r#"{"type":"egvs.available","startDate":"2026-01-01T00:00:00Z","endDate":"2026-06-01T00:00:00Z"}"#
+            ),
+            ["/endDate"],
+            "at most 90 days"
+        );
+    }
+
+    #[test]
+    fn retries_back_off_to_five_minutes() {
+        let secs: Vec<u64> = (1..=MAX_ATTEMPTS + 2)
+            .map(|a| retry_delay(a).as_secs())
+            .collect();
+        assert_eq!(secs, [1, 2, 4, 8, 16, 32, 64, 128, 256, 256]);
+    }
+}
