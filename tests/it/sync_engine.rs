@@ -92,11 +92,11 @@ async fn scheduled_polls_sync_every_connected_user_each_interval() {
                 span <= chrono::Duration::hours(3) + chrono::Duration::minutes(10),
                 "{j}"
             );
-            assert_eq!(
-                j["counts"]["inserted"], 0,
-                "the overlap re-read is deduplicated: {j}"
-            );
-            assert!(j["counts"]["duplicates"].as_u64().unwrap() > 0, "{j}");
+            // The overlap re-read is deduplicated: about 3 h of readings come
+            // back as duplicates; at most the one reading the simulator made
+            // visible since the last poll (a 5-minute boundary) is new.
+            assert!(j["counts"]["inserted"].as_u64().unwrap() <= 1, "{j}");
+            assert!(j["counts"]["duplicates"].as_u64().unwrap() >= 30, "{j}");
         }
         // Polls are about one interval apart (coalescing forbids closer than half).
         let mut created: Vec<_> = scheduled.iter().map(|j| time(&j["created_at"])).collect();
@@ -370,7 +370,7 @@ async fn two_engines_on_one_store_never_sync_one_user_at_once() {
             .count();
         // 6 s at a 1 s interval: one poll per interval between the two, not two.
         assert!(
-            (3..=8).contains(&scheduled),
+            (2..=8).contains(&scheduled),
             "{u}: {scheduled} scheduled syncs"
         );
         assert!(jobs.iter().all(|j| j.errors.is_empty()), "{jobs:?}");
