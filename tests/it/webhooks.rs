@@ -52,6 +52,17 @@ async fn deliver(
     request.send().await.unwrap()
 }
 
+/// A delivery signed with the app's secret, now.
+async fn deliver_signed(app: &TestApp, user_id: &str, body: &[u8]) -> reqwest::Response {
+    deliver(
+        app,
+        user_id,
+        body,
+        &signed(SECRET, Utc::now().timestamp(), body),
+    )
+    .await
+}
+
 /// Header names and values of one delivery.
 type Headers = Vec<(&'static str, String)>;
 
@@ -159,13 +170,7 @@ async fn inline_readings_are_readable_soon_after_the_202() {
             serde_json::to_vec(&json!({"type": "egvs", "records": [egv(at, 100 + i as u16)]}))
                 .unwrap();
         let sent = Instant::now();
-        let response = deliver(
-            &app,
-            "fast",
-            &body,
-            &signed(SECRET, Utc::now().timestamp(), &body),
-        )
-        .await;
+        let response = deliver_signed(&app, "fast", &body).await;
         assert_eq!(response.status(), 202);
         let receipt: Value = response.json().await.unwrap();
         assert_eq!(receipt["data"]["status"], "accepted");
@@ -199,13 +204,7 @@ async fn inline_readings_are_readable_soon_after_the_202() {
     // The delivery is processed and its body (health data) cleared.
     let id = {
         let body = serde_json::to_vec(&json!({"type": "egvs", "records": [egv(Utc::now() - chrono::Duration::minutes(1), 150)]})).unwrap();
-        let response = deliver(
-            &app,
-            "fast",
-            &body,
-            &signed(SECRET, Utc::now().timestamp(), &body),
-        )
-        .await;
+        let response = deliver_signed(&app, "fast", &body).await;
         let receipt: Value = response.json().await.unwrap();
         uuid::Uuid::parse_str(receipt["data"]["delivery_id"].as_str().unwrap()).unwrap()
     };
@@ -323,13 +322,7 @@ async fn an_available_window_is_fetched_from_dexcom_by_a_job() {
         "endDate": end.to_rfc3339(),
     }))
     .unwrap();
-    let response = deliver(
-        &app,
-        "windowed",
-        &body,
-        &signed(SECRET, Utc::now().timestamp(), &body),
-    )
-    .await;
+    let response = deliver_signed(&app, "windowed", &body).await;
     assert_eq!(response.status(), 202);
     let jobs = wait_for(
         &app.client,
