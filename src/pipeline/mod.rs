@@ -22,6 +22,33 @@ pub enum RecordResult {
     Rejected(Vec<FieldError>),
 }
 
+/// How a batch's records fared: the counts every caller of `ingest` reports
+/// (bulk writes, sync jobs, webhook deliveries).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub inserted: u64,
+    pub updated: u64,
+    pub duplicates: u64,
+    pub rejected: u64,
+}
+
+impl Tally {
+    pub fn of(results: &[RecordResult]) -> Self {
+        let mut tally = Self::default();
+        for result in results {
+            match result {
+                RecordResult::Stored(_, u) => match u.outcome {
+                    Outcome::Inserted => tally.inserted += 1,
+                    Outcome::Updated => tally.updated += 1,
+                    Outcome::Duplicate(_) => tally.duplicates += 1,
+                },
+                RecordResult::Rejected(_) => tally.rejected += 1,
+            }
+        }
+        tally
+    }
+}
+
 #[derive(Clone)]
 pub struct Pipeline {
     store: Arc<dyn Store>,

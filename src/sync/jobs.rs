@@ -91,6 +91,19 @@ pub struct JobCounts {
     pub rejected: u64,
 }
 
+impl JobCounts {
+    /// `fetched` records, and what the pipeline did with them.
+    pub fn of(fetched: u64, tally: crate::pipeline::Tally) -> Self {
+        Self {
+            fetched,
+            inserted: tally.inserted,
+            updated: tally.updated,
+            duplicates: tally.duplicates,
+            rejected: tally.rejected,
+        }
+    }
+}
+
 impl std::ops::AddAssign for JobCounts {
     fn add_assign(&mut self, other: Self) {
         self.fetched += other.fetched;

@@ -19,7 +19,7 @@ use crate::api::views::{success, success_sized, Rfc3339};
 use crate::api::AppState;
 use crate::auth::policy::Action;
 use crate::domain::FieldError;
-use crate::pipeline::{wire, RecordResult};
+use crate::pipeline::{wire, RecordResult, Tally};
 use crate::store::{DuplicateKind, Outcome};
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -150,24 +150,18 @@ pub async fn write(
             })
             .collect();
         let results = state.pipeline.ingest(parsed).await?;
-        let mut summary = Summary {
+        let tally = Tally::of(&results);
+        let summary = Summary {
             received: results.len(),
-            ..Summary::default()
+            inserted: tally.inserted as usize,
+            updated: tally.updated as usize,
+            duplicates: tally.duplicates as usize,
+            rejected: tally.rejected as usize,
         };
         let results: Vec<_> = results
             .into_iter()
             .enumerate()
-            .map(|(i, r)| {
-                match &r {
-                    RecordResult::Stored(_, u) => match u.outcome {
-                        Outcome::Inserted => summary.inserted += 1,
-                        Outcome::Updated => summary.updated += 1,
-                        Outcome::Duplicate(_) => summary.duplicates += 1,
-                    },
-                    RecordResult::Rejected(_) => summary.rejected += 1,
-                }
-                record_outcome(i, r)
-            })
+            .map(|(i, r)| record_outcome(i, r))
             .collect();
         // About 130 bytes of JSON per outcome.
         let size_hint = 256 + results.len() * 160;

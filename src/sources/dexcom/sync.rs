@@ -9,8 +9,8 @@ use super::translate;
 use super::windows::{split_windows, Window, MAX_WINDOW_DAYS};
 use crate::connections::Provider;
 use crate::domain::UserId;
-use crate::pipeline::{Pipeline, RecordResult};
-use crate::store::{Outcome, StoreError};
+use crate::pipeline::{Pipeline, RecordResult, Tally};
+use crate::store::StoreError;
 use crate::sync::jobs::JobCounts;
 
 /// What one sync did, per record.
@@ -41,26 +41,16 @@ pub async fn fetch_window(
     window: Window,
 ) -> Result<(JobCounts, Option<DateTime<Utc>>), SyncError> {
     let page = client.egvs(user, window).await?;
-    let mut counts = JobCounts {
-        fetched: page.len() as u64,
-        ..JobCounts::default()
-    };
     let batch = translate::translate_for_pipeline(user, &page);
-    let mut newest: Option<DateTime<Utc>> = None;
-    for result in pipeline.ingest(batch).await? {
-        match result {
-            RecordResult::Stored(at, u) => {
-                let at = at.as_datetime();
-                newest = Some(newest.map_or(at, |n| n.max(at)));
-                match u.outcome {
-                    Outcome::Inserted => counts.inserted += 1,
-                    Outcome::Updated => counts.updated += 1,
-                    Outcome::Duplicate(_) => counts.duplicates += 1,
-                }
-            }
-            RecordResult::Rejected(_) => counts.rejected += 1,
-        }
-    }
+    let results = pipeline.ingest(batch).await?;
+    let newest = results
+        .iter()
+        .filter_map(|r| match r {
+            RecordResult::Stored(at, _) => Some(at.as_datetime()),
+            RecordResult::Rejected(_) => None,
+        })
+        .max();
+    let counts = JobCounts::of(page.len() as u64, Tally::of(&results));
     Ok((counts, newest))
 }
 

@@ -14,10 +14,10 @@ use tokio_util::task::TaskTracker;
 use super::inbox::{Delivery, DeliveryEnd};
 use crate::connections::Provider;
 use crate::domain::{FieldError, UserId};
-use crate::pipeline::{Pipeline, RecordResult};
+use crate::pipeline::{Pipeline, RecordResult, Tally};
 use crate::sources::dexcom::translate::translate_for_pipeline;
 use crate::sources::dexcom::wire::EgvsPage;
-use crate::store::{Outcome, Store};
+use crate::store::Store;
 use crate::sync::engine::SyncEngine;
 use crate::sync::jobs::{NewJob, TimeRange, Trigger};
 
@@ -333,21 +333,11 @@ fn parse_stored(delivery: &Delivery) -> Result<Body, DeliveryEnd> {
 
 /// What an inline delivery's records came to.
 fn summarize(results: &[RecordResult], records: usize) -> DeliveryEnd {
-    let (mut inserted, mut updated, mut duplicates, mut rejected) = (0, 0, 0, 0);
-    for result in results {
-        match result {
-            RecordResult::Stored(_, u) => match u.outcome {
-                Outcome::Inserted => inserted += 1,
-                Outcome::Updated => updated += 1,
-                Outcome::Duplicate(_) => duplicates += 1,
-            },
-            RecordResult::Rejected(_) => rejected += 1,
-        }
-    }
+    let tally = Tally::of(results);
     DeliveryEnd::Done {
         outcome: serde_json::json!({
-            "records": records, "inserted": inserted, "updated": updated,
-            "duplicates": duplicates, "rejected": rejected
+            "records": records, "inserted": tally.inserted, "updated": tally.updated,
+            "duplicates": tally.duplicates, "rejected": tally.rejected
         })
         .to_string(),
     }
