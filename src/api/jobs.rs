@@ -7,7 +7,6 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -18,6 +17,7 @@ use super::views::success;
 use super::AppState;
 use crate::auth::policy::Action;
 use crate::connections::{ConnectionStatus, Provider};
+use crate::digest::sha256_hex;
 use crate::domain::FieldError;
 use crate::sync::jobs::{Created, Idempotency, JobCounts, NewJob, SyncJob, TimeRange, Trigger};
 
@@ -178,10 +178,7 @@ fn request_hash(range: Option<TimeRange>) -> String {
         None => "incremental".to_owned(),
         Some(r) => format!("{}/{}", r.start.timestamp(), r.end.timestamp()),
     };
-    Sha256::digest(described.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    sha256_hex(described.as_bytes())
 }
 
 /// Queues a sync of the user's Dexcom data.

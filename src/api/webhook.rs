@@ -7,7 +7,6 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use chrono::Utc;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -17,6 +16,7 @@ use super::readings::UserPath;
 use super::views::success;
 use super::AppState;
 use crate::auth::policy::Action;
+use crate::digest::sha256_hex;
 use crate::sources::webhook::inbox::{Accepted, NewDelivery};
 use crate::sources::webhook::signature::{self, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use crate::sources::webhook::worker::{metric_kind, Body};
@@ -95,10 +95,7 @@ pub async fn receive(
         .put_delivery(NewDelivery {
             id: Uuid::new_v4(),
             user_id: user.clone(),
-            signature_hash: Sha256::digest(signature_value.unwrap_or_default().as_bytes())
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect(),
+            signature_hash: sha256_hex(signature_value.unwrap_or_default().as_bytes()),
             kind: kind.clone(),
             body: body.to_vec(),
             received_at,

@@ -89,10 +89,7 @@ fn random_token(bytes: usize) -> String {
 /// What the store keys a state by (never the state itself); also how the
 /// browser's cookie secret is kept.
 pub fn state_hash(state: &str) -> String {
-    Sha256::digest(state.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::digest::sha256_hex(state.as_bytes())
 }
 
 pub fn pkce_challenge(verifier: &str) -> String {
