@@ -43,7 +43,7 @@ pub struct App {
 }
 
 impl App {
-    /// Builds everything (and starts the Dexcom backfill worker): call inside a
+    /// Builds everything (background work starts in `serve`): call inside a
     /// Tokio runtime.
     pub fn build(settings: Settings) -> Result<Self, BuildError> {
         let store: Arc<dyn Store> = match &settings.storage {

@@ -56,8 +56,9 @@ pub async fn fetch_window(
 
 /// Fetches `[start, end)` window by window, oldest first, and stores each
 /// window before fetching the next (so an interrupted backfill keeps what it got).
-/// Sync jobs (`crate::sync::engine`) do the same with checkpoints; this is the
-/// one-shot form.
+/// Sync jobs (`crate::sync::engine`) do the same with checkpoints, leases and
+/// the sync metrics; this one-shot form (no lease, no checkpoint) serves tests
+/// and benchmarks.
 pub async fn fetch_range(
     client: &DexcomClient,
     pipeline: &Pipeline,
@@ -94,8 +95,6 @@ pub async fn fetch_range(
             "error"
         }
     };
-    metrics::histogram!("dexcom_sync_duration_seconds", "outcome" => outcome)
-        .record(started.elapsed().as_secs_f64());
     tracing::info!(
         user_id = %user,
         outcome,
