@@ -206,23 +206,18 @@ impl App {
         let served = tokio::time::timeout_at(deadline, server).await;
         // The trail of requests already answered gets at least a moment, even if
         // draining connections used up the grace period.
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let left = || deadline.saturating_duration_since(tokio::time::Instant::now());
         self.state
             .audit
-            .shutdown(left.max(std::time::Duration::from_secs(1)))
+            .shutdown(left().max(std::time::Duration::from_secs(1)))
             .await;
         // Sync runs in flight get the rest of the grace period; one that cannot
         // finish keeps its checkpoint and is resumed after the restart.
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        self.state.inbox.shutdown(left).await;
+        self.state.inbox.shutdown(left()).await;
         if let Some(dexcom) = self.state.dexcom.get() {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            dexcom.engine().shutdown(left).await;
-        }
-        // A token refresh in flight must land, or its rotated token is lost.
-        if let Some(dexcom) = self.state.dexcom.get() {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            dexcom.client().tokens().shutdown(left).await;
+            dexcom.engine().shutdown(left()).await;
+            // A token refresh in flight must land, or its rotated token is lost.
+            dexcom.client().tokens().shutdown(left()).await;
         }
         match served {
             Ok(Ok(result)) => result,

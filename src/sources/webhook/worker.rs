@@ -27,6 +27,8 @@ const BATCH: usize = 32;
 const CLAIM: Duration = Duration::from_secs(60);
 /// How often an idle processor looks for deliveries stored by another instance.
 const IDLE_POLL: Duration = Duration::from_secs(1);
+/// How often the backlog gauge is refreshed.
+const BACKLOG_SAMPLE: Duration = Duration::from_secs(5);
 /// Attempts before a delivery is marked failed.
 pub const MAX_ATTEMPTS: u32 = 8;
 /// The longest window an `egvs.available` delivery may ask for.
@@ -154,6 +156,7 @@ impl WebhookInbox {
     }
 
     async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let mut sampled: Option<std::time::Instant> = None;
         loop {
             if *stop.borrow() {
                 return;
@@ -174,8 +177,12 @@ impl WebhookInbox {
                     true
                 }
             };
-            if let Ok(n) = self.store.inbox_backlog().await {
-                metrics::gauge!("webhook_inbox_backlog").set(n as f64);
+            // A count of the inbox, not on every round: every few seconds.
+            if sampled.is_none_or(|at| at.elapsed() >= BACKLOG_SAMPLE) {
+                if let Ok(n) = self.store.inbox_backlog().await {
+                    metrics::gauge!("webhook_inbox_backlog").set(n as f64);
+                }
+                sampled = Some(std::time::Instant::now());
             }
             if idle {
                 tokio::select! {
