@@ -233,15 +233,17 @@ pub trait Store: Send + Sync + 'static {
         until: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
 
-    /// Ends a run and releases the lease, only if `owner` holds it. Success and
-    /// final failure are noted on the connection (`last_sync_at`, `last_error`).
+    /// Ends a run and releases the lease, only if `owner` holds it: the job as
+    /// it ended, or None (nothing written) when someone else holds it. Success
+    /// and final failure are noted on the connection (`last_sync_at`,
+    /// `last_error`).
     async fn finish_job(
         &self,
         job: uuid::Uuid,
         owner: &str,
         end: JobEnd,
         now: DateTime<Utc>,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<Option<SyncJob>, StoreError>;
 
     async fn get_job(&self, job: uuid::Uuid) -> Result<Option<SyncJob>, StoreError>;
 

@@ -306,9 +306,9 @@ impl SyncEngine {
             .store
             .finish_job(job.id, &self.owner, end.clone(), Utc::now())
             .await;
-        match recorded {
-            Ok(true) => {}
-            Ok(false) => {
+        let counts = match recorded {
+            Ok(Some(ended)) => ended.counts,
+            Ok(None) => {
                 tracing::warn!(job_id = %job.id, "sync lease lost before the end was recorded");
                 return;
             }
@@ -318,9 +318,7 @@ impl SyncEngine {
                 tracing::error!(job_id = %job.id, error = %e, "cannot record the end of a sync job");
                 return;
             }
-        }
-        let stored = self.store.get_job(job.id).await.ok().flatten();
-        let counts = stored.as_ref().map(|j| j.counts).unwrap_or_default();
+        };
         let error = match &end {
             JobEnd::Failed { error } => Some(error.clone()),
             JobEnd::Retry { error, .. } => error.clone(),

@@ -330,15 +330,15 @@ impl SqliteStore {
         owner: String,
         end: JobEnd,
         now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<SyncJob>, StoreError> {
         self.write(move |conn| {
             let tx = conn.transaction().map_err(internal)?;
             let id = job.to_string();
             if !release(&tx, &id, &owner)? {
-                return Ok(false);
+                return Ok(None);
             }
             let Some(current) = job_by_id(&tx, &id)? else {
-                return Ok(false);
+                return Ok(None);
             };
             let (user, provider) = (current.user_id.as_str(), current.provider.as_str());
             let now = now.timestamp_millis();
@@ -382,6 +382,7 @@ impl SqliteStore {
                     .map_err(internal)?;
                 }
             }
+            let ended = job_by_id(&tx, &id)?;
             if current.trigger == Trigger::Scheduled && !matches!(end, JobEnd::Retry { .. }) {
                 tx.prepare_cached(
                     "DELETE FROM sync_jobs WHERE user_id = ?1 AND trigger = 'scheduled' \
@@ -394,7 +395,7 @@ impl SqliteStore {
                 .map_err(internal)?;
             }
             tx.commit().map_err(internal)?;
-            Ok(true)
+            Ok(ended)
         })
         .await
     }

@@ -547,7 +547,7 @@ impl Store for SqliteStore {
         owner: &str,
         end: JobEnd,
         now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<SyncJob>, StoreError> {
         self.finish_job_impl(job, owner.to_owned(), end, now).await
     }
 

@@ -108,7 +108,8 @@ pub(super) async fn jobs_are_idempotent_and_scheduled_polls_coalesce(s: S) {
         assert!(s
             .finish_job(j.id, "a", JobEnd::Succeeded, t0)
             .await
-            .unwrap());
+            .unwrap()
+            .is_some());
     }
     assert!(ran.iter().any(|j| j.id == polled.id));
     let later = t0 + Duration::minutes(5);
@@ -170,16 +171,18 @@ pub(super) async fn one_sync_lease_per_user_and_priority_order(s: S) {
     // u1's backfill waits: u1 is leased to b.
     assert_eq!(s.claim_job("d", t0, until).await.unwrap(), None);
     // Only the holder can end a run.
-    assert!(!s
+    assert!(s
         .finish_job(manual.id, "a", JobEnd::Succeeded, t0)
         .await
-        .unwrap());
+        .unwrap()
+        .is_none());
     assert!(!s.renew_job_lease(manual.id, "a", until).await.unwrap());
     assert!(s.renew_job_lease(manual.id, "b", until).await.unwrap());
     assert!(s
         .finish_job(manual.id, "b", JobEnd::Succeeded, t0)
         .await
-        .unwrap());
+        .unwrap()
+        .is_some());
     let d = s
         .claim_job("d", t0, until)
         .await
@@ -299,10 +302,11 @@ pub(super) async fn a_lapsed_lease_hands_the_job_on_with_its_checkpoint(s: S) {
         )
         .await
         .unwrap());
-    assert!(!s
+    assert!(s
         .finish_job(created.id, "a", JobEnd::Succeeded, lapsed)
         .await
-        .unwrap());
+        .unwrap()
+        .is_none());
     // An older newest reading never lowers the high-water mark.
     let older = Checkpoint {
         newest: Some(newest - Duration::days(1)),
@@ -323,7 +327,8 @@ pub(super) async fn a_lapsed_lease_hands_the_job_on_with_its_checkpoint(s: S) {
     assert!(s
         .finish_job(created.id, "b", JobEnd::Succeeded, lapsed)
         .await
-        .unwrap());
+        .unwrap()
+        .is_some());
 }
 
 pub(super) async fn job_ends_update_the_connection_and_retries_wait(s: S) {
@@ -346,7 +351,11 @@ pub(super) async fn job_ends_update_the_connection_and_retries_wait(s: S) {
         not_before: retry_at,
         error: Some("Dexcom answered 503".into()),
     };
-    assert!(s.finish_job(first.id, "a", retry, t0).await.unwrap());
+    assert!(s
+        .finish_job(first.id, "a", retry, t0)
+        .await
+        .unwrap()
+        .is_some());
     let waiting = s.get_job(first.id).await.unwrap().unwrap();
     assert_eq!(waiting.status, JobStatus::Queued);
     assert_eq!(waiting.errors, ["Dexcom answered 503"]);
@@ -364,7 +373,11 @@ pub(super) async fn job_ends_update_the_connection_and_retries_wait(s: S) {
     let failed = JobEnd::Failed {
         error: "the user has no working Dexcom connection".into(),
     };
-    assert!(s.finish_job(first.id, "a", failed, retry_at).await.unwrap());
+    assert!(s
+        .finish_job(first.id, "a", failed, retry_at)
+        .await
+        .unwrap()
+        .is_some());
     let ended = s.get_job(first.id).await.unwrap().unwrap();
     assert_eq!(ended.status, JobStatus::Failed);
     assert_eq!(ended.attempts, 2);
@@ -392,7 +405,8 @@ pub(super) async fn job_ends_update_the_connection_and_retries_wait(s: S) {
     assert!(s
         .finish_job(second.id, "a", JobEnd::Succeeded, retry_at)
         .await
-        .unwrap());
+        .unwrap()
+        .is_some());
     let conn = s
         .get_connection(&user("u1"), Provider::Dexcom)
         .await
@@ -431,7 +445,8 @@ pub(super) async fn finished_scheduled_jobs_are_pruned(s: S) {
         assert!(s
             .finish_job(created.id, "a", JobEnd::Succeeded, at)
             .await
-            .unwrap());
+            .unwrap()
+            .is_some());
     }
     let manual = new(s
         .create_job(job("u1", Trigger::Manual, t0), None)
