@@ -171,7 +171,10 @@ fn dexcom_backfill(c: &mut Criterion) {
                         .await
                         .unwrap();
                     total += started.elapsed();
-                    assert!(report.inserted > 8_000, "a 30-day backfill: {report:?}");
+                    assert!(
+                        report.counts.inserted > 8_000,
+                        "a 30-day backfill: {report:?}"
+                    );
                 }
                 total
             })

@@ -336,14 +336,18 @@ async fn a_90_day_backfill_is_three_windows_without_gaps_or_duplicates() {
         timestamps.len(),
         expected.len()
     );
-    assert_eq!(report.inserted, expected.len());
-    assert_eq!(report.rejected, 0);
-    assert_eq!(report.fetched, report.inserted + report.duplicates);
+    let counts = report.counts;
+    assert_eq!(counts.inserted, expected.len() as u64);
+    assert_eq!(counts.rejected, 0);
+    assert_eq!(counts.fetched, counts.inserted + counts.duplicates);
 
     let again = fetch_range(dexcom.client(), &pipeline, &user("demo-bob"), start, end)
         .await
         .unwrap();
-    assert_eq!(again.inserted, 0, "a second backfill stores nothing new");
+    assert_eq!(
+        again.counts.inserted, 0,
+        "a second backfill stores nothing new"
+    );
     let c = stored(&store, "demo-bob").await;
     assert!(c.last_sync_at.is_some());
 }
@@ -446,7 +450,7 @@ async fn receiver_records_without_offsets_and_null_highs_are_kept() {
     )
     .await
     .unwrap();
-    assert_eq!(report.rejected, 0);
+    assert_eq!(report.counts.rejected, 0);
 
     let patient = demo_patient("demo-carol").unwrap();
     let samples = patient.samples(start, end);

@@ -484,7 +484,7 @@ async fn a_backfill_killed_midway_resumes_with_no_gap_and_no_duplicate() {
     let report = fetch_range(stack.client(), &pipeline, &user("longhaul"), start, end)
         .await
         .unwrap();
-    assert!(report.inserted > 20_000, "{report:?}");
+    assert!(report.counts.inserted > 20_000, "{report:?}");
     let want: Vec<(String, u64)> = reference
         .store
         .scan_readings(cgm_hub::store::Scan {

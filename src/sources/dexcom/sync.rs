@@ -13,15 +13,11 @@ use crate::pipeline::{Pipeline, RecordResult, Tally};
 use crate::store::StoreError;
 use crate::sync::jobs::JobCounts;
 
-/// What one sync did, per record.
+/// What one `fetch_range` did: the windows fetched, and per record.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct SyncReport {
     pub windows: usize,
-    pub fetched: usize,
-    pub inserted: usize,
-    pub updated: usize,
-    pub duplicates: usize,
-    pub rejected: usize,
+    pub counts: JobCounts,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -72,11 +68,7 @@ pub async fn fetch_range(
         for window in split_windows(start, end, chrono::Duration::days(MAX_WINDOW_DAYS)) {
             let (counts, _) = fetch_window(client, pipeline, user, window).await?;
             report.windows += 1;
-            report.fetched += counts.fetched as usize;
-            report.inserted += counts.inserted as usize;
-            report.updated += counts.updated as usize;
-            report.duplicates += counts.duplicates as usize;
-            report.rejected += counts.rejected as usize;
+            report.counts += counts;
         }
         Ok::<_, SyncError>(())
     }
@@ -99,11 +91,11 @@ pub async fn fetch_range(
         user_id = %user,
         outcome,
         windows = report.windows,
-        fetched = report.fetched,
-        inserted = report.inserted,
-        updated = report.updated,
-        duplicates = report.duplicates,
-        rejected = report.rejected,
+        fetched = report.counts.fetched,
+        inserted = report.counts.inserted,
+        updated = report.counts.updated,
+        duplicates = report.counts.duplicates,
+        rejected = report.counts.rejected,
         elapsed_ms = started.elapsed().as_millis() as u64,
         "Dexcom sync finished"
     );
