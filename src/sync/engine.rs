@@ -114,12 +114,6 @@ pub struct SyncEngine {
     workers: TaskTracker,
 }
 
-/// Why a run stopped without an end to record.
-enum Interrupted {
-    /// Another holder has the user's lease now: it records the end.
-    LeaseLost,
-}
-
 impl SyncEngine {
     pub fn new(
         pipeline: Pipeline,
@@ -146,10 +140,6 @@ impl SyncEngine {
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
-    }
-
-    pub fn owner(&self) -> &str {
-        &self.owner
     }
 
     /// Runs that ended (for the scheduler's backoff).
@@ -181,8 +171,9 @@ impl SyncEngine {
         self.workers.spawn(self.clone().sample_backlog(stop));
     }
 
-    /// Waits up to `grace` for runs in flight (each puts its job back in the
-    /// queue, progress kept, if it cannot finish in time).
+    /// Waits up to `grace` for runs in flight. A run that cannot finish in time
+    /// keeps its last checkpoint; its lease lapses and the job is resumed after
+    /// the restart.
     pub async fn shutdown(&self, grace: Duration) {
         self.workers.close();
         if tokio::time::timeout(grace, self.workers.wait())
@@ -255,12 +246,12 @@ impl SyncEngine {
         let outcome = tokio::select! {
             result = self.run(&job) => Some(result),
             _ = tokio::time::sleep(self.settings.timeout) => None,
-            Ok(()) = lost => Some(Err(Interrupted::LeaseLost.into())),
+            Ok(()) = lost => Some(Err(RunError::LeaseLost)),
         };
         heartbeat.abort();
         let end = match outcome {
             Some(Ok(())) => JobEnd::Succeeded,
-            Some(Err(RunError::Interrupted(Interrupted::LeaseLost))) => {
+            Some(Err(RunError::LeaseLost)) => {
                 tracing::warn!(job_id = %job.id, user_id = %job.user_id, "sync lease lost; another holder continues this job");
                 return;
             }
@@ -452,7 +443,7 @@ impl SyncEngine {
         if held {
             Ok(())
         } else {
-            Err(Interrupted::LeaseLost.into())
+            Err(RunError::LeaseLost)
         }
     }
 
@@ -509,17 +500,12 @@ pub fn clip(wanted: TimeRange, first: DateTime<Utc>, last: DateTime<Utc>) -> Opt
 }
 
 enum RunError {
-    Interrupted(Interrupted),
+    /// Another holder has the user's lease now: it records the end.
+    LeaseLost,
     /// Retrying will not help (reconnect needed, malformed data, ...).
     Final(String),
     /// Worth another run later.
     Passing(String),
-}
-
-impl From<Interrupted> for RunError {
-    fn from(i: Interrupted) -> Self {
-        RunError::Interrupted(i)
-    }
 }
 
 impl From<StoreError> for RunError {
