@@ -4,7 +4,6 @@ use cgm_hub::sources::demo::demo_patients;
 use cgm_hub::sources::demo_feed::feed_window;
 use cgm_hub::store::{fetch_page, Order, PageRequest};
 use chrono::{Duration, Utc};
-use serde_json::Value;
 
 use crate::helpers::*;
 
@@ -69,21 +68,19 @@ async fn a_day_of_demo_readings_is_stored_once() {
 #[tokio::test]
 async fn serve_with_demo_shows_readings() {
     let app = TestApp::spawn_with(&[("DEMO", "true"), ("DEMO_BACKFILL_DAYS", "1")]).await;
-    for _ in 0..100 {
-        let r = app.get("/api/bg/demo-alice/latest").await;
-        if r.status() == 200 {
-            let body: Value = r.json().await.unwrap();
-            // Through the Dexcom simulator, connected by the real OAuth flow.
-            assert_eq!(body["data"]["source"], "dexcom");
-            assert_eq!(body["data"]["reading_type"], "CGM");
-            let connections =
-                get_json(&app.client, &app.url("/api/users/demo-alice/connections")).await;
-            assert_eq!(connections["data"]["connections"][0]["status"], "connected");
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    panic!("the demo patients were not connected and backfilled");
+    // The demo patients are connected and backfilled in the background.
+    let body = wait_for(
+        &app.client,
+        &app.url("/api/bg/demo-alice/latest"),
+        std::time::Duration::from_secs(5),
+        |b| b["status"] == "success",
+    )
+    .await;
+    // Through the Dexcom simulator, connected by the real OAuth flow.
+    assert_eq!(body["data"]["source"], "dexcom");
+    assert_eq!(body["data"]["reading_type"], "CGM");
+    let connections = get_json(&app.client, &app.url("/api/users/demo-alice/connections")).await;
+    assert_eq!(connections["data"]["connections"][0]["status"], "connected");
 }
 
 #[test]

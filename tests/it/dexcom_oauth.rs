@@ -59,15 +59,13 @@ async fn come_back(app: &TestApp, r: &Return) -> reqwest::Response {
         .unwrap()
 }
 
+/// The latest reading, once the initial backfill has stored one.
 async fn wait_for_latest(app: &TestApp, user_id: &str) -> Value {
-    for _ in 0..200 {
-        let r = app.get(&format!("/api/bg/{user_id}/latest")).await;
-        if r.status() == 200 {
-            return r.json().await.unwrap();
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the initial backfill stored nothing for {user_id}");
+    let url = app.url(&format!("/api/bg/{user_id}/latest"));
+    wait_for(&app.client, &url, Duration::from_secs(10), |b| {
+        b["status"] == "success"
+    })
+    .await
 }
 
 async fn connection(app: &TestApp, user_id: &str) -> Value {
