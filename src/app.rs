@@ -14,6 +14,8 @@ use crate::config::{DexcomSettings, EventBusKind, Settings, StorageSettings};
 use crate::connections::cipher::TokenCipher;
 use crate::connections::key_file;
 use crate::domain::TimePolicy;
+use crate::events::rabbitmq::RabbitBus;
+use crate::events::relay::Relay;
 use crate::events::{EventBus, MemoryBus};
 use crate::pipeline::Pipeline;
 use crate::sources::demo_dexcom;
@@ -21,6 +23,7 @@ use crate::sources::dexcom::oauth::OAuthConfig;
 use crate::sources::dexcom::outbound::Outbound;
 use crate::sources::dexcom::service::DexcomService;
 use crate::sources::webhook::worker::WebhookInbox;
+use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, StoreError};
 use crate::sync::engine::SyncSettings;
@@ -45,25 +48,42 @@ pub struct App {
 impl App {
     /// Builds everything (background work starts in `serve`): call inside a
     /// Tokio runtime.
-    pub fn build(settings: Settings) -> Result<Self, BuildError> {
+    pub async fn build(settings: Settings) -> Result<Self, BuildError> {
         let store: Arc<dyn Store> = match &settings.storage {
             StorageSettings::Sqlite { path, durability } => {
                 Arc::new(SqliteStore::open(path, *durability)?)
             }
+            StorageSettings::Postgres {
+                url,
+                max_connections,
+            } => {
+                // PLACEHOLDER until the backend lands.
+                let _ = PostgresStore::connect(url.expose(), *max_connections).await?;
+                unreachable!()
+            }
         };
-        let bus: Arc<dyn EventBus> = match settings.event_bus {
+        let bus: Arc<dyn EventBus> = match &settings.event_bus {
             EventBusKind::Memory => Arc::new(MemoryBus::default()),
+            EventBusKind::RabbitMq(rabbit) => {
+                let bus = RabbitBus::new(rabbit.clone());
+                // Not fatal: events wait in the outbox until the broker is back.
+                if let Err(e) = bus.connect().await {
+                    tracing::warn!(error = %e, "RabbitMQ is not reachable yet; events wait in the outbox");
+                }
+                Arc::new(bus)
+            }
         };
         let policy = TimePolicy {
             max_age_years: settings.reading_max_age_years,
             ..TimePolicy::default()
         };
-        let pipeline = Pipeline::new(store.clone(), bus.clone(), policy);
+        let pipeline = Pipeline::new(store.clone(), policy);
         let state = Arc::new(AppContext {
             pipeline: pipeline.clone(),
             audit: crate::auth::audit::AuditLog::start(store.clone()),
+            relay: Relay::new(store.clone(), bus.clone()),
+            event_bus: bus,
             store,
-            event_bus_name: bus.name(),
             metrics: telemetry::metrics_handle(),
             limits: Limits {
                 max_body_bytes: settings.max_body_bytes,
@@ -152,8 +172,10 @@ impl App {
                 }
             }
         }
-        // Background work: the webhook inbox always; the sync engine and the
-        // scheduler once Dexcom is configured.
+        // Background work: the outbox relay and the webhook inbox always; the
+        // sync engine and the scheduler once Dexcom is configured.
+        let (relay_stop_tx, relay_stop_rx) = watch::channel(false);
+        let relay = self.state.relay.start(relay_stop_rx);
         self.state.inbox.start(stop_rx.clone());
         if let Some(dexcom) = self.state.dexcom.get() {
             let engine = dexcom.engine();
@@ -219,6 +241,10 @@ impl App {
             // A token refresh in flight must land, or its rotated token is lost.
             dexcom.client().tokens().shutdown(left()).await;
         }
+        // Last, so the events of everything above are published before exit
+        // (what is not stays in the outbox for the next start).
+        let _ = relay_stop_tx.send(true);
+        let _ = tokio::time::timeout(left().max(std::time::Duration::from_secs(1)), relay).await;
         match served {
             Ok(Ok(result)) => result,
             Ok(Err(join)) => Err(std::io::Error::other(join)),
@@ -252,7 +278,6 @@ pub fn dexcom_service(
 ) -> Arc<DexcomService> {
     DexcomService::build(
         state.pipeline.clone(),
-        state.pipeline.events().clone(),
         cipher,
         oauth,
         Outbound::from_settings(settings),
@@ -272,12 +297,15 @@ fn token_cipher(settings: &Settings) -> Result<TokenCipher, BuildError> {
     if let Some(key) = &settings.token_encryption_key {
         return Ok(TokenCipher::new(key.expose(), &previous));
     }
-    // Settings refuse a missing key outside development.
-    let StorageSettings::Sqlite { path, .. } = &settings.storage;
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
+    // Settings refuse a missing key outside development. The key lives next to
+    // the SQLite file, or in ./data for the other backends.
+    let dir = match &settings.storage {
+        StorageSettings::Sqlite { path, .. } => path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new(".")),
+        _ => std::path::Path::new("data"),
+    };
     let (key, key_path) = key_file::load_or_create(dir).map_err(|error| BuildError::KeyFile {
         path: dir.join(key_file::FILE_NAME).display().to_string(),
         error,

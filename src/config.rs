@@ -27,8 +27,11 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("SQLITE_PATH", "./data/cgm-hub.db"),
     ("SQLITE_SYNCHRONOUS", "full"),
     ("DATABASE_URL", ""),
+    ("DATABASE_MAX_CONNECTIONS", "10"),
     ("EVENT_BUS", "memory"),
     ("RABBITMQ_URL", ""),
+    ("RABBITMQ_EXCHANGE", "bg_events"),
+    ("RABBITMQ_QUEUE", "bg_readings"),
     ("AUTH_DISABLED", "false"),
     ("AUTH_JWT_SECRET", ""),
     ("AUTH_JWKS_URL", ""),
@@ -123,11 +126,30 @@ pub enum StorageSettings {
         path: PathBuf,
         durability: crate::store::sqlite::Durability,
     },
+    Postgres {
+        /// May hold a password.
+        url: Secret<String>,
+        max_connections: u32,
+    },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone)]
 pub enum EventBusKind {
     Memory,
+    RabbitMq(crate::events::rabbitmq::RabbitSettings),
+}
+
+impl std::fmt::Debug for EventBusKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EventBusKind::Memory => f.write_str("Memory"),
+            EventBusKind::RabbitMq(r) => f
+                .debug_struct("RabbitMq")
+                .field("exchange", &r.exchange)
+                .field("queue", &r.queue)
+                .finish_non_exhaustive(),
+        }
+    }
 }
 
 /// The Dexcom OAuth client and the policy for every outbound call to Dexcom.
@@ -330,13 +352,16 @@ impl Settings {
                     }
                 },
             },
-            "postgres" | "dynamodb" => {
+            "postgres" => StorageSettings::Postgres {
+                url: Secret::new(v.optional("DATABASE_URL").map(str::to_owned).ok_or_else(|| {
+                    invalid("DATABASE_URL", "is required when STORAGE_BACKEND=postgres")
+                })?),
+                max_connections: v.number("DATABASE_MAX_CONNECTIONS", 1, 1000)?,
+            },
+            "dynamodb" => {
                 return Err(invalid(
                     "STORAGE_BACKEND",
-                    format!(
-                        "{:?} is not available in this build yet; use sqlite",
-                        v.get("STORAGE_BACKEND")
-                    ),
+                    "\"dynamodb\" is not available in this build yet; use sqlite or postgres",
                 ))
             }
             other => {
@@ -353,12 +378,13 @@ impl Settings {
         }
         let event_bus = match v.get("EVENT_BUS").to_ascii_lowercase().as_str() {
             "memory" => EventBusKind::Memory,
-            "rabbitmq" => {
-                return Err(invalid(
-                    "EVENT_BUS",
-                    "\"rabbitmq\" is not available in this build yet; use memory",
-                ))
-            }
+            "rabbitmq" => EventBusKind::RabbitMq(crate::events::rabbitmq::RabbitSettings {
+                url: Secret::new(v.optional("RABBITMQ_URL").map(str::to_owned).ok_or_else(|| {
+                    invalid("RABBITMQ_URL", "is required when EVENT_BUS=rabbitmq")
+                })?),
+                exchange: v.get("RABBITMQ_EXCHANGE").to_owned(),
+                queue: v.get("RABBITMQ_QUEUE").to_owned(),
+            }),
             other => {
                 return Err(invalid(
                     "EVENT_BUS",

@@ -175,7 +175,7 @@ fn serve(settings: Settings) -> ExitCode {
             tracing::warn!("AUTH_DISABLED=true: every request acts as admin (development only)");
         }
         let bind = settings.bind_addr;
-        let app = match App::build(settings) {
+        let app = match App::build(settings).await {
             Ok(app) => app,
             Err(e) => {
                 eprintln!("cgm-hub: {e}");

@@ -45,7 +45,9 @@ pub type AppState = Arc<AppContext>;
 pub struct AppContext {
     pub store: Arc<dyn Store>,
     pub pipeline: Pipeline,
-    pub event_bus_name: &'static str,
+    pub event_bus: Arc<dyn crate::events::EventBus>,
+    /// Publishes the stores' outbox to `event_bus` (started by `App::serve`).
+    pub relay: Arc<crate::events::relay::Relay>,
     pub metrics: PrometheusHandle,
     pub limits: Limits,
     pub public_base_url: Option<Arc<str>>,

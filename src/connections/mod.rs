@@ -64,6 +64,14 @@ impl ConnectionStatus {
             .into_iter()
             .find(|s| s.as_str() == raw)
     }
+
+    /// Whether storing a connection in this status over one in `previous` (None:
+    /// no row yet) is news for event consumers: any change of status, and every
+    /// (re)connect, which brings new tokens. Every store backend asks this, so
+    /// all publish the same `connection.*` events.
+    pub fn is_news_after(self, previous: Option<ConnectionStatus>) -> bool {
+        self == ConnectionStatus::Connected || previous != Some(self)
+    }
 }
 
 /// Plain OAuth tokens. They exist only in memory: `Secret` keeps them out of

@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use tokio::sync::broadcast;
 
-use super::{Event, EventBus};
+use async_trait::async_trait;
+
+use super::{BusError, EventBus, Message};
 
 /// Slow subscribers that fall more than this many events behind lose the oldest ones
 /// (and are told so by `RecvError::Lagged`); publishers never wait.
@@ -12,7 +14,7 @@ const CAPACITY: usize = 4096;
 
 #[derive(Clone)]
 pub struct MemoryBus {
-    sender: broadcast::Sender<Arc<Event>>,
+    sender: broadcast::Sender<Arc<Message>>,
 }
 
 impl Default for MemoryBus {
@@ -24,22 +26,22 @@ impl Default for MemoryBus {
 }
 
 impl MemoryBus {
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Message>> {
         self.sender.subscribe()
     }
 }
 
+#[async_trait]
 impl EventBus for MemoryBus {
     fn name(&self) -> &'static str {
         "memory"
     }
 
-    fn publish(&self, events: Vec<Event>) {
-        for event in events {
-            metrics::counter!("events_published_total", "type" => event.kind.routing_key())
-                .increment(1);
+    async fn publish(&self, messages: &[Message]) -> Result<(), BusError> {
+        for message in messages {
             // No subscriber is not an error: nobody is listening in this process.
-            let _ = self.sender.send(Arc::new(event));
+            let _ = self.sender.send(Arc::new(message.clone()));
         }
+        Ok(())
     }
 }

@@ -2,8 +2,9 @@
 //!
 //! Sources (HTTP, demo, later Dexcom) turn their own formats into domain `Reading`s
 //! (or per-record errors); the pipeline applies the time policy, stores the valid
-//! ones in one atomic batch, counts everything, and publishes what changed.
-//! Invalid records are returned with their reasons, never silently dropped.
+//! ones in one atomic batch (whose events the store commits to its outbox in the
+//! same transaction), and counts everything. Invalid records are returned with
+//! their reasons, never silently dropped.
 
 pub mod wire;
 
@@ -12,7 +13,6 @@ use std::sync::Arc;
 use chrono::Utc;
 
 use crate::domain::{FieldError, Reading, ReadingTime, TimePolicy};
-use crate::events::{Event, EventBus, EventKind, ReadingChange};
 use crate::store::{Outcome, Store, StoreError, Upserted};
 
 /// The fate of one submitted record.
@@ -52,25 +52,16 @@ impl Tally {
 #[derive(Clone)]
 pub struct Pipeline {
     store: Arc<dyn Store>,
-    events: Arc<dyn EventBus>,
     policy: TimePolicy,
 }
 
 impl Pipeline {
-    pub fn new(store: Arc<dyn Store>, events: Arc<dyn EventBus>, policy: TimePolicy) -> Self {
-        Self {
-            store,
-            events,
-            policy,
-        }
+    pub fn new(store: Arc<dyn Store>, policy: TimePolicy) -> Self {
+        Self { store, policy }
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
-    }
-
-    pub fn events(&self) -> &Arc<dyn EventBus> {
-        &self.events
     }
 
     /// Validates and stores a batch of parsed records; returns one result per input,
@@ -115,7 +106,6 @@ impl Pipeline {
                 valid.len()
             )));
         }
-        let mut events = Vec::new();
         for ((i, reading), upserted) in positions.into_iter().zip(valid).zip(stored) {
             metrics::counter!(
                 "readings_ingested_total",
@@ -126,13 +116,16 @@ impl Pipeline {
             if upserted.outcome == Outcome::Inserted {
                 record_data_lag(&reading, now);
             }
-            if let Some(event) = change_event(&reading, &upserted) {
-                events.push(event);
+            if upserted.outcome == Outcome::Updated {
+                tracing::info!(
+                    user_id = %reading.user_id,
+                    timestamp = %reading.timestamp.to_rfc3339(),
+                    version = upserted.version,
+                    source = %reading.source,
+                    "reading replaced under the conflict rule"
+                );
             }
             results[i] = Some(RecordResult::Stored(reading.timestamp, upserted));
-        }
-        if !events.is_empty() {
-            self.events.publish(events);
         }
         Ok(results.into_iter().flatten().collect())
     }
@@ -145,30 +138,5 @@ fn record_data_lag(reading: &Reading, now: chrono::DateTime<Utc>) {
     if (0.0..86_400.0).contains(&lag) {
         metrics::histogram!("reading_data_lag_seconds", "source" => reading.source.metrics_label())
             .record(lag);
-    }
-}
-
-fn change_event(reading: &Reading, upserted: &Upserted) -> Option<Event> {
-    let change = || ReadingChange {
-        user_id: reading.user_id.to_string(),
-        timestamp: reading.timestamp.to_rfc3339(),
-        glucose_value: reading.glucose.mg_dl().get(),
-        status: reading.glucose.status().map(|s| s.as_str()),
-        source: reading.source.to_string(),
-        version: upserted.version,
-    };
-    match upserted.outcome {
-        Outcome::Inserted => Some(Event::new(EventKind::ReadingCreated(change()))),
-        Outcome::Updated => {
-            tracing::info!(
-                user_id = %reading.user_id,
-                timestamp = %reading.timestamp.to_rfc3339(),
-                version = upserted.version,
-                source = %reading.source,
-                "reading replaced under the conflict rule"
-            );
-            Some(Event::new(EventKind::ReadingUpdated(change())))
-        }
-        Outcome::Duplicate(_) => None,
     }
 }

@@ -6,6 +6,7 @@
 //! cases against every backend.
 
 mod query;
+pub mod postgres;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -17,6 +18,7 @@ use crate::connections::{
     Connection, ConnectionStatus, PendingAuthorization, Provider, RefreshOutcome,
 };
 use crate::domain::{Reading, StoredReading, UserId};
+use crate::events::Message;
 use crate::sources::webhook::inbox::{Accepted, Delivery, DeliveryEnd, NewDelivery};
 use crate::sync::jobs::{Checkpoint, Created, JobEnd, NewJob, SyncJob};
 
@@ -89,6 +91,36 @@ pub trait Store: Send + Sync + 'static {
 
     /// A cheap round trip proving the backend answers.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    // --- Event outbox ---
+    //
+    // Writes that change something consumers care about put their events into
+    // the outbox in the same transaction: `upsert_readings` (reading.created /
+    // updated), `finish_job` with a final end (sync.completed / failed), and any
+    // write that changes a connection's status (connection.*). Every backend
+    // builds them with the same `Event` constructors.
+
+    /// Woken after a commit that wrote to the outbox, so the relay publishes
+    /// at once instead of at its next poll.
+    fn outbox_signal(&self) -> &tokio::sync::Notify;
+
+    /// Claims up to `limit` unpublished messages for `owner` until `until`,
+    /// oldest first: unclaimed ones, ones `owner` claimed before (a publish it
+    /// retries), or ones whose claim lapsed at `now` (their relay died before
+    /// deleting them).
+    async fn claim_outbox(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Message>, StoreError>;
+
+    /// Deletes published messages; returns how many were still there.
+    async fn ack_outbox(&self, ids: Vec<uuid::Uuid>) -> Result<usize, StoreError>;
+
+    /// Messages not yet published.
+    async fn outbox_backlog(&self) -> Result<u64, StoreError>;
 
     // --- Audit trail (append-only: there is no method to change an entry) ---
 

@@ -13,7 +13,6 @@ use tokio_util::task::TaskTracker;
 
 use super::jobs::{Checkpoint, Created, JobCounts, JobEnd, NewJob, SyncJob, TimeRange, Trigger};
 use crate::connections::{ConnectionStatus, Provider};
-use crate::events::{ConnectionChange, Event, EventBus, EventKind, SyncChange};
 use crate::pipeline::Pipeline;
 use crate::sources::dexcom::client::{DexcomClient, DexcomError};
 use crate::sources::dexcom::sync::{fetch_window, SyncError};
@@ -105,7 +104,6 @@ pub struct SyncEngine {
     store: Arc<dyn Store>,
     pipeline: Pipeline,
     client: Arc<DexcomClient>,
-    bus: Arc<dyn EventBus>,
     settings: SyncSettings,
     /// This instance's name on leases.
     owner: String,
@@ -118,14 +116,12 @@ impl SyncEngine {
     pub fn new(
         pipeline: Pipeline,
         client: Arc<DexcomClient>,
-        bus: Arc<dyn EventBus>,
         settings: SyncSettings,
     ) -> Arc<Self> {
         Arc::new(Self {
             store: pipeline.store().clone(),
             pipeline,
             client,
-            bus,
             settings,
             owner: format!("sync-{}", uuid::Uuid::new_v4()),
             wake: Notify::new(),
@@ -333,41 +329,15 @@ impl SyncEngine {
         if matches!(end, JobEnd::Retry { .. }) {
             return;
         }
-        let change = SyncChange {
-            job_id: job.id,
-            user_id: job.user_id.to_string(),
-            provider: job.provider.as_str(),
-            trigger: job.trigger.as_str(),
-            counts,
-            error: error.clone(),
-            duration_ms: elapsed.as_millis() as u64,
-        };
+        // The store committed sync.completed / sync.failed to its outbox with
+        // the end; a revoked connection announced reauth_required when it was
+        // revoked.
         let succeeded = matches!(end, JobEnd::Succeeded);
-        let mut events = vec![Event::new(if succeeded {
-            EventKind::SyncCompleted(change)
-        } else {
-            EventKind::SyncFailed(change)
-        })];
-        if !succeeded && self.reauth_required(job).await {
-            events.push(Event::new(EventKind::ConnectionChanged(ConnectionChange {
-                user_id: job.user_id.to_string(),
-                provider: job.provider.as_str(),
-                status: ConnectionStatus::ReauthRequired.as_str(),
-            })));
-        }
-        self.bus.publish(events);
         let _ = self.finished.send(Finished {
             user: job.user_id.clone(),
             trigger: job.trigger,
             succeeded,
         });
-    }
-
-    async fn reauth_required(&self, job: &SyncJob) -> bool {
-        matches!(
-            self.store.get_connection(&job.user_id, job.provider).await,
-            Ok(Some(c)) if c.status == ConnectionStatus::ReauthRequired
-        )
     }
 
     /// One run: resolve the range (first run only), then fetch window by window

@@ -17,7 +17,6 @@ use crate::config::Secret;
 use crate::connections::cipher::TokenCipher;
 use crate::connections::{Connection, ConnectionStatus, PendingAuthorization, Provider};
 use crate::domain::UserId;
-use crate::events::{ConnectionChange, Event, EventBus, EventKind};
 use crate::pipeline::Pipeline;
 use crate::store::{Store, StoreError};
 use crate::sync::engine::{SyncEngine, SyncSettings};
@@ -113,7 +112,6 @@ pub struct DexcomService {
     oauth: Arc<OAuthClient>,
     client: Arc<DexcomClient>,
     store: Arc<dyn Store>,
-    bus: Arc<dyn EventBus>,
     engine: Arc<SyncEngine>,
 }
 
@@ -122,7 +120,6 @@ impl DexcomService {
     /// and the sync engine that fetches with it (started by the app).
     pub fn build(
         pipeline: Pipeline,
-        bus: Arc<dyn EventBus>,
         cipher: Arc<TokenCipher>,
         oauth: OAuthConfig,
         outbound: Outbound,
@@ -139,12 +136,11 @@ impl DexcomService {
         ));
         let client = Arc::new(DexcomClient::new(outbound, tokens, base_url, version));
         let store = pipeline.store().clone();
-        let engine = SyncEngine::new(pipeline, client.clone(), bus.clone(), sync);
+        let engine = SyncEngine::new(pipeline, client.clone(), sync);
         Arc::new(Self {
             oauth,
             client,
             store,
-            bus,
             engine,
         })
     }
@@ -259,7 +255,6 @@ impl DexcomService {
         self.store.put_connection(connection).await?;
         metrics::counter!("dexcom_connect_total", "outcome" => "connected").increment(1);
         tracing::info!(user_id = %user, "Dexcom connected");
-        self.announce(&user, ConnectionStatus::Connected);
         self.queue_backfill(&user).await?;
         self.connection(&user).await
     }
@@ -283,7 +278,6 @@ impl DexcomService {
             })
             .await?;
         tracing::info!(user_id = %user, "Dexcom disconnected; stored readings kept");
-        self.announce(user, ConnectionStatus::Disconnected);
         self.store.get_connection(user, Provider::Dexcom).await
     }
 
@@ -389,16 +383,5 @@ impl DexcomService {
             tracing::info!(user_id = %user, job_id = %job.id, days, "initial backfill queued");
         }
         Ok(())
-    }
-
-    fn announce(&self, user: &UserId, status: ConnectionStatus) {
-        self.bus
-            .publish(vec![Event::new(EventKind::ConnectionChanged(
-                ConnectionChange {
-                    user_id: user.to_string(),
-                    provider: Provider::Dexcom.as_str(),
-                    status: status.as_str(),
-                },
-            ))]);
     }
 }

@@ -10,6 +10,7 @@ use crate::connections::{
     Connection, ConnectionStatus, PendingAuthorization, Provider, RefreshOutcome, SealedTokens,
 };
 use crate::domain::UserId;
+use crate::events::Event;
 use crate::store::StoreError;
 
 const COLUMNS: &str = "user_id, provider, status, token_key_id, token_nonce, token_ciphertext, \
@@ -180,6 +181,15 @@ impl SqliteStore {
 
     pub(super) async fn put_connection_impl(&self, c: Connection) -> Result<(), StoreError> {
         self.write(move |conn| {
+            let tx = conn.transaction().map_err(internal)?;
+            let previous: Option<String> = tx
+                .query_row(
+                    "SELECT status FROM connections WHERE user_id = ?1 AND provider = ?2",
+                    params![c.user_id.as_str(), c.provider.as_str()],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(internal)?;
             let (key_id, nonce, ciphertext) = match &c.tokens {
                 Some(t) => (
                     Some(t.key_id.as_str()),
@@ -188,7 +198,7 @@ impl SqliteStore {
                 ),
                 None => (None, None, None),
             };
-            conn.prepare_cached(&format!(
+            tx.prepare_cached(&format!(
                 "INSERT INTO connections ({COLUMNS}, refresh_lease_owner, refresh_lease_until_ms) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1, ?9, ?10, ?11, ?12, NULL, NULL, NULL) \
                  ON CONFLICT (user_id, provider) DO UPDATE SET status = excluded.status, \
@@ -218,7 +228,13 @@ impl SqliteStore {
                 c.updated_at.timestamp_millis(),
             ])
             .map_err(internal)?;
-            Ok(())
+            if c.status.is_news_after(previous.as_deref().and_then(ConnectionStatus::parse)) {
+                super::outbox::append(
+                    &tx,
+                    [Event::connection_changed(&c.user_id, c.provider, c.status)],
+                )?;
+            }
+            tx.commit().map_err(internal)
         })
         .await
     }
@@ -344,7 +360,7 @@ impl SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         self.write(move |conn| {
-            let (user, provider, now) = (user.as_str(), provider.as_str(), now.timestamp_millis());
+            let now = now.timestamp_millis();
             let held = "WHERE user_id = ?1 AND provider = ?2 AND refresh_lease_owner = ?3";
             let release = "refresh_lease_owner = NULL, refresh_lease_until_ms = NULL";
             let changed = match outcome {
@@ -360,8 +376,8 @@ impl SqliteStore {
                          last_error = NULL, updated_at_ms = ?9, {release} {held}"
                     ),
                     params![
-                        user,
-                        provider,
+                        user.as_str(),
+                        provider.as_str(),
                         owner,
                         tokens.key_id,
                         tokens.nonce,
@@ -371,32 +387,49 @@ impl SqliteStore {
                         now
                     ],
                 ),
-                RefreshOutcome::Revoked { error } => conn.execute(
-                    &format!(
-                        "UPDATE connections SET status = 'reauth_required', token_key_id = NULL, \
-                         token_nonce = NULL, token_ciphertext = NULL, \
-                         access_expires_at_ms = NULL, access_refresh_at_ms = NULL, \
-                         token_version = token_version + 1, last_error = ?4, \
-                         updated_at_ms = ?5, {release} {held}"
-                    ),
-                    params![user, provider, owner, error, now],
-                ),
+                RefreshOutcome::Revoked { error } => {
+                    let tx = conn.transaction().map_err(internal)?;
+                    let changed = tx
+                        .execute(
+                            &format!(
+                                "UPDATE connections SET status = 'reauth_required', \
+                                 token_key_id = NULL, token_nonce = NULL, token_ciphertext = NULL, \
+                                 access_expires_at_ms = NULL, access_refresh_at_ms = NULL, \
+                                 token_version = token_version + 1, last_error = ?4, \
+                                 updated_at_ms = ?5, {release} {held}"
+                            ),
+                            params![user.as_str(), provider.as_str(), owner, error, now],
+                        )
+                        .map_err(internal)?;
+                    if changed == 1 {
+                        super::outbox::append(
+                            &tx,
+                            [Event::connection_changed(
+                                &user,
+                                provider,
+                                ConnectionStatus::ReauthRequired,
+                            )],
+                        )?;
+                    }
+                    tx.commit().map_err(internal)?;
+                    Ok(changed)
+                }
                 RefreshOutcome::Failed { error } => conn.execute(
                     &format!(
                         "UPDATE connections SET last_error = ?4, updated_at_ms = ?5, {release} {held}"
                     ),
-                    params![user, provider, owner, error, now],
+                    params![user.as_str(), provider.as_str(), owner, error, now],
                 ),
                 RefreshOutcome::Rewrapped { tokens } => conn.execute(
                     &format!(
                         "UPDATE connections SET token_key_id = ?4, token_nonce = ?5, \
                          token_ciphertext = ?6, {release} {held} AND status = 'connected'"
                     ),
-                    params![user, provider, owner, tokens.key_id, tokens.nonce, tokens.ciphertext],
+                    params![user.as_str(), provider.as_str(), owner, tokens.key_id, tokens.nonce, tokens.ciphertext],
                 ),
                 RefreshOutcome::Released => conn.execute(
                     &format!("UPDATE connections SET {release} {held}"),
-                    params![user, provider, owner],
+                    params![user.as_str(), provider.as_str(), owner],
                 ),
             }
             .map_err(internal)?;
@@ -405,3 +438,4 @@ impl SqliteStore {
         .await
     }
 }
+

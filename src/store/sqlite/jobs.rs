@@ -383,6 +383,7 @@ impl SqliteStore {
                 }
             }
             let ended = job_by_id(&tx, &id)?;
+            super::outbox::append(&tx, ended.iter().filter_map(crate::events::Event::sync_ended))?;
             if current.trigger == Trigger::Scheduled && !matches!(end, JobEnd::Retry { .. }) {
                 tx.prepare_cached(
                     "DELETE FROM sync_jobs WHERE user_id = ?1 AND trigger = 'scheduled' \

@@ -11,6 +11,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("migrations/0003_shares.sql")),
     (4, include_str!("migrations/0004_audit.sql")),
     (5, include_str!("migrations/0005_sync.sql")),
+    (6, include_str!("migrations/0006_outbox.sql")),
 ];
 
 pub fn apply(conn: &mut Connection) -> Result<(), StoreError> {

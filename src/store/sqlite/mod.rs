@@ -16,6 +16,7 @@ mod inbox;
 mod jobs;
 mod latest_cache;
 mod migrations;
+mod outbox;
 mod rows;
 mod shares;
 
@@ -75,6 +76,8 @@ struct Inner {
     write_turn: tokio::sync::Semaphore,
     /// One permit per reader connection.
     read_turn: tokio::sync::Semaphore,
+    /// Woken after commits that wrote to the outbox.
+    outbox_written: tokio::sync::Notify,
 }
 
 pub(crate) fn internal(e: rusqlite::Error) -> StoreError {
@@ -133,6 +136,7 @@ impl SqliteStore {
                 next_reader: AtomicUsize::new(0),
                 write_turn: tokio::sync::Semaphore::new(1),
                 read_turn: tokio::sync::Semaphore::new(READERS),
+                outbox_written: tokio::sync::Notify::new(),
             }),
         })
     }
@@ -335,9 +339,19 @@ impl Store for SqliteStore {
                     results.push(result);
                 }
             }
+            let events = outbox::append(
+                &tx,
+                readings
+                    .iter()
+                    .zip(&results)
+                    .filter_map(|(r, u)| crate::events::Event::reading_changed(r, u)),
+            )?;
             let pending = latest.begin_write(newest.users());
             tx.commit().map_err(internal)?;
             pending.committed(&newest.into_stored(&readings, &results));
+            if events > 0 {
+                inner.outbox_written.notify_one();
+            }
             Ok(results)
         })
         .await
@@ -402,6 +416,29 @@ impl Store for SqliteStore {
             .await
     }
 
+    fn outbox_signal(&self) -> &tokio::sync::Notify {
+        &self.inner.outbox_written
+    }
+
+    async fn claim_outbox(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<crate::events::Message>, StoreError> {
+        self.claim_outbox_impl(owner.to_owned(), now, until, limit)
+            .await
+    }
+
+    async fn ack_outbox(&self, ids: Vec<Uuid>) -> Result<usize, StoreError> {
+        self.ack_outbox_impl(ids).await
+    }
+
+    async fn outbox_backlog(&self) -> Result<u64, StoreError> {
+        self.outbox_backlog_impl().await
+    }
+
     async fn append_audit(&self, entries: AuditBatch) -> Result<(), StoreError> {
         self.append_audit_impl(entries).await
     }
@@ -445,7 +482,9 @@ impl Store for SqliteStore {
     }
 
     async fn put_connection(&self, connection: SourceConnection) -> Result<(), StoreError> {
-        self.put_connection_impl(connection).await
+        self.put_connection_impl(connection).await?;
+        self.inner.outbox_written.notify_one();
+        Ok(())
     }
 
     async fn get_connection(
@@ -499,8 +538,11 @@ impl Store for SqliteStore {
         outcome: RefreshOutcome,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        self.finish_refresh_impl(user.clone(), provider, owner.to_owned(), outcome, now)
-            .await
+        let finished = self
+            .finish_refresh_impl(user.clone(), provider, owner.to_owned(), outcome, now)
+            .await?;
+        self.inner.outbox_written.notify_one();
+        Ok(finished)
     }
 
     async fn create_job(
@@ -548,7 +590,9 @@ impl Store for SqliteStore {
         end: JobEnd,
         now: DateTime<Utc>,
     ) -> Result<Option<SyncJob>, StoreError> {
-        self.finish_job_impl(job, owner.to_owned(), end, now).await
+        let ended = self.finish_job_impl(job, owner.to_owned(), end, now).await?;
+        self.inner.outbox_written.notify_one();
+        Ok(ended)
     }
 
     async fn get_job(&self, job: Uuid) -> Result<Option<SyncJob>, StoreError> {
