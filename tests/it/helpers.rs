@@ -123,7 +123,7 @@ impl TestApp {
             vars.insert((*k).into(), v.replace("{base}", &base));
         }
         let settings = Settings::from_vars(&vars).expect("test settings are valid");
-        let app = App::build(settings).expect("app builds");
+        let app = App::build(settings).await.expect("app builds");
         let store = app.state.store.clone();
         let cipher = app.cipher().clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -224,21 +224,37 @@ pub async fn get_json(client: &reqwest::Client, url: &str) -> Value {
     response.json().await.expect("JSON body")
 }
 
-/// A pipeline over `store` with an in-process bus, and a subscription to its events.
+/// A pipeline over `store`, and a subscription to the events its outbox relay
+/// publishes to an in-process bus (the relay runs for the rest of the test).
 pub fn pipeline_with_events(
     store: Arc<dyn Store>,
 ) -> (
     cgm_hub::pipeline::Pipeline,
-    tokio::sync::broadcast::Receiver<Arc<cgm_hub::events::Event>>,
+    tokio::sync::broadcast::Receiver<Arc<cgm_hub::events::Message>>,
 ) {
-    let bus = cgm_hub::events::MemoryBus::default();
+    let bus = Arc::new(MemoryBus::default());
     let events = bus.subscribe();
-    let pipeline = cgm_hub::pipeline::Pipeline::new(
-        store,
-        Arc::new(bus),
-        cgm_hub::domain::TimePolicy::default(),
-    );
+    start_relay(store.clone(), bus);
+    let pipeline = cgm_hub::pipeline::Pipeline::new(store, cgm_hub::domain::TimePolicy::default());
     (pipeline, events)
+}
+
+/// Publishes `store`'s outbox to `bus` for the rest of the test, as an app does.
+pub fn start_relay(store: Arc<dyn Store>, bus: Arc<dyn cgm_hub::events::EventBus>) {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    Box::leak(Box::new(stop));
+    cgm_hub::events::relay::Relay::new(store, bus).start(stopped);
+}
+
+/// The next event on `events`, waiting up to 5 s for the relay.
+pub async fn next_event(
+    events: &mut tokio::sync::broadcast::Receiver<Arc<cgm_hub::events::Message>>,
+) -> Value {
+    tokio::time::timeout(Duration::from_secs(5), events.recv())
+        .await
+        .expect("an event within 5 s")
+        .expect("event bus open")
+        .json()
 }
 
 /// Every reading of a listing, following `pagination.next` links from `first_url`.
@@ -495,10 +511,10 @@ fn build_dexcom(
     sync: SyncSettings,
 ) -> Arc<DexcomService> {
     let config = SimConfig::default();
-    let pipeline = Pipeline::new(store, bus.clone(), cgm_hub::domain::TimePolicy::default());
+    start_relay(store.clone(), bus);
+    let pipeline = Pipeline::new(store, cgm_hub::domain::TimePolicy::default());
     let service = DexcomService::build(
         pipeline,
-        bus,
         Arc::new(cipher),
         OAuthConfig {
             base_url: sim.base_url.parse().expect("simulator URL"),
