@@ -28,6 +28,12 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("SQLITE_SYNCHRONOUS", "full"),
     ("DATABASE_URL", ""),
     ("DATABASE_MAX_CONNECTIONS", "10"),
+    ("DYNAMODB_ENDPOINT", ""),
+    ("AWS_REGION", "us-east-1"),
+    ("DYNAMODB_TABLE", "bg_readings"),
+    ("DYNAMODB_USER_TOKENS_TABLE", "user_tokens"),
+    ("DYNAMODB_SYNC_JOBS_TABLE", "sync_jobs"),
+    ("DYNAMODB_AUX_TABLE", "cgm_hub"),
     ("EVENT_BUS", "memory"),
     ("RABBITMQ_URL", ""),
     ("RABBITMQ_EXCHANGE", "bg_events"),
@@ -130,6 +136,17 @@ pub enum StorageSettings {
         /// May hold a password.
         url: Secret<String>,
         max_connections: u32,
+    },
+    /// Tables are created on start-up when absent (docs/dynamodb.md).
+    DynamoDb {
+        /// None: the AWS endpoint of `region`.
+        endpoint: Option<url::Url>,
+        region: String,
+        readings_table: String,
+        user_tokens_table: String,
+        sync_jobs_table: String,
+        /// Shares, audit, OAuth states, leases, webhook inbox and outbox.
+        aux_table: String,
     },
 }
 
@@ -353,17 +370,32 @@ impl Settings {
                 },
             },
             "postgres" => StorageSettings::Postgres {
-                url: Secret::new(v.optional("DATABASE_URL").map(str::to_owned).ok_or_else(|| {
-                    invalid("DATABASE_URL", "is required when STORAGE_BACKEND=postgres")
-                })?),
+                url: Secret::new(v.optional("DATABASE_URL").map(str::to_owned).ok_or_else(
+                    || invalid("DATABASE_URL", "is required when STORAGE_BACKEND=postgres"),
+                )?),
                 max_connections: v.number("DATABASE_MAX_CONNECTIONS", 1, 1000)?,
             },
-            "dynamodb" => {
-                return Err(invalid(
-                    "STORAGE_BACKEND",
-                    "\"dynamodb\" is not available in this build yet; use sqlite or postgres",
-                ))
-            }
+            "dynamodb" => StorageSettings::DynamoDb {
+                endpoint: v
+                    .optional("DYNAMODB_ENDPOINT")
+                    .map(|raw| {
+                        url::Url::parse(raw)
+                            .ok()
+                            .filter(|u| matches!(u.scheme(), "http" | "https"))
+                            .ok_or_else(|| {
+                                invalid(
+                                    "DYNAMODB_ENDPOINT",
+                                    format!("{raw:?} is not an http(s) URL"),
+                                )
+                            })
+                    })
+                    .transpose()?,
+                region: v.get("AWS_REGION").to_owned(),
+                readings_table: v.get("DYNAMODB_TABLE").to_owned(),
+                user_tokens_table: v.get("DYNAMODB_USER_TOKENS_TABLE").to_owned(),
+                sync_jobs_table: v.get("DYNAMODB_SYNC_JOBS_TABLE").to_owned(),
+                aux_table: v.get("DYNAMODB_AUX_TABLE").to_owned(),
+            },
             other => {
                 return Err(invalid(
                     "STORAGE_BACKEND",
@@ -379,9 +411,9 @@ impl Settings {
         let event_bus = match v.get("EVENT_BUS").to_ascii_lowercase().as_str() {
             "memory" => EventBusKind::Memory,
             "rabbitmq" => EventBusKind::RabbitMq(crate::events::rabbitmq::RabbitSettings {
-                url: Secret::new(v.optional("RABBITMQ_URL").map(str::to_owned).ok_or_else(|| {
-                    invalid("RABBITMQ_URL", "is required when EVENT_BUS=rabbitmq")
-                })?),
+                url: Secret::new(v.optional("RABBITMQ_URL").map(str::to_owned).ok_or_else(
+                    || invalid("RABBITMQ_URL", "is required when EVENT_BUS=rabbitmq"),
+                )?),
                 exchange: v.get("RABBITMQ_EXCHANGE").to_owned(),
                 queue: v.get("RABBITMQ_QUEUE").to_owned(),
             }),
