@@ -202,7 +202,13 @@ impl DynamoStore {
         let table = &self.tables().aux;
         for attempt in 0..RACE_ATTEMPTS {
             let mut items = Vec::new();
+            // One transaction cannot touch an item twice; a repeated id's first
+            // end is the one that can still hold the claim.
+            let mut seen = std::collections::HashSet::new();
             for (id, end) in ends {
+                if !seen.insert(*id) {
+                    continue;
+                }
                 let Some(item) = self.get(table, key(*id)).await? else {
                     continue;
                 };
