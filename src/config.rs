@@ -710,6 +710,48 @@ mod tests {
     }
 
     #[test]
+    fn dynamodb_settings_have_contract_defaults_and_a_checked_endpoint() {
+        let s = settings(&[("STORAGE_BACKEND", "dynamodb")]).unwrap();
+        let StorageSettings::DynamoDb {
+            endpoint,
+            region,
+            readings_table,
+            user_tokens_table,
+            sync_jobs_table,
+            aux_table,
+        } = s.storage
+        else {
+            panic!("not dynamodb: {:?}", s.storage);
+        };
+        assert_eq!(endpoint, None);
+        assert_eq!(region, "us-east-1");
+        assert_eq!(
+            [
+                readings_table,
+                user_tokens_table,
+                sync_jobs_table,
+                aux_table
+            ],
+            ["bg_readings", "user_tokens", "sync_jobs", "cgm_hub"]
+        );
+        let local = settings(&[
+            ("STORAGE_BACKEND", "dynamodb"),
+            ("DYNAMODB_ENDPOINT", "http://127.0.0.1:8000"),
+        ])
+        .unwrap();
+        assert!(matches!(
+            local.storage,
+            StorageSettings::DynamoDb { endpoint: Some(ref u), .. } if u.port() == Some(8000)
+        ));
+        let err = settings(&[
+            ("STORAGE_BACKEND", "dynamodb"),
+            ("DYNAMODB_ENDPOINT", "127.0.0.1:8000"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.variable, "DYNAMODB_ENDPOINT");
+    }
+
+    #[test]
     fn dexcom_client_is_all_or_nothing() {
         let err = settings(&[("DEXCOM_CLIENT_ID", "id")]).unwrap_err();
         assert_eq!(err.variable, "DEXCOM_CLIENT_SECRET");
