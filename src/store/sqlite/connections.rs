@@ -228,9 +228,7 @@ impl SqliteStore {
                 c.updated_at.timestamp_millis(),
             ])
             .map_err(internal)?;
-            if c.status
-                .is_news_after(previous.as_deref().and_then(ConnectionStatus::parse))
-            {
+            if c.status.is_news_after(previous.as_deref().and_then(ConnectionStatus::parse)) {
                 super::outbox::append(
                     &tx,
                     [Event::connection_changed(&c.user_id, c.provider, c.status)],
@@ -440,3 +438,4 @@ impl SqliteStore {
         .await
     }
 }
+
