@@ -84,6 +84,39 @@ pub async fn sqlite_store() -> TestStore {
     }
 }
 
+/// A DynamoDB store on the emulator at `TEST_DYNAMODB_ENDPOINT` (default
+/// `http://127.0.0.1:8000`, moto: `scripts/dynamodb-local.sh`), with tables of
+/// its own (a random prefix), so tests can run in parallel. Panics when the
+/// emulator cannot be reached: a missing server is a failure, never a skip.
+#[cfg(feature = "dynamodb")]
+pub async fn dynamodb_store() -> TestStore {
+    use cgm_hub::store::dynamodb::{DynamoSettings, DynamoStore, Tables};
+    let endpoint = std::env::var("TEST_DYNAMODB_ENDPOINT")
+        .ok()
+        .filter(|e| !e.is_empty())
+        .unwrap_or_else(|| "http://127.0.0.1:8000".to_owned());
+    let prefix = format!("t{}_", uuid::Uuid::new_v4().simple());
+    let settings = DynamoSettings {
+        endpoint: Some(endpoint.clone()),
+        region: "us-east-1".to_owned(),
+        tables: Tables::prefixed(&prefix),
+        static_credentials: Some(("test".to_owned(), "test".to_owned())),
+    };
+    let store = tokio::time::timeout(Duration::from_secs(60), DynamoStore::connect(settings))
+        .await
+        .unwrap_or_else(|_| panic!("DynamoDB emulator at {endpoint} did not answer within 60 s"))
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot reach the DynamoDB emulator at {endpoint} ({e}); start it with \
+                 scripts/dynamodb-local.sh or set TEST_DYNAMODB_ENDPOINT"
+            )
+        });
+    TestStore {
+        store: Arc::new(store),
+        _guard: TempDir::new().expect("temp dir"),
+    }
+}
+
 /// The real router on a random port, in this process, over a temporary SQLite file.
 pub struct TestApp {
     pub base: String,

@@ -958,3 +958,5 @@ macro_rules! conformance {
 
 // One line per backend.
 conformance!(sqlite, crate::helpers::sqlite_store);
+#[cfg(feature = "dynamodb")]
+conformance!(dynamodb, crate::helpers::dynamodb_store);
