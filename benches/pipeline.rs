@@ -105,10 +105,7 @@ fn dexcom_backfill(c: &mut Criterion) {
     let sim_config = SimConfig::default();
     let (sim, service) = rt.block_on(async {
         let sim = spawn(sim_config.clone()).await.unwrap();
-        let pipeline = Pipeline::new(
-            store.clone(),
-            cgm_hub::domain::TimePolicy::default(),
-        );
+        let pipeline = Pipeline::new(store.clone(), cgm_hub::domain::TimePolicy::default());
         let service = DexcomService::build(
             pipeline,
             Arc::new(TokenCipher::new(&[7; 32], &[])),
@@ -139,10 +136,7 @@ fn dexcom_backfill(c: &mut Criterion) {
         );
         (sim, service)
     });
-    let pipeline = Pipeline::new(
-        store.clone(),
-        cgm_hub::domain::TimePolicy::default(),
-    );
+    let pipeline = Pipeline::new(store.clone(), cgm_hub::domain::TimePolicy::default());
     let mut group = c.benchmark_group("dexcom_backfill");
     group.sample_size(10);
     let mut n = 0;

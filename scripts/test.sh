@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, HTTP fuzzing of the binary against its
+# The whole test suite: the services it needs (scripts/services.sh), formatting, lints, HTTP fuzzing of the binary against its
 # OpenAPI document, then every unit, property, conformance, HTTP and process test.
 # This is the command the README and CI run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+scripts/services.sh
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
 cargo build --locked --bin cgm-hub

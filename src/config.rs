@@ -370,9 +370,9 @@ impl Settings {
                 },
             },
             "postgres" => StorageSettings::Postgres {
-                url: Secret::new(v.optional("DATABASE_URL").map(str::to_owned).ok_or_else(|| {
-                    invalid("DATABASE_URL", "is required when STORAGE_BACKEND=postgres")
-                })?),
+                url: Secret::new(v.optional("DATABASE_URL").map(str::to_owned).ok_or_else(
+                    || invalid("DATABASE_URL", "is required when STORAGE_BACKEND=postgres"),
+                )?),
                 max_connections: v.number("DATABASE_MAX_CONNECTIONS", 1, 1000)?,
             },
             "dynamodb" => StorageSettings::DynamoDb {
@@ -411,9 +411,9 @@ impl Settings {
         let event_bus = match v.get("EVENT_BUS").to_ascii_lowercase().as_str() {
             "memory" => EventBusKind::Memory,
             "rabbitmq" => EventBusKind::RabbitMq(crate::events::rabbitmq::RabbitSettings {
-                url: Secret::new(v.optional("RABBITMQ_URL").map(str::to_owned).ok_or_else(|| {
-                    invalid("RABBITMQ_URL", "is required when EVENT_BUS=rabbitmq")
-                })?),
+                url: Secret::new(v.optional("RABBITMQ_URL").map(str::to_owned).ok_or_else(
+                    || invalid("RABBITMQ_URL", "is required when EVENT_BUS=rabbitmq"),
+                )?),
                 exchange: v.get("RABBITMQ_EXCHANGE").to_owned(),
                 queue: v.get("RABBITMQ_QUEUE").to_owned(),
             }),

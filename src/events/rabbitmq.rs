@@ -60,7 +60,8 @@ impl RabbitBus {
         &self,
         link: &'a mut Option<(Connection, Channel)>,
     ) -> Result<&'a Channel, BusError> {
-        let alive = matches!(link, Some((c, ch)) if c.status().connected() && ch.status().connected());
+        let alive =
+            matches!(link, Some((c, ch)) if c.status().connected() && ch.status().connected());
         if !alive {
             *link = None;
             self.set_connected(false);

@@ -5,11 +5,11 @@
 //! every backend pages identically. `tests/it/store_conformance.rs` runs the same
 //! cases against every backend.
 
-mod query;
-pub mod postgres;
-pub mod sqlite;
 #[cfg(feature = "dynamodb")]
 pub mod dynamodb;
+pub mod postgres;
+mod query;
+pub mod sqlite;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

@@ -113,11 +113,7 @@ pub struct SyncEngine {
 }
 
 impl SyncEngine {
-    pub fn new(
-        pipeline: Pipeline,
-        client: Arc<DexcomClient>,
-        settings: SyncSettings,
-    ) -> Arc<Self> {
+    pub fn new(pipeline: Pipeline, client: Arc<DexcomClient>, settings: SyncSettings) -> Arc<Self> {
         Arc::new(Self {
             store: pipeline.store().clone(),
             pipeline,

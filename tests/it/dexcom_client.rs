@@ -305,10 +305,8 @@ async fn a_90_day_backfill_is_three_windows_without_gaps_or_duplicates() {
     connect(&dexcom, "demo-bob").await;
     let end = Utc::now();
     let start = end - chrono::Duration::days(90);
-    let pipeline = cgm_hub::pipeline::Pipeline::new(
-        store.clone(),
-        cgm_hub::domain::TimePolicy::default(),
-    );
+    let pipeline =
+        cgm_hub::pipeline::Pipeline::new(store.clone(), cgm_hub::domain::TimePolicy::default());
     let report = fetch_range(dexcom.client(), &pipeline, &user("demo-bob"), start, end)
         .await
         .unwrap();
@@ -417,10 +415,7 @@ async fn all_stored_timestamps(store: &Arc<dyn Store>, user_id: &str) -> BTreeSe
 }
 
 fn pipeline_over(store: &Arc<dyn Store>) -> cgm_hub::pipeline::Pipeline {
-    cgm_hub::pipeline::Pipeline::new(
-        store.clone(),
-        cgm_hub::domain::TimePolicy::default(),
-    )
+    cgm_hub::pipeline::Pipeline::new(store.clone(), cgm_hub::domain::TimePolicy::default())
 }
 
 #[tokio::test]

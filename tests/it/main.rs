@@ -4,6 +4,7 @@ mod authz_matrix;
 mod demo;
 mod dexcom_client;
 mod dexcom_oauth;
+mod events_rabbitmq;
 mod helpers;
 mod http_errors;
 mod http_readings;

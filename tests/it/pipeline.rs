@@ -45,18 +45,28 @@ async fn changes_are_published_once_and_duplicates_not_at_all() {
     assert_eq!(created["type"], "reading.created");
     assert_eq!(updated["type"], "reading.updated");
     assert_eq!(
-        (&created["data"]["version"], &created["data"]["glucose_value"]),
+        (
+            &created["data"]["version"],
+            &created["data"]["glucose_value"]
+        ),
         (&serde_json::json!(1), &serde_json::json!(100))
     );
     assert_eq!(
-        (&updated["data"]["version"], &updated["data"]["glucose_value"]),
+        (
+            &updated["data"]["version"],
+            &updated["data"]["glucose_value"]
+        ),
         (&serde_json::json!(2), &serde_json::json!(104))
     );
     assert_eq!(updated["data"]["user_id"], "p1");
     assert_ne!(created["id"], updated["id"]);
     assert_eq!(updated["schema_version"], 1);
     assert_eq!(updated["data"]["timestamp"], slot(1).to_rfc3339());
-    assert_eq!(under_test.store.outbox_backlog().await.unwrap(), 0, "published and deleted");
+    assert_eq!(
+        under_test.store.outbox_backlog().await.unwrap(),
+        0,
+        "published and deleted"
+    );
     assert!(
         events.try_recv().is_err(),
         "duplicates and rejections publish nothing"

@@ -11,7 +11,8 @@ pub struct PostgresStore {
 
 impl PostgresStore {
     pub async fn connect(_url: &str, _max_connections: u32) -> Result<Self, StoreError> {
-        Err(StoreError::Unavailable("postgres store not written yet".into()))
+        Err(StoreError::Unavailable(
+            "postgres store not written yet".into(),
+        ))
     }
 }
-

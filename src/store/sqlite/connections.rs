@@ -228,7 +228,9 @@ impl SqliteStore {
                 c.updated_at.timestamp_millis(),
             ])
             .map_err(internal)?;
-            if c.status.is_news_after(previous.as_deref().and_then(ConnectionStatus::parse)) {
+            if c.status
+                .is_news_after(previous.as_deref().and_then(ConnectionStatus::parse))
+            {
                 super::outbox::append(
                     &tx,
                     [Event::connection_changed(&c.user_id, c.provider, c.status)],
@@ -438,4 +440,3 @@ impl SqliteStore {
         .await
     }
 }
-

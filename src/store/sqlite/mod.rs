@@ -590,7 +590,9 @@ impl Store for SqliteStore {
         end: JobEnd,
         now: DateTime<Utc>,
     ) -> Result<Option<SyncJob>, StoreError> {
-        let ended = self.finish_job_impl(job, owner.to_owned(), end, now).await?;
+        let ended = self
+            .finish_job_impl(job, owner.to_owned(), end, now)
+            .await?;
         self.inner.outbox_written.notify_one();
         Ok(ended)
     }

@@ -15,7 +15,9 @@ use chrono::Utc;
 
 use crate::helpers::*;
 
+mod outbox;
 mod sync;
+use outbox::*;
 use sync::*;
 
 type S = Arc<dyn Store>;
@@ -941,7 +943,9 @@ macro_rules! conformance {
                 a_lapsed_lease_hands_the_job_on_with_its_checkpoint,
                 job_ends_update_the_connection_and_retries_wait,
                 finished_scheduled_jobs_are_pruned,
-                webhook_inbox_stores_claims_and_finishes
+                webhook_inbox_stores_claims_and_finishes,
+                changes_commit_their_events_and_duplicates_none,
+                outbox_claims_are_exclusive_until_they_lapse
             );
         }
     };
