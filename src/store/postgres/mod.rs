@@ -91,12 +91,16 @@ impl PostgresStore {
             .connect()
             .await
             .map_err(|e| unreachable(&options, e))?;
+        // IF NOT EXISTS alone still races between instances starting together.
+        let mut tx = conn.begin().await.map_err(db_error)?;
+        advisory_lock(&mut tx, "cgm-hub schema creation", schema).await?;
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
             "CREATE SCHEMA IF NOT EXISTS \"{schema}\""
         )))
-        .execute(&mut conn)
+        .execute(&mut *tx)
         .await
         .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
         conn.close().await.map_err(db_error)?;
         // Set at connection start-up, so every pooled connection sees only this schema.
         Self::open(options.options([("search_path", schema)]), max_connections).await
@@ -113,8 +117,20 @@ impl PostgresStore {
             .connect_with(options.clone())
             .await
             .map_err(|e| unreachable(&options, e))?;
-        migrations::apply(&pool).await?;
-        let partitions = Partitions::load(&pool, Utc::now()).await?;
+        let prepared = async {
+            migrations::apply(&pool).await?;
+            Partitions::load(&pool, Utc::now()).await
+        };
+        let partitions = match prepared.await {
+            Ok(partitions) => partitions,
+            Err(e) => {
+                // Ends the sessions now, rolling back what they held (the
+                // migration lock among it), rather than whenever the pool's
+                // tasks next run.
+                pool.close().await;
+                return Err(e);
+            }
+        };
         Ok(Self {
             inner: Arc::new(Inner {
                 pool,
