@@ -958,3 +958,4 @@ macro_rules! conformance {
 
 // One line per backend.
 conformance!(sqlite, crate::helpers::sqlite_store);
+conformance!(postgres, crate::helpers::postgres_store);
