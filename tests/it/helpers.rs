@@ -172,7 +172,10 @@ impl Drop for PgSchema {
         match dropped {
             Ok(Ok(())) => {}
             Ok(Err(e)) => eprintln!("test schema {} left behind: {e}", self.name),
-            Err(_) => eprintln!("test schema {} left behind: the dropping thread panicked", self.name),
+            Err(_) => eprintln!(
+                "test schema {} left behind: the dropping thread panicked",
+                self.name
+            ),
         }
     }
 }
