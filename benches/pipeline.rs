@@ -89,7 +89,6 @@ fn parse(c: &mut Criterion) {
 fn dexcom_backfill(c: &mut Criterion) {
     use cgm_hub::config::{ApiVersion, Secret};
     use cgm_hub::connections::cipher::TokenCipher;
-    use cgm_hub::events::MemoryBus;
     use cgm_hub::pipeline::Pipeline;
     use cgm_hub::simulator::dexcom::{browser::consent, spawn, SimConfig};
     use cgm_hub::sources::dexcom::oauth::OAuthConfig;
@@ -108,12 +107,10 @@ fn dexcom_backfill(c: &mut Criterion) {
         let sim = spawn(sim_config.clone()).await.unwrap();
         let pipeline = Pipeline::new(
             store.clone(),
-            Arc::new(MemoryBus::default()),
             cgm_hub::domain::TimePolicy::default(),
         );
         let service = DexcomService::build(
             pipeline,
-            Arc::new(MemoryBus::default()),
             Arc::new(TokenCipher::new(&[7; 32], &[])),
             OAuthConfig {
                 base_url: sim.base_url.parse().unwrap(),
@@ -144,7 +141,6 @@ fn dexcom_backfill(c: &mut Criterion) {
     });
     let pipeline = Pipeline::new(
         store.clone(),
-        Arc::new(MemoryBus::default()),
         cgm_hub::domain::TimePolicy::default(),
     );
     let mut group = c.benchmark_group("dexcom_backfill");

@@ -75,7 +75,9 @@ async fn webhook(rate: u64, seconds: u64) {
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
-    let app = App::build(Settings::from_vars(&vars).expect("settings")).expect("app");
+    let app = App::build(Settings::from_vars(&vars).expect("settings"))
+        .await
+        .expect("app");
     let store = app.state.store.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

@@ -57,6 +57,7 @@ impl App {
                 url,
                 max_connections,
             } => Arc::new(PostgresStore::connect(url.expose(), *max_connections).await?),
+            StorageSettings::DynamoDb { .. } => dynamodb_store(&settings.storage).await?,
         };
         let bus: Arc<dyn EventBus> = match &settings.event_bus {
             EventBusKind::Memory => Arc::new(MemoryBus::default()),
@@ -333,4 +334,42 @@ pub async fn shutdown_signal() {
         _ = ctrl_c => {}
         _ = term => {}
     }
+}
+
+/// The DynamoDB store of `STORAGE_BACKEND=dynamodb` (tables created when absent).
+#[cfg(feature = "dynamodb")]
+async fn dynamodb_store(storage: &StorageSettings) -> Result<Arc<dyn Store>, BuildError> {
+    use crate::store::dynamodb::{DynamoSettings, DynamoStore, Tables};
+    let StorageSettings::DynamoDb {
+        endpoint,
+        region,
+        readings_table,
+        user_tokens_table,
+        sync_jobs_table,
+        aux_table,
+    } = storage
+    else {
+        return Err(StoreError::Internal("not dynamodb settings".into()).into());
+    };
+    let store = DynamoStore::connect(DynamoSettings {
+        endpoint: endpoint.as_ref().map(|u| u.to_string()),
+        region: region.clone(),
+        tables: Tables {
+            readings: readings_table.clone(),
+            user_tokens: user_tokens_table.clone(),
+            sync_jobs: sync_jobs_table.clone(),
+            aux: aux_table.clone(),
+        },
+        static_credentials: None,
+    })
+    .await?;
+    Ok(Arc::new(store))
+}
+
+#[cfg(not(feature = "dynamodb"))]
+async fn dynamodb_store(_: &StorageSettings) -> Result<Arc<dyn Store>, BuildError> {
+    Err(StoreError::Internal(
+        "STORAGE_BACKEND=dynamodb needs a build with the cargo feature \"dynamodb\"".into(),
+    )
+    .into())
 }

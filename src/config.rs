@@ -28,6 +28,12 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("SQLITE_SYNCHRONOUS", "full"),
     ("DATABASE_URL", ""),
     ("DATABASE_MAX_CONNECTIONS", "10"),
+    ("DYNAMODB_ENDPOINT", ""),
+    ("AWS_REGION", "us-east-1"),
+    ("DYNAMODB_TABLE", "bg_readings"),
+    ("DYNAMODB_USER_TOKENS_TABLE", "user_tokens"),
+    ("DYNAMODB_SYNC_JOBS_TABLE", "sync_jobs"),
+    ("DYNAMODB_AUX_TABLE", "cgm_hub"),
     ("EVENT_BUS", "memory"),
     ("RABBITMQ_URL", ""),
     ("RABBITMQ_EXCHANGE", "bg_events"),
@@ -130,6 +136,17 @@ pub enum StorageSettings {
         /// May hold a password.
         url: Secret<String>,
         max_connections: u32,
+    },
+    /// Tables are created on start-up when absent (docs/dynamodb.md).
+    DynamoDb {
+        /// None: the AWS endpoint of `region`.
+        endpoint: Option<url::Url>,
+        region: String,
+        readings_table: String,
+        user_tokens_table: String,
+        sync_jobs_table: String,
+        /// Shares, audit, OAuth states, leases, webhook inbox and outbox.
+        aux_table: String,
     },
 }
 
@@ -358,12 +375,27 @@ impl Settings {
                 })?),
                 max_connections: v.number("DATABASE_MAX_CONNECTIONS", 1, 1000)?,
             },
-            "dynamodb" => {
-                return Err(invalid(
-                    "STORAGE_BACKEND",
-                    "\"dynamodb\" is not available in this build yet; use sqlite or postgres",
-                ))
-            }
+            "dynamodb" => StorageSettings::DynamoDb {
+                endpoint: v
+                    .optional("DYNAMODB_ENDPOINT")
+                    .map(|raw| {
+                        url::Url::parse(raw)
+                            .ok()
+                            .filter(|u| matches!(u.scheme(), "http" | "https"))
+                            .ok_or_else(|| {
+                                invalid(
+                                    "DYNAMODB_ENDPOINT",
+                                    format!("{raw:?} is not an http(s) URL"),
+                                )
+                            })
+                    })
+                    .transpose()?,
+                region: v.get("AWS_REGION").to_owned(),
+                readings_table: v.get("DYNAMODB_TABLE").to_owned(),
+                user_tokens_table: v.get("DYNAMODB_USER_TOKENS_TABLE").to_owned(),
+                sync_jobs_table: v.get("DYNAMODB_SYNC_JOBS_TABLE").to_owned(),
+                aux_table: v.get("DYNAMODB_AUX_TABLE").to_owned(),
+            },
             other => {
                 return Err(invalid(
                     "STORAGE_BACKEND",
@@ -675,6 +707,48 @@ mod tests {
         );
         assert!(with(("DEXCOM_API_BASE_URL", "us")).is_ok());
         assert!(settings(&[("DEXCOM_API_BASE_URL", "http://127.0.0.1:5080")]).is_ok());
+    }
+
+    #[test]
+    fn dynamodb_settings_have_contract_defaults_and_a_checked_endpoint() {
+        let s = settings(&[("STORAGE_BACKEND", "dynamodb")]).unwrap();
+        let StorageSettings::DynamoDb {
+            endpoint,
+            region,
+            readings_table,
+            user_tokens_table,
+            sync_jobs_table,
+            aux_table,
+        } = s.storage
+        else {
+            panic!("not dynamodb: {:?}", s.storage);
+        };
+        assert_eq!(endpoint, None);
+        assert_eq!(region, "us-east-1");
+        assert_eq!(
+            [
+                readings_table,
+                user_tokens_table,
+                sync_jobs_table,
+                aux_table
+            ],
+            ["bg_readings", "user_tokens", "sync_jobs", "cgm_hub"]
+        );
+        let local = settings(&[
+            ("STORAGE_BACKEND", "dynamodb"),
+            ("DYNAMODB_ENDPOINT", "http://127.0.0.1:8000"),
+        ])
+        .unwrap();
+        assert!(matches!(
+            local.storage,
+            StorageSettings::DynamoDb { endpoint: Some(ref u), .. } if u.port() == Some(8000)
+        ));
+        let err = settings(&[
+            ("STORAGE_BACKEND", "dynamodb"),
+            ("DYNAMODB_ENDPOINT", "127.0.0.1:8000"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.variable, "DYNAMODB_ENDPOINT");
     }
 
     #[test]

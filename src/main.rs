@@ -116,7 +116,10 @@ fn main() -> ExitCode {
                 settings.bind_addr = bind;
             }
             if let Some(path) = sqlite_path {
-                let cgm_hub::config::StorageSettings::Sqlite { durability, .. } = settings.storage;
+                let durability = match settings.storage {
+                    cgm_hub::config::StorageSettings::Sqlite { durability, .. } => durability,
+                    _ => Default::default(),
+                };
                 settings.storage = cgm_hub::config::StorageSettings::Sqlite { path, durability };
             }
             serve(settings)

@@ -8,6 +8,8 @@
 mod query;
 pub mod postgres;
 pub mod sqlite;
+#[cfg(feature = "dynamodb")]
+pub mod dynamodb;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

@@ -307,7 +307,6 @@ async fn a_90_day_backfill_is_three_windows_without_gaps_or_duplicates() {
     let start = end - chrono::Duration::days(90);
     let pipeline = cgm_hub::pipeline::Pipeline::new(
         store.clone(),
-        Arc::new(cgm_hub::events::MemoryBus::default()),
         cgm_hub::domain::TimePolicy::default(),
     );
     let report = fetch_range(dexcom.client(), &pipeline, &user("demo-bob"), start, end)
@@ -420,7 +419,6 @@ async fn all_stored_timestamps(store: &Arc<dyn Store>, user_id: &str) -> BTreeSe
 fn pipeline_over(store: &Arc<dyn Store>) -> cgm_hub::pipeline::Pipeline {
     cgm_hub::pipeline::Pipeline::new(
         store.clone(),
-        Arc::new(cgm_hub::events::MemoryBus::default()),
         cgm_hub::domain::TimePolicy::default(),
     )
 }

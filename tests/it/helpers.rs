@@ -180,6 +180,39 @@ impl Drop for PgSchema {
     }
 }
 
+/// A DynamoDB store on the emulator at `TEST_DYNAMODB_ENDPOINT` (default
+/// `http://127.0.0.1:8000`, moto: `scripts/dynamodb-local.sh`), with tables of
+/// its own (a random prefix), so tests can run in parallel. Panics when the
+/// emulator cannot be reached: a missing server is a failure, never a skip.
+#[cfg(feature = "dynamodb")]
+pub async fn dynamodb_store() -> TestStore {
+    use cgm_hub::store::dynamodb::{DynamoSettings, DynamoStore, Tables};
+    let endpoint = std::env::var("TEST_DYNAMODB_ENDPOINT")
+        .ok()
+        .filter(|e| !e.is_empty())
+        .unwrap_or_else(|| "http://127.0.0.1:8000".to_owned());
+    let prefix = format!("t{}_", uuid::Uuid::new_v4().simple());
+    let settings = DynamoSettings {
+        endpoint: Some(endpoint.clone()),
+        region: "us-east-1".to_owned(),
+        tables: Tables::prefixed(&prefix),
+        static_credentials: Some(("test".to_owned(), "test".to_owned())),
+    };
+    let store = tokio::time::timeout(Duration::from_secs(60), DynamoStore::connect(settings))
+        .await
+        .unwrap_or_else(|_| panic!("DynamoDB emulator at {endpoint} did not answer within 60 s"))
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot reach the DynamoDB emulator at {endpoint} ({e}); start it with \
+                 scripts/dynamodb-local.sh or set TEST_DYNAMODB_ENDPOINT"
+            )
+        });
+    TestStore {
+        store: Arc::new(store),
+        _guard: Box::new(TempDir::new().expect("temp dir")),
+    }
+}
+
 /// The real router on a random port, in this process, over a temporary SQLite file.
 pub struct TestApp {
     pub base: String,
@@ -219,7 +252,7 @@ impl TestApp {
             vars.insert((*k).into(), v.replace("{base}", &base));
         }
         let settings = Settings::from_vars(&vars).expect("test settings are valid");
-        let app = App::build(settings).expect("app builds");
+        let app = App::build(settings).await.expect("app builds");
         let store = app.state.store.clone();
         let cipher = app.cipher().clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -320,21 +353,37 @@ pub async fn get_json(client: &reqwest::Client, url: &str) -> Value {
     response.json().await.expect("JSON body")
 }
 
-/// A pipeline over `store` with an in-process bus, and a subscription to its events.
+/// A pipeline over `store`, and a subscription to the events its outbox relay
+/// publishes to an in-process bus (the relay runs for the rest of the test).
 pub fn pipeline_with_events(
     store: Arc<dyn Store>,
 ) -> (
     cgm_hub::pipeline::Pipeline,
-    tokio::sync::broadcast::Receiver<Arc<cgm_hub::events::Event>>,
+    tokio::sync::broadcast::Receiver<Arc<cgm_hub::events::Message>>,
 ) {
-    let bus = cgm_hub::events::MemoryBus::default();
+    let bus = Arc::new(MemoryBus::default());
     let events = bus.subscribe();
-    let pipeline = cgm_hub::pipeline::Pipeline::new(
-        store,
-        Arc::new(bus),
-        cgm_hub::domain::TimePolicy::default(),
-    );
+    start_relay(store.clone(), bus);
+    let pipeline = cgm_hub::pipeline::Pipeline::new(store, cgm_hub::domain::TimePolicy::default());
     (pipeline, events)
+}
+
+/// Publishes `store`'s outbox to `bus` for the rest of the test, as an app does.
+pub fn start_relay(store: Arc<dyn Store>, bus: Arc<dyn cgm_hub::events::EventBus>) {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    Box::leak(Box::new(stop));
+    cgm_hub::events::relay::Relay::new(store, bus).start(stopped);
+}
+
+/// The next event on `events`, waiting up to 5 s for the relay.
+pub async fn next_event(
+    events: &mut tokio::sync::broadcast::Receiver<Arc<cgm_hub::events::Message>>,
+) -> Value {
+    tokio::time::timeout(Duration::from_secs(5), events.recv())
+        .await
+        .expect("an event within 5 s")
+        .expect("event bus open")
+        .json()
 }
 
 /// Every reading of a listing, following `pagination.next` links from `first_url`.
@@ -591,10 +640,10 @@ fn build_dexcom(
     sync: SyncSettings,
 ) -> Arc<DexcomService> {
     let config = SimConfig::default();
-    let pipeline = Pipeline::new(store, bus.clone(), cgm_hub::domain::TimePolicy::default());
+    start_relay(store.clone(), bus);
+    let pipeline = Pipeline::new(store, cgm_hub::domain::TimePolicy::default());
     let service = DexcomService::build(
         pipeline,
-        bus,
         Arc::new(cipher),
         OAuthConfig {
             base_url: sim.base_url.parse().expect("simulator URL"),
