@@ -56,11 +56,7 @@ impl App {
             StorageSettings::Postgres {
                 url,
                 max_connections,
-            } => {
-                // PLACEHOLDER until the backend lands.
-                let _ = PostgresStore::connect(url.expose(), *max_connections).await?;
-                unreachable!()
-            }
+            } => Arc::new(PostgresStore::connect(url.expose(), *max_connections).await?),
             StorageSettings::DynamoDb { .. } => dynamodb_store(&settings.storage).await?,
         };
         let bus: Arc<dyn EventBus> = match &settings.event_bus {

@@ -20,6 +20,7 @@ use cgm_hub::simulator::dexcom::{RunningSimulator, SimConfig};
 use cgm_hub::sources::dexcom::oauth::OAuthConfig;
 use cgm_hub::sources::dexcom::outbound::{Breakers, CallBudget, Outbound, RetryPolicy};
 use cgm_hub::sources::dexcom::service::{Callback, DexcomService};
+use cgm_hub::store::postgres::PostgresStore;
 use cgm_hub::store::sqlite::{Durability, SqliteStore};
 use cgm_hub::store::Store;
 use cgm_hub::sync::engine::SyncSettings;
@@ -71,7 +72,7 @@ pub fn cgm(user_id: &str, at: ReadingTime, mg_dl: u16) -> Reading {
 /// A store under test plus whatever keeps its backing resources alive.
 pub struct TestStore {
     pub store: Arc<dyn Store>,
-    _guard: TempDir,
+    _guard: Box<dyn std::any::Any + Send + Sync>,
 }
 
 pub async fn sqlite_store() -> TestStore {
@@ -80,7 +81,102 @@ pub async fn sqlite_store() -> TestStore {
         .expect("open sqlite store");
     TestStore {
         store: Arc::new(store),
-        _guard: dir,
+        _guard: Box::new(dir),
+    }
+}
+
+/// A PostgreSQL store in a fresh schema of its own, dropped with the TestStore.
+pub async fn postgres_store() -> TestStore {
+    let schema = PgSchema::new();
+    let store = schema.store().await;
+    TestStore {
+        store: Arc::new(store),
+        _guard: Box::new(schema),
+    }
+}
+
+/// One test's PostgreSQL schema (`t_<uuid>`) on TEST_DATABASE_URL (default: the
+/// local server, user postgres, database test), dropped when this is dropped.
+pub struct PgSchema {
+    pub url: String,
+    pub name: String,
+}
+
+impl PgSchema {
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        Self {
+            url: std::env::var("TEST_DATABASE_URL")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into()),
+            name: format!("t_{}", uuid::Uuid::new_v4().simple()),
+        }
+    }
+
+    /// A store on this schema (another instance, when called again). Panics when
+    /// PostgreSQL cannot be reached: the postgres tests never skip silently.
+    pub async fn store(&self) -> PostgresStore {
+        PostgresStore::connect_in_schema(&self.url, 4, &self.name)
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "the postgres tests need a PostgreSQL server at {} \
+                     (set TEST_DATABASE_URL to another one): {e}",
+                    self.url
+                )
+            })
+    }
+
+    /// A plain connection that sees this schema, for looking behind the store.
+    pub async fn connection(&self) -> sqlx::PgConnection {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&self.url)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL at {}: {e}", self.url));
+        let set = format!("SET search_path = \"{}\"", self.name);
+        sqlx::raw_sql(sqlx::AssertSqlSafe(set))
+            .execute(&mut conn)
+            .await
+            .expect("search_path");
+        conn
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        // Drop runs on the test's runtime, which must not wait on async work: the
+        // schema is dropped from a thread and a runtime of its own.
+        let (url, name) = (self.url.clone(), self.name.clone());
+        let dropped = std::thread::spawn(move || -> Result<(), String> {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            runtime.block_on(async {
+                use sqlx::Connection;
+                let mut conn = sqlx::PgConnection::connect(&url)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let drop = format!(
+                    "SET lock_timeout = '10s'; SET client_min_messages = warning; \
+                     DROP SCHEMA IF EXISTS \"{name}\" CASCADE"
+                );
+                sqlx::raw_sql(sqlx::AssertSqlSafe(drop))
+                    .execute(&mut conn)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                conn.close().await.map_err(|e| e.to_string())
+            })
+        })
+        .join();
+        // A schema left behind costs space, not correctness: say so and go on.
+        match dropped {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("test schema {} left behind: {e}", self.name),
+            Err(_) => eprintln!(
+                "test schema {} left behind: the dropping thread panicked",
+                self.name
+            ),
+        }
     }
 }
 
@@ -113,7 +209,7 @@ pub async fn dynamodb_store() -> TestStore {
         });
     TestStore {
         store: Arc::new(store),
-        _guard: TempDir::new().expect("temp dir"),
+        _guard: Box::new(TempDir::new().expect("temp dir")),
     }
 }
 

@@ -9,6 +9,7 @@ mod helpers;
 mod http_errors;
 mod http_readings;
 mod pipeline;
+mod postgres_store;
 mod process;
 mod sqlite_store;
 mod store_conformance;

@@ -962,5 +962,6 @@ macro_rules! conformance {
 
 // One line per backend.
 conformance!(sqlite, crate::helpers::sqlite_store);
+conformance!(postgres, crate::helpers::postgres_store);
 #[cfg(feature = "dynamodb")]
 conformance!(dynamodb, crate::helpers::dynamodb_store);

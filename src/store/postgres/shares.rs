@@ -1,0 +1,100 @@
+//! PostgreSQL side of sharing: rows of `shares`, keyed (patient, grantee).
+
+use sqlx::postgres::PgRow;
+
+use super::{col, db_error, ms, opt_ms, user_id, PostgresStore};
+use crate::auth::shares::{Share, ShareRole};
+use crate::domain::UserId;
+use crate::store::StoreError;
+
+macro_rules! columns {
+    () => {
+        "patient_id, grantee_id, role, created_at, expires_at"
+    };
+}
+
+fn read_share(row: &PgRow) -> Result<Share, StoreError> {
+    let role: &str = col(row, 2)?;
+    Ok(Share {
+        patient_id: user_id(col(row, 0)?, "share")?,
+        grantee_id: user_id(col(row, 1)?, "share")?,
+        role: ShareRole::parse(role)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown share role {role:?}")))?,
+        created_at: col(row, 3)?,
+        expires_at: col(row, 4)?,
+    })
+}
+
+impl PostgresStore {
+    pub(super) async fn put_share_impl(&self, share: Share) -> Result<(), StoreError> {
+        sqlx::query(concat!(
+            "INSERT INTO shares (",
+            columns!(),
+            ") VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (patient_id, grantee_id) DO UPDATE SET role = excluded.role, \
+             created_at = excluded.created_at, expires_at = excluded.expires_at"
+        ))
+        .bind(share.patient_id.as_str())
+        .bind(share.grantee_id.as_str())
+        .bind(share.role.as_str())
+        .bind(ms(share.created_at))
+        .bind(opt_ms(share.expires_at))
+        .execute(self.pool())
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    pub(super) async fn list_shares_impl(
+        &self,
+        patient: &UserId,
+    ) -> Result<Vec<Share>, StoreError> {
+        sqlx::query(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM shares WHERE patient_id = $1 ORDER BY grantee_id"
+        ))
+        .bind(patient.as_str())
+        .fetch_all(self.pool())
+        .await
+        .map_err(db_error)?
+        .iter()
+        .map(read_share)
+        .collect()
+    }
+
+    pub(super) async fn get_share_impl(
+        &self,
+        patient: &UserId,
+        grantee: &UserId,
+    ) -> Result<Option<Share>, StoreError> {
+        sqlx::query(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM shares WHERE patient_id = $1 AND grantee_id = $2"
+        ))
+        .bind(patient.as_str())
+        .bind(grantee.as_str())
+        .fetch_optional(self.pool())
+        .await
+        .map_err(db_error)?
+        .as_ref()
+        .map(read_share)
+        .transpose()
+    }
+
+    pub(super) async fn delete_share_impl(
+        &self,
+        patient: &UserId,
+        grantee: &UserId,
+    ) -> Result<bool, StoreError> {
+        let deleted = sqlx::query("DELETE FROM shares WHERE patient_id = $1 AND grantee_id = $2")
+            .bind(patient.as_str())
+            .bind(grantee.as_str())
+            .execute(self.pool())
+            .await
+            .map_err(db_error)?
+            .rows_affected();
+        Ok(deleted == 1)
+    }
+}
