@@ -208,6 +208,14 @@ pub trait EventBus: Send + Sync + 'static {
     /// them (a broker confirmed them), so the outbox may forget them.
     async fn publish(&self, messages: &[Message]) -> Result<(), BusError>;
 
+    /// Makes the bus ready to publish (connecting if needed). The relay asks
+    /// before it claims messages, so an instance that cannot reach its broker
+    /// holds no claims: after it crashes, another instance (or its own restart)
+    /// publishes at once instead of waiting for the claims to lapse.
+    async fn ready(&self) -> Result<(), BusError> {
+        Ok(())
+    }
+
     /// For `/health`: Err with the reason when the bus cannot publish now.
     fn check(&self) -> Result<(), String> {
         Ok(())

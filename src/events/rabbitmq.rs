@@ -179,6 +179,10 @@ impl EventBus for RabbitBus {
         published
     }
 
+    async fn ready(&self) -> Result<(), BusError> {
+        self.connect().await
+    }
+
     fn check(&self) -> Result<(), String> {
         if self.connected.load(Ordering::Relaxed) {
             Ok(())

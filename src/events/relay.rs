@@ -61,6 +61,8 @@ impl Relay {
 
     /// Publishes one batch: claim, publish, delete. Returns how many were published.
     pub async fn publish_batch(&self) -> Result<usize, RelayError> {
+        // No claims while the broker is out of reach (see `EventBus::ready`).
+        self.bus.ready().await?;
         let now = Utc::now();
         let until = now + chrono::Duration::from_std(CLAIM).unwrap_or_default();
         let batch = self

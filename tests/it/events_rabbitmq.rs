@@ -6,8 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cgm_hub::config::Secret;
-use cgm_hub::events::rabbitmq::{RabbitBus, RabbitSettings};
+use cgm_hub::events::rabbitmq::RabbitBus;
 use cgm_hub::events::relay::Relay;
 use cgm_hub::events::EventBus;
 use lapin::options::{BasicGetOptions, QueueDeleteOptions};
@@ -16,22 +15,8 @@ use tempfile::TempDir;
 
 use crate::helpers::*;
 
-const BROKER: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 /// Nothing listens here: a broker outage.
 const NO_BROKER: &str = "amqp://guest:guest@127.0.0.1:1/%2f";
-
-/// A topology of its own per test, so tests never read each other's messages.
-fn settings(url: &str, name: &str) -> RabbitSettings {
-    RabbitSettings {
-        url: Secret::new(url.to_owned()),
-        exchange: format!("test_events_{name}"),
-        queue: format!("test_queue_{name}"),
-    }
-}
-
-fn unique() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
-}
 
 /// Every message waiting in `queue` (acknowledged, then the queue is deleted),
 /// deduplicated by event id as a consumer must.
@@ -72,7 +57,7 @@ async fn drain_queue(queue: &str) -> Vec<(String, Value)> {
 async fn the_relay_publishes_committed_events_to_rabbitmq_with_confirms() {
     let under_test = sqlite_store().await;
     let store = under_test.store.clone();
-    let rabbit = settings(BROKER, &unique());
+    let rabbit = rabbit_settings(BROKER, &unique());
     let bus = RabbitBus::new(rabbit.clone());
     bus.connect().await.expect("RabbitMQ at 127.0.0.1:5672");
     assert!(bus.check().is_ok());
@@ -152,7 +137,7 @@ async fn events_wait_in_the_outbox_while_the_broker_is_down_and_follow_when_it_i
     let under_test = sqlite_store().await;
     let store = under_test.store.clone();
     let broker = FlakyBroker::start().await;
-    let rabbit = settings(&broker.url(), &unique());
+    let rabbit = rabbit_settings(&broker.url(), &unique());
     let bus = Arc::new(RabbitBus::new(rabbit.clone()));
     let relay = Relay::new(store.clone(), bus.clone());
 
@@ -195,7 +180,7 @@ async fn events_wait_in_the_outbox_while_the_broker_is_down_and_follow_when_it_i
     assert_eq!(stamps.len(), 50, "one event per reading");
 
     // A broker that was never reachable: the bus says so at once.
-    let never = RabbitBus::new(settings(NO_BROKER, &unique()));
+    let never = RabbitBus::new(rabbit_settings(NO_BROKER, &unique()));
     assert!(never.connect().await.is_err());
     assert!(never.check().is_err());
 }
@@ -206,7 +191,7 @@ async fn events_committed_before_a_sigkill_are_published_after_the_restart() {
     let db = dir.path().join("outbox.db");
     let client = reqwest::Client::new();
     let name = unique();
-    let down = settings(NO_BROKER, &name);
+    let down = rabbit_settings(NO_BROKER, &name);
     let mut server = Binary::start_with(&db, &[], &rabbit_env(&down));
     server.wait_healthy(&client).await;
     let health: Value = client
@@ -235,11 +220,13 @@ async fn events_committed_before_a_sigkill_are_published_after_the_restart() {
     assert_eq!(response.status(), 201);
     server.kill_hard();
 
-    let up = settings(BROKER, &name);
+    let up = rabbit_settings(BROKER, &name);
     let mut server = Binary::start_with(&db, &[], &rabbit_env(&up));
     server.wait_healthy(&client).await;
+    // The first process never claimed them (its broker was unreachable), so
+    // nothing waits for a claim to lapse; 30 s is room for a loaded machine.
     let mut got = Vec::new();
-    for _ in 0..100 {
+    for _ in 0..300 {
         got.extend(drain_queue_keep(&up.queue).await);
         if got.len() >= 40 {
             break;
@@ -258,15 +245,6 @@ async fn events_committed_before_a_sigkill_are_published_after_the_restart() {
         "every acknowledged reading's event arrived"
     );
     let _ = drain_queue(&up.queue).await;
-}
-
-fn rabbit_env(s: &RabbitSettings) -> [(&'static str, &str); 4] {
-    [
-        ("EVENT_BUS", "rabbitmq"),
-        ("RABBITMQ_URL", s.url.expose().as_str()),
-        ("RABBITMQ_EXCHANGE", s.exchange.as_str()),
-        ("RABBITMQ_QUEUE", s.queue.as_str()),
-    ]
 }
 
 /// Like `drain_queue`, but leaves the queue in place (the app still publishes to it).

@@ -13,6 +13,7 @@ use cgm_hub::connections::cipher::TokenCipher;
 use cgm_hub::domain::{
     DeviceInfo, Glucose, MgDl, Reading, ReadingTime, ReadingType, Source, Trend, TrendRate, UserId,
 };
+use cgm_hub::events::rabbitmq::RabbitSettings;
 use cgm_hub::events::MemoryBus;
 use cgm_hub::pipeline::Pipeline;
 use cgm_hub::simulator::dexcom::browser::consent;
@@ -408,6 +409,36 @@ pub async fn all_readings(client: &reqwest::Client, first_url: &str) -> Vec<Valu
     readings
 }
 
+// --- RabbitMQ ---
+
+/// The local broker (`rabbitmq-server`, guest/guest).
+pub const BROKER: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// An exchange and queue of their own per test, so tests never read each
+/// other's messages.
+pub fn rabbit_settings(url: &str, name: &str) -> RabbitSettings {
+    RabbitSettings {
+        url: Secret::new(url.to_owned()),
+        exchange: format!("test_events_{name}"),
+        queue: format!("test_queue_{name}"),
+    }
+}
+
+/// A fresh name for per-test resources.
+pub fn unique() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// The environment that points a `Binary` at `s`.
+pub fn rabbit_env(s: &RabbitSettings) -> [(&'static str, &str); 4] {
+    [
+        ("EVENT_BUS", "rabbitmq"),
+        ("RABBITMQ_URL", s.url.expose().as_str()),
+        ("RABBITMQ_EXCHANGE", s.exchange.as_str()),
+        ("RABBITMQ_QUEUE", s.queue.as_str()),
+    ]
+}
+
 /// The compiled `cgm-hub` binary, started with a fresh environment.
 pub struct Binary {
     pub child: Child,
@@ -488,6 +519,22 @@ impl Binary {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("cgm-hub did not become healthy");
+    }
+
+    /// SIGTERM, then waits (up to 30 s) for the exit status.
+    pub async fn terminate(&mut self) -> std::process::ExitStatus {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -TERM");
+        for _ in 0..600 {
+            if let Some(status) = self.child.try_wait().expect("poll child") {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("cgm-hub did not exit within 30 s of SIGTERM");
     }
 
     /// SIGKILL: no shutdown hooks run.
@@ -727,6 +774,25 @@ pub async fn connect_over_http(base: &str, user_id: &str) {
         .await
         .expect("callback");
     assert_eq!(done.status(), 200, "the callback connects {user_id}");
+}
+
+/// Waits until `condition` holds, polling every 25 ms; panics naming `what`
+/// after `within`. For effects that follow an observable one (a relay deletes
+/// what the bus already delivered; an inbox row is finished after its readings
+/// are visible).
+pub async fn eventually<F, Fut>(what: &str, within: Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + within;
+    while !condition().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not within {within:?}: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
 }
 
 /// Polls `GET path` (JSON) until `done` accepts the body, or panics after `within`.
