@@ -11,6 +11,7 @@ mod http_readings;
 mod pipeline;
 mod postgres_store;
 mod process;
+mod scale_out;
 mod sqlite_store;
 mod store_conformance;
 mod sync_engine;

@@ -13,8 +13,8 @@
 //!   and revokes its whole token family (access and refresh tokens).
 //! - Authorization codes are used up by any exchange attempt, even a failed
 //!   one; presenting a code twice also revokes the tokens it produced.
-//! - Each user's history starts 400 days before the simulator was created:
-//!   no reading is served from before then.
+//! - Each user's history starts `SimConfig::history` (default 400 days)
+//!   before the simulator was created: no reading is served from before then.
 //! - Data-endpoint errors use an API-gateway JSON body (see `reply`).
 //!
 //! Files: `oauth` (login, token), `tokens` (code/token store), `data`
@@ -54,9 +54,6 @@ use faults::FaultState;
 use stats::{Counter, Counters};
 use tokens::TokenStore;
 
-/// How far back every sim user's readings go, from the simulator's creation.
-const HISTORY_DAYS: i64 = 400;
-
 /// Settings of one simulator instance.
 #[derive(Debug, Clone)]
 pub struct SimConfig {
@@ -73,6 +70,9 @@ pub struct SimConfig {
     pub data_delay: Duration,
     /// Widest egvs window in days; a wider one answers 400. Default 30.
     pub max_window_days: i64,
+    /// How far back every user's readings go, from the simulator's creation.
+    /// Default 400 days; load tests shorten it to keep backfills small.
+    pub history: Duration,
 }
 
 impl Default for SimConfig {
@@ -84,6 +84,7 @@ impl Default for SimConfig {
             refresh_token_ttl: Duration::from_secs(365 * 24 * 3600),
             data_delay: Duration::ZERO,
             max_window_days: 30,
+            history: Duration::from_secs(400 * 24 * 3600),
         }
     }
 }
@@ -172,6 +173,17 @@ impl DexcomSimulator {
         (issued.access_token, issued.refresh_token)
     }
 
+    /// When each reading of `sim_user` that `egvs` serves at `now` was taken
+    /// (history start to `now` less the data delay), ascending: what a
+    /// complete sync at `now` holds.
+    pub fn reading_times(&self, sim_user: &str, now: DateTime<Utc>) -> Vec<DateTime<Utc>> {
+        let user = users::SimUser::resolve(sim_user, &self.inner.config.client_id);
+        user.samples_inclusive(self.history_start(), self.visible_until(now))
+            .into_iter()
+            .map(|s| s.timestamp)
+            .collect()
+    }
+
     /// A snapshot of the call counters.
     pub fn stats(&self) -> SimStats {
         self.inner.counters.snapshot()
@@ -196,7 +208,11 @@ impl DexcomSimulator {
 
     /// No reading before this instant is ever served.
     fn history_start(&self) -> DateTime<Utc> {
-        self.inner.created_at - TimeDelta::days(HISTORY_DAYS)
+        let history = TimeDelta::from_std(self.inner.config.history).unwrap_or(TimeDelta::MAX);
+        self.inner
+            .created_at
+            .checked_sub_signed(history)
+            .unwrap_or(DateTime::<Utc>::MIN_UTC)
     }
 
     /// The newest reading time visible at `now`, given the data delay.

@@ -1,0 +1,340 @@
+//! Two `cgm-hub serve` processes on one PostgreSQL and one RabbitMQ, polling
+//! 1,000 simulated Dexcom users: between them each user is synced once per
+//! interval, no reading is stored or announced twice, and every change reaches
+//! the broker.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use cgm_hub::config::Secret;
+use cgm_hub::connections::{Connection, ConnectionStatus, Provider, TokenSet};
+use cgm_hub::simulator::dexcom::SimConfig;
+use cgm_hub::store::Store;
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicConsumeOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
+};
+use lapin::types::FieldTable;
+use serde_json::Value;
+use sqlx::Row;
+use tempfile::TempDir;
+
+use crate::helpers::*;
+
+const USERS: usize = 1_000;
+/// POLL_INTERVAL_SECONDS. 1,000 users a minute is about 17 polls a second
+/// across the two debug builds, which leaves this 2-core machine room for
+/// the rest of the suite running beside this test.
+const INTERVAL: Duration = Duration::from_secs(30);
+/// How long both instances run: the first round, then two more intervals.
+const RUN: Duration = Duration::from_secs(100);
+/// Room for a loaded machine on top of the scheduler's 10% jitter.
+const SLACK: Duration = Duration::from_secs(8);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_on_one_postgres_and_one_rabbitmq_sync_each_user_once_per_interval() {
+    let sim = simulator_with(SimConfig {
+        // Two hours of history: the first sync of a user stores 24 readings.
+        history: Duration::from_secs(2 * 3600),
+        access_token_ttl: Duration::from_secs(24 * 3600),
+        ..SimConfig::default()
+    })
+    .await;
+    let schema = PgSchema::new();
+    let store = schema.store().await;
+    let key = [7u8; 32];
+    let users: Vec<String> = (0..USERS).map(|i| format!("two-{i:04}")).collect();
+    connect_all(&store, &sim.sim, &key, &users).await;
+
+    let rabbit = rabbit_settings(BROKER, &unique());
+    let consumed = consume(&rabbit.exchange, &rabbit.queue).await;
+
+    let dir = TempDir::new().unwrap();
+    let database_url = format!("{}?options=-c%20search_path%3D{}", schema.url, schema.name);
+    let encoded_key = base64::engine::general_purpose::STANDARD.encode(key);
+    let interval = INTERVAL.as_secs().to_string();
+    let config = SimConfig::default();
+    let mut env = vec![
+        ("STORAGE_BACKEND", "postgres"),
+        ("DATABASE_URL", database_url.as_str()),
+        ("TOKEN_ENCRYPTION_KEY", encoded_key.as_str()),
+        ("DEXCOM_API_BASE_URL", sim.base_url.as_str()),
+        ("DEXCOM_CLIENT_ID", config.client_id.as_str()),
+        ("DEXCOM_CLIENT_SECRET", config.client_secret.as_str()),
+        // Connections were made above; no browser comes back here.
+        ("DEXCOM_REDIRECT_URI", "http://127.0.0.1:1/oauth/callback"),
+        ("DEXCOM_CALLS_PER_HOUR", "1000000"),
+        ("DEXCOM_BACKFILL_DAYS", "1"),
+        ("POLL_INTERVAL_SECONDS", interval.as_str()),
+    ];
+    env.extend(rabbit_env(&rabbit));
+    let client = reqwest::Client::new();
+    let mut instances = Vec::new();
+    for name in ["a", "b"] {
+        let mut instance = Binary::start_with(&dir.path().join(format!("{name}.db")), &[], &env);
+        instance.wait_healthy(&client).await;
+        instances.push(instance);
+    }
+    let started = Utc::now();
+    tokio::time::sleep(RUN).await;
+    let mut syncs_per_instance = Vec::new();
+    for instance in &instances {
+        let metrics = client
+            .get(format!("{}/metrics", instance.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        syncs_per_instance.push(scheduled_runs(&metrics));
+    }
+    let stopping = Utc::now();
+    for instance in &mut instances {
+        assert!(instance.terminate().await.success());
+    }
+
+    // Every committed event left the outbox, and the consumer has them all.
+    assert_eq!(store.outbox_backlog().await.unwrap(), 0);
+    let events = settle(&consumed).await;
+    let _ = delete_queue(&rabbit.queue).await;
+
+    assert!(
+        syncs_per_instance.iter().all(|n| *n > 0),
+        "both instances ran scheduled syncs: {syncs_per_instance:?}"
+    );
+
+    // No reading stored twice, each announced exactly once, none changed.
+    let mut created: HashSet<(String, DateTime<Utc>)> = HashSet::new();
+    let mut syncs: HashMap<String, Vec<DateTime<Utc>>> = HashMap::new();
+    for event in &events {
+        let data = &event["data"];
+        match event["type"].as_str().unwrap() {
+            "reading.created" => {
+                let key = (
+                    data["user_id"].as_str().unwrap().to_owned(),
+                    time(&data["timestamp"]),
+                );
+                assert!(created.insert(key.clone()), "created twice: {key:?}");
+            }
+            "sync.completed" => {
+                assert_eq!(data["trigger"], "scheduled", "{event}");
+                syncs
+                    .entry(data["user_id"].as_str().unwrap().to_owned())
+                    .or_default()
+                    .push(time(&event["occurred_at"]));
+            }
+            "reading.updated" | "sync.failed" => panic!("unexpected {event}"),
+            _ => {}
+        }
+    }
+    let stored = stored_readings(&schema).await;
+    eprintln!(
+        "scale-out: {} events, {} readings stored, scheduled syncs per instance {syncs_per_instance:?}",
+        events.len(),
+        stored.len()
+    );
+    assert_eq!(stored.len(), created.len(), "one reading.created per row");
+    assert!(
+        stored.iter().all(|row| created.contains(row)),
+        "every stored reading was announced"
+    );
+
+    // Each user was synced in every interval: all readings the simulator
+    // showed one interval (plus jitter and slack) before the stop are stored,
+    // and nothing it never served.
+    let mut per_user: HashMap<&str, BTreeSet<DateTime<Utc>>> = HashMap::new();
+    for (user, at) in &stored {
+        per_user.entry(user).or_default().insert(*at);
+    }
+    let covered = stopping - chrono::Duration::from_std(INTERVAL.mul_f64(1.1) + SLACK).unwrap();
+    let mut total_expected = 0;
+    for user in &users {
+        let have = per_user.remove(user.as_str()).unwrap_or_default();
+        let must: BTreeSet<_> = sim.sim.reading_times(user, covered).into_iter().collect();
+        let may: BTreeSet<_> = sim.sim.reading_times(user, stopping).into_iter().collect();
+        total_expected += must.len();
+        assert!(have.is_superset(&must), "{user} misses readings");
+        assert!(have.is_subset(&may), "{user} holds readings never served");
+    }
+    assert!(per_user.is_empty(), "readings of unknown users");
+    assert!(total_expected > USERS * 20, "the simulator served readings");
+
+    // Scheduled polls: a first round within the first interval, then one per
+    // interval, never two in one (the instances plan on one wall-clock grid
+    // and the store coalesces their polls).
+    let first_round = started + chrono::Duration::from_std(INTERVAL + SLACK).unwrap();
+    let most_apart = chrono::Duration::from_std(INTERVAL.mul_f64(1.1) + SLACK).unwrap();
+    // A second, uncoalesced poll would come within the jitter (a tenth).
+    let least_apart = chrono::Duration::from_std(INTERVAL / 3).unwrap();
+    for user in &users {
+        let mut times = syncs.remove(user).unwrap_or_default();
+        times.sort();
+        assert!(
+            times.first().is_some_and(|t| *t <= first_round),
+            "{user}: first sync {times:?}, started {started}"
+        );
+        for pair in times.windows(2) {
+            let gap = pair[1] - pair[0];
+            assert!(
+                gap >= least_apart && gap <= most_apart,
+                "{user}: syncs {gap} apart: {times:?}"
+            );
+        }
+        assert!(
+            times.last().is_some_and(|t| stopping - *t <= most_apart),
+            "{user}: last sync {times:?}, stopped {stopping}"
+        );
+    }
+}
+
+/// Each user connected as a completed login leaves it: tokens the simulator
+/// issued, sealed under `key`, no high-water mark yet (the first sync backfills).
+async fn connect_all(
+    store: &dyn Store,
+    sim: &cgm_hub::simulator::dexcom::DexcomSimulator,
+    key: &[u8; 32],
+    users: &[String],
+) {
+    let cipher = cgm_hub::connections::cipher::TokenCipher::new(key, &[]);
+    let now = Utc::now();
+    for name in users {
+        let id = user(name);
+        let (access, refresh) = sim.provision_tokens(name);
+        let tokens = TokenSet {
+            access_token: Secret::new(access),
+            refresh_token: Secret::new(refresh),
+        };
+        store
+            .put_connection(Connection {
+                status: ConnectionStatus::Connected,
+                tokens: Some(cipher.seal(&id, Provider::Dexcom, &tokens).unwrap()),
+                access_expires_at: Some(now + chrono::Duration::hours(24)),
+                access_refresh_at: Some(now + chrono::Duration::hours(23)),
+                connected_at: Some(now),
+                ..Connection::disconnected(id, Provider::Dexcom, now)
+            })
+            .await
+            .unwrap();
+    }
+}
+
+/// Declares the topology as the instances will (same arguments) and consumes
+/// from it in the background; each event once, deduplicated by id.
+async fn consume(exchange: &str, queue: &str) -> Arc<Mutex<HashMap<String, Value>>> {
+    let connection = lapin::Connection::connect(BROKER, lapin::ConnectionProperties::default())
+        .await
+        .expect("RabbitMQ at 127.0.0.1:5672 (start it: rabbitmq-server -detached)");
+    let channel = connection.create_channel().await.unwrap();
+    channel
+        .exchange_declare(
+            exchange.into(),
+            lapin::ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..ExchangeDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions::durable(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    channel
+        .queue_bind(
+            queue.into(),
+            exchange.into(),
+            "#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let mut consumer = channel
+        .basic_consume(
+            queue.into(),
+            "scale-out-test".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..BasicConsumeOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let events = Arc::new(Mutex::new(HashMap::new()));
+    let sink = events.clone();
+    tokio::spawn(async move {
+        let _keep = connection;
+        while let Some(Ok(delivery)) = consumer.next().await {
+            let event: Value = serde_json::from_slice(&delivery.data).expect("JSON event");
+            let id = event["id"].as_str().expect("event id").to_owned();
+            sink.lock().unwrap().insert(id, event);
+        }
+    });
+    events
+}
+
+/// The events once no new one has arrived for two seconds.
+async fn settle(events: &Mutex<HashMap<String, Value>>) -> Vec<Value> {
+    let mut last = usize::MAX;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let now = events.lock().unwrap().len();
+        if now == last {
+            return events.lock().unwrap().values().cloned().collect();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "events still arriving after 60 s"
+        );
+        last = now;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+async fn delete_queue(queue: &str) -> Result<(), lapin::Error> {
+    let connection =
+        lapin::Connection::connect(BROKER, lapin::ConnectionProperties::default()).await?;
+    let channel = connection.create_channel().await?;
+    channel
+        .queue_delete(queue.into(), QueueDeleteOptions::default())
+        .await
+        .map(|_| ())
+}
+
+/// Every (user, time) row in the shared database.
+async fn stored_readings(schema: &PgSchema) -> Vec<(String, DateTime<Utc>)> {
+    let mut conn = schema.connection().await;
+    sqlx::query("SELECT user_id, ts FROM readings")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect()
+}
+
+/// `sync_runs_total{trigger="scheduled",outcome="succeeded"}` from a scrape.
+fn scheduled_runs(metrics: &str) -> u64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with("sync_runs_total{trigger=\"scheduled\",outcome=\"succeeded\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse::<f64>().ok())
+        .map_or(0, |n| n as u64)
+}
+
+fn time(v: &Value) -> DateTime<Utc> {
+    v.as_str().expect("a time").parse().expect("RFC 3339")
+}
