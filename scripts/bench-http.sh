@@ -87,19 +87,7 @@ run() { # name connections url [script]
     local args=(-t"$threads" -c"$conns" -d"$DURATION" --latency)
     [ -n "$script" ] && args+=(-s "$script")
     wrk "${args[@]}" "$url" > "$WORK/$name.txt" 2>&1
-    python3 - "$WORK/$name.txt" "$name" "$conns" >> "$RESULTS" <<'PY'
-import re, sys
-text = open(sys.argv[1]).read()
-def ms(v):
-    m = re.match(r"([\d.]+)(us|ms|s)", v); x = float(m.group(1))
-    return x / 1000 if m.group(2) == "us" else x * 1000 if m.group(2) == "s" else x
-rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
-p50 = ms(re.search(r"\s50%\s+(\S+)", text).group(1))
-p99 = ms(re.search(r"\s99%\s+(\S+)", text).group(1))
-errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
-sock = re.search(r"Socket errors: (.*)", text)
-print(f"{sys.argv[2]}\t{sys.argv[3]}\t{rps:.0f}\t{p50:.2f}\t{p99:.2f}\t{errors.group(1) if errors else 0}\t{sock.group(1) if sock else '-'}")
-PY
+    python3 scripts/wrk_row.py "$WORK/$name.txt" "$name" "$conns" >> "$RESULTS"
     tail -1 "$RESULTS"
 }
 
