@@ -46,27 +46,7 @@ wait_for http://127.0.0.1:5098/health
 wait_for http://127.0.0.1:5097/health
 
 # The same 7 days at 5-minute resolution (2,016 readings) for one user in each store.
-python3 - "$WORK/range" <<'PY'
-import json, sys, urllib.request, datetime
-end = datetime.datetime.now(datetime.timezone.utc).replace(minute=0, second=0, microsecond=0)
-start = end - datetime.timedelta(days=7)
-readings = [{"timestamp": (start + datetime.timedelta(minutes=5 * i)).strftime("%Y-%m-%dT%H:%M:%SZ"),
-             "glucose_value": 90 + (i * 7) % 120, "trend_direction": "flat", "trend_rate": 0.1,
-             "device_info": {"device_id": "G7", "serial_number": "SN1", "transmitter_id": "TX1"},
-             "source": "dexcom"} for i in range(7 * 288)]
-for port in (5098, 5097):
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/api/bg/bench-user/readings",
-        data=json.dumps({"readings": readings}).encode(), headers={"content-type": "application/json"})
-    assert urllib.request.urlopen(req).status == 201
-day_start = (end - datetime.timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
-day_end = (end - datetime.timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
-open(sys.argv[1], "w").write(f"startDate={day_start}&endDate={day_end}&limit=1000")
-PY
-RANGE_QUERY=$(cat "$WORK/range")
-for port in 5098 5097; do
-    n=$(curl -sf "http://127.0.0.1:$port/api/bg/bench-user?$RANGE_QUERY" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["data"]["readings"]))')
-    [ "$n" = 288 ] || { echo "port $port: range returns $n readings, expected 288"; exit 1; }
-done
+RANGE_QUERY=$(python3 scripts/bench_seed.py http://127.0.0.1:5098 http://127.0.0.1:5097)
 
 RESULTS="$WORK/results.tsv"
 : > "$RESULTS"

@@ -41,24 +41,7 @@ wait_for http://127.0.0.1:5099/
 wait_for http://127.0.0.1:5098/health
 
 # Seed one user with 7 days at 5-minute resolution (2,016 readings).
-python3 - <<'PY'
-import json, urllib.request, datetime
-end = datetime.datetime.now(datetime.timezone.utc).replace(minute=0, second=0, microsecond=0)
-start = end - datetime.timedelta(days=7)
-readings = [{"timestamp": (start + datetime.timedelta(minutes=5 * i)).strftime("%Y-%m-%dT%H:%M:%SZ"),
-             "glucose_value": 90 + (i * 7) % 120, "trend_direction": "flat", "trend_rate": 0.1,
-             "device_info": {"device_id": "G7", "serial_number": "SN1", "transmitter_id": "TX1"},
-             "source": "dexcom"} for i in range(7 * 288)]
-req = urllib.request.Request("http://127.0.0.1:5098/api/bg/bench-user/readings",
-    data=json.dumps({"readings": readings}).encode(), headers={"content-type": "application/json"})
-assert urllib.request.urlopen(req).status == 201
-day_start = (end - datetime.timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
-day_end = (end - datetime.timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
-open("/tmp/cgm-bench-range", "w").write(f"startDate={day_start}&endDate={day_end}&limit=1000")
-PY
-RANGE_QUERY=$(cat /tmp/cgm-bench-range)
-n=$(curl -sf "http://127.0.0.1:5098/api/bg/bench-user?$RANGE_QUERY" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["data"]["readings"]))')
-[ "$n" = 288 ] || { echo "range returns $n readings, expected 288"; exit 1; }
+RANGE_QUERY=$(python3 scripts/bench_seed.py http://127.0.0.1:5098)
 
 # Bulk ingest: each request posts 10,000 new readings for a new user.
 python3 - "$WORK/bulk.lua" <<'PY'

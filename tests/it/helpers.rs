@@ -354,6 +354,26 @@ pub async fn get_json(client: &reqwest::Client, url: &str) -> Value {
     response.json().await.expect("JSON body")
 }
 
+/// `GET {base}/metrics`: the Prometheus text.
+pub async fn scrape(client: &reqwest::Client, base: &str) -> String {
+    let response = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("request /metrics");
+    assert_eq!(response.status(), 200);
+    response.text().await.expect("metrics text")
+}
+
+/// The value of one series (name and labels, exactly as exported) in a scrape.
+pub fn metric(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|l| {
+        l.strip_prefix(series)
+            .filter(|rest| rest.starts_with(' '))
+            .and_then(|rest| rest.trim().parse().ok())
+    })
+}
+
 /// A pipeline over `store`, and a subscription to the events its outbox relay
 /// publishes to an in-process bus (the relay runs for the rest of the test).
 pub fn pipeline_with_events(

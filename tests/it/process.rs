@@ -160,22 +160,9 @@ async fn metrics_count_requests_and_readings_exactly() {
         .await
         .unwrap();
 
-    let metrics = client
-        .get(format!("{}/metrics", server.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = scrape(&client, &server.base).await;
     let value = |series: &str| -> f64 {
-        metrics
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix(series)
-                    .and_then(|rest| rest.trim().parse().ok())
-            })
-            .unwrap_or_else(|| panic!("no series {series} in:\n{metrics}"))
+        metric(&metrics, series).unwrap_or_else(|| panic!("no series {series} in:\n{metrics}"))
     };
     assert_eq!(
         value(r#"readings_ingested_total{source="dexcom",outcome="inserted"}"#),

@@ -83,15 +83,9 @@ async fn two_instances_on_one_postgres_and_one_rabbitmq_sync_each_user_once_per_
     tokio::time::sleep(RUN).await;
     let mut syncs_per_instance = Vec::new();
     for instance in &instances {
-        let metrics = client
-            .get(format!("{}/metrics", instance.base))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        syncs_per_instance.push(scheduled_runs(&metrics));
+        let metrics = scrape(&client, &instance.base).await;
+        let series = r#"sync_runs_total{trigger="scheduled",outcome="succeeded"}"#;
+        syncs_per_instance.push(metric(&metrics, series).unwrap_or(0.0) as u64);
     }
     let stopping = Utc::now();
     for instance in &mut instances {
@@ -323,16 +317,6 @@ async fn stored_readings(schema: &PgSchema) -> Vec<(String, DateTime<Utc>)> {
         .iter()
         .map(|row| (row.get(0), row.get(1)))
         .collect()
-}
-
-/// `sync_runs_total{trigger="scheduled",outcome="succeeded"}` from a scrape.
-fn scheduled_runs(metrics: &str) -> u64 {
-    metrics
-        .lines()
-        .find(|l| l.starts_with("sync_runs_total{trigger=\"scheduled\",outcome=\"succeeded\"}"))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|n| n.parse::<f64>().ok())
-        .map_or(0, |n| n as u64)
 }
 
 fn time(v: &Value) -> DateTime<Utc> {

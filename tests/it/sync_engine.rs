@@ -114,15 +114,7 @@ async fn scheduled_polls_sync_every_connected_user_each_interval() {
         .await;
         assert!(connection["data"]["connections"][0]["last_sync_at"].is_string());
     }
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = scrape(&app.client, &app.base).await;
     for name in [
         "sync_runs_total{trigger=\"scheduled\",outcome=\"succeeded\"}",
         "sync_runs_total{trigger=\"backfill\",outcome=\"succeeded\"}",

@@ -1,6 +1,10 @@
 //! Readings: the batch upsert (dedup key, conflict rule, outbox events in one
 //! transaction), the latest reading and the keyset scan.
 //!
+//! The latest reading: `latest_readings` holds each user's newest reading time,
+//! raised by the upsert in its transaction (after every reading lock, users in
+//! sorted order), so `latest` is a primary-key lookup and one partition's row.
+//!
 //! A batch is settled in Rust with `Reading::resolve_against`, the one place
 //! the conflict rule lives, and written with array parameters (`UNNEST`): one
 //! INSERT for the (user, time) keys that are new, one locking SELECT for those
@@ -87,8 +91,15 @@ const UPDATE_STORED: &str = concat!(
 const LATEST: &str = concat!(
     "SELECT ",
     columns!(),
-    " FROM readings WHERE user_id = $1 ORDER BY ts DESC LIMIT 1"
+    " FROM readings WHERE user_id = $1 \
+     AND ts = (SELECT ts FROM latest_readings WHERE user_id = $1)"
 );
+
+/// Raises users' newest reading times (`$1` users, sorted; `$2` their newest
+/// inserted times).
+const RAISE_LATEST: &str = "INSERT INTO latest_readings (user_id, ts) \
+     SELECT * FROM UNNEST($1::text[], $2::timestamptz[]) \
+     ON CONFLICT (user_id) DO UPDATE SET ts = GREATEST(latest_readings.ts, EXCLUDED.ts)";
 const SCAN_ASC: &str = concat!(
     "SELECT ",
     columns!(),
@@ -308,6 +319,39 @@ async fn update_stored(
     Ok(())
 }
 
+/// Notes an inserted time; keys come sorted by user, so a user's entries are
+/// usually adjacent (`raise_latest` merges any that are not).
+fn note_newest<'a>(newest: &mut Vec<(&'a str, i64)>, user: &'a str, ts: i64) {
+    match newest.last_mut() {
+        Some((u, t)) if *u == user => *t = (*t).max(ts),
+        _ => newest.push((user, ts)),
+    }
+}
+
+async fn raise_latest(tx: &mut PgConnection, newest: &[(&str, i64)]) -> Result<(), StoreError> {
+    if newest.is_empty() {
+        return Ok(());
+    }
+    // One row per user (an upsert may not touch a row twice), and one fixed
+    // order for the row locks, as for the readings'.
+    let mut newest = newest.to_vec();
+    newest.sort_unstable();
+    newest.dedup_by(|later, kept| {
+        let same = later.0 == kept.0;
+        if same {
+            kept.1 = kept.1.max(later.1);
+        }
+        same
+    });
+    sqlx::query(RAISE_LATEST)
+        .bind(newest.iter().map(|(u, _)| *u).bind_iter())
+        .bind(newest.iter().map(|(_, t)| at(*t)).bind_iter())
+        .execute(tx)
+        .await
+        .map_err(db_error)?;
+    Ok(())
+}
+
 impl PostgresStore {
     pub(super) async fn upsert_readings_impl(
         &self,
@@ -340,6 +384,8 @@ impl PostgresStore {
         let keys = keys(&readings);
         let mut settled: Vec<Option<Settled>> = (0..keys.len()).map(|_| None).collect();
         let mut updates: Vec<Write> = Vec::new();
+        // The newest inserted time per user (keys are sorted by user, then time).
+        let mut newest: Vec<(&str, i64)> = Vec::new();
         let mut tx = self.begin().await?;
         // Keys not settled yet, in lock order. Normally one round settles all:
         // the INSERT takes the new keys, the SELECT finds the others.
@@ -359,6 +405,7 @@ impl PostgresStore {
             let mut stored_keys = Vec::new();
             for (k, fresh) in pending.iter().copied().zip(fresh) {
                 if inserted.contains(&(keys[k].user, keys[k].ts)) {
+                    note_newest(&mut newest, keys[k].user, keys[k].ts);
                     settled[k] = Some(fresh);
                 } else {
                     stored_keys.push(k);
@@ -390,6 +437,7 @@ impl PostgresStore {
             ));
         }
         update_stored(&mut tx, &readings, &updates, now).await?;
+        raise_latest(&mut tx, &newest).await?;
 
         let mut results: Vec<Option<Upserted>> = vec![None; readings.len()];
         for (i, upserted) in settled.into_iter().flatten().flat_map(|s| s.outcomes) {
