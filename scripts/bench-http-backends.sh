@@ -90,7 +90,7 @@ out.append(f"PostgreSQL against SQLite in this run: latest {med('latest_postgres
 block = "<!-- backends:begin -->\n" + "\n".join(out) + "\n<!-- backends:end -->"
 doc = open(sys.argv[2]).read()
 if "<!-- backends:begin -->" not in doc:
-    doc = doc.replace("<!-- http:end -->", "<!-- http:end -->\n\n<!-- backends:begin -->\n<!-- backends:end -->", 1)
+    doc = doc.replace("## Access control", "<!-- backends:begin -->\n<!-- backends:end -->\n\n## Access control", 1)
 doc = re.sub(r"<!-- backends:begin -->.*?<!-- backends:end -->", lambda _: block, doc, flags=re.S)
 open(sys.argv[2], "w").write(doc)
 print("\n".join(out))
