@@ -199,18 +199,51 @@ pub async fn dynamodb_store() -> TestStore {
         tables: Tables::prefixed(&prefix),
         static_credentials: Some(("test".to_owned(), "test".to_owned())),
     };
-    let store = tokio::time::timeout(Duration::from_secs(60), DynamoStore::connect(settings))
-        .await
-        .unwrap_or_else(|_| panic!("DynamoDB emulator at {endpoint} did not answer within 60 s"))
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot reach the DynamoDB emulator at {endpoint} ({e}); start it with \
-                 scripts/dynamodb-local.sh or set TEST_DYNAMODB_ENDPOINT"
-            )
-        });
+    let store = tokio::time::timeout(
+        Duration::from_secs(60),
+        DynamoStore::connect(settings.clone()),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("DynamoDB emulator at {endpoint} did not answer within 60 s"))
+    .unwrap_or_else(|e| {
+        panic!(
+            "cannot reach the DynamoDB emulator at {endpoint} ({e}); start it with \
+             scripts/dynamodb-local.sh or set TEST_DYNAMODB_ENDPOINT"
+        )
+    });
     TestStore {
         store: Arc::new(store),
-        _guard: Box::new(TempDir::new().expect("temp dir")),
+        _guard: Box::new(DynamoTables(settings)),
+    }
+}
+
+/// One test's DynamoDB tables, deleted when this is dropped (the emulator
+/// keeps every table in memory).
+#[cfg(feature = "dynamodb")]
+struct DynamoTables(cgm_hub::store::dynamodb::DynamoSettings);
+
+#[cfg(feature = "dynamodb")]
+impl Drop for DynamoTables {
+    fn drop(&mut self) {
+        // As for PgSchema: a thread and a runtime of its own.
+        let settings = self.0.clone();
+        let deleted = std::thread::spawn(move || -> Result<(), String> {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            runtime
+                .block_on(cgm_hub::store::dynamodb::DynamoStore::delete_tables(
+                    &settings,
+                ))
+                .map_err(|e| e.to_string())
+        })
+        .join();
+        match deleted {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("test tables left behind: {e}"),
+            Err(_) => eprintln!("test tables left behind: the deleting thread panicked"),
+        }
     }
 }
 

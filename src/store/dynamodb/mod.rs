@@ -65,24 +65,7 @@ struct Inner {
 impl DynamoStore {
     /// Connects, creating missing tables (and waiting until they are ACTIVE).
     pub async fn connect(settings: DynamoSettings) -> Result<Self, StoreError> {
-        let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-                aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-            ))
-            .build_https();
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new(settings.region.clone()))
-            .http_client(http);
-        if let Some(endpoint) = &settings.endpoint {
-            loader = loader.endpoint_url(endpoint.trim_end_matches('/'));
-        }
-        if let Some((key, secret)) = &settings.static_credentials {
-            loader = loader.credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-                key, secret, None, None, "static",
-            ));
-        }
-        let config = loader.load().await;
-        let client = Client::new(&config);
+        let client = client_for(&settings).await;
         schema::ensure(&client, &settings.tables).await?;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -91,6 +74,28 @@ impl DynamoStore {
                 outbox_written: tokio::sync::Notify::new(),
             }),
         })
+    }
+
+    /// Deletes the tables `settings` names, with everything in them (test
+    /// tear-down; an emulator keeps every table in memory). Absent tables are
+    /// not an error.
+    pub async fn delete_tables(settings: &DynamoSettings) -> Result<(), StoreError> {
+        let client = client_for(settings).await;
+        let t = &settings.tables;
+        for table in [&t.readings, &t.user_tokens, &t.sync_jobs, &t.aux] {
+            if let Err(e) = client.delete_table().table_name(table).send().await {
+                let absent = e
+                    .as_service_error()
+                    .is_some_and(|e| e.is_resource_not_found_exception());
+                if !absent {
+                    return Err(StoreError::Unavailable(format!(
+                        "dynamodb: deleting {table}: {}",
+                        aws_sdk_dynamodb::error::DisplayErrorContext(&e)
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 
     fn client(&self) -> &Client {
@@ -104,6 +109,28 @@ impl DynamoStore {
     fn wrote_outbox(&self) {
         self.inner.outbox_written.notify_one();
     }
+}
+
+/// A client for `settings`' region, endpoint and credentials, over rustls with
+/// ring (the SDK's default TLS stack would pull in aws-lc).
+async fn client_for(settings: &DynamoSettings) -> Client {
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https();
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(settings.region.clone()))
+        .http_client(http);
+    if let Some(endpoint) = &settings.endpoint {
+        loader = loader.endpoint_url(endpoint.trim_end_matches('/'));
+    }
+    if let Some((key, secret)) = &settings.static_credentials {
+        loader = loader.credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            key, secret, None, None, "static",
+        ));
+    }
+    Client::new(&loader.load().await)
 }
 
 /// Attempts of a read-decide-conditional-write cycle before giving up on a
