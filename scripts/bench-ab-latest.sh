@@ -8,6 +8,9 @@
 # token minted by the new binary, so authorization and the audit trail run too),
 # while the old one runs with AUTH_DISABLED=true as before access control.
 #
+# OLD_ENV="NAME=value" is set for the old build only (e.g. an experiment's
+# switch, when OLD and NEW are one binary).
+#
 # With PIN=1 the server runs on CPU 0 and wrk on CPU 1 (taskset): each gets a
 # core of its own, which makes runs steadier on a 2-core machine.
 #
@@ -27,14 +30,15 @@ if [ "${PIN:-0}" = 1 ]; then server_cpu=(taskset -c 0); client_cpu=(taskset -c 1
 SECRET="bench-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
 run_one() { # label binary auth(0|1)
     local label=$1 bin=$2 auth=$3 work port pid ts
-    local auth_env=(AUTH_DISABLED=true) header=()
+    local auth_env=(AUTH_DISABLED=true) header=() extra=()
+    [ "$label" = old ] && [ -n "${OLD_ENV:-}" ] && extra=("$OLD_ENV")
     if [ "$auth" = 1 ]; then
         auth_env=(AUTH_JWT_SECRET="$SECRET")
         header=(-H "Authorization: Bearer $(env -i AUTH_JWT_SECRET="$SECRET" "$bin" token mint --sub bench-user --roles patient --ttl 1h)")
     fi
     work=$(mktemp -d); port=$(free_port)
     (cd "$work" && exec env -i PATH="$PATH" BIND_ADDR="127.0.0.1:$port" SQLITE_PATH="$work/b.db" \
-        "${auth_env[@]}" RATE_LIMIT_USER_PER_MINUTE=100000000 \
+        "${auth_env[@]}" "${extra[@]}" RATE_LIMIT_USER_PER_MINUTE=100000000 \
         RATE_LIMIT_ANONYMOUS_PER_MINUTE=100000000 "${server_cpu[@]}" "$bin" serve >/dev/null 2>&1) &
     pid=$!
     for _ in $(seq 1 200); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.05; done

@@ -10,7 +10,8 @@
 # `auth` mints an HS256 patient token with the binary (which must have
 # `token mint`); `noauth` runs with AUTH_DISABLED=true. Prints instructions per
 # request; the callgrind output stays in $OUT (default a temp dir) for
-# callgrind_annotate.
+# callgrind_annotate. EXTRA_ENV="NAME=value" is passed to the server (e.g. an
+# experiment's switch).
 set -euo pipefail
 BIN=$(realpath "$1"); MODE="${2:-auth}"; N="${3:-2000}"
 OUT="${OUT:-$(mktemp -d)}"; mkdir -p "$OUT"
@@ -23,7 +24,7 @@ if [ "$MODE" = auth ]; then
     env_auth=(AUTH_JWT_SECRET="$secret")
     token=$(env -i AUTH_JWT_SECRET="$secret" "$BIN" token mint --sub bench-user --roles patient --ttl 1h)
 fi
-(cd "$work" && exec env -i PATH="$PATH" BIND_ADDR="127.0.0.1:$port" SQLITE_PATH="$work/b.db" \
+(cd "$work" && exec env -i PATH="$PATH" ${EXTRA_ENV:-} BIND_ADDR="127.0.0.1:$port" SQLITE_PATH="$work/b.db" \
     "${env_auth[@]}" RATE_LIMIT_USER_PER_MINUTE=100000000 RATE_LIMIT_ANONYMOUS_PER_MINUTE=100000000 \
     valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.out" "$BIN" serve >"$OUT/server.log" 2>&1) &
 pid=$!
