@@ -6,10 +6,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cgm_hub::events::rabbitmq::RabbitBus;
+use cgm_hub::events::rabbitmq::{RabbitBus, RabbitSettings};
 use cgm_hub::events::relay::Relay;
 use cgm_hub::events::EventBus;
-use lapin::options::{BasicGetOptions, QueueDeleteOptions};
+use lapin::options::{BasicGetOptions, ExchangeDeleteOptions, QueueDeleteOptions};
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
@@ -18,9 +18,10 @@ use crate::helpers::*;
 /// Nothing listens here: a broker outage.
 const NO_BROKER: &str = "amqp://guest:guest@127.0.0.1:1/%2f";
 
-/// Every message waiting in `queue` (acknowledged, then the queue is deleted),
-/// deduplicated by event id as a consumer must.
-async fn drain_queue(queue: &str) -> Vec<(String, Value)> {
+/// Every message waiting in `rabbit`'s queue (acknowledged, then the queue and
+/// the exchange are deleted), deduplicated by event id as a consumer must.
+async fn drain_queue(rabbit: &RabbitSettings) -> Vec<(String, Value)> {
+    let queue = rabbit.queue.as_str();
     let connection = lapin::Connection::connect(BROKER, lapin::ConnectionProperties::default())
         .await
         .expect("RabbitMQ at 127.0.0.1:5672 (start it: rabbitmq-server -detached)");
@@ -50,6 +51,12 @@ async fn drain_queue(queue: &str) -> Vec<(String, Value)> {
     let _ = channel
         .queue_delete(queue.into(), QueueDeleteOptions::default())
         .await;
+    let _ = channel
+        .exchange_delete(
+            rabbit.exchange.as_str().into(),
+            ExchangeDeleteOptions::default(),
+        )
+        .await;
     messages
 }
 
@@ -77,7 +84,7 @@ async fn the_relay_publishes_committed_events_to_rabbitmq_with_confirms() {
     assert_eq!(relay.drain().await.unwrap(), 301);
     assert_eq!(store.outbox_backlog().await.unwrap(), 0);
 
-    let got = drain_queue(&rabbit.queue).await;
+    let got = drain_queue(&rabbit).await;
     assert_eq!(got.len(), 301);
     assert!(got[..300].iter().all(|(key, _)| key == "reading.created"));
     assert_eq!(got[300].0, "reading.updated");
@@ -171,7 +178,7 @@ async fn events_wait_in_the_outbox_while_the_broker_is_down_and_follow_when_it_i
     assert_eq!(relay.drain().await.unwrap(), 30);
     assert!(bus.check().is_ok());
     assert_eq!(store.outbox_backlog().await.unwrap(), 0);
-    let got = drain_queue(&rabbit.queue).await;
+    let got = drain_queue(&rabbit).await;
     assert_eq!(got.len(), 50, "every event once, after deduplication by id");
     let stamps: std::collections::BTreeSet<&str> = got
         .iter()
@@ -244,7 +251,7 @@ async fn events_committed_before_a_sigkill_are_published_after_the_restart() {
         40,
         "every acknowledged reading's event arrived"
     );
-    let _ = drain_queue(&up.queue).await;
+    let _ = drain_queue(&up).await;
 }
 
 /// Like `drain_queue`, but leaves the queue in place (the app still publishes to it).

@@ -15,8 +15,8 @@ use cgm_hub::store::Store;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use lapin::options::{
-    BasicConsumeOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
-    QueueDeleteOptions,
+    BasicConsumeOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions,
+    QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::FieldTable;
 use serde_json::Value;
@@ -95,7 +95,7 @@ async fn two_instances_on_one_postgres_and_one_rabbitmq_sync_each_user_once_per_
     // Every committed event left the outbox, and the consumer has them all.
     assert_eq!(store.outbox_backlog().await.unwrap(), 0);
     let events = settle(&consumed).await;
-    let _ = delete_queue(&rabbit.queue).await;
+    let _ = delete_topology(&rabbit.exchange, &rabbit.queue).await;
 
     assert!(
         syncs_per_instance.iter().all(|n| *n > 0),
@@ -297,14 +297,16 @@ async fn settle(events: &Mutex<HashMap<String, Value>>) -> Vec<Value> {
     }
 }
 
-async fn delete_queue(queue: &str) -> Result<(), lapin::Error> {
+async fn delete_topology(exchange: &str, queue: &str) -> Result<(), lapin::Error> {
     let connection =
         lapin::Connection::connect(BROKER, lapin::ConnectionProperties::default()).await?;
     let channel = connection.create_channel().await?;
     channel
         .queue_delete(queue.into(), QueueDeleteOptions::default())
+        .await?;
+    channel
+        .exchange_delete(exchange.into(), ExchangeDeleteOptions::default())
         .await
-        .map(|_| ())
 }
 
 /// Every (user, time) row in the shared database.
