@@ -319,22 +319,17 @@ async fn update_stored(
     Ok(())
 }
 
-/// Notes an inserted time; keys come sorted by user, so a user's entries are
-/// usually adjacent (`raise_latest` merges any that are not).
-fn note_newest<'a>(newest: &mut Vec<(&'a str, i64)>, user: &'a str, ts: i64) {
-    match newest.last_mut() {
-        Some((u, t)) if *u == user => *t = (*t).max(ts),
-        _ => newest.push((user, ts)),
-    }
-}
-
-async fn raise_latest(tx: &mut PgConnection, newest: &[(&str, i64)]) -> Result<(), StoreError> {
+/// Raises each user's newest time to the largest of its keys in `newest`
+/// (the keys a batch inserted).
+async fn raise_latest(
+    tx: &mut PgConnection,
+    mut newest: Vec<(&str, i64)>,
+) -> Result<(), StoreError> {
     if newest.is_empty() {
         return Ok(());
     }
     // One row per user (an upsert may not touch a row twice), and one fixed
     // order for the row locks, as for the readings'.
-    let mut newest = newest.to_vec();
     newest.sort_unstable();
     newest.dedup_by(|later, kept| {
         let same = later.0 == kept.0;
@@ -384,8 +379,8 @@ impl PostgresStore {
         let keys = keys(&readings);
         let mut settled: Vec<Option<Settled>> = (0..keys.len()).map(|_| None).collect();
         let mut updates: Vec<Write> = Vec::new();
-        // The newest inserted time per user (keys are sorted by user, then time).
-        let mut newest: Vec<(&str, i64)> = Vec::new();
+        // The keys this batch inserted, for `latest_readings`.
+        let mut inserted_keys: Vec<(&str, i64)> = Vec::new();
         let mut tx = self.begin().await?;
         // Keys not settled yet, in lock order. Normally one round settles all:
         // the INSERT takes the new keys, the SELECT finds the others.
@@ -405,7 +400,7 @@ impl PostgresStore {
             let mut stored_keys = Vec::new();
             for (k, fresh) in pending.iter().copied().zip(fresh) {
                 if inserted.contains(&(keys[k].user, keys[k].ts)) {
-                    note_newest(&mut newest, keys[k].user, keys[k].ts);
+                    inserted_keys.push((keys[k].user, keys[k].ts));
                     settled[k] = Some(fresh);
                 } else {
                     stored_keys.push(k);
@@ -437,7 +432,7 @@ impl PostgresStore {
             ));
         }
         update_stored(&mut tx, &readings, &updates, now).await?;
-        raise_latest(&mut tx, &newest).await?;
+        raise_latest(&mut tx, inserted_keys).await?;
 
         let mut results: Vec<Option<Upserted>> = vec![None; readings.len()];
         for (i, upserted) in settled.into_iter().flatten().flat_map(|s| s.outcomes) {
