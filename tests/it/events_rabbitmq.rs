@@ -22,10 +22,9 @@ const NO_BROKER: &str = "amqp://guest:guest@127.0.0.1:1/%2f";
 /// the exchange are deleted), deduplicated by event id as a consumer must.
 async fn drain_queue(rabbit: &RabbitSettings) -> Vec<(String, Value)> {
     let queue = rabbit.queue.as_str();
-    let connection = lapin::Connection::connect(BROKER, lapin::ConnectionProperties::default())
+    let (_connection, channel) = broker_channel()
         .await
         .expect("RabbitMQ at 127.0.0.1:5672 (start it: rabbitmq-server -detached)");
-    let channel = connection.create_channel().await.expect("channel");
     let mut seen = std::collections::HashSet::new();
     let mut messages = Vec::new();
     while let Some(got) = channel
@@ -256,10 +255,7 @@ async fn events_committed_before_a_sigkill_are_published_after_the_restart() {
 
 /// Like `drain_queue`, but leaves the queue in place (the app still publishes to it).
 async fn drain_queue_keep(queue: &str) -> Vec<(String, Value)> {
-    let connection = lapin::Connection::connect(BROKER, lapin::ConnectionProperties::default())
-        .await
-        .expect("RabbitMQ at 127.0.0.1:5672");
-    let channel = connection.create_channel().await.expect("channel");
+    let (_connection, channel) = broker_channel().await.expect("RabbitMQ at 127.0.0.1:5672");
     let mut messages = Vec::new();
     loop {
         match channel

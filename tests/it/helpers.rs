@@ -467,6 +467,15 @@ pub async fn all_readings(client: &reqwest::Client, first_url: &str) -> Vec<Valu
 /// The local broker (`rabbitmq-server`, guest/guest).
 pub const BROKER: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
+/// A channel on the local broker and the connection carrying it (keep both
+/// alive while the channel is in use).
+pub async fn broker_channel() -> Result<(lapin::Connection, lapin::Channel), lapin::Error> {
+    let connection =
+        lapin::Connection::connect(BROKER, lapin::ConnectionProperties::default()).await?;
+    let channel = connection.create_channel().await?;
+    Ok((connection, channel))
+}
+
 /// An exchange and queue of their own per test, so tests never read each
 /// other's messages.
 pub fn rabbit_settings(url: &str, name: &str) -> RabbitSettings {

@@ -10,14 +10,12 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use cgm_hub::config::Secret;
 use cgm_hub::connections::{Connection, ConnectionStatus, Provider, TokenSet};
+use cgm_hub::events::rabbitmq::{RabbitBus, RabbitSettings};
 use cgm_hub::simulator::dexcom::SimConfig;
 use cgm_hub::store::Store;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
-use lapin::options::{
-    BasicConsumeOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions,
-    QueueDeclareOptions, QueueDeleteOptions,
-};
+use lapin::options::{BasicConsumeOptions, ExchangeDeleteOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
 use serde_json::Value;
 use sqlx::Row;
@@ -51,7 +49,7 @@ async fn two_instances_on_one_postgres_and_one_rabbitmq_sync_each_user_once_per_
     connect_all(&store, &sim.sim, &key, &users).await;
 
     let rabbit = rabbit_settings(BROKER, &unique());
-    let consumed = consume(&rabbit.exchange, &rabbit.queue).await;
+    let consumed = consume(&rabbit).await;
 
     let dir = TempDir::new().unwrap();
     let database_url = format!("{}?options=-c%20search_path%3D{}", schema.url, schema.name);
@@ -217,46 +215,18 @@ async fn connect_all(
     }
 }
 
-/// Declares the topology as the instances will (same arguments) and consumes
-/// from it in the background; each event once, deduplicated by id.
-async fn consume(exchange: &str, queue: &str) -> Arc<Mutex<HashMap<String, Value>>> {
-    let connection = lapin::Connection::connect(BROKER, lapin::ConnectionProperties::default())
+/// Declares the instances' topology and consumes from it in the background;
+/// each event once, deduplicated by id.
+async fn consume(rabbit: &RabbitSettings) -> Arc<Mutex<HashMap<String, Value>>> {
+    // The topology as the instances declare it, by the bus's own code.
+    RabbitBus::new(rabbit.clone())
+        .connect()
         .await
         .expect("RabbitMQ at 127.0.0.1:5672 (start it: rabbitmq-server -detached)");
-    let channel = connection.create_channel().await.unwrap();
-    channel
-        .exchange_declare(
-            exchange.into(),
-            lapin::ExchangeKind::Topic,
-            ExchangeDeclareOptions {
-                durable: true,
-                ..ExchangeDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    channel
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions::durable(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    channel
-        .queue_bind(
-            queue.into(),
-            exchange.into(),
-            "#".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let (connection, channel) = broker_channel().await.expect("RabbitMQ channel");
     let mut consumer = channel
         .basic_consume(
-            queue.into(),
+            rabbit.queue.as_str().into(),
             "scale-out-test".into(),
             BasicConsumeOptions {
                 no_ack: true,
@@ -298,9 +268,7 @@ async fn settle(events: &Mutex<HashMap<String, Value>>) -> Vec<Value> {
 }
 
 async fn delete_topology(exchange: &str, queue: &str) -> Result<(), lapin::Error> {
-    let connection =
-        lapin::Connection::connect(BROKER, lapin::ConnectionProperties::default()).await?;
-    let channel = connection.create_channel().await?;
+    let (_connection, channel) = broker_channel().await?;
     channel
         .queue_delete(queue.into(), QueueDeleteOptions::default())
         .await?;
