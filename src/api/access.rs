@@ -2,6 +2,7 @@
 //! a bearer token into a `Principal`, the `Caller` extractor, and `authorize`,
 //! which every data handler calls with its action and whose data it touches.
 
+use std::cell::Cell;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
@@ -11,6 +12,7 @@ use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::IntoResponse;
 use chrono::Utc;
+use tower_http::request_id::RequestId;
 
 use super::error::ApiError;
 use super::rate_limit::Tier;
@@ -29,17 +31,23 @@ pub const DEV_ADMIN: &str = "dev-admin";
 /// guessing tokens is limited too), and leaves the principal for `Caller`.
 pub async fn authenticate(
     State(state): State<AppState>,
-    mut request: Request,
+    request: Request,
     next: Next,
 ) -> axum::response::Response {
+    // One clock read: the token's expiry is checked against it and the audit
+    // entry is stamped with it.
+    let now = Utc::now();
     let authenticated = if state.auth_disabled {
         Ok(dev_admin())
     } else {
         let header = request
             .headers()
             .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        state.authenticator.authenticate_header_shared(header).await
+            .map(|v| v.as_bytes());
+        state
+            .authenticator
+            .authenticate_header_at(header, now.timestamp())
+            .await
     };
     let verdict = match &authenticated {
         Ok(p) => state.rate_limits.check_user(&p.user_id),
@@ -54,28 +62,33 @@ pub async fn authenticate(
         .into_response(),
         Err(e) => ApiError::Unauthorized(e.to_string()).into_response(),
         Ok(principal) => {
-            let slot = AuditSlot(Arc::new(SlotInner {
-                principal: principal.clone(),
-                decision: OnceLock::new(),
-            }));
-            let request_id = request_id(request.headers());
-            // One extension carries both the principal and the decision slot.
-            request.extensions_mut().insert(slot.clone());
-            let response = next.run(request).await;
-            if let Some((action, owner, decision)) = slot.0.decision.get() {
-                state
-                    .audit
-                    .record(AuditEntry {
-                        at: Utc::now(),
-                        actor: principal.user_id.clone(),
-                        actor_roles: principal.roles,
-                        action: action.as_str(),
-                        target_user: owner.clone(),
-                        decision,
-                        status: response.status().as_u16(),
-                        request_id,
-                    })
-                    .await;
+            let request_id = request_id(&request);
+            let access = RequestAccess {
+                principal,
+                decision: Cell::new(None),
+            };
+            // The principal and the decision slot live in a task-local for the
+            // rest of the request (the handler runs in this task), rather than
+            // in the request's extensions: no allocation, no map insert.
+            let mut scoped = std::pin::pin!(ACCESS.scope(access, next.run(request)));
+            let response = scoped.as_mut().await;
+            let access = scoped.as_mut().take_value();
+            if let Some(access) = access {
+                if let Some((action, owner, decision)) = access.decision.take() {
+                    state
+                        .audit
+                        .record(AuditEntry {
+                            at: now,
+                            actor: access.principal.user_id.clone(),
+                            actor_roles: access.principal.roles,
+                            action: action.as_str(),
+                            target_user: owner,
+                            decision,
+                            status: response.status().as_u16(),
+                            request_id,
+                        })
+                        .await;
+                }
             }
             response
         }
@@ -84,10 +97,13 @@ pub async fn authenticate(
     response
 }
 
-fn request_id(headers: &axum::http::HeaderMap) -> String {
-    headers
-        .get(&super::middleware::X_REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
+/// The id the request-id layer gave this request (or the client sent), from the
+/// extension it leaves rather than by looking the header up again.
+fn request_id(request: &Request) -> String {
+    request
+        .extensions()
+        .get::<RequestId>()
+        .and_then(|id| id.header_value().to_str().ok())
         .unwrap_or_default()
         .to_owned()
 }
@@ -113,18 +129,24 @@ pub async fn record_state_bound(
             target_user: user.clone(),
             decision: if allowed { "allowed" } else { "denied" },
             status: status.as_u16(),
-            request_id: request_id(headers),
+            request_id: headers
+                .get(&super::middleware::X_REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned(),
         })
         .await;
 }
 
-/// The request's principal, and what `authorize` decided for its audit entry.
-#[derive(Clone)]
-pub struct AuditSlot(Arc<SlotInner>);
-
-pub struct SlotInner {
+/// What an authenticated request carries from `authenticate` to its handler and
+/// back: the principal, and what `authorize` decided (for the audit entry).
+struct RequestAccess {
     principal: Arc<Principal>,
-    decision: OnceLock<(Action, UserId, &'static str)>,
+    decision: Cell<Option<(Action, UserId, &'static str)>>,
+}
+
+tokio::task_local! {
+    static ACCESS: RequestAccess;
 }
 
 /// The per-IP limit for routes that take no token (the OAuth callback, docs).
@@ -184,28 +206,21 @@ fn dev_admin() -> Arc<Principal> {
     .clone()
 }
 
-/// The authenticated principal of this request, and where its authorization
-/// decision is noted for the audit trail.
+/// The authenticated principal of this request (from `authenticate`, which
+/// must wrap the route).
 pub struct Caller {
     pub principal: Arc<Principal>,
-    audit: AuditSlot,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        let slot = parts
-            .extensions
-            .get::<AuditSlot>()
-            .cloned()
-            .ok_or_else(|| {
-                ApiError::Internal("route is missing the authentication layer".into())
-            })?;
-        Ok(Caller {
-            principal: slot.0.principal.clone(),
-            audit: slot,
-        })
+    async fn from_request_parts(_: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        ACCESS
+            .try_with(|access| Caller {
+                principal: access.principal.clone(),
+            })
+            .map_err(|_| ApiError::Internal("route is missing the authentication layer".into()))
     }
 }
 
@@ -228,15 +243,19 @@ pub async fn authorize(
         None
     };
     let decision = policy::decide(principal, action, owner, share.as_ref());
-    let _ = caller.audit.0.decision.set((
-        action,
-        owner.clone(),
-        if decision.is_some() {
-            "allowed"
-        } else {
-            "denied"
-        },
-    ));
+    // The first decision of a request is the one on record.
+    let outcome = if decision.is_some() {
+        "allowed"
+    } else {
+        "denied"
+    };
+    let _ = ACCESS.try_with(|access| {
+        let first = access
+            .decision
+            .take()
+            .unwrap_or((action, owner.clone(), outcome));
+        access.decision.set(Some(first));
+    });
     decision.ok_or_else(|| {
         ApiError::Forbidden(format!(
             "not allowed: {} of this user",

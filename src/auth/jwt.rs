@@ -70,12 +70,12 @@ pub struct Authenticator {
     verified: std::sync::RwLock<VerifiedTokens>,
 }
 
-/// Token text → (principal, exp as unix seconds). Hashed with foldhash (seeded per
+/// Token bytes → (principal, exp as unix seconds). Hashed with foldhash (seeded per
 /// process) rather than SipHash: a token is a few hundred bytes hashed on every
 /// request, and only verified tokens are ever inserted, so there is no flood of
 /// chosen keys to defend against.
 type VerifiedTokens =
-    std::collections::HashMap<Box<str>, (Arc<Principal>, i64), foldhash::fast::RandomState>;
+    std::collections::HashMap<Box<[u8]>, (Arc<Principal>, i64), foldhash::fast::RandomState>;
 
 /// Verified tokens kept at most; past this the cache starts over.
 const VERIFIED_CACHE: usize = 10_000;
@@ -109,17 +109,21 @@ impl Authenticator {
 
     /// Verifies a raw JWT (without "Bearer ") into a Principal.
     pub async fn authenticate(&self, token: &str) -> Result<Principal, AuthError> {
-        self.authenticate_shared(token)
+        self.authenticate_at(token.as_bytes(), chrono::Utc::now().timestamp())
             .await
             .map(|p| Principal::clone(&p))
     }
 
-    /// `authenticate`, sharing the principal (no copy per request on a cache hit).
-    pub async fn authenticate_shared(&self, token: &str) -> Result<Arc<Principal>, AuthError> {
+    /// `authenticate` at `now` (unix seconds), sharing the principal: a token
+    /// verified before is answered from the cache without a copy.
+    pub async fn authenticate_at(
+        &self,
+        token: &[u8],
+        now: i64,
+    ) -> Result<Arc<Principal>, AuthError> {
         if !self.is_configured() {
             return Err(AuthError::NotConfigured);
         }
-        let now = chrono::Utc::now().timestamp();
         if let Some((principal, exp)) = self
             .verified
             .read()
@@ -131,6 +135,7 @@ impl Authenticator {
                 return Ok(principal.clone());
             }
         }
+        let token = std::str::from_utf8(token).map_err(|_| AuthError::Malformed)?;
         let header = read_header(token)?;
         let key = self.key_for(&header).await?;
         let claims = verify(token, &key, &self.validation_for(header.alg))?;
@@ -140,24 +145,28 @@ impl Authenticator {
             verified.clear();
         }
         // Strictly before exp (the leeway is for clocks, not for the cache).
-        verified.insert(Box::from(token), (principal.clone(), claims.exp));
+        verified.insert(Box::from(token.as_bytes()), (principal.clone(), claims.exp));
         Ok(principal)
     }
 
     /// Parses an Authorization header value: "Bearer <jwt>" (scheme
     /// case-insensitive), then authenticates the token.
     pub async fn authenticate_header(&self, header: Option<&str>) -> Result<Principal, AuthError> {
-        let token = bearer_token(header)?;
-        self.authenticate(token).await
+        let token = bearer_token(header.map(str::as_bytes))?;
+        self.authenticate_at(token, chrono::Utc::now().timestamp())
+            .await
+            .map(|p| Principal::clone(&p))
     }
 
-    /// `authenticate_header`, sharing the principal.
-    pub async fn authenticate_header_shared(
+    /// `authenticate_header` on the header's raw bytes at `now` (unix seconds),
+    /// sharing the principal: the request path, where the header is neither
+    /// copied nor checked character by character before the cache is asked.
+    pub async fn authenticate_header_at(
         &self,
-        header: Option<&str>,
+        header: Option<&[u8]>,
+        now: i64,
     ) -> Result<Arc<Principal>, AuthError> {
-        let token = bearer_token(header)?;
-        self.authenticate_shared(token).await
+        self.authenticate_at(bearer_token(header)?, now).await
     }
 
     /// The key for the header's algorithm, from the verifier configured for it.
@@ -201,20 +210,31 @@ fn base_validation(config: &AuthConfig) -> Validation {
     validation
 }
 
-/// "Bearer <jwt>" -> "<jwt>".
-fn bearer_token(header: Option<&str>) -> Result<&str, AuthError> {
+/// "Bearer <jwt>" -> "<jwt>", on bytes (a token is ASCII; anything else fails
+/// verification as malformed).
+fn bearer_token(header: Option<&[u8]>) -> Result<&[u8], AuthError> {
+    // The usual form, exactly "Bearer " and a token, without a scan.
+    if let Some(token) = header.and_then(|h| h.strip_prefix(b"Bearer ")) {
+        if token.first().is_some_and(|b| !b.is_ascii_whitespace())
+            && token.last().is_some_and(|b| !b.is_ascii_whitespace())
+        {
+            return Ok(token);
+        }
+    }
     let value = header
-        .map(str::trim)
+        .map(<[u8]>::trim_ascii)
         .filter(|v| !v.is_empty())
         .ok_or(AuthError::Missing)?;
-    let (scheme, rest) = value
-        .split_once(|c: char| c.is_ascii_whitespace())
-        .unwrap_or((value, ""));
-    if !scheme.eq_ignore_ascii_case("bearer") {
+    let scheme_end = value
+        .iter()
+        .position(u8::is_ascii_whitespace)
+        .unwrap_or(value.len());
+    let (scheme, rest) = value.split_at(scheme_end);
+    if !scheme.eq_ignore_ascii_case(b"bearer") {
         return Err(AuthError::NotBearer);
     }
-    match rest.trim() {
-        "" => Err(AuthError::Missing),
+    match rest.trim_ascii() {
+        [] => Err(AuthError::Missing),
         token => Ok(token),
     }
 }
@@ -1174,6 +1194,17 @@ mod tests {
         );
         assert_eq!(
             auth.authenticate_header(Some("Bearer not.a.jwt")).await,
+            Err(AuthError::Malformed)
+        );
+        assert_eq!(
+            auth.authenticate_header(Some("Bearer  not.a.jwt ")).await,
+            Err(AuthError::Malformed)
+        );
+        // Bytes that are not text (a header value may hold them) are malformed.
+        assert_eq!(
+            auth.authenticate_header_at(Some(b"Bearer \xff\xfe.a.b"), 0)
+                .await
+                .map(|p| p.user_id.clone()),
             Err(AuthError::Malformed)
         );
     }
