@@ -88,6 +88,35 @@ fn encoding(e: serde_json::Error) -> StoreError {
     StoreError::Internal(format!("encoding an audit run: {e}"))
 }
 
+/// A run's request ids as a JSON array of strings. An id that needs no escaping
+/// (no quote, backslash or control character: every id the request-id layer
+/// makes) is copied as it is; serde_json's escaper, which goes byte by byte, was
+/// the writer's largest cost per entry.
+fn request_ids_json(run: &[AuditEntry]) -> Result<String, StoreError> {
+    let mut out =
+        String::with_capacity(2 + run.iter().map(|e| e.request_id.len() + 3).sum::<usize>());
+    out.push('[');
+    for (i, e) in run.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let id = e.request_id.as_str();
+        // Without short-circuits, so that the check runs on vectors.
+        let plain = id
+            .bytes()
+            .fold(true, |ok, b| ok & (b >= 0x20) & (b != b'"') & (b != b'\\'));
+        if plain {
+            out.push('"');
+            out.push_str(id);
+            out.push('"');
+        } else {
+            out.push_str(&serde_json::to_string(id).map_err(encoding)?);
+        }
+    }
+    out.push(']');
+    Ok(out)
+}
+
 fn millis(at: DateTime<Utc>) -> i64 {
     at.timestamp_millis()
 }
@@ -111,8 +140,7 @@ impl SqliteStore {
                     let last = offsets.iter().copied().max().unwrap_or(0);
                     offsets.iter_mut().for_each(|at| *at -= first);
                     let offsets = serde_json::to_string(&offsets).map_err(encoding)?;
-                    let ids: Vec<&str> = run.iter().map(|e| e.request_id.as_str()).collect();
-                    let ids = serde_json::to_string(&ids).map_err(encoding)?;
+                    let ids = request_ids_json(run)?;
                     let roles: Vec<&str> = e.actor_roles.iter().map(|r| r.as_str()).collect();
                     insert
                         .execute(params![
@@ -227,5 +255,26 @@ mod tests {
         batch.push(entry("a", 304, 1));
         let lengths: Vec<usize> = runs(&batch).map(<[AuditEntry]>::len).collect();
         assert_eq!(lengths, [MAX_RUN, 3, 1, 2]);
+    }
+
+    #[test]
+    fn request_ids_are_a_json_array_whatever_they_hold() {
+        let ids = [
+            "0b9c5f0e-6a43-4d3c-9f5e-2f1d7c0a1b2c",
+            "",
+            "with \"quotes\" and \\ backslash",
+            "tab\there, newline\n, nul\u{0}",
+            "ünïcødé ✓",
+        ];
+        let run: Vec<AuditEntry> = ids
+            .iter()
+            .map(|id| AuditEntry {
+                request_id: (*id).to_owned(),
+                ..entry("a", 200, 0)
+            })
+            .collect();
+        let json = request_ids_json(&run).expect("encode");
+        let back: Vec<String> = serde_json::from_str(&json).expect("valid JSON");
+        assert_eq!(back, ids);
     }
 }
