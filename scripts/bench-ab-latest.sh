@@ -48,10 +48,14 @@ run_one() { # label binary auth(0|1)
     local status
     status=$(curl -s -o /dev/null -w '%{http_code}' "${header[@]}" "http://127.0.0.1:$port/api/bg/bench-user/latest")
     [ "$status" = 200 ] || { echo "$label: GET latest answered $status"; exit 1; }
-    echo "$label $("${client_cpu[@]}" wrk -t2 -c100 -d"$DURATION" "${header[@]}" "http://127.0.0.1:$port/api/bg/bench-user/latest" | awk '/Requests\/sec/ {print $2}') req/s"
+    local rate
+    rate=$("${client_cpu[@]}" wrk -t2 -c100 -d"$DURATION" "${header[@]}" "http://127.0.0.1:$port/api/bg/bench-user/latest" | awk '/Requests\/sec/ {print $2}')
+    echo "$label $rate req/s"
+    echo "$label $rate" >>"$rates"
     kill "$pid"; wait "$pid" 2>/dev/null || true; rm -rf "$work"
 }
 
+rates=$(mktemp)
 for _ in $(seq 1 "$ROUNDS"); do
     run_one old "$OLD" 0
     run_one new "$NEW" "${NEW_AUTH:-0}"
@@ -61,3 +65,16 @@ port=$(free_port)
 sleep 0.5
 echo "baseline $("${client_cpu[@]}" wrk -t2 -c100 -d"$DURATION" "http://127.0.0.1:$port/" | awk '/Requests\/sec/ {print $2}') req/s"
 kill "$B"
+# Medians of each side, and the median of the rounds' own changes (each new run
+# against the old run just before it, which the machine's drift hits alike).
+python3 - "$rates" <<'PY'
+import statistics, sys
+rows = [line.split() for line in open(sys.argv[1])]
+old = [float(r) for label, r in rows if label == "old"]
+new = [float(r) for label, r in rows if label == "new"]
+pairs = [(n / o - 1) * 100 for o, n in zip(old, new)]
+print(f"median old {statistics.median(old):.0f} req/s, new {statistics.median(new):.0f} req/s: "
+      f"{(statistics.median(new) / statistics.median(old) - 1) * 100:+.1f}%; "
+      f"median of the {len(pairs)} rounds' changes {statistics.median(pairs):+.1f}%")
+PY
+rm -f "$rates"
