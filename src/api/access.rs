@@ -12,7 +12,6 @@ use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::IntoResponse;
 use chrono::Utc;
-use tower_http::request_id::RequestId;
 
 use super::error::ApiError;
 use super::rate_limit::Tier;
@@ -62,7 +61,7 @@ pub async fn authenticate(
         .into_response(),
         Err(e) => ApiError::Unauthorized(e.to_string()).into_response(),
         Ok(principal) => {
-            let request_id = request_id(&request);
+            let request_id = request_id(request.headers());
             let access = RequestAccess {
                 principal,
                 decision: Cell::new(None),
@@ -97,13 +96,10 @@ pub async fn authenticate(
     response
 }
 
-/// The id the request-id layer gave this request (or the client sent), from the
-/// extension it leaves rather than by looking the header up again.
-fn request_id(request: &Request) -> String {
-    request
-        .extensions()
-        .get::<RequestId>()
-        .and_then(|id| id.header_value().to_str().ok())
+fn request_id(headers: &axum::http::HeaderMap) -> String {
+    headers
+        .get(&super::middleware::X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned()
 }
@@ -129,11 +125,7 @@ pub async fn record_state_bound(
             target_user: user.clone(),
             decision: if allowed { "allowed" } else { "denied" },
             status: status.as_u16(),
-            request_id: headers
-                .get(&super::middleware::X_REQUEST_ID)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_owned(),
+            request_id: request_id(headers),
         })
         .await;
 }

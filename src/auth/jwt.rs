@@ -152,8 +152,7 @@ impl Authenticator {
     /// Parses an Authorization header value: "Bearer <jwt>" (scheme
     /// case-insensitive), then authenticates the token.
     pub async fn authenticate_header(&self, header: Option<&str>) -> Result<Principal, AuthError> {
-        let token = bearer_token(header.map(str::as_bytes))?;
-        self.authenticate_at(token, chrono::Utc::now().timestamp())
+        self.authenticate_header_at(header.map(str::as_bytes), chrono::Utc::now().timestamp())
             .await
             .map(|p| Principal::clone(&p))
     }
