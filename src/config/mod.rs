@@ -12,67 +12,11 @@ use std::time::Duration;
 
 use base64::Engine;
 
-/// Every variable this build reads, with its default; `.env.example` mirrors it.
-pub const VARIABLES: &[(&str, &str)] = &[
-    ("SERVICE_ENV", "development"),
-    ("LOG_LEVEL", "INFO"),
-    ("LOG_FORMAT", "json"),
-    ("BIND_ADDR", "0.0.0.0:5001"),
-    ("PORT", ""),
-    ("PUBLIC_BASE_URL", ""),
-    ("TLS_CERT_PATH", ""),
-    ("TLS_KEY_PATH", ""),
-    ("CORS_ALLOWED_ORIGINS", ""),
-    ("STORAGE_BACKEND", "sqlite"),
-    ("SQLITE_PATH", "./data/cgm-hub.db"),
-    ("SQLITE_SYNCHRONOUS", "full"),
-    ("DATABASE_URL", ""),
-    ("DATABASE_MAX_CONNECTIONS", "10"),
-    ("DYNAMODB_ENDPOINT", ""),
-    ("AWS_REGION", "us-east-1"),
-    ("DYNAMODB_TABLE", "bg_readings"),
-    ("DYNAMODB_USER_TOKENS_TABLE", "user_tokens"),
-    ("DYNAMODB_SYNC_JOBS_TABLE", "sync_jobs"),
-    ("DYNAMODB_AUX_TABLE", "cgm_hub"),
-    ("EVENT_BUS", "memory"),
-    ("RABBITMQ_URL", ""),
-    ("RABBITMQ_EXCHANGE", "bg_events"),
-    ("RABBITMQ_QUEUE", "bg_readings"),
-    ("AUTH_DISABLED", "false"),
-    ("AUTH_JWT_SECRET", ""),
-    ("AUTH_JWKS_URL", ""),
-    ("AUTH_ISSUER", ""),
-    ("AUTH_AUDIENCE", ""),
-    ("TOKEN_ENCRYPTION_KEY", ""),
-    ("TOKEN_ENCRYPTION_KEY_PREVIOUS", ""),
-    ("WEBHOOK_SIGNING_SECRET", ""),
-    ("DEXCOM_CLIENT_ID", ""),
-    ("DEXCOM_CLIENT_SECRET", ""),
-    ("DEXCOM_REDIRECT_URI", ""),
-    ("DEXCOM_API_BASE_URL", "https://sandbox-api.dexcom.com"),
-    ("DEXCOM_API_VERSION", "v3"),
-    ("DEXCOM_PKCE", "true"),
-    ("DEXCOM_CALLS_PER_HOUR", "60000"),
-    ("DEXCOM_BACKFILL_DAYS", "30"),
-    ("MAX_RETRIES", "3"),
-    ("RETRY_BACKOFF_FACTOR", "2"),
-    ("REQUEST_TIMEOUT_SECONDS", "30"),
-    ("POLL_INTERVAL_SECONDS", "900"),
-    ("SYNC_OVERLAP_SECONDS", "10800"),
-    ("SYNC_CONCURRENCY", "4"),
-    ("SYNC_TIMEOUT_SECONDS", "600"),
-    ("SYNC_LEASE_SECONDS", "60"),
-    ("RATE_LIMIT_ANONYMOUS_PER_MINUTE", "100"),
-    ("RATE_LIMIT_USER_PER_MINUTE", "300"),
-    ("RATE_LIMIT_WEBHOOK_PER_MINUTE", "1000"),
-    ("TRUSTED_PROXY_HOPS", "0"),
-    ("MAX_BODY_BYTES", "16777216"),
-    ("MAX_BATCH_RECORDS", "10000"),
-    ("READING_MAX_AGE_YEARS", "10"),
-    ("SHUTDOWN_TIMEOUT_SECONDS", "25"),
-    ("DEMO", "false"),
-    ("DEMO_BACKFILL_DAYS", "14"),
-];
+mod reference;
+mod variables;
+
+pub use reference::{env_example, markdown_reference};
+pub use variables::{Group, Variable, VARIABLES};
 
 #[derive(Debug, thiserror::Error)]
 #[error("invalid {variable}: {message}")]
@@ -622,8 +566,8 @@ impl Vars<'_> {
     fn default_of(name: &str) -> &'static str {
         VARIABLES
             .iter()
-            .find(|(n, _)| *n == name)
-            .map_or("", |(_, d)| *d)
+            .find(|v| v.name == name)
+            .map_or("", |v| v.default)
     }
 
     fn optional(&self, name: &str) -> Option<&str> {
@@ -672,6 +616,30 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
         )
+    }
+
+    /// The registry and the parser agree: every variable `from_vars` reads is listed
+    /// (with its default and meaning) and every listed variable is read.
+    #[test]
+    fn the_registry_lists_exactly_the_variables_the_parser_reads() {
+        let source = include_str!("mod.rs");
+        let parser = &source[..source
+            .find("#[cfg(test)]")
+            .expect("tests follow the parser")];
+        let mut read = std::collections::BTreeSet::new();
+        for call in [".get(", ".optional(", ".number(", ".bool("] {
+            for (at, _) in parser.match_indices(call) {
+                let rest = parser[at + call.len()..].trim_start();
+                if let Some(quoted) = rest.strip_prefix('"') {
+                    let name = &quoted[..quoted.find('"').expect("closing quote")];
+                    if name.bytes().all(|b| b.is_ascii_uppercase() || b == b'_') {
+                        read.insert(name);
+                    }
+                }
+            }
+        }
+        let listed: std::collections::BTreeSet<_> = VARIABLES.iter().map(|v| v.name).collect();
+        assert_eq!(read, listed);
     }
 
     #[test]

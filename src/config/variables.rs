@@ -1,0 +1,464 @@
+//! The one list of every environment variable this build reads: its default, whether
+//! it is a secret, and what it means. Parsing (`Settings::from_vars`) takes defaults
+//! from here, and `.env.example` and `docs/configuration.md` are generated from it
+//! (`cgm-hub config reference`), so the three cannot drift apart.
+
+/// Where a variable belongs; the order of the variants is the order of the reference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Group {
+    Process,
+    Storage,
+    Events,
+    RateLimits,
+    ApiLimits,
+    Security,
+    Dexcom,
+    Sync,
+    Demo,
+}
+
+impl Group {
+    pub const ALL: [Group; 9] = [
+        Group::Process,
+        Group::Storage,
+        Group::Events,
+        Group::RateLimits,
+        Group::ApiLimits,
+        Group::Security,
+        Group::Dexcom,
+        Group::Sync,
+        Group::Demo,
+    ];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Group::Process => "process",
+            Group::Storage => "storage",
+            Group::Events => "events",
+            Group::RateLimits => "rate limits",
+            Group::ApiLimits => "API limits and validation",
+            Group::Security => "security",
+            Group::Dexcom => "Dexcom",
+            Group::Sync => "sync engine",
+            Group::Demo => "demo",
+        }
+    }
+}
+
+/// One environment variable.
+#[derive(Debug, Clone, Copy)]
+pub struct Variable {
+    pub name: &'static str,
+    /// The value used when the variable is unset or empty ("" means none).
+    pub default: &'static str,
+    pub group: Group,
+    /// Never printed (`config check` shows `[redacted]`).
+    pub secret: bool,
+    /// What it means, in one or a few sentences of plain text.
+    pub help: &'static str,
+}
+
+const fn var(
+    group: Group,
+    name: &'static str,
+    default: &'static str,
+    help: &'static str,
+) -> Variable {
+    Variable {
+        name,
+        default,
+        group,
+        secret: false,
+        help,
+    }
+}
+
+const fn secret(group: Group, name: &'static str, help: &'static str) -> Variable {
+    Variable {
+        name,
+        default: "",
+        group,
+        secret: true,
+        help,
+    }
+}
+
+use Group::*;
+
+/// Every variable this build reads, grouped in reference order.
+pub const VARIABLES: &[Variable] = &[
+    var(
+        Process,
+        "SERVICE_ENV",
+        "development",
+        "development | staging | production. Staging and production require TOKEN_ENCRYPTION_KEY \
+         and refuse DEMO and AUTH_DISABLED; production talks to Dexcom over TLS only.",
+    ),
+    var(
+        Process,
+        "LOG_LEVEL",
+        "INFO",
+        "DEBUG | INFO | WARNING | ERROR | CRITICAL",
+    ),
+    var(
+        Process,
+        "LOG_FORMAT",
+        "json",
+        "json (one JSON line per event, one access-log line per request) | pretty",
+    ),
+    var(Process, "BIND_ADDR", "0.0.0.0:5001", "Listen address."),
+    var(
+        Process,
+        "PORT",
+        "",
+        "PORT alone also works (binds 0.0.0.0:PORT) when BIND_ADDR is unset.",
+    ),
+    var(
+        Process,
+        "PUBLIC_BASE_URL",
+        "",
+        "Base of absolute links in responses (pagination), e.g. https://cgm.example.org; \
+         unset: taken from the request's Host. Set it behind a proxy and in production.",
+    ),
+    var(
+        Process,
+        "TLS_CERT_PATH",
+        "",
+        "Serve HTTPS (rustls; TLS 1.2 and 1.3) with this PEM certificate chain and \
+         TLS_KEY_PATH (both or neither); responses then carry Strict-Transport-Security. \
+         Or run behind a TLS-terminating proxy.",
+    ),
+    var(
+        Process,
+        "TLS_KEY_PATH",
+        "",
+        "The PEM private key of TLS_CERT_PATH.",
+    ),
+    var(
+        Process,
+        "CORS_ALLOWED_ORIGINS",
+        "",
+        "Browser origins allowed to call the API, comma-separated (empty: no CORS headers).",
+    ),
+    var(
+        Process,
+        "SHUTDOWN_TIMEOUT_SECONDS",
+        "25",
+        "After SIGTERM or SIGINT: how long in-flight requests, sync jobs, queued audit \
+         entries and token refreshes get to finish.",
+    ),
+    var(
+        Storage,
+        "STORAGE_BACKEND",
+        "sqlite",
+        "sqlite (embedded, one process per file) | postgres | dynamodb (docs/backends.md).",
+    ),
+    var(
+        Storage,
+        "SQLITE_PATH",
+        "./data/cgm-hub.db",
+        "The SQLite file, created with its folder (readable by the service's user only).",
+    ),
+    var(
+        Storage,
+        "SQLITE_SYNCHRONOUS",
+        "full",
+        "full: every acknowledged write survives power loss | normal: survives a process crash.",
+    ),
+    secret(
+        Storage,
+        "DATABASE_URL",
+        "PostgreSQL URL (postgres://user:pass@host:5432/db), required with \
+         STORAGE_BACKEND=postgres. May hold a password: never printed.",
+    ),
+    var(
+        Storage,
+        "DATABASE_MAX_CONNECTIONS",
+        "10",
+        "PostgreSQL connection pool size per instance.",
+    ),
+    var(
+        Storage,
+        "DYNAMODB_ENDPOINT",
+        "",
+        "DynamoDB endpoint for a local server such as moto (http://127.0.0.1:8000); unset: \
+         AWS itself, with credentials from the AWS default chain. Tables are created when \
+         absent (docs/dynamodb.md).",
+    ),
+    var(
+        Storage,
+        "AWS_REGION",
+        "us-east-1",
+        "AWS region of the DynamoDB tables.",
+    ),
+    var(
+        Storage,
+        "DYNAMODB_TABLE",
+        "bg_readings",
+        "DynamoDB table of readings.",
+    ),
+    var(
+        Storage,
+        "DYNAMODB_USER_TOKENS_TABLE",
+        "user_tokens",
+        "DynamoDB table of connections and their sealed OAuth tokens.",
+    ),
+    var(
+        Storage,
+        "DYNAMODB_SYNC_JOBS_TABLE",
+        "sync_jobs",
+        "DynamoDB table of sync jobs.",
+    ),
+    var(
+        Storage,
+        "DYNAMODB_AUX_TABLE",
+        "cgm_hub",
+        "DynamoDB table of shares, audit, OAuth states, leases, the webhook inbox and the \
+         event outbox.",
+    ),
+    var(
+        Events,
+        "EVENT_BUS",
+        "memory",
+        "memory (in-process) | rabbitmq (a durable topic exchange and a durable queue bound \
+         to every routing key; events reach the broker through the store's outbox).",
+    ),
+    secret(
+        Events,
+        "RABBITMQ_URL",
+        "amqp://user:pass@host:5672/%2f, required with EVENT_BUS=rabbitmq. Never printed.",
+    ),
+    var(
+        Events,
+        "RABBITMQ_EXCHANGE",
+        "bg_events",
+        "The durable topic exchange events go to.",
+    ),
+    var(
+        Events,
+        "RABBITMQ_QUEUE",
+        "bg_readings",
+        "The durable queue bound to every event type.",
+    ),
+    var(
+        RateLimits,
+        "RATE_LIMIT_ANONYMOUS_PER_MINUTE",
+        "100",
+        "Requests per minute per client IP without a (valid) token. Responses carry \
+         X-RateLimit-Limit/-Remaining/-Reset; over the limit: 429 (docs/rate-limits.md).",
+    ),
+    var(
+        RateLimits,
+        "RATE_LIMIT_USER_PER_MINUTE",
+        "300",
+        "Requests per minute per authenticated user.",
+    ),
+    var(
+        RateLimits,
+        "RATE_LIMIT_WEBHOOK_PER_MINUTE",
+        "1000",
+        "Requests per minute per client IP on webhooks.",
+    ),
+    var(
+        RateLimits,
+        "TRUSTED_PROXY_HOPS",
+        "0",
+        "Proxies in front of cgm-hub that append to X-Forwarded-For (0: use the peer address).",
+    ),
+    var(
+        ApiLimits,
+        "MAX_BODY_BYTES",
+        "16777216",
+        "Largest request body, bytes (a 10,000-reading batch is about 2.5 MB).",
+    ),
+    var(
+        ApiLimits,
+        "MAX_BATCH_RECORDS",
+        "10000",
+        "Most readings in one bulk request.",
+    ),
+    var(
+        ApiLimits,
+        "READING_MAX_AGE_YEARS",
+        "10",
+        "Readings older than this many calendar years are rejected.",
+    ),
+    var(
+        Security,
+        "AUTH_DISABLED",
+        "false",
+        "Development only: every request acts as admin (dev-admin). Refused unless \
+         SERVICE_ENV=development.",
+    ),
+    secret(
+        Security,
+        "AUTH_JWT_SECRET",
+        "Verifies HS256 bearer JWTs (claims: sub = user id, roles, exp). For development, \
+         mint one with `cgm-hub token mint --sub ID --roles patient`.",
+    ),
+    var(
+        Security,
+        "AUTH_JWKS_URL",
+        "",
+        "Verifies RS256/ES256 bearer JWTs with the keys of this JWKS document (cached; \
+         refetched on an unknown kid). With AUTH_JWT_SECRET, either kind is accepted.",
+    ),
+    var(
+        Security,
+        "AUTH_ISSUER",
+        "",
+        "The JWT `iss` required, when set.",
+    ),
+    var(
+        Security,
+        "AUTH_AUDIENCE",
+        "",
+        "The JWT `aud` required, when set.",
+    ),
+    secret(
+        Security,
+        "TOKEN_ENCRYPTION_KEY",
+        "Base64 of 32 bytes (`openssl rand -base64 32`); seals OAuth tokens at rest with \
+         AES-256-GCM. Required in staging and production; in development a key is generated \
+         into token-encryption.key next to the SQLite file. Rotation: docs/dexcom.md.",
+    ),
+    secret(
+        Security,
+        "TOKEN_ENCRYPTION_KEY_PREVIOUS",
+        "Comma-separated previous keys, still accepted for opening tokens after a rotation.",
+    ),
+    secret(
+        Security,
+        "WEBHOOK_SIGNING_SECRET",
+        "HMAC-SHA256 key of POST /api/bg/{userId}/webhook (X-Webhook-Signature); without it \
+         webhooks answer 503 (docs/webhooks.md).",
+    ),
+    var(
+        Dexcom,
+        "DEXCOM_CLIENT_ID",
+        "",
+        "The OAuth client registered at developer.dexcom.com; set DEXCOM_CLIENT_ID, \
+         DEXCOM_CLIENT_SECRET and DEXCOM_REDIRECT_URI, or none (docs/dexcom-onboarding.md).",
+    ),
+    secret(Dexcom, "DEXCOM_CLIENT_SECRET", "The OAuth client's secret."),
+    var(
+        Dexcom,
+        "DEXCOM_REDIRECT_URI",
+        "",
+        "Must match the registered redirect URI; points at this service's /oauth/callback.",
+    ),
+    var(
+        Dexcom,
+        "DEXCOM_API_BASE_URL",
+        "https://sandbox-api.dexcom.com",
+        "sandbox | us | eu | jp, or a URL (e.g. the simulator: `cgm-hub simulate dexcom`).",
+    ),
+    var(Dexcom, "DEXCOM_API_VERSION", "v3", "v3 | v2"),
+    var(
+        Dexcom,
+        "DEXCOM_PKCE",
+        "true",
+        "Send a PKCE S256 challenge with the authorization (Dexcom does not document PKCE).",
+    ),
+    var(
+        Dexcom,
+        "DEXCOM_CALLS_PER_HOUR",
+        "60000",
+        "Budget of calls to Dexcom per hour, per process (Dexcom allows 60,000 per app: with \
+         N instances, set 60000/N).",
+    ),
+    var(
+        Dexcom,
+        "DEXCOM_BACKFILL_DAYS",
+        "30",
+        "History fetched when a user connects.",
+    ),
+    var(
+        Dexcom,
+        "MAX_RETRIES",
+        "3",
+        "Outbound calls to Dexcom: retries after the first attempt (jittered exponential \
+         backoff; a 429 honours Retry-After).",
+    ),
+    var(
+        Dexcom,
+        "RETRY_BACKOFF_FACTOR",
+        "2",
+        "Growth of the backoff between retries.",
+    ),
+    var(
+        Dexcom,
+        "REQUEST_TIMEOUT_SECONDS",
+        "30",
+        "Timeout of one attempt of one outbound call.",
+    ),
+    var(
+        Sync,
+        "POLL_INTERVAL_SECONDS",
+        "900",
+        "Every connected user is polled this often, plus up to 10% jitter; phases are spread \
+         evenly over the interval, so a restart is no thundering herd.",
+    ),
+    var(
+        Sync,
+        "SYNC_OVERLAP_SECONDS",
+        "10800",
+        "Each incremental sync re-reads this much before the newest reading synced (Dexcom \
+         data arrives late); dedup makes the re-read free of duplicates.",
+    ),
+    var(
+        Sync,
+        "SYNC_CONCURRENCY",
+        "4",
+        "Sync jobs this instance runs at once.",
+    ),
+    var(
+        Sync,
+        "SYNC_TIMEOUT_SECONDS",
+        "600",
+        "One run of one job; a longer run is put back in the queue with its progress kept.",
+    ),
+    var(
+        Sync,
+        "SYNC_LEASE_SECONDS",
+        "60",
+        "A per-user lease keeps two instances from syncing one user at once; a crashed \
+         holder's lease lapses after this long and another instance resumes its job.",
+    ),
+    var(
+        Demo,
+        "DEMO",
+        "false",
+        "Three synthetic demo patients, connected through an in-process Dexcom simulator by \
+         the real OAuth flow, then polled every minute (same as `serve --demo`).",
+    ),
+    var(
+        Demo,
+        "DEMO_BACKFILL_DAYS",
+        "14",
+        "Days of history the demo patients start with.",
+    ),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_grouped_in_reference_order() {
+        let mut seen = std::collections::HashSet::new();
+        for v in VARIABLES {
+            assert!(seen.insert(v.name), "{} listed twice", v.name);
+            assert!(!v.help.is_empty(), "{} has no help", v.name);
+            assert!(
+                !v.secret || v.default.is_empty(),
+                "{}: a secret has no default",
+                v.name
+            );
+        }
+        assert!(
+            VARIABLES.windows(2).all(|w| w[0].group <= w[1].group),
+            "VARIABLES must be listed group by group, in Group::ALL order"
+        );
+    }
+}
