@@ -50,7 +50,7 @@ use crate::sync::jobs::JobCounts;
         JobView, JobList, RangeView, JobCounts, JobEnvelope, JobListEnvelope, DeliveryReceipt,
         DeliveryEnvelope
     )),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &GateResponses),
     security(("bearer" = [])),
     tags(
         (name = "readings", description = "Glucose readings"),
@@ -181,6 +181,107 @@ pub struct AuditEnvelope {
 
 /// The bearer scheme, with the roles and what each may do.
 struct BearerAuth;
+
+/// The error responses a route can give because of what stands in front of it
+/// (authentication, rate limits, body limits, the error mapping itself), added to
+/// every operation from the router's own table rather than repeated per handler.
+struct GateResponses;
+
+/// `(status, description)` every route of this gate and method may answer.
+pub fn gate_errors(route: &super::Route, has_body: bool) -> Vec<(u16, &'static str)> {
+    use super::Gate;
+    let mut errors = match route.gate {
+        Gate::Open => vec![],
+        Gate::Bearer => vec![
+            (401, "No or bad credentials"),
+            (403, "Not allowed for this caller"),
+            (429, "Over the rate limit (Retry-After says when to retry)"),
+            (500, "Internal error (with the request id to report)"),
+        ],
+        Gate::Webhook => vec![
+            (401, "Missing or bad signature or timestamp"),
+            (429, "Over the per-IP webhook limit"),
+            (500, "Internal error (with the request id to report)"),
+        ],
+        Gate::Anonymous => vec![
+            (429, "Over the per-IP limit"),
+            (500, "Internal error (with the request id to report)"),
+        ],
+    };
+    if has_body {
+        errors.push((400, "Malformed request body"));
+        errors.push((413, "Body larger than MAX_BODY_BYTES"));
+    }
+    errors
+}
+
+/// `/api/bg/{user_id}` (axum) → `/api/bg/{userId}` (the document's names).
+pub fn openapi_path(route_path: &str) -> String {
+    let mut out = String::with_capacity(route_path.len());
+    let mut upper = false;
+    let mut in_param = false;
+    for c in route_path.chars() {
+        match c {
+            '{' => in_param = true,
+            '}' => in_param = false,
+            '_' if in_param => {
+                upper = true;
+                continue;
+            }
+            _ => {}
+        }
+        out.push(if upper { c.to_ascii_uppercase() } else { c });
+        upper = false;
+    }
+    out
+}
+
+/// The document's operation for a route, if it has one.
+pub fn operation_mut<'a>(
+    openapi: &'a mut utoipa::openapi::OpenApi,
+    route: &super::Route,
+) -> Option<&'a mut utoipa::openapi::path::Operation> {
+    use axum::http::Method;
+    let item = openapi.paths.paths.get_mut(&openapi_path(route.path))?;
+    match route.method {
+        Method::GET => item.get.as_mut(),
+        Method::POST => item.post.as_mut(),
+        Method::PUT => item.put.as_mut(),
+        Method::DELETE => item.delete.as_mut(),
+        Method::PATCH => item.patch.as_mut(),
+        _ => None,
+    }
+}
+
+impl utoipa::Modify for GateResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        for route in super::route_table() {
+            let Some(operation) = operation_mut(openapi, &route) else {
+                continue; // the OpenAPI test reports a route without an operation
+            };
+            let has_body = operation.request_body.is_some();
+            for (status, description) in gate_errors(&route, has_body) {
+                operation
+                    .responses
+                    .responses
+                    .entry(status.to_string())
+                    .or_insert_with(|| {
+                        ResponseBuilder::new()
+                            .description(description)
+                            .content(
+                                "application/json",
+                                ContentBuilder::new()
+                                    .schema(Some(Ref::from_schema_name("ErrorEnvelope")))
+                                    .build(),
+                            )
+                            .build()
+                            .into()
+                    });
+            }
+        }
+    }
+}
 
 impl utoipa::Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {

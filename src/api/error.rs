@@ -74,6 +74,38 @@ impl ApiError {
         }
     }
 
+    /// One error of every kind: the codes clients may see are exactly theirs
+    /// (docs/error-codes.md is checked against them).
+    pub fn one_of_each() -> [ApiError; 9] {
+        // No wildcard: a new variant stops the build here until it is listed below.
+        let _listed = |e: &ApiError| match e {
+            ApiError::Validation { .. }
+            | ApiError::Unauthorized(_)
+            | ApiError::Forbidden(_)
+            | ApiError::NotFound(_)
+            | ApiError::Conflict(_)
+            | ApiError::RateLimited { .. }
+            | ApiError::ExternalApi(_)
+            | ApiError::Unavailable(_)
+            | ApiError::Internal(_) => (),
+        };
+        [
+            ApiError::Validation {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                message: String::new(),
+                errors: Vec::new(),
+            },
+            ApiError::Unauthorized(String::new()),
+            ApiError::Forbidden(String::new()),
+            ApiError::NotFound(String::new()),
+            ApiError::Conflict(String::new()),
+            ApiError::RateLimited { retry_after: 1 },
+            ApiError::ExternalApi(String::new()),
+            ApiError::Unavailable(String::new()),
+            ApiError::Internal(String::new()),
+        ]
+    }
+
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::Validation { .. } => "VALIDATION_ERROR",

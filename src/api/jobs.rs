@@ -121,19 +121,18 @@ struct ListQuery {
 /// an optional `endDate`.
 fn requested_range(query: Option<&str>) -> Result<Option<TimeRange>, ApiError> {
     let q: SyncQuery = query_params(query)?;
-    let start = q
-        .start_date
-        .map(|raw| parse_date("startDate", &raw))
-        .transpose()?;
-    let end = q
-        .end_date
-        .map(|raw| parse_date("endDate", &raw))
-        .transpose()?;
+    Ok(sync_range(q.start_date.as_deref(), q.end_date.as_deref())?)
+}
+
+/// The range of a manual sync from its `startDate` and `endDate` (both optional:
+/// none means incremental; an end alone is refused), as the API and the operator
+/// CLI (`cgm-hub sync`) accept them.
+pub fn sync_range(start: Option<&str>, end: Option<&str>) -> Result<Option<TimeRange>, FieldError> {
+    let start = start.map(|raw| parse_date("startDate", raw)).transpose()?;
+    let end = end.map(|raw| parse_date("endDate", raw)).transpose()?;
     let (start, end) = match (start, end) {
         (None, None) => return Ok(None),
-        (None, Some(_)) => {
-            return Err(FieldError::new("startDate", "is required with endDate").into());
-        }
+        (None, Some(_)) => return Err(FieldError::new("startDate", "is required with endDate")),
         (Some(start), end) => (
             start.as_datetime(),
             end.map_or_else(Utc::now, |e| e.as_datetime()),
@@ -143,15 +142,13 @@ fn requested_range(query: Option<&str>) -> Result<Option<TimeRange>, ApiError> {
         return Err(FieldError::new(
             "endDate",
             "must be after startDate (and startDate in the past)",
-        )
-        .into());
+        ));
     }
     if end - start > chrono::Duration::days(MAX_RANGE_DAYS) {
         return Err(FieldError::new(
             "startDate",
             format!("a sync may span at most {MAX_RANGE_DAYS} days"),
-        )
-        .into());
+        ));
     }
     Ok(Some(TimeRange { start, end }))
 }

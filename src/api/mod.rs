@@ -2,6 +2,7 @@
 
 pub mod access;
 mod audit;
+mod body;
 mod connections;
 mod cursor;
 mod docs;
@@ -20,7 +21,7 @@ use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderMap};
-use axum::routing::get;
+use axum::routing::{get, MethodRouter};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 
@@ -29,8 +30,9 @@ use crate::pipeline::Pipeline;
 use crate::sources::dexcom::service::DexcomService;
 use crate::store::Store;
 
-pub use docs::ApiDoc;
+pub use docs::{gate_errors, openapi_path, ApiDoc};
 pub use error::ApiError;
+pub use jobs::{sync_range, JobView};
 
 /// Request-size limits, from settings.
 #[derive(Debug, Clone, Copy)]
@@ -100,65 +102,148 @@ impl AppContext {
                         .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
             })
             .unwrap_or("localhost");
-        format!("http://{host}")
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{host}")
     }
 }
 
-pub fn router(state: AppState) -> Router {
-    let api = Router::new()
-        .route("/api/bg/{user_id}", get(readings::range))
-        .route("/api/bg/{user_id}/latest", get(readings::latest))
-        .route(
-            "/api/bg/{user_id}/readings",
-            axum::routing::post(readings::write),
-        )
-        .route("/api/users/{user_id}/connections", get(connections::list))
-        .route(
-            "/api/users/{user_id}/connections/{provider}",
-            axum::routing::delete(connections::disconnect),
-        )
-        .route(
-            "/api/users/{user_id}/shares",
-            get(shares::list).post(shares::create),
-        )
-        .route(
-            "/api/users/{user_id}/shares/{grantee_id}",
-            axum::routing::delete(shares::revoke),
-        )
-        .route("/api/bg/{user_id}/sync", axum::routing::post(jobs::sync))
-        .route("/api/jobs/{job_id}", get(jobs::get))
-        .route("/api/users/{user_id}/jobs", get(jobs::list))
-        .route("/api/audit", get(audit::list))
-        .route("/oauth/authorize", get(oauth::authorize))
-        .route("/oauth/refresh", axum::routing::post(oauth::refresh))
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            access::authenticate,
-        ));
+/// What stands in front of a route: it decides the middleware, and so the error
+/// responses every route of the kind can give (the OpenAPI test checks them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gate {
+    /// Operations endpoints: no credentials, no rate limit.
+    Open,
+    /// A bearer JWT (or AUTH_DISABLED), rate limited per user or per IP.
+    Bearer,
+    /// An HMAC signature checked by the handler, rate limited per IP.
+    Webhook,
+    /// No credentials (the OAuth callback is authenticated by its state), rate limited per IP.
+    Anonymous,
+}
 
-    let router = Router::new()
-        .route("/health", get(health::health))
-        .route("/metrics", get(health::metrics))
-        .merge(api)
+/// One route of the API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub method: axum::http::Method,
+    pub path: &'static str,
+    pub gate: Gate,
+}
+
+/// Every route with its handler: the router is built from this list alone, so the
+/// list the OpenAPI test reads (`route_table`) is the router. (Plus `/docs` and
+/// `/openapi.json`, which serve the document itself.)
+fn routes() -> Vec<(Route, MethodRouter<AppState>)> {
+    use axum::http::Method;
+    use axum::routing::{delete, post};
+    use Gate::*;
+    let route = |method: Method, path, gate, handler| (Route { method, path, gate }, handler);
+    vec![
+        route(Method::GET, "/health", Open, get(health::health)),
+        route(Method::GET, "/metrics", Open, get(health::metrics)),
+        route(
+            Method::GET,
+            "/api/bg/{user_id}",
+            Bearer,
+            get(readings::range),
+        ),
+        route(
+            Method::GET,
+            "/api/bg/{user_id}/latest",
+            Bearer,
+            get(readings::latest),
+        ),
+        route(
+            Method::POST,
+            "/api/bg/{user_id}/readings",
+            Bearer,
+            post(readings::write),
+        ),
+        route(
+            Method::POST,
+            "/api/bg/{user_id}/sync",
+            Bearer,
+            post(jobs::sync),
+        ),
+        route(
+            Method::POST,
+            "/api/bg/{user_id}/webhook",
+            Webhook,
+            post(webhook::receive),
+        ),
+        route(
+            Method::GET,
+            "/api/users/{user_id}/connections",
+            Bearer,
+            get(connections::list),
+        ),
+        route(
+            Method::DELETE,
+            "/api/users/{user_id}/connections/{provider}",
+            Bearer,
+            delete(connections::disconnect),
+        ),
+        route(
+            Method::GET,
+            "/api/users/{user_id}/shares",
+            Bearer,
+            get(shares::list),
+        ),
+        route(
+            Method::POST,
+            "/api/users/{user_id}/shares",
+            Bearer,
+            post(shares::create),
+        ),
+        route(
+            Method::DELETE,
+            "/api/users/{user_id}/shares/{grantee_id}",
+            Bearer,
+            delete(shares::revoke),
+        ),
+        route(Method::GET, "/api/jobs/{job_id}", Bearer, get(jobs::get)),
+        route(
+            Method::GET,
+            "/api/users/{user_id}/jobs",
+            Bearer,
+            get(jobs::list),
+        ),
+        route(Method::GET, "/api/audit", Bearer, get(audit::list)),
+        route(
+            Method::GET,
+            "/oauth/authorize",
+            Bearer,
+            get(oauth::authorize),
+        ),
+        route(Method::POST, "/oauth/refresh", Bearer, post(oauth::refresh)),
+        route(
+            Method::GET,
+            "/oauth/callback",
+            Anonymous,
+            get(oauth::callback),
+        ),
+    ]
+}
+
+/// Every route of the router (without the documentation's own two).
+pub fn route_table() -> Vec<Route> {
+    routes().into_iter().map(|(route, _)| route).collect()
+}
+
+pub fn router(state: AppState) -> Router {
+    let mut gated: [Router<AppState>; 4] = Default::default();
+    for (route, handler) in routes() {
+        let slot = &mut gated[route.gate as usize];
+        *slot = std::mem::take(slot).route(route.path, handler);
+    }
+    let [open, bearer, webhook, anonymous] = gated;
+    use axum::middleware::from_fn_with_state as layer;
+    let router = open
+        .merge(bearer.route_layer(layer(state.clone(), access::authenticate)))
+        .merge(webhook.route_layer(layer(state.clone(), access::limit_webhook)))
         .merge(
-            Router::new()
-                .route(
-                    "/api/bg/{user_id}/webhook",
-                    axum::routing::post(webhook::receive),
-                )
-                .route_layer(axum::middleware::from_fn_with_state(
-                    state.clone(),
-                    access::limit_webhook,
-                )),
-        )
-        .merge(
-            Router::new()
-                .route("/oauth/callback", get(oauth::callback))
+            anonymous
                 .merge(docs::routes())
-                .route_layer(axum::middleware::from_fn_with_state(
-                    state.clone(),
-                    access::limit_anonymous,
-                )),
+                .route_layer(layer(state.clone(), access::limit_anonymous)),
         )
         .fallback(middleware::not_found)
         .method_not_allowed_fallback(middleware::method_not_allowed)

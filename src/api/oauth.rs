@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::access::{self, Caller};
+use super::body::RawBody;
 use super::connections::ConnectionView;
 use super::error::{json_body, query_params, ApiError, ErrorEnvelope};
 use super::views::success;
@@ -225,7 +226,7 @@ pub struct RefreshInput {
 pub async fn refresh(
     State(state): State<AppState>,
     caller: Caller,
-    body: axum::body::Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     let input: RefreshInput = json_body(&body)?;
     let user = parse_user(Some(&input.user_id))?;

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::access::{authorize, Caller};
+use super::body::RawBody;
 use super::error::{json_body, ApiError, ErrorEnvelope};
 use super::readings::{path_user, UserPath};
 use super::views::success;
@@ -122,7 +123,7 @@ pub async fn create(
     State(state): State<AppState>,
     UserPath(patient): UserPath,
     caller: Caller,
-    body: axum::body::Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     authorize(&state, &caller, Action::ManageShares, &patient).await?;
     let input: ShareInput = json_body(&body)?;

@@ -4,13 +4,13 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use chrono::Utc;
 use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::access::record_state_bound;
+use super::body::RawBody;
 use super::error::{ApiError, ErrorEnvelope};
 use super::readings::UserPath;
 use super::views::success;
@@ -59,7 +59,7 @@ pub async fn receive(
     State(state): State<AppState>,
     UserPath(user): UserPath,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     let received_at = Utc::now();
     let secret = state.webhook_secret.as_ref().ok_or_else(|| {

@@ -2,8 +2,6 @@
 
 use std::collections::BTreeMap;
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -13,6 +11,7 @@ use utoipa::ToSchema;
 
 use super::UserPath;
 use crate::api::access::{authorize, Caller};
+use crate::api::body::RawBody;
 use crate::api::docs;
 use crate::api::error::{ApiError, ErrorBody, ErrorEnvelope};
 use crate::api::views::{success, success_sized, Rfc3339};
@@ -86,25 +85,10 @@ pub async fn write(
     State(state): State<AppState>,
     UserPath(user): UserPath,
     caller: Caller,
-    body: Result<Bytes, BytesRejection>,
+    body: Result<RawBody, ApiError>,
 ) -> Result<Response, ApiError> {
     authorize(&state, &caller, Action::WriteReadings, &user).await?;
-    let body = body.map_err(|rejection| {
-        let status = rejection.status();
-        let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
-            format!(
-                "request body is larger than {} bytes",
-                state.limits.max_body_bytes
-            )
-        } else {
-            rejection.body_text()
-        };
-        ApiError::Validation {
-            status,
-            message,
-            errors: vec![],
-        }
-    })?;
+    let RawBody(body) = body?;
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::bad_request("request body is not UTF-8", vec![]))?;
     let object: BTreeMap<String, &RawValue> = serde_json::from_str(text).map_err(|e| {
