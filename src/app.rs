@@ -49,18 +49,15 @@ impl App {
     /// Builds everything (background work starts in `serve`): call inside a
     /// Tokio runtime.
     pub async fn build(settings: Settings) -> Result<Self, BuildError> {
-        let store: Arc<dyn Store> = match &settings.storage {
-            StorageSettings::Sqlite { path, durability } => {
-                Arc::new(SqliteStore::open(path, *durability)?)
-            }
-            StorageSettings::Postgres {
-                url,
-                max_connections,
-            } => Arc::new(PostgresStore::connect(url.expose(), *max_connections).await?),
-            StorageSettings::DynamoDb { .. } => dynamodb_store(&settings.storage).await?,
-        };
+        // First, so that everything below records into it.
+        let metrics = telemetry::metrics_handle();
+        let store = open_store(&settings.storage, Opening::Serve).await?;
         let bus: Arc<dyn EventBus> = match &settings.event_bus {
-            EventBusKind::Memory => Arc::new(MemoryBus::default()),
+            EventBusKind::Memory => {
+                // In-process: connected for as long as the process runs.
+                metrics::gauge!("event_bus_connected", "bus" => "memory").set(1.0);
+                Arc::new(MemoryBus::default())
+            }
             EventBusKind::RabbitMq(rabbit) => {
                 let bus = RabbitBus::new(rabbit.clone());
                 // Not fatal: events wait in the outbox until the broker is back.
@@ -81,7 +78,7 @@ impl App {
             relay: Relay::new(store.clone(), bus.clone()),
             event_bus: bus,
             store,
-            metrics: telemetry::metrics_handle(),
+            metrics,
             limits: Limits {
                 max_body_bytes: settings.max_body_bytes,
                 max_batch_records: settings.max_batch_records,
@@ -251,6 +248,34 @@ impl App {
             }
         }
     }
+}
+
+/// Who opens the store: the server, or an operator command that may run beside it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Opening {
+    Serve,
+    /// SQLite: opened even while a server holds the file (see
+    /// `SqliteStore::open_beside_server`); the other backends are shared anyway.
+    Operator,
+}
+
+/// Opens the configured store, applying pending migrations (PostgreSQL, SQLite) or
+/// creating absent tables (DynamoDB).
+pub async fn open_store(
+    storage: &StorageSettings,
+    opening: Opening,
+) -> Result<Arc<dyn Store>, BuildError> {
+    Ok(match storage {
+        StorageSettings::Sqlite { path, durability } => Arc::new(match opening {
+            Opening::Serve => SqliteStore::open(path, *durability)?,
+            Opening::Operator => SqliteStore::open_beside_server(path, *durability)?,
+        }),
+        StorageSettings::Postgres {
+            url,
+            max_connections,
+        } => Arc::new(PostgresStore::connect(url.expose(), *max_connections).await?),
+        StorageSettings::DynamoDb { .. } => dynamodb_store(storage).await?,
+    })
 }
 
 /// The configured OAuth client, if DEXCOM_CLIENT_ID, DEXCOM_CLIENT_SECRET and

@@ -22,7 +22,7 @@ use crate::connections::{
 use crate::domain::{Reading, StoredReading, UserId};
 use crate::events::Message;
 use crate::sources::webhook::inbox::{Accepted, Delivery, DeliveryEnd, NewDelivery};
-use crate::sync::jobs::{Checkpoint, Created, JobEnd, NewJob, SyncJob};
+use crate::sync::jobs::{Checkpoint, Created, JobBacklog, JobEnd, NewJob, SyncJob};
 
 pub use query::{fetch_page, Order, Page, PageRequest, Scan, Seek};
 
@@ -284,8 +284,8 @@ pub trait Store: Send + Sync + 'static {
     /// A user's most recent jobs, newest first.
     async fn list_jobs(&self, user: &UserId, limit: usize) -> Result<Vec<SyncJob>, StoreError>;
 
-    /// Jobs waiting to run (queued and due) at `now`: the backlog.
-    async fn job_backlog(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
+    /// Jobs waiting to run (queued and due) at `now`, and since when the oldest waits.
+    async fn job_backlog(&self, now: DateTime<Utc>) -> Result<JobBacklog, StoreError>;
 
     // --- Webhook inbox ---
 

@@ -209,8 +209,13 @@ impl SyncEngine {
 
     async fn sample_backlog(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         loop {
-            if let Ok(n) = self.store.job_backlog(Utc::now()).await {
-                metrics::gauge!("sync_backlog_jobs").set(n as f64);
+            let now = Utc::now();
+            if let Ok(backlog) = self.store.job_backlog(now).await {
+                metrics::gauge!("sync_backlog_jobs").set(backlog.due as f64);
+                let waited = backlog.oldest_due.map_or(0.0, |due| {
+                    (now - due).num_milliseconds().max(0) as f64 / 1000.0
+                });
+                metrics::gauge!("sync_backlog_oldest_seconds").set(waited);
             }
             tokio::select! {
                 _ = tokio::time::sleep(BACKLOG_SAMPLE) => {}

@@ -121,6 +121,16 @@ pub struct TimeRange {
     pub end: DateTime<Utc>,
 }
 
+/// Jobs waiting to run at some moment: queued and due, not yet claimed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JobBacklog {
+    pub due: u64,
+    /// When the longest-waiting of those a worker could claim now (its user's lease
+    /// free) became due; None when there are none. A job queued behind its own
+    /// user's running sync is not lagging: that sync is fetching the user's data.
+    pub oldest_due: Option<DateTime<Utc>>,
+}
+
 /// A job to create.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewJob {

@@ -85,6 +85,7 @@ pub fn metrics_handle() -> PrometheusHandle {
                 .install_recorder()
                 .expect("no other metrics recorder is installed");
             describe_metrics();
+            initialize_series();
             handle
         })
         .clone()
@@ -142,6 +143,11 @@ fn describe_metrics() {
         "Sync jobs queued and due, not yet running"
     );
     describe_gauge!(
+        "sync_backlog_oldest_seconds",
+        Unit::Seconds,
+        "How long the longest-waiting claimable sync job (due, its user not being synced) has waited (0: none)"
+    );
+    describe_gauge!(
         "sync_scheduled_users",
         "Connected users in this instance's poll plan"
     );
@@ -168,4 +174,52 @@ fn describe_metrics() {
         "Log lines dropped because stdout could not keep up"
     );
     metrics::gauge!("build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+}
+
+/// Series that alert rules watch start at 0 rather than appearing at their first
+/// event: `increase()` over a counter born at 1 misses that first failure, and a
+/// rule over a series that does not exist yet is silently never true.
+fn initialize_series() {
+    use crate::sync::jobs::Trigger;
+    for trigger in Trigger::ALL {
+        for outcome in ["succeeded", "failed", "retry"] {
+            metrics::counter!("sync_runs_total", "trigger" => trigger.as_str(), "outcome" => outcome)
+                .absolute(0);
+        }
+        metrics::counter!("sync_jobs_queued_total", "trigger" => trigger.as_str()).absolute(0);
+    }
+    for outcome in ["ok", "invalid_grant", "error"] {
+        metrics::counter!("dexcom_token_requests_total", "grant" => "refresh_token", "outcome" => outcome)
+            .absolute(0);
+    }
+    for endpoint in [
+        "egvs",
+        "data_range",
+        "devices",
+        "token_code",
+        "token_refresh",
+    ] {
+        metrics::counter!("dexcom_retries_total", "endpoint" => endpoint).absolute(0);
+    }
+    for outcome in ["done", "ignored", "retry", "failed"] {
+        metrics::counter!("webhook_deliveries_processed_total", "outcome" => outcome).absolute(0);
+    }
+    for name in [
+        "dexcom_reauth_required_total",
+        "dexcom_budget_exhausted_total",
+        "event_publish_failures_total",
+        "audit_entries_written_total",
+        "log_lines_dropped_total",
+        "sync_polls_coalesced_total",
+    ] {
+        metrics::counter!(name).absolute(0);
+    }
+    for name in [
+        "sync_backlog_jobs",
+        "sync_backlog_oldest_seconds",
+        "webhook_inbox_backlog",
+        "outbox_backlog",
+    ] {
+        metrics::gauge!(name).set(0.0);
+    }
 }

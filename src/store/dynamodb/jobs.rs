@@ -19,7 +19,8 @@ use crate::domain::UserId;
 use crate::events::Event;
 use crate::store::StoreError;
 use crate::sync::jobs::{
-    Checkpoint, Created, JobCounts, JobEnd, JobStatus, NewJob, SyncJob, TimeRange, Trigger,
+    Checkpoint, Created, JobBacklog, JobCounts, JobEnd, JobStatus, NewJob, SyncJob, TimeRange,
+    Trigger,
 };
 
 /// Finished scheduled jobs kept per user (the newest), as in the SQLite store.
@@ -668,8 +669,11 @@ impl DynamoStore {
         Ok(jobs)
     }
 
-    pub(super) async fn job_backlog_impl(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
-        let mut total = 0u64;
+    pub(super) async fn job_backlog_impl(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<JobBacklog, StoreError> {
+        let mut due = Vec::new();
         let mut start: Option<Item> = None;
         loop {
             let page = self
@@ -683,16 +687,46 @@ impl DynamoStore {
                 .expression_attribute_values(":o", s(OPEN_PARTITION))
                 .expression_attribute_values(":queued", s(JobStatus::Queued.as_str()))
                 .expression_attribute_values(":now", ms(now))
-                .select(Select::Count)
+                .projection_expression("not_before_ms, user_id, provider")
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
                 .map_err(|e| sdk_error("Query job backlog", e))?;
-            total += u64::try_from(page.count()).unwrap_or(0);
+            for item in page.items() {
+                let f = Fields::new(item, "sync job");
+                let key = lease_key(f.s("user_id")?, f.s("provider")?);
+                due.push((f.time("not_before_ms")?, key));
+            }
             match page.last_evaluated_key() {
                 Some(last) if !last.is_empty() => start = Some(last.clone()),
-                _ => return Ok(total),
+                _ => break,
             }
         }
+        // The oldest job whose user's lease is free: one lease read per job, oldest
+        // first, at most LEASE_READS of them (beyond that the next one is reported,
+        // which can only overstate the wait).
+        const LEASE_READS: usize = 25;
+        due.sort_by_key(|(at, _)| *at);
+        let mut oldest_due = None;
+        for (i, (at, lease)) in due.iter().enumerate() {
+            if i == LEASE_READS {
+                oldest_due = Some(*at);
+                break;
+            }
+            let held = match self.get(&self.tables().aux, lease.clone()).await? {
+                Some(item) => {
+                    Fields::new(&item, "sync lease").i64("until_ms")? > now.timestamp_millis()
+                }
+                None => false,
+            };
+            if !held {
+                oldest_due = Some(*at);
+                break;
+            }
+        }
+        Ok(JobBacklog {
+            due: due.len() as u64,
+            oldest_due,
+        })
     }
 }

@@ -36,7 +36,7 @@ use crate::connections::{
 use crate::domain::{Reading, StoredReading, UserId};
 use crate::events::Message;
 use crate::sources::webhook::inbox::{Accepted, Delivery, DeliveryEnd, NewDelivery};
-use crate::sync::jobs::{Checkpoint, Created, JobEnd, NewJob, SyncJob};
+use crate::sync::jobs::{Checkpoint, Created, JobBacklog, JobEnd, NewJob, SyncJob};
 
 /// How to reach DynamoDB.
 #[derive(Debug, Clone)]
@@ -358,7 +358,7 @@ impl Store for DynamoStore {
         self.list_jobs_impl(user, limit).await
     }
 
-    async fn job_backlog(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+    async fn job_backlog(&self, now: DateTime<Utc>) -> Result<JobBacklog, StoreError> {
         self.job_backlog_impl(now).await
     }
 

@@ -15,7 +15,8 @@ use crate::domain::UserId;
 use crate::events::Event;
 use crate::store::StoreError;
 use crate::sync::jobs::{
-    Checkpoint, Created, JobCounts, JobEnd, JobStatus, NewJob, SyncJob, TimeRange, Trigger,
+    Checkpoint, Created, JobBacklog, JobCounts, JobEnd, JobStatus, NewJob, SyncJob, TimeRange,
+    Trigger,
 };
 
 /// Finished scheduled jobs kept per user (the newest); older ones are pruned as
@@ -441,16 +442,25 @@ impl PostgresStore {
         .collect()
     }
 
-    pub(super) async fn job_backlog_impl(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
-        let n: i64 = sqlx::query_scalar(
+    pub(super) async fn job_backlog_impl(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<JobBacklog, StoreError> {
+        let (n, oldest_due): (i64, Option<DateTime<Utc>>) = sqlx::query_as(
             // The first term lets the planner use the partial index of open jobs.
-            "SELECT COUNT(*) FROM sync_jobs WHERE status IN ('queued', 'running') \
-             AND status = 'queued' AND not_before <= $1",
+            "SELECT COUNT(*), MIN(j.not_before) FILTER (WHERE NOT EXISTS \
+                 (SELECT 1 FROM sync_leases l WHERE l.user_id = j.user_id \
+                  AND l.provider = j.provider AND l.until > $1)) \
+             FROM sync_jobs j WHERE j.status IN ('queued', 'running') \
+             AND j.status = 'queued' AND j.not_before <= $1",
         )
         .bind(ms(now))
         .fetch_one(self.pool())
         .await
         .map_err(db_error)?;
-        count(n, "job backlog")
+        Ok(JobBacklog {
+            due: count(n, "job backlog")?,
+            oldest_due,
+        })
     }
 }

@@ -42,7 +42,7 @@ use crate::connections::{
 use crate::domain::{Reading, StoredReading, UserId};
 use crate::events::Message;
 use crate::sources::webhook::inbox::{Accepted, Delivery, DeliveryEnd, NewDelivery};
-use crate::sync::jobs::{Checkpoint, Created, JobEnd, NewJob, SyncJob};
+use crate::sync::jobs::{Checkpoint, Created, JobBacklog, JobEnd, NewJob, SyncJob};
 
 use partitions::Partitions;
 
@@ -465,7 +465,7 @@ impl Store for PostgresStore {
         self.list_jobs_impl(user, limit).await
     }
 
-    async fn job_backlog(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+    async fn job_backlog(&self, now: DateTime<Utc>) -> Result<JobBacklog, StoreError> {
         self.job_backlog_impl(now).await
     }
 

@@ -12,7 +12,8 @@ use crate::connections::Provider;
 use crate::domain::UserId;
 use crate::store::StoreError;
 use crate::sync::jobs::{
-    Checkpoint, Created, JobCounts, JobEnd, JobStatus, NewJob, SyncJob, TimeRange, Trigger,
+    Checkpoint, Created, JobBacklog, JobCounts, JobEnd, JobStatus, NewJob, SyncJob, TimeRange,
+    Trigger,
 };
 
 /// Finished scheduled jobs kept per user (the newest); older ones are pruned as
@@ -433,18 +434,27 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn job_backlog_impl(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+    pub(super) async fn job_backlog_impl(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<JobBacklog, StoreError> {
         self.read(move |conn| {
-            let n: i64 = conn
+            let (n, oldest): (i64, Option<i64>) = conn
                 .prepare_cached(
                     // The first term lets SQLite use the partial index of open jobs.
-                    "SELECT COUNT(*) FROM sync_jobs WHERE status IN ('queued', 'running') \
-                     AND status = 'queued' AND not_before_ms <= ?1",
+                    "SELECT COUNT(*), MIN(j.not_before_ms) FILTER (WHERE NOT EXISTS \
+                         (SELECT 1 FROM sync_leases l WHERE l.user_id = j.user_id \
+                          AND l.provider = j.provider AND l.until_ms > ?1)) \
+                     FROM sync_jobs j WHERE j.status IN ('queued', 'running') \
+                     AND j.status = 'queued' AND j.not_before_ms <= ?1",
                 )
                 .map_err(internal)?
-                .query_row([now.timestamp_millis()], |r| r.get(0))
+                .query_row([now.timestamp_millis()], |r| Ok((r.get(0)?, r.get(1)?)))
                 .map_err(internal)?;
-            Ok(u64::try_from(n).unwrap_or(0))
+            Ok(JobBacklog {
+                due: u64::try_from(n).unwrap_or(0),
+                oldest_due: time(oldest)?,
+            })
         })
         .await
     }

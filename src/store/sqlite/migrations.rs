@@ -14,6 +14,29 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("migrations/0006_outbox.sql")),
 ];
 
+/// Refuses a database whose schema is not exactly this build's.
+pub fn require_current(conn: &Connection) -> Result<(), StoreError> {
+    let current: i64 = conn
+        .query_row(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap_or(0);
+    let newest = MIGRATIONS.last().map_or(0, |(v, _)| *v);
+    if current == newest {
+        return Ok(());
+    }
+    Err(StoreError::Unavailable(format!(
+        "database schema version {current}, this build's is {newest}: {}",
+        if current < newest {
+            "run `cgm-hub migrate` with the service stopped (serve also migrates at start-up)"
+        } else {
+            "use the cgm-hub version that serves this database"
+        }
+    )))
+}
+
 pub fn apply(conn: &mut Connection) -> Result<(), StoreError> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -48,4 +71,25 @@ pub fn apply(conn: &mut Connection) -> Result<(), StoreError> {
         tracing::info!(version, "applied sqlite migration");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_migrated_database_is_current() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        let err = require_current(&conn).unwrap_err().to_string();
+        assert!(err.contains("run `cgm-hub migrate`"), "{err}");
+        apply(&mut conn).unwrap();
+        require_current(&conn).unwrap();
+        conn.execute(
+            "INSERT INTO schema_migrations (version, applied_at_ms) VALUES (999, 0)",
+            [],
+        )
+        .unwrap();
+        let err = require_current(&conn).unwrap_err().to_string();
+        assert!(err.contains("use the cgm-hub version"), "{err}");
+    }
 }

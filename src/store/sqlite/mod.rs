@@ -42,7 +42,7 @@ use crate::connections::{
 };
 use crate::domain::{Reading, Resolution, StoredReading, UserId};
 use crate::sources::webhook::inbox::{Accepted, Delivery, DeliveryEnd, NewDelivery};
-use crate::sync::jobs::{Checkpoint, Created, JobEnd, NewJob, SyncJob};
+use crate::sync::jobs::{Checkpoint, Created, JobBacklog, JobEnd, NewJob, SyncJob};
 use uuid::Uuid;
 
 const READERS: usize = 4;
@@ -66,8 +66,9 @@ pub struct SqliteStore {
 struct Inner {
     path: PathBuf,
     /// Held open for the store's lifetime: an exclusive lock on `<db>.lock`, so a
-    /// second process cannot write the same file behind this one's cache.
-    _lock: std::fs::File,
+    /// second process cannot write the same file behind this one's cache. None only
+    /// for an operator command beside a running server (`open_beside_server`).
+    _lock: Option<std::fs::File>,
     latest: LatestCache,
     writer: Mutex<Connection>,
     readers: Vec<Mutex<Connection>>,
@@ -109,12 +110,42 @@ impl SqliteStore {
             StoreError::Unavailable(format!("cannot create {}: {e}", path.display()))
         })?;
         let lock = lock_file(path)?;
+        Self::open_locked(path, durability, Some(lock), Schema::Migrate)
+    }
+
+    /// For the operator CLI (`cgm-hub users list`, `sync`, `jobs`): opens an existing
+    /// database even while a `cgm-hub serve` holds its lock. SQLite itself serializes
+    /// the two processes' transactions; the lock only protects the server's cache of
+    /// each user's newest reading, which these commands never write (they read, and
+    /// queue jobs that the server's workers claim). Not for anything that ingests.
+    /// Migrations are not applied: the schema must be this build's (a newer CLI must
+    /// not migrate a database under an older running server).
+    pub fn open_beside_server(path: &Path, durability: Durability) -> Result<Self, StoreError> {
+        if !path.exists() {
+            return Err(StoreError::Unavailable(format!(
+                "no database at {} (check SQLITE_PATH)",
+                path.display()
+            )));
+        }
+        // No lock taken either: a server (re)starting meanwhile must not be refused.
+        Self::open_locked(path, durability, None, Schema::MustBeCurrent)
+    }
+
+    fn open_locked(
+        path: &Path,
+        durability: Durability,
+        lock: Option<std::fs::File>,
+        schema: Schema,
+    ) -> Result<Self, StoreError> {
         let mut writer = Connection::open(path).map_err(internal)?;
         configure(&writer, durability)?;
         writer
             .pragma_update(None, "journal_mode", "WAL")
             .map_err(internal)?;
-        migrations::apply(&mut writer)?;
+        match schema {
+            Schema::Migrate => migrations::apply(&mut writer)?,
+            Schema::MustBeCurrent => migrations::require_current(&writer)?,
+        }
         let readers = (0..READERS)
             .map(|_| {
                 let conn = Connection::open_with_flags(
@@ -210,6 +241,13 @@ fn private_file(path: &Path) -> std::io::Result<()> {
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     options.open(path).map(drop)
+}
+
+/// What opening does about the schema.
+#[derive(Debug, Clone, Copy)]
+enum Schema {
+    Migrate,
+    MustBeCurrent,
 }
 
 fn lock_file(db: &Path) -> Result<std::fs::File, StoreError> {
@@ -605,7 +643,7 @@ impl Store for SqliteStore {
         self.list_jobs_impl(user.clone(), limit).await
     }
 
-    async fn job_backlog(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+    async fn job_backlog(&self, now: DateTime<Utc>) -> Result<JobBacklog, StoreError> {
         self.job_backlog_impl(now).await
     }
 
