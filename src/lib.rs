@@ -13,6 +13,7 @@ pub mod connections;
 pub mod digest;
 pub mod domain;
 pub mod events;
+pub mod operator;
 pub mod pipeline;
 pub mod simulator;
 pub mod sources;

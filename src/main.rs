@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 use cgm_hub::app::{shutdown_signal, App};
 use cgm_hub::config::Settings;
+use cgm_hub::operator::{self, Output};
 use cgm_hub::telemetry;
 
 /// mimalloc instead of the system allocator: a request allocates many small,
@@ -49,6 +50,107 @@ enum Command {
         #[command(subcommand)]
         service: Simulated,
     },
+    /// Check the settings, or print their reference.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+    /// Apply pending store migrations (or create absent DynamoDB tables) and exit;
+    /// `serve` does the same at start-up. With SQLite, stop the service first.
+    Migrate,
+    /// Users the service knows (those with a connection).
+    Users {
+        #[command(subcommand)]
+        action: UsersAction,
+    },
+    /// Users' links to data sources.
+    Connections {
+        #[command(subcommand)]
+        action: ConnectionsAction,
+    },
+    /// Queue a manual sync job for a user (a running instance's workers run it).
+    Sync {
+        #[arg(long)]
+        user: String,
+        /// Start of the range (YYYY-MM-DD or RFC 3339); none: incremental.
+        #[arg(long)]
+        start_date: Option<String>,
+        /// End of the range (exclusive; default now).
+        #[arg(long)]
+        end_date: Option<String>,
+        /// Wait until the job has finished (at most this long, e.g. 5m); exit 1
+        /// unless it succeeded.
+        #[arg(long, num_args = 0..=1, default_missing_value = "10m", value_parser = humantime::parse_duration)]
+        wait: Option<std::time::Duration>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sync jobs.
+    Jobs {
+        #[command(subcommand)]
+        action: JobsAction,
+    },
+    /// GET /health of the local instance (or --url); exit 0 only on 200 (for
+    /// container health checks).
+    Healthcheck {
+        #[arg(long)]
+        url: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigAction {
+    /// Parse every setting, print them (secrets redacted), then connect to the store
+    /// and the event bus. Exit 0: ready; 2: a setting is invalid; 1: a dependency is not.
+    Check,
+    /// Print the configuration reference (docs/configuration.md), or with --env the
+    /// annotated .env.example.
+    Reference {
+        #[arg(long)]
+        env: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum UsersAction {
+    /// Every user with a connection: statuses, last sync, newest reading.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConnectionsAction {
+    /// Connections with their status, last sync and last error.
+    List {
+        #[arg(long)]
+        user: Option<String>,
+        /// connected, reauth_required or disconnected.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum JobsAction {
+    /// One job: status, range, counts, errors, timings.
+    Show {
+        job_id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// A user's latest jobs, newest first.
+    List {
+        #[arg(long)]
+        user: String,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -87,16 +189,36 @@ enum Simulated {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Command::Simulate {
-        service:
-            Simulated::Dexcom {
-                bind,
-                data_delay,
-                access_token_ttl,
-            },
-    } = cli.command
-    {
-        return simulate_dexcom(bind, data_delay, access_token_ttl);
+    // Commands that need no settings (or must work without valid ones).
+    match &cli.command {
+        Command::Simulate {
+            service:
+                Simulated::Dexcom {
+                    bind,
+                    data_delay,
+                    access_token_ttl,
+                },
+        } => return simulate_dexcom(*bind, *data_delay, *access_token_ttl),
+        Command::Config {
+            action: ConfigAction::Reference { env },
+        } => {
+            use cgm_hub::config::{env_example, markdown_reference};
+            print!(
+                "{}",
+                if *env {
+                    env_example()
+                } else {
+                    markdown_reference()
+                }
+            );
+            return ExitCode::SUCCESS;
+        }
+        Command::Healthcheck { url } => {
+            // A container's health check must not depend on every setting parsing.
+            let settings = Settings::from_process_env().ok();
+            return operate(|| cgm_hub::operator::healthcheck(settings.as_ref(), url.as_deref()));
+        }
+        _ => {}
     }
     let mut settings = match Settings::from_process_env() {
         Ok(s) => s,
@@ -105,6 +227,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let output = |json: bool| if json { Output::Json } else { Output::Table };
+    let s = &settings;
     match cli.command {
         Command::Serve {
             demo,
@@ -127,7 +251,63 @@ fn main() -> ExitCode {
         Command::Token {
             action: TokenAction::Mint { sub, roles, ttl },
         } => mint(&settings, &sub, &roles, ttl),
-        Command::Simulate { .. } => unreachable!("handled before reading settings"),
+        Command::Config {
+            action: ConfigAction::Check,
+        } => operate(|| operator::config_check(s)),
+        Command::Migrate => operate(|| operator::migrate(s)),
+        Command::Users {
+            action: UsersAction::List { json },
+        } => operate(|| operator::users_list(s, output(json))),
+        Command::Connections {
+            action: ConnectionsAction::List { user, status, json },
+        } => operate(|| {
+            operator::connections_list(s, user.as_deref(), status.as_deref(), output(json))
+        }),
+        Command::Sync {
+            user,
+            start_date,
+            end_date,
+            wait,
+            json,
+        } => operate(|| {
+            operator::sync(
+                s,
+                &user,
+                start_date.as_deref(),
+                end_date.as_deref(),
+                wait,
+                output(json),
+            )
+        }),
+        Command::Jobs {
+            action: JobsAction::Show { job_id, json },
+        } => operate(|| operator::jobs_show(s, &job_id, output(json))),
+        Command::Jobs {
+            action: JobsAction::List { user, limit, json },
+        } => operate(|| operator::jobs_list(s, &user, limit, output(json))),
+        Command::Simulate { .. }
+        | Command::Healthcheck { .. }
+        | Command::Config {
+            action: ConfigAction::Reference { .. },
+        } => unreachable!("handled before reading settings"),
+    }
+}
+
+/// Runs an operator command: errors to stderr, exit 2 for bad input, 1 otherwise.
+fn operate<F, Fut>(command: F) -> ExitCode
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<(), operator::OperatorError>>,
+{
+    let Some(runtime) = runtime() else {
+        return ExitCode::FAILURE;
+    };
+    match runtime.block_on(command()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cgm-hub: {e}");
+            ExitCode::from(e.exit_code())
+        }
     }
 }
 

@@ -1,0 +1,467 @@
+//! The operator CLI's work (`cgm-hub config|migrate|users|connections|sync|jobs|healthcheck`):
+//! what someone running cgm-hub needs besides the HTTP API. Each command reads the same
+//! settings as `serve` and works on the configured store directly (docs/cli.md).
+
+mod table;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+
+use crate::app::{open_store, BuildError, Opening};
+use crate::config::{EventBusKind, Settings, StorageSettings, VARIABLES};
+use crate::connections::{Connection, ConnectionStatus, Provider};
+use crate::domain::UserId;
+use crate::store::{Store, StoreError};
+use crate::sync::jobs::{Created, JobStatus, NewJob, Trigger};
+use table::Table;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OperatorError {
+    /// Bad arguments: exit 2, like a bad setting.
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0}")]
+    Build(#[from] BuildError),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    /// The command ran and the answer is no (not found, unhealthy, job failed): exit 1.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl OperatorError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            OperatorError::Usage(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, OperatorError>;
+
+/// How list commands print.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+async fn store(settings: &Settings) -> Result<Arc<dyn Store>> {
+    Ok(open_store(&settings.storage, Opening::Operator).await?)
+}
+
+fn user_id(raw: &str) -> Result<UserId> {
+    UserId::parse(raw).map_err(|e| OperatorError::Usage(format!("user id {raw:?}: {e}")))
+}
+
+fn time(t: Option<DateTime<Utc>>) -> String {
+    t.map_or_else(
+        || "-".to_owned(),
+        |t| t.to_rfc3339_opts(SecondsFormat::Secs, true),
+    )
+}
+
+fn print_json(value: &impl Serialize) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("plain data serializes")
+    );
+}
+
+/// `config check`: every variable with its effective value (secrets redacted), then
+/// whether the store and the event bus answer.
+pub async fn config_check(settings: &Settings) -> Result<()> {
+    let mut table = Table::new(["VARIABLE", "VALUE", "FROM"]);
+    for v in VARIABLES {
+        let set = std::env::var(v.name).ok().filter(|s| !s.trim().is_empty());
+        let (value, from) = match (&set, v.secret) {
+            (Some(_), true) => ("[redacted]".to_owned(), "environment"),
+            (Some(value), false) => (value.clone(), "environment"),
+            (None, _) if v.default.is_empty() => ("(unset)".to_owned(), "default"),
+            (None, _) => (v.default.to_owned(), "default"),
+        };
+        table.row([v.name.to_owned(), value, from.to_owned()]);
+    }
+    print!("{table}");
+    println!("settings: valid ({:?})", settings.env);
+
+    match &settings.storage {
+        StorageSettings::Sqlite { path, .. } if !path.exists() => {
+            println!(
+                "storage: sqlite, no database yet at {} (serve creates it)",
+                path.display()
+            )
+        }
+        _ => {
+            let store = store(settings).await?;
+            store.ping().await?;
+            println!("storage: {} reachable", store.backend());
+        }
+    }
+    match &settings.event_bus {
+        EventBusKind::Memory => println!("event bus: in-process"),
+        EventBusKind::RabbitMq(rabbit) => {
+            let bus = crate::events::rabbitmq::RabbitBus::new(rabbit.clone());
+            match tokio::time::timeout(Duration::from_secs(10), bus.connect()).await {
+                Ok(Ok(())) => println!("event bus: rabbitmq reachable"),
+                Ok(Err(e)) => {
+                    return Err(OperatorError::Failed(format!("event bus: rabbitmq: {e}")))
+                }
+                Err(_) => {
+                    return Err(OperatorError::Failed(
+                        "event bus: rabbitmq did not answer in 10 s".into(),
+                    ))
+                }
+            }
+        }
+    }
+    match &settings.dexcom.client_id {
+        Some(id) => println!(
+            "dexcom: client {id} at {} ({})",
+            settings.dexcom.api_base_url,
+            settings.dexcom.api_version.as_str()
+        ),
+        None => println!("dexcom: not configured (no DEXCOM_CLIENT_ID; connecting users is off)"),
+    }
+    Ok(())
+}
+
+/// `migrate`: opens the store as `serve` does, which applies pending migrations
+/// (SQLite, PostgreSQL) or creates absent tables (DynamoDB), then exits.
+pub async fn migrate(settings: &Settings) -> Result<()> {
+    let store = open_store(&settings.storage, Opening::Serve).await?;
+    store.ping().await?;
+    println!("storage: {} schema is up to date", store.backend());
+    Ok(())
+}
+
+/// Every connection of every provider, whatever its status.
+async fn all_connections(store: &dyn Store) -> Result<Vec<Connection>> {
+    let mut all = Vec::new();
+    for provider in Provider::ALL {
+        for status in [
+            ConnectionStatus::Connected,
+            ConnectionStatus::ReauthRequired,
+            ConnectionStatus::Disconnected,
+        ] {
+            all.extend(store.connections_with_status(provider, status).await?);
+        }
+    }
+    all.sort_by(|a, b| {
+        (a.user_id.as_str(), a.provider.as_str()).cmp(&(b.user_id.as_str(), b.provider.as_str()))
+    });
+    Ok(all)
+}
+
+#[derive(Debug, Serialize)]
+struct ConnectionRow {
+    user_id: String,
+    provider: &'static str,
+    status: &'static str,
+    connected_at: Option<DateTime<Utc>>,
+    last_sync_at: Option<DateTime<Utc>>,
+    /// The newest reading time a sync has stored.
+    synced_through: Option<DateTime<Utc>>,
+    last_error: Option<String>,
+}
+
+impl From<&Connection> for ConnectionRow {
+    fn from(c: &Connection) -> Self {
+        Self {
+            user_id: c.user_id.as_str().to_owned(),
+            provider: c.provider.as_str(),
+            status: c.status.as_str(),
+            connected_at: c.connected_at,
+            last_sync_at: c.last_sync_at,
+            synced_through: c.sync_cursor,
+            last_error: c.last_error.clone(),
+        }
+    }
+}
+
+/// `connections list [--user ID] [--status S]`.
+pub async fn connections_list(
+    settings: &Settings,
+    user: Option<&str>,
+    status: Option<&str>,
+    output: Output,
+) -> Result<()> {
+    let status = status
+        .map(|raw| {
+            ConnectionStatus::parse(raw).ok_or_else(|| {
+                OperatorError::Usage(format!(
+                    "status {raw:?} is not connected, reauth_required or disconnected"
+                ))
+            })
+        })
+        .transpose()?;
+    let user = user.map(user_id).transpose()?;
+    let store = store(settings).await?;
+    let connections = match &user {
+        Some(user) => store.list_connections(user).await?,
+        None => all_connections(store.as_ref()).await?,
+    };
+    let rows: Vec<ConnectionRow> = connections
+        .iter()
+        .filter(|c| status.is_none_or(|s| c.status == s))
+        .map(ConnectionRow::from)
+        .collect();
+    if output == Output::Json {
+        print_json(&rows);
+        return Ok(());
+    }
+    let mut table = Table::new([
+        "USER",
+        "PROVIDER",
+        "STATUS",
+        "LAST SYNC",
+        "SYNCED THROUGH",
+        "LAST ERROR",
+    ]);
+    for r in &rows {
+        table.row([
+            r.user_id.clone(),
+            r.provider.to_owned(),
+            r.status.to_owned(),
+            time(r.last_sync_at),
+            time(r.synced_through),
+            r.last_error.clone().unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    print!("{table}");
+    Ok(())
+}
+
+#[derive(Debug, Serialize)]
+struct UserRow {
+    user_id: String,
+    /// provider → status, e.g. {"dexcom": "connected"}.
+    connections: std::collections::BTreeMap<&'static str, &'static str>,
+    last_sync_at: Option<DateTime<Utc>>,
+    newest_reading_at: Option<DateTime<Utc>>,
+}
+
+/// `users list`: every user with a connection, and the newest reading stored for each.
+pub async fn users_list(settings: &Settings, output: Output) -> Result<()> {
+    let store = store(settings).await?;
+    let mut rows: Vec<UserRow> = Vec::new();
+    for c in all_connections(store.as_ref()).await? {
+        if rows.last().is_none_or(|r| r.user_id != c.user_id.as_str()) {
+            let newest = store.latest_reading(&c.user_id).await?;
+            rows.push(UserRow {
+                user_id: c.user_id.as_str().to_owned(),
+                connections: Default::default(),
+                last_sync_at: None,
+                newest_reading_at: newest.map(|r| r.reading.timestamp.as_datetime()),
+            });
+        }
+        let row = rows.last_mut().expect("pushed above");
+        row.connections
+            .insert(c.provider.as_str(), c.status.as_str());
+        row.last_sync_at = row.last_sync_at.max(c.last_sync_at);
+    }
+    if output == Output::Json {
+        print_json(&rows);
+        return Ok(());
+    }
+    let mut table = Table::new(["USER", "CONNECTIONS", "LAST SYNC", "NEWEST READING"]);
+    for r in &rows {
+        let connections: Vec<String> = r
+            .connections
+            .iter()
+            .map(|(provider, status)| format!("{provider}:{status}"))
+            .collect();
+        table.row([
+            r.user_id.clone(),
+            connections.join(","),
+            time(r.last_sync_at),
+            time(r.newest_reading_at),
+        ]);
+    }
+    print!("{table}");
+    Ok(())
+}
+
+/// `sync --user ID [--start-date D] [--end-date D] [--wait]`: queues a manual sync
+/// job, exactly as `POST /api/bg/{userId}/sync` does; a running instance's workers
+/// claim it within a second. With `wait`, polls until it has finished.
+pub async fn sync(
+    settings: &Settings,
+    user: &str,
+    start: Option<&str>,
+    end: Option<&str>,
+    wait: Option<Duration>,
+    output: Output,
+) -> Result<()> {
+    let user = user_id(user)?;
+    let range = crate::api::sync_range(start, end)
+        .map_err(|e| OperatorError::Usage(format!("{}: {}", e.pointer, e.message)))?;
+    let store = store(settings).await?;
+    let status = store
+        .get_connection(&user, Provider::Dexcom)
+        .await?
+        .map(|c| c.status);
+    if status != Some(ConnectionStatus::Connected) {
+        return Err(OperatorError::Failed(format!(
+            "{user} has no working Dexcom connection (status: {})",
+            status.map_or("never connected", ConnectionStatus::as_str)
+        )));
+    }
+    let job = NewJob::new(user, Provider::Dexcom, Trigger::Manual, range, Utc::now());
+    let Created::New(job) = store.create_job(job, None).await? else {
+        return Err(OperatorError::Failed(
+            "the store did not queue the job".into(),
+        ));
+    };
+    metrics::counter!("sync_jobs_queued_total", "trigger" => Trigger::Manual.as_str()).increment(1);
+    if output == Output::Table {
+        println!("queued sync job {}", job.id);
+    }
+    let Some(limit) = wait else {
+        if output == Output::Json {
+            print_json(&crate::api::JobView::from(job));
+        }
+        return Ok(());
+    };
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let current = store
+            .get_job(job.id)
+            .await?
+            .ok_or_else(|| OperatorError::Failed(format!("job {} disappeared", job.id)))?;
+        if current.status.is_finished() || tokio::time::Instant::now() >= deadline {
+            let status = current.status;
+            show_job(&current, output);
+            return match status {
+                JobStatus::Succeeded => Ok(()),
+                JobStatus::Failed => Err(OperatorError::Failed(format!("job {} failed", job.id))),
+                _ => Err(OperatorError::Failed(format!(
+                    "job {} is still {} after {}; is a cgm-hub serve with Dexcom configured running?",
+                    job.id,
+                    status.as_str(),
+                    humantime::format_duration(limit)
+                ))),
+            };
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn show_job(job: &crate::sync::jobs::SyncJob, output: Output) {
+    if output == Output::Json {
+        print_json(&crate::api::JobView::from(job.clone()));
+        return;
+    }
+    let c = &job.counts;
+    let range = job.resolved.or(job.requested).map_or_else(
+        || "incremental".to_owned(),
+        |r| format!("{} .. {}", time(Some(r.start)), time(Some(r.end))),
+    );
+    let mut table = Table::new(["FIELD", "VALUE"]);
+    for (field, value) in [
+        ("job", job.id.to_string()),
+        ("user", job.user_id.as_str().to_owned()),
+        ("trigger", job.trigger.as_str().to_owned()),
+        ("status", job.status.as_str().to_owned()),
+        ("range", range),
+        (
+            "counts",
+            format!(
+                "fetched {} inserted {} updated {} duplicates {} rejected {}",
+                c.fetched, c.inserted, c.updated, c.duplicates, c.rejected
+            ),
+        ),
+        ("attempts", job.attempts.to_string()),
+        ("created", time(Some(job.created_at))),
+        ("started", time(job.started_at)),
+        ("finished", time(job.finished_at)),
+    ] {
+        table.row([field.to_owned(), value]);
+    }
+    for error in &job.errors {
+        table.row(["error".to_owned(), error.clone()]);
+    }
+    print!("{table}");
+}
+
+/// `jobs show JOB_ID`.
+pub async fn jobs_show(settings: &Settings, id: &str, output: Output) -> Result<()> {
+    let id = uuid::Uuid::parse_str(id)
+        .map_err(|_| OperatorError::Usage(format!("{id:?} is not a job id (a UUID)")))?;
+    let store = store(settings).await?;
+    let job = store
+        .get_job(id)
+        .await?
+        .ok_or_else(|| OperatorError::Failed(format!("no job {id}")))?;
+    show_job(&job, output);
+    Ok(())
+}
+
+/// `jobs list --user ID`: the user's latest jobs, newest first.
+pub async fn jobs_list(
+    settings: &Settings,
+    user: &str,
+    limit: usize,
+    output: Output,
+) -> Result<()> {
+    let user = user_id(user)?;
+    let store = store(settings).await?;
+    let jobs = store.list_jobs(&user, limit).await?;
+    if output == Output::Json {
+        let views: Vec<_> = jobs.into_iter().map(crate::api::JobView::from).collect();
+        print_json(&views);
+        return Ok(());
+    }
+    let mut table = Table::new([
+        "JOB", "TRIGGER", "STATUS", "CREATED", "FINISHED", "INSERTED",
+    ]);
+    for j in &jobs {
+        table.row([
+            j.id.to_string(),
+            j.trigger.as_str().to_owned(),
+            j.status.as_str().to_owned(),
+            time(Some(j.created_at)),
+            time(j.finished_at),
+            j.counts.inserted.to_string(),
+        ]);
+    }
+    print!("{table}");
+    Ok(())
+}
+
+/// `healthcheck [--url URL]`: GET /health; success only on 200. Without a URL, the
+/// local instance of these settings (127.0.0.1 on BIND_ADDR's port; https with
+/// TLS, whose certificate is then not verified: this is the process's own port).
+pub async fn healthcheck(settings: Option<&Settings>, url: Option<&str>) -> Result<()> {
+    let (url, tls) = match (url, settings) {
+        (Some(url), _) => (url.to_owned(), false),
+        (None, settings) => {
+            let port = settings.map_or(5001, |s| s.bind_addr.port());
+            let tls = settings.is_some_and(|s| s.tls.is_some());
+            let scheme = if tls { "https" } else { "http" };
+            (format!("{scheme}://127.0.0.1:{port}/health"), tls)
+        }
+    };
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .danger_accept_invalid_certs(tls)
+        .build()
+        .map_err(|e| OperatorError::Failed(format!("http client: {e}")))?;
+    let response = client
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| OperatorError::Failed(format!("{url}: {e}")))?;
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    if status == reqwest::StatusCode::OK {
+        println!("{url}: {status} {body}");
+        Ok(())
+    } else {
+        Err(OperatorError::Failed(format!("{url}: {status} {body}")))
+    }
+}
