@@ -196,6 +196,39 @@ async fn oversized_bodies_and_batches_are_413() {
     assert_eq!(stored_count(&app, "u1").await, 0);
 }
 
+/// Every route that takes a body (by the OpenAPI document) answers an oversized one
+/// with the envelope, not the framework's plain text.
+#[tokio::test]
+async fn every_route_with_a_body_answers_an_oversized_one_with_the_envelope() {
+    use utoipa::OpenApi;
+    let app = TestApp::spawn_with(&[
+        ("MAX_BODY_BYTES", "4096"),
+        ("WEBHOOK_SIGNING_SECRET", "s3cret"),
+    ])
+    .await;
+    let doc = serde_json::to_value(cgm_hub::api::ApiDoc::openapi()).unwrap();
+    let mut checked = 0;
+    for route in cgm_hub::api::route_table() {
+        let path = cgm_hub::api::openapi_path(route.path);
+        let op = &doc["paths"][&path][route.method.as_str().to_lowercase()];
+        if op["requestBody"].is_null() {
+            continue;
+        }
+        let url = app.url(&path.replace("{userId}", "u1").replace("{granteeId}", "u2"));
+        let response = app
+            .client
+            .request(route.method.clone(), url)
+            .header("content-type", "application/json")
+            .body("x".repeat(5000))
+            .send()
+            .await
+            .unwrap();
+        expect_error(response, 413, "VALIDATION_ERROR").await;
+        checked += 1;
+    }
+    assert!(checked >= 4, "routes with a body: {checked}");
+}
+
 #[tokio::test]
 async fn invalid_user_ids_are_400_everywhere() {
     let app = TestApp::spawn().await;

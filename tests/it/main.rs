@@ -8,6 +8,7 @@ mod events_rabbitmq;
 mod helpers;
 mod http_errors;
 mod http_readings;
+mod operator_kit;
 mod pipeline;
 mod postgres_store;
 mod process;

@@ -7,7 +7,8 @@ use uuid::Uuid;
 use cgm_hub::connections::Provider;
 use cgm_hub::sources::webhook::inbox::{Accepted, DeliveryEnd, DeliveryStatus, NewDelivery};
 use cgm_hub::sync::jobs::{
-    Checkpoint, Created, Idempotency, JobCounts, JobEnd, JobStatus, NewJob, TimeRange, Trigger,
+    Checkpoint, Created, Idempotency, JobBacklog, JobCounts, JobEnd, JobStatus, NewJob, TimeRange,
+    Trigger,
 };
 
 use super::{connected, S};
@@ -15,6 +16,11 @@ use crate::helpers::user;
 
 fn job(u: &str, trigger: Trigger, at: DateTime<Utc>) -> NewJob {
     NewJob::new(user(u), Provider::Dexcom, trigger, None, at)
+}
+
+/// Stores keep times to the millisecond.
+fn ms(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(t.timestamp_millis()).expect("in range")
 }
 
 fn keyed(u: &str, key: &str, hash: &str, at: DateTime<Utc>) -> NewJob {
@@ -339,11 +345,17 @@ pub(super) async fn job_ends_update_the_connection_and_retries_wait(s: S) {
         .create_job(job("u1", Trigger::Manual, t0), None)
         .await
         .unwrap());
-    assert_eq!(s.job_backlog(t0).await.unwrap(), 1);
+    let backlog = s.job_backlog(t0).await.unwrap();
+    assert_eq!(backlog.due, 1);
+    assert_eq!(
+        backlog.oldest_due,
+        Some(ms(first.created_at)),
+        "due since it was queued"
+    );
     s.claim_job("a", t0, until).await.unwrap().expect("claimed");
     assert_eq!(
         s.job_backlog(t0).await.unwrap(),
-        0,
+        JobBacklog::default(),
         "a running job is not backlog"
     );
     let retry_at = t0 + Duration::seconds(30);
@@ -364,8 +376,17 @@ pub(super) async fn job_ends_update_the_connection_and_retries_wait(s: S) {
         None,
         "not before its time"
     );
-    assert_eq!(s.job_backlog(t0).await.unwrap(), 0);
-    assert_eq!(s.job_backlog(retry_at).await.unwrap(), 1);
+    assert_eq!(s.job_backlog(t0).await.unwrap().due, 0);
+    let backlog = s
+        .job_backlog(retry_at + Duration::seconds(5))
+        .await
+        .unwrap();
+    assert_eq!(backlog.due, 1);
+    assert_eq!(
+        backlog.oldest_due,
+        Some(ms(retry_at)),
+        "due since its retry time"
+    );
     s.claim_job("a", retry_at, retry_at + Duration::minutes(1))
         .await
         .unwrap()
@@ -642,4 +663,44 @@ pub(super) async fn webhook_inbox_stores_claims_and_finishes(s: S) {
         DeliveryStatus::Queued
     );
     assert_eq!(s.inbox_backlog().await.unwrap(), 1);
+}
+
+pub(super) async fn a_job_behind_its_users_running_sync_is_due_but_not_lagging(s: S) {
+    s.put_connection(connected("u1", 1)).await.unwrap();
+    s.put_connection(connected("u2", 1)).await.unwrap();
+    let t0 = Utc::now();
+    let running = new(s
+        .create_job(job("u1", Trigger::Backfill, t0), None)
+        .await
+        .unwrap());
+    s.claim_job("a", t0, t0 + Duration::minutes(1))
+        .await
+        .unwrap()
+        .expect("claimed");
+    let behind = new(s
+        .create_job(job("u1", Trigger::Manual, t0 + Duration::seconds(1)), None)
+        .await
+        .unwrap());
+    let later = t0 + Duration::seconds(10);
+    let backlog = s.job_backlog(later).await.unwrap();
+    assert_eq!(backlog.due, 1);
+    assert_eq!(backlog.oldest_due, None, "u1's own backfill is running");
+    let other = new(s
+        .create_job(job("u2", Trigger::Manual, t0 + Duration::seconds(2)), None)
+        .await
+        .unwrap());
+    let backlog = s.job_backlog(later).await.unwrap();
+    assert_eq!(backlog.due, 2);
+    assert_eq!(backlog.oldest_due, Some(ms(other.created_at)));
+    assert!(s
+        .finish_job(running.id, "a", JobEnd::Succeeded, later)
+        .await
+        .unwrap()
+        .is_some());
+    let backlog = s.job_backlog(later).await.unwrap();
+    assert_eq!(
+        backlog.oldest_due,
+        Some(ms(behind.created_at)),
+        "free again"
+    );
 }
