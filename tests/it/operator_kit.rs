@@ -964,3 +964,24 @@ async fn the_operator_cli_migrates_and_lists_on_postgres() {
         stderr(&refused)
     );
 }
+
+#[test]
+fn the_webhook_guides_test_vector_is_what_the_server_computes() {
+    let doc = read("docs/webhooks.md");
+    let doc = &doc[doc.find("### Test vector").expect("a test vector section")..];
+    let cell = |label: &str| -> String {
+        let row = doc
+            .lines()
+            .find(|l| l.starts_with(&format!("| {label}")))
+            .unwrap_or_else(|| panic!("no {label} row in the test vector"));
+        let value = row.rsplit('|').nth(1).expect("a value cell").trim();
+        value.trim_matches('`').to_owned()
+    };
+    let timestamp: i64 = cell("timestamp").parse().expect("a number");
+    let signed = sign(
+        cell("secret").as_bytes(),
+        timestamp,
+        cell("body").as_bytes(),
+    );
+    assert_eq!(signed, cell("`X-Webhook-Signature`"));
+}
