@@ -16,10 +16,12 @@ use super::readings::{parse_date, UserPath};
 use super::views::success;
 use super::AppState;
 use crate::auth::policy::Action;
-use crate::connections::{ConnectionStatus, Provider};
+use crate::connections::Provider;
 use crate::digest::sha256_hex;
 use crate::domain::FieldError;
-use crate::sync::jobs::{Created, Idempotency, JobCounts, NewJob, SyncJob, TimeRange, Trigger};
+use crate::sync::jobs::{
+    not_syncable, Created, Idempotency, JobCounts, NewJob, SyncJob, TimeRange, Trigger,
+};
 
 /// The longest range one sync request may ask for.
 const MAX_RANGE_DAYS: i64 = 3650;
@@ -208,15 +210,9 @@ pub async fn sync(
     let range = requested_range(query.as_deref())?;
     let key = idempotency_key(&headers)?;
     let dexcom = state.dexcom()?;
-    let status = state
-        .store
-        .get_connection(&user, Provider::Dexcom)
-        .await?
-        .map(|c| c.status);
-    if status != Some(ConnectionStatus::Connected) {
+    if let Some(reason) = not_syncable(state.store.as_ref(), &user).await? {
         return Err(ApiError::Conflict(format!(
-            "the user has no working Dexcom connection (status: {}); connect through /oauth/authorize first",
-            status.map_or("never connected", ConnectionStatus::as_str)
+            "{reason}; connect through /oauth/authorize first"
         )));
     }
     let mut job = NewJob::new(user, Provider::Dexcom, Trigger::Manual, range, Utc::now());

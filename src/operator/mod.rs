@@ -15,7 +15,7 @@ use crate::config::{EventBusKind, Settings, StorageSettings, VARIABLES};
 use crate::connections::{Connection, ConnectionStatus, Provider};
 use crate::domain::UserId;
 use crate::store::{Store, StoreError};
-use crate::sync::jobs::{Created, JobStatus, NewJob, Trigger};
+use crate::sync::jobs::{not_syncable, Created, JobStatus, NewJob, Trigger};
 use table::Table;
 
 #[derive(Debug, thiserror::Error)]
@@ -301,15 +301,8 @@ pub async fn sync(
     let range = crate::api::sync_range(start, end)
         .map_err(|e| OperatorError::Usage(format!("{}: {}", e.pointer, e.message)))?;
     let store = store(settings).await?;
-    let status = store
-        .get_connection(&user, Provider::Dexcom)
-        .await?
-        .map(|c| c.status);
-    if status != Some(ConnectionStatus::Connected) {
-        return Err(OperatorError::Failed(format!(
-            "{user} has no working Dexcom connection (status: {})",
-            status.map_or("never connected", ConnectionStatus::as_str)
-        )));
+    if let Some(reason) = not_syncable(store.as_ref(), &user).await? {
+        return Err(OperatorError::Failed(reason));
     }
     let job = NewJob::new(user, Provider::Dexcom, Trigger::Manual, range, Utc::now());
     let Created::New(job) = store.create_job(job, None).await? else {
