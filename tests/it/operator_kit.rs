@@ -650,11 +650,8 @@ async fn the_example_client_reads_latest_and_pages_through_a_day() {
         .as_array()
         .expect("readings")
         .clone();
-    assert!(
-        readings.len() > 250,
-        "a demo day has about 288 readings: {}",
-        readings.len()
-    );
+    // Up to 288 (sensor warm-ups and signal gaps leave holes): several pages of 50.
+    assert!(readings.len() > 100, "a demo day: {}", readings.len());
     let in_range: Vec<u64> = readings
         .iter()
         .filter(|r| r["status"].is_null() || r["status"] == "ok")
