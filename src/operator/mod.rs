@@ -310,7 +310,6 @@ pub async fn sync(
             "the store did not queue the job".into(),
         ));
     };
-    metrics::counter!("sync_jobs_queued_total", "trigger" => Trigger::Manual.as_str()).increment(1);
     if output == Output::Table {
         println!("queued sync job {}", job.id);
     }
