@@ -353,3 +353,63 @@ async fn instances_writing_the_same_readings_settle_each_once() {
         inserted + updated
     );
 }
+
+/// A claim and the holder's checkpoint take a job's rows in one order (lease, then
+/// job). Here the holder renews a lapsed lease while another instance claims the
+/// job: the holder's transaction holds the lease row and then updates the job row.
+/// A claim that had locked the job row first waited for the lease: a deadlock,
+/// which PostgreSQL broke by failing one side (the two-instance test saw it).
+#[tokio::test]
+async fn a_claim_never_deadlocks_with_the_holder_renewing_its_lease() {
+    use cgm_hub::connections::Provider;
+    use cgm_hub::sync::jobs::{Created, NewJob, Trigger};
+    let schema = PgSchema::new();
+    let store = schema.store().await;
+    let now = Utc::now();
+    let Created::New(job) = store
+        .create_job(
+            NewJob::new(user("u1"), Provider::Dexcom, Trigger::Manual, None, now),
+            None,
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("queued")
+    };
+    store
+        .claim_job("a", now, now + Duration::milliseconds(500))
+        .await
+        .unwrap()
+        .expect("a holds it");
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+
+    // The holder, still alive, renews: its transaction holds the lease row...
+    let mut holder = schema.connection().await;
+    sqlx::raw_sql("BEGIN").execute(&mut holder).await.unwrap();
+    sqlx::query("UPDATE sync_leases SET until = now() + interval '1 minute' WHERE job_id = $1")
+        .bind(job.id)
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    // ...while b, seeing the lapsed lease, claims.
+    let claimer = store.clone();
+    let claim = tokio::spawn(async move {
+        let now = Utc::now();
+        claimer
+            .claim_job("b", now, now + Duration::minutes(1))
+            .await
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // The holder's next statement (a checkpoint's) updates the job row.
+    sqlx::query("UPDATE sync_jobs SET updated_at = now() WHERE id = $1")
+        .bind(job.id)
+        .execute(&mut holder)
+        .await
+        .expect("the holder is not part of a deadlock");
+    sqlx::raw_sql("COMMIT").execute(&mut holder).await.unwrap();
+    let claimed = claim
+        .await
+        .unwrap()
+        .expect("the claim is not part of a deadlock");
+    assert_eq!(claimed, None, "the holder renewed its lease in time");
+}

@@ -182,14 +182,18 @@ impl PostgresStore {
     ) -> Result<Option<SyncJob>, StoreError> {
         let (now, until) = (ms(now), ms(until));
         let mut tx = self.begin().await?;
-        // Runnable jobs of users nobody holds a lease on, best first. Jobs
-        // another instance has locked are skipped rather than waited for.
+        // Runnable jobs of users nobody holds a lease on, best first. No row is
+        // locked here: each candidate is taken below in the order every other
+        // transaction on a job takes its rows (the lease, then the job), so a claim
+        // and a holder's checkpoint or finish never wait on each other. (Locking
+        // job rows first deadlocked against a checkpoint whenever this statement's
+        // snapshot predated the holder's claim.)
         let candidates: Vec<(Uuid, String, String)> = sqlx::query_as(
             "SELECT j.id, j.user_id, j.provider FROM sync_jobs j \
              WHERE j.status IN ('queued', 'running') AND j.not_before <= $1 \
              AND NOT EXISTS (SELECT 1 FROM sync_leases l WHERE l.user_id = j.user_id \
                              AND l.provider = j.provider AND l.until > $1) \
-             ORDER BY j.priority, j.created_at LIMIT $2 FOR UPDATE OF j SKIP LOCKED",
+             ORDER BY j.priority, j.created_at LIMIT $2",
         )
         .bind(now)
         .bind(CLAIM_CANDIDATES)
@@ -197,8 +201,10 @@ impl PostgresStore {
         .await
         .map_err(db_error)?;
         for (id, user, provider) in candidates {
-            // Taken only if free or lapsed; a lease another instance took since
-            // the SELECT makes this affect no row.
+            // A savepoint per candidate: one that turns out taken leaves no lock.
+            let mut attempt = sqlx::Acquire::begin(&mut *tx).await.map_err(db_error)?;
+            // Taken only if free or lapsed; a lease another instance holds (or
+            // took since the SELECT) makes this affect no row.
             let leased = sqlx::query(
                 "INSERT INTO sync_leases (user_id, provider, owner, job_id, until) \
                  VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_id, provider) DO UPDATE \
@@ -211,25 +217,34 @@ impl PostgresStore {
             .bind(id)
             .bind(until)
             .bind(now)
-            .execute(&mut *tx)
+            .execute(&mut *attempt)
             .await
             .map_err(db_error)?
             .rows_affected();
             if leased == 0 {
+                attempt.rollback().await.map_err(db_error)?;
                 continue;
             }
+            // Still runnable? It may have finished, or been claimed and finished,
+            // since the SELECT.
             let job = sqlx::query(concat!(
                 "UPDATE sync_jobs SET status = 'running', attempts = attempts + 1, \
-                 started_at = COALESCE(started_at, $2), updated_at = $2 WHERE id = $1 \
+                 started_at = COALESCE(started_at, $2), updated_at = $2 \
+                 WHERE id = $1 AND status IN ('queued', 'running') AND not_before <= $2 \
                  RETURNING ",
                 columns!()
             ))
             .bind(id)
             .bind(now)
-            .fetch_one(&mut *tx)
+            .fetch_optional(&mut *attempt)
             .await
             .map_err(db_error)?;
+            let Some(job) = job else {
+                attempt.rollback().await.map_err(db_error)?;
+                continue;
+            };
             let (job, _) = read_job(&job)?;
+            attempt.commit().await.map_err(db_error)?;
             tx.commit().await.map_err(db_error)?;
             return Ok(Some(job));
         }
