@@ -1,7 +1,8 @@
 //! PostgreSQL side of the sync engine: `sync_jobs`, the per-user `sync_leases`,
 //! and the connection's high-water mark, correct with several instances on
-//! one database: claims skip jobs another instance is claiming, and a lease is
-//! taken by a conditional upsert that only one claimer can win.
+//! one database: a lease is taken by a conditional upsert that only one claimer
+//! can win, and every transaction on a job takes the lease row before the job
+//! row, so claims, checkpoints and ends never deadlock.
 
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
