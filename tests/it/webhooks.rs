@@ -344,7 +344,7 @@ async fn an_available_window_is_fetched_from_dexcom_by_a_job() {
         .unwrap()
         .clone();
     // The window's readings, as the simulator holds them: up to two hours of
-    // 5-minute readings, fewer across a synthetic signal gap.
+    // 5-minute readings, fewer across a synthetic signal gap or sensor warm-up.
     let served = sim.sim.reading_times("windowed", Utc::now());
     let within = |end_included: bool| {
         served
@@ -353,10 +353,7 @@ async fn an_available_window_is_fetched_from_dexcom_by_a_job() {
             .count() as u64
     };
     let inserted = job["counts"]["inserted"].as_u64().unwrap();
-    assert!(
-        within(false) >= 10,
-        "the simulator served readings: {served:?}"
-    );
+    assert!(!served.is_empty(), "the simulator serves readings");
     assert!(
         inserted == within(false) || inserted == within(true),
         "{job}"
