@@ -237,7 +237,7 @@ pub fn openapi_path(route_path: &str) -> String {
 }
 
 /// The document's operation for a route, if it has one.
-pub fn operation_mut<'a>(
+fn operation_mut<'a>(
     openapi: &'a mut utoipa::openapi::OpenApi,
     route: &super::Route,
 ) -> Option<&'a mut utoipa::openapi::path::Operation> {
