@@ -14,16 +14,25 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("migrations/0006_outbox.sql")),
 ];
 
+/// The newest schema version this build knows.
+fn newest() -> i64 {
+    MIGRATIONS.last().map_or(0, |(v, _)| *v)
+}
+
+/// The database's schema version (0: none applied).
+fn current(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+        [],
+        |r| r.get(0),
+    )
+}
+
 /// Refuses a database whose schema is not exactly this build's.
 pub fn require_current(conn: &Connection) -> Result<(), StoreError> {
-    let current: i64 = conn
-        .query_row(
-            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap_or(0);
-    let newest = MIGRATIONS.last().map_or(0, |(v, _)| *v);
+    // No schema_migrations table yet: nothing applied.
+    let current = current(conn).unwrap_or(0);
+    let newest = newest();
     if current == newest {
         return Ok(());
     }
@@ -45,14 +54,8 @@ pub fn apply(conn: &mut Connection) -> Result<(), StoreError> {
          )",
     )
     .map_err(super::internal)?;
-    let current: i64 = conn
-        .query_row(
-            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
-            [],
-            |r| r.get(0),
-        )
-        .map_err(super::internal)?;
-    let newest = MIGRATIONS.last().map_or(0, |(v, _)| *v);
+    let current = current(conn).map_err(super::internal)?;
+    let newest = newest();
     if current > newest {
         return Err(StoreError::Internal(format!(
             "database schema version {current} is newer than this build knows ({newest}); \

@@ -110,7 +110,7 @@ impl SqliteStore {
             StoreError::Unavailable(format!("cannot create {}: {e}", path.display()))
         })?;
         let lock = lock_file(path)?;
-        Self::open_locked(path, durability, Some(lock), Schema::Migrate)
+        Self::open_with(path, durability, Some(lock), Schema::Migrate)
     }
 
     /// For the operator CLI (`cgm-hub users list`, `sync`, `jobs`): opens an existing
@@ -128,10 +128,10 @@ impl SqliteStore {
             )));
         }
         // No lock taken either: a server (re)starting meanwhile must not be refused.
-        Self::open_locked(path, durability, None, Schema::MustBeCurrent)
+        Self::open_with(path, durability, None, Schema::MustBeCurrent)
     }
 
-    fn open_locked(
+    fn open_with(
         path: &Path,
         durability: Durability,
         lock: Option<std::fs::File>,
