@@ -319,6 +319,16 @@ impl DynamoStore {
         }
     }
 
+    /// Whether someone holds the lease at `key` at `now` (absent or lapsed: no).
+    async fn lease_held(&self, key: &Item, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        Ok(match self.get(&self.tables().aux, key.clone()).await? {
+            Some(held) => {
+                Fields::new(&held, "sync lease").i64("until_ms")? > now.timestamp_millis()
+            }
+            None => false,
+        })
+    }
+
     /// Claims one job if it is still runnable and its user's lease is free.
     async fn try_claim(
         &self,
@@ -336,10 +346,8 @@ impl DynamoStore {
             return Ok(None);
         }
         let lease = lease_key(job.user_id.as_str(), job.provider.as_str());
-        if let Some(held) = self.get(&self.tables().aux, lease.clone()).await? {
-            if Fields::new(&held, "sync lease").i64("until_ms")? > now.timestamp_millis() {
-                return Ok(None);
-            }
+        if self.lease_held(&lease, now).await? {
+            return Ok(None);
         }
         let mut lease_item = lease;
         lease_item.insert("owner".into(), s(owner));
@@ -713,13 +721,7 @@ impl DynamoStore {
                 oldest_due = Some(*at);
                 break;
             }
-            let held = match self.get(&self.tables().aux, lease.clone()).await? {
-                Some(item) => {
-                    Fields::new(&item, "sync lease").i64("until_ms")? > now.timestamp_millis()
-                }
-                None => false,
-            };
-            if !held {
+            if !self.lease_held(lease, now).await? {
                 oldest_due = Some(*at);
                 break;
             }

@@ -29,6 +29,15 @@ const SCHEDULED_JOBS_KEPT: i64 = 20;
 /// one, the next is tried.
 const CLAIM_CANDIDATES: i64 = 16;
 
+/// Job `j`'s user holds no live lease at `$1`: a worker may claim it (claims
+/// and the backlog's oldest claimable job ask the same).
+macro_rules! lease_free {
+    () => {
+        "NOT EXISTS (SELECT 1 FROM sync_leases l WHERE l.user_id = j.user_id \
+         AND l.provider = j.provider AND l.until > $1)"
+    };
+}
+
 macro_rules! columns {
     () => {
         "id, user_id, provider, trigger, status, requested_start, requested_end, range_start, \
@@ -189,13 +198,12 @@ impl PostgresStore {
         // and a holder's checkpoint or finish never wait on each other. (Locking
         // job rows first deadlocked against a checkpoint whenever this statement's
         // snapshot predated the holder's claim.)
-        let candidates: Vec<(Uuid, String, String)> = sqlx::query_as(
+        let candidates: Vec<(Uuid, String, String)> = sqlx::query_as(concat!(
             "SELECT j.id, j.user_id, j.provider FROM sync_jobs j \
-             WHERE j.status IN ('queued', 'running') AND j.not_before <= $1 \
-             AND NOT EXISTS (SELECT 1 FROM sync_leases l WHERE l.user_id = j.user_id \
-                             AND l.provider = j.provider AND l.until > $1) \
-             ORDER BY j.priority, j.created_at LIMIT $2",
-        )
+                 WHERE j.status IN ('queued', 'running') AND j.not_before <= $1 AND ",
+            lease_free!(),
+            " ORDER BY j.priority, j.created_at LIMIT $2"
+        ))
         .bind(now)
         .bind(CLAIM_CANDIDATES)
         .fetch_all(&mut *tx)
@@ -464,11 +472,12 @@ impl PostgresStore {
     ) -> Result<JobBacklog, StoreError> {
         let (n, oldest_due): (i64, Option<DateTime<Utc>>) = sqlx::query_as(
             // The first term lets the planner use the partial index of open jobs.
-            "SELECT COUNT(*), MIN(j.not_before) FILTER (WHERE NOT EXISTS \
-                 (SELECT 1 FROM sync_leases l WHERE l.user_id = j.user_id \
-                  AND l.provider = j.provider AND l.until > $1)) \
-             FROM sync_jobs j WHERE j.status IN ('queued', 'running') \
-             AND j.status = 'queued' AND j.not_before <= $1",
+            concat!(
+                "SELECT COUNT(*), MIN(j.not_before) FILTER (WHERE ",
+                lease_free!(),
+                ") FROM sync_jobs j WHERE j.status IN ('queued', 'running') \
+                 AND j.status = 'queued' AND j.not_before <= $1"
+            ),
         )
         .bind(ms(now))
         .fetch_one(self.pool())

@@ -16,6 +16,15 @@ use crate::sync::jobs::{
     Trigger,
 };
 
+/// Job `j`'s user holds no live lease at `?1`: a worker may claim it (claims
+/// and the backlog's oldest claimable job ask the same).
+macro_rules! lease_free {
+    () => {
+        "NOT EXISTS (SELECT 1 FROM sync_leases l WHERE l.user_id = j.user_id \
+         AND l.provider = j.provider AND l.until_ms > ?1)"
+    };
+}
+
 /// Finished scheduled jobs kept per user (the newest); older ones are pruned as
 /// new ones finish, so the table does not grow by 96 rows per user per day.
 /// Manual, backfill and webhook jobs are kept (idempotency keys refer to them).
@@ -211,13 +220,13 @@ impl SqliteStore {
             let tx = conn.transaction().map_err(internal)?;
             let now = now.timestamp_millis();
             let next: Option<(String, String, String)> = tx
-                .prepare_cached(
+                .prepare_cached(concat!(
                     "SELECT j.id, j.user_id, j.provider FROM sync_jobs j \
-                     WHERE j.status IN ('queued', 'running') AND j.not_before_ms <= ?1 \
-                     AND NOT EXISTS (SELECT 1 FROM sync_leases l WHERE l.user_id = j.user_id \
-                                     AND l.provider = j.provider AND l.until_ms > ?1) \
-                     ORDER BY j.priority, j.created_at_ms LIMIT 1",
-                )
+                         WHERE j.status IN ('queued', 'running') AND j.not_before_ms <= ?1 \
+                         AND ",
+                    lease_free!(),
+                    " ORDER BY j.priority, j.created_at_ms LIMIT 1"
+                ))
                 .map_err(internal)?
                 .query_row([now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                 .optional()
@@ -442,11 +451,12 @@ impl SqliteStore {
             let (n, oldest): (i64, Option<i64>) = conn
                 .prepare_cached(
                     // The first term lets SQLite use the partial index of open jobs.
-                    "SELECT COUNT(*), MIN(j.not_before_ms) FILTER (WHERE NOT EXISTS \
-                         (SELECT 1 FROM sync_leases l WHERE l.user_id = j.user_id \
-                          AND l.provider = j.provider AND l.until_ms > ?1)) \
-                     FROM sync_jobs j WHERE j.status IN ('queued', 'running') \
-                     AND j.status = 'queued' AND j.not_before_ms <= ?1",
+                    concat!(
+                        "SELECT COUNT(*), MIN(j.not_before_ms) FILTER (WHERE ",
+                        lease_free!(),
+                        ") FROM sync_jobs j WHERE j.status IN ('queued', 'running') \
+                         AND j.status = 'queued' AND j.not_before_ms <= ?1"
+                    ),
                 )
                 .map_err(internal)?
                 .query_row([now.timestamp_millis()], |r| Ok((r.get(0)?, r.get(1)?)))
