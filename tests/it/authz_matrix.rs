@@ -461,21 +461,19 @@ async fn bad_shares_are_rejected_with_pointers() {
 
 #[test]
 fn the_cli_mints_a_token_the_service_accepts() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cgm-hub"))
-        .args([
-            "token",
-            "mint",
-            "--sub",
-            "pat",
-            "--roles",
-            "patient,caregiver",
-            "--ttl",
-            "5m",
-        ])
-        .env_clear()
-        .env("AUTH_JWT_SECRET", SECRET)
-        .output()
-        .unwrap();
+    let here = std::path::Path::new(".");
+    let secret = [("AUTH_JWT_SECRET", SECRET)];
+    let mint = [
+        "token",
+        "mint",
+        "--sub",
+        "pat",
+        "--roles",
+        "patient,caregiver",
+        "--ttl",
+        "5m",
+    ];
+    let out = run_cgm_hub(here, &mint, &secret);
     assert!(
         out.status.success(),
         "{}",
@@ -492,12 +490,11 @@ fn the_cli_mints_a_token_the_service_accepts() {
         .unwrap();
     assert_eq!(principal.user_id.as_str(), "pat");
     assert_eq!(principal.roles, [Role::Patient, Role::Caregiver]);
-    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_cgm-hub"))
-        .args(["token", "mint", "--sub", "pat", "--roles", "superuser"])
-        .env_clear()
-        .env("AUTH_JWT_SECRET", SECRET)
-        .output()
-        .unwrap();
+    let refused = run_cgm_hub(
+        here,
+        &["token", "mint", "--sub", "pat", "--roles", "superuser"],
+        &secret,
+    );
     assert_eq!(refused.status.code(), Some(2));
 }
 

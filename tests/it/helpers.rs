@@ -501,6 +501,18 @@ pub fn rabbit_env(s: &RabbitSettings) -> [(&'static str, &str); 4] {
     ]
 }
 
+/// Runs `cgm-hub ARGS` to completion in `dir`, with nothing in its environment
+/// but `envs` (a command, not a server: see `Binary` for that).
+pub fn run_cgm_hub(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_cgm-hub"))
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .envs(envs.iter().copied())
+        .output()
+        .expect("run cgm-hub")
+}
+
 /// The compiled `cgm-hub` binary, started with a fresh environment.
 pub struct Binary {
     pub child: Child,

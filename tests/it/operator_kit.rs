@@ -17,7 +17,7 @@ use cgm_hub::config::{env_example, markdown_reference, VARIABLES};
 use cgm_hub::sources::webhook::signature::sign;
 use utoipa::OpenApi;
 
-use crate::helpers::{scrape, Binary};
+use crate::helpers::{run_cgm_hub, scrape, wait_for, Binary};
 
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
@@ -589,14 +589,12 @@ fn stderr(output: &Output) -> String {
 
 /// `cgm-hub ARGS` with the settings of a test server on `db` (and `envs`).
 fn cli(db: &Path, args: &[&str], envs: &[(&str, &str)]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cgm-hub"))
-        .args(args)
-        .current_dir(db.parent().expect("db folder"))
-        .env_clear()
-        .env("SQLITE_PATH", db)
-        .envs(envs.iter().copied())
-        .output()
-        .expect("run cgm-hub")
+    let db_path = db.to_str().expect("a UTF-8 path");
+    let envs: Vec<(&str, &str)> = [("SQLITE_PATH", db_path)]
+        .into_iter()
+        .chain(envs.iter().copied())
+        .collect();
+    run_cgm_hub(db.parent().expect("db folder"), args, &envs)
 }
 
 /// Waits until `GET path` with `token` answers 200; its JSON body.
@@ -751,20 +749,18 @@ async fn the_webhook_signing_examples_deliver_in_python_and_in_node() {
         assert!(stdout(&sent).contains("202"), "{script}: {}", stdout(&sent));
         // Processed right after the 202: the three readings become readable.
         let url = format!("{base}/api/bg/{user}?limit=10");
-        let mut values = Vec::new();
-        for _ in 0..300 {
-            let page = until_ok(&client, &url, None).await;
-            values = page["data"]["readings"]
+        let page = wait_for(&client, &url, Duration::from_secs(30), |b| {
+            b["data"]["readings"]
                 .as_array()
-                .expect("readings")
-                .iter()
-                .filter_map(|r| r["glucose_value"].as_u64())
-                .collect();
-            if values.len() == 3 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+                .is_some_and(|r| r.len() == 3)
+        })
+        .await;
+        let values: Vec<u64> = page["data"]["readings"]
+            .as_array()
+            .expect("readings")
+            .iter()
+            .filter_map(|r| r["glucose_value"].as_u64())
+            .collect();
         assert_eq!(values, [101, 102, 103], "{script}: stored readings");
     }
     server.terminate().await;

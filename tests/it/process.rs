@@ -112,14 +112,14 @@ async fn a_second_process_cannot_serve_the_same_sqlite_file() {
     let db = dir.path().join("shared.db");
     let client = reqwest::Client::new();
     let _first = Binary::start_healthy(&db, &client).await;
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cgm-hub"))
-        .arg("serve")
-        .current_dir(dir.path())
-        .env_clear()
-        .env("BIND_ADDR", "127.0.0.1:0")
-        .env("SQLITE_PATH", &db)
-        .output()
-        .unwrap();
+    let out = run_cgm_hub(
+        dir.path(),
+        &["serve"],
+        &[
+            ("BIND_ADDR", "127.0.0.1:0"),
+            ("SQLITE_PATH", db.to_str().unwrap()),
+        ],
+    );
     assert!(!out.status.success());
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(
@@ -208,12 +208,11 @@ async fn metrics_count_requests_and_readings_exactly() {
 
 #[tokio::test]
 async fn a_bad_setting_stops_the_process_with_one_line() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cgm-hub"))
-        .arg("serve")
-        .env_clear()
-        .env("STORAGE_BACKEND", "mongodb")
-        .output()
-        .unwrap();
+    let out = run_cgm_hub(
+        std::path::Path::new("."),
+        &["serve"],
+        &[("STORAGE_BACKEND", "mongodb")],
+    );
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
