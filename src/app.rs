@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum_server::tls_rustls::RustlsConfig;
+use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -18,6 +18,7 @@ use crate::events::rabbitmq::RabbitBus;
 use crate::events::relay::Relay;
 use crate::events::{EventBus, MemoryBus};
 use crate::pipeline::Pipeline;
+use crate::serving::{self, ConnectionLimit};
 use crate::sources::demo_dexcom;
 use crate::sources::dexcom::oauth::OAuthConfig;
 use crate::sources::dexcom::outbound::Outbound;
@@ -82,6 +83,8 @@ impl App {
             limits: Limits {
                 max_body_bytes: settings.max_body_bytes,
                 max_batch_records: settings.max_batch_records,
+                body_read_timeout: settings.http.body_read_timeout,
+                webhook: settings.webhook,
             },
             public_base_url: settings.public_base_url.as_deref().map(Arc::from),
             auth_disabled: settings.auth_disabled,
@@ -90,6 +93,9 @@ impl App {
             tls: settings.tls.is_some(),
             webhook_secret: settings.webhook_signing_secret.clone(),
             inbox: WebhookInbox::new(pipeline),
+            webhook_bodies: Arc::new(tokio::sync::Semaphore::new(
+                settings.webhook.max_concurrent_bodies,
+            )),
             cors_allowed_origins: settings.cors_allowed_origins.clone(),
             authenticator: Authenticator::new(AuthConfig {
                 hs256_secret: settings.auth_jwt_secret.clone(),
@@ -190,24 +196,30 @@ impl App {
         let service = self
             .router()
             .into_make_service_with_connect_info::<SocketAddr>();
+        let handle = axum_server::Handle::new();
+        let stop = handle.clone();
+        tokio::spawn(async move {
+            let _ = signal_rx.changed().await;
+            stop.graceful_shutdown(Some(grace));
+        });
+        let limit = ConnectionLimit::new(self.settings.http.max_connections);
+        let listener = listener.into_std()?;
         let server = match &self.settings.tls {
             None => {
-                let server = axum::serve(listener, service).with_graceful_shutdown(async move {
-                    let _ = signal_rx.changed().await;
-                });
-                tokio::spawn(async move { server.await })
+                let mut server = axum_server::from_tcp(listener)?
+                    .acceptor(limit)
+                    .handle(handle);
+                serving::configure(server.http_builder(), &self.settings.http);
+                tokio::spawn(async move { server.serve(service).await })
             }
             Some(tls) => {
                 // rustls speaks TLS 1.2 and 1.3 only.
                 let config = RustlsConfig::from_pem_file(&tls.cert_path, &tls.key_path).await?;
-                let handle = axum_server::Handle::new();
-                let stop = handle.clone();
-                tokio::spawn(async move {
-                    let _ = signal_rx.changed().await;
-                    stop.graceful_shutdown(Some(grace));
-                });
-                let server =
-                    axum_server::from_tcp_rustls(listener.into_std()?, config)?.handle(handle);
+                // The limit first: a connection over it is closed before its handshake.
+                let mut server = axum_server::from_tcp(listener)?
+                    .acceptor(RustlsAcceptor::new(config).acceptor(limit))
+                    .handle(handle);
+                serving::configure(server.http_builder(), &self.settings.http);
                 tokio::spawn(async move { server.serve(service).await })
             }
         };

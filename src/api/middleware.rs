@@ -19,11 +19,13 @@ use crate::domain::UserId;
 
 pub(super) static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Outermost layers, in order: set request id → echo it on the response (also on
-/// a panic's 500) → catch panic.
+/// Outermost layers, in order: refuse an unsafe client request id → set request id
+/// (the client's, or a new UUID) → echo it on the response (also on a panic's 500) →
+/// catch panic.
 pub fn with_outer_layers(router: axum::Router) -> axum::Router {
     router.layer(
         ServiceBuilder::new()
+            .map_request(screen_request_id)
             .layer(SetRequestIdLayer::new(
                 X_REQUEST_ID.clone(),
                 MakeRequestUuid,
@@ -92,6 +94,44 @@ pub fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
     )
 }
 
+/// Longest client request id kept.
+const MAX_CLIENT_REQUEST_ID: usize = 64;
+
+/// A client's X-Request-Id that was not kept, shortened to printable characters, for the
+/// access log to link with the id the service generated instead.
+#[derive(Debug, Clone)]
+pub struct ClientRequestId(pub String);
+
+/// A client's X-Request-Id is logged for every request and stored in the audit trail,
+/// so only one of 1–64 of `[A-Za-z0-9._:-]` is kept. Any other (too long, other
+/// characters, sent twice) is removed, and `SetRequestIdLayer` generates a UUID.
+fn screen_request_id(mut request: Request) -> Request {
+    let mut sent = request.headers().get_all(&X_REQUEST_ID).iter();
+    let Some(first) = sent.next() else {
+        return request;
+    };
+    if sent.next().is_none() && is_safe_request_id(first.as_bytes()) {
+        return request;
+    }
+    let shown = first
+        .as_bytes()
+        .iter()
+        .take(MAX_CLIENT_REQUEST_ID)
+        .map(|&b| if is_safe_byte(b) { char::from(b) } else { '_' })
+        .collect();
+    request.headers_mut().remove(&X_REQUEST_ID);
+    request.extensions_mut().insert(ClientRequestId(shown));
+    request
+}
+
+fn is_safe_request_id(id: &[u8]) -> bool {
+    (1..=MAX_CLIENT_REQUEST_ID).contains(&id.len()) && id.iter().all(|&b| is_safe_byte(b))
+}
+
+fn is_safe_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"._:-".contains(&b)
+}
+
 fn panic_response(_: Box<dyn std::any::Any + Send>) -> Response<Body> {
     tracing::error!("a request handler panicked");
     ApiError::Internal("handler panicked".into()).into_response()
@@ -131,6 +171,10 @@ pub async fn observe(mut request: Request, next: Next) -> axum::response::Respon
         .and_then(|v| v.to_str().ok())
         .unwrap_or("-")
         .to_owned();
+    let client_request_id = request
+        .extensions()
+        .get::<ClientRequestId>()
+        .map(|c| c.0.clone());
     let user = RequestUser::default();
     request.extensions_mut().insert(user.clone());
 
@@ -142,7 +186,7 @@ pub async fn observe(mut request: Request, next: Next) -> axum::response::Respon
     let user_id = user.0.get().map(UserId::as_str);
     if let Some(ErrorDetail(detail)) = response.extensions().get::<ErrorDetail>() {
         if status.is_server_error() {
-            tracing::error!(request_id, user_id, method, path, status = status.as_u16(), error = %detail, "request failed");
+            tracing::error!(request_id, client_request_id, user_id, method, path, status = status.as_u16(), error = %detail, "request failed");
         }
     }
     tracing::info!(
@@ -154,6 +198,7 @@ pub async fn observe(mut request: Request, next: Next) -> axum::response::Respon
         status = status.as_u16(),
         latency_us = elapsed.as_micros() as u64,
         user_id,
+        client_request_id,
         "request"
     );
     metrics::counter!("http_requests_total", "method" => method, "route" => route.clone(), "status" => status.as_str().to_owned())
@@ -190,4 +235,52 @@ pub async fn method_not_allowed() -> axum::response::Response {
     .into_response();
     *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn screened(ids: &[&str]) -> (Option<String>, Option<String>) {
+        let mut request = Request::new(Body::empty());
+        for id in ids {
+            request
+                .headers_mut()
+                .append(&X_REQUEST_ID, id.parse().expect("header value"));
+        }
+        let request = screen_request_id(request);
+        let kept = request
+            .headers()
+            .get(&X_REQUEST_ID)
+            .map(|v| v.to_str().unwrap().to_owned());
+        let client = request
+            .extensions()
+            .get::<ClientRequestId>()
+            .map(|c| c.0.clone());
+        (kept, client)
+    }
+
+    #[test]
+    fn safe_request_ids_are_kept() {
+        for id in ["a", "req-1", "trace:0af7651916cd43dd.span_1", &"x".repeat(64)] {
+            assert_eq!(screened(&[id]), (Some(id.to_owned()), None), "{id}");
+        }
+        assert_eq!(screened(&[]), (None, None));
+    }
+
+    #[test]
+    fn unsafe_request_ids_are_replaced_and_shown_shortened() {
+        let long = "y".repeat(65);
+        assert_eq!(screened(&[&long]), (None, Some("y".repeat(64))));
+        assert_eq!(
+            screened(&["a b\"c"]),
+            (None, Some("a_b_c".to_owned()))
+        );
+        assert_eq!(screened(&[""]), (None, Some(String::new())));
+        assert_eq!(
+            screened(&["one", "two"]),
+            (None, Some("one".to_owned())),
+            "two ids: neither is kept"
+        );
+    }
 }

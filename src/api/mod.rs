@@ -39,6 +39,9 @@ pub use jobs::{sync_range, JobView};
 pub struct Limits {
     pub max_body_bytes: usize,
     pub max_batch_records: usize,
+    /// For a whole request body (RawBody).
+    pub body_read_timeout: std::time::Duration,
+    pub webhook: crate::config::WebhookSettings,
 }
 
 /// Shared by every request; cloned per request, hence one `Arc`.
@@ -72,6 +75,8 @@ pub struct AppContext {
     pub webhook_secret: Option<crate::config::Secret<String>>,
     /// Where verified webhook deliveries are stored and processed.
     pub inbox: Arc<crate::sources::webhook::worker::WebhookInbox>,
+    /// One permit per webhook body being read (WEBHOOK_MAX_CONCURRENT_BODIES).
+    pub webhook_bodies: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppContext {

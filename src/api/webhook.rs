@@ -1,7 +1,7 @@
 //! `POST /api/bg/{userId}/webhook`: a signed delivery is verified, written to
 //! the durable inbox, and only then answered 202; the inbox worker processes it.
 
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::access::record_state_bound;
-use super::body::RawBody;
+use super::body::read_body;
 use super::error::{ApiError, ErrorEnvelope};
 use super::readings::UserPath;
 use super::views::success;
@@ -18,7 +18,9 @@ use super::AppState;
 use crate::auth::policy::Action;
 use crate::digest::sha256_hex;
 use crate::sources::webhook::inbox::{Accepted, NewDelivery};
-use crate::sources::webhook::signature::{self, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use crate::sources::webhook::signature::{
+    SignatureError, SignedHeaders, SIGNATURE_HEADER, TIMESTAMP_HEADER,
+};
 use crate::sources::webhook::worker::{metric_kind, Body};
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -37,6 +39,14 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
+/// A refused signature: counted, logged, 401.
+fn refuse(user: &crate::domain::UserId, e: SignatureError) -> ApiError {
+    metrics::counter!("webhook_deliveries_received_total", "outcome" => "bad_signature")
+        .increment(1);
+    tracing::warn!(user_id = %user, error = %e, "webhook delivery refused");
+    ApiError::Unauthorized(e.to_string())
+}
+
 /// Receives a signed delivery for a user.
 #[utoipa::path(
     post, path = "/api/bg/{userId}/webhook", tag = "webhooks", security(()),
@@ -49,35 +59,47 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     responses(
         (status = 202, description = "Durably recorded; processed asynchronously", body = super::docs::DeliveryEnvelope),
         (status = 400, description = "Invalid user id, or the body is not a JSON object with a string `type`", body = ErrorEnvelope),
-        (status = 401, description = "Missing, malformed, stale or wrong signature", body = ErrorEnvelope),
+        (status = 401, description = "Missing, malformed, stale or wrong signature (headers are checked before the body is read)", body = ErrorEnvelope),
+        (status = 408, description = "The body did not arrive within WEBHOOK_BODY_TIMEOUT_SECONDS", body = ErrorEnvelope),
+        (status = 413, description = "The body is over WEBHOOK_MAX_BODY_BYTES", body = ErrorEnvelope),
         (status = 422, description = "A known type with invalid fields", body = ErrorEnvelope),
-        (status = 429, description = "Over the per-IP webhook limit", body = ErrorEnvelope),
+        (status = 429, description = "Over the per-IP webhook limit, or WEBHOOK_MAX_CONCURRENT_BODIES bodies are being read", body = ErrorEnvelope),
         (status = 503, description = "WEBHOOK_SIGNING_SECRET is not set", body = ErrorEnvelope),
     )
 )]
 pub async fn receive(
     State(state): State<AppState>,
     UserPath(user): UserPath,
-    headers: HeaderMap,
-    RawBody(body): RawBody,
+    request: Request,
 ) -> Result<Response, ApiError> {
     let received_at = Utc::now();
     let secret = state.webhook_secret.as_ref().ok_or_else(|| {
         ApiError::Unavailable("webhooks are not configured: set WEBHOOK_SIGNING_SECRET".into())
     })?;
-    let signature_value = header(&headers, SIGNATURE_HEADER);
-    if let Err(e) = signature::verify(
-        secret.expose().as_bytes(),
+    let (parts, body) = request.into_parts();
+    let headers = parts.headers;
+    // The headers first: a request without a well-formed, recent signature is refused
+    // before a byte of its body is read.
+    let signed = SignedHeaders::parse(
         header(&headers, TIMESTAMP_HEADER),
-        signature_value,
-        &body,
+        header(&headers, SIGNATURE_HEADER),
         received_at.timestamp(),
-    ) {
-        metrics::counter!("webhook_deliveries_received_total", "outcome" => "bad_signature")
-            .increment(1);
-        tracing::warn!(user_id = %user, error = %e, "webhook delivery refused");
-        return Err(ApiError::Unauthorized(e.to_string()));
-    }
+    )
+    .map_err(|e| refuse(&user, e))?;
+    let body = {
+        // Bodies from unauthenticated senders are read a bounded number at a time.
+        let _reading = state.webhook_bodies.try_acquire().map_err(|_| {
+            metrics::counter!("webhook_deliveries_received_total", "outcome" => "busy")
+                .increment(1);
+            ApiError::RateLimited { retry_after: 1 }
+        })?;
+        let limits = state.limits.webhook;
+        let max_bytes = limits.max_body_bytes.min(state.limits.max_body_bytes);
+        read_body(&headers, body, max_bytes, limits.body_timeout).await?
+    };
+    signed
+        .verify(secret.expose().as_bytes(), &body)
+        .map_err(|e| refuse(&user, e))?;
     let parsed = Body::parse(&body).map_err(|errors| {
         metrics::counter!("webhook_deliveries_received_total", "outcome" => "invalid").increment(1);
         let not_an_object = errors
@@ -95,7 +117,9 @@ pub async fn receive(
         .put_delivery(NewDelivery {
             id: Uuid::new_v4(),
             user_id: user.clone(),
-            signature_hash: sha256_hex(signature_value.unwrap_or_default().as_bytes()),
+            // The decoded MAC, whatever the digest's case: one signed delivery is accepted
+            // once across all users' paths.
+            signature_hash: sha256_hex(signed.replay_key().as_bytes()),
             kind: kind.clone(),
             body: body.to_vec(),
             received_at,

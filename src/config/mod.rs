@@ -155,6 +155,25 @@ pub struct TlsSettings {
     pub key_path: PathBuf,
 }
 
+/// What one client connection may hold of the server (HTTP_*).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpSettings {
+    /// From the connection being ready for a request to its headers complete (also the
+    /// keep-alive idle timeout).
+    pub header_read_timeout: Duration,
+    /// For a whole request body.
+    pub body_read_timeout: Duration,
+    pub max_connections: usize,
+}
+
+/// Webhook bodies come from anyone who can reach the port: tighter limits (WEBHOOK_*).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WebhookSettings {
+    pub max_body_bytes: usize,
+    pub body_timeout: Duration,
+    pub max_concurrent_bodies: usize,
+}
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub env: ServiceEnv,
@@ -183,6 +202,10 @@ pub struct Settings {
     pub rate_limits: crate::api::rate_limit::RateLimitSettings,
     pub max_body_bytes: usize,
     pub max_batch_records: usize,
+    /// The listener's limits: header and body timeouts, connection cap.
+    pub http: HttpSettings,
+    /// How webhook bodies are read: size, time and concurrency.
+    pub webhook: WebhookSettings,
     pub reading_max_age_years: u32,
     pub shutdown_timeout: Duration,
     pub demo: bool,
@@ -447,6 +470,28 @@ impl Settings {
             },
             max_body_bytes: v.number("MAX_BODY_BYTES", 1024, 1 << 30)?,
             max_batch_records,
+            http: HttpSettings {
+                header_read_timeout: Duration::from_secs(v.number(
+                    "HTTP_HEADER_READ_TIMEOUT_SECONDS",
+                    1,
+                    3600,
+                )?),
+                body_read_timeout: Duration::from_secs(v.number(
+                    "HTTP_BODY_READ_TIMEOUT_SECONDS",
+                    1,
+                    3600,
+                )?),
+                max_connections: v.number("HTTP_MAX_CONNECTIONS", 1, 1_000_000)?,
+            },
+            webhook: WebhookSettings {
+                max_body_bytes: v.number("WEBHOOK_MAX_BODY_BYTES", 1024, 1 << 30)?,
+                body_timeout: Duration::from_secs(v.number(
+                    "WEBHOOK_BODY_TIMEOUT_SECONDS",
+                    1,
+                    3600,
+                )?),
+                max_concurrent_bodies: v.number("WEBHOOK_MAX_CONCURRENT_BODIES", 1, 100_000)?,
+            },
             reading_max_age_years: v.number("READING_MAX_AGE_YEARS", 1, 100)?,
             shutdown_timeout: Duration::from_secs(v.number("SHUTDOWN_TIMEOUT_SECONDS", 0, 3600)?),
             demo,

@@ -273,6 +273,44 @@ pub const VARIABLES: &[Variable] = &[
     ),
     var(
         ApiLimits,
+        "HTTP_HEADER_READ_TIMEOUT_SECONDS",
+        "10",
+        "A request's headers must arrive within this many seconds of the connection being \
+         ready for a request, else the connection is closed (slow-header attacks). It is also \
+         how long an idle keep-alive connection is kept.",
+    ),
+    var(
+        ApiLimits,
+        "HTTP_BODY_READ_TIMEOUT_SECONDS",
+        "30",
+        "A request body must arrive in full within this many seconds (408 otherwise).",
+    ),
+    var(
+        ApiLimits,
+        "HTTP_MAX_CONNECTIONS",
+        "2048",
+        "Open client connections at most, per process; one more is closed at once.",
+    ),
+    var(
+        ApiLimits,
+        "WEBHOOK_MAX_BODY_BYTES",
+        "1048576",
+        "Largest webhook body, bytes; read only after the signature headers passed their checks.",
+    ),
+    var(
+        ApiLimits,
+        "WEBHOOK_BODY_TIMEOUT_SECONDS",
+        "10",
+        "A webhook body must arrive in full within this many seconds (408 otherwise).",
+    ),
+    var(
+        ApiLimits,
+        "WEBHOOK_MAX_CONCURRENT_BODIES",
+        "64",
+        "Webhook bodies read at once, per process; one more gets 429 with Retry-After.",
+    ),
+    var(
+        ApiLimits,
         "MAX_BATCH_RECORDS",
         "10000",
         "Most readings in one bulk request.",

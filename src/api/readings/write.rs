@@ -1,11 +1,13 @@
 //! `POST /api/bg/{userId}/readings`: one reading or a bulk batch, with an outcome per record.
 
-use std::collections::BTreeMap;
+use std::cell::Cell;
+use std::fmt;
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserializer, Serialize};
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
@@ -91,29 +93,9 @@ pub async fn write(
     let RawBody(body) = body?;
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::bad_request("request body is not UTF-8", vec![]))?;
-    let object: BTreeMap<String, &RawValue> = serde_json::from_str(text).map_err(|e| {
-        let message = if e.is_data() {
-            "request body must be a JSON object".to_owned()
-        } else {
-            format!("malformed JSON: {e}")
-        };
-        ApiError::bad_request(message, vec![])
-    })?;
-
-    if let Some(records) = object.get("readings") {
-        if let Some(extra) = object.keys().find(|k| k.as_str() != "readings") {
-            return Err(ApiError::unprocessable(
-                format!("unknown field {extra:?} next to \"readings\""),
-                vec![FieldError::new(&format!("/{extra}"), "unknown field")],
-            ));
-        }
-        let records: Vec<&RawValue> = serde_json::from_str(records.get()).map_err(|_| {
-            ApiError::unprocessable(
-                "\"readings\" must be an array",
-                vec![FieldError::new("/readings", "must be an array")],
-            )
-        })?;
-        if records.len() > state.limits.max_batch_records {
+    let batch = match top_level(text, state.limits.max_batch_records) {
+        Ok(batch) => batch,
+        Err(TopLevel::TooMany) => {
             return Err(ApiError::Validation {
                 status: StatusCode::PAYLOAD_TOO_LARGE,
                 message: format!(
@@ -121,7 +103,30 @@ pub async fn write(
                     state.limits.max_batch_records
                 ),
                 errors: vec![FieldError::new("/readings", "too many records")],
-            });
+            })
+        }
+        Err(TopLevel::NotAnArray) => {
+            return Err(ApiError::unprocessable(
+                "\"readings\" must be an array",
+                vec![FieldError::new("/readings", "must be an array")],
+            ))
+        }
+        Err(TopLevel::Json(e)) => {
+            let message = if e.is_data() {
+                "request body must be a JSON object".to_owned()
+            } else {
+                format!("malformed JSON: {e}")
+            };
+            return Err(ApiError::bad_request(message, vec![]));
+        }
+    };
+
+    if let Batch::Bulk { records, extra } = batch {
+        if let Some(extra) = extra {
+            return Err(ApiError::unprocessable(
+                format!("unknown field {extra:?} next to \"readings\""),
+                vec![FieldError::new(&format!("/{extra}"), "unknown field")],
+            ));
         }
         let parsed = records
             .iter()
@@ -200,5 +205,163 @@ fn record_outcome(index: usize, result: RecordResult) -> RecordOutcome {
             updated_at: None,
             error: Some(ApiError::unprocessable(summarize(&errors), errors).body()),
         },
+    }
+}
+
+/// What the body holds, found without materializing more than the batch limit.
+enum Batch<'a> {
+    /// `{"readings":[...]}`; `extra` is a field found beside `readings`, if any.
+    Bulk {
+        records: Vec<&'a RawValue>,
+        extra: Option<String>,
+    },
+    /// Any other object: a single reading, parsed as such.
+    Single,
+}
+
+enum TopLevel {
+    /// `readings` holds more than the limit: parsing stopped at the first record over it.
+    TooMany,
+    NotAnArray,
+    Json(serde_json::Error),
+}
+
+/// Reads the body's top level in one pass. A `readings` array is read record by record
+/// and parsing stops at the first record over `limit`, so an oversized batch costs at
+/// most `limit + 1` records of work and memory, however long the body.
+fn top_level(text: &str, limit: usize) -> Result<Batch<'_>, TopLevel> {
+    let stop = Cell::new(None);
+    let mut de = serde_json::Deserializer::from_str(text);
+    let parsed = de
+        .deserialize_map(TopLevelVisitor { limit, stop: &stop })
+        .and_then(|batch| de.end().map(|()| batch));
+    match (parsed, stop.get()) {
+        (_, Some(reason)) => Err(reason.into()),
+        (Ok(batch), None) => Ok(batch),
+        (Err(e), None) => Err(TopLevel::Json(e)),
+    }
+}
+
+/// Set by the visitors when they stop for a reason of ours rather than serde_json's.
+type Stop<'s> = &'s Cell<Option<StopReason>>;
+
+#[derive(Clone, Copy)]
+enum StopReason {
+    TooMany,
+    NotAnArray,
+}
+
+impl From<StopReason> for TopLevel {
+    fn from(r: StopReason) -> Self {
+        match r {
+            StopReason::TooMany => TopLevel::TooMany,
+            StopReason::NotAnArray => TopLevel::NotAnArray,
+        }
+    }
+}
+
+struct TopLevelVisitor<'s> {
+    limit: usize,
+    stop: Stop<'s>,
+}
+
+impl<'de> Visitor<'de> for TopLevelVisitor<'_> {
+    type Value = Batch<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Batch<'de>, A::Error> {
+        let mut records = None;
+        let mut extra = None;
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if key == "readings" && records.is_none() {
+                records = Some(map.next_value_seed(Records {
+                    limit: self.limit,
+                    stop: self.stop,
+                })?);
+            } else {
+                if extra.is_none() {
+                    extra = Some(key.into_owned());
+                }
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(match records {
+            Some(records) => Batch::Bulk { records, extra },
+            None => Batch::Single,
+        })
+    }
+}
+
+/// The `readings` array, at most `limit` records.
+struct Records<'s> {
+    limit: usize,
+    stop: Stop<'s>,
+}
+
+impl<'de> DeserializeSeed<'de> for Records<'_> {
+    type Value = Vec<&'de RawValue>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Records<'_> {
+    type Value = Vec<&'de RawValue>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an array of readings")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut records = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(self.limit));
+        while let Some(record) = seq.next_element::<&'de RawValue>()? {
+            if records.len() == self.limit {
+                self.stop.set(Some(StopReason::TooMany));
+                return Err(serde::de::Error::custom("too many records"));
+            }
+            records.push(record);
+        }
+        Ok(records)
+    }
+
+    // Anything but an array: reported as such, after the whole body was checked to be JSON.
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        self.not_an_array()
+    }
+
+    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        self.not_an_array()
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        self.not_an_array()
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        self.not_an_array()
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        self.not_an_array()
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        self.not_an_array()
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        self.not_an_array()
+    }
+}
+
+impl Records<'_> {
+    fn not_an_array<T, E: serde::de::Error>(&self) -> Result<T, E> {
+        self.stop.set(Some(StopReason::NotAnArray));
+        Err(E::custom("\"readings\" must be an array"))
     }
 }

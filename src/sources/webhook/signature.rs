@@ -64,7 +64,7 @@ pub enum SignatureError {
 ///
 /// Checks, in order: both headers present, timestamp well formed, timestamp within
 /// [`REPLAY_WINDOW_SECONDS`] of `now_unix`, signature well formed, and last the MAC, compared
-/// in constant time.
+/// in constant time. The same as [`SignedHeaders::parse`] then [`SignedHeaders::verify`].
 pub fn verify(
     secret: &[u8],
     timestamp: Option<&str>,
@@ -72,21 +72,61 @@ pub fn verify(
     body: &[u8],
     now_unix: i64,
 ) -> Result<i64, SignatureError> {
-    let raw_timestamp = timestamp.ok_or(SignatureError::MissingTimestamp)?;
-    let signature = signature.ok_or(SignatureError::MissingSignature)?;
+    SignedHeaders::parse(timestamp, signature, now_unix)?.verify(secret, body)
+}
 
-    let timestamp = parse_timestamp(raw_timestamp)?;
-    check_window(timestamp, now_unix)?;
+/// A delivery's signature headers, checked before its body is read: present, well formed and
+/// recent. Only a delivery that gets this far has its body read at all; the MAC over the body
+/// is checked afterwards by [`SignedHeaders::verify`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedHeaders {
+    /// The timestamp exactly as sent: the MAC covers these bytes.
+    raw_timestamp: String,
+    timestamp: i64,
+    tag: [u8; DIGEST_LEN],
+}
 
-    let hex = signature
-        .strip_prefix(ALGORITHM_PREFIX)
-        .ok_or(SignatureError::WrongAlgorithm)?;
-    let tag = decode_digest(hex)?;
+impl SignedHeaders {
+    /// Checks, in order: both headers present, timestamp well formed, timestamp within
+    /// [`REPLAY_WINDOW_SECONDS`] of `now_unix`, signature well formed.
+    pub fn parse(
+        timestamp: Option<&str>,
+        signature: Option<&str>,
+        now_unix: i64,
+    ) -> Result<Self, SignatureError> {
+        let raw_timestamp = timestamp.ok_or(SignatureError::MissingTimestamp)?;
+        let signature = signature.ok_or(SignatureError::MissingSignature)?;
 
-    mac(secret, raw_timestamp, body)
-        .verify_slice(&tag)
-        .map_err(|_| SignatureError::Mismatch)?;
-    Ok(timestamp)
+        let timestamp = parse_timestamp(raw_timestamp)?;
+        check_window(timestamp, now_unix)?;
+
+        let hex = signature
+            .strip_prefix(ALGORITHM_PREFIX)
+            .ok_or(SignatureError::WrongAlgorithm)?;
+        let tag = decode_digest(hex)?;
+        Ok(Self {
+            raw_timestamp: raw_timestamp.to_owned(),
+            timestamp,
+            tag,
+        })
+    }
+
+    /// The MAC over `"<timestamp>.<body>"`, compared in constant time. Returns the timestamp.
+    pub fn verify(&self, secret: &[u8], body: &[u8]) -> Result<i64, SignatureError> {
+        mac(secret, &self.raw_timestamp, body)
+            .verify_slice(&self.tag)
+            .map_err(|_| SignatureError::Mismatch)?;
+        Ok(self.timestamp)
+    }
+
+    /// What identifies this delivery for replay detection: the MAC's bytes, written the one
+    /// way [`sign`] writes them. Spelling the digest in the other case, or sending it to
+    /// another user's path, gives the same key, so a captured delivery is accepted once in
+    /// all. (The same string the inbox hashed before the digest was decoded, for senders
+    /// that write lowercase hex, so stored deliveries keep deduplicating.)
+    pub fn replay_key(&self) -> String {
+        format!("{ALGORITHM_PREFIX}{}", encode_hex(&self.tag))
+    }
 }
 
 /// The header value a sender puts in X-Webhook-Signature ("sha256=<lowercase hex>"): used by tests,
@@ -529,6 +569,21 @@ mod tests {
             sign(b"secret", 1_700_000_000, b""),
             "sha256=4bc5f74d868b97888288889c5d9d65df02526f94c1592a79fdf4fe8b26e311e5"
         );
+    }
+
+    #[test]
+    fn the_replay_key_is_the_mac_not_its_spelling() {
+        let lower = signed(NOW);
+        let upper = format!("sha256={}", lower["sha256=".len()..].to_uppercase());
+        let now = NOW.to_string();
+        let key = |sig: &str| {
+            SignedHeaders::parse(Some(&now), Some(sig), NOW)
+                .unwrap()
+                .replay_key()
+        };
+        assert_eq!(key(&lower), key(&upper));
+        assert_eq!(key(&lower), lower, "stored deliveries keep their key");
+        assert_ne!(key(&lower), key(&signed(NOW - 1)));
     }
 
     #[test]
