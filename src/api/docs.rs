@@ -200,7 +200,10 @@ pub fn gate_errors(route: &super::Route, has_body: bool) -> Vec<(u16, &'static s
         ],
         Gate::Webhook => vec![
             (401, "Missing or bad signature or timestamp"),
-            (429, "Over the per-IP webhook limit, or too many webhook bodies being read"),
+            (
+                429,
+                "Over the per-IP webhook limit, or too many webhook bodies being read",
+            ),
             (500, "Internal error (with the request id to report)"),
         ],
         Gate::Anonymous => vec![
@@ -210,7 +213,10 @@ pub fn gate_errors(route: &super::Route, has_body: bool) -> Vec<(u16, &'static s
     };
     if has_body {
         errors.push((400, "Malformed request body"));
-        errors.push((408, "The body did not arrive within HTTP_BODY_READ_TIMEOUT_SECONDS"));
+        errors.push((
+            408,
+            "The body did not arrive within HTTP_BODY_READ_TIMEOUT_SECONDS",
+        ));
         errors.push((413, "Body larger than MAX_BODY_BYTES"));
     }
     errors

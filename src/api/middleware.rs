@@ -262,7 +262,12 @@ mod tests {
 
     #[test]
     fn safe_request_ids_are_kept() {
-        for id in ["a", "req-1", "trace:0af7651916cd43dd.span_1", &"x".repeat(64)] {
+        for id in [
+            "a",
+            "req-1",
+            "trace:0af7651916cd43dd.span_1",
+            &"x".repeat(64),
+        ] {
             assert_eq!(screened(&[id]), (Some(id.to_owned()), None), "{id}");
         }
         assert_eq!(screened(&[]), (None, None));
@@ -272,10 +277,7 @@ mod tests {
     fn unsafe_request_ids_are_replaced_and_shown_shortened() {
         let long = "y".repeat(65);
         assert_eq!(screened(&[&long]), (None, Some("y".repeat(64))));
-        assert_eq!(
-            screened(&["a b\"c"]),
-            (None, Some("a_b_c".to_owned()))
-        );
+        assert_eq!(screened(&["a b\"c"]), (None, Some("a_b_c".to_owned())));
         assert_eq!(screened(&[""]), (None, Some(String::new())));
         assert_eq!(
             screened(&["one", "two"]),

@@ -70,8 +70,9 @@ async fn deliver(
 
 /// A body that sends `first` and then nothing, forever: a client that stalls.
 fn stalled_body(first: &'static [u8]) -> reqwest::Body {
-    let chunks = futures_util::stream::once(async move { Ok::<_, std::io::Error>(Bytes::from(first)) })
-        .chain(futures_util::stream::pending());
+    let chunks =
+        futures_util::stream::once(async move { Ok::<_, std::io::Error>(Bytes::from(first)) })
+            .chain(futures_util::stream::pending());
     reqwest::Body::wrap_stream(chunks)
 }
 
@@ -244,11 +245,15 @@ async fn finding_2_concurrent_webhook_body_reads_are_bounded() {
     for holder in &holders {
         holder.abort();
     }
-    eventually("a delivery is read again once the holders left", WITHIN, || {
-        let (signature, ts, body) = next_delivery();
-        let app = &app;
-        async move { deliver(app, "third", ts, &signature, body).await.status() == 202 }
-    })
+    eventually(
+        "a delivery is read again once the holders left",
+        WITHIN,
+        || {
+            let (signature, ts, body) = next_delivery();
+            let app = &app;
+            async move { deliver(app, "third", ts, &signature, body).await.status() == 202 }
+        },
+    )
     .await;
 }
 
@@ -374,10 +379,18 @@ async fn finding_4_an_unsafe_request_id_is_replaced_and_never_stored() {
     let long = "a".repeat(10_000);
     let odd = "id with spaces\"and quotes";
     for sent in [long.as_str(), odd] {
-        let response = app.get_with("/api/bg/rid-user/latest", "x-request-id", sent).await;
-        let echoed = response.headers()["x-request-id"].to_str().unwrap().to_owned();
+        let response = app
+            .get_with("/api/bg/rid-user/latest", "x-request-id", sent)
+            .await;
+        let echoed = response.headers()["x-request-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
         assert_ne!(echoed, sent);
-        assert!(uuid::Uuid::parse_str(&echoed).is_ok(), "a generated id: {echoed}");
+        assert!(
+            uuid::Uuid::parse_str(&echoed).is_ok(),
+            "a generated id: {echoed}"
+        );
         // The audit trail records the generated id.
         let url = app.url("/api/audit?user_id=rid-user&limit=100");
         wait_for(&app.client, &url, WITHIN, |b| {
@@ -389,7 +402,9 @@ async fn finding_4_an_unsafe_request_id_is_replaced_and_never_stored() {
     }
     // A safe id is echoed and recorded as sent.
     let safe = "client-trace:42.a_b";
-    let response = app.get_with("/api/bg/rid-user/latest", "x-request-id", safe).await;
+    let response = app
+        .get_with("/api/bg/rid-user/latest", "x-request-id", safe)
+        .await;
     assert_eq!(response.headers()["x-request-id"], safe);
     let url = app.url("/api/audit?user_id=rid-user&limit=100");
     let trail = wait_for(&app.client, &url, WITHIN, |b| {
@@ -399,7 +414,10 @@ async fn finding_4_an_unsafe_request_id_is_replaced_and_never_stored() {
     })
     .await;
     let stored = trail.to_string();
-    assert!(!stored.contains(&long[..65]), "the long id is nowhere in the trail");
+    assert!(
+        !stored.contains(&long[..65]),
+        "the long id is nowhere in the trail"
+    );
     assert!(!stored.contains("with spaces"), "nor the unsafe one");
 }
 
