@@ -115,6 +115,8 @@ fn dexcom_backfill(c: &mut Criterion) {
                 client_secret: Secret::new(sim_config.client_secret.clone()),
                 redirect_uri: "http://127.0.0.1:9/oauth/callback".parse().unwrap(),
                 pkce: true,
+                state_ttl: cgm_hub::sources::dexcom::oauth::STATE_TTL,
+                pending_per_user: 10,
             },
             Outbound::new(
                 RetryPolicy {

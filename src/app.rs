@@ -85,6 +85,7 @@ impl App {
                 max_batch_records: settings.max_batch_records,
                 body_read_timeout: settings.http.body_read_timeout,
                 webhook: settings.webhook,
+                max_shares_per_patient: settings.max_shares_per_patient,
             },
             public_base_url: settings.public_base_url.as_deref().map(Arc::from),
             auth_disabled: settings.auth_disabled,
@@ -177,6 +178,11 @@ impl App {
         let (relay_stop_tx, relay_stop_rx) = watch::channel(false);
         let relay = self.state.relay.start(relay_stop_rx);
         self.state.inbox.start(stop_rx.clone());
+        let pruner = crate::connections::pruner::start(
+            self.state.store.clone(),
+            self.settings.dexcom.state_prune_interval,
+            stop_rx.clone(),
+        );
         if let Some(dexcom) = self.state.dexcom.get() {
             let engine = dexcom.engine();
             self.state.inbox.set_engine(engine.clone());
@@ -242,6 +248,7 @@ impl App {
         // Sync runs in flight get the rest of the grace period; one that cannot
         // finish keeps its checkpoint and is resumed after the restart.
         self.state.inbox.shutdown(left()).await;
+        let _ = tokio::time::timeout(left(), pruner).await;
         if let Some(dexcom) = self.state.dexcom.get() {
             dexcom.engine().shutdown(left()).await;
             // A token refresh in flight must land, or its rotated token is lost.
@@ -299,6 +306,8 @@ fn oauth_config(s: &DexcomSettings) -> Option<OAuthConfig> {
         client_secret: s.client_secret.clone()?,
         redirect_uri: s.redirect_uri.clone()?,
         pkce: s.pkce,
+        state_ttl: s.state_ttl,
+        pending_per_user: s.pending_per_user,
     })
 }
 

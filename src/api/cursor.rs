@@ -1,7 +1,9 @@
 //! Opaque pagination cursors.
 //!
 //! A cursor carries a `Seek` (a position by timestamp) plus a fingerprint of the
-//! query it belongs to (user, range, order), and a checksum. A cursor that was
+//! query it belongs to (user, range, order), and a checksum. Listings ordered by
+//! a string key (a patient's shares, by grantee) use key cursors: the last key
+//! of the page, with a fingerprint and checksum the same way. A cursor that was
 //! edited, truncated, or replayed against another query is rejected with a
 //! VALIDATION_ERROR rather than silently returning another page. The checksum is
 //! unkeyed on purpose: forging a cursor can only position a reader inside data the
@@ -16,6 +18,9 @@ use crate::store::{Order, PageRequest, Seek};
 
 const VERSION: u8 = 1;
 const LEN: usize = 1 + 1 + 8 + 8 + 8;
+/// Key cursors: version, fingerprint, key bytes, checksum.
+const KEY_VERSION: u8 = 2;
+const KEY_OVERHEAD: usize = 1 + 8 + 8;
 
 /// The identity of a query that a cursor may continue.
 pub fn fingerprint(req: &PageRequest) -> [u8; 8] {
@@ -79,6 +84,47 @@ pub fn decode(raw: &str, fingerprint: [u8; 8]) -> Result<Seek, FieldError> {
     }
 }
 
+/// The identity of a key-ordered listing: its parts (e.g. "shares" and the patient).
+pub fn key_fingerprint(parts: &[&str]) -> [u8; 8] {
+    let mut h = Sha256::new();
+    for part in parts {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    first8(&h.finalize())
+}
+
+/// A cursor that continues a key-ordered listing after `key`.
+pub fn encode_key(key: &str, fingerprint: [u8; 8]) -> String {
+    let mut buf = Vec::with_capacity(KEY_OVERHEAD + key.len());
+    buf.push(KEY_VERSION);
+    buf.extend_from_slice(&fingerprint);
+    buf.extend_from_slice(key.as_bytes());
+    let check = first8(&Sha256::digest(&buf));
+    buf.extend_from_slice(&check);
+    URL_SAFE_NO_PAD.encode(buf)
+}
+
+/// The key a key cursor continues after.
+pub fn decode_key(raw: &str, fingerprint: [u8; 8]) -> Result<String, FieldError> {
+    let bad = |why: &str| FieldError::new("/cursor", format!("invalid cursor: {why}"));
+    let foreign = || bad("not a cursor issued by this service");
+    let buf = URL_SAFE_NO_PAD
+        .decode(raw.as_bytes())
+        .map_err(|_| foreign())?;
+    if buf.len() < KEY_OVERHEAD || buf[0] != KEY_VERSION {
+        return Err(foreign());
+    }
+    let (body, check) = buf.split_at(buf.len() - 8);
+    if first8(&Sha256::digest(body)) != check {
+        return Err(bad("it was modified"));
+    }
+    if body[1..9] != fingerprint {
+        return Err(bad("it belongs to a different query"));
+    }
+    String::from_utf8(body[9..].to_vec()).map_err(|_| foreign())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,5 +153,22 @@ mod tests {
         assert!(decode("garbage!", fp).is_err());
         assert!(decode(&c, fingerprint(&req("u2", Order::Asc))).is_err());
         assert!(decode(&c, fingerprint(&req("u1", Order::Desc))).is_err());
+    }
+
+    #[test]
+    fn key_cursors_round_trip_and_stay_with_their_listing() {
+        let fp = key_fingerprint(&["shares", "pat"]);
+        let c = encode_key("mom-42", fp);
+        assert_eq!(decode_key(&c, fp).unwrap(), "mom-42");
+        assert!(decode_key(&c, key_fingerprint(&["shares", "other"])).is_err());
+        let mut bytes = URL_SAFE_NO_PAD.decode(&c).unwrap();
+        bytes[10] ^= 1;
+        assert!(decode_key(&URL_SAFE_NO_PAD.encode(&bytes), fp).is_err());
+        let time = encode(Seek::After(1), fingerprint(&req("pat", Order::Asc)));
+        assert!(
+            decode_key(&time, fp).is_err(),
+            "a time cursor is not a key cursor"
+        );
+        assert!(decode(&c, fingerprint(&req("pat", Order::Asc))).is_err());
     }
 }

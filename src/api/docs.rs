@@ -13,7 +13,7 @@ use super::oauth::{BackfillView, Connected, RefreshInput};
 use super::readings::{
     BulkInput, BulkResult, OrderName, Pagination, ReadingsPage, RecordOutcome, Summary,
 };
-use super::shares::{ShareInput, ShareList, ShareView};
+use super::shares::{ShareInput, ShareList, SharePagination, ShareView};
 use super::views::{DeviceInfoView, ReadingView};
 use super::webhook::DeliveryReceipt;
 use super::{audit, connections, health, jobs, oauth, readings, shares, webhook, AppState};
@@ -46,7 +46,7 @@ use crate::sync::jobs::JobCounts;
         BulkResult, Pagination, ErrorEnvelope, ErrorBody, ReadingsPage, LatestEnvelope,
         PageEnvelope, WriteEnvelope, WriteData, OrderName, ConnectionView, ConnectionList,
         Connected, BackfillView, RefreshInput, ConnectionListEnvelope, ConnectionEnvelope,
-        ConnectedEnvelope, ShareInput, ShareView, ShareList, ShareEnvelope, ShareListEnvelope, AuditView, AuditPage, AuditEnvelope,
+        ConnectedEnvelope, ShareInput, ShareView, ShareList, SharePagination, ShareEnvelope, ShareListEnvelope, AuditView, AuditPage, AuditEnvelope,
         JobView, JobList, RangeView, JobCounts, JobEnvelope, JobListEnvelope, DeliveryReceipt,
         DeliveryEnvelope
     )),
@@ -161,7 +161,7 @@ pub struct ShareEnvelope {
     data: ShareView,
 }
 
-/// `{"status":"success","data":{"shares":[...]}}`
+/// `{"status":"success","data":{"shares":[...],"pagination":{...}}}`
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct ShareListEnvelope {

@@ -34,7 +34,7 @@ pub use docs::{gate_errors, openapi_path, ApiDoc};
 pub use error::ApiError;
 pub use jobs::{sync_range, JobView};
 
-/// Request-size limits, from settings.
+/// Request-size and resource limits, from settings.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub max_body_bytes: usize,
@@ -42,6 +42,8 @@ pub struct Limits {
     /// For a whole request body (RawBody).
     pub body_read_timeout: std::time::Duration,
     pub webhook: crate::config::WebhookSettings,
+    /// Most grants one patient may hold (SHARES_MAX_PER_PATIENT).
+    pub max_shares_per_patient: usize,
 }
 
 /// Shared by every request; cloned per request, hence one `Arc`.

@@ -1,22 +1,29 @@
 //! `POST/GET /api/users/{userId}/shares` and `DELETE .../shares/{granteeId}`: a
-//! patient grants caregivers and clinicians read access to their readings.
+//! patient grants caregivers and clinicians read access to their readings. A
+//! patient holds at most SHARES_MAX_PER_PATIENT grants; the list is paged in
+//! grantee order.
 
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use super::access::{authorize, Caller};
 use super::body::RawBody;
-use super::error::{json_body, ApiError, ErrorEnvelope};
+use super::cursor;
+use super::error::{json_body, query_params, ApiError, ErrorEnvelope};
 use super::readings::{path_user, UserPath};
 use super::views::success;
 use super::AppState;
 use crate::auth::policy::Action;
 use crate::auth::shares::{Share, ShareRole};
 use crate::domain::{FieldError, UserId};
+use crate::store::{SharePage, ShareWrite};
+
+const MAX_LIMIT: usize = 1000;
+const DEFAULT_LIMIT: usize = 100;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -58,6 +65,28 @@ impl From<&Share> for ShareView {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ShareList {
     pub shares: Vec<ShareView>,
+    pub pagination: SharePagination,
+}
+
+/// Where the next page of grants starts (grantee order).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SharePagination {
+    /// Pass as `cursor` for the next page; null on the last.
+    pub next_cursor: Option<String>,
+    /// Absolute URL of the next page; null on the last.
+    pub next: Option<String>,
+    pub limit: usize,
+}
+
+/// Query parameters of the list.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ShareListParams {
+    /// 1-1000, default 100.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
+    limit: Option<String>,
+    /// Opaque cursor from `pagination.next_cursor`.
+    cursor: Option<String>,
 }
 
 fn parse(patient: &UserId, input: ShareInput, now: DateTime<Utc>) -> Result<Share, ApiError> {
@@ -116,6 +145,7 @@ fn parse(patient: &UserId, input: ShareInput, now: DateTime<Utc>) -> Result<Shar
         (status = 400, description = "Malformed body or user id", body = ErrorEnvelope),
         (status = 401, description = "No or bad credentials", body = ErrorEnvelope),
         (status = 403, description = "Only the patient (or an admin) shares", body = ErrorEnvelope),
+        (status = 409, description = "A new grantee, and the patient already holds SHARES_MAX_PER_PATIENT grants (expired ones count until revoked)", body = ErrorEnvelope),
         (status = 422, description = "Invalid grant", body = ErrorEnvelope),
     )
 )]
@@ -128,19 +158,25 @@ pub async fn create(
     authorize(&state, &caller, Action::ManageShares, &patient).await?;
     let input: ShareInput = json_body(&body)?;
     let share = parse(&patient, input, Utc::now())?;
-    state.store.put_share(share.clone()).await?;
+    let max = state.limits.max_shares_per_patient;
+    if state.store.put_share(share.clone(), max).await? == ShareWrite::LimitReached {
+        return Err(ApiError::Conflict(format!(
+            "patient {patient} already holds the most grants allowed ({max}); revoke one \
+             (expired grants count until revoked) or replace an existing grantee's"
+        )));
+    }
     tracing::info!(patient_id = %share.patient_id, grantee_id = %share.grantee_id, role = share.role.as_str(), "share granted");
     Ok((StatusCode::CREATED, success(ShareView::from(&share))).into_response())
 }
 
-/// A patient's grants.
+/// A patient's grants, a page at a time in grantee order.
 #[utoipa::path(
     get, path = "/api/users/{userId}/shares", tag = "sharing",
-    params(("userId" = String, Path, pattern = "^[A-Za-z0-9_-]{1,64}$")),
+    params(("userId" = String, Path, pattern = "^[A-Za-z0-9_-]{1,64}$"), ShareListParams),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "Every grant, expired ones marked inactive", body = super::docs::ShareListEnvelope),
-        (status = 400, description = "Invalid user id", body = ErrorEnvelope),
+        (status = 200, description = "A page of grants, expired ones marked inactive, with the cursor and absolute link of the next page", body = super::docs::ShareListEnvelope),
+        (status = 400, description = "Invalid user id, limit or cursor", body = ErrorEnvelope),
         (status = 401, description = "No or bad credentials", body = ErrorEnvelope),
         (status = 403, description = "Only the patient (or an admin)", body = ErrorEnvelope),
     )
@@ -149,11 +185,71 @@ pub async fn list(
     State(state): State<AppState>,
     UserPath(patient): UserPath,
     caller: Caller,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     authorize(&state, &caller, Action::ReadShares, &patient).await?;
-    let shares = state.store.list_shares(&patient).await?;
-    let shares = shares.iter().map(ShareView::from).collect();
-    Ok(success(ShareList { shares }).into_response())
+    let params: ShareListParams = query_params(query.as_deref())?;
+    let fingerprint = cursor::key_fingerprint(&["shares", patient.as_str()]);
+    let mut errors = Vec::new();
+    let limit = match params.limit.as_deref().map(str::parse::<usize>) {
+        None => DEFAULT_LIMIT,
+        Some(Ok(n)) if (1..=MAX_LIMIT).contains(&n) => n,
+        Some(_) => {
+            errors.push(FieldError::new(
+                "limit",
+                format!("must be an integer in 1..={MAX_LIMIT}"),
+            ));
+            DEFAULT_LIMIT
+        }
+    };
+    let after = match params.cursor.as_deref() {
+        None => None,
+        Some(raw) => cursor::decode_key(raw, fingerprint)
+            .and_then(|key| {
+                UserId::parse(&key).map_err(|_| FieldError::new("/cursor", "invalid cursor"))
+            })
+            .map_err(|e| errors.push(e))
+            .ok(),
+    };
+    if !errors.is_empty() {
+        return Err(ApiError::bad_request("invalid query parameters", errors));
+    }
+    // One more than the page, to know whether another follows.
+    let mut shares = state
+        .store
+        .list_shares(
+            &patient,
+            SharePage {
+                after,
+                limit: limit + 1,
+            },
+        )
+        .await?;
+    let more = shares.len() > limit;
+    shares.truncate(limit);
+    let next_cursor = more
+        .then(|| shares.last())
+        .flatten()
+        .map(|last| cursor::encode_key(last.grantee_id.as_str(), fingerprint));
+    let next = next_cursor.as_ref().map(|c| {
+        let query =
+            serde_urlencoded::to_string([("limit", limit.to_string()), ("cursor", c.clone())])
+                .unwrap_or_default();
+        format!(
+            "{}/api/users/{patient}/shares?{query}",
+            state.base_url(&headers)
+        )
+    });
+    Ok(success(ShareList {
+        shares: shares.iter().map(ShareView::from).collect(),
+        pagination: SharePagination {
+            next_cursor,
+            next,
+            limit,
+        },
+    })
+    .into_response())
 }
 
 /// Revokes a grant; effective on the grantee's next request.

@@ -125,6 +125,12 @@ pub struct DexcomSettings {
     pub api_version: ApiVersion,
     /// Send a PKCE S256 challenge (Dexcom does not document PKCE; off if it objects).
     pub pkce: bool,
+    /// How long an authorization in progress stays completable (at most `STATE_TTL`).
+    pub state_ttl: Duration,
+    /// Authorizations in progress kept per user (the newest).
+    pub pending_per_user: usize,
+    /// How often expired authorizations are deleted.
+    pub state_prune_interval: Duration,
     /// App-wide budget of outbound calls per hour (Dexcom allows 60,000 per app).
     pub calls_per_hour: u32,
     /// History fetched when a user first connects.
@@ -206,6 +212,8 @@ pub struct Settings {
     pub http: HttpSettings,
     /// How webhook bodies are read: size, time and concurrency.
     pub webhook: WebhookSettings,
+    /// Most grants one patient may hold.
+    pub max_shares_per_patient: usize,
     pub reading_max_age_years: u32,
     pub shutdown_timeout: Duration,
     pub demo: bool,
@@ -432,6 +440,13 @@ impl Settings {
             ));
         }
         let max_batch_records: usize = v.number("MAX_BATCH_RECORDS", 1, 1_000_000)?;
+        let auth_jwks_url = v
+            .optional("AUTH_JWKS_URL")
+            .map(|raw| http_url("AUTH_JWKS_URL", raw))
+            .transpose()?;
+        if env != ServiceEnv::Development {
+            deployed_auth_is_strong(&v, auth_jwks_url.as_ref())?;
+        }
         Ok(Settings {
             env,
             log_level,
@@ -446,10 +461,7 @@ impl Settings {
             auth_jwt_secret: v
                 .optional("AUTH_JWT_SECRET")
                 .map(|s| Secret::new(s.to_owned())),
-            auth_jwks_url: v
-                .optional("AUTH_JWKS_URL")
-                .map(|raw| http_url("AUTH_JWKS_URL", raw))
-                .transpose()?,
+            auth_jwks_url,
             auth_issuer: v.optional("AUTH_ISSUER").map(str::to_owned),
             auth_audience: v.optional("AUTH_AUDIENCE").map(str::to_owned),
             token_encryption_key,
@@ -492,6 +504,7 @@ impl Settings {
                 )?),
                 max_concurrent_bodies: v.number("WEBHOOK_MAX_CONCURRENT_BODIES", 1, 100_000)?,
             },
+            max_shares_per_patient: v.number("SHARES_MAX_PER_PATIENT", 1, 100_000)?,
             reading_max_age_years: v.number("READING_MAX_AGE_YEARS", 1, 100)?,
             shutdown_timeout: Duration::from_secs(v.number("SHUTDOWN_TIMEOUT_SECONDS", 0, 3600)?),
             demo,
@@ -507,6 +520,49 @@ impl Settings {
             },
         })
     }
+}
+
+/// Shortest HS256 and webhook HMAC secret staging and production accept: the
+/// hash's output size (RFC 7518 §3.2 asks at least that much for HS256).
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// Staging and production refuse settings that let someone forge what the
+/// service trusts: short HMAC secrets (guessable offline from one signed token
+/// or webhook), a JWKS fetched over plain http (an on-path attacker swaps the
+/// keys), and JWKS tokens accepted from any issuer for any audience (another
+/// application's tokens from the same identity provider would pass).
+fn deployed_auth_is_strong(v: &Vars<'_>, jwks: Option<&url::Url>) -> Result<(), ConfigError> {
+    for name in ["AUTH_JWT_SECRET", "WEBHOOK_SIGNING_SECRET"] {
+        if let Some(secret) = v.optional(name) {
+            if secret.len() < MIN_SECRET_BYTES {
+                return Err(invalid(
+                    name,
+                    format!(
+                        "must be at least {MIN_SECRET_BYTES} bytes in staging and production \
+                         (it has {}); generate one with `openssl rand -hex 32`",
+                        secret.len()
+                    ),
+                ));
+            }
+        }
+    }
+    if let Some(url) = jwks {
+        if url.scheme() != "https" {
+            return Err(invalid(
+                "AUTH_JWKS_URL",
+                "must be an https:// URL in staging and production",
+            ));
+        }
+        for name in ["AUTH_ISSUER", "AUTH_AUDIENCE"] {
+            if v.optional(name).is_none() {
+                return Err(invalid(
+                    name,
+                    "is required with AUTH_JWKS_URL in staging and production",
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn key_32(variable: &'static str, raw: &str) -> Result<Secret<[u8; 32]>, ConfigError> {
@@ -596,6 +652,17 @@ fn dexcom_settings(v: &Vars<'_>, production: bool) -> Result<DexcomSettings, Con
         api_base_url,
         api_version,
         pkce: v.bool("DEXCOM_PKCE")?,
+        state_ttl: Duration::from_secs(v.number(
+            "OAUTH_STATE_TTL_SECONDS",
+            1,
+            crate::sources::dexcom::oauth::STATE_TTL.as_secs(),
+        )?),
+        pending_per_user: v.number("OAUTH_PENDING_PER_USER", 1, 1000)?,
+        state_prune_interval: Duration::from_secs(v.number(
+            "OAUTH_STATE_PRUNE_INTERVAL_SECONDS",
+            1,
+            86_400,
+        )?),
         calls_per_hour: v.number("DEXCOM_CALLS_PER_HOUR", 60, 1_000_000)?,
         backfill_days: v.number("DEXCOM_BACKFILL_DAYS", 0, 3650)?,
         max_retries: v.number("MAX_RETRIES", 0, 10)?,
@@ -856,6 +923,79 @@ mod tests {
                 .variable,
             "DEMO"
         );
+    }
+
+    /// The variables a staging or production start needs anyway.
+    fn deployed(
+        env: &'static str,
+        extra: &[(&'static str, &'static str)],
+    ) -> Vec<(&'static str, &'static str)> {
+        let mut vars = vec![
+            ("SERVICE_ENV", env),
+            (
+                "TOKEN_ENCRYPTION_KEY",
+                "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+            ),
+        ];
+        vars.extend_from_slice(extra);
+        vars
+    }
+
+    const STRONG: &str = "0123456789abcdef0123456789abcdef";
+
+    fn refused(vars: &[(&str, &str)]) -> ConfigError {
+        let err = settings(vars).unwrap_err();
+        assert!(!err.to_string().contains('\n'), "one line: {err}");
+        err
+    }
+
+    #[test]
+    fn deployed_hmac_secrets_are_at_least_32_bytes() {
+        for env in ["staging", "production"] {
+            for name in ["AUTH_JWT_SECRET", "WEBHOOK_SIGNING_SECRET"] {
+                let err = refused(&deployed(env, &[(name, &STRONG[..31])]));
+                assert_eq!(err.variable, name);
+                assert!(err.to_string().contains("at least 32 bytes"), "{err}");
+                assert!(!err.to_string().contains(&STRONG[..31]), "never printed");
+                assert!(settings(&deployed(env, &[(name, STRONG)])).is_ok());
+            }
+        }
+        // Development keeps accepting short secrets (tests and local use).
+        let dev = settings(&[
+            ("AUTH_JWT_SECRET", "dev"),
+            ("WEBHOOK_SIGNING_SECRET", "dev"),
+        ]);
+        assert!(dev.is_ok());
+    }
+
+    #[test]
+    fn deployed_jwks_is_https_with_issuer_and_audience() {
+        let jwks = (
+            "AUTH_JWKS_URL",
+            "https://idp.example.org/.well-known/jwks.json",
+        );
+        let iss = ("AUTH_ISSUER", "https://idp.example.org/");
+        let aud = ("AUTH_AUDIENCE", "cgm-hub");
+        for env in ["staging", "production"] {
+            let http = (
+                "AUTH_JWKS_URL",
+                "http://idp.example.org/.well-known/jwks.json",
+            );
+            let err = refused(&deployed(env, &[http, iss, aud]));
+            assert_eq!(err.variable, "AUTH_JWKS_URL");
+            assert!(err.to_string().contains("https://"), "{err}");
+            assert_eq!(
+                refused(&deployed(env, &[jwks, aud])).variable,
+                "AUTH_ISSUER"
+            );
+            assert_eq!(
+                refused(&deployed(env, &[jwks, iss])).variable,
+                "AUTH_AUDIENCE"
+            );
+            assert!(settings(&deployed(env, &[jwks, iss, aud])).is_ok());
+        }
+        let local = ("AUTH_JWKS_URL", "http://127.0.0.1:9000/jwks.json");
+        assert!(settings(&[local]).is_ok(), "development takes any JWKS");
     }
 
     #[test]

@@ -91,8 +91,10 @@ pub const VARIABLES: &[Variable] = &[
         Process,
         "SERVICE_ENV",
         "development",
-        "development | staging | production. Staging and production require TOKEN_ENCRYPTION_KEY \
-         and refuse DEMO and AUTH_DISABLED; production talks to Dexcom over TLS only.",
+        "development | staging | production. Staging and production require TOKEN_ENCRYPTION_KEY; \
+         refuse DEMO, AUTH_DISABLED, an AUTH_JWT_SECRET or WEBHOOK_SIGNING_SECRET shorter than \
+         32 bytes, an http:// AUTH_JWKS_URL, and AUTH_JWKS_URL without AUTH_ISSUER and \
+         AUTH_AUDIENCE; production talks to Dexcom over TLS only.",
     ),
     var(
         Process,
@@ -322,6 +324,13 @@ pub const VARIABLES: &[Variable] = &[
         "Readings older than this many calendar years are rejected.",
     ),
     var(
+        ApiLimits,
+        "SHARES_MAX_PER_PATIENT",
+        "100",
+        "Most grants one patient may hold (expired ones count until revoked); one more is \
+         409 CONFLICT, replacing an existing grantee's grant is always allowed.",
+    ),
+    var(
         Security,
         "AUTH_DISABLED",
         "false",
@@ -331,27 +340,29 @@ pub const VARIABLES: &[Variable] = &[
     secret(
         Security,
         "AUTH_JWT_SECRET",
-        "Verifies HS256 bearer JWTs (claims: sub = user id, roles, exp). For development, \
-         mint one with `cgm-hub token mint --sub ID --roles patient`.",
+        "Verifies HS256 bearer JWTs (claims: sub = user id, roles, exp); at least 32 bytes in \
+         staging and production (`openssl rand -hex 32`). For development, mint a token with \
+         `cgm-hub token mint --sub ID --roles patient`.",
     ),
     var(
         Security,
         "AUTH_JWKS_URL",
         "",
         "Verifies RS256/ES256 bearer JWTs with the keys of this JWKS document (cached; \
-         refetched on an unknown kid). With AUTH_JWT_SECRET, either kind is accepted.",
+         refetched on an unknown kid). With AUTH_JWT_SECRET, either kind is accepted. In \
+         staging and production: https:// only, and AUTH_ISSUER and AUTH_AUDIENCE are required.",
     ),
     var(
         Security,
         "AUTH_ISSUER",
         "",
-        "The JWT `iss` required, when set.",
+        "The JWT `iss` required, when set (required with AUTH_JWKS_URL in staging and production).",
     ),
     var(
         Security,
         "AUTH_AUDIENCE",
         "",
-        "The JWT `aud` required, when set.",
+        "The JWT `aud` required, when set (required with AUTH_JWKS_URL in staging and production).",
     ),
     secret(
         Security,
@@ -369,7 +380,7 @@ pub const VARIABLES: &[Variable] = &[
         Security,
         "WEBHOOK_SIGNING_SECRET",
         "HMAC-SHA256 key of POST /api/bg/{userId}/webhook (X-Webhook-Signature); without it \
-         webhooks answer 503 (docs/webhooks.md).",
+         webhooks answer 503 (docs/webhooks.md). At least 32 bytes in staging and production.",
     ),
     var(
         Dexcom,
@@ -397,6 +408,26 @@ pub const VARIABLES: &[Variable] = &[
         "DEXCOM_PKCE",
         "true",
         "Send a PKCE S256 challenge with the authorization (Dexcom does not document PKCE).",
+    ),
+    var(
+        Dexcom,
+        "OAUTH_STATE_TTL_SECONDS",
+        "600",
+        "How long an /oauth/authorize stays completable (1-600): the user must be back at \
+         /oauth/callback within this long.",
+    ),
+    var(
+        Dexcom,
+        "OAUTH_PENDING_PER_USER",
+        "10",
+        "Authorizations in progress kept per user; an older one is dropped when the user starts \
+         another, so calling /oauth/authorize in a loop cannot grow the store.",
+    ),
+    var(
+        Dexcom,
+        "OAUTH_STATE_PRUNE_INTERVAL_SECONDS",
+        "60",
+        "How often expired authorizations are deleted from the store.",
     ),
     var(
         Dexcom,

@@ -4,6 +4,7 @@
 
 pub mod cipher;
 pub mod key_file;
+pub mod pruner;
 
 use std::fmt;
 

@@ -53,6 +53,8 @@ pub async fn start(
         client_secret: crate::config::Secret::new(sim_config.client_secret.clone()),
         redirect_uri: url(&format!("http://{back}/oauth/callback"))?,
         pkce: true,
+        state_ttl: settings.dexcom.state_ttl,
+        pending_per_user: settings.dexcom.pending_per_user,
     };
     let mut dexcom = settings.dexcom.clone();
     dexcom.api_base_url = oauth.base_url.clone();

@@ -66,6 +66,24 @@ impl Outcome {
     }
 }
 
+/// What `put_share` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShareWrite {
+    /// Stored: a new grant, or the grantee's earlier grant replaced.
+    Stored,
+    /// Nothing written: a new grantee, and the patient already holds the most
+    /// grants allowed.
+    LimitReached,
+}
+
+/// One page of a patient's grants, in grantee order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharePage {
+    /// Start after this grantee (exclusive); None: from the first.
+    pub after: Option<UserId>,
+    pub limit: usize,
+}
+
 /// The result of upserting one reading: the outcome and the version now stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Upserted {
@@ -136,11 +154,22 @@ pub trait Store: Send + Sync + 'static {
 
     // --- Sharing ---
 
-    /// Creates or replaces the grant of (patient, grantee).
-    async fn put_share(&self, share: Share) -> Result<(), StoreError>;
+    /// Creates or replaces the grant of (patient, grantee). A new grantee is
+    /// refused (`LimitReached`, nothing written) when the patient already holds
+    /// `max_per_patient` grants, expired ones included; the check and the write
+    /// are atomic, so concurrent grants cannot pass the limit together.
+    async fn put_share(
+        &self,
+        share: Share,
+        max_per_patient: usize,
+    ) -> Result<ShareWrite, StoreError>;
 
-    /// A patient's grants, expired ones included, ordered by grantee.
-    async fn list_shares(&self, patient: &UserId) -> Result<Vec<Share>, StoreError>;
+    /// A page of a patient's grants, expired ones included, ordered by grantee.
+    async fn list_shares(
+        &self,
+        patient: &UserId,
+        page: SharePage,
+    ) -> Result<Vec<Share>, StoreError>;
 
     /// The grant of `patient` to `grantee`, expired or not (callers check).
     async fn get_share(
@@ -154,10 +183,17 @@ pub trait Store: Send + Sync + 'static {
 
     // --- Source connections (OAuth state and sealed tokens) ---
 
+    /// Stores an authorization in progress, then keeps only the user's
+    /// `keep_per_user` newest (by expiry; this one always kept), so a user who
+    /// starts authorizations in a loop cannot grow the store.
     async fn put_pending_authorization(
         &self,
         pending: PendingAuthorization,
+        keep_per_user: usize,
     ) -> Result<(), StoreError>;
+
+    /// Deletes every pending authorization expired at `now`; returns how many.
+    async fn prune_pending_authorizations(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
 
     /// Removes and returns the pending authorization with this state hash if it
     /// has not expired at `now`. Single use: a second call returns None. Expired

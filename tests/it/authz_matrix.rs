@@ -307,7 +307,7 @@ async fn secured_app(sim: &cgm_hub::simulator::dexcom::RunningSimulator) -> Test
             Some(now - chrono::Duration::seconds(1)),
         ),
     ] {
-        app.store.put_share(s).await.unwrap();
+        app.store.put_share(s, 100).await.unwrap();
     }
     app.store
         .upsert_readings(vec![cgm(PATIENT, slot(1), 120)])

@@ -224,14 +224,17 @@ async fn unknown_missing_and_expired_states_are_refused() {
         expect_error(r, 401, "AUTH_ERROR").await;
     }
     app.store
-        .put_pending_authorization(PendingAuthorization {
-            state_hash: state_hash("stale-state"),
-            user_id: user("carol"),
-            provider: Provider::Dexcom,
-            pkce_verifier: None,
-            browser_hash: None,
-            expires_at: Utc::now() - chrono::Duration::seconds(1),
-        })
+        .put_pending_authorization(
+            PendingAuthorization {
+                state_hash: state_hash("stale-state"),
+                user_id: user("carol"),
+                provider: Provider::Dexcom,
+                pkce_verifier: None,
+                browser_hash: None,
+                expires_at: Utc::now() - chrono::Duration::seconds(1),
+            },
+            10,
+        )
         .await
         .unwrap();
     let r = app.get("/oauth/callback?code=abc&state=stale-state").await;

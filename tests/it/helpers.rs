@@ -773,6 +773,8 @@ fn build_dexcom(
             // Never followed: `connect` completes the flow itself.
             redirect_uri: "http://127.0.0.1:9/oauth/callback".parse().expect("URL"),
             pkce: true,
+            state_ttl: cgm_hub::sources::dexcom::oauth::STATE_TTL,
+            pending_per_user: 10,
         },
         outbound,
         version,

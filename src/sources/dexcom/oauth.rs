@@ -24,7 +24,8 @@ use crate::config::Secret;
 use crate::connections::{PendingAuthorization, Provider, TokenSet};
 use crate::domain::UserId;
 
-/// How long a `state` stays usable.
+/// The longest a `state` stays usable (`OAuthConfig::state_ttl` may be shorter),
+/// and the lifetime of the browser cookie that goes with it.
 pub const STATE_TTL: Duration = Duration::from_secs(600);
 /// Used when a token response has no `expires_in` (Dexcom documents 7200 s).
 const DEFAULT_EXPIRES_IN: i64 = 7200;
@@ -37,6 +38,10 @@ pub struct OAuthConfig {
     pub client_secret: Secret<String>,
     pub redirect_uri: Url,
     pub pkce: bool,
+    /// How long a `state` stays usable (OAUTH_STATE_TTL_SECONDS, at most `STATE_TTL`).
+    pub state_ttl: Duration,
+    /// Authorizations in progress kept per user: starting one more drops the oldest.
+    pub pending_per_user: usize,
 }
 
 /// Tokens as granted, with their lifetime.
@@ -153,7 +158,9 @@ impl OAuthClient {
             provider: Provider::Dexcom,
             pkce_verifier: verifier.map(Secret::new),
             browser_hash: Some(state_hash(&browser)),
-            expires_at: now + chrono::Duration::from_std(STATE_TTL).unwrap_or_default(),
+            expires_at: now
+                + chrono::Duration::from_std(self.config.state_ttl.min(STATE_TTL))
+                    .unwrap_or_default(),
         };
         (url, Secret::new(browser), pending)
     }

@@ -162,7 +162,9 @@ impl DexcomService {
     pub async fn begin(&self, user: &UserId) -> Result<Started, StoreError> {
         let (login_url, browser_secret, pending) = self.oauth.begin(user, Utc::now());
         let cookie_name = cookie_name_for_hash(&pending.state_hash);
-        self.store.put_pending_authorization(pending).await?;
+        self.store
+            .put_pending_authorization(pending, self.oauth.config().pending_per_user)
+            .await?;
         Ok(Started {
             login_url,
             browser_secret,

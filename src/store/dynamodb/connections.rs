@@ -1,14 +1,19 @@
 //! Source connections in `user_tokens` (user_id / provider), pending OAuth
 //! authorizations in the aux table (with a TTL), and the refresh lease as a
 //! conditional update of the connection item.
+//!
+//! A pending authorization is two items: `AUTH#<state hash>` (what the callback
+//! takes), in the `gsi1` partition `OAUTH_STATES` ordered by expiry (what the
+//! pruner deletes), and `AUTHS#<user>` / `<expiry>#<state hash>`, the user's
+//! list, newest last (what keeps a user to their newest few).
 
-use aws_sdk_dynamodb::types::ReturnValue;
+use aws_sdk_dynamodb::types::{Put, ReturnValue, TransactWriteItem};
 use chrono::{DateTime, Utc};
 
 use super::item::{
     b, ms, n, put_opt, s, sdk_error, transact_update, Changes, Condition, Fields, Item,
 };
-use super::schema::{BY_STATUS, EXPIRES_AT};
+use super::schema::{BY_STATUS, EXPIRES_AT, GSI1};
 use super::{backoff, lost_race, outbox, DynamoStore, RACE_ATTEMPTS};
 use crate::config::Secret;
 use crate::connections::{
@@ -87,11 +92,39 @@ fn pending_key(state_hash: &str) -> Item {
     ])
 }
 
+/// The `gsi1` partition of pending authorizations, in expiry order.
+const PENDING_PARTITION: &str = "OAUTH_STATES";
+
+/// Expiry order: zero-padded epoch milliseconds, then the state hash.
+fn expiry_order(expires_at: DateTime<Utc>, state_hash: &str) -> String {
+    format!("{:015}#{state_hash}", expires_at.timestamp_millis().max(0))
+}
+
+/// The user's entry for one pending authorization.
+fn user_pending_key(user: &str, order: &str) -> Item {
+    Item::from([
+        ("pk".to_owned(), s(format!("AUTHS#{user}"))),
+        ("sk".to_owned(), s(order)),
+    ])
+}
+
+fn put_item(table: &str, item: Item) -> Result<TransactWriteItem, StoreError> {
+    let put = Put::builder()
+        .table_name(table)
+        .set_item(Some(item))
+        .build()
+        .map_err(|e| StoreError::Internal(format!("pending authorization put: {e}")))?;
+    Ok(TransactWriteItem::builder().put(put).build())
+}
+
 impl DynamoStore {
     pub(super) async fn put_pending_authorization_impl(
         &self,
         p: PendingAuthorization,
+        keep_per_user: usize,
     ) -> Result<(), StoreError> {
+        let table = self.tables().aux.clone();
+        let order = expiry_order(p.expires_at, &p.state_hash);
         let mut item = pending_key(&p.state_hash);
         item.insert("user_id".into(), s(p.user_id.as_str()));
         item.insert("provider".into(), s(p.provider.as_str()));
@@ -104,14 +137,109 @@ impl DynamoStore {
         item.insert("expires_at_ms".into(), ms(p.expires_at));
         // DynamoDB's TTL (epoch seconds) deletes it some time after it expires.
         item.insert(EXPIRES_AT.into(), n(p.expires_at.timestamp() + 1));
-        self.client()
-            .put_item()
-            .table_name(&self.tables().aux)
-            .set_item(Some(item))
+        item.insert("gsi1pk".into(), s(PENDING_PARTITION));
+        item.insert("gsi1sk".into(), s(order.clone()));
+        let mut entry = user_pending_key(p.user_id.as_str(), &order);
+        entry.insert(EXPIRES_AT.into(), n(p.expires_at.timestamp() + 1));
+        let items = vec![put_item(&table, item)?, put_item(&table, entry)?];
+        if !self
+            .transact("TransactWriteItems pending authorization", items)
+            .await?
+        {
+            return Err(StoreError::Unavailable(
+                "dynamodb: storing a pending authorization conflicted; retry".into(),
+            ));
+        }
+        // The new one stays; of the others, the newest keep_per_user - 1.
+        let mut kept = 1;
+        let mut start: Option<Item> = None;
+        loop {
+            let page = self
+                .client()
+                .query()
+                .table_name(&table)
+                .key_condition_expression("pk = :p")
+                .expression_attribute_values(":p", s(format!("AUTHS#{}", p.user_id.as_str())))
+                .scan_index_forward(false)
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| sdk_error("Query pending authorizations", e))?;
+            for entry in page.items() {
+                let other = Fields::new(entry, "pending authorization entry").s("sk")?;
+                if other == order {
+                    continue;
+                }
+                if kept < keep_per_user {
+                    kept += 1;
+                } else {
+                    self.forget_pending(p.user_id.as_str(), other).await?;
+                }
+            }
+            match page.last_evaluated_key() {
+                Some(last) if !last.is_empty() => start = Some(last.clone()),
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    /// Deletes a pending authorization and the user's entry for it; true if
+    /// the authorization was still there.
+    async fn forget_pending(&self, user: &str, order: &str) -> Result<bool, StoreError> {
+        let table = &self.tables().aux;
+        let state_hash = order.split_once('#').map_or(order, |(_, hash)| hash);
+        let out = self
+            .client()
+            .delete_item()
+            .table_name(table)
+            .set_key(Some(pending_key(state_hash)))
+            .return_values(ReturnValue::AllOld)
             .send()
             .await
-            .map_err(|e| sdk_error("PutItem pending authorization", e))?;
-        Ok(())
+            .map_err(|e| sdk_error("DeleteItem pending authorization", e))?;
+        self.client()
+            .delete_item()
+            .table_name(table)
+            .set_key(Some(user_pending_key(user, order)))
+            .send()
+            .await
+            .map_err(|e| sdk_error("DeleteItem pending authorization entry", e))?;
+        Ok(out.attributes().is_some_and(|a| !a.is_empty()))
+    }
+
+    pub(super) async fn prune_pending_authorizations_impl(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        // Expired at `now`: an order below the next millisecond's.
+        let bound = format!("{:015}", now.timestamp_millis().max(0) + 1);
+        let mut pruned = 0;
+        let mut start: Option<Item> = None;
+        loop {
+            let page = self
+                .client()
+                .query()
+                .table_name(&self.tables().aux)
+                .index_name(GSI1)
+                .key_condition_expression("gsi1pk = :p AND gsi1sk < :bound")
+                .expression_attribute_values(":p", s(PENDING_PARTITION))
+                .expression_attribute_values(":bound", s(bound.clone()))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| sdk_error("Query expired pending authorizations", e))?;
+            for item in page.items() {
+                let f = Fields::new(item, "pending authorization");
+                if self.forget_pending(f.s("user_id")?, f.s("gsi1sk")?).await? {
+                    pruned += 1;
+                }
+            }
+            match page.last_evaluated_key() {
+                Some(last) if !last.is_empty() => start = Some(last.clone()),
+                _ => return Ok(pruned),
+            }
+        }
     }
 
     pub(super) async fn take_pending_authorization_impl(
@@ -134,6 +262,17 @@ impl DynamoStore {
         };
         let f = Fields::new(item, "pending authorization");
         let expires_at = f.time("expires_at_ms")?;
+        let user = f.s("user_id")?;
+        self.client()
+            .delete_item()
+            .table_name(&self.tables().aux)
+            .set_key(Some(user_pending_key(
+                user,
+                &expiry_order(expires_at, state_hash),
+            )))
+            .send()
+            .await
+            .map_err(|e| sdk_error("DeleteItem pending authorization entry", e))?;
         // TTL deletion is lazy: an expired item may still be there.
         if expires_at <= now {
             return Ok(None);

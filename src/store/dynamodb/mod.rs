@@ -27,7 +27,7 @@ use uuid::Uuid;
 
 pub use schema::Tables;
 
-use super::{Scan, Store, StoreError, Upserted};
+use super::{Scan, SharePage, ShareWrite, Store, StoreError, Upserted};
 use crate::auth::audit::{AuditBatch, AuditQuery, AuditRecord};
 use crate::auth::shares::Share;
 use crate::connections::{
@@ -213,12 +213,16 @@ impl Store for DynamoStore {
         self.query_audit_impl(query).await
     }
 
-    async fn put_share(&self, share: Share) -> Result<(), StoreError> {
-        self.put_share_impl(share).await
+    async fn put_share(&self, share: Share, max: usize) -> Result<ShareWrite, StoreError> {
+        self.put_share_impl(share, max).await
     }
 
-    async fn list_shares(&self, patient: &UserId) -> Result<Vec<Share>, StoreError> {
-        self.list_shares_impl(patient).await
+    async fn list_shares(
+        &self,
+        patient: &UserId,
+        page: SharePage,
+    ) -> Result<Vec<Share>, StoreError> {
+        self.list_shares_impl(patient, page).await
     }
 
     async fn get_share(
@@ -233,8 +237,16 @@ impl Store for DynamoStore {
         self.delete_share_impl(patient, grantee).await
     }
 
-    async fn put_pending_authorization(&self, p: PendingAuthorization) -> Result<(), StoreError> {
-        self.put_pending_authorization_impl(p).await
+    async fn put_pending_authorization(
+        &self,
+        p: PendingAuthorization,
+        keep_per_user: usize,
+    ) -> Result<(), StoreError> {
+        self.put_pending_authorization_impl(p, keep_per_user).await
+    }
+
+    async fn prune_pending_authorizations(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.prune_pending_authorizations_impl(now).await
     }
 
     async fn take_pending_authorization(

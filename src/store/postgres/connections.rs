@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
 use sqlx::PgConnection;
 
-use super::{col, db_error, ms, opt_ms, user_id, PostgresStore};
+use super::{col, db_error, int, ms, opt_ms, user_id, PostgresStore};
 use crate::config::Secret;
 use crate::connections::{
     Connection, ConnectionStatus, PendingAuthorization, Provider, RefreshOutcome, SealedTokens,
@@ -91,7 +91,9 @@ impl PostgresStore {
     pub(super) async fn put_pending_authorization_impl(
         &self,
         p: PendingAuthorization,
+        keep_per_user: usize,
     ) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO oauth_states (state_hash, user_id, provider, pkce_verifier, \
              browser_hash, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
@@ -102,10 +104,36 @@ impl PostgresStore {
         .bind(p.pkce_verifier.as_ref().map(|v| v.expose().as_str()))
         .bind(&p.browser_hash)
         .bind(ms(p.expires_at))
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await
         .map_err(db_error)?;
-        Ok(())
+        // The new one stays; of the others, the newest keep_per_user - 1.
+        sqlx::query(
+            "DELETE FROM oauth_states WHERE user_id = $1 AND state_hash <> $2 \
+             AND state_hash NOT IN (SELECT state_hash FROM oauth_states \
+                 WHERE user_id = $1 AND state_hash <> $2 \
+                 ORDER BY expires_at DESC, state_hash DESC LIMIT $3)",
+        )
+        .bind(p.user_id.as_str())
+        .bind(&p.state_hash)
+        .bind(int(keep_per_user.saturating_sub(1)))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    pub(super) async fn prune_pending_authorizations_impl(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let pruned = sqlx::query("DELETE FROM oauth_states WHERE expires_at <= $1")
+            .bind(ms(now))
+            .execute(self.pool())
+            .await
+            .map_err(db_error)?
+            .rows_affected();
+        Ok(pruned)
     }
 
     pub(super) async fn take_pending_authorization_impl(

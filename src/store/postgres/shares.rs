@@ -1,11 +1,13 @@
-//! PostgreSQL side of sharing: rows of `shares`, keyed (patient, grantee).
+//! PostgreSQL side of sharing: rows of `shares`, keyed (patient, grantee). A
+//! grant is counted and written under a per-patient advisory lock, so two
+//! instances cannot pass the per-patient limit together.
 
 use sqlx::postgres::PgRow;
 
-use super::{col, db_error, ms, opt_ms, user_id, PostgresStore};
+use super::{advisory_lock, col, db_error, int, ms, opt_ms, user_id, PostgresStore};
 use crate::auth::shares::{Share, ShareRole};
 use crate::domain::UserId;
-use crate::store::StoreError;
+use crate::store::{SharePage, ShareWrite, StoreError};
 
 macro_rules! columns {
     () => {
@@ -26,7 +28,25 @@ fn read_share(row: &PgRow) -> Result<Share, StoreError> {
 }
 
 impl PostgresStore {
-    pub(super) async fn put_share_impl(&self, share: Share) -> Result<(), StoreError> {
+    pub(super) async fn put_share_impl(
+        &self,
+        share: Share,
+        max_per_patient: usize,
+    ) -> Result<ShareWrite, StoreError> {
+        let mut tx = self.begin().await?;
+        advisory_lock(&mut tx, "cgm-hub shares", share.patient_id.as_str()).await?;
+        let (held, exists): (i64, bool) = sqlx::query_as(
+            "SELECT COUNT(*), COALESCE(bool_or(grantee_id = $2), false) FROM shares \
+             WHERE patient_id = $1",
+        )
+        .bind(share.patient_id.as_str())
+        .bind(share.grantee_id.as_str())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        if !exists && held >= int(max_per_patient) {
+            return Ok(ShareWrite::LimitReached);
+        }
         sqlx::query(concat!(
             "INSERT INTO shares (",
             columns!(),
@@ -39,22 +59,27 @@ impl PostgresStore {
         .bind(share.role.as_str())
         .bind(ms(share.created_at))
         .bind(opt_ms(share.expires_at))
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await
         .map_err(db_error)?;
-        Ok(())
+        tx.commit().await.map_err(db_error)?;
+        Ok(ShareWrite::Stored)
     }
 
     pub(super) async fn list_shares_impl(
         &self,
         patient: &UserId,
+        page: SharePage,
     ) -> Result<Vec<Share>, StoreError> {
+        // The primary key (patient_id, grantee_id) serves this seek.
         sqlx::query(concat!(
             "SELECT ",
             columns!(),
-            " FROM shares WHERE patient_id = $1 ORDER BY grantee_id"
+            " FROM shares WHERE patient_id = $1 AND grantee_id > $2 ORDER BY grantee_id LIMIT $3"
         ))
         .bind(patient.as_str())
+        .bind(page.after.as_ref().map_or("", |g| g.as_str()))
+        .bind(int(page.limit))
         .fetch_all(self.pool())
         .await
         .map_err(db_error)?

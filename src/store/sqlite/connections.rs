@@ -108,9 +108,11 @@ impl SqliteStore {
     pub(super) async fn put_pending_authorization_impl(
         &self,
         p: PendingAuthorization,
+        keep_per_user: usize,
     ) -> Result<(), StoreError> {
         self.write(move |conn| {
-            conn.execute(
+            let tx = conn.transaction().map_err(internal)?;
+            tx.execute(
                 "INSERT INTO oauth_states (state_hash, user_id, provider, pkce_verifier, \
                  browser_hash, expires_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![
@@ -123,7 +125,36 @@ impl SqliteStore {
                 ],
             )
             .map_err(internal)?;
-            Ok(())
+            // The new one stays; of the others, the newest keep_per_user - 1.
+            tx.execute(
+                "DELETE FROM oauth_states WHERE user_id = ?1 AND state_hash <> ?2 \
+                 AND state_hash NOT IN (SELECT state_hash FROM oauth_states \
+                     WHERE user_id = ?1 AND state_hash <> ?2 \
+                     ORDER BY expires_at_ms DESC, state_hash DESC LIMIT ?3)",
+                params![
+                    p.user_id.as_str(),
+                    p.state_hash,
+                    i64::try_from(keep_per_user.saturating_sub(1)).unwrap_or(i64::MAX)
+                ],
+            )
+            .map_err(internal)?;
+            tx.commit().map_err(internal)
+        })
+        .await
+    }
+
+    pub(super) async fn prune_pending_authorizations_impl(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        self.write(move |conn| {
+            let pruned = conn
+                .execute(
+                    "DELETE FROM oauth_states WHERE expires_at_ms <= ?1",
+                    [now.timestamp_millis()],
+                )
+                .map_err(internal)?;
+            Ok(pruned as u64)
         })
         .await
     }

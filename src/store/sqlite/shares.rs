@@ -1,12 +1,13 @@
-//! SQLite side of sharing: rows of `shares`, keyed (patient, grantee).
+//! SQLite side of sharing: rows of `shares`, keyed (patient, grantee). The
+//! per-patient limit is checked and written in one immediate transaction.
 
 use chrono::{DateTime, TimeZone, Utc};
-use rusqlite::{params, OptionalExtension, Row};
+use rusqlite::{params, OptionalExtension, Row, TransactionBehavior};
 
 use super::{internal, SqliteStore};
 use crate::auth::shares::{Share, ShareRole};
 use crate::domain::UserId;
-use crate::store::StoreError;
+use crate::store::{SharePage, ShareWrite, StoreError};
 
 const COLUMNS: &str = "patient_id, grantee_id, role, created_at_ms, expires_at_ms";
 
@@ -38,9 +39,27 @@ fn read_share(row: &Row<'_>) -> rusqlite::Result<Result<Share, StoreError>> {
 }
 
 impl SqliteStore {
-    pub(super) async fn put_share_impl(&self, share: Share) -> Result<(), StoreError> {
+    pub(super) async fn put_share_impl(
+        &self,
+        share: Share,
+        max_per_patient: usize,
+    ) -> Result<ShareWrite, StoreError> {
         self.write(move |conn| {
-            conn.execute(
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(internal)?;
+            let (held, exists): (i64, bool) = tx
+                .query_row(
+                    "SELECT COUNT(*), COALESCE(SUM(grantee_id = ?2), 0) > 0 FROM shares \
+                     WHERE patient_id = ?1",
+                    (share.patient_id.as_str(), share.grantee_id.as_str()),
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .map_err(internal)?;
+            if !exists && usize::try_from(held).unwrap_or(usize::MAX) >= max_per_patient {
+                return Ok(ShareWrite::LimitReached);
+            }
+            tx.execute(
                 &format!(
                     "INSERT INTO shares ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5) \
                      ON CONFLICT (patient_id, grantee_id) DO UPDATE SET role = excluded.role, \
@@ -55,20 +74,29 @@ impl SqliteStore {
                 ],
             )
             .map_err(internal)?;
-            Ok(())
+            tx.commit().map_err(internal)?;
+            Ok(ShareWrite::Stored)
         })
         .await
     }
 
-    pub(super) async fn list_shares_impl(&self, patient: UserId) -> Result<Vec<Share>, StoreError> {
+    pub(super) async fn list_shares_impl(
+        &self,
+        patient: UserId,
+        page: SharePage,
+    ) -> Result<Vec<Share>, StoreError> {
         self.read(move |conn| {
+            // The primary key (patient_id, grantee_id) serves this seek.
             let mut stmt = conn
                 .prepare_cached(&format!(
-                    "SELECT {COLUMNS} FROM shares WHERE patient_id = ?1 ORDER BY grantee_id"
+                    "SELECT {COLUMNS} FROM shares WHERE patient_id = ?1 AND grantee_id > ?2 \
+                     ORDER BY grantee_id LIMIT ?3"
                 ))
                 .map_err(internal)?;
+            let after = page.after.as_ref().map_or("", |g| g.as_str()).to_owned();
+            let limit = i64::try_from(page.limit).unwrap_or(i64::MAX);
             let rows = stmt
-                .query_map([patient.as_str()], read_share)
+                .query_map(params![patient.as_str(), after, limit], read_share)
                 .map_err(internal)?;
             let mut out = Vec::new();
             for row in rows {

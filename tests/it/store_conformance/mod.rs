@@ -15,8 +15,10 @@ use chrono::Utc;
 
 use crate::helpers::*;
 
+mod limits;
 mod outbox;
 mod sync;
+use limits::*;
 use outbox::*;
 use sync::*;
 
@@ -517,10 +519,10 @@ async fn pending_authorization_is_single_use_and_expires(s: S) {
         browser_hash: Some("browser".into()),
         expires_at: now + chrono::Duration::seconds(expires_in),
     };
-    s.put_pending_authorization(pending("live", 600))
+    s.put_pending_authorization(pending("live", 600), 10)
         .await
         .unwrap();
-    s.put_pending_authorization(pending("stale", -1))
+    s.put_pending_authorization(pending("stale", -1), 10)
         .await
         .unwrap();
     let taken = s
@@ -773,13 +775,13 @@ async fn shares_are_kept_replaced_and_revoked(s: S) {
         .await
         .unwrap()
         .is_none());
-    s.put_share(share("mom", ShareRole::Caregiver, None))
+    s.put_share(share("mom", ShareRole::Caregiver, None), 100)
         .await
         .unwrap();
-    s.put_share(share("doc", ShareRole::Clinician, Some(60_000)))
+    s.put_share(share("doc", ShareRole::Clinician, Some(60_000)), 100)
         .await
         .unwrap();
-    s.put_share(share("mom", ShareRole::Caregiver, Some(-1)))
+    s.put_share(share("mom", ShareRole::Caregiver, Some(-1)), 100)
         .await
         .unwrap();
     let got = s
@@ -793,11 +795,14 @@ async fn shares_are_kept_replaced_and_revoked(s: S) {
         "replaced, expiry kept"
     );
     assert!(!got.is_active(now));
-    let listed = s.list_shares(&user("pat")).await.unwrap();
+    let listed = s.list_shares(&user("pat"), all_shares()).await.unwrap();
     let grantees: Vec<_> = listed.iter().map(|x| x.grantee_id.to_string()).collect();
     assert_eq!(grantees, ["doc", "mom"]);
     assert!(
-        s.list_shares(&user("mom")).await.unwrap().is_empty(),
+        s.list_shares(&user("mom"), all_shares())
+            .await
+            .unwrap()
+            .is_empty(),
         "grants are one-way"
     );
     assert!(s.delete_share(&user("pat"), &user("mom")).await.unwrap());
@@ -937,6 +942,10 @@ macro_rules! conformance {
                 one_refresh_lease_at_a_time,
                 revoked_refresh_drops_tokens_and_a_put_cancels_leases,
                 shares_are_kept_replaced_and_revoked,
+                shares_are_capped_per_patient_even_concurrently,
+                shares_page_in_grantee_order,
+                expired_pending_authorizations_are_pruned,
+                each_user_keeps_only_their_newest_pending_authorizations,
                 audit_entries_are_appended_in_order_and_filtered,
                 jobs_are_idempotent_and_scheduled_polls_coalesce,
                 one_sync_lease_per_user_and_priority_order,
