@@ -86,7 +86,7 @@ impl App {
             public_base_url: settings.public_base_url.as_deref().map(Arc::from),
             auth_disabled: settings.auth_disabled,
             dexcom: std::sync::OnceLock::new(),
-            rate_limits: crate::api::rate_limit::RateLimits::new(settings.rate_limits),
+            rate_limits: crate::api::rate_limit::RateLimits::new(settings.rate_limits.clone()),
             tls: settings.tls.is_some(),
             webhook_secret: settings.webhook_signing_secret.clone(),
             inbox: WebhookInbox::new(pipeline),

@@ -3,6 +3,7 @@
 pub mod access;
 mod audit;
 mod body;
+pub mod client_ip;
 mod connections;
 mod cursor;
 mod docs;
