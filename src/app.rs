@@ -87,6 +87,7 @@ impl App {
             auth_disabled: settings.auth_disabled,
             dexcom: std::sync::OnceLock::new(),
             rate_limits: crate::api::rate_limit::RateLimits::new(settings.rate_limits.clone()),
+            health: Default::default(),
             tls: settings.tls.is_some(),
             webhook_secret: settings.webhook_signing_secret.clone(),
             inbox: WebhookInbox::new(pipeline),

@@ -73,6 +73,8 @@ pub struct AppContext {
     pub webhook_secret: Option<crate::config::Secret<String>>,
     /// Where verified webhook deliveries are stored and processed.
     pub inbox: Arc<crate::sources::webhook::worker::WebhookInbox>,
+    /// `/health`'s storage check, run at most once a second.
+    pub health: health::HealthCache,
 }
 
 impl AppContext {
@@ -251,5 +253,10 @@ pub fn router(state: AppState) -> Router {
         Some(cors) => router.layer(cors),
         None => router,
     };
-    middleware::with_outer_layers(router.with_state(state))
+    // Outside the request-id layers: a 5xx body quotes the id they put on the response.
+    middleware::with_outer_layers(router.with_state(state)).layer(
+        tower::util::MapResponseLayer::new(
+            error::with_request_id as fn(axum::response::Response) -> axum::response::Response,
+        ),
+    )
 }
