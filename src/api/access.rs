@@ -28,6 +28,12 @@ pub const DEV_ADMIN: &str = "dev-admin";
 /// Authenticates the request (401 AUTH_ERROR if it cannot be), counts it
 /// against its rate limit (per user; per client IP while unauthenticated, so
 /// guessing tokens is limited too), and leaves the principal for `Caller`.
+///
+/// A token verified before is answered from the verifier's cache. Any other
+/// token costs a signature check, so first the client's IP is asked whether its
+/// failed authentications have used up its anonymous allowance: if so, 429
+/// without verifying (docs/rate-limits.md). No claim of an unverified token is
+/// read for this, so no one can spend another user's allowance.
 pub async fn authenticate(
     State(state): State<AppState>,
     request: Request,
@@ -36,23 +42,42 @@ pub async fn authenticate(
     // One clock read: the token's expiry is checked against it and the audit
     // entry is stamped with it.
     let now = Utc::now();
-    let authenticated = if state.auth_disabled {
-        Ok(dev_admin())
+    let header = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
+    let cached = if state.auth_disabled {
+        Some(dev_admin())
     } else {
-        let header = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .map(|v| v.as_bytes());
         state
             .authenticator
-            .authenticate_header_at(header, now.timestamp())
-            .await
+            .cached_header_at(header, now.timestamp())
     };
-    let verdict = match &authenticated {
-        Ok(p) => state.rate_limits.check_user(&p.user_id),
-        Err(_) => state
-            .rate_limits
-            .check_ip(Tier::Anonymous, client_ip(&state, &request)),
+    let (authenticated, verdict) = match cached {
+        Some(principal) => {
+            let verdict = state.rate_limits.check_user(&principal.user_id);
+            (Ok(principal), verdict)
+        }
+        None => {
+            let ip = client_ip(&state, &request);
+            if let Some(verdict) = state.rate_limits.refused_before_verification(ip) {
+                let mut response = ApiError::RateLimited {
+                    retry_after: verdict.retry_after.unwrap_or(1),
+                }
+                .into_response();
+                verdict.apply(response.headers_mut());
+                return response;
+            }
+            let authenticated = state
+                .authenticator
+                .authenticate_header_at(header, now.timestamp())
+                .await;
+            let verdict = match &authenticated {
+                Ok(p) => state.rate_limits.check_user(&p.user_id),
+                Err(_) => state.rate_limits.check_failed_auth(ip),
+            };
+            (authenticated, verdict)
+        }
     };
     let mut response = match authenticated {
         _ if !verdict.allowed() => ApiError::RateLimited {
@@ -96,7 +121,7 @@ pub async fn authenticate(
     response
 }
 
-fn request_id(headers: &axum::http::HeaderMap) -> String {
+pub(super) fn request_id(headers: &axum::http::HeaderMap) -> String {
     headers
         .get(&super::middleware::X_REQUEST_ID)
         .and_then(|v| v.to_str().ok())

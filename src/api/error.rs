@@ -37,8 +37,14 @@ pub enum ApiError {
     /// An upstream API (Dexcom) failed or refused; the message says which and why.
     #[error("{0}")]
     ExternalApi(String),
+    /// A dependency is missing or busy; the message is ours and says which.
     #[error("service unavailable: {0}")]
     Unavailable(String),
+    /// Storage failed in a way that may pass (unreachable, overloaded). The text
+    /// is the store's error: logged with the request id, never sent, since it can
+    /// name hosts and carry driver messages.
+    #[error("storage unavailable: {0}")]
+    StoreUnavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -69,14 +75,16 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::ExternalApi(_) => StatusCode::BAD_GATEWAY,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::StoreUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     /// One error of every kind: the codes clients may see are exactly theirs
     /// (docs/error-codes.md is checked against them).
-    pub fn one_of_each() -> [ApiError; 9] {
+    pub fn one_of_each() -> [ApiError; 10] {
         // No wildcard: a new variant stops the build here until it is listed below.
         let _listed = |e: &ApiError| match e {
             ApiError::Validation { .. }
@@ -87,6 +95,7 @@ impl ApiError {
             | ApiError::RateLimited { .. }
             | ApiError::ExternalApi(_)
             | ApiError::Unavailable(_)
+            | ApiError::StoreUnavailable(_)
             | ApiError::Internal(_) => (),
         };
         [
@@ -102,6 +111,7 @@ impl ApiError {
             ApiError::RateLimited { retry_after: 1 },
             ApiError::ExternalApi(String::new()),
             ApiError::Unavailable(String::new()),
+            ApiError::StoreUnavailable(String::new()),
             ApiError::Internal(String::new()),
         ]
     }
@@ -115,7 +125,7 @@ impl ApiError {
             ApiError::Conflict(_) => "CONFLICT",
             ApiError::RateLimited { .. } => "RATE_LIMIT_EXCEEDED",
             ApiError::ExternalApi(_) => "EXTERNAL_API_ERROR",
-            ApiError::Unavailable(_) => "SERVICE_UNAVAILABLE",
+            ApiError::Unavailable(_) | ApiError::StoreUnavailable(_) => "SERVICE_UNAVAILABLE",
             ApiError::Internal(_) => "INTERNAL_ERROR",
         }
     }
@@ -126,8 +136,12 @@ impl ApiError {
             ApiError::Validation {
                 message, errors, ..
             } if !errors.is_empty() => (message.clone(), json!({ "errors": field_errors(errors) })),
-            // Internal details stay in the logs.
+            // Internal details and storage errors stay in the logs.
             ApiError::Internal(_) => ("internal error".to_owned(), json!({})),
+            ApiError::StoreUnavailable(_) => (
+                "service unavailable: storage is not answering; try again later".to_owned(),
+                json!({}),
+            ),
             other => (other.to_string(), json!({})),
         };
         ErrorBody {
@@ -145,7 +159,7 @@ pub fn field_errors(errors: &[FieldError]) -> Vec<serde_json::Value> {
         .collect()
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ErrorBody {
     /// Stable machine-readable code, e.g. VALIDATION_ERROR.
     #[schema(example = "VALIDATION_ERROR")]
@@ -170,12 +184,52 @@ pub struct ErrorEnvelope {
 #[derive(Debug, Clone)]
 pub struct ErrorDetail(pub String);
 
+/// The body of a 5xx, kept on the response until `with_request_id` has put the
+/// request id in it.
+#[derive(Debug, Clone)]
+struct ServerErrorBody(ErrorBody);
+
+/// A 5xx's body with its request id added (`details.request_id`, and in the
+/// message), so that a client can quote what the log has the cause under. Runs
+/// outside the request-id layers, which put the id on the response; answers
+/// other than an `ApiError`'s 5xx pass untouched.
+pub fn with_request_id(mut response: Response) -> Response {
+    let Some(ServerErrorBody(mut error)) = response.extensions_mut().remove::<ServerErrorBody>()
+    else {
+        return response;
+    };
+    let Some(id) = response
+        .headers()
+        .get(&super::middleware::X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+    else {
+        return response;
+    };
+    error.message = format!("{} (request id {id})", error.message);
+    if let Some(details) = error.details.as_object_mut() {
+        details.insert("request_id".to_owned(), json!(id));
+    }
+    let body = ErrorEnvelope {
+        status: "error",
+        error,
+    };
+    if let Ok(bytes) = serde_json::to_vec(&body) {
+        response
+            .headers_mut()
+            .remove(axum::http::header::CONTENT_LENGTH);
+        *response.body_mut() = axum::body::Body::from(bytes);
+    }
+    response
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         let detail = match &self {
             ApiError::Internal(detail)
             | ApiError::Unavailable(detail)
+            | ApiError::StoreUnavailable(detail)
             | ApiError::ExternalApi(detail) => Some(ErrorDetail(detail.clone())),
             _ => None,
         };
@@ -183,7 +237,13 @@ impl IntoResponse for ApiError {
             status: "error",
             error: self.body(),
         };
+        let server_error = status
+            .is_server_error()
+            .then(|| ServerErrorBody(body.error.clone()));
         let mut response = (status, Json(body)).into_response();
+        if let Some(server_error) = server_error {
+            response.extensions_mut().insert(server_error);
+        }
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,
@@ -206,7 +266,7 @@ impl IntoResponse for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Unavailable(m) => ApiError::Unavailable(m),
+            StoreError::Unavailable(m) => ApiError::StoreUnavailable(m),
             other => ApiError::Internal(other.to_string()),
         }
     }

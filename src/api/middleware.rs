@@ -36,7 +36,9 @@ pub fn with_outer_layers(router: axum::Router) -> axum::Router {
 }
 
 /// Headers every response carries: no MIME sniffing, no framing, no referrer,
-/// and HSTS when the service itself terminates TLS. tower-http's header layers
+/// no caching (`no-store`: responses carry health data, and no browser, proxy or
+/// CDN may keep a copy; `GET latest` still answers `If-None-Match` with 304), and
+/// HSTS when the service itself terminates TLS. tower-http's header layers
 /// rather than one `map_response`, which would box a future per request.
 pub fn with_security_headers<S: Clone + Send + Sync + 'static>(
     router: axum::Router<S>,
@@ -50,7 +52,8 @@ pub fn with_security_headers<S: Clone + Send + Sync + 'static>(
         ServiceBuilder::new()
             .layer(set(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
             .layer(set(header::X_FRAME_OPTIONS, "DENY"))
-            .layer(set(header::REFERRER_POLICY, "no-referrer")),
+            .layer(set(header::REFERRER_POLICY, "no-referrer"))
+            .layer(set(header::CACHE_CONTROL, "no-store")),
     );
     if tls {
         router.layer(set(header::STRICT_TRANSPORT_SECURITY, "max-age=31536000"))

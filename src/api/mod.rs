@@ -3,6 +3,7 @@
 pub mod access;
 mod audit;
 mod body;
+pub mod client_ip;
 mod connections;
 mod cursor;
 mod docs;
@@ -79,6 +80,8 @@ pub struct AppContext {
     pub inbox: Arc<crate::sources::webhook::worker::WebhookInbox>,
     /// One permit per webhook body being read (WEBHOOK_MAX_CONCURRENT_BODIES).
     pub webhook_bodies: Arc<tokio::sync::Semaphore>,
+    /// `/health`'s storage check, run at most once a second.
+    pub health: health::HealthCache,
 }
 
 impl AppContext {
@@ -257,5 +260,10 @@ pub fn router(state: AppState) -> Router {
         Some(cors) => router.layer(cors),
         None => router,
     };
-    middleware::with_outer_layers(router.with_state(state))
+    // Outside the request-id layers: a 5xx body quotes the id they put on the response.
+    middleware::with_outer_layers(router.with_state(state)).layer(
+        tower::util::MapResponseLayer::new(
+            error::with_request_id as fn(axum::response::Response) -> axum::response::Response,
+        ),
+    )
 }

@@ -57,21 +57,9 @@ pub async fn authorize(
     let dexcom = state.dexcom()?;
     let started = dexcom.begin(&user).await?;
     // Ties the callback to this browser; Lax so that it rides along on the
-    // top-level redirect back from Dexcom; scoped to the redirect URI's path
-    // (which a proxy may prefix).
-    let redirect = dexcom.redirect_uri();
-    let cookie = format!(
-        "{}={}; Path={}; Max-Age={}; HttpOnly; SameSite=Lax{}",
-        started.cookie_name,
-        started.browser_secret.expose(),
-        redirect.path(),
-        STATE_TTL.as_secs(),
-        if redirect.scheme() == "https" {
-            "; Secure"
-        } else {
-            ""
-        }
-    );
+    // top-level redirect back from Dexcom.
+    let cookie = BrowserCookie::new(dexcom.redirect_uri(), &started.cookie_name)
+        .set(started.browser_secret.expose(), STATE_TTL.as_secs());
     Ok((
         StatusCode::FOUND,
         [
@@ -81,6 +69,47 @@ pub async fn authorize(
         ],
     )
         .into_response())
+}
+
+/// The cookie that ties a sign-in to the browser that started it. When the
+/// browser comes back over https it is `__Host-` prefixed, hence `Secure`,
+/// `Path=/` and without `Domain`: browsers then take it only from this very
+/// host over https, so a sibling subdomain or a plain-http page cannot plant or
+/// shadow it. Over http (development, the demo) browsers drop `Secure` cookies:
+/// there it has the plain name, scoped to the redirect URI's path.
+struct BrowserCookie<'a> {
+    name: String,
+    path: &'a str,
+    secure: bool,
+}
+
+impl<'a> BrowserCookie<'a> {
+    /// The cookie named `base` (one per sign-in) for the flow that comes back to `redirect`.
+    fn new(redirect: &'a url::Url, base: &str) -> Self {
+        if redirect.scheme() == "https" {
+            Self {
+                name: format!("__Host-{base}"),
+                path: "/",
+                secure: true,
+            }
+        } else {
+            Self {
+                name: base.to_owned(),
+                path: redirect.path(),
+                secure: false,
+            }
+        }
+    }
+
+    /// The Set-Cookie value giving it `value` for `max_age` seconds (0: delete).
+    fn set(&self, value: &str, max_age: u64) -> String {
+        format!(
+            "{}={value}; Path={}; Max-Age={max_age}; HttpOnly; SameSite=Lax{}",
+            self.name,
+            self.path,
+            if self.secure { "; Secure" } else { "" }
+        )
+    }
 }
 
 /// The value of the cookie named `name`, if the request carries it.
@@ -141,8 +170,13 @@ pub async fn callback(
 ) -> Result<Response, ApiError> {
     let q: CallbackQuery = query_params(query.as_deref())?;
     let dexcom = state.dexcom()?;
-    let cookie_name = q.state.as_deref().map(browser_cookie_name);
-    let browser = cookie_name.as_deref().and_then(|n| cookie(&headers, n));
+    let browser_cookie = q
+        .state
+        .as_deref()
+        .map(|state| BrowserCookie::new(dexcom.redirect_uri(), &browser_cookie_name(state)));
+    let browser = browser_cookie
+        .as_ref()
+        .and_then(|c| cookie(&headers, &c.name));
     let completion = dexcom
         .complete(Callback {
             state: q.state,
@@ -168,11 +202,7 @@ pub async fn callback(
                 },
             });
             // The cookie has done its job.
-            let clear = format!(
-                "{}=; Path={}; Max-Age=0; HttpOnly; SameSite=Lax",
-                cookie_name.unwrap_or_default(),
-                dexcom.redirect_uri().path()
-            );
+            let clear = browser_cookie.map(|c| c.set("", 0)).unwrap_or_default();
             (
                 [
                     (header::CACHE_CONTROL, "no-store".to_owned()),

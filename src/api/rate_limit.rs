@@ -6,11 +6,15 @@
 //! governor's keyed GCRA limiter holds one small state per key; keys whose
 //! bucket has refilled are swept regularly, so a spray of distinct IPs holds
 //! memory for about as many keys as arrive in one refill interval.
+//!
+//! Per-IP keys are an IPv4 address or an IPv6 /64 (`client_ip::rate_key`).
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use governor::clock::{Clock, DefaultClock};
@@ -18,19 +22,20 @@ use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
 
+use super::client_ip::{rate_key, TrustedProxies};
 use crate::domain::UserId;
 
 /// Sweep refilled keys after this many checks on a tier.
 const SWEEP_EVERY: u64 = 4096;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RateLimitSettings {
     pub anonymous_per_minute: u32,
     pub user_per_minute: u32,
     pub webhook_per_minute: u32,
-    /// Proxies in front of the service that append to `X-Forwarded-For`; 0: the
-    /// peer address is the client (the header is ignored, it could be forged).
-    pub trusted_proxy_hops: usize,
+    /// Proxies in front of the service whose `X-Forwarded-For` is believed; none:
+    /// the peer address is the client (the header could be forged).
+    pub trusted_proxies: TrustedProxies,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,8 +107,12 @@ pub struct RateLimits {
     anonymous: Limiter<IpAddr>,
     user: Limiter<Arc<str>>,
     webhook: Limiter<IpAddr>,
+    /// Client keys that have used up the anonymous allowance on failed
+    /// authentications, and until when: their tokens are refused before any
+    /// signature is checked (`refused_before_verification`).
+    failing: Mutex<HashMap<IpAddr, Instant>>,
     clock: DefaultClock,
-    hops: usize,
+    proxies: TrustedProxies,
 }
 
 impl RateLimits {
@@ -113,17 +122,63 @@ impl RateLimits {
             anonymous: Limiter::new(s.anonymous_per_minute, &clock),
             user: Limiter::new(s.user_per_minute, &clock),
             webhook: Limiter::new(s.webhook_per_minute, &clock),
+            failing: Mutex::default(),
             clock,
-            hops: s.trusted_proxy_hops,
+            proxies: s.trusted_proxies,
         }
     }
 
     /// Counts one request of a client address against the anonymous or webhook tier.
     pub fn check_ip(&self, tier: Tier, ip: IpAddr) -> Verdict {
+        let key = rate_key(ip);
         match tier {
-            Tier::Webhook => self.check_in(&self.webhook, &ip),
-            _ => self.check_in(&self.anonymous, &ip),
+            Tier::Webhook => self.check_in(&self.webhook, &key),
+            _ => self.check_in(&self.anonymous, &key),
         }
+    }
+
+    /// Counts a failed authentication (no, a bad or an expired token) against
+    /// the client's anonymous allowance. Once that is used up the client is
+    /// remembered until one more request would be allowed, so that its next
+    /// tokens are refused before they cost a signature check.
+    pub fn check_failed_auth(&self, ip: IpAddr) -> Verdict {
+        let verdict = self.check_ip(Tier::Anonymous, ip);
+        if let Some(after) = verdict.retry_after {
+            let now = Instant::now();
+            let mut failing = self.failing_map();
+            // Each entry took a whole allowance of failures to make, and is
+            // dropped once it has passed.
+            if failing.len() >= SWEEP_EVERY as usize {
+                failing.retain(|_, until| *until > now);
+            }
+            failing.insert(rate_key(ip), now + Duration::from_secs(after));
+        }
+        verdict
+    }
+
+    /// 429 for a client whose failed authentications used up its anonymous
+    /// allowance (`check_failed_auth`), checked before its token is verified:
+    /// a flood of forged tokens costs a map lookup each, not a signature check.
+    /// Counts nothing.
+    pub fn refused_before_verification(&self, ip: IpAddr) -> Option<Verdict> {
+        let key = rate_key(ip);
+        let mut failing = self.failing_map();
+        let until = *failing.get(&key)?;
+        let Some(left) = until.checked_duration_since(Instant::now()) else {
+            failing.remove(&key);
+            return None;
+        };
+        let limit = self.anonymous.per_minute;
+        Some(Verdict {
+            limit,
+            remaining: 0,
+            reset_secs: 60,
+            retry_after: Some(left.as_secs_f64().ceil().max(1.0) as u64),
+        })
+    }
+
+    fn failing_map(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, Instant>> {
+        self.failing.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Counts one request of an authenticated user.
@@ -173,29 +228,13 @@ impl RateLimits {
         self.anonymous.sweep();
         self.webhook.sweep();
         self.user.sweep();
+        let now = Instant::now();
+        self.failing_map().retain(|_, until| *until > now);
     }
 
-    /// The client's address: the peer, or with `hops` trusted proxies the
-    /// address that many entries from the right of `X-Forwarded-For`.
+    /// The client's address (see `TrustedProxies::client_ip`).
     pub fn client_ip(&self, peer: Option<SocketAddr>, headers: &HeaderMap) -> IpAddr {
-        if self.hops > 0 {
-            let forwarded: Vec<&str> = headers
-                .get_all("x-forwarded-for")
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(','))
-                .map(str::trim)
-                .collect();
-            if let Some(ip) = forwarded
-                .len()
-                .checked_sub(self.hops)
-                .and_then(|i| forwarded.get(i))
-                .and_then(|raw| raw.parse::<IpAddr>().ok())
-            {
-                return ip;
-            }
-        }
-        peer.map_or(IpAddr::from([0, 0, 0, 0]), |p| p.ip())
+        self.proxies.client_ip(peer, headers)
     }
 }
 
@@ -203,12 +242,12 @@ impl RateLimits {
 mod tests {
     use super::*;
 
-    fn limits(anonymous: u32, hops: usize) -> RateLimits {
+    fn limits(anonymous: u32) -> RateLimits {
         RateLimits::new(RateLimitSettings {
             anonymous_per_minute: anonymous,
             user_per_minute: 300,
             webhook_per_minute: 1000,
-            trusted_proxy_hops: hops,
+            trusted_proxies: TrustedProxies::default(),
         })
     }
 
@@ -218,7 +257,7 @@ mod tests {
 
     #[test]
     fn a_burst_is_counted_down_then_refused_with_retry_after() {
-        let l = limits(3, 0);
+        let l = limits(3);
         let v: Vec<_> = (0..4)
             .map(|_| l.check_ip(Tier::Anonymous, ip("1.2.3.4")))
             .collect();
@@ -238,23 +277,33 @@ mod tests {
     }
 
     #[test]
-    fn forwarded_for_is_trusted_only_through_configured_hops() {
-        let mut h = HeaderMap::new();
-        h.insert("x-forwarded-for", "6.6.6.6, 10.0.0.7".parse().unwrap());
-        let peer = Some(SocketAddr::from(([127, 0, 0, 1], 9)));
-        assert_eq!(limits(1, 0).client_ip(peer, &h), ip("127.0.0.1"));
-        assert_eq!(limits(1, 1).client_ip(peer, &h), ip("10.0.0.7"));
-        assert_eq!(limits(1, 2).client_ip(peer, &h), ip("6.6.6.6"));
+    fn failed_authentications_past_the_allowance_are_refused_before_verification() {
+        let l = limits(2);
+        let client = ip("2001:db8:1:2::1");
+        assert!(l.refused_before_verification(client).is_none());
+        assert!(l.check_failed_auth(client).allowed());
+        assert!(l.check_failed_auth(client).allowed());
+        assert!(l.refused_before_verification(client).is_none(), "not yet");
+        assert!(!l.check_failed_auth(client).allowed());
+        let refused = l.refused_before_verification(ip("2001:db8:1:2::99"));
         assert_eq!(
-            limits(1, 3).client_ip(peer, &h),
-            ip("127.0.0.1"),
-            "too few entries"
+            refused.and_then(|v| v.retry_after),
+            Some(30),
+            "the same /64, until one request refills"
+        );
+        assert!(l
+            .refused_before_verification(ip("2001:db8:1:3::1"))
+            .is_none());
+        assert_eq!(
+            l.tracked_keys(Tier::User),
+            0,
+            "no user's allowance is touched"
         );
     }
 
     #[test]
     fn an_ip_spray_does_not_grow_without_bound() {
-        let l = limits(6000, 0); // refills one request every 10 ms
+        let l = limits(6000); // refills one request every 10 ms
         let mut most = 0;
         for i in 0..50_000u32 {
             let [_, a, b, c] = i.to_be_bytes();

@@ -478,7 +478,7 @@ impl Settings {
                 )?,
                 user_per_minute: v.number("RATE_LIMIT_USER_PER_MINUTE", 1, 100_000_000)?,
                 webhook_per_minute: v.number("RATE_LIMIT_WEBHOOK_PER_MINUTE", 1, 100_000_000)?,
-                trusted_proxy_hops: v.number("TRUSTED_PROXY_HOPS", 0, 10)?,
+                trusted_proxies: trusted_proxies(&v)?,
             },
             max_body_bytes: v.number("MAX_BODY_BYTES", 1024, 1 << 30)?,
             max_batch_records,
@@ -563,6 +563,33 @@ fn deployed_auth_is_strong(v: &Vars<'_>, jwks: Option<&url::Url>) -> Result<(), 
         }
     }
     Ok(())
+}
+
+/// TRUSTED_PROXIES and TRUSTED_PROXY_HOPS, which make sense only together: hops
+/// without networks would believe `X-Forwarded-For` from anyone (so anyone could
+/// pick the address it is limited under), networks without hops would be ignored.
+fn trusted_proxies(v: &Vars<'_>) -> Result<crate::api::client_ip::TrustedProxies, ConfigError> {
+    let networks = v
+        .optional("TRUSTED_PROXIES")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|n| !n.trim().is_empty())
+        .map(|n| n.parse().map_err(|e| invalid("TRUSTED_PROXIES", e)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let hops = v.number("TRUSTED_PROXY_HOPS", 0, 10)?;
+    match (networks.is_empty(), hops) {
+        (true, 1..) => Err(invalid(
+            "TRUSTED_PROXY_HOPS",
+            "needs TRUSTED_PROXIES, the networks of the proxies whose X-Forwarded-For \
+             is believed (e.g. 10.0.0.0/8)",
+        )),
+        (false, 0) => Err(invalid(
+            "TRUSTED_PROXIES",
+            "is set but TRUSTED_PROXY_HOPS is 0: set it to the number of proxies \
+             that append to X-Forwarded-For",
+        )),
+        _ => Ok(crate::api::client_ip::TrustedProxies { networks, hops }),
+    }
 }
 
 fn key_32(variable: &'static str, raw: &str) -> Result<Secret<[u8; 32]>, ConfigError> {
@@ -763,6 +790,45 @@ mod tests {
         assert!(
             matches!(s.storage, StorageSettings::Sqlite { ref path, .. } if path.ends_with("cgm-hub.db"))
         );
+    }
+
+    #[test]
+    fn forwarded_for_needs_both_the_proxies_and_the_hops() {
+        let s = settings(&[
+            ("TRUSTED_PROXIES", "10.0.0.0/8, fd00::/8"),
+            ("TRUSTED_PROXY_HOPS", "2"),
+        ])
+        .unwrap();
+        let proxies = &s.rate_limits.trusted_proxies;
+        assert_eq!(proxies.hops, 2);
+        assert_eq!(proxies.networks.len(), 2);
+        assert!(settings(&[])
+            .unwrap()
+            .rate_limits
+            .trusted_proxies
+            .networks
+            .is_empty());
+        for (vars, variable) in [
+            (&[("TRUSTED_PROXY_HOPS", "1")][..], "TRUSTED_PROXY_HOPS"),
+            (&[("TRUSTED_PROXIES", "10.0.0.0/8")][..], "TRUSTED_PROXIES"),
+            (
+                &[
+                    ("TRUSTED_PROXIES", "10.0.0.1/8"),
+                    ("TRUSTED_PROXY_HOPS", "1"),
+                ][..],
+                "TRUSTED_PROXIES",
+            ),
+            (
+                &[
+                    ("TRUSTED_PROXIES", "proxy.local"),
+                    ("TRUSTED_PROXY_HOPS", "1"),
+                ][..],
+                "TRUSTED_PROXIES",
+            ),
+        ] {
+            let e = settings(vars).unwrap_err();
+            assert_eq!(e.variable, variable, "{vars:?}: {e}");
+        }
     }
 
     #[test]

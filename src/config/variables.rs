@@ -263,9 +263,19 @@ pub const VARIABLES: &[Variable] = &[
     ),
     var(
         RateLimits,
+        "TRUSTED_PROXIES",
+        "",
+        "Networks of the proxies in front of cgm-hub, comma-separated CIDRs (e.g. \
+         10.0.0.0/8,fd00::/8). X-Forwarded-For is read only when the TCP peer is in one of \
+         them (empty: never). Required when TRUSTED_PROXY_HOPS is above 0.",
+    ),
+    var(
+        RateLimits,
         "TRUSTED_PROXY_HOPS",
         "0",
-        "Proxies in front of cgm-hub that append to X-Forwarded-For (0: use the peer address).",
+        "At most this many X-Forwarded-For entries are walked from the right, each only \
+         while the one after it is a trusted proxy (0: use the peer address; needs \
+         TRUSTED_PROXIES). Behind one load balancer: 1.",
     ),
     var(
         ApiLimits,

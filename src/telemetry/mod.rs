@@ -173,6 +173,10 @@ fn describe_metrics() {
         "log_lines_dropped_total",
         "Log lines dropped because stdout could not keep up"
     );
+    describe_counter!(
+        "health_storage_checks_total",
+        "Storage checks run for /health (at most one a second, however many requests)"
+    );
     metrics::gauge!("build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
 }
 

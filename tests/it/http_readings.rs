@@ -26,7 +26,7 @@ async fn single_reading_is_stored_and_served_as_latest() {
     assert_eq!(r.status(), 200);
     let etag = r.headers()["etag"].to_str().unwrap().to_owned();
     assert!(r.headers().contains_key("last-modified"));
-    assert_eq!(r.headers()["cache-control"], "private, no-cache");
+    assert_eq!(r.headers()["cache-control"], "no-store");
     let body: Value = r.json().await.unwrap();
     let data = &body["data"];
     assert_eq!(data["user_id"], "user123");

@@ -6,6 +6,7 @@ mod dexcom_client;
 mod dexcom_oauth;
 mod events_rabbitmq;
 mod hardening_core;
+mod hardening_edge;
 mod hardening_store;
 mod helpers;
 mod http_errors;

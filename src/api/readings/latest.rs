@@ -55,10 +55,9 @@ pub async fn latest(
     let h = response.headers_mut();
     h.insert(header::ETAG, header_value(&etag));
     h.insert(header::LAST_MODIFIED, header_value(&last_modified));
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("private, no-cache"),
-    );
+    // Health data: never stored by a cache. The client keeps the ETag itself
+    // and sends it back in If-None-Match for a 304.
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
 }
 
