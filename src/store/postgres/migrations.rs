@@ -15,6 +15,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("migrations/0005_sync.sql")),
     (6, include_str!("migrations/0006_outbox.sql")),
     (7, include_str!("migrations/0007_latest_readings.sql")),
+    (8, include_str!("migrations/0008_open_jobs_by_user.sql")),
 ];
 
 /// Migration 1 where TimescaleDB is available: `readings` as a hypertable.

@@ -12,6 +12,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("migrations/0004_audit.sql")),
     (5, include_str!("migrations/0005_sync.sql")),
     (6, include_str!("migrations/0006_outbox.sql")),
+    (7, include_str!("migrations/0007_open_jobs_by_user.sql")),
 ];
 
 /// The newest schema version this build knows.
