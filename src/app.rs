@@ -87,6 +87,9 @@ impl App {
             auth_disabled: settings.auth_disabled,
             dexcom: std::sync::OnceLock::new(),
             rate_limits: crate::api::rate_limit::RateLimits::new(settings.rate_limits),
+            write_quota: crate::api::write_quota::WriteQuota::per_hour(
+                settings.write_quota_readings_per_hour,
+            ),
             tls: settings.tls.is_some(),
             webhook_secret: settings.webhook_signing_secret.clone(),
             inbox: WebhookInbox::new(pipeline),

@@ -16,6 +16,7 @@ mod readings;
 mod shares;
 mod views;
 mod webhook;
+pub mod write_quota;
 
 use std::sync::Arc;
 
@@ -62,6 +63,8 @@ pub struct AppContext {
     /// Verifies bearer tokens (HS256 secret and/or JWKS).
     pub authenticator: Authenticator,
     pub rate_limits: rate_limit::RateLimits,
+    /// Readings per user id per hour (WRITE_QUOTA_READINGS_PER_HOUR).
+    pub write_quota: write_quota::WriteQuota,
     /// The audit trail's writer.
     pub audit: crate::auth::audit::AuditLog,
     /// Served over TLS: responses carry Strict-Transport-Security.

@@ -208,12 +208,23 @@ pub struct RefreshInput {
     pub user_id: String,
 }
 
-/// Refreshes a user's Dexcom token now.
+/// The connection after `POST /oauth/refresh`.
+#[derive(Serialize, ToSchema)]
+pub struct RefreshView {
+    #[serde(flatten)]
+    pub connection: ConnectionView,
+    /// false: the token was fresh (more than its refresh margin, 5 minutes for
+    /// Dexcom's tokens, from expiry), so no token call was made and
+    /// `access_token_expires_at` is the current token's.
+    pub refreshed: bool,
+}
+
+/// Refreshes a user's Dexcom token, unless it is still fresh.
 #[utoipa::path(
     post, path = "/oauth/refresh", tag = "connections",
     request_body = RefreshInput,
     responses(
-        (status = 200, description = "Refreshed; the connection as it is now", body = super::docs::ConnectionEnvelope),
+        (status = 200, description = "Refreshed, or not needed (`refreshed: false`: the token is fresh, no call to Dexcom); the connection as it is now", body = super::docs::RefreshEnvelope),
         (status = 400, description = "Invalid body", body = ErrorEnvelope),
         (status = 401, description = "No or bad credentials", body = ErrorEnvelope),
         (status = 403, description = "Not allowed for this user", body = ErrorEnvelope),
@@ -231,6 +242,10 @@ pub async fn refresh(
     let input: RefreshInput = json_body(&body)?;
     let user = parse_user(Some(&input.user_id))?;
     access::authorize(&state, &caller, Action::ManageConnections, &user).await?;
-    let connection = state.dexcom()?.refresh_now(&user).await?;
-    Ok(success(ConnectionView::from(&connection)).into_response())
+    let (connection, refreshed) = state.dexcom()?.refresh_if_due(&user).await?;
+    Ok(success(RefreshView {
+        connection: ConnectionView::from(&connection),
+        refreshed,
+    })
+    .into_response())
 }

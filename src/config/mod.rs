@@ -127,6 +127,8 @@ pub struct DexcomSettings {
     pub pkce: bool,
     /// App-wide budget of outbound calls per hour (Dexcom allows 60,000 per app).
     pub calls_per_hour: u32,
+    /// Each user's share of it: data calls per user per hour.
+    pub calls_per_user_per_hour: u32,
     /// History fetched when a user first connects.
     pub backfill_days: u32,
     pub max_retries: u32,
@@ -183,6 +185,8 @@ pub struct Settings {
     pub rate_limits: crate::api::rate_limit::RateLimitSettings,
     pub max_body_bytes: usize,
     pub max_batch_records: usize,
+    /// Readings one user id may write per hour (WRITE_QUOTA_READINGS_PER_HOUR).
+    pub write_quota_readings_per_hour: u32,
     pub reading_max_age_years: u32,
     pub shutdown_timeout: Duration,
     pub demo: bool,
@@ -447,6 +451,11 @@ impl Settings {
             },
             max_body_bytes: v.number("MAX_BODY_BYTES", 1024, 1 << 30)?,
             max_batch_records,
+            write_quota_readings_per_hour: v.number(
+                "WRITE_QUOTA_READINGS_PER_HOUR",
+                1,
+                1_000_000_000,
+            )?,
             reading_max_age_years: v.number("READING_MAX_AGE_YEARS", 1, 100)?,
             shutdown_timeout: Duration::from_secs(v.number("SHUTDOWN_TIMEOUT_SECONDS", 0, 3600)?),
             demo,
@@ -458,6 +467,7 @@ impl Settings {
                 concurrency: v.number("SYNC_CONCURRENCY", 1, 256)?,
                 timeout: Duration::from_secs(v.number("SYNC_TIMEOUT_SECONDS", 1, 86_400)?),
                 lease: Duration::from_secs(v.number("SYNC_LEASE_SECONDS", 1, 3600)?),
+                max_queued_per_user: v.number("SYNC_MAX_QUEUED_JOBS_PER_USER", 1, 10_000)?,
                 ..crate::sync::engine::SyncSettings::default()
             },
         })
@@ -552,6 +562,7 @@ fn dexcom_settings(v: &Vars<'_>, production: bool) -> Result<DexcomSettings, Con
         api_version,
         pkce: v.bool("DEXCOM_PKCE")?,
         calls_per_hour: v.number("DEXCOM_CALLS_PER_HOUR", 60, 1_000_000)?,
+        calls_per_user_per_hour: v.number("DEXCOM_CALLS_PER_USER_PER_HOUR", 1, 1_000_000)?,
         backfill_days: v.number("DEXCOM_BACKFILL_DAYS", 0, 3650)?,
         max_retries: v.number("MAX_RETRIES", 0, 10)?,
         retry_backoff_factor: factor,

@@ -239,6 +239,19 @@ async fn unknown_missing_and_expired_states_are_refused() {
     assert_eq!(sim.sim.stats().token_authorization_code, 0);
 }
 
+/// Makes the user's access token due for a refresh, as time would: a fresh
+/// token is not refreshed on request (`hardening_work`).
+async fn make_due(app: &TestApp, user_id: &str) {
+    let mut due = app
+        .store
+        .get_connection(&user(user_id), Provider::Dexcom)
+        .await
+        .unwrap()
+        .unwrap();
+    due.access_refresh_at = Some(Utc::now() - chrono::Duration::seconds(1));
+    app.store.put_connection(due).await.unwrap();
+}
+
 #[tokio::test]
 async fn refresh_revocation_and_disconnect_over_http() {
     let sim = simulator().await;
@@ -246,6 +259,7 @@ async fn refresh_revocation_and_disconnect_over_http() {
     let ret = login(&app, "dana", "allow").await;
     assert_eq!(come_back(&app, &ret).await.status(), 200);
     wait_for_latest(&app, "dana").await;
+    make_due(&app, "dana").await;
     let before = app
         .store
         .get_connection(&user("dana"), Provider::Dexcom)
@@ -284,6 +298,7 @@ async fn refresh_revocation_and_disconnect_over_http() {
 
     // Revoked at Dexcom: invalid_grant -> reauth_required, tokens dropped.
     sim.sim.revoke_user("dana");
+    make_due(&app, "dana").await;
     let r = app
         .post_json("/oauth/refresh", &json!({"user_id": "dana"}))
         .await;
@@ -355,6 +370,7 @@ async fn an_open_circuit_degrades_health_and_shows_in_metrics() {
     let mut faults = sim.sim.faults();
     faults.token_server_error_next = 100;
     sim.sim.set_faults(faults);
+    make_due(&app, "fay").await;
     for _ in 0..5 {
         let r = app
             .post_json("/oauth/refresh", &json!({"user_id": "fay"}))

@@ -5,6 +5,7 @@ mod demo;
 mod dexcom_client;
 mod dexcom_oauth;
 mod events_rabbitmq;
+mod hardening_work;
 mod helpers;
 mod http_errors;
 mod http_readings;

@@ -281,6 +281,23 @@ impl DexcomService {
         self.store.get_connection(user, Provider::Dexcom).await
     }
 
+    /// `POST /oauth/refresh`: refreshes the user's token unless it is fresh
+    /// (before its refresh time, a tenth of its life ahead of expiry: 5 minutes
+    /// for Dexcom's 2-hour tokens), so that repeating the request cannot spend
+    /// token calls. The connection as it is now, and whether a refresh ran.
+    pub async fn refresh_if_due(&self, user: &UserId) -> Result<(Connection, bool), ConnectError> {
+        let current = self
+            .store
+            .get_connection(user, Provider::Dexcom)
+            .await?
+            .ok_or(AccessError::NotConnected)?;
+        let fresh = current.access_refresh_at.is_some_and(|at| Utc::now() < at);
+        if current.status == ConnectionStatus::Connected && fresh {
+            return Ok((current, false));
+        }
+        Ok((self.refresh_now(user).await?, true))
+    }
+
     /// Refreshes the user's token now (even if it is not due).
     pub async fn refresh_now(&self, user: &UserId) -> Result<Connection, ConnectError> {
         let current = self
@@ -379,8 +396,15 @@ impl DexcomService {
             Some(range),
             now,
         );
-        if let Created::New(job) = self.engine.submit(job, None).await? {
-            tracing::info!(user_id = %user, job_id = %job.id, days, "initial backfill queued");
+        match self.engine.submit_requested(job).await? {
+            Created::New(job) => {
+                tracing::info!(user_id = %user, job_id = %job.id, days, "initial backfill queued");
+            }
+            Created::QueueFull { max_queued } => {
+                // Polls still sync the user, from the backfill horizon on.
+                tracing::warn!(user_id = %user, max_queued, "initial backfill not queued: the user's sync queue is full");
+            }
+            _ => {}
         }
         Ok(())
     }
