@@ -92,9 +92,15 @@ impl App {
             dexcom: std::sync::OnceLock::new(),
             rate_limits: crate::api::rate_limit::RateLimits::new(settings.rate_limits.clone()),
             health: Default::default(),
+            write_quota: crate::api::write_quota::WriteQuota::per_hour(
+                settings.write_quota_readings_per_hour,
+            ),
             tls: settings.tls.is_some(),
             webhook_secret: settings.webhook_signing_secret.clone(),
             inbox: WebhookInbox::new(pipeline),
+            recent_refreshes: crate::api::oauth::RecentRefreshes::new(
+                settings.dexcom.refresh_min_interval,
+            ),
             webhook_bodies: Arc::new(tokio::sync::Semaphore::new(
                 settings.webhook.max_concurrent_bodies,
             )),

@@ -9,7 +9,7 @@ use super::audit::{AuditPage, AuditView};
 use super::connections::{ConnectionList, ConnectionView};
 use super::error::{ErrorBody, ErrorEnvelope};
 use super::jobs::{JobList, JobView, RangeView};
-use super::oauth::{BackfillView, Connected, RefreshInput};
+use super::oauth::{BackfillView, Connected, RefreshInput, RefreshView};
 use super::readings::{
     BulkInput, BulkResult, OrderName, Pagination, ReadingsPage, RecordOutcome, Summary,
 };
@@ -45,7 +45,7 @@ use crate::sync::jobs::JobCounts;
         ReadingView, DeviceInfoView, ReadingInput, BulkInput, DeviceInfoInput, RecordOutcome, Summary,
         BulkResult, Pagination, ErrorEnvelope, ErrorBody, ReadingsPage, LatestEnvelope,
         PageEnvelope, WriteEnvelope, WriteData, OrderName, ConnectionView, ConnectionList,
-        Connected, BackfillView, RefreshInput, ConnectionListEnvelope, ConnectionEnvelope,
+        Connected, BackfillView, RefreshInput, RefreshView, RefreshEnvelope, ConnectionListEnvelope, ConnectionEnvelope,
         ConnectedEnvelope, ShareInput, ShareView, ShareList, SharePagination, ShareEnvelope, ShareListEnvelope, AuditView, AuditPage, AuditEnvelope,
         JobView, JobList, RangeView, JobCounts, JobEnvelope, JobListEnvelope, DeliveryReceipt,
         DeliveryEnvelope
@@ -114,6 +114,15 @@ pub struct ConnectionEnvelope {
     #[schema(example = "success")]
     status: String,
     data: ConnectionView,
+}
+
+/// `{"status":"success","data":<connection, refreshed>}`
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct RefreshEnvelope {
+    #[schema(example = "success")]
+    status: String,
+    data: RefreshView,
 }
 
 /// `{"status":"success","data":<job>}`

@@ -34,6 +34,10 @@ pub enum ApiError {
     Conflict(String),
     #[error("rate limit exceeded; retry after {retry_after} s")]
     RateLimited { retry_after: u64 },
+    /// A per-user quota or cap is spent (RATE_LIMIT_EXCEEDED like `RateLimited`);
+    /// the message names it.
+    #[error("{message}")]
+    QuotaExceeded { retry_after: u64, message: String },
     /// An upstream API (Dexcom) failed or refused; the message says which and why.
     #[error("{0}")]
     ExternalApi(String),
@@ -73,7 +77,9 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
-            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RateLimited { .. } | ApiError::QuotaExceeded { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::ExternalApi(_) => StatusCode::BAD_GATEWAY,
             ApiError::Unavailable(_) | ApiError::StoreUnavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -85,7 +91,8 @@ impl ApiError {
     /// One error of every kind: the codes clients may see are exactly theirs
     /// (docs/error-codes.md is checked against them).
     pub fn one_of_each() -> [ApiError; 10] {
-        // No wildcard: a new variant stops the build here until it is listed below.
+        // No wildcard: a new variant stops the build here until it is listed below
+        // (QuotaExceeded shares RateLimited's code, so only RateLimited is).
         let _listed = |e: &ApiError| match e {
             ApiError::Validation { .. }
             | ApiError::Unauthorized(_)
@@ -93,6 +100,7 @@ impl ApiError {
             | ApiError::NotFound(_)
             | ApiError::Conflict(_)
             | ApiError::RateLimited { .. }
+            | ApiError::QuotaExceeded { .. }
             | ApiError::ExternalApi(_)
             | ApiError::Unavailable(_)
             | ApiError::StoreUnavailable(_)
@@ -123,7 +131,7 @@ impl ApiError {
             ApiError::Forbidden(_) => "FORBIDDEN",
             ApiError::NotFound(_) => "RESOURCE_NOT_FOUND",
             ApiError::Conflict(_) => "CONFLICT",
-            ApiError::RateLimited { .. } => "RATE_LIMIT_EXCEEDED",
+            ApiError::RateLimited { .. } | ApiError::QuotaExceeded { .. } => "RATE_LIMIT_EXCEEDED",
             ApiError::ExternalApi(_) => "EXTERNAL_API_ERROR",
             ApiError::Unavailable(_) | ApiError::StoreUnavailable(_) => "SERVICE_UNAVAILABLE",
             ApiError::Internal(_) => "INTERNAL_ERROR",
@@ -240,20 +248,26 @@ impl IntoResponse for ApiError {
         let server_error = status
             .is_server_error()
             .then(|| ServerErrorBody(body.error.clone()));
+        let retry_after = match &self {
+            ApiError::RateLimited { retry_after } | ApiError::QuotaExceeded { retry_after, .. } => {
+                Some(*retry_after)
+            }
+            _ => None,
+        };
         let mut response = (status, Json(body)).into_response();
         if let Some(server_error) = server_error {
             response.extensions_mut().insert(server_error);
+        }
+        if let Some(after) = retry_after {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(after),
+            );
         }
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,
                 axum::http::HeaderValue::from_static("Bearer"),
-            );
-        }
-        if let ApiError::RateLimited { retry_after } = self {
-            response.headers_mut().insert(
-                axum::http::header::RETRY_AFTER,
-                axum::http::HeaderValue::from(retry_after),
             );
         }
         if let Some(detail) = detail {

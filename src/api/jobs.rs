@@ -1,5 +1,6 @@
 //! Sync jobs over HTTP: `POST /api/bg/{userId}/sync` queues one (202; the same
-//! `Idempotency-Key` returns the same job), `GET /api/jobs/{jobId}` reports it,
+//! `Idempotency-Key` returns the same job, and so does the same request while
+//! its job is still queued; a user's queue is capped), `GET /api/jobs/{jobId}` reports it,
 //! `GET /api/users/{userId}/jobs` lists a user's latest ones.
 
 use axum::extract::{Path, RawQuery, State};
@@ -26,6 +27,9 @@ use crate::sync::jobs::{
 /// The longest range one sync request may ask for.
 const MAX_RANGE_DAYS: i64 = 3650;
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// Retry-After for a sync refused because the user's queue is full: about
+/// how long a few queued jobs take to run.
+const QUEUE_FULL_RETRY_AFTER_SECS: u64 = 60;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RangeView {
@@ -190,12 +194,13 @@ fn request_hash(range: Option<TimeRange>) -> String {
         ("Idempotency-Key" = Option<String>, Header, description = "The same key (per user) returns the same job; reused with a different range: 422"),
     ),
     responses(
-        (status = 202, description = "Queued (or, for a known Idempotency-Key, the job it created)", body = super::docs::JobEnvelope),
+        (status = 202, description = "Queued; or the job already queued for the same request (same trigger and range, not yet started); or, for a known Idempotency-Key, the job it created", body = super::docs::JobEnvelope),
         (status = 400, description = "Invalid user id, dates or key", body = ErrorEnvelope),
         (status = 401, description = "No or bad credentials", body = ErrorEnvelope),
         (status = 403, description = "Not allowed for this user", body = ErrorEnvelope),
         (status = 409, description = "The user has no working Dexcom connection", body = ErrorEnvelope),
         (status = 422, description = "The Idempotency-Key was used with a different request", body = ErrorEnvelope),
+        (status = 429, description = "The user already has SYNC_MAX_QUEUED_JOBS_PER_USER jobs queued (Retry-After says when to try again)", body = ErrorEnvelope),
         (status = 503, description = "Dexcom is not configured", body = ErrorEnvelope),
     )
 )]
@@ -215,13 +220,19 @@ pub async fn sync(
             "{reason}; connect through /oauth/authorize first"
         )));
     }
-    let mut job = NewJob::new(user, Provider::Dexcom, Trigger::Manual, range, Utc::now());
+    let mut job = NewJob::new(
+        user.clone(),
+        Provider::Dexcom,
+        Trigger::Manual,
+        range,
+        Utc::now(),
+    );
     job.idempotency = key.map(|key| Idempotency {
         key,
         request_hash: request_hash(range),
     });
-    let (job, replayed) = match dexcom.engine().submit(job, None).await? {
-        Created::New(job) => (job, false),
+    let (job, replayed) = match dexcom.engine().submit_requested(job).await? {
+        Created::New(job) | Created::Queued(job) => (job, false),
         Created::Existing(job) => (job, true),
         Created::KeyReused(_) => {
             return Err(ApiError::unprocessable(
@@ -231,6 +242,15 @@ pub async fn sync(
                     "already used with another range",
                 )],
             ))
+        }
+        Created::QueueFull { max_queued } => {
+            return Err(ApiError::QuotaExceeded {
+                retry_after: QUEUE_FULL_RETRY_AFTER_SECS,
+                message: format!(
+                    "{user} already has {max_queued} sync jobs queued \
+                     (SYNC_MAX_QUEUED_JOBS_PER_USER); retry when some have run"
+                ),
+            })
         }
         Created::Coalesced => return Err(ApiError::Internal("a manual sync was coalesced".into())),
     };

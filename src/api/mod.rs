@@ -17,6 +17,7 @@ mod readings;
 mod shares;
 mod views;
 mod webhook;
+pub mod write_quota;
 
 use std::sync::Arc;
 
@@ -68,6 +69,8 @@ pub struct AppContext {
     /// Verifies bearer tokens (HS256 secret and/or JWKS).
     pub authenticator: Authenticator,
     pub rate_limits: rate_limit::RateLimits,
+    /// Readings per user id per hour (WRITE_QUOTA_READINGS_PER_HOUR).
+    pub write_quota: write_quota::WriteQuota,
     /// The audit trail's writer.
     pub audit: crate::auth::audit::AuditLog,
     /// Served over TLS: responses carry Strict-Transport-Security.
@@ -78,6 +81,8 @@ pub struct AppContext {
     pub webhook_secret: Option<crate::config::Secret<String>>,
     /// Where verified webhook deliveries are stored and processed.
     pub inbox: Arc<crate::sources::webhook::worker::WebhookInbox>,
+    /// Users whose token `POST /oauth/refresh` refreshed moments ago.
+    pub recent_refreshes: oauth::RecentRefreshes,
     /// One permit per webhook body being read (WEBHOOK_MAX_CONCURRENT_BODIES).
     pub webhook_bodies: Arc<tokio::sync::Semaphore>,
     /// `/health`'s storage check, run at most once a second.

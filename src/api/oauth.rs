@@ -238,12 +238,23 @@ pub struct RefreshInput {
     pub user_id: String,
 }
 
-/// Refreshes a user's Dexcom token now.
+/// The connection after `POST /oauth/refresh`.
+#[derive(Serialize, ToSchema)]
+pub struct RefreshView {
+    #[serde(flatten)]
+    pub connection: ConnectionView,
+    /// false: this user's token was refreshed less than
+    /// OAUTH_REFRESH_MIN_INTERVAL_SECONDS (60) ago, so no token call was made and
+    /// `access_token_expires_at` is that refresh's.
+    pub refreshed: bool,
+}
+
+/// Refreshes a user's Dexcom token now (unless it was refreshed moments ago).
 #[utoipa::path(
     post, path = "/oauth/refresh", tag = "connections",
     request_body = RefreshInput,
     responses(
-        (status = 200, description = "Refreshed; the connection as it is now", body = super::docs::ConnectionEnvelope),
+        (status = 200, description = "Refreshed, or refreshed less than OAUTH_REFRESH_MIN_INTERVAL_SECONDS ago (`refreshed: false`, no call to Dexcom); the connection as it is now", body = super::docs::RefreshEnvelope),
         (status = 400, description = "Invalid body", body = ErrorEnvelope),
         (status = 401, description = "No or bad credentials", body = ErrorEnvelope),
         (status = 403, description = "Not allowed for this user", body = ErrorEnvelope),
@@ -261,6 +272,52 @@ pub async fn refresh(
     let input: RefreshInput = json_body(&body)?;
     let user = parse_user(Some(&input.user_id))?;
     access::authorize(&state, &caller, Action::ManageConnections, &user).await?;
-    let connection = state.dexcom()?.refresh_now(&user).await?;
-    Ok(success(ConnectionView::from(&connection)).into_response())
+    let dexcom = state.dexcom()?;
+    let (connection, refreshed) = if state.recent_refreshes.was_refreshed(&user) {
+        (dexcom.current_connection(&user).await?, false)
+    } else {
+        let connection = dexcom.refresh_now(&user).await?;
+        state.recent_refreshes.record(&user);
+        (connection, true)
+    };
+    Ok(success(RefreshView {
+        connection: ConnectionView::from(&connection),
+        refreshed,
+    })
+    .into_response())
+}
+
+/// The users whose token this process refreshed on request lately. The contract's
+/// `POST /oauth/refresh` refreshes now; a second request moments later is answered with
+/// the token just obtained, so a client in a loop costs one token call a minute, not one
+/// per request. Only successful refreshes count: after a failure the next request calls
+/// again (the circuit breaker guards Dexcom). Per process, like the rate limits.
+pub struct RecentRefreshes {
+    within: std::time::Duration,
+    at: std::sync::Mutex<std::collections::HashMap<UserId, std::time::Instant>>,
+}
+
+impl RecentRefreshes {
+    pub fn new(within: std::time::Duration) -> Self {
+        Self {
+            within,
+            at: Default::default(),
+        }
+    }
+
+    fn was_refreshed(&self, user: &UserId) -> bool {
+        let at = self.at.lock().unwrap_or_else(|p| p.into_inner());
+        at.get(user).is_some_and(|t| t.elapsed() < self.within)
+    }
+
+    fn record(&self, user: &UserId) {
+        if self.within.is_zero() {
+            return;
+        }
+        let mut at = self.at.lock().unwrap_or_else(|p| p.into_inner());
+        // Forget the old ones as we go: the map holds at most the users refreshed
+        // within the interval (bounded by the per-user rate limit).
+        at.retain(|_, t| t.elapsed() < self.within);
+        at.insert(user.clone(), std::time::Instant::now());
+    }
 }

@@ -133,6 +133,10 @@ pub struct DexcomSettings {
     pub state_prune_interval: Duration,
     /// App-wide budget of outbound calls per hour (Dexcom allows 60,000 per app).
     pub calls_per_hour: u32,
+    /// Each user's share of it: data calls per user per hour.
+    pub calls_per_user_per_hour: u32,
+    /// `POST /oauth/refresh` within this long of a successful refresh answers with it.
+    pub refresh_min_interval: Duration,
     /// History fetched when a user first connects.
     pub backfill_days: u32,
     pub max_retries: u32,
@@ -214,6 +218,8 @@ pub struct Settings {
     pub webhook: WebhookSettings,
     /// Most grants one patient may hold.
     pub max_shares_per_patient: usize,
+    /// Readings one user id may write per hour (WRITE_QUOTA_READINGS_PER_HOUR).
+    pub write_quota_readings_per_hour: u32,
     pub reading_max_age_years: u32,
     pub shutdown_timeout: Duration,
     pub demo: bool,
@@ -505,6 +511,11 @@ impl Settings {
                 max_concurrent_bodies: v.number("WEBHOOK_MAX_CONCURRENT_BODIES", 1, 100_000)?,
             },
             max_shares_per_patient: v.number("SHARES_MAX_PER_PATIENT", 1, 100_000)?,
+            write_quota_readings_per_hour: v.number(
+                "WRITE_QUOTA_READINGS_PER_HOUR",
+                1,
+                1_000_000_000,
+            )?,
             reading_max_age_years: v.number("READING_MAX_AGE_YEARS", 1, 100)?,
             shutdown_timeout: Duration::from_secs(v.number("SHUTDOWN_TIMEOUT_SECONDS", 0, 3600)?),
             demo,
@@ -516,6 +527,7 @@ impl Settings {
                 concurrency: v.number("SYNC_CONCURRENCY", 1, 256)?,
                 timeout: Duration::from_secs(v.number("SYNC_TIMEOUT_SECONDS", 1, 86_400)?),
                 lease: Duration::from_secs(v.number("SYNC_LEASE_SECONDS", 1, 3600)?),
+                max_queued_per_user: v.number("SYNC_MAX_QUEUED_JOBS_PER_USER", 1, 10_000)?,
                 ..crate::sync::engine::SyncSettings::default()
             },
         })
@@ -691,6 +703,12 @@ fn dexcom_settings(v: &Vars<'_>, production: bool) -> Result<DexcomSettings, Con
             86_400,
         )?),
         calls_per_hour: v.number("DEXCOM_CALLS_PER_HOUR", 60, 1_000_000)?,
+        calls_per_user_per_hour: v.number("DEXCOM_CALLS_PER_USER_PER_HOUR", 1, 1_000_000)?,
+        refresh_min_interval: Duration::from_secs(v.number(
+            "OAUTH_REFRESH_MIN_INTERVAL_SECONDS",
+            0,
+            3600,
+        )?),
         backfill_days: v.number("DEXCOM_BACKFILL_DAYS", 0, 3650)?,
         max_retries: v.number("MAX_RETRIES", 0, 10)?,
         retry_backoff_factor: factor,

@@ -329,6 +329,14 @@ pub const VARIABLES: &[Variable] = &[
     ),
     var(
         ApiLimits,
+        "WRITE_QUOTA_READINGS_PER_HOUR",
+        "100000",
+        "Readings one user id may write per hour through POST /api/bg/{userId}/readings, per \
+         process (a CGM sends 12 to 60 an hour; a 30-day import at one a minute is 43,200). A \
+         batch that would cross it is refused whole: 429 with Retry-After.",
+    ),
+    var(
+        ApiLimits,
         "READING_MAX_AGE_YEARS",
         "10",
         "Readings older than this many calendar years are rejected.",
@@ -448,6 +456,22 @@ pub const VARIABLES: &[Variable] = &[
     ),
     var(
         Dexcom,
+        "DEXCOM_CALLS_PER_USER_PER_HOUR",
+        "300",
+        "Each user's share of that budget, per process: data calls per user per hour. A poll \
+         takes 2 calls (8 an hour at the default interval), a 90-day backfill 4; a user over \
+         their share has their sync retried later, like an exhausted app-wide budget.",
+    ),
+    var(
+        Dexcom,
+        "OAUTH_REFRESH_MIN_INTERVAL_SECONDS",
+        "60",
+        "POST /oauth/refresh refreshes the token now, except within this many seconds of a \
+         refresh of the same user that succeeded on this process: then it answers with that \
+         token (`refreshed: false`) and makes no call. 0: every request calls Dexcom.",
+    ),
+    var(
+        Dexcom,
         "DEXCOM_BACKFILL_DAYS",
         "30",
         "History fetched when a user connects.",
@@ -503,6 +527,15 @@ pub const VARIABLES: &[Variable] = &[
         "60",
         "A per-user lease keeps two instances from syncing one user at once; a crashed \
          holder's lease lapses after this long and another instance resumes its job.",
+    ),
+    var(
+        Sync,
+        "SYNC_MAX_QUEUED_JOBS_PER_USER",
+        "20",
+        "Queued sync jobs one user may have (manual, webhook and backfill requests; a \
+         scheduled poll is coalesced anyway). Beyond it a manual sync gets 429 and a webhook \
+         window is recorded as skipped. The same request while its job is still queued gets \
+         that job.",
     ),
     var(
         Demo,

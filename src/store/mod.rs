@@ -92,6 +92,27 @@ pub struct Upserted {
     pub updated_at: DateTime<Utc>,
 }
 
+/// How a backend's one job-creating routine treats the user's other jobs:
+/// `create_job` (unconditional, or coalescing a scheduled poll) and
+/// `create_requested_job` (coalescing identical requests, capping the queue).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Admission {
+    Always,
+    /// No job when the user has one queued or running, or had one of the same
+    /// trigger created within this long.
+    Poll(chrono::Duration),
+    /// The same request still waiting: that job; `max_queued` queued: none.
+    Request {
+        max_queued: u32,
+    },
+}
+
+impl Admission {
+    fn of_poll(coalesce_within: Option<chrono::Duration>) -> Self {
+        coalesce_within.map_or(Admission::Always, Admission::Poll)
+    }
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Short name for logs, metrics and `/health` (`sqlite`, `postgres`, ...).
@@ -271,6 +292,19 @@ pub trait Store: Send + Sync + 'static {
         &self,
         job: NewJob,
         coalesce_within: Option<chrono::Duration>,
+    ) -> Result<Created, StoreError>;
+
+    /// Creates a queued job that someone asked for (a manual sync, a webhook's
+    /// window, a backfill), within the user's share of the queue. With an
+    /// idempotency key, as `create_job`. Without one, a job of the same user,
+    /// provider, trigger and requested range that is still queued and has never
+    /// started is returned instead (`Queued`). Otherwise, when the user already
+    /// has `max_queued` queued jobs (of any provider and trigger), none is added
+    /// (`QueueFull`). Atomic: concurrent identical requests get one job.
+    async fn create_requested_job(
+        &self,
+        job: NewJob,
+        max_queued: u32,
     ) -> Result<Created, StoreError>;
 
     /// Claims the next runnable job for `owner`: queued and due, or running under

@@ -45,6 +45,9 @@ pub struct SyncSettings {
     pub lease: Duration,
     /// Runs of one job before it fails for good.
     pub max_attempts: u32,
+    /// SYNC_MAX_QUEUED_JOBS_PER_USER: queued jobs one user may have before
+    /// requests for more are refused.
+    pub max_queued_per_user: u32,
 }
 
 impl Default for SyncSettings {
@@ -57,6 +60,7 @@ impl Default for SyncSettings {
             timeout: Duration::from_secs(600),
             lease: Duration::from_secs(60),
             max_attempts: 5,
+            max_queued_per_user: 20,
         }
     }
 }
@@ -150,6 +154,34 @@ impl SyncEngine {
         if matches!(created, Created::New(_)) {
             metrics::counter!("sync_jobs_queued_total", "trigger" => trigger.as_str()).increment(1);
             self.wake.notify_one();
+        }
+        Ok(created)
+    }
+
+    /// Queues a job someone asked for (see `Store::create_requested_job`): the
+    /// same request still waiting is that job, and the user's queue is capped at
+    /// `max_queued_per_user`.
+    pub async fn submit_requested(&self, job: NewJob) -> Result<Created, StoreError> {
+        let trigger = job.trigger;
+        let created = self
+            .store
+            .create_requested_job(job, self.settings.max_queued_per_user)
+            .await?;
+        match &created {
+            Created::New(_) => {
+                metrics::counter!("sync_jobs_queued_total", "trigger" => trigger.as_str())
+                    .increment(1);
+                self.wake.notify_one();
+            }
+            Created::Queued(_) => {
+                metrics::counter!("sync_jobs_coalesced_total", "trigger" => trigger.as_str())
+                    .increment(1);
+            }
+            Created::QueueFull { .. } => {
+                metrics::counter!("sync_jobs_refused_total", "trigger" => trigger.as_str())
+                    .increment(1);
+            }
+            _ => {}
         }
         Ok(created)
     }

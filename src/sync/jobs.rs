@@ -206,6 +206,15 @@ pub enum Created {
     /// Scheduled polls only: the user already has a job queued or running, or
     /// was polled recently (possibly by another instance), so none was added.
     Coalesced,
+    /// Requests only (`Store::create_requested_job`): a job asking for the same
+    /// thing (user, provider, trigger and range) is still waiting to start, so
+    /// that job is returned and none was added.
+    Queued(SyncJob),
+    /// Requests only: the user already has `max_queued` jobs queued, so none was
+    /// added.
+    QueueFull {
+        max_queued: u32,
+    },
 }
 
 /// Progress noted while a job runs; renews the lease.

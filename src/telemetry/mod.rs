@@ -135,6 +135,22 @@ fn describe_metrics() {
     );
     describe_counter!("sync_jobs_queued_total", "Sync jobs queued, by trigger");
     describe_counter!(
+        "sync_jobs_coalesced_total",
+        "Sync requests answered with the same request's job still queued, by trigger"
+    );
+    describe_counter!(
+        "sync_jobs_refused_total",
+        "Sync requests refused because the user's queue was full, by trigger"
+    );
+    describe_counter!(
+        "dexcom_user_budget_exhausted_total",
+        "Dexcom calls refused because the user's share of the call budget was spent"
+    );
+    describe_counter!(
+        "write_quota_refused_total",
+        "Reading writes refused by the per-user hourly write quota"
+    );
+    describe_counter!(
         "sync_polls_coalesced_total",
         "Scheduled polls not queued because the user had a job queued, running or just run"
     );

@@ -245,7 +245,15 @@ async fn unknown_missing_and_expired_states_are_refused() {
 #[tokio::test]
 async fn refresh_revocation_and_disconnect_over_http() {
     let sim = simulator().await;
-    let app = dexcom_app(&sim, &[("DEXCOM_BACKFILL_DAYS", "1")]).await;
+    // Each refresh below must reach Dexcom, however soon after the last.
+    let app = dexcom_app(
+        &sim,
+        &[
+            ("DEXCOM_BACKFILL_DAYS", "1"),
+            ("OAUTH_REFRESH_MIN_INTERVAL_SECONDS", "0"),
+        ],
+    )
+    .await;
     let ret = login(&app, "dana", "allow").await;
     assert_eq!(come_back(&app, &ret).await.status(), 200);
     wait_for_latest(&app, "dana").await;

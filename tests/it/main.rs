@@ -8,6 +8,7 @@ mod events_rabbitmq;
 mod hardening_core;
 mod hardening_edge;
 mod hardening_store;
+mod hardening_work;
 mod helpers;
 mod http_errors;
 mod http_readings;

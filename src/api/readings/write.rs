@@ -81,6 +81,7 @@ pub struct BulkInput {
         (status = 403, description = "Not allowed for this user", body = ErrorEnvelope),
         (status = 413, description = "Body or batch too large", body = ErrorEnvelope),
         (status = 422, description = "A single reading that is invalid", body = ErrorEnvelope),
+        (status = 429, description = "Over the rate limit, or the batch would cross the user's hourly write quota (WRITE_QUOTA_READINGS_PER_HOUR; nothing stored, Retry-After says when it fits)", body = ErrorEnvelope),
     )
 )]
 pub async fn write(
@@ -128,6 +129,7 @@ pub async fn write(
                 vec![FieldError::new(&format!("/{extra}"), "unknown field")],
             ));
         }
+        state.write_quota.admit(&user, records.len())?;
         let parsed = records
             .iter()
             .enumerate()
@@ -161,6 +163,7 @@ pub async fn write(
         ));
     }
 
+    state.write_quota.admit(&user, 1)?;
     let parsed = wire::parse_record(text, &user);
     let result = state
         .pipeline

@@ -124,6 +124,7 @@ impl DexcomClient {
         if !query.is_empty() {
             url.query_pairs_mut().extend_pairs(query);
         }
+        self.outbound.acquire_for(user).await?;
         let access = self.tokens.access(user).await?;
         let mut fetched = self.call(endpoint, &url, &access.token).await?;
         if fetched.status == reqwest::StatusCode::UNAUTHORIZED {

@@ -1,4 +1,5 @@
-//! Every call to Dexcom goes through `Outbound`: an app-wide call budget, a
+//! Every call to Dexcom goes through `Outbound`: an app-wide call budget (and
+//! each user's share of it, for data calls), a
 //! circuit breaker per host, a timeout, and retries with exponential backoff and
 //! jitter that honour `Retry-After` on 429.
 //!
@@ -20,6 +21,7 @@ use reqwest::StatusCode;
 use tokio::time::Instant;
 
 use crate::config::DexcomSettings;
+use crate::domain::UserId;
 
 /// Timeouts and retries for one logical call.
 #[derive(Debug, Clone)]
@@ -73,6 +75,8 @@ pub enum OutboundError {
     CircuitOpen { host: String },
     #[error("the app-wide Dexcom call budget is exhausted")]
     BudgetExhausted,
+    #[error("this user's share of the Dexcom call budget ({per_hour} calls per hour, DEXCOM_CALLS_PER_USER_PER_HOUR) is spent")]
+    UserBudgetExhausted { per_hour: u32 },
     #[error("Dexcom rate limit (429){}", retry_after.map(|d| format!("; retry after {} s", d.as_secs())).unwrap_or_default())]
     RateLimited { retry_after: Option<Duration> },
     #[error("Dexcom answered {status} after {attempts} attempts")]
@@ -341,12 +345,76 @@ impl CallBudget {
     }
 }
 
+/// Each user's share of the Dexcom call budget, so that one user (a flood of
+/// manual syncs or webhook windows) cannot spend everyone's: at most
+/// `per_hour` data calls per user in any hour (all at once, then one every
+/// `3600 / per_hour` seconds). Per process, like `CallBudget`.
+pub struct UserCallBudget {
+    limiter: governor::DefaultKeyedRateLimiter<UserId>,
+    clock: DefaultClock,
+    per_hour: u32,
+    max_wait: Duration,
+    checks: std::sync::atomic::AtomicU64,
+}
+
+impl UserCallBudget {
+    /// Users whose share has refilled are forgotten after this many checks.
+    const SWEEP_EVERY: u64 = 4096;
+
+    pub fn per_hour(per_hour: u32, max_wait: Duration) -> Self {
+        let per_hour = per_hour.max(1);
+        let quota = Quota::per_hour(NonZeroU32::new(per_hour).unwrap_or(NonZeroU32::MIN));
+        let clock = DefaultClock::default();
+        Self {
+            limiter: RateLimiter::new(
+                quota,
+                governor::state::keyed::DefaultKeyedStateStore::default(),
+                clock.clone(),
+            ),
+            clock,
+            per_hour,
+            max_wait,
+            checks: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Takes one call from `user`'s share, waiting (at most `max_wait`) for it
+    /// to refill; beyond that the caller is refused, as for the app-wide budget
+    /// (a sync job is then retried later).
+    pub async fn acquire(&self, user: &UserId) -> Result<(), OutboundError> {
+        let checks = self
+            .checks
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if checks % Self::SWEEP_EVERY == Self::SWEEP_EVERY - 1 {
+            self.limiter.retain_recent();
+        }
+        let deadline = Instant::now() + self.max_wait;
+        loop {
+            match self.limiter.check_key(user) {
+                Ok(()) => return Ok(()),
+                Err(not_until) => {
+                    let wait = not_until.wait_time_from(self.clock.now());
+                    if Instant::now() + wait > deadline {
+                        metrics::counter!("dexcom_user_budget_exhausted_total").increment(1);
+                        return Err(OutboundError::UserBudgetExhausted {
+                            per_hour: self.per_hour,
+                        });
+                    }
+                    tokio::time::sleep(wait.max(Duration::from_millis(1))).await;
+                }
+            }
+        }
+    }
+}
+
 /// The resilient HTTP client for Dexcom (data and token endpoints alike).
 pub struct Outbound {
     http: reqwest::Client,
     policy: RetryPolicy,
     breakers: Breakers,
     budget: CallBudget,
+    /// None: no per-user share (tests that build a bare client).
+    user_budget: Option<UserCallBudget>,
 }
 
 impl Outbound {
@@ -365,6 +433,22 @@ impl Outbound {
             policy,
             breakers,
             budget,
+            user_budget: None,
+        }
+    }
+
+    /// Gives each user a share of the budget (`acquire_for`).
+    pub fn with_user_budget(mut self, user_budget: UserCallBudget) -> Self {
+        self.user_budget = Some(user_budget);
+        self
+    }
+
+    /// Takes one call from `user`'s share of the budget (see `UserCallBudget`);
+    /// callers ask before a data call made on that user's behalf.
+    pub async fn acquire_for(&self, user: &UserId) -> Result<(), OutboundError> {
+        match &self.user_budget {
+            Some(budget) => budget.acquire(user).await,
+            None => Ok(()),
         }
     }
 
@@ -376,6 +460,10 @@ impl Outbound {
             Breakers::new(5, Duration::from_secs(30)),
             CallBudget::per_hour(s.calls_per_hour, max_wait),
         )
+        .with_user_budget(UserCallBudget::per_hour(
+            s.calls_per_user_per_hour,
+            max_wait,
+        ))
     }
 
     pub fn policy(&self) -> &RetryPolicy {
@@ -659,6 +747,22 @@ mod tests {
         budget.acquire().await.unwrap();
         budget.acquire().await.unwrap();
         assert_eq!(budget.acquire().await, Err(OutboundError::BudgetExhausted));
+    }
+
+    #[tokio::test]
+    async fn each_user_spends_a_share_of_their_own() {
+        let budget = UserCallBudget::per_hour(2, Duration::from_millis(50));
+        let spender = UserId::parse("spender").unwrap();
+        budget.acquire(&spender).await.unwrap();
+        budget.acquire(&spender).await.unwrap();
+        assert_eq!(
+            budget.acquire(&spender).await,
+            Err(OutboundError::UserBudgetExhausted { per_hour: 2 })
+        );
+        budget
+            .acquire(&UserId::parse("neighbour").unwrap())
+            .await
+            .unwrap();
     }
 
     #[test]

@@ -283,6 +283,11 @@ impl DexcomService {
         self.store.get_connection(user, Provider::Dexcom).await
     }
 
+    /// The user's Dexcom connection as stored.
+    pub async fn current_connection(&self, user: &UserId) -> Result<Connection, ConnectError> {
+        self.connection(user).await
+    }
+
     /// Refreshes the user's token now (even if it is not due).
     pub async fn refresh_now(&self, user: &UserId) -> Result<Connection, ConnectError> {
         let current = self
@@ -381,8 +386,15 @@ impl DexcomService {
             Some(range),
             now,
         );
-        if let Created::New(job) = self.engine.submit(job, None).await? {
-            tracing::info!(user_id = %user, job_id = %job.id, days, "initial backfill queued");
+        match self.engine.submit_requested(job).await? {
+            Created::New(job) => {
+                tracing::info!(user_id = %user, job_id = %job.id, days, "initial backfill queued");
+            }
+            Created::QueueFull { max_queued } => {
+                // Polls still sync the user, from the backfill horizon on.
+                tracing::warn!(user_id = %user, max_queued, "initial backfill not queued: the user's sync queue is full");
+            }
+            _ => {}
         }
         Ok(())
     }

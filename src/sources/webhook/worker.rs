@@ -19,7 +19,7 @@ use crate::sources::dexcom::translate::translate_for_pipeline;
 use crate::sources::dexcom::wire::EgvsPage;
 use crate::store::Store;
 use crate::sync::engine::SyncEngine;
-use crate::sync::jobs::{NewJob, TimeRange, Trigger};
+use crate::sync::jobs::{Created, NewJob, TimeRange, Trigger};
 
 /// Deliveries claimed per round.
 const BATCH: usize = 32;
@@ -311,11 +311,31 @@ impl WebhookInbox {
             Some(range),
             Utc::now(),
         );
-        let id = job.id;
-        engine.submit(job, None).await.map_err(|e| e.to_string())?;
-        Ok(DeliveryEnd::Done {
-            outcome: serde_json::json!({ "job_id": id }).to_string(),
-        })
+        match engine
+            .submit_requested(job)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            Created::New(job) => Ok(DeliveryEnd::Done {
+                outcome: serde_json::json!({ "job_id": job.id }).to_string(),
+            }),
+            // The same window is already queued: that job fetches it.
+            Created::Queued(job) => Ok(DeliveryEnd::Done {
+                outcome: serde_json::json!({ "job_id": job.id, "coalesced": true }).to_string(),
+            }),
+            // Recorded, not retried: the user's next poll fetches everything
+            // since the newest reading synced (minus SYNC_OVERLAP_SECONDS), and
+            // the queued jobs fetch what they asked for.
+            Created::QueueFull { max_queued } => Ok(DeliveryEnd::Ignored {
+                reason: format!(
+                    "skipped: {user} already has {max_queued} sync jobs queued \
+                     (SYNC_MAX_QUEUED_JOBS_PER_USER); the next poll fetches new data"
+                ),
+            }),
+            other => Err(format!(
+                "unexpected outcome queuing a webhook window: {other:?}"
+            )),
+        }
     }
 }
 

@@ -17,7 +17,7 @@ use super::{backoff, lost_race, outbox, DynamoStore, RACE_ATTEMPTS};
 use crate::connections::Provider;
 use crate::domain::UserId;
 use crate::events::Event;
-use crate::store::StoreError;
+use crate::store::{Admission, StoreError};
 use crate::sync::jobs::{
     Checkpoint, Created, JobBacklog, JobCounts, JobEnd, JobStatus, NewJob, SyncJob, TimeRange,
     Trigger,
@@ -44,6 +44,29 @@ fn idempotency_key(user: &UserId, key: &str) -> Item {
     Item::from([
         ("pk".to_owned(), s(format!("IDEM#{}", user.as_str()))),
         ("sk".to_owned(), s(key)),
+    ])
+}
+
+/// A range as stored (to the millisecond), for comparing requests.
+fn millis(range: Option<TimeRange>) -> Option<(i64, i64)> {
+    range.map(|r| (r.start.timestamp_millis(), r.end.timestamp_millis()))
+}
+
+/// The marker of a user's newest requested job of one provider and trigger.
+fn requested_key(job: &NewJob) -> Item {
+    Item::from([
+        (
+            "pk".to_owned(),
+            s(format!("REQJOB#{}", job.user_id.as_str())),
+        ),
+        (
+            "sk".to_owned(),
+            s(format!(
+                "{}#{}",
+                job.provider.as_str(),
+                job.trigger.as_str()
+            )),
+        ),
     ])
 }
 
@@ -174,7 +197,7 @@ impl DynamoStore {
     pub(super) async fn create_job_impl(
         &self,
         job: NewJob,
-        coalesce_within: Option<chrono::Duration>,
+        admission: Admission,
     ) -> Result<Created, StoreError> {
         for attempt in 0..RACE_ATTEMPTS {
             if let Some(key) = &job.idempotency {
@@ -188,9 +211,32 @@ impl DynamoStore {
                     );
                 }
             }
-            if let Some(within) = coalesce_within {
-                if self.has_recent_or_open(&job, within).await? {
-                    return Ok(Created::Coalesced);
+            // For a request without a key: the job its marker named, which the
+            // new job's marker may replace (None: there was no marker).
+            let mut replaces: Option<Option<String>> = None;
+            match admission {
+                Admission::Always => {}
+                Admission::Poll(within) => {
+                    if self.has_recent_or_open(&job, within).await? {
+                        return Ok(Created::Coalesced);
+                    }
+                }
+                Admission::Request { max_queued } => {
+                    if job.idempotency.is_none() {
+                        let marked = self.requested_marker(&job).await?;
+                        if let Some(waiting) = &marked {
+                            if waiting.status == JobStatus::Queued
+                                && waiting.started_at.is_none()
+                                && millis(waiting.requested) == millis(job.requested)
+                            {
+                                return Ok(Created::Queued(waiting.clone()));
+                            }
+                        }
+                        replaces = Some(marked.map(|j| j.id.to_string()));
+                    }
+                    if self.queued_jobs(&job.user_id).await? >= u64::from(max_queued) {
+                        return Ok(Created::QueueFull { max_queued });
+                    }
                 }
             }
             let put = Put::builder()
@@ -211,6 +257,9 @@ impl DynamoStore {
                     .map_err(|e| StoreError::Internal(format!("idempotency put: {e}")))?;
                 items.push(TransactWriteItem::builder().put(put).build());
             }
+            if let Some(replaces) = replaces {
+                items.push(self.marker_put(&job, replaces)?);
+            }
             if self
                 .transact("TransactWriteItems create job", items)
                 .await?
@@ -221,10 +270,75 @@ impl DynamoStore {
                     .ok_or_else(|| StoreError::Internal("created job not found".into()))?;
                 return Ok(Created::New(created.job));
             }
-            // Most likely the same key was used concurrently: look again.
+            // Most likely the same key or the same request was used
+            // concurrently: look again.
             backoff(attempt).await;
         }
         Err(lost_race("create_job"))
+    }
+
+    /// The newest requested job of the user with this provider and trigger, as
+    /// its marker names it: a request is coalesced with that job while it waits.
+    /// (One marker per user, provider and trigger, so they do not pile up.)
+    async fn requested_marker(&self, job: &NewJob) -> Result<Option<SyncJob>, StoreError> {
+        let Some(item) = self.get(&self.tables().aux, requested_key(job)).await? else {
+            return Ok(None);
+        };
+        let id = Fields::new(&item, "requested job marker").uuid("job_id")?;
+        Ok(self.stored_job(id).await?.map(|stored| stored.job))
+    }
+
+    /// Points the marker at `job`, only if it still names `replaces` (or, for
+    /// None, does not exist): of concurrent identical requests one wins, and the
+    /// others find its job when they look again.
+    fn marker_put(
+        &self,
+        job: &NewJob,
+        replaces: Option<String>,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let mut marker = requested_key(job);
+        marker.insert("job_id".into(), s(job.id.to_string()));
+        let put = Put::builder()
+            .table_name(&self.tables().aux)
+            .set_item(Some(marker));
+        let put = match replaces {
+            None => put.condition_expression("attribute_not_exists(pk)"),
+            Some(old) => put
+                .condition_expression("job_id = :old")
+                .expression_attribute_values(":old", s(old)),
+        };
+        let put = put
+            .build()
+            .map_err(|e| StoreError::Internal(format!("requested job marker put: {e}")))?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    /// How many queued jobs the user has (any provider and trigger).
+    async fn queued_jobs(&self, user: &UserId) -> Result<u64, StoreError> {
+        let mut start: Option<Item> = None;
+        let mut total = 0u64;
+        loop {
+            let page = self
+                .client()
+                .query()
+                .table_name(&self.tables().sync_jobs)
+                .index_name(BY_USER)
+                .key_condition_expression("user_id = :u")
+                .filter_expression("#st = :queued")
+                .expression_attribute_names("#st", "status")
+                .expression_attribute_values(":u", s(user.as_str()))
+                .expression_attribute_values(":queued", s(JobStatus::Queued.as_str()))
+                .select(Select::Count)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| sdk_error("Query queued jobs", e))?;
+            total += u64::try_from(page.count()).unwrap_or(0);
+            match page.last_evaluated_key() {
+                Some(last) if !last.is_empty() => start = Some(last.clone()),
+                _ => return Ok(total),
+            }
+        }
     }
 
     async fn job_by_idempotency(
@@ -292,6 +406,7 @@ impl DynamoStore {
         until: DateTime<Utc>,
     ) -> Result<Option<SyncJob>, StoreError> {
         let mut start: Option<Item> = None;
+        let mut leased: Vec<Item> = Vec::new();
         loop {
             let page = self
                 .client()
@@ -307,7 +422,18 @@ impl DynamoStore {
                 .await
                 .map_err(|e| sdk_error("Query open jobs", e))?;
             for candidate in page.items() {
-                let id = Fields::new(candidate, "sync job").uuid("id")?;
+                let f = Fields::new(candidate, "sync job");
+                let id = f.uuid("id")?;
+                // A user being synced may have many jobs queued (up to the cap):
+                // their lease is read once per claim, not once per job.
+                let lease = lease_key(f.s("user_id")?, f.s("provider")?);
+                if leased.contains(&lease) {
+                    continue;
+                }
+                if self.lease_held(&lease, now).await? {
+                    leased.push(lease);
+                    continue;
+                }
                 if let Some(job) = self.try_claim(id, owner, now, until).await? {
                     return Ok(Some(job));
                 }
@@ -329,7 +455,8 @@ impl DynamoStore {
         })
     }
 
-    /// Claims one job if it is still runnable and its user's lease is free.
+    /// Claims one job if it is still runnable and its user's lease is free (a
+    /// lease taken meanwhile fails the lease put's condition).
     async fn try_claim(
         &self,
         id: Uuid,
@@ -345,11 +472,7 @@ impl DynamoStore {
         if !matches!(job.status, JobStatus::Queued | JobStatus::Running) {
             return Ok(None);
         }
-        let lease = lease_key(job.user_id.as_str(), job.provider.as_str());
-        if self.lease_held(&lease, now).await? {
-            return Ok(None);
-        }
-        let mut lease_item = lease;
+        let mut lease_item = lease_key(job.user_id.as_str(), job.provider.as_str());
         lease_item.insert("owner".into(), s(owner));
         lease_item.insert("job_id".into(), s(id.to_string()));
         lease_item.insert("user_id".into(), s(job.user_id.as_str()));

@@ -320,7 +320,17 @@ impl Store for DynamoStore {
         job: NewJob,
         coalesce_within: Option<chrono::Duration>,
     ) -> Result<Created, StoreError> {
-        self.create_job_impl(job, coalesce_within).await
+        self.create_job_impl(job, crate::store::Admission::of_poll(coalesce_within))
+            .await
+    }
+
+    async fn create_requested_job(
+        &self,
+        job: NewJob,
+        max_queued: u32,
+    ) -> Result<Created, StoreError> {
+        self.create_job_impl(job, crate::store::Admission::Request { max_queued })
+            .await
     }
 
     async fn claim_job(

@@ -14,7 +14,7 @@ use super::{advisory_lock, col, count, db_error, int, ms, opt_ms, user_id, Postg
 use crate::connections::Provider;
 use crate::domain::UserId;
 use crate::events::Event;
-use crate::store::StoreError;
+use crate::store::{Admission, StoreError};
 use crate::sync::jobs::{
     Checkpoint, Created, JobBacklog, JobCounts, JobEnd, JobStatus, NewJob, SyncJob, TimeRange,
     Trigger,
@@ -114,7 +114,7 @@ impl PostgresStore {
     pub(super) async fn create_job_impl(
         &self,
         job: NewJob,
-        coalesce_within: Option<chrono::Duration>,
+        admission: Admission,
     ) -> Result<Created, StoreError> {
         let user = job.user_id.as_str();
         let mut tx = self.begin().await?;
@@ -142,21 +142,62 @@ impl PostgresStore {
             }
         }
         let now = ms(job.created_at);
-        if let Some(within) = coalesce_within {
-            let busy: bool = sqlx::query_scalar(
-                "SELECT EXISTS (SELECT 1 FROM sync_jobs WHERE user_id = $1 AND provider = $2 \
-                 AND (status IN ('queued', 'running') \
-                      OR (trigger = $3 AND created_at > $4)))",
-            )
-            .bind(user)
-            .bind(job.provider.as_str())
-            .bind(job.trigger.as_str())
-            .bind(ms(now - within))
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db_error)?;
-            if busy {
-                return Ok(Created::Coalesced);
+        match admission {
+            Admission::Always => {}
+            Admission::Poll(within) => {
+                let busy: bool = sqlx::query_scalar(
+                    "SELECT EXISTS (SELECT 1 FROM sync_jobs WHERE user_id = $1 AND provider = $2 \
+                     AND (status IN ('queued', 'running') \
+                          OR (trigger = $3 AND created_at > $4)))",
+                )
+                .bind(user)
+                .bind(job.provider.as_str())
+                .bind(job.trigger.as_str())
+                .bind(ms(now - within))
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db_error)?;
+                if busy {
+                    return Ok(Created::Coalesced);
+                }
+            }
+            Admission::Request { max_queued } => {
+                if job.idempotency.is_none() {
+                    // The advisory lock above makes this look and the insert
+                    // below one step for concurrent identical requests.
+                    let waiting = sqlx::query(concat!(
+                        "SELECT ",
+                        columns!(),
+                        " FROM sync_jobs WHERE user_id = $1 AND provider = $2 \
+                         AND status IN ('queued', 'running') AND status = 'queued' \
+                         AND started_at IS NULL AND trigger = $3 \
+                         AND requested_start IS NOT DISTINCT FROM $4 \
+                         AND requested_end IS NOT DISTINCT FROM $5 \
+                         ORDER BY created_at LIMIT 1"
+                    ))
+                    .bind(user)
+                    .bind(job.provider.as_str())
+                    .bind(job.trigger.as_str())
+                    .bind(opt_ms(job.requested.map(|r| r.start)))
+                    .bind(opt_ms(job.requested.map(|r| r.end)))
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db_error)?;
+                    if let Some(row) = waiting {
+                        return Ok(Created::Queued(read_job(&row)?.0));
+                    }
+                }
+                let queued: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM sync_jobs WHERE user_id = $1 \
+                     AND status IN ('queued', 'running') AND status = 'queued'",
+                )
+                .bind(user)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db_error)?;
+                if queued >= i64::from(max_queued) {
+                    return Ok(Created::QueueFull { max_queued });
+                }
             }
         }
         let created = sqlx::query(concat!(

@@ -10,7 +10,7 @@ use super::connections::{ms, time};
 use super::{internal, SqliteStore};
 use crate::connections::Provider;
 use crate::domain::UserId;
-use crate::store::StoreError;
+use crate::store::{Admission, StoreError};
 use crate::sync::jobs::{
     Checkpoint, Created, JobBacklog, JobCounts, JobEnd, JobStatus, NewJob, SyncJob, TimeRange,
     Trigger,
@@ -139,7 +139,7 @@ impl SqliteStore {
     pub(super) async fn create_job_impl(
         &self,
         job: NewJob,
-        coalesce_within: Option<chrono::Duration>,
+        admission: Admission,
     ) -> Result<Created, StoreError> {
         self.write(move |conn| {
             let tx = conn.transaction().map_err(internal)?;
@@ -158,27 +158,63 @@ impl SqliteStore {
                 }
             }
             let now = job.created_at.timestamp_millis();
-            if let Some(within) = coalesce_within {
-                let busy: Option<i64> = tx
-                    .prepare_cached(
-                        "SELECT 1 FROM sync_jobs WHERE user_id = ?1 AND provider = ?2 \
-                         AND (status IN ('queued', 'running') \
-                              OR (trigger = ?3 AND created_at_ms > ?4)) LIMIT 1",
-                    )
-                    .map_err(internal)?
-                    .query_row(
-                        params![
-                            user,
-                            job.provider.as_str(),
-                            job.trigger.as_str(),
-                            now - within.num_milliseconds()
-                        ],
-                        |r| r.get(0),
-                    )
-                    .optional()
-                    .map_err(internal)?;
-                if busy.is_some() {
-                    return Ok(Created::Coalesced);
+            match admission {
+                Admission::Always => {}
+                Admission::Poll(within) => {
+                    let busy: Option<i64> = tx
+                        .prepare_cached(
+                            "SELECT 1 FROM sync_jobs WHERE user_id = ?1 AND provider = ?2 \
+                             AND (status IN ('queued', 'running') \
+                                  OR (trigger = ?3 AND created_at_ms > ?4)) LIMIT 1",
+                        )
+                        .map_err(internal)?
+                        .query_row(
+                            params![
+                                user,
+                                job.provider.as_str(),
+                                job.trigger.as_str(),
+                                now - within.num_milliseconds()
+                            ],
+                            |r| r.get(0),
+                        )
+                        .optional()
+                        .map_err(internal)?;
+                    if busy.is_some() {
+                        return Ok(Created::Coalesced);
+                    }
+                }
+                Admission::Request { max_queued } => {
+                    if job.idempotency.is_none() {
+                        // The first term lets SQLite use the partial index of a
+                        // user's open jobs; `IS` matches two incremental (NULL) ranges.
+                        if let Some((waiting, _)) = select_job(
+                            &tx,
+                            "user_id = ?1 AND provider = ?2 AND status IN ('queued', 'running') \
+                             AND status = 'queued' AND started_at_ms IS NULL AND trigger = ?3 \
+                             AND requested_start_ms IS ?4 AND requested_end_ms IS ?5 \
+                             ORDER BY created_at_ms LIMIT 1",
+                            params![
+                                user,
+                                job.provider.as_str(),
+                                job.trigger.as_str(),
+                                ms(job.requested.map(|r| r.start)),
+                                ms(job.requested.map(|r| r.end)),
+                            ],
+                        )? {
+                            return Ok(Created::Queued(waiting));
+                        }
+                    }
+                    let queued: i64 = tx
+                        .prepare_cached(
+                            "SELECT COUNT(*) FROM sync_jobs WHERE user_id = ?1 \
+                             AND status IN ('queued', 'running') AND status = 'queued'",
+                        )
+                        .map_err(internal)?
+                        .query_row([user], |r| r.get(0))
+                        .map_err(internal)?;
+                    if queued >= i64::from(max_queued) {
+                        return Ok(Created::QueueFull { max_queued });
+                    }
                 }
             }
             let id = job.id.to_string();

@@ -13,6 +13,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("migrations/0005_sync.sql")),
     (6, include_str!("migrations/0006_outbox.sql")),
     (7, include_str!("migrations/0007_oauth_state_expiry.sql")),
+    (8, include_str!("migrations/0008_open_jobs_by_user.sql")),
 ];
 
 /// The newest schema version this build knows.

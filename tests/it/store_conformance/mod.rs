@@ -952,6 +952,7 @@ macro_rules! conformance {
                 a_lapsed_lease_hands_the_job_on_with_its_checkpoint,
                 job_ends_update_the_connection_and_retries_wait,
                 a_job_behind_its_users_running_sync_is_due_but_not_lagging,
+                requested_jobs_coalesce_while_queued_and_are_capped,
                 finished_scheduled_jobs_are_pruned,
                 webhook_inbox_stores_claims_and_finishes,
                 changes_commit_their_events_and_duplicates_none,

@@ -704,3 +704,124 @@ pub(super) async fn a_job_behind_its_users_running_sync_is_due_but_not_lagging(s
         "free again"
     );
 }
+
+/// `create_requested_job`: the same request while its job waits is that job
+/// (also when asked concurrently); a started job is not; a user's queue is capped.
+pub(super) async fn requested_jobs_coalesce_while_queued_and_are_capped(s: S) {
+    let t0 = Utc::now();
+    let window = TimeRange {
+        start: ms(t0 - Duration::days(2)),
+        end: ms(t0 - Duration::days(1)),
+    };
+    let hook = |at| NewJob {
+        requested: Some(window),
+        ..job("u1", Trigger::Webhook, at)
+    };
+    let manual = new(s
+        .create_requested_job(job("u1", Trigger::Manual, t0), 3)
+        .await
+        .unwrap());
+    match s
+        .create_requested_job(
+            job("u1", Trigger::Manual, t0 + Duration::milliseconds(1)),
+            3,
+        )
+        .await
+        .unwrap()
+    {
+        Created::Queued(same) => assert_eq!(same.id, manual.id),
+        other => panic!("expected the queued job, got {other:?}"),
+    }
+
+    // Concurrent identical requests: one job.
+    let asked = (0..5).map(|i| {
+        let s = s.clone();
+        async move {
+            s.create_requested_job(hook(t0 + Duration::milliseconds(2 + i)), 3)
+                .await
+                .unwrap()
+        }
+    });
+    let answers = futures_util::future::join_all(asked).await;
+    let mut ids: Vec<Uuid> = answers
+        .iter()
+        .map(|a| match a {
+            Created::New(j) | Created::Queued(j) => j.id,
+            other => panic!("expected a job, got {other:?}"),
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "{answers:?}");
+    let webhook = ids[0];
+    assert_eq!(
+        answers
+            .iter()
+            .filter(|a| matches!(a, Created::New(_)))
+            .count(),
+        1
+    );
+
+    // A started job is not a request still waiting: the same request queues anew.
+    let soon = t0 + Duration::seconds(1);
+    let claimed = s
+        .claim_job("a", soon, soon + Duration::minutes(1))
+        .await
+        .unwrap()
+        .expect("the webhook job runs first");
+    assert_eq!(claimed.id, webhook);
+    let again = new(s
+        .create_requested_job(hook(t0 + Duration::milliseconds(10)), 3)
+        .await
+        .unwrap());
+    assert_ne!(again.id, webhook);
+    // Three queued (the manual job, the new webhook job, and this one): full.
+    let other_window = NewJob {
+        requested: Some(TimeRange {
+            start: window.start - Duration::days(1),
+            end: window.start,
+        }),
+        ..job("u1", Trigger::Manual, t0 + Duration::milliseconds(11))
+    };
+    new(s
+        .create_requested_job(other_window.clone(), 3)
+        .await
+        .unwrap());
+    assert_eq!(
+        s.create_requested_job(
+            NewJob {
+                requested: Some(TimeRange {
+                    start: window.start - Duration::days(3),
+                    end: window.start,
+                }),
+                ..job("u1", Trigger::Manual, t0 + Duration::milliseconds(12))
+            },
+            3
+        )
+        .await
+        .unwrap(),
+        Created::QueueFull { max_queued: 3 }
+    );
+    // A full queue still answers a request already queued with its job.
+    s.finish_job(webhook, "a", JobEnd::Succeeded, soon)
+        .await
+        .unwrap()
+        .expect("ended");
+    assert!(matches!(
+        s.create_requested_job(
+            NewJob {
+                id: Uuid::new_v4(),
+                ..other_window
+            },
+            3
+        )
+        .await
+        .unwrap(),
+        Created::Queued(_)
+    ));
+    // Another user has a queue of their own.
+    new(s
+        .create_requested_job(job("u2", Trigger::Manual, t0), 3)
+        .await
+        .unwrap());
+}
