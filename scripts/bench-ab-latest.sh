@@ -8,6 +8,9 @@
 # token minted by the new binary, so authorization and the audit trail run too),
 # while the old one runs with AUTH_DISABLED=true as before access control.
 #
+# With OLD_AUTH=1 the old build runs with bearer authentication too (both sides
+# alike, for two builds that both have access control).
+#
 # OLD_ENV="NAME=value" is set for the old build only (e.g. an experiment's
 # switch, when OLD and NEW are one binary).
 #
@@ -57,7 +60,7 @@ run_one() { # label binary auth(0|1)
 
 rates=$(mktemp)
 for _ in $(seq 1 "$ROUNDS"); do
-    run_one old "$OLD" 0
+    run_one old "$OLD" "${OLD_AUTH:-0}"
     run_one new "$NEW" "${NEW_AUTH:-0}"
 done
 port=$(free_port)
