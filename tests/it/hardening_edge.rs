@@ -401,17 +401,26 @@ async fn health_checks_storage_at_most_once_a_second() {
     let before = checks(&scrape(&client, &app.base).await);
 
     let url = format!("{}/health", app.base);
+    let started = std::time::Instant::now();
     let answers = futures_util::future::join_all((0..200).map(|_| {
         let (client, url) = (client.clone(), url.clone());
         tokio::spawn(async move { client.get(url).send().await.unwrap().status() })
     }))
     .await;
+    let took = started.elapsed();
     for status in answers {
         assert_eq!(status.unwrap(), 200);
     }
 
+    // What the cache guarantees: one check at a time, each answer reused for a second
+    // after it, so at most one check per started second of the burst. Without the
+    // cache this would be 200; a slow, loaded machine only widens the bound a little.
     let ran = checks(&scrape(&client, &app.base).await) - before;
-    assert!(ran <= 2.0, "{ran} storage checks for 200 requests");
+    let bound = took.as_secs_f64().ceil() + 1.0;
+    assert!(
+        ran <= bound,
+        "{ran} storage checks for 200 requests in {took:?} (at most {bound})"
+    );
 }
 
 /// A concrete path of a route template.

@@ -1,6 +1,6 @@
 //! Finding 6, unbounded per-user work: identical queued sync requests coalesce
-//! into one job, a user's queue is capped, `/oauth/refresh` makes no token call
-//! while the token is fresh, each user has a share of the Dexcom call budget,
+//! into one job, a user's queue is capped, `/oauth/refresh` in a loop makes one
+//! token call a minute, each user has a share of the Dexcom call budget,
 //! and reading writes have a per-user hourly quota. Black-box over HTTP.
 
 use std::time::Duration;
