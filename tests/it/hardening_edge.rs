@@ -312,16 +312,48 @@ impl PgDatabase {
     /// Ends every session on the database and refuses new ones.
     async fn refuse_connections(&self) {
         use sqlx::Connection;
-        let mut conn = sqlx::PgConnection::connect(&self.admin_url).await.unwrap();
-        let sql = format!(
-            "ALTER DATABASE \"{0}\" ALLOW_CONNECTIONS false; \
-             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{0}'",
+        let admin = |sql: String| {
+            let url = self.admin_url.clone();
+            async move {
+                let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                conn
+            }
+        };
+        admin(format!(
+            "ALTER DATABASE \"{}\" ALLOW_CONNECTIONS false",
             self.name
-        );
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-            .execute(&mut conn)
-            .await
-            .unwrap();
+        ))
+        .await;
+        // A session that was being opened as the ALTER committed survives one round of
+        // terminations: end them until none is left (new ones are refused now).
+        eventually(
+            "no session of the database is left",
+            Duration::from_secs(30),
+            || {
+                let sql = format!(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}'",
+                    self.name
+                );
+                let count = format!(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}'",
+                    self.name
+                );
+                let admin = &admin;
+                async move {
+                    let mut conn = admin(sql).await;
+                    let left: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(count))
+                        .fetch_one(&mut conn)
+                        .await
+                        .unwrap();
+                    left == 0
+                }
+            },
+        )
+        .await;
     }
 }
 
