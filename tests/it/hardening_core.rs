@@ -21,25 +21,6 @@ const SECRET: &str = "hardening-webhook-secret";
 /// above it, so only a server that never does it fails.
 const WITHIN: Duration = Duration::from_secs(30);
 
-/// A Dexcom v3 EGV record, as a sender delivers it inline.
-fn egv(at: chrono::DateTime<Utc>, value: u16) -> Value {
-    json!({
-        "recordId": uuid::Uuid::new_v4().to_string(),
-        "systemTime": at.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-        "displayTime": at.format("%Y-%m-%dT%H:%M:%S+00:00").to_string(),
-        "transmitterId": "hashed-tx",
-        "transmitterTicks": 123_456,
-        "value": value,
-        "status": null,
-        "trend": "flat",
-        "trendRate": 0.1,
-        "unit": "mg/dL",
-        "rateUnit": "mg/dL/min",
-        "displayDevice": "iOS",
-        "transmitterGeneration": "g7"
-    })
-}
-
 fn egvs_body(value: u16) -> Vec<u8> {
     let at = Utc::now() - chrono::Duration::minutes(10);
     serde_json::to_vec(&json!({"type": "egvs", "records": [egv(at, value)]})).unwrap()

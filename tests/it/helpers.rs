@@ -358,6 +358,25 @@ pub fn reading_json(at: DateTime<Utc>, mg_dl: u16) -> Value {
     })
 }
 
+/// A Dexcom v3 EGV record, as Dexcom sends it.
+pub fn egv(at: chrono::DateTime<Utc>, value: u16) -> Value {
+    json!({
+        "recordId": uuid::Uuid::new_v4().to_string(),
+        "systemTime": at.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        "displayTime": (at - chrono::Duration::hours(5)).format("%Y-%m-%dT%H:%M:%S-05:00").to_string(),
+        "transmitterId": "hashed-tx",
+        "transmitterTicks": 123_456,
+        "value": value,
+        "status": null,
+        "trend": "flat",
+        "trendRate": 0.1,
+        "unit": "mg/dL",
+        "rateUnit": "mg/dL/min",
+        "displayDevice": "iOS",
+        "transmitterGeneration": "g7"
+    })
+}
+
 /// Asserts the error envelope and returns its `error` object.
 pub async fn expect_error(response: reqwest::Response, status: u16, code: &str) -> Value {
     assert_eq!(response.status().as_u16(), status, "status");

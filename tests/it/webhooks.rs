@@ -15,25 +15,6 @@ use crate::helpers::*;
 
 const SECRET: &str = "webhook-test-secret";
 
-/// A Dexcom v3 EGV record, as Dexcom sends it.
-fn egv(at: chrono::DateTime<Utc>, value: u16) -> Value {
-    json!({
-        "recordId": uuid::Uuid::new_v4().to_string(),
-        "systemTime": at.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-        "displayTime": (at - chrono::Duration::hours(5)).format("%Y-%m-%dT%H:%M:%S-05:00").to_string(),
-        "transmitterId": "hashed-tx",
-        "transmitterTicks": 123_456,
-        "value": value,
-        "status": null,
-        "trend": "flat",
-        "trendRate": 0.1,
-        "unit": "mg/dL",
-        "rateUnit": "mg/dL/min",
-        "displayDevice": "iOS",
-        "transmitterGeneration": "g7"
-    })
-}
-
 /// A delivery with the headers a sender computes (`secret`, `ts` and `body` as given).
 async fn deliver(
     app: &TestApp,
