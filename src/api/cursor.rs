@@ -16,6 +16,27 @@ use sha2::{Digest, Sha256};
 use crate::domain::FieldError;
 use crate::store::{Order, PageRequest, Seek};
 
+/// Largest and default page size of every paginated listing.
+const MAX_LIMIT: usize = 1000;
+const DEFAULT_LIMIT: usize = 100;
+
+/// The `limit` query parameter of a listing: 1–1000, 100 when absent. A bad one is
+/// added to `errors` (pointer `limit`) and the default is used meanwhile, so that one
+/// response reports every bad parameter.
+pub fn page_limit(raw: Option<&str>, errors: &mut Vec<FieldError>) -> usize {
+    match raw.map(str::parse::<usize>) {
+        None => DEFAULT_LIMIT,
+        Some(Ok(n)) if (1..=MAX_LIMIT).contains(&n) => n,
+        Some(_) => {
+            errors.push(FieldError::new(
+                "limit",
+                format!("must be an integer in 1..={MAX_LIMIT}"),
+            ));
+            DEFAULT_LIMIT
+        }
+    }
+}
+
 const VERSION: u8 = 1;
 const LEN: usize = 1 + 1 + 8 + 8 + 8;
 /// Key cursors: version, fingerprint, key bytes, checksum.

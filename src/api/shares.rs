@@ -22,9 +22,6 @@ use crate::auth::shares::{Share, ShareRole};
 use crate::domain::{FieldError, UserId};
 use crate::store::{SharePage, ShareWrite};
 
-const MAX_LIMIT: usize = 1000;
-const DEFAULT_LIMIT: usize = 100;
-
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ShareInput {
@@ -192,17 +189,7 @@ pub async fn list(
     let params: ShareListParams = query_params(query.as_deref())?;
     let fingerprint = cursor::key_fingerprint(&["shares", patient.as_str()]);
     let mut errors = Vec::new();
-    let limit = match params.limit.as_deref().map(str::parse::<usize>) {
-        None => DEFAULT_LIMIT,
-        Some(Ok(n)) if (1..=MAX_LIMIT).contains(&n) => n,
-        Some(_) => {
-            errors.push(FieldError::new(
-                "limit",
-                format!("must be an integer in 1..={MAX_LIMIT}"),
-            ));
-            DEFAULT_LIMIT
-        }
-    };
+    let limit = super::cursor::page_limit(params.limit.as_deref(), &mut errors);
     let after = match params.cursor.as_deref() {
         None => None,
         Some(raw) => cursor::decode_key(raw, fingerprint)

@@ -17,9 +17,6 @@ use crate::auth::policy::Action;
 use crate::domain::{FieldError, ReadingTime, UserId};
 use crate::store::{fetch_page, Order, PageRequest};
 
-const MAX_LIMIT: usize = 1000;
-const DEFAULT_LIMIT: usize = 100;
-
 /// Query parameters of the range endpoint. Unknown parameters are rejected.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -132,17 +129,7 @@ fn page_request(user: UserId, query: Option<&str>) -> Result<PageRequest, ApiErr
             errors.push(FieldError::new("endDate", "must be after startDate"));
         }
     }
-    let limit = match params.limit.as_deref().map(str::parse::<usize>) {
-        None => DEFAULT_LIMIT,
-        Some(Ok(n)) if (1..=MAX_LIMIT).contains(&n) => n,
-        Some(_) => {
-            errors.push(FieldError::new(
-                "limit",
-                format!("must be an integer in 1..={MAX_LIMIT}"),
-            ));
-            DEFAULT_LIMIT
-        }
-    };
+    let limit = crate::api::cursor::page_limit(params.limit.as_deref(), &mut errors);
     let order = match params
         .order
         .as_deref()
