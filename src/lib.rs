@@ -1,9 +1,34 @@
 //! cgm-hub: collects continuous glucose monitor readings, validates and stores
 //! them, and serves them.
 //!
-//! Data flows `sources` → `pipeline` → `store` → `events`, and `api` serves it.
-//! `domain` holds the types every layer shares; it depends on no web, database
-//! or cloud crate.
+//! Data flows sources → pipeline → store → events, and `api` serves it. The
+//! modules are layered so that each can be read, tested and replaced without the
+//! ones above it. Lowest first; a module names (`crate::x`) only modules listed
+//! before it, which `tests/it/layering.rs` checks on every run (test code is
+//! exempt). docs/architecture.md says where new work goes.
+//!
+//! 1. `domain`: the values every layer shares (readings, glucose, user ids);
+//!    no web, database or cloud crate.
+//! 2. `digest`: SHA-256 fingerprints of values the store must not keep in the clear.
+//! 3. `secret`: `Secret<T>`, a value that never prints.
+//! 4. `records`: what the store persists and returns (jobs, tasks, connections,
+//!    shares, audit entries, inbox deliveries, upsert outcomes, the event schema).
+//! 5. `config`: typed settings for every section, parsed once at start.
+//! 6. `telemetry`: logging and the metric catalogue.
+//! 7. `store`: one trait per storage concern, and the SQLite, PostgreSQL and
+//!    DynamoDB backends that implement them.
+//! 8. `pipeline`: parse, validate and normalize readings, then store them.
+//! 9. `connections`: sealing source tokens at rest, and pruning stale OAuth state.
+//! 10. `auth`: bearer tokens, the access policy and the audit writer.
+//! 11. `events`: the bus, the outbox relay and subscriptions.
+//! 12. `tasks`: the durable task runner (leases, retries, resume after a crash).
+//! 13. `sync`: the source port, the sync engine and the scheduler.
+//! 14. `simulator`: a Dexcom API and synthetic patients, for the demo and tests.
+//! 15. `sources`: the adapters (Dexcom, signed webhooks) behind the source port.
+//! 16. `serving`: the listener's connection limits and timeouts.
+//! 17. `api`: the HTTP routes, their views and the one error envelope.
+//! 18. `app`: building the parts from settings, and running them under a supervisor.
+//! 19. `operator`: the command line.
 
 pub mod api;
 pub mod app;
@@ -15,9 +40,12 @@ pub mod domain;
 pub mod events;
 pub mod operator;
 pub mod pipeline;
+pub mod records;
+pub mod secret;
 pub mod serving;
 pub mod simulator;
 pub mod sources;
 pub mod store;
 pub mod sync;
+pub mod tasks;
 pub mod telemetry;
