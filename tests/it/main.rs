@@ -12,6 +12,7 @@ mod hardening_work;
 mod helpers;
 mod http_errors;
 mod http_readings;
+mod layering;
 mod operator_kit;
 mod pipeline;
 mod postgres_store;
