@@ -60,8 +60,8 @@ pub struct AppContext {
     pub metrics: PrometheusHandle,
     pub limits: Limits,
     pub public_base_url: Option<Arc<str>>,
-    /// Development only: every request acts as admin (until access control lands,
-    /// API routes are refused when this is off).
+    /// Development only (AUTH_DISABLED): every request acts as admin, with no
+    /// bearer token checked.
     pub auth_disabled: bool,
     /// Set once Dexcom is configured (at build, or when `serve --demo` has
     /// started its simulator); until then the OAuth routes answer 503.

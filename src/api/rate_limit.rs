@@ -28,15 +28,7 @@ use crate::domain::UserId;
 /// Sweep refilled keys after this many checks on a tier.
 const SWEEP_EVERY: u64 = 4096;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RateLimitSettings {
-    pub anonymous_per_minute: u32,
-    pub user_per_minute: u32,
-    pub webhook_per_minute: u32,
-    /// Proxies in front of the service whose `X-Forwarded-For` is believed; none:
-    /// the peer address is the client (the header could be forged).
-    pub trusted_proxies: TrustedProxies,
-}
+pub use crate::config::RateLimitSettings;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tier {

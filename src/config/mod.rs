@@ -3,20 +3,41 @@
 //! Every variable is parsed into a typed value; a bad value stops the process with a
 //! one-line message naming the variable. Secrets are wrapped in `Secret`, whose
 //! `Debug` and `Display` print `[redacted]`.
+//!
+//! Config owns every settings type, one file per section (the groups of
+//! `docs/configuration.md`), so the layers that read settings depend on config and
+//! config on none of them.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
-use base64::Engine;
-
+mod auth;
+mod bus;
+mod dexcom;
+mod http;
+mod proxies;
 mod reference;
+mod service;
+mod storage;
+mod sync;
 mod variables;
 
+pub use auth::MIN_SECRET_BYTES;
+pub use bus::{EventBusKind, RabbitSettings};
+pub use dexcom::{ApiVersion, DexcomSettings, MAX_OAUTH_STATE_TTL};
+pub use http::{HttpSettings, RateLimitSettings, TlsSettings, WebhookSettings};
+pub use proxies::{canonical, Cidr, TrustedProxies};
 pub use reference::{env_example, markdown_reference};
+pub use service::{LogFormat, ServiceEnv};
+pub use storage::{Durability, StorageSettings};
+pub use sync::SyncSettings;
 pub use variables::{Group, Variable, VARIABLES};
+
+// `Secret` lived here before it had a module of its own; this keeps the old path
+// working until every user imports `crate::secret::Secret`.
+pub use crate::secret::Secret;
 
 #[derive(Debug, thiserror::Error)]
 #[error("invalid {variable}: {message}")]
@@ -30,158 +51,6 @@ fn invalid(variable: &'static str, message: impl Into<String>) -> ConfigError {
         variable,
         message: message.into(),
     }
-}
-
-/// A value that must never be printed.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret<T>(T);
-
-impl<T> Secret<T> {
-    pub fn new(value: T) -> Self {
-        Self(value)
-    }
-    pub fn expose(&self) -> &T {
-        &self.0
-    }
-}
-
-impl<T> fmt::Debug for Secret<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-impl<T> fmt::Display for Secret<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ServiceEnv {
-    Development,
-    Staging,
-    Production,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    Json,
-    Pretty,
-}
-
-#[derive(Debug, Clone)]
-pub enum StorageSettings {
-    Sqlite {
-        path: PathBuf,
-        durability: crate::store::sqlite::Durability,
-    },
-    Postgres {
-        /// May hold a password.
-        url: Secret<String>,
-        max_connections: u32,
-    },
-    /// Tables are created on start-up when absent (docs/dynamodb.md).
-    DynamoDb {
-        /// None: the AWS endpoint of `region`.
-        endpoint: Option<url::Url>,
-        region: String,
-        readings_table: String,
-        user_tokens_table: String,
-        sync_jobs_table: String,
-        /// Shares, audit, OAuth states, leases, webhook inbox and outbox.
-        aux_table: String,
-    },
-}
-
-#[derive(Clone)]
-pub enum EventBusKind {
-    Memory,
-    RabbitMq(crate::events::rabbitmq::RabbitSettings),
-}
-
-impl std::fmt::Debug for EventBusKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            EventBusKind::Memory => f.write_str("Memory"),
-            EventBusKind::RabbitMq(r) => f
-                .debug_struct("RabbitMq")
-                .field("exchange", &r.exchange)
-                .field("queue", &r.queue)
-                .finish_non_exhaustive(),
-        }
-    }
-}
-
-/// The Dexcom OAuth client and the policy for every outbound call to Dexcom.
-#[derive(Debug, Clone)]
-pub struct DexcomSettings {
-    pub client_id: Option<String>,
-    pub client_secret: Option<Secret<String>>,
-    /// Where Dexcom sends the browser back (our `/oauth/callback`); must match the
-    /// URI registered with Dexcom.
-    pub redirect_uri: Option<url::Url>,
-    pub api_base_url: url::Url,
-    pub api_version: ApiVersion,
-    /// Send a PKCE S256 challenge (Dexcom does not document PKCE; off if it objects).
-    pub pkce: bool,
-    /// How long an authorization in progress stays completable (at most `STATE_TTL`).
-    pub state_ttl: Duration,
-    /// Authorizations in progress kept per user (the newest).
-    pub pending_per_user: usize,
-    /// How often expired authorizations are deleted.
-    pub state_prune_interval: Duration,
-    /// App-wide budget of outbound calls per hour (Dexcom allows 60,000 per app).
-    pub calls_per_hour: u32,
-    /// Each user's share of it: data calls per user per hour.
-    pub calls_per_user_per_hour: u32,
-    /// `POST /oauth/refresh` within this long of a successful refresh answers with it.
-    pub refresh_min_interval: Duration,
-    /// History fetched when a user first connects.
-    pub backfill_days: u32,
-    pub max_retries: u32,
-    pub retry_backoff_factor: f64,
-    pub request_timeout: Duration,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ApiVersion {
-    V2,
-    V3,
-}
-
-impl ApiVersion {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ApiVersion::V2 => "v2",
-            ApiVersion::V3 => "v3",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsSettings {
-    pub cert_path: PathBuf,
-    pub key_path: PathBuf,
-}
-
-/// What one client connection may hold of the server (HTTP_*).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HttpSettings {
-    /// From the connection being ready for a request to its headers complete (also the
-    /// keep-alive idle timeout).
-    pub header_read_timeout: Duration,
-    /// For a whole request body.
-    pub body_read_timeout: Duration,
-    pub max_connections: usize,
-}
-
-/// Webhook bodies come from anyone who can reach the port: tighter limits (WEBHOOK_*).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WebhookSettings {
-    pub max_body_bytes: usize,
-    pub body_timeout: Duration,
-    pub max_concurrent_bodies: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -209,7 +78,7 @@ pub struct Settings {
     pub token_encryption_key_previous: Vec<Secret<[u8; 32]>>,
     pub webhook_signing_secret: Option<Secret<String>>,
     pub dexcom: DexcomSettings,
-    pub rate_limits: crate::api::rate_limit::RateLimitSettings,
+    pub rate_limits: RateLimitSettings,
     pub max_body_bytes: usize,
     pub max_batch_records: usize,
     /// The listener's limits: header and body timeouts, connection cap.
@@ -225,7 +94,7 @@ pub struct Settings {
     pub demo: bool,
     pub demo_backfill_days: u32,
     /// The sync engine and scheduler (POLL_INTERVAL_SECONDS, SYNC_*).
-    pub sync: crate::sync::engine::SyncSettings,
+    pub sync: SyncSettings,
 }
 
 impl Settings {
@@ -240,204 +109,16 @@ impl Settings {
         Self::from_vars(&std::env::vars().collect())
     }
 
+    /// Parses every section. The environment comes first because other sections'
+    /// rules depend on it; the first bad value found is the error.
     pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
         let v = Vars(vars);
-        let env = match v.get("SERVICE_ENV").to_ascii_lowercase().as_str() {
-            "development" | "dev" => ServiceEnv::Development,
-            "staging" => ServiceEnv::Staging,
-            "production" | "prod" => ServiceEnv::Production,
-            other => {
-                return Err(invalid(
-                    "SERVICE_ENV",
-                    format!("{other:?} is not development, staging or production"),
-                ))
-            }
-        };
-        let log_level = match v.get("LOG_LEVEL").to_ascii_uppercase().as_str() {
-            "TRACE" => tracing::Level::TRACE,
-            "DEBUG" => tracing::Level::DEBUG,
-            "INFO" => tracing::Level::INFO,
-            "WARNING" | "WARN" => tracing::Level::WARN,
-            "ERROR" | "CRITICAL" => tracing::Level::ERROR,
-            other => {
-                return Err(invalid(
-                    "LOG_LEVEL",
-                    format!("{other:?} is not DEBUG, INFO, WARNING, ERROR or CRITICAL"),
-                ))
-            }
-        };
-        let log_format = match v.get("LOG_FORMAT").to_ascii_lowercase().as_str() {
-            "json" => LogFormat::Json,
-            "pretty" | "text" => LogFormat::Pretty,
-            other => {
-                return Err(invalid(
-                    "LOG_FORMAT",
-                    format!("{other:?} is not json or pretty"),
-                ))
-            }
-        };
-        let bind_addr = match (v.optional("BIND_ADDR"), v.optional("PORT")) {
-            (None, Some(port)) => {
-                let port: u16 = port
-                    .parse()
-                    .map_err(|_| invalid("PORT", format!("{port:?} is not a port number")))?;
-                SocketAddr::from(([0, 0, 0, 0], port))
-            }
-            _ => {
-                let raw = v.get("BIND_ADDR");
-                raw.parse().map_err(|_| {
-                    invalid(
-                        "BIND_ADDR",
-                        format!("{raw:?} is not an address like 0.0.0.0:5001"),
-                    )
-                })?
-            }
-        };
-        let public_base_url = v
-            .optional("PUBLIC_BASE_URL")
-            .map(|u| u.trim_end_matches('/').to_owned());
-        if let Some(url) = &public_base_url {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(invalid(
-                    "PUBLIC_BASE_URL",
-                    "must start with http:// or https://",
-                ));
-            }
-        }
-        let tls = match (v.optional("TLS_CERT_PATH"), v.optional("TLS_KEY_PATH")) {
-            (Some(cert), Some(key)) => Some(TlsSettings {
-                cert_path: PathBuf::from(cert),
-                key_path: PathBuf::from(key),
-            }),
-            (None, None) => None,
-            (Some(_), None) => {
-                return Err(invalid("TLS_KEY_PATH", "is required with TLS_CERT_PATH"))
-            }
-            (None, Some(_)) => {
-                return Err(invalid("TLS_CERT_PATH", "is required with TLS_KEY_PATH"))
-            }
-        };
-        let cors_allowed_origins = v
-            .optional("CORS_ALLOWED_ORIGINS")
-            .map(|raw| {
-                raw.split(',')
-                    .map(str::trim)
-                    .filter(|o| !o.is_empty())
-                    .map(|o| match url::Url::parse(o) {
-                        Ok(u) if matches!(u.scheme(), "http" | "https") && u.path() == "/" => {
-                            Ok(o.trim_end_matches('/').to_owned())
-                        }
-                        _ => Err(invalid(
-                            "CORS_ALLOWED_ORIGINS",
-                            format!("{o:?} is not an origin like https://app.example.org"),
-                        )),
-                    })
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .transpose()?
-            .unwrap_or_default();
-        let storage = match v.get("STORAGE_BACKEND").to_ascii_lowercase().as_str() {
-            "sqlite" => StorageSettings::Sqlite {
-                path: PathBuf::from(v.get("SQLITE_PATH")),
-                durability: match v.get("SQLITE_SYNCHRONOUS").to_ascii_lowercase().as_str() {
-                    "full" => crate::store::sqlite::Durability::Full,
-                    "normal" => crate::store::sqlite::Durability::Normal,
-                    other => {
-                        return Err(invalid(
-                            "SQLITE_SYNCHRONOUS",
-                            format!("{other:?} is not full or normal"),
-                        ))
-                    }
-                },
-            },
-            "postgres" => StorageSettings::Postgres {
-                url: Secret::new(v.optional("DATABASE_URL").map(str::to_owned).ok_or_else(
-                    || invalid("DATABASE_URL", "is required when STORAGE_BACKEND=postgres"),
-                )?),
-                max_connections: v.number("DATABASE_MAX_CONNECTIONS", 1, 1000)?,
-            },
-            "dynamodb" => StorageSettings::DynamoDb {
-                endpoint: v
-                    .optional("DYNAMODB_ENDPOINT")
-                    .map(|raw| {
-                        url::Url::parse(raw)
-                            .ok()
-                            .filter(|u| matches!(u.scheme(), "http" | "https"))
-                            .ok_or_else(|| {
-                                invalid(
-                                    "DYNAMODB_ENDPOINT",
-                                    format!("{raw:?} is not an http(s) URL"),
-                                )
-                            })
-                    })
-                    .transpose()?,
-                region: v.get("AWS_REGION").to_owned(),
-                readings_table: v.get("DYNAMODB_TABLE").to_owned(),
-                user_tokens_table: v.get("DYNAMODB_USER_TOKENS_TABLE").to_owned(),
-                sync_jobs_table: v.get("DYNAMODB_SYNC_JOBS_TABLE").to_owned(),
-                aux_table: v.get("DYNAMODB_AUX_TABLE").to_owned(),
-            },
-            other => {
-                return Err(invalid(
-                    "STORAGE_BACKEND",
-                    format!("{other:?} is not sqlite, postgres or dynamodb"),
-                ))
-            }
-        };
-        if let Some(url) = v.optional("DATABASE_URL") {
-            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-                return Err(invalid("DATABASE_URL", "must be a postgres:// URL"));
-            }
-        }
-        let event_bus = match v.get("EVENT_BUS").to_ascii_lowercase().as_str() {
-            "memory" => EventBusKind::Memory,
-            "rabbitmq" => EventBusKind::RabbitMq(crate::events::rabbitmq::RabbitSettings {
-                url: Secret::new(v.optional("RABBITMQ_URL").map(str::to_owned).ok_or_else(
-                    || invalid("RABBITMQ_URL", "is required when EVENT_BUS=rabbitmq"),
-                )?),
-                exchange: v.get("RABBITMQ_EXCHANGE").to_owned(),
-                queue: v.get("RABBITMQ_QUEUE").to_owned(),
-            }),
-            other => {
-                return Err(invalid(
-                    "EVENT_BUS",
-                    format!("{other:?} is not memory or rabbitmq"),
-                ))
-            }
-        };
-        if let Some(url) = v.optional("RABBITMQ_URL") {
-            if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
-                return Err(invalid(
-                    "RABBITMQ_URL",
-                    "must be an amqp:// or amqps:// URL",
-                ));
-            }
-        }
-        let auth_disabled = v.bool("AUTH_DISABLED")?;
-        if auth_disabled && env != ServiceEnv::Development {
-            return Err(invalid(
-                "AUTH_DISABLED",
-                "is allowed only when SERVICE_ENV=development",
-            ));
-        }
-        let token_encryption_key = v
-            .optional("TOKEN_ENCRYPTION_KEY")
-            .map(|raw| key_32("TOKEN_ENCRYPTION_KEY", raw))
-            .transpose()?;
-        let token_encryption_key_previous =
-            v.optional("TOKEN_ENCRYPTION_KEY_PREVIOUS")
-                .map_or(Ok(Vec::new()), |raw| {
-                    raw.split(',')
-                        .filter(|k| !k.trim().is_empty())
-                        .map(|k| key_32("TOKEN_ENCRYPTION_KEY_PREVIOUS", k))
-                        .collect::<Result<Vec<_>, _>>()
-                })?;
-        if env != ServiceEnv::Development && token_encryption_key.is_none() {
-            return Err(invalid(
-                "TOKEN_ENCRYPTION_KEY",
-                "is required when SERVICE_ENV is staging or production",
-            ));
-        }
+        let env = service::env(&v)?;
+        let (log_level, log_format) = service::logging(&v)?;
+        let listener = http::listener(&v)?;
+        let storage = storage::parse(&v)?;
+        let event_bus = bus::parse(&v)?;
+        let auth = auth::parse(&v, env)?;
         let demo = v.bool("DEMO")?;
         if demo && env != ServiceEnv::Development {
             return Err(invalid(
@@ -445,172 +126,53 @@ impl Settings {
                 "is allowed only when SERVICE_ENV=development",
             ));
         }
-        let max_batch_records: usize = v.number("MAX_BATCH_RECORDS", 1, 1_000_000)?;
-        let auth_jwks_url = v
-            .optional("AUTH_JWKS_URL")
-            .map(|raw| http_url("AUTH_JWKS_URL", raw))
-            .transpose()?;
-        if env != ServiceEnv::Development {
-            deployed_auth_is_strong(&v, auth_jwks_url.as_ref())?;
-        }
+        let max_batch_records = v.number("MAX_BATCH_RECORDS", 1, 1_000_000)?;
+        let dexcom = dexcom::parse(&v, env == ServiceEnv::Production)?;
+        let rate_limits = http::rate_limits(&v)?;
+        let max_body_bytes = v.number("MAX_BODY_BYTES", 1024, 1 << 30)?;
+        let http = http::connections(&v)?;
+        let webhook = http::webhook(&v)?;
+        let max_shares_per_patient = v.number("SHARES_MAX_PER_PATIENT", 1, 100_000)?;
+        let write_quota_readings_per_hour =
+            v.number("WRITE_QUOTA_READINGS_PER_HOUR", 1, 1_000_000_000)?;
+        let reading_max_age_years = v.number("READING_MAX_AGE_YEARS", 1, 100)?;
+        let shutdown_timeout =
+            Duration::from_secs(v.number("SHUTDOWN_TIMEOUT_SECONDS", 0, 3600)?);
+        let demo_backfill_days = v.number("DEMO_BACKFILL_DAYS", 0, 365)?;
+        let sync = sync::parse(&v)?;
         Ok(Settings {
             env,
             log_level,
             log_format,
-            bind_addr,
-            public_base_url,
-            tls,
-            cors_allowed_origins,
+            bind_addr: listener.bind_addr,
+            public_base_url: listener.public_base_url,
+            tls: listener.tls,
+            cors_allowed_origins: listener.cors_allowed_origins,
             storage,
             event_bus,
-            auth_disabled,
-            auth_jwt_secret: v
-                .optional("AUTH_JWT_SECRET")
-                .map(|s| Secret::new(s.to_owned())),
-            auth_jwks_url,
-            auth_issuer: v.optional("AUTH_ISSUER").map(str::to_owned),
-            auth_audience: v.optional("AUTH_AUDIENCE").map(str::to_owned),
-            token_encryption_key,
-            token_encryption_key_previous,
-            webhook_signing_secret: v
-                .optional("WEBHOOK_SIGNING_SECRET")
-                .map(|s| Secret::new(s.to_owned())),
-            dexcom: dexcom_settings(&v, env == ServiceEnv::Production)?,
-            rate_limits: crate::api::rate_limit::RateLimitSettings {
-                anonymous_per_minute: v.number(
-                    "RATE_LIMIT_ANONYMOUS_PER_MINUTE",
-                    1,
-                    100_000_000,
-                )?,
-                user_per_minute: v.number("RATE_LIMIT_USER_PER_MINUTE", 1, 100_000_000)?,
-                webhook_per_minute: v.number("RATE_LIMIT_WEBHOOK_PER_MINUTE", 1, 100_000_000)?,
-                trusted_proxies: trusted_proxies(&v)?,
-            },
-            max_body_bytes: v.number("MAX_BODY_BYTES", 1024, 1 << 30)?,
+            auth_disabled: auth.disabled,
+            auth_jwt_secret: auth.jwt_secret,
+            auth_jwks_url: auth.jwks_url,
+            auth_issuer: auth.issuer,
+            auth_audience: auth.audience,
+            token_encryption_key: auth.token_encryption_key,
+            token_encryption_key_previous: auth.token_encryption_key_previous,
+            webhook_signing_secret: auth.webhook_signing_secret,
+            dexcom,
+            rate_limits,
+            max_body_bytes,
             max_batch_records,
-            http: HttpSettings {
-                header_read_timeout: Duration::from_secs(v.number(
-                    "HTTP_HEADER_READ_TIMEOUT_SECONDS",
-                    1,
-                    3600,
-                )?),
-                body_read_timeout: Duration::from_secs(v.number(
-                    "HTTP_BODY_READ_TIMEOUT_SECONDS",
-                    1,
-                    3600,
-                )?),
-                max_connections: v.number("HTTP_MAX_CONNECTIONS", 1, 1_000_000)?,
-            },
-            webhook: WebhookSettings {
-                max_body_bytes: v.number("WEBHOOK_MAX_BODY_BYTES", 1024, 1 << 30)?,
-                body_timeout: Duration::from_secs(v.number(
-                    "WEBHOOK_BODY_TIMEOUT_SECONDS",
-                    1,
-                    3600,
-                )?),
-                max_concurrent_bodies: v.number("WEBHOOK_MAX_CONCURRENT_BODIES", 1, 100_000)?,
-            },
-            max_shares_per_patient: v.number("SHARES_MAX_PER_PATIENT", 1, 100_000)?,
-            write_quota_readings_per_hour: v.number(
-                "WRITE_QUOTA_READINGS_PER_HOUR",
-                1,
-                1_000_000_000,
-            )?,
-            reading_max_age_years: v.number("READING_MAX_AGE_YEARS", 1, 100)?,
-            shutdown_timeout: Duration::from_secs(v.number("SHUTDOWN_TIMEOUT_SECONDS", 0, 3600)?),
+            http,
+            webhook,
+            max_shares_per_patient,
+            write_quota_readings_per_hour,
+            reading_max_age_years,
+            shutdown_timeout,
             demo,
-            demo_backfill_days: v.number("DEMO_BACKFILL_DAYS", 0, 365)?,
-            sync: crate::sync::engine::SyncSettings {
-                interval: Duration::from_secs(v.number("POLL_INTERVAL_SECONDS", 1, 86_400)?),
-                overlap: Duration::from_secs(v.number("SYNC_OVERLAP_SECONDS", 0, 30 * 86_400)?),
-                backfill_days: v.number("DEXCOM_BACKFILL_DAYS", 0, 3650)?,
-                concurrency: v.number("SYNC_CONCURRENCY", 1, 256)?,
-                timeout: Duration::from_secs(v.number("SYNC_TIMEOUT_SECONDS", 1, 86_400)?),
-                lease: Duration::from_secs(v.number("SYNC_LEASE_SECONDS", 1, 3600)?),
-                max_queued_per_user: v.number("SYNC_MAX_QUEUED_JOBS_PER_USER", 1, 10_000)?,
-                ..crate::sync::engine::SyncSettings::default()
-            },
+            demo_backfill_days,
+            sync,
         })
     }
-}
-
-/// Shortest HS256 and webhook HMAC secret staging and production accept: the
-/// hash's output size (RFC 7518 §3.2 asks at least that much for HS256).
-pub const MIN_SECRET_BYTES: usize = 32;
-
-/// Staging and production refuse settings that let someone forge what the
-/// service trusts: short HMAC secrets (guessable offline from one signed token
-/// or webhook), a JWKS fetched over plain http (an on-path attacker swaps the
-/// keys), and JWKS tokens accepted from any issuer for any audience (another
-/// application's tokens from the same identity provider would pass).
-fn deployed_auth_is_strong(v: &Vars<'_>, jwks: Option<&url::Url>) -> Result<(), ConfigError> {
-    for name in ["AUTH_JWT_SECRET", "WEBHOOK_SIGNING_SECRET"] {
-        if let Some(secret) = v.optional(name) {
-            if secret.len() < MIN_SECRET_BYTES {
-                return Err(invalid(
-                    name,
-                    format!(
-                        "must be at least {MIN_SECRET_BYTES} bytes in staging and production \
-                         (it has {}); generate one with `openssl rand -hex 32`",
-                        secret.len()
-                    ),
-                ));
-            }
-        }
-    }
-    if let Some(url) = jwks {
-        if url.scheme() != "https" {
-            return Err(invalid(
-                "AUTH_JWKS_URL",
-                "must be an https:// URL in staging and production",
-            ));
-        }
-        for name in ["AUTH_ISSUER", "AUTH_AUDIENCE"] {
-            if v.optional(name).is_none() {
-                return Err(invalid(
-                    name,
-                    "is required with AUTH_JWKS_URL in staging and production",
-                ));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// TRUSTED_PROXIES and TRUSTED_PROXY_HOPS, which make sense only together: hops
-/// without networks would believe `X-Forwarded-For` from anyone (so anyone could
-/// pick the address it is limited under), networks without hops would be ignored.
-fn trusted_proxies(v: &Vars<'_>) -> Result<crate::api::client_ip::TrustedProxies, ConfigError> {
-    let networks = v
-        .optional("TRUSTED_PROXIES")
-        .unwrap_or_default()
-        .split(',')
-        .filter(|n| !n.trim().is_empty())
-        .map(|n| n.parse().map_err(|e| invalid("TRUSTED_PROXIES", e)))
-        .collect::<Result<Vec<_>, _>>()?;
-    let hops = v.number("TRUSTED_PROXY_HOPS", 0, 10)?;
-    match (networks.is_empty(), hops) {
-        (true, 1..) => Err(invalid(
-            "TRUSTED_PROXY_HOPS",
-            "needs TRUSTED_PROXIES, the networks of the proxies whose X-Forwarded-For \
-             is believed (e.g. 10.0.0.0/8)",
-        )),
-        (false, 0) => Err(invalid(
-            "TRUSTED_PROXIES",
-            "is set but TRUSTED_PROXY_HOPS is 0: set it to the number of proxies \
-             that append to X-Forwarded-For",
-        )),
-        _ => Ok(crate::api::client_ip::TrustedProxies { networks, hops }),
-    }
-}
-
-fn key_32(variable: &'static str, raw: &str) -> Result<Secret<[u8; 32]>, ConfigError> {
-    base64::engine::general_purpose::STANDARD
-        .decode(raw.trim())
-        .ok()
-        .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
-        .map(Secret::new)
-        .ok_or_else(|| invalid(variable, "must be base64 of exactly 32 bytes"))
 }
 
 fn http_url(variable: &'static str, raw: &str) -> Result<url::Url, ConfigError> {
@@ -621,99 +183,6 @@ fn http_url(variable: &'static str, raw: &str) -> Result<url::Url, ConfigError> 
             format!("{raw:?} is not an http:// or https:// URL"),
         )),
     }
-}
-
-fn dexcom_settings(v: &Vars<'_>, production: bool) -> Result<DexcomSettings, ConfigError> {
-    // Dexcom's hosts by name (reference: dexcom-api.md §1), or any URL (a simulator).
-    let base = match v
-        .get("DEXCOM_API_BASE_URL")
-        .trim()
-        .to_ascii_lowercase()
-        .as_str()
-    {
-        "sandbox" => "https://sandbox-api.dexcom.com".to_owned(),
-        "us" | "production" => "https://api.dexcom.com".to_owned(),
-        "eu" => "https://api.dexcom.eu".to_owned(),
-        "jp" => "https://api.dexcom.jp".to_owned(),
-        _ => v
-            .get("DEXCOM_API_BASE_URL")
-            .trim_end_matches('/')
-            .to_owned(),
-    };
-    let api_version = match v.get("DEXCOM_API_VERSION").to_ascii_lowercase().as_str() {
-        "v3" | "3" => ApiVersion::V3,
-        "v2" | "2" => ApiVersion::V2,
-        other => {
-            return Err(invalid(
-                "DEXCOM_API_VERSION",
-                format!("{other:?} is not v2 or v3"),
-            ))
-        }
-    };
-    let factor: f64 = v.number("RETRY_BACKOFF_FACTOR", 1.0, 10.0)?;
-    let redirect_uri = v
-        .optional("DEXCOM_REDIRECT_URI")
-        .map(|raw| http_url("DEXCOM_REDIRECT_URI", raw))
-        .transpose()?;
-    // All three or none: a half-configured OAuth client fails at the first user.
-    let client = [
-        "DEXCOM_CLIENT_ID",
-        "DEXCOM_CLIENT_SECRET",
-        "DEXCOM_REDIRECT_URI",
-    ];
-    let set = client.iter().filter(|n| v.optional(n).is_some()).count();
-    if set > 0 && set < client.len() {
-        if let Some(missing) = client.iter().find(|n| v.optional(n).is_none()) {
-            return Err(invalid(
-                missing,
-                "is required when any of DEXCOM_CLIENT_ID, DEXCOM_CLIENT_SECRET, DEXCOM_REDIRECT_URI is set",
-            ));
-        }
-    }
-    let api_base_url = http_url("DEXCOM_API_BASE_URL", &base)?;
-    // In production the client secret and the tokens travel only over TLS.
-    if production {
-        for (name, url) in [
-            ("DEXCOM_API_BASE_URL", Some(&api_base_url)),
-            ("DEXCOM_REDIRECT_URI", redirect_uri.as_ref()),
-        ] {
-            if url.is_some_and(|u| u.scheme() != "https") {
-                return Err(invalid(name, "must be an https:// URL in production"));
-            }
-        }
-    }
-    Ok(DexcomSettings {
-        client_id: v.optional("DEXCOM_CLIENT_ID").map(str::to_owned),
-        client_secret: v
-            .optional("DEXCOM_CLIENT_SECRET")
-            .map(|s| Secret::new(s.to_owned())),
-        redirect_uri,
-        api_base_url,
-        api_version,
-        pkce: v.bool("DEXCOM_PKCE")?,
-        state_ttl: Duration::from_secs(v.number(
-            "OAUTH_STATE_TTL_SECONDS",
-            1,
-            crate::sources::dexcom::oauth::STATE_TTL.as_secs(),
-        )?),
-        pending_per_user: v.number("OAUTH_PENDING_PER_USER", 1, 1000)?,
-        state_prune_interval: Duration::from_secs(v.number(
-            "OAUTH_STATE_PRUNE_INTERVAL_SECONDS",
-            1,
-            86_400,
-        )?),
-        calls_per_hour: v.number("DEXCOM_CALLS_PER_HOUR", 60, 1_000_000)?,
-        calls_per_user_per_hour: v.number("DEXCOM_CALLS_PER_USER_PER_HOUR", 1, 1_000_000)?,
-        refresh_min_interval: Duration::from_secs(v.number(
-            "OAUTH_REFRESH_MIN_INTERVAL_SECONDS",
-            0,
-            3600,
-        )?),
-        backfill_days: v.number("DEXCOM_BACKFILL_DAYS", 0, 3650)?,
-        max_retries: v.number("MAX_RETRIES", 0, 10)?,
-        retry_backoff_factor: factor,
-        request_timeout: Duration::from_secs(v.number("REQUEST_TIMEOUT_SECONDS", 1, 600)?),
-    })
 }
 
 /// Variable lookup with the defaults of `VARIABLES`; empty counts as unset.
@@ -779,12 +248,26 @@ mod tests {
     /// (with its default and meaning) and every listed variable is read.
     #[test]
     fn the_registry_lists_exactly_the_variables_the_parser_reads() {
-        let source = include_str!("mod.rs");
-        let parser = &source[..source
-            .find("#[cfg(test)]")
-            .expect("tests follow the parser")];
+        let sources = [
+            include_str!("mod.rs"),
+            include_str!("auth.rs"),
+            include_str!("bus.rs"),
+            include_str!("dexcom.rs"),
+            include_str!("http.rs"),
+            include_str!("proxies.rs"),
+            include_str!("service.rs"),
+            include_str!("storage.rs"),
+            include_str!("sync.rs"),
+        ];
         let mut read = std::collections::BTreeSet::new();
-        for call in [".get(", ".optional(", ".number(", ".bool("] {
+        for (source, call) in sources
+            .iter()
+            .flat_map(|s| [".get(", ".optional(", ".number(", ".bool("].map(|c| (s, c)))
+        {
+            // Only the parser: a file's tests may name variables of their own.
+            let parser = source
+                .find("#[cfg(test)]")
+                .map_or(*source, |at| &source[..at]);
             for (at, _) in parser.match_indices(call) {
                 let rest = parser[at + call.len()..].trim_start();
                 if let Some(quoted) = rest.strip_prefix('"') {

@@ -19,18 +19,11 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Exchange
 use tokio::sync::Mutex;
 
 use super::{BusError, EventBus, Message};
-use crate::config::Secret;
 
 /// A connect or a batch's confirms taking longer than this count as an outage.
 const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
 
-#[derive(Clone)]
-pub struct RabbitSettings {
-    /// May hold a password: never logged.
-    pub url: Secret<String>,
-    pub exchange: String,
-    pub queue: String,
-}
+pub use crate::config::RabbitSettings;
 
 pub struct RabbitBus {
     settings: RabbitSettings,

@@ -614,17 +614,21 @@ async fn every_access_is_audited_without_values_or_tokens() {
             body["data"].clone()
         }
     };
-    let mut entries = Vec::new();
-    for _ in 0..100 {
-        entries = audit("/api/audit?user_id=pat".into()).await["entries"]
-            .as_array()
-            .unwrap()
-            .clone();
-        if entries.len() >= 6 {
-            break;
+    let entries = eventually_ok("six audit entries for pat", Duration::from_secs(10), || {
+        let audit = &audit;
+        async move {
+            let entries = audit("/api/audit?user_id=pat".into()).await["entries"]
+                .as_array()
+                .unwrap()
+                .clone();
+            if entries.len() >= 6 {
+                Ok(entries)
+            } else {
+                Err(format!("{} entries: {entries:?}", entries.len()))
+            }
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await;
     let seen: Vec<(String, String, String, u64)> = entries
         .iter()
         .map(|e| {

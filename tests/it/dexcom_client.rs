@@ -281,7 +281,21 @@ async fn the_circuit_opens_after_repeated_failures_and_stops_calling() {
     );
 
     // After the cool-down one probe goes through; it fails (4th fault): open again.
-    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let half_open = || {
+        let states = dexcom.client().outbound().circuit_states();
+        std::future::ready(
+            !states.is_empty()
+                && states
+                    .iter()
+                    .all(|(_, s)| *s == cgm_hub::sources::dexcom::outbound::CircuitState::HalfOpen),
+        )
+    };
+    eventually(
+        "the circuit half-opens after its cool-down",
+        Duration::from_secs(5),
+        half_open,
+    )
+    .await;
     assert!(fetch(&dexcom, "hal").await.is_err());
     assert_eq!(sim.sim.stats().data_requests, 4);
     assert!(matches!(
@@ -289,7 +303,12 @@ async fn the_circuit_opens_after_repeated_failures_and_stops_calling() {
         DexcomError::Outbound(OutboundError::CircuitOpen { .. })
     ));
     // The next probe succeeds and closes it.
-    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    eventually(
+        "the circuit half-opens again",
+        Duration::from_secs(5),
+        half_open,
+    )
+    .await;
     fetch(&dexcom, "hal").await.unwrap();
     fetch(&dexcom, "hal").await.unwrap();
     assert_eq!(sim.sim.stats().data_requests, 6);
@@ -574,10 +593,21 @@ async fn a_refresh_whose_caller_goes_away_is_still_stored() {
         let dexcom = dexcom.clone();
         tokio::spawn(async move { dexcom.refresh_now(&user("ivy")).await })
     };
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The simulator counts a grant before its slow answer: the refresh is then
+    // in flight, and the caller is still waiting for it.
+    eventually(
+        "the refresh reaches the simulator",
+        Duration::from_secs(5),
+        || std::future::ready(sim.sim.stats().token_refresh == 1),
+    )
+    .await;
     caller.abort(); // the HTTP request was dropped, or the handler cancelled
-                    // A second caller right away waits for the first refresh instead of
-                    // spending the same refresh token again.
+    assert!(
+        caller.await.expect_err("aborted").is_cancelled(),
+        "the caller went away while its refresh was in flight"
+    );
+    // A second caller right away waits for the first refresh instead of
+    // spending the same refresh token again.
     dexcom
         .refresh_now(&user("ivy"))
         .await

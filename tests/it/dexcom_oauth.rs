@@ -80,25 +80,23 @@ async fn connection(app: &TestApp, user_id: &str) -> Value {
 /// The user's audit entries for connection changes, once `n` have been written
 /// (the trail is written in the background).
 async fn connection_audit(app: &TestApp, user_id: &str, n: usize) -> Vec<Value> {
-    for _ in 0..100 {
-        let body = get_json(
-            &app.client,
-            &app.url(&format!("/api/audit?user_id={user_id}")),
-        )
-        .await;
-        let entries: Vec<Value> = body["data"]["entries"]
+    let of_connections = |body: &Value| -> Vec<Value> {
+        body["data"]["entries"]
             .as_array()
             .unwrap()
             .iter()
             .filter(|e| e["action"] == "manage_connections")
             .cloned()
-            .collect();
-        if entries.len() >= n {
-            return entries;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("fewer than {n} connection entries on {user_id}'s audit trail");
+            .collect()
+    };
+    let body = wait_for(
+        &app.client,
+        &app.url(&format!("/api/audit?user_id={user_id}")),
+        Duration::from_secs(10),
+        |body| of_connections(body).len() >= n,
+    )
+    .await;
+    of_connections(&body)
 }
 
 #[tokio::test]

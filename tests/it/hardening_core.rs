@@ -1,4 +1,4 @@
-//! The hardening findings at the edge of the service, each proved over real HTTP (or raw
+//! The limits at the edge of the service (docs/security.md), each proved over real HTTP (or raw
 //! TCP where HTTP cannot express the attack): webhook replays across users, webhook bodies
 //! read before their signature, slow and idle connections, connection floods, unsafe
 //! request ids, and bulk bodies parsed past the batch limit. Every test here failed on the

@@ -1,4 +1,4 @@
-//! The request edge, hardened (finding 8): who the client is behind proxies,
+//! The request edge, hardened (docs/security.md): who the client is behind proxies,
 //! IPv6 clients per /64, the OAuth cookie's `__Host-` prefix, forged tokens
 //! refused before verification, storage errors kept out of bodies, `no-store`
 //! on every route, and `/health` asking storage at most once a second.

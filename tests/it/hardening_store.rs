@@ -1,8 +1,9 @@
 //! The security hardening of settings and of what callers can make the store
-//! hold: finding 7 (weak production settings refused at start-up) and the
-//! storage items of finding 8 (expired OAuth states pruned on a timer and
-//! capped per user; shares capped per patient, their list paginated). Each
-//! test goes through the real binary or the real router over HTTP.
+//! hold (docs/security.md): weak production settings refused at start-up,
+//! expired OAuth states pruned on a timer and capped per user, shares capped
+//! per patient and their list paginated. Each test goes through the real
+//! binary or the real router over HTTP. (The `finding_N` in test names number
+//! the hardening work that added them; docs/security.md cites the tests by name.)
 
 use std::io::Read;
 use std::path::Path;
@@ -16,7 +17,7 @@ use tempfile::TempDir;
 
 use crate::helpers::*;
 
-// --- Finding 7: weak production settings ---
+// --- Weak production settings ---
 
 const KEY: (&str, &str) = (
     "TOKEN_ENCRYPTION_KEY",
@@ -195,7 +196,7 @@ async fn finding_7_strong_production_settings_and_short_development_secrets_stil
     development.terminate().await;
 }
 
-// --- Finding 8: OAuth states ---
+// --- OAuth states ---
 
 /// Rows of `oauth_states` in the app's SQLite file, for `user` or everyone.
 fn oauth_states(db: &Path, user: Option<&str>) -> i64 {
@@ -294,7 +295,7 @@ async fn finding_8_authorize_in_a_loop_keeps_only_the_newest_ten_states() {
     assert_eq!(done.status(), 200);
 }
 
-// --- Finding 8: shares ---
+// --- Shares ---
 
 async fn grant(app: &TestApp, patient: &str, grantee: &str, role: &str) -> reqwest::Response {
     app.post_json(

@@ -1,4 +1,4 @@
-//! Finding 6, unbounded per-user work: identical queued sync requests coalesce
+//! Unbounded per-user work (docs/security.md): identical queued sync requests coalesce
 //! into one job, a user's queue is capped, `/oauth/refresh` in a loop makes one
 //! token call a minute, each user has a share of the Dexcom call budget,
 //! and reading writes have a per-user hourly quota. Black-box over HTTP.

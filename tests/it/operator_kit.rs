@@ -17,7 +17,7 @@ use cgm_hub::config::{env_example, markdown_reference, VARIABLES};
 use cgm_hub::sources::webhook::signature::sign;
 use utoipa::OpenApi;
 
-use crate::helpers::{run_cgm_hub, scrape, wait_for, Binary};
+use crate::helpers::{eventually_ok, run_cgm_hub, scrape, wait_for, Binary};
 
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
@@ -547,24 +547,31 @@ async fn every_metric_in_the_alert_rules_and_dashboard_is_exported_by_a_running_
         wanted.extend(names.into_iter().filter(|n| n != "up"));
     }
     // The demo backfills and publishes within seconds; give it up to two minutes under load.
-    let mut missing = wanted.clone();
-    for _ in 0..240 {
-        let text = scrape(&client, &server.base).await;
-        let exported: BTreeSet<&str> = text
-            .lines()
-            .filter(|l| !l.starts_with('#'))
-            .filter_map(|l| l.split(['{', ' ']).next())
-            .collect();
-        missing.retain(|m| !exported.contains(m.as_str()));
-        if missing.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    assert!(
-        missing.is_empty(),
-        "named by rules or panels but not exported: {missing:?}"
-    );
+    eventually_ok(
+        "every metric named by rules or panels is exported",
+        Duration::from_secs(120),
+        || {
+            let (client, base, wanted) = (&client, &server.base, &wanted);
+            async move {
+                let text = scrape(client, base).await;
+                let exported: BTreeSet<&str> = text
+                    .lines()
+                    .filter(|l| !l.starts_with('#'))
+                    .filter_map(|l| l.split(['{', ' ']).next())
+                    .collect();
+                let missing: Vec<&String> = wanted
+                    .iter()
+                    .filter(|m| !exported.contains(m.as_str()))
+                    .collect();
+                if missing.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!("not exported: {missing:?}"))
+                }
+            }
+        },
+    )
+    .await;
     server.terminate().await;
 }
 
@@ -599,19 +606,22 @@ fn cli(db: &Path, args: &[&str], envs: &[(&str, &str)]) -> Output {
 
 /// Waits until `GET path` with `token` answers 200; its JSON body.
 async fn until_ok(client: &reqwest::Client, url: &str, token: Option<&str>) -> Value {
-    for _ in 0..120 {
-        let mut request = client.get(url);
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        if let Ok(r) = request.send().await {
-            if r.status() == 200 {
-                return r.json().await.expect("JSON");
+    eventually_ok(
+        &format!("{url} answers 200"),
+        Duration::from_secs(60),
+        || async {
+            let mut request = client.get(url);
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
             }
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    panic!("{url} never answered 200");
+            match request.send().await {
+                Ok(r) if r.status() == 200 => Ok(r.json().await.expect("JSON")),
+                Ok(r) => Err(format!("status {}", r.status())),
+                Err(e) => Err(e.to_string()),
+            }
+        },
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -779,17 +789,23 @@ async fn the_operator_cli_works_beside_a_running_server() {
     };
 
     // The demo connects its three patients within seconds.
-    let mut users = Value::Null;
-    for _ in 0..600 {
-        users = json(&cli(&db, &["users", "list", "--json"], &[]));
-        let connected = users.as_array().expect("array").iter().filter(|u| {
-            u["connections"]["dexcom"] == "connected" && !u["newest_reading_at"].is_null()
-        });
-        if connected.count() == 3 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let users = eventually_ok(
+        "the demo's three patients are connected with readings",
+        Duration::from_secs(120),
+        || {
+            let users = json(&cli(&db, &["users", "list", "--json"], &[]));
+            let connected = users.as_array().expect("array").iter().filter(|u| {
+                u["connections"]["dexcom"] == "connected" && !u["newest_reading_at"].is_null()
+            });
+            let done = connected.count() == 3;
+            std::future::ready(if done {
+                Ok(users)
+            } else {
+                Err(users.to_string())
+            })
+        },
+    )
+    .await;
     let ids: Vec<&str> = users
         .as_array()
         .unwrap()

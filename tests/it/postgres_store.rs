@@ -385,6 +385,10 @@ async fn a_claim_never_deadlocks_with_the_holder_renewing_its_lease() {
 
     // The holder, still alive, renews: its transaction holds the lease row...
     let mut holder = schema.connection().await;
+    let holder_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut holder)
+        .await
+        .unwrap();
     sqlx::raw_sql("BEGIN").execute(&mut holder).await.unwrap();
     sqlx::query("UPDATE sync_leases SET until = now() + interval '1 minute' WHERE job_id = $1")
         .bind(job.id)
@@ -399,7 +403,23 @@ async fn a_claim_never_deadlocks_with_the_holder_renewing_its_lease() {
             .claim_job("b", now, now + Duration::minutes(1))
             .await
     });
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // Only once b waits on a row the holder locked is there contention to test.
+    let probe = tokio::sync::Mutex::new(schema.connection().await);
+    eventually(
+        "b's claim waits on a lock the holder holds",
+        std::time::Duration::from_secs(10),
+        || async {
+            let blocked: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
+            )
+            .bind(holder_pid)
+            .fetch_one(&mut *probe.lock().await)
+            .await
+            .unwrap();
+            blocked > 0
+        },
+    )
+    .await;
     // The holder's next statement (a checkpoint's) updates the job row.
     sqlx::query("UPDATE sync_jobs SET updated_at = now() WHERE id = $1")
         .bind(job.id)

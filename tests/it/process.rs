@@ -71,7 +71,13 @@ async fn acknowledged_readings_survive_sigkill() {
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Killed mid-stream, once a dozen batches are in: the writers keep posting.
+    eventually(
+        "the writers get a dozen batches acknowledged",
+        Duration::from_secs(30),
+        || std::future::ready(acked.lock().unwrap().len() >= 600),
+    )
+    .await;
     server.kill_hard();
     stop.store(true, Ordering::Relaxed);
     for w in writers {
@@ -290,15 +296,15 @@ async fn sigterm_finishes_in_flight_requests_then_exits_0() {
     assert_eq!(response.status(), 201);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["data"]["summary"]["inserted"], 10_000);
-    let mut exited = None;
-    for _ in 0..200 {
-        if let Some(code) = server.child.try_wait().unwrap() {
-            exited = Some(code);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let code = exited.expect("cgm-hub exits after SIGTERM");
+    let code = eventually_ok(
+        "cgm-hub exits after SIGTERM once the request is answered",
+        Duration::from_secs(10),
+        || {
+            let exited = server.child.try_wait().unwrap();
+            std::future::ready(exited.ok_or_else(|| "still running".to_owned()))
+        },
+    )
+    .await;
     assert!(code.success(), "exit status {code}");
 
     let server = Binary::start_healthy(&db, &client).await;
@@ -327,20 +333,27 @@ async fn demo_connects_through_oauth_and_never_logs_a_token() {
     );
     server.wait_healthy(&client).await;
     let patients = ["demo-alice", "demo-bob", "demo-carol"];
-    'wait: for _ in 0..300 {
-        for p in patients {
-            let latest = client
-                .get(format!("{}/api/bg/{p}/latest", server.base))
-                .send()
-                .await
-                .unwrap();
-            if latest.status() != 200 {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue 'wait;
+    eventually_ok(
+        "every demo patient has a latest reading",
+        Duration::from_secs(30),
+        || {
+            let (client, base) = (&client, &server.base);
+            async move {
+                for p in patients {
+                    let latest = client
+                        .get(format!("{base}/api/bg/{p}/latest"))
+                        .send()
+                        .await
+                        .unwrap();
+                    if latest.status() != 200 {
+                        return Err(format!("{p}: {}", latest.status()));
+                    }
+                }
+                Ok(())
             }
-        }
-        break;
-    }
+        },
+    )
+    .await;
     for p in patients {
         let body = get_json(
             &client,

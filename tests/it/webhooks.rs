@@ -209,19 +209,19 @@ async fn wait_delivery(
     id: uuid::Uuid,
     status: DeliveryStatus,
 ) -> cgm_hub::sources::webhook::inbox::Delivery {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let d = app.store.get_delivery(id).await.unwrap().expect("stored");
-        if d.status == status {
-            return d;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "delivery stuck at {:?}",
-            d.status
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually_ok(
+        &format!("delivery {id} reaches {status:?}"),
+        Duration::from_secs(5),
+        || async move {
+            let d = app.store.get_delivery(id).await.unwrap().expect("stored");
+            if d.status == status {
+                Ok(d)
+            } else {
+                Err(format!("{:?}", d.status))
+            }
+        },
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

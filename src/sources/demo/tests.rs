@@ -609,7 +609,8 @@ fn pinned_readings_do_not_change() {
     }
 }
 
-/// Multi-year soak run: `cargo test --release -- --ignored --nocapture`.
+/// Multi-year soak run (about 5 s in a debug build), in the last step of scripts/test.sh;
+/// `cargo test --lib -- --ignored long_run_stays_realistic --nocapture` prints its report.
 #[test]
 #[ignore = "slow in debug builds; run in release"]
 fn long_run_stays_realistic() {

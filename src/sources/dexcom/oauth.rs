@@ -1,4 +1,4 @@
-//! Dexcom's OAuth2 authorization-code flow (reference: dexcom-api.md §2): the
+//! Dexcom's OAuth2 authorization-code flow (docs/dexcom.md, "The flow"): the
 //! login URL with `state` and an optional PKCE S256 challenge, and the two token
 //! grants, form-encoded with the client credentials as form fields.
 //!
@@ -24,9 +24,7 @@ use crate::config::Secret;
 use crate::connections::{PendingAuthorization, Provider, TokenSet};
 use crate::domain::UserId;
 
-/// The longest a `state` stays usable (`OAuthConfig::state_ttl` may be shorter),
-/// and the lifetime of the browser cookie that goes with it.
-pub const STATE_TTL: Duration = Duration::from_secs(600);
+pub use crate::config::MAX_OAUTH_STATE_TTL as STATE_TTL;
 /// Used when a token response has no `expires_in` (Dexcom documents 7200 s).
 const DEFAULT_EXPIRES_IN: i64 = 7200;
 
@@ -188,7 +186,7 @@ impl OAuthClient {
         let form = [
             ("grant_type", "refresh_token"),
             ("refresh_token", refresh_token.expose().as_str()),
-            // dexcom-js: Dexcom uses redirect_uri when refreshing too (dexcom-api.md §2).
+            // Dexcom expects redirect_uri when refreshing too (as the dexcom-js client sends it).
             ("redirect_uri", self.config.redirect_uri.as_str()),
         ];
         let result = self

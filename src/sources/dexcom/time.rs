@@ -1,5 +1,5 @@
 //! Dexcom's date-time strings, parsed leniently, because real responses vary far
-//! more than the ISO 8601 the documentation promises (reference §3, "Time format").
+//! more than the ISO 8601 the documentation promises.
 //!
 //! Accepted, after trimming surrounding whitespace:
 //! - date `YYYY-MM-DD` (fixed widths, so a truncated string never reads as another date),
@@ -50,7 +50,7 @@ impl TimeError {
     }
 }
 
-/// Parses a `systemTime`, `displayTime` or dataRange edge (reference §3: variants seen
+/// Parses a `systemTime`, `displayTime` or dataRange edge (variants seen
 /// in practice include missing seconds, offsets with seconds such as `-06:59:58`,
 /// and truncated strings). An offset with seconds is rounded to the nearest minute
 /// (half away from zero), and that rounded offset is the one used for conversion.
@@ -119,7 +119,7 @@ pub fn parse_dexcom_time(raw: &str) -> Result<DexcomTime, TimeError> {
 }
 
 /// Formats a query bound (`startDate`, `endDate`) as Dexcom documents it:
-/// `YYYY-MM-DDThh:mm:ss`, UTC, no offset (reference §3, DX-EGV3 example).
+/// `YYYY-MM-DDThh:mm:ss`, UTC, no offset (as in its EGV request example).
 /// Fractions of a second are truncated.
 pub fn format_query_time(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S").to_string()

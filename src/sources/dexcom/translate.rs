@@ -221,7 +221,7 @@ fn build_reading(
         warnings.push(Warning { pointer, message });
     };
 
-    // systemTime orders and keys readings; displayTime is user-editable (reference §8, lesson 2).
+    // systemTime orders and keys readings; displayTime is user-editable.
     if record.system_time.trim().is_empty() {
         return Err(("/systemTime", "missing systemTime".to_owned()));
     }
@@ -298,7 +298,7 @@ fn build_reading(
 }
 
 /// LOW/HIGH first: whether v3 sends them as `value: null` or as a clamped value is
-/// unverified (reference §3, "Values outside 40–400"), so `status` low/high wins
+/// unverified (Dexcom's documentation does not say), so `status` low/high wins
 /// either way and stores 39/401 with the status, as the contract requires.
 fn glucose(
     record: &EgvRecord,
@@ -355,7 +355,7 @@ fn glucose(
 }
 
 /// The unit of `value`: the record's, else the page's, else mg/dL. `unknown` (a
-/// documented v3 value, reference §3) says nothing, so the next source decides; if
+/// documented v3 value) says nothing, so the next source decides; if
 /// none is known, mg/dL is assumed and a note says so.
 fn resolve_unit(
     record_unit: Option<&str>,
@@ -417,9 +417,9 @@ fn rate_unit(
 }
 
 /// The display clock's offset from UTC. Mobile-app records carry it in `displayTime`;
-/// receiver records carry no offsets at all (reference §3, "Time format"), so then it
+/// receiver records carry no offsets at all, so then it
 /// is `displayTime − systemTime` rounded to the minute. The difference also absorbs
-/// clock drift and user clock changes (systemTime is not true UTC, §3), hence the
+/// clock drift and user clock changes (systemTime is not true UTC), hence the
 /// plausibility bound.
 fn display_offset(
     raw: Option<&str>,
@@ -462,7 +462,7 @@ fn round_to_minutes(delta: Duration) -> i64 {
 
 /// `displayDevice` and `transmitterId` as the domain's device info. A field the
 /// domain refuses (too long, not printable ASCII) is dropped with a warning rather
-/// than costing the reading. A 64-hex transmitter hash (reference §3) fits exactly.
+/// than costing the reading. A 64-hex transmitter hash (as v3 sends) fits exactly.
 fn device_info(record: &EgvRecord, warn: &mut impl FnMut(&'static str, String)) -> DeviceInfo {
     let device_id = record.display_device.clone();
     let transmitter_id = record.transmitter_id.clone();
@@ -542,7 +542,7 @@ mod tests {
         UserId::parse("user123").unwrap()
     }
 
-    /// A v3 mobile-app record (offsets present), as in the reference's example (§3).
+    /// A v3 mobile-app record (offsets present), as in Dexcom's documented example.
     fn mobile_json() -> String {
         format!(
             r#"{{ "recordId": "1f3a9b56-1f4f-4c70-9d2c-bb4f5d6e0001",
@@ -554,7 +554,7 @@ mod tests {
         )
     }
 
-    /// A v3 receiver record (no offsets), as in the reference's example (§3).
+    /// A v3 receiver record (no offsets), as in Dexcom's documented example.
     const RECEIVER: &str = r#"{ "recordId": "1f3a9b56-1f4f-4c70-9d2c-bb4f5d6e0002",
       "systemTime": "2026-04-30T15:05:00", "displayTime": "2026-04-30T08:05:00",
       "transmitterId": "8GA1JK", "transmitterTicks": 12345978, "value": 148, "status": null,

@@ -1,9 +1,9 @@
 //! Splits a time range into request windows, because Dexcom's v3 data endpoints
-//! take at most 30 days per request (reference §3, "Maximum window").
+//! take at most 30 days per request (Dexcom's v3 documentation).
 
 use chrono::{DateTime, Duration, Utc};
 
-/// The longest window requested from Dexcom v3, in days (reference §3: TP uses 30
+/// The longest window requested from Dexcom v3, in days (one open-source Dexcom client uses 30
 /// "per Dexcom documentation"; older third-party sources say 90, which v3 may refuse).
 pub const MAX_WINDOW_DAYS: i64 = 30;
 

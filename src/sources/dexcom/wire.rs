@@ -1,7 +1,7 @@
 //! Serde types for exactly what Dexcom sends, kept at the edge so that its format
 //! (v2 and v3 envelopes, open enums, odd timestamps) never leaks into the domain.
 //!
-//! Everything is lenient (reference §3, "Treat enums as open sets"; §8 lesson 6):
+//! Everything is lenient (Dexcom adds enum values and fields without notice):
 //! unknown fields are ignored, enum-like fields stay `Option<String>`, and a page
 //! with one malformed record still yields all the others.
 
@@ -17,9 +17,9 @@ use crate::pipeline::wire::json_pointer;
 /// A page of estimated glucose values from `GET /v{2,3}/users/self/egvs`.
 ///
 /// Accepts the v3 envelope (`recordType`, `recordVersion`, `userId`, `records`) and
-/// the v2 one (`unit`, `rateUnit`, `egvs`) (reference §1, "How v3 differs from v2").
+/// the v2 one (`unit`, `rateUnit`, `egvs`), as Dexcom's API documentation describes them.
 /// A missing or null array is an empty page ("The size of the array will be zero
-/// if there are no egvs", §3).
+/// if there are no egvs", Dexcom's v3 documentation).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(from = "RawEgvsPage")]
 pub struct EgvsPage {
@@ -98,7 +98,7 @@ impl From<RawEgvsPage> for EgvsPage {
 
 /// One estimated glucose value, v3 (`recordId` … `transmitterGeneration`) or v2 (no
 /// `recordId`, `unit`, transmitter or device fields; its `realtimeValue` and
-/// `smoothedValue` are ignored, and `value` is the one to consume, reference §1).
+/// `smoothedValue` are ignored, and `value` is the one to consume).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EgvRecord {
@@ -113,7 +113,7 @@ pub struct EgvRecord {
     /// never costs the record: unreadable values become `None`.
     #[serde(default, deserialize_with = "lenient_i64")]
     pub transmitter_ticks: Option<i64>,
-    /// Dexcom documents int32 or null (reference §3); `142.0` is accepted too.
+    /// Dexcom documents int32 or null; `142.0` is accepted too.
     pub value: Option<f64>,
     /// `unknown`, `high`, `low`, `ok` (v3); v2 also sent `outOfCalibration`, `sensorNoise`.
     pub status: Option<String>,
@@ -129,7 +129,7 @@ pub struct EgvRecord {
 pub type Span = (DateTime<Utc>, DateTime<Utc>);
 
 /// `GET /v3/users/self/dataRange`: earliest and latest record times per kind. Each
-/// block is missing when there is no data of that kind (reference §3, DX-DR3).
+/// block is missing when there is no data of that kind (Dexcom's v3 documentation).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DataRange {
@@ -182,7 +182,7 @@ pub struct DevicesPage {
     pub records: Vec<DeviceRecord>,
 }
 
-/// One device. Its `alertSchedules` (with 12-hour times, reference §3) are ignored.
+/// One device. Its `alertSchedules` (with 12-hour times) are ignored.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeviceRecord {
@@ -195,7 +195,7 @@ pub struct DeviceRecord {
     pub display_app: Option<String>,
 }
 
-/// A successful `POST /v2/oauth2/token` (reference §2). Its `Debug` hides the tokens.
+/// A successful `POST /v2/oauth2/token`. Its `Debug` hides the tokens.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 pub struct TokenResponse {
     pub access_token: String,
@@ -242,7 +242,7 @@ const OAUTH_ERROR_CODES: [&str; 12] = [
 const MAX_SCANNED_BODY: usize = 64 * 1024;
 
 /// The OAuth error code of a token-endpoint response, read defensively: error bodies
-/// may not follow RFC 6749 (reference §2, TP commit 902f305), and only `invalid_grant`
+/// may not follow RFC 6749, and only `invalid_grant`
 /// means the user must reconnect.
 ///
 /// In order of preference:
@@ -381,7 +381,7 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
 
-    /// The reference's v3 example (§3), with a full 64-hex transmitter hash.
+    /// Dexcom's documented v3 example, with a full 64-hex transmitter hash.
     const V3_PAGE: &str = r#"{
       "recordType": "egv",
       "recordVersion": "3.0",

@@ -51,14 +51,7 @@ const READERS: usize = 4;
 /// Users whose latest reading is kept in memory (a few hundred bytes each).
 const LATEST_CACHE_USERS: usize = 100_000;
 
-/// How hard a commit is pushed to disk. `Full` (the default) survives power loss;
-/// `Normal` survives a crash of the process, which is all WAL needs for that.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Durability {
-    #[default]
-    Full,
-    Normal,
-}
+pub use crate::config::Durability;
 
 #[derive(Clone)]
 pub struct SqliteStore {
