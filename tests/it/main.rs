@@ -4,6 +4,7 @@ mod authz_matrix;
 mod demo;
 mod dexcom_client;
 mod dexcom_oauth;
+mod event_subscriptions;
 mod events_rabbitmq;
 mod hardening_core;
 mod hardening_edge;
