@@ -20,6 +20,7 @@ mod process;
 mod scale_out;
 mod sqlite_store;
 mod store_conformance;
+mod supervision;
 mod sync_engine;
 mod transport;
 mod webhooks;
