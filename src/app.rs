@@ -1,10 +1,11 @@
 //! Wiring: builds the store, event bus, pipeline and router from settings, and runs
 //! the server with graceful shutdown.
 
-use std::net::SocketAddr;
+mod components;
+mod supervisor;
+
 use std::sync::Arc;
 
-use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -16,10 +17,8 @@ use crate::connections::key_file;
 use crate::domain::TimePolicy;
 use crate::events::rabbitmq::RabbitBus;
 use crate::events::relay::Relay;
-use crate::events::{EventBus, MemoryBus};
+use crate::events::{EventBus, MemoryBus, Subscriber};
 use crate::pipeline::Pipeline;
-use crate::serving::{self, ConnectionLimit};
-use crate::sources::demo_dexcom;
 use crate::sources::dexcom::oauth::OAuthConfig;
 use crate::sources::dexcom::outbound::Outbound;
 use crate::sources::dexcom::service::DexcomService;
@@ -28,8 +27,8 @@ use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, StoreError};
 use crate::sync::engine::SyncSettings;
-use crate::sync::scheduler::Scheduler;
 use crate::telemetry;
+use supervisor::Supervisor;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -149,130 +148,81 @@ impl App {
         listener: TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let demo = if self.settings.demo {
-            let local = listener.local_addr()?;
-            let (sim, service) =
-                demo_dexcom::start(&self.state, &self.settings, self.cipher.clone(), local).await?;
-            Some(tokio::spawn(demo_dexcom::run(
-                sim,
-                service,
-                stop_rx.clone(),
-            )))
-        } else {
-            None
-        };
-        if let Some(dexcom) = self.state.dexcom.get() {
-            match dexcom.rewrap_tokens().await {
-                Ok(r) if r.rewrapped == 0 && r.left == 0 => {}
-                Ok(r) if r.left == 0 => tracing::info!(
-                    rewrapped = r.rewrapped,
-                    "tokens sealed again under the current TOKEN_ENCRYPTION_KEY"
-                ),
-                Ok(r) => tracing::warn!(
-                    rewrapped = r.rewrapped,
-                    left = r.left,
-                    "some tokens are still sealed under a previous key; keep \
-                     TOKEN_ENCRYPTION_KEY_PREVIOUS and restart later"
-                ),
-                Err(e) => {
-                    tracing::error!(error = %e, "could not re-seal tokens under the current key")
-                }
-            }
-        }
-        // Background work: the outbox relay and the webhook inbox always; the
-        // sync engine and the scheduler once Dexcom is configured.
-        let (relay_stop_tx, relay_stop_rx) = watch::channel(false);
-        let relay = self.state.relay.start(relay_stop_rx);
-        self.state.inbox.start(stop_rx.clone());
-        let pruner = crate::connections::pruner::start(
-            self.state.store.clone(),
-            self.settings.dexcom.state_prune_interval,
-            stop_rx.clone(),
-        );
-        if let Some(dexcom) = self.state.dexcom.get() {
-            let engine = dexcom.engine();
-            self.state.inbox.set_engine(engine.clone());
-            engine.start(stop_rx.clone());
-            tokio::spawn(Scheduler::new(engine.clone()).run(stop_rx.clone()));
-        }
-        let grace = self.settings.shutdown_timeout;
-        let addr = listener.local_addr()?;
-        let scheme = if self.settings.tls.is_some() {
-            "https"
-        } else {
-            "http"
-        };
-        tracing::info!(%addr, scheme, storage = self.state.store.backend(), demo = self.settings.demo, "cgm-hub listening");
+        self.serve_with(Vec::new(), listener, shutdown).await
+    }
 
-        let mut signal_rx = stop_rx.clone();
-        let service = self
-            .router()
-            .into_make_service_with_connect_info::<SocketAddr>();
-        let handle = axum_server::Handle::new();
-        let stop = handle.clone();
-        tokio::spawn(async move {
-            let _ = signal_rx.changed().await;
-            stop.graceful_shutdown(Some(grace));
+    /// `serve`, with `subscribers` reading every event this instance sees.
+    pub async fn serve_with(
+        self,
+        subscribers: Vec<Arc<dyn Subscriber>>,
+        listener: TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        use components::*;
+        let state = &self.state;
+        let settings = &self.settings;
+        // Started in this order, each ready before the next; stopped in reverse
+        // (see `supervisor`): each outlives what feeds it.
+        let mut supervisor = Supervisor::default();
+        if settings.demo {
+            supervisor.add(Demo {
+                state: state.clone(),
+                settings: settings.clone(),
+                cipher: self.cipher.clone(),
+                local: listener.local_addr()?,
+                task: None,
+            });
+        }
+        supervisor.add(EventSubscribers {
+            bus: state.event_bus.clone(),
+            subscribers,
+            stop: watch::channel(false).0,
+            tasks: Vec::new(),
         });
-        let limit = ConnectionLimit::new(self.settings.http.max_connections);
-        let listener = listener.into_std()?;
-        let server = match &self.settings.tls {
-            None => {
-                let mut server = axum_server::from_tcp(listener)?
-                    .acceptor(limit)
-                    .handle(handle);
-                serving::configure(server.http_builder(), &self.settings.http);
-                tokio::spawn(async move { server.serve(service).await })
-            }
-            Some(tls) => {
-                // rustls speaks TLS 1.2 and 1.3 only.
-                let config = RustlsConfig::from_pem_file(&tls.cert_path, &tls.key_path).await?;
-                // The limit first: a connection over it is closed before its handshake.
-                let mut server = axum_server::from_tcp(listener)?
-                    .acceptor(RustlsAcceptor::new(config).acceptor(limit))
-                    .handle(handle);
-                serving::configure(server.http_builder(), &self.settings.http);
-                tokio::spawn(async move { server.serve(service).await })
-            }
-        };
-
-        shutdown.await;
-        tracing::info!(grace_seconds = grace.as_secs(), "shutting down");
-        let deadline = tokio::time::Instant::now() + grace;
-        let _ = stop_tx.send(true);
-        if let Some(demo) = demo {
-            let _ = tokio::time::timeout_at(deadline, demo).await;
+        supervisor.add(EventConsumer {
+            bus: state.event_bus.clone(),
+            stop: watch::channel(false).0,
+            task: None,
+        });
+        supervisor.add(OutboxRelay {
+            relay: state.relay.clone(),
+            stop: watch::channel(false).0,
+            task: None,
+        });
+        // Dexcom configured at build, or by the demo as it starts.
+        if settings.demo || state.dexcom.get().is_some() {
+            supervisor.add(DexcomTokens {
+                state: state.clone(),
+                service: None,
+            });
+            supervisor.add(SyncWorkers {
+                state: state.clone(),
+                service: None,
+            });
+            supervisor.add(SyncScheduler {
+                state: state.clone(),
+                task: None,
+            });
         }
-        let served = tokio::time::timeout_at(deadline, server).await;
-        // The trail of requests already answered gets at least a moment, even if
-        // draining connections used up the grace period.
-        let left = || deadline.saturating_duration_since(tokio::time::Instant::now());
-        self.state
-            .audit
-            .shutdown(left().max(std::time::Duration::from_secs(1)))
-            .await;
-        // Sync runs in flight get the rest of the grace period; one that cannot
-        // finish keeps its checkpoint and is resumed after the restart.
-        self.state.inbox.shutdown(left()).await;
-        let _ = tokio::time::timeout(left(), pruner).await;
-        if let Some(dexcom) = self.state.dexcom.get() {
-            dexcom.engine().shutdown(left()).await;
-            // A token refresh in flight must land, or its rotated token is lost.
-            dexcom.client().tokens().shutdown(left()).await;
-        }
-        // Last, so the events of everything above are published before exit
-        // (what is not stays in the outbox for the next start).
-        let _ = relay_stop_tx.send(true);
-        let _ = tokio::time::timeout(left().max(std::time::Duration::from_secs(1)), relay).await;
-        match served {
-            Ok(Ok(result)) => result,
-            Ok(Err(join)) => Err(std::io::Error::other(join)),
-            Err(_) => {
-                tracing::warn!("in-flight requests did not finish in time; exiting");
-                Ok(())
-            }
-        }
+        supervisor.add(AuthorizationPruner {
+            store: state.store.clone(),
+            every: settings.dexcom.state_prune_interval,
+            task: None,
+        });
+        supervisor.add(WebhookWorker {
+            state: state.clone(),
+        });
+        supervisor.add(AuditWriter {
+            state: state.clone(),
+        });
+        supervisor.add(HttpListener {
+            state: state.clone(),
+            settings: settings.clone(),
+            listener: Some(listener),
+            handle: axum_server::Handle::new(),
+            task: None,
+        });
+        supervisor.run(shutdown, settings.shutdown_timeout).await
     }
 }
 

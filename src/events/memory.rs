@@ -1,33 +1,22 @@
-//! The in-process event bus: a broadcast channel that subscribers in this process read.
+//! The in-process event bus: what the relay publishes goes straight to this
+//! process's hub, for subscribers in this process.
 
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use tokio::sync::broadcast;
 
-use async_trait::async_trait;
+use super::{BusError, EventBus, Hub, Message};
 
-use super::{BusError, EventBus, Message};
-
-/// Slow subscribers that fall more than this many events behind lose the oldest ones
-/// (and are told so by `RecvError::Lagged`); publishers never wait.
-const CAPACITY: usize = 4096;
-
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct MemoryBus {
-    sender: broadcast::Sender<Arc<Message>>,
-}
-
-impl Default for MemoryBus {
-    fn default() -> Self {
-        Self {
-            sender: broadcast::channel(CAPACITY).0,
-        }
-    }
+    hub: Arc<Hub>,
 }
 
 impl MemoryBus {
+    /// The bare channel of the hub (lagging is the caller's to handle).
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Message>> {
-        self.sender.subscribe()
+        self.hub.receiver()
     }
 }
 
@@ -39,9 +28,13 @@ impl EventBus for MemoryBus {
 
     async fn publish(&self, messages: &[Message]) -> Result<(), BusError> {
         for message in messages {
-            // No subscriber is not an error: nobody is listening in this process.
-            let _ = self.sender.send(Arc::new(message.clone()));
+            // Slow subscribers lose the oldest events rather than hold us up.
+            self.hub.deliver(Arc::new(message.clone()));
         }
         Ok(())
+    }
+
+    fn hub(&self) -> &Hub {
+        &self.hub
     }
 }

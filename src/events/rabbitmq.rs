@@ -5,23 +5,42 @@
 //!
 //! Reconnection: any failure drops the connection; the next publish (the relay
 //! retries with backoff) connects again and declares the topology again.
+//!
+//! Consuming: each instance also declares a queue of its own (exclusive,
+//! deleted with its connection), bound to the exchange for every routing key,
+//! and feeds what arrives there into its hub. So every instance's subscribers
+//! see every instance's events, their own included, once: the relay publishes
+//! to the broker only, never to the local hub. That consumer reconnects with
+//! backoff after a broker restart; what is published while it is away does not
+//! reach this instance's subscribers.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+use lapin::message::Delivery;
 use lapin::options::{
-    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
-    QueueDeclareOptions,
+    BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
+    QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
-use tokio::sync::Mutex;
+use tokio::sync::{oneshot, watch, Mutex};
+use tokio::task::JoinHandle;
+use uuid::Uuid;
 
-use super::{BusError, EventBus, Message};
+use super::relay::backoff;
+use super::{BusError, EventBus, Hub, Message};
 
 /// A connect or a batch's confirms taking longer than this count as an outage.
 const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
+/// At stop, the consumer keeps taking deliveries until none came for this
+/// long, so the relay's last batch (published just before) still reaches the
+/// subscribers of this instance.
+const QUIET_AT_STOP: Duration = Duration::from_millis(250);
 
 pub use crate::config::RabbitSettings;
 
@@ -31,6 +50,15 @@ pub struct RabbitBus {
     /// at a time (the relay), so a mutex costs nothing.
     link: Mutex<Option<(Connection, Channel)>>,
     connected: AtomicBool,
+    hub: Arc<Hub>,
+    /// Whether the consumer was started, and whether it is receiving now.
+    consuming: Arc<ConsumerState>,
+}
+
+#[derive(Default)]
+struct ConsumerState {
+    started: AtomicBool,
+    connected: AtomicBool,
 }
 
 impl RabbitBus {
@@ -39,6 +67,8 @@ impl RabbitBus {
             settings,
             link: Mutex::new(None),
             connected: AtomicBool::new(false),
+            hub: Arc::default(),
+            consuming: Arc::default(),
         }
     }
 
@@ -177,12 +207,238 @@ impl EventBus for RabbitBus {
     }
 
     fn check(&self) -> Result<(), String> {
-        if self.connected.load(Ordering::Relaxed) {
-            Ok(())
-        } else {
-            Err("not connected to RabbitMQ; events wait in the outbox".into())
+        if !self.connected.load(Ordering::Relaxed) {
+            return Err("not connected to RabbitMQ; events wait in the outbox".into());
+        }
+        if self.consuming.started.load(Ordering::Relaxed)
+            && !self.consuming.connected.load(Ordering::Relaxed)
+        {
+            return Err(
+                "not receiving events from RabbitMQ; this instance's subscribers \
+                        miss events until it reconnects"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+
+    fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    async fn start_consuming(&self, stop: watch::Receiver<bool>) -> Option<JoinHandle<()>> {
+        self.consuming.started.store(true, Ordering::Relaxed);
+        let consumer = Consumer {
+            settings: self.settings.clone(),
+            hub: self.hub.clone(),
+            state: self.consuming.clone(),
+            queue: format!("{}.live.{}", self.settings.queue, Uuid::new_v4().simple()),
+        };
+        let (ready_tx, ready) = oneshot::channel();
+        let task = tokio::spawn(consumer.run(stop, ready_tx));
+        // Err: the task ended before its first attempt did (it was stopped).
+        let _ = ready.await;
+        Some(task)
+    }
+}
+
+/// This instance's consumer: its own queue, fed into its hub.
+struct Consumer {
+    settings: RabbitSettings,
+    hub: Arc<Hub>,
+    state: Arc<ConsumerState>,
+    queue: String,
+}
+
+/// Why receiving ended.
+enum Ended {
+    Stopped,
+    Lost(String),
+}
+
+impl Consumer {
+    async fn run(self, mut stop: watch::Receiver<bool>, ready: oneshot::Sender<()>) {
+        let mut ready = Some(ready);
+        let mut failures: u32 = 0;
+        while !*stop.borrow() {
+            let opened = tokio::time::timeout(BROKER_TIMEOUT, self.open())
+                .await
+                .unwrap_or_else(|_| {
+                    Err(BusError::Unavailable(
+                        "connecting to RabbitMQ timed out".into(),
+                    ))
+                });
+            match opened {
+                Ok((connection, deliveries)) => {
+                    self.set_connected(true);
+                    tracing::info!(exchange = %self.settings.exchange, queue = %self.queue,
+                        "receiving events from RabbitMQ");
+                    if let Some(ready) = ready.take() {
+                        let _ = ready.send(());
+                    }
+                    let ended = self.receive(deliveries, &mut stop).await;
+                    self.set_connected(false);
+                    // Closing deletes the queue at once; a lost connection's
+                    // queue goes with it anyway.
+                    let _ = tokio::time::timeout(
+                        BROKER_TIMEOUT,
+                        connection.close(200, "cgm-hub stopping".into()),
+                    )
+                    .await;
+                    match ended {
+                        Ended::Stopped => break,
+                        Ended::Lost(reason) => {
+                            failures = 0;
+                            tracing::warn!(error = %reason,
+                                "lost the RabbitMQ consumer; reconnecting");
+                        }
+                    }
+                }
+                Err(e) => {
+                    failures += 1;
+                    tracing::warn!(error = %e, attempt = failures,
+                        "cannot receive events from RabbitMQ; retrying");
+                }
+            }
+            if let Some(ready) = ready.take() {
+                let _ = ready.send(());
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff(failures.max(1))) => {}
+                changed = stop.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        tracing::info!("stopped receiving events from RabbitMQ");
+    }
+
+    async fn open(&self) -> Result<(Connection, lapin::Consumer), BusError> {
+        let s = &self.settings;
+        let connection =
+            Connection::connect(s.url.expose().as_str(), ConnectionProperties::default())
+                .await
+                .map_err(unavailable)?;
+        let channel = connection.create_channel().await.map_err(unavailable)?;
+        // The same declaration as the publisher's, so either may come first.
+        channel
+            .exchange_declare(
+                s.exchange.as_str().into(),
+                ExchangeKind::Topic,
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..ExchangeDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(unavailable)?;
+        channel
+            .queue_declare(
+                self.queue.as_str().into(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(unavailable)?;
+        channel
+            .queue_bind(
+                self.queue.as_str().into(),
+                s.exchange.as_str().into(),
+                "#".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(unavailable)?;
+        // No acks: what the hub was handed is done with, and a crash loses the
+        // queue anyway.
+        let deliveries = channel
+            .basic_consume(
+                self.queue.as_str().into(),
+                "cgm-hub".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    exclusive: true,
+                    ..BasicConsumeOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok((connection, deliveries))
+    }
+
+    async fn receive(
+        &self,
+        mut deliveries: lapin::Consumer,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Ended {
+        loop {
+            tokio::select! {
+                next = deliveries.next() => match next {
+                    Some(Ok(delivery)) => self.deliver(&delivery),
+                    Some(Err(e)) => return Ended::Lost(e.to_string()),
+                    None => return Ended::Lost("the broker cancelled the consumer".into()),
+                },
+                changed = stop.changed() => {
+                    if changed.is_err() || *stop.borrow() {
+                        break;
+                    }
+                }
+            }
+        }
+        while let Ok(Some(Ok(delivery))) =
+            tokio::time::timeout(QUIET_AT_STOP, deliveries.next()).await
+        {
+            self.deliver(&delivery);
+        }
+        Ended::Stopped
+    }
+
+    fn deliver(&self, delivery: &Delivery) {
+        match message_of(delivery) {
+            Some(message) => {
+                metrics::counter!("events_received_total", "bus" => "rabbitmq").increment(1);
+                self.hub.deliver(Arc::new(message));
+            }
+            None => tracing::warn!(routing_key = %delivery.routing_key,
+                "ignored a message on the event exchange that is not an event"),
         }
     }
+
+    fn set_connected(&self, up: bool) {
+        self.state.connected.store(up, Ordering::Relaxed);
+        metrics::gauge!("event_consumer_connected", "bus" => "rabbitmq").set(if up {
+            1.0
+        } else {
+            0.0
+        });
+    }
+}
+
+/// The message a delivery carries: the event's JSON as published, its id and
+/// time read from it (the AMQP timestamp has whole seconds only).
+fn message_of(delivery: &Delivery) -> Option<Message> {
+    #[derive(serde::Deserialize)]
+    struct Head {
+        id: Uuid,
+        occurred_at: DateTime<Utc>,
+    }
+    let payload = String::from_utf8(delivery.data.clone()).ok()?;
+    let head: Head = serde_json::from_str(&payload).ok()?;
+    Some(Message::stored(
+        head.id,
+        delivery.routing_key.to_string(),
+        payload,
+        head.occurred_at,
+    ))
 }
 
 fn unavailable(e: lapin::Error) -> BusError {

@@ -140,7 +140,8 @@ impl Relay {
     }
 }
 
-fn backoff(failures: u32) -> Duration {
+/// The delay before retry number `failures` (from 1).
+pub(super) fn backoff(failures: u32) -> Duration {
     BACKOFF_START
         .saturating_mul(1u32 << failures.saturating_sub(1).min(16))
         .min(BACKOFF_MAX)

@@ -119,6 +119,22 @@ fn describe_metrics() {
         "Readings rejected by validation, by the offending field"
     );
     describe_counter!("events_published_total", "Domain events published, by type");
+    describe_counter!(
+        "events_received_total",
+        "Events this instance received from the broker into its hub, by bus"
+    );
+    describe_counter!(
+        "events_handled_total",
+        "Events handed to an in-process subscriber, by subscriber"
+    );
+    describe_counter!(
+        "event_subscriber_missed_total",
+        "Events dropped for a subscriber that fell too far behind, by subscriber"
+    );
+    describe_gauge!(
+        "event_consumer_connected",
+        "1 while this instance's queue on the broker feeds its subscribers, by bus"
+    );
     describe_histogram!(
         "reading_data_lag_seconds",
         Unit::Seconds,

@@ -1,6 +1,7 @@
 //! The RabbitMQ bus and the outbox: events reach a real broker with confirms,
 //! wait in the outbox while the broker is unreachable, and survive a SIGKILL
-//! between commit and publish.
+//! between commit and publish; each instance's own queue feeds its hub, and
+//! comes back after a broker outage.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -8,7 +9,7 @@ use std::time::Duration;
 
 use cgm_hub::events::rabbitmq::{RabbitBus, RabbitSettings};
 use cgm_hub::events::relay::Relay;
-use cgm_hub::events::EventBus;
+use cgm_hub::events::{EventBus, Received, Subscription};
 use lapin::options::{BasicGetOptions, ExchangeDeleteOptions, QueueDeleteOptions};
 use serde_json::{json, Value};
 use tempfile::TempDir;
@@ -270,4 +271,101 @@ async fn drain_queue_keep(queue: &str) -> Vec<(String, Value)> {
             _ => return messages,
         }
     }
+}
+
+/// The next event on `events` (the bus's hub), waiting up to 10 s.
+async fn next_message(events: &mut Subscription) -> Arc<cgm_hub::events::Message> {
+    match tokio::time::timeout(Duration::from_secs(10), events.recv()).await {
+        Ok(Some(Received::Message(m))) => m,
+        other => panic!("expected an event within 10 s, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_bus_feeds_its_hub_only_from_its_own_queue_which_comes_back_after_an_outage() {
+    let under_test = sqlite_store().await;
+    let store = under_test.store.clone();
+    let broker = FlakyBroker::start().await;
+    let rabbit = rabbit_settings(&broker.url(), &unique());
+    let bus = Arc::new(RabbitBus::new(rabbit.clone()));
+    let relay = Relay::new(store.clone(), bus.clone());
+    let mut events = bus.hub().subscribe("rabbit-hub-test");
+
+    // Not consuming: publishing alone hands this instance nothing, so with a
+    // consumer it gets each event once, from the broker.
+    store
+        .upsert_readings(vec![cgm("rb4", slot(0), 100)])
+        .await
+        .unwrap();
+    assert_eq!(relay.drain().await.unwrap(), 1);
+    assert_eq!(
+        events.try_recv(),
+        None,
+        "the relay never feeds the hub itself"
+    );
+
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let consumer = bus.start_consuming(stopped).await.expect("a consumer task");
+    assert!(bus.check().is_ok(), "{:?}", bus.check());
+    store
+        .upsert_readings(vec![cgm("rb4", slot(1), 110)])
+        .await
+        .unwrap();
+    assert_eq!(relay.drain().await.unwrap(), 1);
+    let got = next_message(&mut events).await;
+    assert_eq!(got.routing_key, "reading.created");
+    assert_eq!(got.user_id.as_ref().map(|u| u.as_str()), Some("rb4"));
+    let body = got.json();
+    assert_eq!(body["user_id"], "rb4");
+    assert_eq!(body["data"]["glucose_value"], 110);
+    assert_eq!(body["id"], got.id.to_string());
+
+    // The broker goes away: health says this instance no longer receives.
+    broker.cut();
+    eventually(
+        "the consumer notices the outage",
+        Duration::from_secs(30),
+        || async { bus.check().is_err() },
+    )
+    .await;
+    // Back: the consumer reconnects on its own (with backoff), and what is
+    // published next reaches the hub again.
+    broker.restore();
+    store
+        .upsert_readings(vec![cgm("rb4", slot(2), 120)])
+        .await
+        .unwrap();
+    eventually(
+        "the relay publishes again",
+        Duration::from_secs(30),
+        || async { relay.drain().await.is_ok() && store.outbox_backlog().await.unwrap() == 0 },
+    )
+    .await;
+    eventually("the consumer is back", Duration::from_secs(30), || async {
+        bus.check().is_ok()
+    })
+    .await;
+    // Published before the consumer's queue was back or after: either way the
+    // next one arrives.
+    store
+        .upsert_readings(vec![cgm("rb4", slot(3), 130)])
+        .await
+        .unwrap();
+    assert_eq!(relay.drain().await.unwrap(), 1);
+    let mut values: Vec<u64> = Vec::new();
+    while values.last() != Some(&130) {
+        let body = next_message(&mut events).await.json();
+        values.push(body["data"]["glucose_value"].as_u64().expect("a value"));
+    }
+    assert!(
+        values.len() <= 2,
+        "{values:?}: at most the one from the outage first"
+    );
+
+    let _ = stop.send(true);
+    tokio::time::timeout(Duration::from_secs(15), consumer)
+        .await
+        .expect("the consumer stops")
+        .unwrap();
+    let _ = drain_queue(&rabbit).await;
 }

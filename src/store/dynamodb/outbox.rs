@@ -54,12 +54,12 @@ pub(super) fn append(table: &str, event: &Event) -> Result<TransactWriteItem, St
 
 fn message(item: &Item) -> Result<Message, StoreError> {
     let f = Fields::new(item, "outbox event");
-    Ok(Message {
-        id: f.uuid("event_id")?,
-        routing_key: f.s("routing_key")?.to_owned(),
-        payload: f.s("payload")?.to_owned(),
-        created_at: f.time("created_at_ms")?,
-    })
+    Ok(Message::stored(
+        f.uuid("event_id")?,
+        f.s("routing_key")?.to_owned(),
+        f.s("payload")?.to_owned(),
+        f.time("created_at_ms")?,
+    ))
 }
 
 impl DynamoStore {

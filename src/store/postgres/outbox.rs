@@ -67,12 +67,8 @@ impl PostgresStore {
             .iter()
             .map(|row| {
                 let seq: i64 = col(row, 0)?;
-                let message = Message {
-                    id: col(row, 1)?,
-                    routing_key: col(row, 2)?,
-                    payload: col(row, 3)?,
-                    created_at: col(row, 4)?,
-                };
+                let message =
+                    Message::stored(col(row, 1)?, col(row, 2)?, col(row, 3)?, col(row, 4)?);
                 Ok((seq, message))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;

@@ -78,16 +78,15 @@ impl SqliteStore {
             rows.sort_by_key(|r| r.0);
             rows.into_iter()
                 .map(|(_, id, routing_key, payload, created)| {
-                    Ok(Message {
-                        id: Uuid::parse_str(&id)
+                    Ok(Message::stored(
+                        Uuid::parse_str(&id)
                             .map_err(|e| StoreError::Corrupt(format!("outbox event id: {e}")))?,
                         routing_key,
                         payload,
-                        created_at: Utc
-                            .timestamp_millis_opt(created)
+                        Utc.timestamp_millis_opt(created)
                             .single()
                             .ok_or_else(|| StoreError::Corrupt("outbox time".into()))?,
-                    })
+                    ))
                 })
                 .collect()
         })

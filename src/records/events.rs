@@ -1,0 +1,287 @@
+//! The event schema: what a change announces, and the form the outbox keeps.
+//!
+//! Low in the layers because stores build events inside the transaction of the
+//! change they announce (the outbox pattern: only the upsert knows whether a
+//! reading was created, updated or a duplicate); the bus, relay and subscribers
+//! that carry them live above the store in `crate::events`.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::connections::{ConnectionStatus, Provider};
+use crate::domain::{Reading, UserId};
+use crate::store::{Outcome, Upserted};
+use crate::sync::jobs::{JobCounts, JobStatus, SyncJob};
+
+/// Bumped whenever an event's JSON shape changes incompatibly.
+pub const SCHEMA_VERSION: u16 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Event {
+    pub id: Uuid,
+    pub schema_version: u16,
+    pub occurred_at: DateTime<Utc>,
+    /// The user the change belongs to (also in `data`), at the top so that a
+    /// consumer can route or filter by user without knowing each event type.
+    pub user_id: String,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", content = "data")]
+pub enum EventKind {
+    #[serde(rename = "reading.created")]
+    ReadingCreated(ReadingChange),
+    #[serde(rename = "reading.updated")]
+    ReadingUpdated(ReadingChange),
+    #[serde(rename = "sync.completed")]
+    SyncCompleted(SyncChange),
+    #[serde(rename = "sync.failed")]
+    SyncFailed(SyncChange),
+    /// A source connection changed state; the routing key names the new state
+    /// (`connection.connected`, `connection.disconnected`, `connection.reauth_required`).
+    #[serde(rename = "connection.changed")]
+    ConnectionChanged(ConnectionChange),
+}
+
+impl EventKind {
+    /// The user whose data changed.
+    pub fn user_id(&self) -> &str {
+        match self {
+            EventKind::ReadingCreated(c) | EventKind::ReadingUpdated(c) => &c.user_id,
+            EventKind::SyncCompleted(c) | EventKind::SyncFailed(c) => &c.user_id,
+            EventKind::ConnectionChanged(c) => &c.user_id,
+        }
+    }
+
+    /// The routing key brokers use (`reading.created`, ...).
+    pub fn routing_key(&self) -> &'static str {
+        match self {
+            EventKind::ReadingCreated(_) => "reading.created",
+            EventKind::ReadingUpdated(_) => "reading.updated",
+            EventKind::SyncCompleted(_) => "sync.completed",
+            EventKind::SyncFailed(_) => "sync.failed",
+            EventKind::ConnectionChanged(c) => match c.status {
+                "connected" => "connection.connected",
+                "reauth_required" => "connection.reauth_required",
+                _ => "connection.disconnected",
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReadingChange {
+    pub user_id: String,
+    pub timestamp: String,
+    pub glucose_value: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<&'static str>,
+    pub source: String,
+    pub version: u32,
+}
+
+/// A sync job that ended (succeeded, or failed for good).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SyncChange {
+    pub job_id: Uuid,
+    pub user_id: String,
+    pub provider: &'static str,
+    pub trigger: &'static str,
+    pub counts: JobCounts,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub duration_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ConnectionChange {
+    pub user_id: String,
+    pub provider: &'static str,
+    /// `connected`, `disconnected` or `reauth_required`.
+    pub status: &'static str,
+}
+
+impl Event {
+    pub fn new(kind: EventKind) -> Self {
+        Self {
+            id: Uuid::new_v4(),
+            schema_version: SCHEMA_VERSION,
+            occurred_at: Utc::now(),
+            user_id: kind.user_id().to_owned(),
+            kind,
+        }
+    }
+
+    /// The event of an upsert: created or updated; none for a duplicate.
+    pub fn reading_changed(reading: &Reading, upserted: &Upserted) -> Option<Self> {
+        let change = || ReadingChange {
+            user_id: reading.user_id.to_string(),
+            timestamp: reading.timestamp.to_rfc3339(),
+            glucose_value: reading.glucose.mg_dl().get(),
+            status: reading.glucose.status().map(|s| s.as_str()),
+            source: reading.source.to_string(),
+            version: upserted.version,
+        };
+        match upserted.outcome {
+            Outcome::Inserted => Some(Self::new(EventKind::ReadingCreated(change()))),
+            Outcome::Updated => Some(Self::new(EventKind::ReadingUpdated(change()))),
+            Outcome::Duplicate(_) => None,
+        }
+    }
+
+    /// The event of a job that ended (succeeded, or failed for good); none for
+    /// a job still queued or running.
+    pub fn sync_ended(job: &SyncJob) -> Option<Self> {
+        let duration_ms = match (job.started_at, job.finished_at) {
+            (Some(start), Some(end)) => (end - start).num_milliseconds().max(0) as u64,
+            _ => 0,
+        };
+        let change = SyncChange {
+            job_id: job.id,
+            user_id: job.user_id.to_string(),
+            provider: job.provider.as_str(),
+            trigger: job.trigger.as_str(),
+            counts: job.counts,
+            error: job.errors.last().cloned(),
+            duration_ms,
+        };
+        match job.status {
+            JobStatus::Succeeded => Some(Self::new(EventKind::SyncCompleted(SyncChange {
+                error: None,
+                ..change
+            }))),
+            JobStatus::Failed => Some(Self::new(EventKind::SyncFailed(change))),
+            JobStatus::Queued | JobStatus::Running => None,
+        }
+    }
+
+    /// A connection's status changed (connected, disconnected, reauth required).
+    pub fn connection_changed(user: &UserId, provider: Provider, status: ConnectionStatus) -> Self {
+        Self::new(EventKind::ConnectionChanged(ConnectionChange {
+            user_id: user.to_string(),
+            provider: provider.as_str(),
+            status: status.as_str(),
+        }))
+    }
+
+    /// The form the outbox keeps and the buses carry.
+    pub fn to_message(&self) -> Message {
+        Message {
+            id: self.id,
+            routing_key: self.kind.routing_key().to_owned(),
+            user_id: UserId::parse(&self.user_id).ok(),
+            // Serializing plain structs of strings and numbers cannot fail.
+            payload: serde_json::to_string(self).expect("events serialize"),
+            created_at: self.occurred_at,
+        }
+    }
+}
+
+/// An event as committed to the outbox: serialized once, published as is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// The event id, which consumers deduplicate by.
+    pub id: Uuid,
+    pub routing_key: String,
+    /// The user the event belongs to, so that per-user consumers (live streams,
+    /// alerts) need not parse every payload. None only for a payload that names
+    /// no valid user (not one this service wrote).
+    pub user_id: Option<UserId>,
+    /// The event's JSON: `id`, `schema_version`, `occurred_at`, `user_id`,
+    /// `type`, `data`.
+    pub payload: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Message {
+    /// A message read back from where it was kept (an outbox row, a broker
+    /// delivery): the user comes from the payload.
+    pub fn stored(
+        id: Uuid,
+        routing_key: String,
+        payload: String,
+        created_at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            id,
+            routing_key,
+            user_id: user_of(&payload),
+            payload,
+            created_at,
+        }
+    }
+
+    /// The payload parsed (for consumers in tests and in this process).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.payload).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// The user a payload names: the top-level `user_id`, or for events written
+/// before it was added, `data.user_id` (every event type has one there).
+fn user_of(payload: &str) -> Option<UserId> {
+    #[derive(Deserialize)]
+    struct Head {
+        user_id: Option<String>,
+        data: Option<Data>,
+    }
+    #[derive(Deserialize)]
+    struct Data {
+        user_id: Option<String>,
+    }
+    let head: Head = serde_json::from_str(payload).ok()?;
+    let raw = head.user_id.or(head.data.and_then(|d| d.user_id))?;
+    UserId::parse(&raw).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn connection_event() -> Event {
+        let user = UserId::parse("ev-user").expect("valid id");
+        Event::connection_changed(&user, Provider::Dexcom, ConnectionStatus::Connected)
+    }
+
+    #[test]
+    fn messages_carry_the_user_at_the_top_of_the_payload_and_beside_it() {
+        let message = connection_event().to_message();
+        assert_eq!(
+            message.user_id.as_ref().map(UserId::as_str),
+            Some("ev-user")
+        );
+        let json = message.json();
+        assert_eq!(json["user_id"], "ev-user");
+        // Extended, not renamed: everything that was there still is.
+        assert_eq!(json["data"]["user_id"], "ev-user");
+        assert_eq!(json["type"], "connection.changed");
+        assert_eq!(json["schema_version"], SCHEMA_VERSION);
+        assert_eq!(json["id"], message.id.to_string());
+    }
+
+    #[test]
+    fn a_stored_message_gets_its_user_from_the_payload() {
+        let written = connection_event().to_message();
+        let read = Message::stored(
+            written.id,
+            written.routing_key.clone(),
+            written.payload.clone(),
+            written.created_at,
+        );
+        assert_eq!(read, written);
+        // An outbox row written before `user_id` was at the top.
+        let old = r#"{"id":"x","type":"reading.created","data":{"user_id":"old-user"}}"#;
+        let read = Message::stored(
+            Uuid::nil(),
+            "reading.created".into(),
+            old.into(),
+            Utc::now(),
+        );
+        assert_eq!(read.user_id.as_ref().map(UserId::as_str), Some("old-user"));
+        let foreign = Message::stored(Uuid::nil(), "x".into(), "not json".into(), Utc::now());
+        assert_eq!(foreign.user_id, None);
+    }
+}
