@@ -1,5 +1,8 @@
-//! Wiring: builds the store, event bus, pipeline and router from settings, and runs
-//! the server with graceful shutdown.
+//! Wiring: builds the store, event bus, pipeline, sources, sync engine and
+//! router from settings, in dependency order, and runs the server with
+//! graceful shutdown. `demo` wires `serve --demo`.
+
+mod demo;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,16 +22,16 @@ use crate::events::relay::Relay;
 use crate::events::{EventBus, MemoryBus};
 use crate::pipeline::Pipeline;
 use crate::serving::{self, ConnectionLimit};
-use crate::sources::demo_dexcom;
 use crate::sources::dexcom::oauth::OAuthConfig;
 use crate::sources::dexcom::outbound::Outbound;
-use crate::sources::dexcom::service::DexcomService;
+use crate::sources::dexcom::service::{DexcomService, DexcomStack};
 use crate::sources::webhook::worker::WebhookInbox;
 use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, StoreError};
-use crate::sync::engine::SyncSettings;
+use crate::sync::engine::SyncEngine;
 use crate::sync::scheduler::Scheduler;
+use crate::sync::source::Sources;
 use crate::telemetry;
 
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +40,8 @@ pub enum BuildError {
     Store(#[from] StoreError),
     #[error("cannot read or create the development token key {path}: {error}")]
     KeyFile { path: String, error: std::io::Error },
+    #[error("cannot start the demo's Dexcom simulator: {0}")]
+    Demo(std::io::Error),
 }
 
 /// Everything a running instance holds.
@@ -44,6 +49,8 @@ pub struct App {
     pub state: AppState,
     pub settings: Settings,
     cipher: Arc<TokenCipher>,
+    /// `serve --demo`: the simulator, started; `serve` connects its patients.
+    demo: Option<demo::Demo>,
 }
 
 impl App {
@@ -73,6 +80,40 @@ impl App {
             ..TimePolicy::default()
         };
         let pipeline = Pipeline::new(store.clone(), policy);
+        let cipher = Arc::new(token_cipher(&settings)?);
+        let demo = if settings.demo {
+            Some(
+                demo::Demo::start(&settings)
+                    .await
+                    .map_err(BuildError::Demo)?,
+            )
+        } else {
+            None
+        };
+        // Dexcom: the simulator's for the demo, else the configured client (if any).
+        let dexcom = match &demo {
+            Some(demo) => Some(dexcom_stack(
+                &store,
+                &demo.dexcom,
+                demo.oauth.clone(),
+                cipher.clone(),
+            )),
+            None => oauth_config(&settings.dexcom)
+                .map(|oauth| dexcom_stack(&store, &settings.dexcom, oauth, cipher.clone())),
+        };
+        // Every configured source registers its adapter here; the engine,
+        // scheduler and sync API serve whatever is registered.
+        let mut sources = Sources::new();
+        if let Some(stack) = &dexcom {
+            sources = sources.with(stack.adapter());
+        }
+        let engine = (!sources.is_empty()).then(|| {
+            let sync = demo.as_ref().map_or(&settings.sync, |d| &d.sync);
+            SyncEngine::new(pipeline.clone(), sources, sync.clone())
+        });
+        let dexcom = dexcom
+            .zip(engine.clone())
+            .map(|(stack, engine)| DexcomService::with_engine(stack, engine));
         let state = Arc::new(AppContext {
             pipeline: pipeline.clone(),
             audit: crate::auth::audit::AuditLog::start(store.clone()),
@@ -89,7 +130,8 @@ impl App {
             },
             public_base_url: settings.public_base_url.as_deref().map(Arc::from),
             auth_disabled: settings.auth_disabled,
-            dexcom: std::sync::OnceLock::new(),
+            dexcom,
+            sync: engine.clone(),
             rate_limits: crate::api::rate_limit::RateLimits::new(settings.rate_limits.clone()),
             health: Default::default(),
             write_quota: crate::api::write_quota::WriteQuota::per_hour(
@@ -97,7 +139,7 @@ impl App {
             ),
             tls: settings.tls.is_some(),
             webhook_secret: settings.webhook_signing_secret.clone(),
-            inbox: WebhookInbox::new(pipeline),
+            inbox: WebhookInbox::new(pipeline, engine),
             recent_refreshes: crate::api::oauth::RecentRefreshes::new(
                 settings.dexcom.refresh_min_interval,
             ),
@@ -113,24 +155,11 @@ impl App {
                 leeway: std::time::Duration::from_secs(30),
             }),
         });
-        let cipher = Arc::new(token_cipher(&settings)?);
-        // The demo connects to its own simulator once serving starts.
-        if !settings.demo {
-            if let Some(oauth) = oauth_config(&settings.dexcom) {
-                let service = dexcom_service(
-                    &state,
-                    &settings.dexcom,
-                    settings.sync.clone(),
-                    oauth,
-                    cipher.clone(),
-                );
-                let _ = state.dexcom.set(service);
-            }
-        }
         Ok(Self {
             state,
             settings,
             cipher,
+            demo,
         })
     }
 
@@ -145,24 +174,20 @@ impl App {
     /// Serves until `shutdown` resolves, then stops accepting, lets in-flight
     /// requests finish (bounded by SHUTDOWN_TIMEOUT_SECONDS) and stops background work.
     pub async fn serve(
-        self,
+        mut self,
         listener: TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
-        let demo = if self.settings.demo {
-            let local = listener.local_addr()?;
-            let (sim, service) =
-                demo_dexcom::start(&self.state, &self.settings, self.cipher.clone(), local).await?;
-            Some(tokio::spawn(demo_dexcom::run(
-                sim,
-                service,
+        let demo = match (self.demo.take(), &self.state.dexcom) {
+            (Some(demo), Some(service)) => Some(tokio::spawn(demo.run(
+                service.clone(),
+                listener.local_addr()?,
                 stop_rx.clone(),
-            )))
-        } else {
-            None
+            ))),
+            _ => None,
         };
-        if let Some(dexcom) = self.state.dexcom.get() {
+        if let Some(dexcom) = &self.state.dexcom {
             match dexcom.rewrap_tokens().await {
                 Ok(r) if r.rewrapped == 0 && r.left == 0 => {}
                 Ok(r) if r.left == 0 => tracing::info!(
@@ -190,9 +215,7 @@ impl App {
             self.settings.dexcom.state_prune_interval,
             stop_rx.clone(),
         );
-        if let Some(dexcom) = self.state.dexcom.get() {
-            let engine = dexcom.engine();
-            self.state.inbox.set_engine(engine.clone());
+        if let Some(engine) = &self.state.sync {
             engine.start(stop_rx.clone());
             tokio::spawn(Scheduler::new(engine.clone()).run(stop_rx.clone()));
         }
@@ -256,8 +279,10 @@ impl App {
         // finish keeps its checkpoint and is resumed after the restart.
         self.state.inbox.shutdown(left()).await;
         let _ = tokio::time::timeout(left(), pruner).await;
-        if let Some(dexcom) = self.state.dexcom.get() {
-            dexcom.engine().shutdown(left()).await;
+        if let Some(engine) = &self.state.sync {
+            engine.shutdown(left()).await;
+        }
+        if let Some(dexcom) = &self.state.dexcom {
             // A token refresh in flight must land, or its rotated token is lost.
             dexcom.client().tokens().shutdown(left()).await;
         }
@@ -318,21 +343,19 @@ fn oauth_config(s: &DexcomSettings) -> Option<OAuthConfig> {
     })
 }
 
-/// The Dexcom service for these settings and OAuth client.
-pub fn dexcom_service(
-    state: &AppState,
+/// Dexcom's client stack for these settings and OAuth client.
+fn dexcom_stack(
+    store: &Arc<dyn Store>,
     settings: &DexcomSettings,
-    sync: SyncSettings,
     oauth: OAuthConfig,
     cipher: Arc<TokenCipher>,
-) -> Arc<DexcomService> {
-    DexcomService::build(
-        state.pipeline.clone(),
+) -> DexcomStack {
+    DexcomStack::build(
+        store.clone(),
         cipher,
         oauth,
         Outbound::from_settings(settings),
         settings.api_version,
-        sync,
     )
 }
 
