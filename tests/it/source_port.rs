@@ -139,21 +139,24 @@ async fn a_registered_source_is_synced_and_its_failures_reach_jobs_and_connectio
     let test_store = sqlite_store().await;
     let store = test_store.store.clone();
     let source = Arc::new(MemorySource::default());
-    // One day of five-minute readings, on whole minutes, ending an hour ago.
+    // A day of five-minute readings, both ends included, ending an hour ago.
     let end = Utc::now()
         .duration_trunc(chrono::Duration::minutes(5))
         .unwrap()
         - chrono::Duration::hours(1);
     let start = end - chrono::Duration::days(1);
     let synced = user("port-ok");
-    let day: Vec<Reading> = (0..288)
-        .map(|i| {
-            let at = ReadingTime::from_utc(start + chrono::Duration::minutes(5 * i));
-            cgm("port-ok", at, 100 + (i % 50) as u16)
-        })
-        .collect();
-    source.readings.lock().unwrap().insert(synced.clone(), day);
     let (retried, failed, revoked) = (user("port-retry"), user("port-final"), user("port-reauth"));
+    for u in [&synced, &retried, &failed, &revoked] {
+        let day: Vec<Reading> = (0..=288)
+            .map(|i| {
+                let at = ReadingTime::from_utc(start + chrono::Duration::minutes(5 * i));
+                cgm(u.as_str(), at, 100 + (i % 50) as u16)
+            })
+            .collect();
+        source.readings.lock().unwrap().insert(u.clone(), day);
+    }
+    // Their data range resolves; fetching a window fails.
     {
         let mut failing = source.failing.lock().unwrap();
         failing.insert(retried.clone(), Disposition::Retry);
@@ -205,13 +208,17 @@ async fn a_registered_source_is_synced_and_its_failures_reach_jobs_and_connectio
     .await;
     assert_eq!(job.status, JobStatus::Succeeded, "{job:?}");
     let windows = source.windows.lock().unwrap()[&synced].clone();
-    assert_eq!(windows.len(), 5, "a day and a minute in six-hour windows");
+    assert_eq!(
+        windows.len(),
+        5,
+        "a day and a second (clipped to the readings held) in six-hour windows"
+    );
     assert!(windows
         .iter()
         .all(|w| w.end - w.start <= chrono::Duration::hours(6)));
-    assert_eq!(job.counts.inserted, 288, "{job:?}");
+    assert_eq!(job.counts.inserted, 289, "{job:?}");
     assert_eq!(job.counts.rejected, windows.len() as u64, "{job:?}");
-    assert_eq!(job.counts.fetched, 288 + windows.len() as u64, "{job:?}");
+    assert_eq!(job.counts.fetched, 289 + windows.len() as u64, "{job:?}");
     let latest = store
         .latest_reading(&synced)
         .await
