@@ -301,7 +301,7 @@ pub async fn refresh(
     let provider = parse_provider(input.provider.as_deref())?;
     access::authorize(&state, &caller, Action::ManageConnections, &user).await?;
     let connector = state.connector(provider)?;
-    let (connection, refreshed) = if state.recent_refreshes.was_refreshed(&user) {
+    let (connection, refreshed) = if state.recent_refreshes.was_refreshed(&user, provider) {
         let connection = connector.current_connection(&user).await;
         (connection.map_err(ConnectFault::from)?, false)
     } else {
@@ -309,7 +309,7 @@ pub async fn refresh(
             .refresh_now(&user)
             .await
             .map_err(ConnectFault::from)?;
-        state.recent_refreshes.record(&user);
+        state.recent_refreshes.record(&user, provider);
         (connection, true)
     };
     Ok(success(RefreshView {
@@ -319,14 +319,14 @@ pub async fn refresh(
     .into_response())
 }
 
-/// The users whose token this process refreshed on request lately. The contract's
+/// The (user, provider) tokens this process refreshed on request lately. The contract's
 /// `POST /oauth/refresh` refreshes now; a second request moments later is answered with
 /// the token just obtained, so a client in a loop costs one token call a minute, not one
 /// per request. Only successful refreshes count: after a failure the next request calls
 /// again (the circuit breaker guards Dexcom). Per process, like the rate limits.
 pub struct RecentRefreshes {
     within: std::time::Duration,
-    at: std::sync::Mutex<std::collections::HashMap<UserId, std::time::Instant>>,
+    at: std::sync::Mutex<std::collections::HashMap<(UserId, Provider), std::time::Instant>>,
 }
 
 impl RecentRefreshes {
@@ -337,12 +337,13 @@ impl RecentRefreshes {
         }
     }
 
-    fn was_refreshed(&self, user: &UserId) -> bool {
+    fn was_refreshed(&self, user: &UserId, provider: Provider) -> bool {
         let at = self.at.lock().unwrap_or_else(|p| p.into_inner());
-        at.get(user).is_some_and(|t| t.elapsed() < self.within)
+        at.get(&(user.clone(), provider))
+            .is_some_and(|t| t.elapsed() < self.within)
     }
 
-    fn record(&self, user: &UserId) {
+    fn record(&self, user: &UserId, provider: Provider) {
         if self.within.is_zero() {
             return;
         }
@@ -350,6 +351,6 @@ impl RecentRefreshes {
         // Forget the old ones as we go: the map holds at most the users refreshed
         // within the interval (bounded by the per-user rate limit).
         at.retain(|_, t| t.elapsed() < self.within);
-        at.insert(user.clone(), std::time::Instant::now());
+        at.insert((user.clone(), provider), std::time::Instant::now());
     }
 }
