@@ -90,3 +90,15 @@ pub async fn sync_target(
         )),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn provider_names_read_as_before_there_were_several() {
+        // "no working Dexcom connection" is pinned by the operator kit and by
+        // stored job errors.
+        assert_eq!(provider_name(Provider::Dexcom), "Dexcom");
+    }
+}
