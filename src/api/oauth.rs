@@ -179,6 +179,7 @@ pub struct BackfillView {
            ("provider" = Option<String>, Query, description = "dexcom (the default); part of a provider's redirect URI")),
     responses(
         (status = 200, description = "Connected; the initial backfill is queued", body = super::docs::ConnectedEnvelope),
+        (status = 400, description = "An unknown provider", body = ErrorEnvelope),
         (status = 401, description = "Unknown, used or expired state, a browser other than the one that started, or a refused code", body = ErrorEnvelope),
         (status = 403, description = "The user denied access at Dexcom", body = ErrorEnvelope),
         (status = 502, description = "Dexcom's token endpoint failed", body = ErrorEnvelope),
