@@ -1,5 +1,8 @@
-//! Wiring: builds the store, event bus, pipeline and router from settings, and runs
-//! the server with graceful shutdown.
+//! Wiring: builds the store, event bus, pipeline, sources, sync engine and
+//! router from settings, in dependency order, and runs the server with
+//! graceful shutdown. `demo` wires `serve --demo`.
+
+mod demo;
 
 mod components;
 mod supervisor;
@@ -21,12 +24,13 @@ use crate::events::{EventBus, MemoryBus, Subscriber};
 use crate::pipeline::Pipeline;
 use crate::sources::dexcom::oauth::OAuthConfig;
 use crate::sources::dexcom::outbound::Outbound;
-use crate::sources::dexcom::service::DexcomService;
+use crate::sources::dexcom::service::{DexcomService, DexcomStack};
 use crate::sources::webhook::worker::WebhookInbox;
 use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, StoreError};
-use crate::sync::engine::SyncSettings;
+use crate::sync::engine::SyncEngine;
+use crate::sync::source::Sources;
 use crate::telemetry;
 use supervisor::Supervisor;
 
@@ -36,6 +40,8 @@ pub enum BuildError {
     Store(#[from] StoreError),
     #[error("cannot read or create the development token key {path}: {error}")]
     KeyFile { path: String, error: std::io::Error },
+    #[error("cannot start the demo's Dexcom simulator: {0}")]
+    Demo(std::io::Error),
 }
 
 /// Everything a running instance holds.
@@ -43,6 +49,8 @@ pub struct App {
     pub state: AppState,
     pub settings: Settings,
     cipher: Arc<TokenCipher>,
+    /// `serve --demo`: the simulator, started; `serve` connects its patients.
+    demo: Option<demo::Demo>,
 }
 
 impl App {
@@ -72,6 +80,40 @@ impl App {
             ..TimePolicy::default()
         };
         let pipeline = Pipeline::new(store.clone(), policy);
+        let cipher = Arc::new(token_cipher(&settings)?);
+        let demo = if settings.demo {
+            Some(
+                demo::Demo::start(&settings)
+                    .await
+                    .map_err(BuildError::Demo)?,
+            )
+        } else {
+            None
+        };
+        // Dexcom: the simulator's for the demo, else the configured client (if any).
+        let dexcom = match &demo {
+            Some(demo) => Some(dexcom_stack(
+                &store,
+                &demo.dexcom,
+                demo.oauth.clone(),
+                cipher.clone(),
+            )),
+            None => oauth_config(&settings.dexcom)
+                .map(|oauth| dexcom_stack(&store, &settings.dexcom, oauth, cipher.clone())),
+        };
+        // Every configured source registers its adapter here; the engine,
+        // scheduler and sync API serve whatever is registered.
+        let mut sources = Sources::new();
+        if let Some(stack) = &dexcom {
+            sources = sources.with(stack.adapter());
+        }
+        let engine = (!sources.is_empty()).then(|| {
+            let sync = demo.as_ref().map_or(&settings.sync, |d| &d.sync);
+            SyncEngine::new(pipeline.clone(), sources, sync.clone())
+        });
+        let dexcom = dexcom
+            .zip(engine.clone())
+            .map(|(stack, engine)| DexcomService::with_engine(stack, engine));
         let state = Arc::new(AppContext {
             pipeline: pipeline.clone(),
             audit: crate::auth::audit::AuditLog::start(store.clone()),
@@ -88,7 +130,8 @@ impl App {
             },
             public_base_url: settings.public_base_url.as_deref().map(Arc::from),
             auth_disabled: settings.auth_disabled,
-            dexcom: std::sync::OnceLock::new(),
+            dexcom,
+            sync: engine.clone(),
             rate_limits: crate::api::rate_limit::RateLimits::new(settings.rate_limits.clone()),
             health: Default::default(),
             write_quota: crate::api::write_quota::WriteQuota::per_hour(
@@ -96,7 +139,7 @@ impl App {
             ),
             tls: settings.tls.is_some(),
             webhook_secret: settings.webhook_signing_secret.clone(),
-            inbox: WebhookInbox::new(pipeline),
+            inbox: WebhookInbox::new(pipeline, engine),
             recent_refreshes: crate::api::oauth::RecentRefreshes::new(
                 settings.dexcom.refresh_min_interval,
             ),
@@ -112,24 +155,11 @@ impl App {
                 leeway: std::time::Duration::from_secs(30),
             }),
         });
-        let cipher = Arc::new(token_cipher(&settings)?);
-        // The demo connects to its own simulator once serving starts.
-        if !settings.demo {
-            if let Some(oauth) = oauth_config(&settings.dexcom) {
-                let service = dexcom_service(
-                    &state,
-                    &settings.dexcom,
-                    settings.sync.clone(),
-                    oauth,
-                    cipher.clone(),
-                );
-                let _ = state.dexcom.set(service);
-            }
-        }
         Ok(Self {
             state,
             settings,
             cipher,
+            demo,
         })
     }
 
@@ -153,7 +183,7 @@ impl App {
 
     /// `serve`, with `subscribers` reading every event this instance sees.
     pub async fn serve_with(
-        self,
+        mut self,
         subscribers: Vec<Arc<dyn Subscriber>>,
         listener: TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -164,11 +194,10 @@ impl App {
         // Started in this order, each ready before the next; stopped in reverse
         // (see `supervisor`): each outlives what feeds it.
         let mut supervisor = Supervisor::default();
-        if settings.demo {
+        if let (Some(demo), Some(service)) = (self.demo.take(), &state.dexcom) {
             supervisor.add(Demo {
-                state: state.clone(),
-                settings: settings.clone(),
-                cipher: self.cipher.clone(),
+                demo: Some(demo),
+                service: service.clone(),
                 local: listener.local_addr()?,
                 task: None,
             });
@@ -189,18 +218,17 @@ impl App {
             stop: watch::channel(false).0,
             task: None,
         });
-        // Dexcom configured at build, or by the demo as it starts.
-        if settings.demo || state.dexcom.get().is_some() {
+        if let Some(dexcom) = &state.dexcom {
             supervisor.add(DexcomTokens {
-                state: state.clone(),
-                service: None,
+                service: dexcom.clone(),
             });
+        }
+        if let Some(engine) = &state.sync {
             supervisor.add(SyncWorkers {
-                state: state.clone(),
-                service: None,
+                engine: engine.clone(),
             });
             supervisor.add(SyncScheduler {
-                state: state.clone(),
+                engine: engine.clone(),
                 task: None,
             });
         }
@@ -268,21 +296,19 @@ fn oauth_config(s: &DexcomSettings) -> Option<OAuthConfig> {
     })
 }
 
-/// The Dexcom service for these settings and OAuth client.
-pub fn dexcom_service(
-    state: &AppState,
+/// Dexcom's client stack for these settings and OAuth client.
+fn dexcom_stack(
+    store: &Arc<dyn Store>,
     settings: &DexcomSettings,
-    sync: SyncSettings,
     oauth: OAuthConfig,
     cipher: Arc<TokenCipher>,
-) -> Arc<DexcomService> {
-    DexcomService::build(
-        state.pipeline.clone(),
+) -> DexcomStack {
+    DexcomStack::build(
+        store.clone(),
         cipher,
         oauth,
         Outbound::from_settings(settings),
         settings.api_version,
-        sync,
     )
 }
 

@@ -13,6 +13,7 @@ use super::views::success;
 use super::AppState;
 use crate::auth::policy::Action;
 use crate::connections::{Connection, Provider};
+use crate::sync::provider::provider_name;
 
 /// A connection as clients see it: status and history, never tokens.
 #[derive(Debug, Serialize, ToSchema)]
@@ -107,7 +108,7 @@ pub async fn list(
         (status = 401, description = "No or bad credentials", body = ErrorEnvelope),
         (status = 403, description = "Not allowed for this user", body = ErrorEnvelope),
         (status = 404, description = "Unknown provider, or never connected", body = ErrorEnvelope),
-        (status = 503, description = "Dexcom is not configured", body = ErrorEnvelope),
+        (status = 503, description = "The provider is not configured", body = ErrorEnvelope),
     )
 )]
 pub async fn disconnect(
@@ -123,11 +124,10 @@ pub async fn disconnect(
     authorize(&state, &caller, Action::ManageConnections, &user).await?;
     let provider = Provider::parse(&raw_provider)
         .ok_or_else(|| ApiError::NotFound(format!("provider {raw_provider:?}")))?;
-    let Provider::Dexcom = provider;
-    let dexcom = state.dexcom()?;
-    let connection = dexcom
+    let connection = state
+        .connector(provider)?
         .disconnect(&user)
         .await?
-        .ok_or_else(|| ApiError::NotFound("Dexcom connection".into()))?;
+        .ok_or_else(|| ApiError::NotFound(format!("{} connection", provider_name(provider))))?;
     Ok(success(ConnectionView::from(&connection)))
 }

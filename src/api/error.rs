@@ -9,9 +9,7 @@ use serde_json::json;
 use utoipa::ToSchema;
 
 use crate::domain::FieldError;
-use crate::sources::dexcom::oauth::TokenError;
-use crate::sources::dexcom::service::ConnectError;
-use crate::sources::dexcom::tokens::AccessError;
+use crate::sources::connect::ConnectFault;
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -286,38 +284,18 @@ impl From<StoreError> for ApiError {
     }
 }
 
-impl From<AccessError> for ApiError {
-    fn from(e: AccessError) -> Self {
+/// A source's connect-flow failure; the source worded the message.
+impl From<ConnectFault> for ApiError {
+    fn from(e: ConnectFault) -> Self {
         match e {
-            AccessError::NotConnected => ApiError::NotFound("Dexcom connection".into()),
-            AccessError::ReauthRequired => ApiError::Conflict(
-                "the Dexcom authorization was revoked or has expired; reconnect through /oauth/authorize"
-                    .into(),
-            ),
-            AccessError::Refresh(e) => ApiError::ExternalApi(format!("Dexcom token refresh failed: {e}")),
-            AccessError::RefreshBusy => ApiError::Unavailable(e.to_string()),
-            AccessError::Cipher(e) => ApiError::Internal(e.to_string()),
-            AccessError::Store(e) => e.into(),
-        }
-    }
-}
-
-impl From<ConnectError> for ApiError {
-    fn from(e: ConnectError) -> Self {
-        match e {
-            ConnectError::BadState | ConnectError::MissingCode | ConnectError::OtherBrowser => {
-                ApiError::Unauthorized(e.to_string())
-            }
-            ConnectError::Denied { .. } => ApiError::Forbidden(e.to_string()),
-            ConnectError::Exchange(TokenError::InvalidGrant { .. }) => ApiError::Unauthorized(
-                "Dexcom refused the authorization code (used or expired); start again from /oauth/authorize"
-                    .into(),
-            ),
-            ConnectError::Exchange(other) => {
-                ApiError::ExternalApi(format!("could not complete the Dexcom sign-in: {other}"))
-            }
-            ConnectError::Access(e) => e.into(),
-            ConnectError::Store(e) => e.into(),
+            ConnectFault::NotConnected(m) => ApiError::NotFound(m),
+            ConnectFault::ReauthRequired(m) => ApiError::Conflict(m),
+            ConnectFault::BadCallback(m) => ApiError::Unauthorized(m),
+            ConnectFault::Declined(m) => ApiError::Forbidden(m),
+            ConnectFault::Upstream(m) => ApiError::ExternalApi(m),
+            ConnectFault::Busy(m) => ApiError::Unavailable(m),
+            ConnectFault::Internal(m) => ApiError::Internal(m),
+            ConnectFault::Store(e) => e.into(),
         }
     }
 }

@@ -82,7 +82,7 @@ pub async fn health(State(state): State<AppState>, headers: HeaderMap) -> Respon
     // An open Dexcom circuit shows as a degraded check, but the service stays
     // 200 "ok": stored data is still served, and a readiness probe that took
     // every instance out of service (or restarted it) would not fix Dexcom.
-    let dexcom = match state.dexcom.get() {
+    let dexcom = match &state.dexcom {
         None => json!({"status": "not_configured"}),
         Some(d) => {
             let circuits = d.client().outbound().circuit_states();

@@ -20,9 +20,8 @@ use crate::auth::policy::Action;
 use crate::connections::Provider;
 use crate::digest::sha256_hex;
 use crate::domain::FieldError;
-use crate::sync::jobs::{
-    not_syncable, Created, Idempotency, JobCounts, NewJob, SyncJob, TimeRange, Trigger,
-};
+use crate::sync::jobs::{Created, Idempotency, JobCounts, NewJob, SyncJob, TimeRange, Trigger};
+use crate::sync::provider::{provider_name, sync_target, SyncTarget};
 
 /// The longest range one sync request may ask for.
 const MAX_RANGE_DAYS: i64 = 3650;
@@ -64,7 +63,7 @@ pub struct JobView {
     /// reading synced, minus the overlap window).
     pub requested_range: Option<RangeView>,
     /// The range being fetched, once the job has started (clipped to the data
-    /// Dexcom holds).
+    /// source holds).
     pub range: Option<RangeView>,
     pub counts: JobCounts,
     /// Runs so far (a passing failure is retried with backoff).
@@ -115,6 +114,7 @@ struct SyncQuery {
     start_date: Option<String>,
     #[serde(rename = "endDate")]
     end_date: Option<String>,
+    provider: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -124,10 +124,17 @@ struct ListQuery {
 }
 
 /// The requested range: none (incremental), or `startDate` (until now) with
-/// an optional `endDate`.
-fn requested_range(query: Option<&str>) -> Result<Option<TimeRange>, ApiError> {
+/// an optional `endDate`; and the provider, if one is named.
+fn requested_range(query: Option<&str>) -> Result<(Option<TimeRange>, Option<Provider>), ApiError> {
     let q: SyncQuery = query_params(query)?;
-    Ok(sync_range(q.start_date.as_deref(), q.end_date.as_deref())?)
+    let range = sync_range(q.start_date.as_deref(), q.end_date.as_deref())?;
+    let provider = q
+        .provider
+        .map(|raw| {
+            Provider::parse(&raw).ok_or_else(|| FieldError::new("provider", "unknown provider"))
+        })
+        .transpose()?;
+    Ok((range, provider))
 }
 
 /// The range of a manual sync from its `startDate` and `endDate` (both optional:
@@ -176,26 +183,32 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     })
 }
 
-fn request_hash(range: Option<TimeRange>) -> String {
-    let described = match range {
+fn request_hash(range: Option<TimeRange>, provider: Provider) -> String {
+    let mut described = match range {
         None => "incremental".to_owned(),
         Some(r) => format!("{}/{}", r.start.timestamp(), r.end.timestamp()),
     };
+    // Dexcom's requests hash as they did before there were other sources.
+    if provider != Provider::Dexcom {
+        described = format!("{described}@{provider}");
+    }
     sha256_hex(described.as_bytes())
 }
 
-/// Queues a sync of the user's Dexcom data.
+/// Queues a sync of the user's data from a source: `provider` if named, else
+/// the one configured source the user has a working connection to.
 #[utoipa::path(
     post, path = "/api/bg/{userId}/sync", tag = "sync",
     params(
         ("userId" = String, Path, pattern = "^[A-Za-z0-9_-]{1,64}$"),
         ("startDate" = Option<String>, Query, description = "Inclusive; YYYY-MM-DD or RFC 3339. Without it: an incremental sync from the last reading synced, minus the overlap window"),
         ("endDate" = Option<String>, Query, description = "Exclusive; default now. Needs startDate"),
+        ("provider" = Option<String>, Query, description = "The source to sync from (dexcom); default: the one the user has a working connection to"),
         ("Idempotency-Key" = Option<String>, Header, description = "The same key (per user) returns the same job; reused with a different range: 422"),
     ),
     responses(
         (status = 202, description = "Queued; or the job already queued for the same request (same trigger and range, not yet started); or, for a known Idempotency-Key, the job it created", body = super::docs::JobEnvelope),
-        (status = 400, description = "Invalid user id, dates or key", body = ErrorEnvelope),
+        (status = 400, description = "Invalid user id, dates, key or provider; or several working connections and no provider named", body = ErrorEnvelope),
         (status = 401, description = "No or bad credentials", body = ErrorEnvelope),
         (status = 403, description = "Not allowed for this user", body = ErrorEnvelope),
         (status = 409, description = "The user has no working Dexcom connection", body = ErrorEnvelope),
@@ -212,26 +225,39 @@ pub async fn sync(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     authorize(&state, &caller, Action::Sync, &user).await?;
-    let range = requested_range(query.as_deref())?;
+    let (range, asked) = requested_range(query.as_deref())?;
     let key = idempotency_key(&headers)?;
-    let dexcom = state.dexcom()?;
-    if let Some(reason) = not_syncable(state.store.as_ref(), &user).await? {
-        return Err(ApiError::Conflict(format!(
-            "{reason}; connect through /oauth/authorize first"
+    let engine = state.sync_engine()?;
+    let registered = engine.sources().providers();
+    if let Some(p) = asked.filter(|p| !registered.contains(p)) {
+        return Err(ApiError::Unavailable(format!(
+            "{} is not configured on this service",
+            provider_name(p)
         )));
     }
-    let mut job = NewJob::new(
-        user.clone(),
-        Provider::Dexcom,
-        Trigger::Manual,
-        range,
-        Utc::now(),
-    );
+    let provider = match sync_target(state.store.as_ref(), &user, asked, &registered).await? {
+        SyncTarget::Ready(provider) => provider,
+        SyncTarget::NotSyncable(reason) => {
+            return Err(ApiError::Conflict(format!(
+                "{reason}; connect through /oauth/authorize first"
+            )))
+        }
+        SyncTarget::Ambiguous(reason) => {
+            return Err(ApiError::bad_request(
+                reason,
+                vec![FieldError::new(
+                    "provider",
+                    "required: several sources are connected",
+                )],
+            ))
+        }
+    };
+    let mut job = NewJob::new(user.clone(), provider, Trigger::Manual, range, Utc::now());
     job.idempotency = key.map(|key| Idempotency {
         key,
-        request_hash: request_hash(range),
+        request_hash: request_hash(range, provider),
     });
-    let (job, replayed) = match dexcom.engine().submit_requested(job).await? {
+    let (job, replayed) = match engine.submit_requested(job).await? {
         Created::New(job) | Created::Queued(job) => (job, false),
         Created::Existing(job) => (job, true),
         Created::KeyReused(_) => {

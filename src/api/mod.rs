@@ -28,9 +28,11 @@ use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::auth::jwt::Authenticator;
+use crate::connections::Provider;
 use crate::pipeline::Pipeline;
 use crate::sources::dexcom::service::DexcomService;
 use crate::store::Store;
+use crate::sync::engine::SyncEngine;
 
 pub use docs::{gate_errors, openapi_path, ApiDoc};
 pub use error::ApiError;
@@ -63,9 +65,13 @@ pub struct AppContext {
     /// Development only (AUTH_DISABLED): every request acts as admin, with no
     /// bearer token checked.
     pub auth_disabled: bool,
-    /// Set once Dexcom is configured (at build, or when `serve --demo` has
-    /// started its simulator); until then the OAuth routes answer 503.
-    pub dexcom: std::sync::OnceLock<Arc<DexcomService>>,
+    /// Dexcom's connect flows (OAuth, refresh, disconnect), when Dexcom is
+    /// configured (or `serve --demo` points it at its simulator); without it
+    /// the OAuth routes answer 503.
+    pub dexcom: Option<Arc<DexcomService>>,
+    /// The sync engine over every configured source (None: no source is
+    /// configured, and sync requests answer 503).
+    pub sync: Option<Arc<SyncEngine>>,
     /// Verifies bearer tokens (HS256 secret and/or JWKS).
     pub authenticator: Authenticator,
     pub rate_limits: rate_limit::RateLimits,
@@ -91,13 +97,20 @@ pub struct AppContext {
 
 impl AppContext {
     pub fn dexcom(&self) -> Result<&Arc<DexcomService>, ApiError> {
-        self.dexcom.get().ok_or_else(|| {
-            ApiError::Unavailable(
-                "Dexcom is not configured: set DEXCOM_CLIENT_ID, DEXCOM_CLIENT_SECRET and \
-                 DEXCOM_REDIRECT_URI (or run serve --demo)"
-                    .into(),
-            )
-        })
+        self.dexcom.as_ref().ok_or_else(not_configured)
+    }
+
+    /// The connect flows of `provider` (503 when it is not configured). A
+    /// source connected by OAuth adds its arm here.
+    pub fn connector(&self, provider: Provider) -> Result<&Arc<DexcomService>, ApiError> {
+        match provider {
+            Provider::Dexcom => self.dexcom(),
+        }
+    }
+
+    /// The sync engine, when any source is configured.
+    pub fn sync_engine(&self) -> Result<&Arc<SyncEngine>, ApiError> {
+        self.sync.as_ref().ok_or_else(not_configured)
     }
 
     /// Base of absolute links: PUBLIC_BASE_URL, else the request's Host.
@@ -120,6 +133,15 @@ impl AppContext {
         let scheme = if self.tls { "https" } else { "http" };
         format!("{scheme}://{host}")
     }
+}
+
+/// No source is configured: the operator's fix, named.
+fn not_configured() -> ApiError {
+    ApiError::Unavailable(
+        "Dexcom is not configured: set DEXCOM_CLIENT_ID, DEXCOM_CLIENT_SECRET and \
+         DEXCOM_REDIRECT_URI (or run serve --demo)"
+            .into(),
+    )
 }
 
 /// What stands in front of a route: it decides the middleware, and so the error

@@ -1,6 +1,8 @@
-//! The OAuth endpoints: `/oauth/authorize` (redirect to Dexcom's login),
+//! The OAuth endpoints: `/oauth/authorize` (redirect to the provider's login),
 //! `/oauth/callback` (authenticated by its single-use state, since the browser
-//! returning from Dexcom carries no bearer token) and `/oauth/refresh`.
+//! returning from the provider carries no bearer token) and `/oauth/refresh`.
+//! Each takes an optional `provider` (default `dexcom`, so the contract's
+//! paths keep working unchanged).
 
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -15,7 +17,9 @@ use super::error::{json_body, query_params, ApiError, ErrorEnvelope};
 use super::views::success;
 use super::AppState;
 use crate::auth::policy::Action;
+use crate::connections::Provider;
 use crate::domain::{FieldError, UserId};
+use crate::sources::connect::ConnectFault;
 use crate::sources::dexcom::oauth::STATE_TTL;
 use crate::sources::dexcom::service::{browser_cookie_name, Callback, ConnectError};
 
@@ -23,6 +27,18 @@ use crate::sources::dexcom::service::{browser_cookie_name, Callback, ConnectErro
 #[serde(deny_unknown_fields)]
 struct AuthorizeQuery {
     user_id: Option<String>,
+    provider: Option<String>,
+}
+
+/// The `provider` a request names; Dexcom when it names none.
+fn parse_provider(raw: Option<&str>) -> Result<Provider, ApiError> {
+    match raw {
+        None => Ok(Provider::Dexcom),
+        Some(raw) => Provider::parse(raw).ok_or_else(|| {
+            let e = FieldError::new("provider", "unknown provider");
+            ApiError::bad_request(e.to_string(), vec![e])
+        }),
+    }
 }
 
 fn parse_user(raw: Option<&str>) -> Result<UserId, ApiError> {
@@ -33,13 +49,15 @@ fn parse_user(raw: Option<&str>) -> Result<UserId, ApiError> {
     UserId::parse(raw).map_err(|e| ApiError::bad_request(e.to_string(), vec![e]))
 }
 
-/// Starts connecting a user's Dexcom account: 302 to Dexcom's login.
+/// Starts connecting a user's account at a provider (Dexcom by default): 302
+/// to its login.
 #[utoipa::path(
     get, path = "/oauth/authorize", tag = "connections",
-    params(("user_id" = String, Query, pattern = "^[A-Za-z0-9_-]{1,64}$")),
+    params(("user_id" = String, Query, pattern = "^[A-Za-z0-9_-]{1,64}$"),
+           ("provider" = Option<String>, Query, description = "dexcom (the default)")),
     responses(
         (status = 302, description = "To Dexcom's login with client_id, redirect_uri, response_type=code, scope=offline_access, state and a PKCE S256 challenge; sets the cookie that the callback must come back with"),
-        (status = 400, description = "Missing or invalid user_id", body = ErrorEnvelope),
+        (status = 400, description = "Missing or invalid user_id, or an unknown provider", body = ErrorEnvelope),
         (status = 401, description = "No or bad credentials", body = ErrorEnvelope),
         (status = 403, description = "Not allowed for this user", body = ErrorEnvelope),
         (status = 503, description = "Dexcom is not configured", body = ErrorEnvelope),
@@ -52,13 +70,14 @@ pub async fn authorize(
 ) -> Result<Response, ApiError> {
     let q: AuthorizeQuery = query_params(query.as_deref())?;
     let user = parse_user(q.user_id.as_deref())?;
+    let provider = parse_provider(q.provider.as_deref())?;
     // A user connects only their own account (or an admin, anyone's).
     access::authorize(&state, &caller, Action::ManageConnections, &user).await?;
-    let dexcom = state.dexcom()?;
-    let started = dexcom.begin(&user).await?;
+    let connector = state.connector(provider)?;
+    let started = connector.begin(&user).await?;
     // Ties the callback to this browser; Lax so that it rides along on the
-    // top-level redirect back from Dexcom.
-    let cookie = BrowserCookie::new(dexcom.redirect_uri(), &started.cookie_name)
+    // top-level redirect back from the provider.
+    let cookie = BrowserCookie::new(connector.redirect_uri(), &started.cookie_name)
         .set(started.browser_secret.expose(), STATE_TTL.as_secs());
     Ok((
         StatusCode::FOUND,
@@ -130,6 +149,8 @@ struct CallbackQuery {
     state: Option<String>,
     error: Option<String>,
     error_description: Option<String>,
+    /// Set in a provider's redirect URI when it is not Dexcom.
+    provider: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -149,14 +170,16 @@ pub struct BackfillView {
     pub days: u32,
 }
 
-/// Where Dexcom sends the browser back. Unknown query parameters are ignored
-/// here (the provider decides what it appends).
+/// Where the provider (Dexcom by default) sends the browser back. Unknown
+/// query parameters are ignored here (the provider decides what it appends).
 #[utoipa::path(
     get, path = "/oauth/callback", tag = "connections", security(()),
     params(("code" = Option<String>, Query), ("state" = String, Query),
-           ("error" = Option<String>, Query, description = "e.g. access_denied")),
+           ("error" = Option<String>, Query, description = "e.g. access_denied"),
+           ("provider" = Option<String>, Query, description = "dexcom (the default); part of a provider's redirect URI")),
     responses(
         (status = 200, description = "Connected; the initial backfill is queued", body = super::docs::ConnectedEnvelope),
+        (status = 400, description = "An unknown provider", body = ErrorEnvelope),
         (status = 401, description = "Unknown, used or expired state, a browser other than the one that started, or a refused code", body = ErrorEnvelope),
         (status = 403, description = "The user denied access at Dexcom", body = ErrorEnvelope),
         (status = 502, description = "Dexcom's token endpoint failed", body = ErrorEnvelope),
@@ -169,15 +192,15 @@ pub async fn callback(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let q: CallbackQuery = query_params(query.as_deref())?;
-    let dexcom = state.dexcom()?;
+    let connector = state.connector(parse_provider(q.provider.as_deref())?)?;
     let browser_cookie = q
         .state
         .as_deref()
-        .map(|state| BrowserCookie::new(dexcom.redirect_uri(), &browser_cookie_name(state)));
+        .map(|state| BrowserCookie::new(connector.redirect_uri(), &browser_cookie_name(state)));
     let browser = browser_cookie
         .as_ref()
         .and_then(|c| cookie(&headers, &c.name));
-    let completion = dexcom
+    let completion = connector
         .complete(Callback {
             state: q.state,
             code: q.code,
@@ -185,7 +208,8 @@ pub async fn callback(
             error_description: q.error_description,
             browser,
         })
-        .await?;
+        .await
+        .map_err(ConnectFault::from)?;
     // A callback from a browser that did not start the flow is someone else's
     // (perhaps an attacker's): it is logged and counted, but not put on the
     // user's trail as the user's own act.
@@ -198,7 +222,7 @@ pub async fn callback(
                 connection: ConnectionView::from(&connection),
                 backfill: BackfillView {
                     status: "queued",
-                    days: dexcom.backfill_days(),
+                    days: connector.backfill_days(),
                 },
             });
             // The cookie has done its job.
@@ -212,7 +236,7 @@ pub async fn callback(
             )
                 .into_response()
         }
-        Err(e) => ApiError::from(e).into_response(),
+        Err(e) => ApiError::from(ConnectFault::from(e)).into_response(),
     };
     // A connection change on the user's trail. The actor is the user who started
     // the flow (the state and browser cookie stand in for their token); a state
@@ -236,6 +260,9 @@ pub async fn callback(
 pub struct RefreshInput {
     #[schema(example = "user123", pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub user_id: String,
+    /// dexcom (the default)
+    #[schema(example = "dexcom")]
+    pub provider: Option<String>,
 }
 
 /// The connection after `POST /oauth/refresh`.
@@ -249,7 +276,8 @@ pub struct RefreshView {
     pub refreshed: bool,
 }
 
-/// Refreshes a user's Dexcom token now (unless it was refreshed moments ago).
+/// Refreshes a user's token at a provider (Dexcom by default) now, unless it
+/// was refreshed moments ago.
 #[utoipa::path(
     post, path = "/oauth/refresh", tag = "connections",
     request_body = RefreshInput,
@@ -271,13 +299,18 @@ pub async fn refresh(
 ) -> Result<Response, ApiError> {
     let input: RefreshInput = json_body(&body)?;
     let user = parse_user(Some(&input.user_id))?;
+    let provider = parse_provider(input.provider.as_deref())?;
     access::authorize(&state, &caller, Action::ManageConnections, &user).await?;
-    let dexcom = state.dexcom()?;
-    let (connection, refreshed) = if state.recent_refreshes.was_refreshed(&user) {
-        (dexcom.current_connection(&user).await?, false)
+    let connector = state.connector(provider)?;
+    let (connection, refreshed) = if state.recent_refreshes.was_refreshed(&user, provider) {
+        let connection = connector.current_connection(&user).await;
+        (connection.map_err(ConnectFault::from)?, false)
     } else {
-        let connection = dexcom.refresh_now(&user).await?;
-        state.recent_refreshes.record(&user);
+        let connection = connector
+            .refresh_now(&user)
+            .await
+            .map_err(ConnectFault::from)?;
+        state.recent_refreshes.record(&user, provider);
         (connection, true)
     };
     Ok(success(RefreshView {
@@ -287,14 +320,14 @@ pub async fn refresh(
     .into_response())
 }
 
-/// The users whose token this process refreshed on request lately. The contract's
+/// The (user, provider) tokens this process refreshed on request lately. The contract's
 /// `POST /oauth/refresh` refreshes now; a second request moments later is answered with
 /// the token just obtained, so a client in a loop costs one token call a minute, not one
 /// per request. Only successful refreshes count: after a failure the next request calls
 /// again (the circuit breaker guards Dexcom). Per process, like the rate limits.
 pub struct RecentRefreshes {
     within: std::time::Duration,
-    at: std::sync::Mutex<std::collections::HashMap<UserId, std::time::Instant>>,
+    at: std::sync::Mutex<std::collections::HashMap<(UserId, Provider), std::time::Instant>>,
 }
 
 impl RecentRefreshes {
@@ -305,12 +338,13 @@ impl RecentRefreshes {
         }
     }
 
-    fn was_refreshed(&self, user: &UserId) -> bool {
+    fn was_refreshed(&self, user: &UserId, provider: Provider) -> bool {
         let at = self.at.lock().unwrap_or_else(|p| p.into_inner());
-        at.get(user).is_some_and(|t| t.elapsed() < self.within)
+        at.get(&(user.clone(), provider))
+            .is_some_and(|t| t.elapsed() < self.within)
     }
 
-    fn record(&self, user: &UserId) {
+    fn record(&self, user: &UserId, provider: Provider) {
         if self.within.is_zero() {
             return;
         }
@@ -318,6 +352,6 @@ impl RecentRefreshes {
         // Forget the old ones as we go: the map holds at most the users refreshed
         // within the interval (bounded by the per-user rate limit).
         at.retain(|_, t| t.elapsed() < self.within);
-        at.insert(user.clone(), std::time::Instant::now());
+        at.insert((user.clone(), provider), std::time::Instant::now());
     }
 }

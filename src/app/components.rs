@@ -15,13 +15,12 @@ use tokio::time::Instant;
 use super::supervisor::{join_by, Component};
 use crate::api::{self, AppState};
 use crate::config::Settings;
-use crate::connections::cipher::TokenCipher;
 use crate::events::relay::Relay;
 use crate::events::{subscriber, EventBus, Subscriber};
 use crate::serving::{self, ConnectionLimit};
-use crate::sources::demo_dexcom;
 use crate::sources::dexcom::service::DexcomService;
 use crate::store::Store;
+use crate::sync::engine::SyncEngine;
 use crate::sync::scheduler::Scheduler;
 
 /// What is left of the budget, but at least a moment: for work whose loss
@@ -36,22 +35,12 @@ fn left(deadline: Instant) -> Duration {
     deadline.saturating_duration_since(Instant::now())
 }
 
-/// The Dexcom service, which components that sync need: set at build, or by
-/// the demo component before them.
-fn dexcom(state: &AppState) -> std::io::Result<Arc<DexcomService>> {
-    state
-        .dexcom
-        .get()
-        .cloned()
-        .ok_or_else(|| std::io::Error::other("Dexcom is not configured"))
-}
-
 /// `serve --demo`: the in-process Dexcom simulator and the demo patients
 /// connecting through it. First, because it configures the Dexcom service.
 pub struct Demo {
-    pub state: AppState,
-    pub settings: Settings,
-    pub cipher: Arc<TokenCipher>,
+    /// The simulator, started by `App::build`; taken when it runs.
+    pub demo: Option<super::demo::Demo>,
+    pub service: Arc<DexcomService>,
     /// Where cgm-hub listens (the demo's OAuth redirect comes back there).
     pub local: SocketAddr,
     pub task: Option<JoinHandle<()>>,
@@ -64,12 +53,17 @@ impl Component for Demo {
     }
 
     async fn start(&mut self, stop: &watch::Receiver<bool>) -> std::io::Result<()> {
-        let (sim, service) =
-            demo_dexcom::start(&self.state, &self.settings, self.cipher.clone(), self.local)
-                .await?;
+        let demo = self
+            .demo
+            .take()
+            .ok_or_else(|| std::io::Error::other("started twice"))?;
         // Connecting the patients goes through our own listener, which accepts
         // once it starts (the socket is bound already).
-        self.task = Some(tokio::spawn(demo_dexcom::run(sim, service, stop.clone())));
+        self.task = Some(tokio::spawn(demo.run(
+            self.service.clone(),
+            self.local,
+            stop.clone(),
+        )));
         Ok(())
     }
 
@@ -176,8 +170,7 @@ impl Component for OutboxRelay {
 /// Dexcom's tokens: sealed again under the current key at start; at stop, a
 /// refresh in flight must land, or its rotated token is lost.
 pub struct DexcomTokens {
-    pub state: AppState,
-    pub service: Option<Arc<DexcomService>>,
+    pub service: Arc<DexcomService>,
 }
 
 #[async_trait]
@@ -187,8 +180,7 @@ impl Component for DexcomTokens {
     }
 
     async fn start(&mut self, _: &watch::Receiver<bool>) -> std::io::Result<()> {
-        let dexcom = dexcom(&self.state)?;
-        match dexcom.rewrap_tokens().await {
+        match self.service.rewrap_tokens().await {
             Ok(r) if r.rewrapped == 0 && r.left == 0 => {}
             Ok(r) if r.left == 0 => tracing::info!(
                 rewrapped = r.rewrapped,
@@ -204,14 +196,11 @@ impl Component for DexcomTokens {
                 tracing::error!(error = %e, "could not re-seal tokens under the current key")
             }
         }
-        self.service = Some(dexcom);
         Ok(())
     }
 
     async fn stop(&mut self, deadline: Instant) -> std::io::Result<()> {
-        if let Some(dexcom) = &self.service {
-            dexcom.client().tokens().shutdown(left(deadline)).await;
-        }
+        self.service.client().tokens().shutdown(left(deadline)).await;
         Ok(())
     }
 }
@@ -220,8 +209,7 @@ impl Component for DexcomTokens {
 /// budget; one that cannot finish keeps its checkpoint and is resumed after
 /// the restart.
 pub struct SyncWorkers {
-    pub state: AppState,
-    pub service: Option<Arc<DexcomService>>,
+    pub engine: Arc<SyncEngine>,
 }
 
 #[async_trait]
@@ -231,25 +219,19 @@ impl Component for SyncWorkers {
     }
 
     async fn start(&mut self, stop: &watch::Receiver<bool>) -> std::io::Result<()> {
-        let dexcom = dexcom(&self.state)?;
-        let engine = dexcom.engine();
-        self.state.inbox.set_engine(engine.clone());
-        engine.start(stop.clone());
-        self.service = Some(dexcom);
+        self.engine.start(stop.clone());
         Ok(())
     }
 
     async fn stop(&mut self, deadline: Instant) -> std::io::Result<()> {
-        if let Some(dexcom) = &self.service {
-            dexcom.engine().shutdown(left(deadline)).await;
-        }
+        self.engine.shutdown(left(deadline)).await;
         Ok(())
     }
 }
 
 /// Queues each connected user's scheduled poll.
 pub struct SyncScheduler {
-    pub state: AppState,
+    pub engine: Arc<SyncEngine>,
     pub task: Option<JoinHandle<()>>,
 }
 
@@ -260,8 +242,8 @@ impl Component for SyncScheduler {
     }
 
     async fn start(&mut self, stop: &watch::Receiver<bool>) -> std::io::Result<()> {
-        let engine = dexcom(&self.state)?.engine().clone();
-        self.task = Some(tokio::spawn(Scheduler::new(engine).run(stop.clone())));
+        let scheduler = Scheduler::new(self.engine.clone());
+        self.task = Some(tokio::spawn(scheduler.run(stop.clone())));
         Ok(())
     }
 

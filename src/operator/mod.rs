@@ -15,7 +15,8 @@ use crate::config::{EventBusKind, Settings, StorageSettings, VARIABLES};
 use crate::connections::{Connection, ConnectionStatus, Provider};
 use crate::domain::UserId;
 use crate::store::{Store, StoreError};
-use crate::sync::jobs::{not_syncable, Created, JobStatus, NewJob, Trigger};
+use crate::sync::jobs::{Created, JobStatus, NewJob, Trigger};
+use crate::sync::provider::{sync_target, SyncTarget};
 use table::Table;
 
 #[derive(Debug, thiserror::Error)]
@@ -288,7 +289,9 @@ pub async fn users_list(settings: &Settings, output: Output) -> Result<()> {
 
 /// `sync --user ID [--start-date D] [--end-date D] [--wait]`: queues a manual sync
 /// job, exactly as `POST /api/bg/{userId}/sync` does; a running instance's workers
-/// claim it within a second. With `wait`, polls until it has finished.
+/// claim it within a second. With `wait`, polls until it has finished. It syncs
+/// from the provider the user has a working connection to (the CLI has no
+/// engine to ask which sources are configured, so every known provider counts).
 pub async fn sync(
     settings: &Settings,
     user: &str,
@@ -301,10 +304,13 @@ pub async fn sync(
     let range = crate::api::sync_range(start, end)
         .map_err(|e| OperatorError::Usage(format!("{}: {}", e.pointer, e.message)))?;
     let store = store(settings).await?;
-    if let Some(reason) = not_syncable(store.as_ref(), &user).await? {
-        return Err(OperatorError::Failed(reason));
-    }
-    let job = NewJob::new(user, Provider::Dexcom, Trigger::Manual, range, Utc::now());
+    let provider = match sync_target(store.as_ref(), &user, None, &Provider::ALL).await? {
+        SyncTarget::Ready(provider) => provider,
+        SyncTarget::NotSyncable(reason) | SyncTarget::Ambiguous(reason) => {
+            return Err(OperatorError::Failed(reason))
+        }
+    };
+    let job = NewJob::new(user, provider, Trigger::Manual, range, Utc::now());
     let Created::New(job) = store.create_job(job, None).await? else {
         return Err(OperatorError::Failed(
             "the store did not queue the job".into(),
@@ -332,10 +338,11 @@ pub async fn sync(
                 JobStatus::Succeeded => Ok(()),
                 JobStatus::Failed => Err(OperatorError::Failed(format!("job {} failed", job.id))),
                 _ => Err(OperatorError::Failed(format!(
-                    "job {} is still {} after {}; is a cgm-hub serve with Dexcom configured running?",
+                    "job {} is still {} after {}; is a cgm-hub serve with {} configured running?",
                     job.id,
                     status.as_str(),
-                    humantime::format_duration(limit)
+                    humantime::format_duration(limit),
+                    crate::sync::provider::provider_name(provider)
                 ))),
             };
         }

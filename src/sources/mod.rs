@@ -1,9 +1,9 @@
-//! Sources of readings. Each turns its own format into domain readings and feeds
-//! the pipeline: Dexcom (and the demo patients through a Dexcom simulator) now;
-//! Nightscout and imports later.
+//! Sources of readings. Each turns its own format into domain readings and
+//! implements the sync engine's port (`sync::source::SourceAdapter`): Dexcom
+//! now (the demo patients reach it through the Dexcom simulator); Nightscout,
+//! LibreLinkUp and imports later, each one module here plus its registration
+//! in `app`.
 
-pub mod demo;
-pub mod demo_dexcom;
-pub mod demo_feed;
+pub mod connect;
 pub mod dexcom;
 pub mod webhook;

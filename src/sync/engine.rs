@@ -12,12 +12,9 @@ use tokio::sync::{watch, Notify};
 use tokio_util::task::TaskTracker;
 
 use super::jobs::{Checkpoint, Created, JobCounts, JobEnd, NewJob, SyncJob, TimeRange, Trigger};
-use crate::connections::{ConnectionStatus, Provider};
-use crate::pipeline::Pipeline;
-use crate::sources::dexcom::client::{DexcomClient, DexcomError};
-use crate::sources::dexcom::sync::{fetch_window, SyncError};
-use crate::sources::dexcom::tokens::AccessError;
-use crate::sources::dexcom::windows::{split_windows, MAX_WINDOW_DAYS};
+use super::source::{split_windows, Disposition, SourceAdapter, SourceError, Sources};
+use crate::connections::{ConnectionStatus, RefreshOutcome};
+use crate::pipeline::{Pipeline, RecordResult, Tally};
 use crate::store::{Store, StoreError};
 
 /// How often an idle worker looks for jobs queued by another instance (jobs
@@ -70,7 +67,8 @@ pub struct Finished {
 pub struct SyncEngine {
     store: Arc<dyn Store>,
     pipeline: Pipeline,
-    client: Arc<DexcomClient>,
+    /// The adapter of each provider whose jobs this engine runs.
+    sources: Sources,
     settings: SyncSettings,
     /// This instance's name on leases.
     owner: String,
@@ -80,11 +78,11 @@ pub struct SyncEngine {
 }
 
 impl SyncEngine {
-    pub fn new(pipeline: Pipeline, client: Arc<DexcomClient>, settings: SyncSettings) -> Arc<Self> {
+    pub fn new(pipeline: Pipeline, sources: Sources, settings: SyncSettings) -> Arc<Self> {
         Arc::new(Self {
             store: pipeline.store().clone(),
             pipeline,
-            client,
+            sources,
             settings,
             owner: format!("sync-{}", uuid::Uuid::new_v4()),
             wake: Notify::new(),
@@ -99,6 +97,11 @@ impl SyncEngine {
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// The sources this engine syncs (the scheduler polls their connections).
+    pub fn sources(&self) -> &Sources {
+        &self.sources
     }
 
     /// Runs that ended (for the scheduler's backoff).
@@ -340,18 +343,48 @@ impl SyncEngine {
     /// from the resume point, checkpointing after each.
     async fn run(&self, job: &SyncJob) -> Result<(), RunError> {
         let user = &job.user_id;
+        let provider = job.provider;
+        let source = self
+            .sources
+            .get(provider)
+            .ok_or_else(|| RunError::Final(format!("no source is registered for {provider}")))?;
         let connection = self
             .store
-            .get_connection(user, Provider::Dexcom)
+            .get_connection(user, provider)
             .await?
             .filter(|c| c.status == ConnectionStatus::Connected)
             .ok_or_else(|| {
-                RunError::Final("the user has no working Dexcom connection".to_owned())
+                RunError::Final(format!(
+                    "the user has no working {} connection",
+                    super::provider::provider_name(provider)
+                ))
             })?;
+        match self
+            .fetch_job(job, source.as_ref(), connection.sync_cursor)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(Stop::Run(e)) => Err(e),
+            // The job fails like any final error; the connection says why.
+            Err(Stop::Reauth(error)) => {
+                self.require_reauth(job, connection.token_version, &error)
+                    .await;
+                Err(RunError::Final(error))
+            }
+        }
+    }
+
+    async fn fetch_job(
+        &self,
+        job: &SyncJob,
+        source: &dyn SourceAdapter,
+        cursor: Option<DateTime<Utc>>,
+    ) -> Result<(), Stop> {
+        let user = &job.user_id;
         let (resolved, mut resume) = match (job.resolved, job.resume_from) {
             (Some(resolved), Some(resume)) => (resolved, resume),
             _ => {
-                let Some(resolved) = self.resolve(job, connection.sync_cursor).await? else {
+                let Some(resolved) = self.resolve(job, source, cursor).await? else {
                     return Ok(());
                 };
                 (resolved, resolved.start)
@@ -360,13 +393,19 @@ impl SyncEngine {
         let mut counts = job.counts;
         // The first checkpoint fixes the resolved range before any fetch.
         self.checkpoint(job, resolved, resume, counts, None).await?;
-        for window in split_windows(
-            resume,
-            resolved.end,
-            chrono::Duration::days(MAX_WINDOW_DAYS),
-        ) {
+        for window in split_windows(resume, resolved.end, source.max_window()) {
             let fetched_at = Instant::now();
-            let (got, newest) = fetch_window(&self.client, &self.pipeline, user, window).await?;
+            let records = source.fetch(user, window).await?;
+            let fetched = records.len() as u64;
+            let results = self.pipeline.ingest(records).await?;
+            let newest = results
+                .iter()
+                .filter_map(|r| match r {
+                    RecordResult::Stored(at, _) => Some(at.as_datetime()),
+                    RecordResult::Rejected(_) => None,
+                })
+                .max();
+            let got = JobCounts::of(fetched, Tally::of(&results));
             counts += got;
             resume = window.end;
             self.checkpoint(job, resolved, resume, counts, newest)
@@ -382,6 +421,53 @@ impl SyncEngine {
             );
         }
         Ok(())
+    }
+
+    /// The provider no longer accepts the user's authorization: the connection
+    /// becomes `reauth_required` (tokens dropped, polling stops) unless the
+    /// source marked it already or the user reconnected meanwhile (the tokens
+    /// are no longer those of `seen_version`). Taken under the refresh lease,
+    /// so it cannot overwrite a refresh or a reconnect.
+    async fn require_reauth(&self, job: &SyncJob, seen_version: i64, error: &str) {
+        let now = Utc::now();
+        let marked = async {
+            let held = self
+                .store
+                .try_refresh_lease(
+                    &job.user_id,
+                    job.provider,
+                    &self.owner,
+                    now,
+                    now + self.settings.lease,
+                )
+                .await?;
+            let Some(held) = held else {
+                return Ok(false);
+            };
+            let outcome = if held.token_version == seen_version {
+                RefreshOutcome::Revoked {
+                    error: error.to_owned(),
+                }
+            } else {
+                RefreshOutcome::Released
+            };
+            let revoked = matches!(outcome, RefreshOutcome::Revoked { .. });
+            let written = self
+                .store
+                .finish_refresh(&job.user_id, job.provider, &self.owner, outcome, now)
+                .await?;
+            Ok::<_, StoreError>(written && revoked)
+        }
+        .await;
+        match marked {
+            Ok(true) => {
+                tracing::warn!(user_id = %job.user_id, provider = %job.provider, "connection needs re-authorization; polling stops for this user")
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::error!(user_id = %job.user_id, error = %e, "cannot mark the connection reauth_required")
+            }
+        }
     }
 
     async fn checkpoint(
@@ -415,13 +501,14 @@ impl SyncEngine {
 
     /// The range a job fetches: the requested one, or for an incremental sync
     /// from the high-water mark minus the overlap (the backfill horizon without
-    /// one) until now; clipped to what Dexcom holds (`dataRange`). None when
-    /// there is nothing to fetch.
+    /// one) until now; clipped to what the source holds (Dexcom: `dataRange`).
+    /// None when there is nothing to fetch.
     async fn resolve(
         &self,
         job: &SyncJob,
+        source: &dyn SourceAdapter,
         cursor: Option<DateTime<Utc>>,
-    ) -> Result<Option<TimeRange>, RunError> {
+    ) -> Result<Option<TimeRange>, Stop> {
         let wanted = job.requested.unwrap_or_else(|| {
             incremental_range(
                 cursor,
@@ -430,13 +517,7 @@ impl SyncEngine {
                 self.settings.backfill_days,
             )
         });
-        let held = self
-            .client
-            .data_range(&job.user_id, None)
-            .await
-            .map_err(SyncError::from)?
-            .egvs_span()
-            .map_err(|e| RunError::Final(format!("Dexcom dataRange: {e}")))?;
+        let held = source.data_range(&job.user_id).await?;
         Ok(held.and_then(|(first, last)| clip(wanted, first, last)))
     }
 }
@@ -457,7 +538,7 @@ pub fn incremental_range(
     TimeRange { start, end: now }
 }
 
-/// `wanted` narrowed to the records Dexcom holds (`first..=last`, record times).
+/// `wanted` narrowed to the records the source holds (`first..=last`, record times).
 pub fn clip(wanted: TimeRange, first: DateTime<Utc>, last: DateTime<Utc>) -> Option<TimeRange> {
     let start = wanted.start.max(first);
     // The latest record is inclusive; a half-open window must end after it.
@@ -468,7 +549,7 @@ pub fn clip(wanted: TimeRange, first: DateTime<Utc>, last: DateTime<Utc>) -> Opt
 enum RunError {
     /// Another holder has the user's lease now: it records the end.
     LeaseLost,
-    /// Retrying will not help (reconnect needed, malformed data, ...).
+    /// Retrying will not help (malformed data, no connection, ...).
     Final(String),
     /// Worth another run later.
     Passing(String),
@@ -480,18 +561,33 @@ impl From<StoreError> for RunError {
     }
 }
 
-impl From<SyncError> for RunError {
-    fn from(e: SyncError) -> Self {
+/// Why fetching a job's windows stopped: as a run ends, or because the source
+/// wants the user to reconnect (`run` marks the connection, then the job
+/// fails like any final error).
+enum Stop {
+    Run(RunError),
+    Reauth(String),
+}
+
+impl From<RunError> for Stop {
+    fn from(e: RunError) -> Self {
+        Stop::Run(e)
+    }
+}
+
+impl From<StoreError> for Stop {
+    fn from(e: StoreError) -> Self {
+        Stop::Run(e.into())
+    }
+}
+
+impl From<SourceError> for Stop {
+    fn from(e: SourceError) -> Self {
         let message = e.to_string();
-        match e {
-            SyncError::Store(_) => RunError::Passing(message),
-            SyncError::Dexcom(d) => match d {
-                DexcomError::Access(AccessError::ReauthRequired | AccessError::NotConnected)
-                | DexcomError::Access(AccessError::Cipher(_))
-                | DexcomError::Malformed { .. }
-                | DexcomError::WindowTooLong { .. } => RunError::Final(message),
-                _ => RunError::Passing(message),
-            },
+        match e.disposition() {
+            Disposition::Retry => Stop::Run(RunError::Passing(message)),
+            Disposition::Final => Stop::Run(RunError::Final(message)),
+            Disposition::Reauth => Stop::Reauth(message),
         }
     }
 }
@@ -524,7 +620,7 @@ mod tests {
     }
 
     #[test]
-    fn ranges_are_clipped_to_what_dexcom_holds() {
+    fn ranges_are_clipped_to_what_the_source_holds() {
         let wanted = TimeRange {
             start: t(0),
             end: t(48),

@@ -243,21 +243,5 @@ pub enum JobEnd {
     },
 }
 
-/// Why `user` cannot be synced on request: no working Dexcom connection (the
-/// message names the status). Manual syncs from the API and the CLI both ask.
-pub async fn not_syncable(
-    store: &dyn crate::store::Store,
-    user: &UserId,
-) -> Result<Option<String>, crate::store::StoreError> {
-    use crate::connections::ConnectionStatus;
-    let status = store
-        .get_connection(user, Provider::Dexcom)
-        .await?
-        .map(|c| c.status);
-    Ok((status != Some(ConnectionStatus::Connected)).then(|| {
-        format!(
-            "{user} has no working Dexcom connection (status: {})",
-            status.map_or("never connected", ConnectionStatus::as_str)
-        )
-    }))
-}
+// Moved to `sync::provider` (which provider a requested sync fetches from).
+pub use super::provider::not_syncable;

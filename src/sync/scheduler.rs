@@ -270,21 +270,25 @@ impl Plan {
     }
 }
 
-/// Feeds the plan with connected users and queues a scheduled job for each due
-/// one. Several instances may run on one store: a user with a job queued or
-/// running, or polled within half an interval, gets no second job.
+/// Feeds one plan per registered provider with its connected users and queues
+/// a scheduled job for each due one. Several instances may run on one store: a
+/// user with a job queued or running, or polled within half an interval, gets
+/// no second job.
 pub struct Scheduler {
     engine: Arc<SyncEngine>,
-    plan: Plan,
+    plans: Vec<(Provider, Plan)>,
 }
 
 impl Scheduler {
     pub fn new(engine: Arc<SyncEngine>) -> Self {
         let interval = engine.settings().interval;
-        Self {
-            engine,
-            plan: Plan::new(interval, rand::random()),
-        }
+        let plans = engine
+            .sources()
+            .providers()
+            .into_iter()
+            .map(|p| (p, Plan::new(interval, rand::random())))
+            .collect();
+        Self { engine, plans }
     }
 
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
@@ -293,18 +297,24 @@ impl Scheduler {
         refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let next = self
-                .plan
-                .next_due()
+                .plans
+                .iter_mut()
+                .filter_map(|(_, plan)| plan.next_due())
+                .min()
                 .unwrap_or_else(|| Instant::now() + REFRESH);
             tokio::select! {
                 _ = refresh.tick() => self.refresh().await,
                 _ = tokio::time::sleep_until(next) => self.queue_due().await,
                 ended = finished.recv() => match ended {
                     Ok(f) if f.trigger == Trigger::Scheduled => {
-                        if f.succeeded {
-                            self.plan.succeeded(&f.user);
-                        } else {
-                            self.plan.failed(&f.user, Instant::now());
+                        // A run names its user, not its provider: every plan
+                        // that polls the user hears of it.
+                        for (_, plan) in self.plans.iter_mut().filter(|(_, p)| p.contains(&f.user)) {
+                            if f.succeeded {
+                                plan.succeeded(&f.user);
+                            } else {
+                                plan.failed(&f.user, Instant::now());
+                            }
                         }
                     }
                     Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
@@ -316,48 +326,53 @@ impl Scheduler {
     }
 
     async fn refresh(&mut self) {
-        let connected = match self
-            .engine
-            .store()
-            .connections_with_status(Provider::Dexcom, ConnectionStatus::Connected)
-            .await
-        {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(error = %e, "scheduler cannot list connected users");
-                return;
+        for (provider, plan) in &mut self.plans {
+            let connected = match self
+                .engine
+                .store()
+                .connections_with_status(*provider, ConnectionStatus::Connected)
+                .await
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(%provider, error = %e, "scheduler cannot list connected users");
+                    return;
+                }
+            };
+            let now = Instant::now();
+            let wall = Utc::now();
+            let mut users = HashSet::with_capacity(connected.len());
+            for c in connected {
+                let since = c.last_sync_at.and_then(|at| (wall - at).to_std().ok());
+                plan.add(c.user_id.clone(), now, since);
+                users.insert(c.user_id);
             }
-        };
-        let now = Instant::now();
-        let wall = Utc::now();
-        let mut users = HashSet::with_capacity(connected.len());
-        for c in connected {
-            let since = c.last_sync_at.and_then(|at| (wall - at).to_std().ok());
-            self.plan.add(c.user_id.clone(), now, since);
-            users.insert(c.user_id);
+            plan.retain(&users);
         }
-        self.plan.retain(&users);
-        metrics::gauge!("sync_scheduled_users").set(self.plan.len() as f64);
+        let scheduled: usize = self.plans.iter().map(|(_, p)| p.len()).sum();
+        metrics::gauge!("sync_scheduled_users").set(scheduled as f64);
     }
 
     async fn queue_due(&mut self) {
         let coalesce = chrono::Duration::from_std(self.engine.settings().interval / 2)
             .unwrap_or(chrono::Duration::MAX);
-        for user in self.plan.pop_due(Instant::now()) {
-            let job = NewJob::new(
-                user.clone(),
-                Provider::Dexcom,
-                Trigger::Scheduled,
-                None,
-                Utc::now(),
-            );
-            match self.engine.submit(job, Some(coalesce)).await {
-                Ok(Created::Coalesced) => {
-                    metrics::counter!("sync_polls_coalesced_total").increment(1);
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::error!(user_id = %user, error = %e, "cannot queue a scheduled sync");
+        for (provider, plan) in &mut self.plans {
+            for user in plan.pop_due(Instant::now()) {
+                let job = NewJob::new(
+                    user.clone(),
+                    *provider,
+                    Trigger::Scheduled,
+                    None,
+                    Utc::now(),
+                );
+                match self.engine.submit(job, Some(coalesce)).await {
+                    Ok(Created::Coalesced) => {
+                        metrics::counter!("sync_polls_coalesced_total").increment(1);
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::error!(user_id = %user, %provider, error = %e, "cannot queue a scheduled sync");
+                    }
                 }
             }
         }

@@ -1,7 +1,7 @@
 //! The demo source feeds realistic readings through the real pipeline.
 
-use cgm_hub::sources::demo::demo_patients;
-use cgm_hub::sources::demo_feed::feed_window;
+use cgm_hub::simulator::patients::demo_patients;
+use cgm_hub::simulator::patients::feed::feed_window;
 use cgm_hub::store::{fetch_page, Order, PageRequest};
 use chrono::{Duration, Utc};
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use cgm_hub::connections::{ConnectionStatus, Provider};
 use cgm_hub::simulator::dexcom::SimConfig;
-use cgm_hub::sources::demo::demo_patient;
+use cgm_hub::simulator::patients::demo_patient;
 use cgm_hub::sources::dexcom::client::DexcomError;
 use cgm_hub::sources::dexcom::outbound::{Breakers, OutboundError};
 use cgm_hub::sources::dexcom::sync::fetch_range;
@@ -442,7 +442,7 @@ fn pipeline_over(store: &Arc<dyn Store>) -> cgm_hub::pipeline::Pipeline {
 #[tokio::test]
 async fn receiver_records_without_offsets_and_null_highs_are_kept() {
     use cgm_hub::domain::SensorStatus;
-    use cgm_hub::sources::demo::SensorLevel;
+    use cgm_hub::simulator::patients::SensorLevel;
     let sim = simulator().await;
     let under_test = sqlite_store().await;
     let store = under_test.store.clone();

@@ -19,6 +19,7 @@ mod pipeline;
 mod postgres_store;
 mod process;
 mod scale_out;
+mod source_port;
 mod sqlite_store;
 mod store_conformance;
 mod supervision;

@@ -5,7 +5,7 @@
 //! It is "the outside world": it shares no types with `sources::dexcom`.
 //! Run it in-process ([`DexcomSimulator::router`], [`spawn`]) or standalone
 //! ([`serve`]). Readings come from the deterministic demo patients
-//! (`sources::demo`), so a sim user named like a demo patient serves exactly
+//! (`simulator::patients`), so a sim user named like a demo patient serves exactly
 //! what cgm-hub's demo source generates for that patient.
 //!
 //! Behaviour chosen where Dexcom documents nothing:

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::time::{with_offset, without_offset};
 use super::users::SimUser;
-use crate::sources::demo::{DemoSample, SensorLevel, MAX_REPORTED_MG_DL, MIN_REPORTED_MG_DL};
+use crate::simulator::patients::{DemoSample, SensorLevel, MAX_REPORTED_MG_DL, MIN_REPORTED_MG_DL};
 
 /// `transmitterTicks` count seconds from this instant (2015-01-01T00:00:00Z),
 /// so they increase with time and stay positive.

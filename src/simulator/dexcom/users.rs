@@ -5,7 +5,7 @@ use chrono::{DateTime, Duration, FixedOffset, Utc};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::sources::demo::{demo_patient, demo_patients, DemoPatient, DemoSample};
+use crate::simulator::patients::{demo_patient, demo_patients, DemoPatient, DemoSample};
 
 /// Names the sandbox user picker offers besides the demo patients.
 pub(super) const SANDBOX_USERS: [&str; 2] = ["SandboxUser6", "SandboxUser7"];

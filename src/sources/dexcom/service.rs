@@ -7,6 +7,7 @@ use std::sync::Arc;
 use chrono::Utc;
 use url::Url;
 
+use super::adapter::DexcomAdapter;
 use super::client::DexcomClient;
 use super::oauth::{state_hash, OAuthClient, OAuthConfig, TokenError};
 use super::outbound::Outbound;
@@ -18,9 +19,11 @@ use crate::connections::cipher::TokenCipher;
 use crate::connections::{Connection, ConnectionStatus, PendingAuthorization, Provider};
 use crate::domain::UserId;
 use crate::pipeline::Pipeline;
+use crate::sources::connect::ConnectFault;
 use crate::store::{Store, StoreError};
 use crate::sync::engine::{SyncEngine, SyncSettings};
 use crate::sync::jobs::{Created, NewJob, TimeRange, Trigger};
+use crate::sync::source::{SourceAdapter, Sources};
 use subtle::ConstantTimeEq;
 
 /// A callback whose state named a user (so it can be put on that user's audit
@@ -115,9 +118,43 @@ pub struct DexcomService {
     engine: Arc<SyncEngine>,
 }
 
+/// Dexcom's client stack (outbound policy → OAuth → tokens → data client),
+/// built before the sync engine so that its adapter can be registered there.
+pub struct DexcomStack {
+    oauth: Arc<OAuthClient>,
+    client: Arc<DexcomClient>,
+}
+
+impl DexcomStack {
+    pub fn build(
+        store: Arc<dyn Store>,
+        cipher: Arc<TokenCipher>,
+        oauth: OAuthConfig,
+        outbound: Outbound,
+        version: ApiVersion,
+    ) -> Self {
+        let outbound = Arc::new(outbound);
+        let base_url = oauth.base_url.clone();
+        let oauth = Arc::new(OAuthClient::new(oauth, outbound.clone()));
+        let tokens = Arc::new(TokenManager::new(store, cipher, oauth.clone()));
+        let client = Arc::new(DexcomClient::new(outbound, tokens, base_url, version));
+        Self { oauth, client }
+    }
+
+    /// Dexcom as the sync engine fetches from it.
+    pub fn adapter(&self) -> Arc<dyn SourceAdapter> {
+        DexcomAdapter::new(self.client.clone())
+    }
+
+    pub fn client(&self) -> &Arc<DexcomClient> {
+        &self.client
+    }
+}
+
 impl DexcomService {
-    /// Wires the client stack (outbound policy → OAuth → tokens → data client)
-    /// and the sync engine that fetches with it (started by the app).
+    /// Wires the client stack and a sync engine that fetches from Dexcom only
+    /// (started by the caller). The app builds its engine over every source
+    /// instead (`DexcomStack` and `with_engine`).
     pub fn build(
         pipeline: Pipeline,
         cipher: Arc<TokenCipher>,
@@ -126,21 +163,19 @@ impl DexcomService {
         version: ApiVersion,
         sync: SyncSettings,
     ) -> Arc<Self> {
-        let outbound = Arc::new(outbound);
-        let base_url = oauth.base_url.clone();
-        let oauth = Arc::new(OAuthClient::new(oauth, outbound.clone()));
-        let tokens = Arc::new(TokenManager::new(
-            pipeline.store().clone(),
-            cipher,
-            oauth.clone(),
-        ));
-        let client = Arc::new(DexcomClient::new(outbound, tokens, base_url, version));
         let store = pipeline.store().clone();
-        let engine = SyncEngine::new(pipeline, client.clone(), sync);
+        let stack = DexcomStack::build(store, cipher, oauth, outbound, version);
+        let engine = SyncEngine::new(pipeline, Sources::new().with(stack.adapter()), sync);
+        Self::with_engine(stack, engine)
+    }
+
+    /// The service over `stack`, queueing its backfills on `engine` (which
+    /// must have Dexcom registered to run them).
+    pub fn with_engine(stack: DexcomStack, engine: Arc<SyncEngine>) -> Arc<Self> {
         Arc::new(Self {
-            oauth,
-            client,
-            store,
+            oauth: stack.oauth,
+            client: stack.client,
+            store: engine.store().clone(),
             engine,
         })
     }
@@ -397,5 +432,45 @@ impl DexcomService {
             _ => {}
         }
         Ok(())
+    }
+}
+
+/// Dexcom's access failures as a client hears of them.
+impl From<AccessError> for ConnectFault {
+    fn from(e: AccessError) -> Self {
+        match e {
+            AccessError::NotConnected => ConnectFault::NotConnected("Dexcom connection".into()),
+            AccessError::ReauthRequired => ConnectFault::ReauthRequired(
+                "the Dexcom authorization was revoked or has expired; reconnect through /oauth/authorize"
+                    .into(),
+            ),
+            AccessError::Refresh(e) => {
+                ConnectFault::Upstream(format!("Dexcom token refresh failed: {e}"))
+            }
+            AccessError::RefreshBusy => ConnectFault::Busy(e.to_string()),
+            AccessError::Cipher(e) => ConnectFault::Internal(e.to_string()),
+            AccessError::Store(e) => ConnectFault::Store(e),
+        }
+    }
+}
+
+/// Dexcom's sign-in failures as a client hears of them.
+impl From<ConnectError> for ConnectFault {
+    fn from(e: ConnectError) -> Self {
+        match e {
+            ConnectError::BadState | ConnectError::MissingCode | ConnectError::OtherBrowser => {
+                ConnectFault::BadCallback(e.to_string())
+            }
+            ConnectError::Denied { .. } => ConnectFault::Declined(e.to_string()),
+            ConnectError::Exchange(TokenError::InvalidGrant { .. }) => ConnectFault::BadCallback(
+                "Dexcom refused the authorization code (used or expired); start again from /oauth/authorize"
+                    .into(),
+            ),
+            ConnectError::Exchange(other) => {
+                ConnectFault::Upstream(format!("could not complete the Dexcom sign-in: {other}"))
+            }
+            ConnectError::Access(e) => e.into(),
+            ConnectError::Store(e) => ConnectFault::Store(e),
+        }
     }
 }

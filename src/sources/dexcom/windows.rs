@@ -8,11 +8,7 @@ use chrono::{DateTime, Duration, Utc};
 pub const MAX_WINDOW_DAYS: i64 = 30;
 
 /// A half-open time range `[start, end)`, matched against `systemTime`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Window {
-    pub start: DateTime<Utc>,
-    pub end: DateTime<Utc>,
-}
+pub use crate::sync::source::FetchWindow as Window;
 
 /// Splits `[start, end)` into contiguous windows of at most `max` each (each window's
 /// `end` is the next one's `start`), covering exactly the input, in order. Every
@@ -25,19 +21,7 @@ pub fn split_windows(start: DateTime<Utc>, end: DateTime<Utc>, max: Duration) ->
     } else {
         Duration::days(MAX_WINDOW_DAYS)
     };
-    let mut windows = Vec::new();
-    let mut cursor = start;
-    while cursor < end {
-        let next = cursor
-            .checked_add_signed(max)
-            .map_or(end, |next| next.min(end));
-        windows.push(Window {
-            start: cursor,
-            end: next,
-        });
-        cursor = next;
-    }
-    windows
+    crate::sync::source::split_windows(start, end, max)
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! recorded as ignored. Failures are retried with backoff, then marked failed and
 //! logged with the delivery id and type (never the body).
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -116,27 +116,25 @@ pub fn retry_delay(attempt: u32) -> Duration {
 pub struct WebhookInbox {
     store: Arc<dyn Store>,
     pipeline: Pipeline,
-    /// Set once Dexcom is configured; `egvs.available` needs it.
-    engine: OnceLock<Arc<SyncEngine>>,
+    /// Present when Dexcom is configured; `egvs.available` needs it.
+    engine: Option<Arc<SyncEngine>>,
     owner: String,
     wake: Notify,
     tasks: TaskTracker,
 }
 
 impl WebhookInbox {
-    pub fn new(pipeline: Pipeline) -> Arc<Self> {
+    /// `engine` runs the windows `egvs.available` asks for (None: Dexcom is
+    /// not configured, and such deliveries fail).
+    pub fn new(pipeline: Pipeline, engine: Option<Arc<SyncEngine>>) -> Arc<Self> {
         Arc::new(Self {
             store: pipeline.store().clone(),
             pipeline,
-            engine: OnceLock::new(),
+            engine,
             owner: format!("inbox-{}", uuid::Uuid::new_v4()),
             wake: Notify::new(),
             tasks: TaskTracker::new(),
         })
-    }
-
-    pub fn set_engine(&self, engine: Arc<SyncEngine>) {
-        let _ = self.engine.set(engine);
     }
 
     /// A delivery was stored: process it now.
@@ -299,7 +297,7 @@ impl WebhookInbox {
     }
 
     async fn queue_window(&self, user: &UserId, range: TimeRange) -> Result<DeliveryEnd, String> {
-        let Some(engine) = self.engine.get() else {
+        let Some(engine) = &self.engine else {
             return Ok(DeliveryEnd::Failed {
                 error: "Dexcom is not configured, so a window cannot be fetched".into(),
             });

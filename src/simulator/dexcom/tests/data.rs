@@ -8,7 +8,7 @@ use chrono::{DateTime, Duration, SubsecRound as _, Utc};
 
 use super::super::Faults;
 use super::*;
-use crate::sources::demo::{demo_patient, demo_patients, DemoSample, SensorLevel};
+use crate::simulator::patients::{demo_patient, demo_patients, DemoSample, SensorLevel};
 
 fn patient_samples(id: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<DemoSample> {
     demo_patient(id).expect("demo patient").samples(from, to)

@@ -9,8 +9,8 @@
 
 use super::curves::{minutes_between, minutes_to_secs, smoothstep, Bump, Shape};
 use super::events::{day_plan, day_start, hm, MINUTE};
-use super::patients::Profile;
 use super::rng::{SplitMix64, Stream};
+use super::roster::Profile;
 
 /// Most episodes a week can hold (the profile's range is clamped to it).
 pub(super) const MAX_PER_WEEK: usize = 2;

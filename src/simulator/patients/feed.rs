@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::demo::{demo_patients, DemoPatient, DemoSample, SensorLevel};
+use super::{demo_patients, DemoPatient, DemoSample, SensorLevel};
 use crate::domain::{
     DeviceInfo, Glucose, MgDl, Reading, ReadingTime, ReadingType, SensorStatus, Source, Trend,
     TrendRate, UserId,

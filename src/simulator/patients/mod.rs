@@ -15,23 +15,25 @@
 //! same reading, in every process and build. The Dexcom simulator relies on
 //! this to serve exactly the data cgm-hub ingests for the same patients.
 //!
-//! Submodules: `patients` (who), `events` and `hypos` (what happens in a day),
+//! Submodules: `roster` (who), `events` and `hypos` (what happens in a day),
 //! `physiology` (the true glucose), `sensor` (what the CGM reports), `curves`
-//! and `rng` (deterministic building blocks).
+//! and `rng` (deterministic building blocks); `feed` puts them straight into the
+//! pipeline (tests and benchmarks).
 
 mod curves;
 mod events;
+pub mod feed;
 mod hypos;
-mod patients;
 mod physiology;
 mod rng;
+mod roster;
 mod sensor;
 #[cfg(test)]
 mod tests;
 
 use chrono::{DateTime, FixedOffset, Offset, Utc};
 
-pub use patients::{demo_patient, demo_patients};
+pub use roster::{demo_patient, demo_patients};
 
 /// Seconds between two readings of a demo sensor.
 pub const SAMPLE_INTERVAL_SECS: i64 = sensor::SLOT_SECS;
@@ -59,7 +61,7 @@ pub struct DemoPatient {
     pub serial_number: &'static str,
     /// "G7" or "G6".
     pub device_model: &'static str,
-    profile: patients::Profile,
+    profile: roster::Profile,
     seed: u64,
 }
 

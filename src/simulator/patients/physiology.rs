@@ -3,8 +3,8 @@
 use super::curves::{smoothstep, value_noise};
 use super::events::{day_plan, hm, DAY};
 use super::hypos::{week_hypos, Hypo, DAYS_PER_WEEK};
-use super::patients::Profile;
 use super::rng::{SplitMix64, Stream};
+use super::roster::Profile;
 
 /// The baseline wanders smoothly between random levels set at each local midnight.
 const DRIFT_KNOT_SECS: i64 = DAY;

@@ -2,9 +2,9 @@
 
 use super::curves::value_noise;
 use super::events::DAY;
-use super::patients::Profile;
 use super::physiology;
 use super::rng::{SplitMix64, Stream};
+use super::roster::Profile;
 
 /// A transmitter reports once every 5 minutes.
 pub(super) const SLOT_SECS: i64 = 300;

@@ -1,8 +1,8 @@
 //! What happens in a patient's local day (meals with their insulin, exercise), drawn from the seed per day.
 
 use super::curves::{minutes_to_secs, Bump, Plateau, Shape, SMOOTHSTEP_MAX_SLOPE};
-use super::patients::Profile;
 use super::rng::{SplitMix64, Stream};
+use super::roster::Profile;
 
 pub(super) const MINUTE: i64 = 60;
 const HOUR: i64 = 60 * MINUTE;

@@ -1,0 +1,150 @@
+//! `serve --demo`: the demo patients as Dexcom users of an in-process Dexcom
+//! simulator. It is wiring, so it lives beside `App::build`: the simulator is
+//! started (its listener bound) before anything that talks to it is built,
+//! and the app's Dexcom stack is simply pointed at it. Each patient is then
+//! connected through the real OAuth flow over HTTP (authorize → the
+//! simulator's login → our `/oauth/callback` → token exchange), backfilled,
+//! and polled every minute by the scheduler: the whole path a real user's data
+//! takes.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use url::Url;
+
+use crate::config::{DexcomSettings, Secret, Settings};
+use crate::domain::UserId;
+use crate::simulator::dexcom::browser::consent;
+use crate::simulator::dexcom::{spawn, RunningSimulator, SimConfig};
+use crate::simulator::patients::demo_patients;
+use crate::sources::dexcom::oauth::OAuthConfig;
+use crate::sources::dexcom::service::DexcomService;
+use crate::sync::engine::SyncSettings;
+
+/// The demo's poll interval, so a newcomer sees readings arrive.
+const POLL: Duration = Duration::from_secs(60);
+
+/// The running simulator and what the app's Dexcom stack needs to use it.
+pub struct Demo {
+    sim: RunningSimulator,
+    /// DEXCOM_* settings pointed at the simulator.
+    pub dexcom: DexcomSettings,
+    pub oauth: OAuthConfig,
+    /// Settings' sync, polling every minute and backfilling DEMO_BACKFILL_DAYS.
+    pub sync: SyncSettings,
+}
+
+impl Demo {
+    /// Starts the simulator. The OAuth redirect names where cgm-hub will be
+    /// reached: PUBLIC_BASE_URL, else BIND_ADDR (on loopback when it is a
+    /// wildcard). The demo's own browser goes to the listener `App::serve`
+    /// is given, wherever that is (`run`).
+    pub async fn start(settings: &Settings) -> std::io::Result<Self> {
+        let sim_config = SimConfig::default();
+        let sim = spawn(sim_config.clone()).await?;
+        let url = |raw: &str| Url::parse(raw).map_err(std::io::Error::other);
+        let base = match &settings.public_base_url {
+            Some(base) => base.trim_end_matches('/').to_owned(),
+            None => format!("http://{}", reachable(settings.bind_addr)),
+        };
+        let oauth = OAuthConfig {
+            base_url: url(&sim.base_url)?,
+            client_id: sim_config.client_id.clone(),
+            client_secret: Secret::new(sim_config.client_secret.clone()),
+            redirect_uri: url(&format!("{base}/oauth/callback"))?,
+            pkce: true,
+            state_ttl: settings.dexcom.state_ttl,
+            pending_per_user: settings.dexcom.pending_per_user,
+        };
+        let mut dexcom = settings.dexcom.clone();
+        dexcom.api_base_url = oauth.base_url.clone();
+        let sync = SyncSettings {
+            interval: POLL,
+            backfill_days: settings.demo_backfill_days,
+            ..settings.sync.clone()
+        };
+        tracing::info!(simulator = %sim.base_url, "demo: Dexcom simulator started");
+        Ok(Self {
+            sim,
+            dexcom,
+            oauth,
+            sync,
+        })
+    }
+
+    /// Connects every demo patient through cgm-hub listening on `local`, then
+    /// keeps the simulator alive until `stop` fires (the scheduler polls the
+    /// patients like any connected user).
+    pub async fn run(
+        self,
+        service: Arc<DexcomService>,
+        local: SocketAddr,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let browser = reqwest::Client::new();
+        for patient in demo_patients() {
+            let Ok(user) = UserId::parse(patient.user_id) else {
+                continue;
+            };
+            if let Err(e) = connect(&service, &browser, &user, local).await {
+                tracing::warn!(user_id = %user, error = %e, "demo: could not connect through the simulator");
+            }
+        }
+        let _ = stop.changed().await;
+        drop(self.sim);
+        tracing::info!("demo: stopped");
+    }
+}
+
+/// Where a listener on `addr` is reached: a wildcard bind on loopback
+/// (SocketAddr's Display brackets IPv6 addresses).
+fn reachable(addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        let loopback = if addr.is_ipv6() {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        };
+        SocketAddr::new(loopback, addr.port())
+    } else {
+        addr
+    }
+}
+
+/// Connects `user`: our login URL, the simulator's consent, then the redirect
+/// back to our own `/oauth/callback` over HTTP, sent to the listener itself
+/// (the redirect's host may be a public name, or BIND_ADDR while a test
+/// listens elsewhere). Done at every start, since the in-process simulator
+/// forgets the tokens it issued when cgm-hub stops.
+async fn connect(
+    service: &DexcomService,
+    browser: &reqwest::Client,
+    user: &UserId,
+    local: SocketAddr,
+) -> Result<(), String> {
+    let started = service.begin(user).await.map_err(|e| e.to_string())?;
+    let back = consent(&started.login_url, user.as_str()).await?;
+    let mut callback = Url::parse(&format!("http://{}/oauth/callback", reachable(local)))
+        .map_err(|e| e.to_string())?;
+    callback.set_query(back.query());
+    let done = browser
+        .get(callback)
+        .header(
+            reqwest::header::COOKIE,
+            format!(
+                "{}={}",
+                started.cookie_name,
+                started.browser_secret.expose()
+            ),
+        )
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if !done.status().is_success() {
+        return Err(format!("callback answered {}", done.status()));
+    }
+    tracing::info!(user_id = %user, "demo: connected through the Dexcom OAuth flow");
+    Ok(())
+}
