@@ -77,6 +77,11 @@ impl App {
             pipeline: pipeline.clone(),
             audit: crate::auth::audit::AuditLog::start(store.clone()),
             relay: Relay::new(store.clone(), bus.clone()),
+            tasks: crate::tasks::TaskRunner::new(
+                crate::tasks::StoreQueue::new(store.clone()),
+                crate::tasks::RunnerSettings::default(),
+                format!("tasks-{}", uuid::Uuid::new_v4()),
+            ),
             event_bus: bus,
             store,
             metrics,
@@ -185,6 +190,7 @@ impl App {
         let (relay_stop_tx, relay_stop_rx) = watch::channel(false);
         let relay = self.state.relay.start(relay_stop_rx);
         self.state.inbox.start(stop_rx.clone());
+        self.state.tasks.start(stop_rx.clone());
         let pruner = crate::connections::pruner::start(
             self.state.store.clone(),
             self.settings.dexcom.state_prune_interval,
@@ -255,6 +261,7 @@ impl App {
         // Sync runs in flight get the rest of the grace period; one that cannot
         // finish keeps its checkpoint and is resumed after the restart.
         self.state.inbox.shutdown(left()).await;
+        self.state.tasks.shutdown(left()).await;
         let _ = tokio::time::timeout(left(), pruner).await;
         if let Some(dexcom) = self.state.dexcom.get() {
             dexcom.engine().shutdown(left()).await;

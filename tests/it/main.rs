@@ -20,5 +20,6 @@ mod scale_out;
 mod sqlite_store;
 mod store_conformance;
 mod sync_engine;
+mod tasks;
 mod transport;
 mod webhooks;
