@@ -413,7 +413,7 @@ async fn task_status_over_http_follows_the_access_rules_of_jobs() {
     expect_error(
         get(format!("/api/tasks/{}", TaskId::new()), pat.clone()).await,
         404,
-        "NOT_FOUND",
+        "RESOURCE_NOT_FOUND",
     )
     .await;
     let malformed = expect_error(
