@@ -253,7 +253,7 @@ impl<Q: TaskQueue> TaskRunner<Q> {
     /// put back, and the leases lapse (for tests of crash resumption).
     pub fn kill(&self) {
         self.workers.close();
-        self.interrupt.cancel();
+        // Not `interrupt`: that would let a run put its task back.
         for worker in self
             .spawned
             .lock()

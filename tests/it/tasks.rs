@@ -292,6 +292,72 @@ async fn a_failing_task_is_retried_with_backoff_then_succeeds_or_gives_up() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_puts_an_unfinished_task_back_within_the_grace_period() {
+    let app = TestApp::spawn().await;
+    let ledger = Arc::new(Ledger::default());
+    let (stop, stopped) = watch::channel(false);
+    let r = runner(&app.store, "stopping", Duration::from_secs(30));
+    r.register(Arc::new(TestKind {
+        hang_first: true,
+        ..TestKind::new("long", &ledger)
+    }));
+    r.start(stopped);
+    let id = r
+        .submit(NewTask::new("long", json!({}), Utc::now()))
+        .await
+        .unwrap()
+        .into_task()
+        .id;
+    let store = app.store.clone();
+    eventually("the task runs", Duration::from_secs(10), || {
+        let store = store.clone();
+        async move { status_of(&store, id).await.status == TaskStatus::Running }
+    })
+    .await;
+    let _ = stop.send(true);
+    let grace = Duration::from_secs(2);
+    let started = std::time::Instant::now();
+    r.shutdown(grace).await;
+    assert!(
+        started.elapsed() <= grace + Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
+    // Back in the queue at once, not lost and not failed: no error, no lease.
+    let back = status_of(&app.store, id).await;
+    assert_eq!(back.status, TaskStatus::Queued);
+    assert_eq!((back.attempts, back.errors.len()), (1, 0));
+    assert_eq!((back.lease_owner, back.lease_until), (None, None));
+    assert!(back.not_before <= Utc::now());
+    // The next runner takes it up.
+    let (_stop, stopped) = watch::channel(false);
+    let next = runner(&app.store, "next", Duration::from_secs(30));
+    next.register(Arc::new(TestKind::new("long", &ledger)));
+    next.start(stopped);
+    eventually(
+        "the next runner finishes it",
+        Duration::from_secs(10),
+        || {
+            let store = store.clone();
+            async move { status_of(&store, id).await.status == TaskStatus::Succeeded }
+        },
+    )
+    .await;
+    assert_eq!(ledger.runs(id), ["stopping", "next"]);
+    // The backlog gauge of the kind is exported.
+    let client = app.client.clone();
+    let base = app.base.clone();
+    eventually("task_backlog is sampled", Duration::from_secs(10), || {
+        let (client, base) = (client.clone(), base.clone());
+        async move {
+            let metrics = scrape(&client, &base).await;
+            metric(&metrics, r#"task_backlog{kind="long"}"#) == Some(0.0)
+        }
+    })
+    .await;
+}
+
 const SECRET: &str = "tasks-test-secret-0123456789abcdef";
 
 fn token(sub: &str, role: Role) -> String {
