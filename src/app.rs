@@ -118,6 +118,11 @@ impl App {
             pipeline: pipeline.clone(),
             audit: crate::auth::audit::AuditLog::start(store.clone()),
             relay: Relay::new(store.clone(), bus.clone()),
+            tasks: crate::tasks::TaskRunner::new(
+                crate::tasks::StoreQueue::new(store.clone()),
+                crate::tasks::RunnerSettings::default(),
+                format!("tasks-{}", uuid::Uuid::new_v4()),
+            ),
             event_bus: bus,
             store,
             metrics,
@@ -236,6 +241,9 @@ impl App {
             store: state.store.clone(),
             every: settings.dexcom.state_prune_interval,
             task: None,
+        });
+        supervisor.add(TaskWorkers {
+            runner: state.tasks.clone(),
         });
         supervisor.add(WebhookWorker {
             state: state.clone(),

@@ -14,9 +14,10 @@ use super::readings::{
     BulkInput, BulkResult, OrderName, Pagination, ReadingsPage, RecordOutcome, Summary,
 };
 use super::shares::{ShareInput, ShareList, SharePagination, ShareView};
+use super::tasks::TaskView;
 use super::views::{DeviceInfoView, ReadingView};
 use super::webhook::DeliveryReceipt;
-use super::{audit, connections, health, jobs, oauth, readings, shares, webhook, AppState};
+use super::{audit, connections, health, jobs, oauth, readings, shares, tasks, webhook, AppState};
 use crate::pipeline::wire::{DeviceInfoInput, ReadingInput};
 use crate::sync::jobs::JobCounts;
 
@@ -39,7 +40,7 @@ use crate::sync::jobs::JobCounts;
         health::health, health::metrics, readings::latest, readings::range, readings::write,
         oauth::authorize, oauth::callback, oauth::refresh, connections::list,
         connections::disconnect, shares::create, shares::list, shares::revoke, audit::list,
-        jobs::sync, jobs::get, jobs::list, webhook::receive
+        jobs::sync, jobs::get, jobs::list, tasks::get, webhook::receive
     ),
     components(schemas(
         ReadingView, DeviceInfoView, ReadingInput, BulkInput, DeviceInfoInput, RecordOutcome, Summary,
@@ -48,7 +49,7 @@ use crate::sync::jobs::JobCounts;
         Connected, BackfillView, RefreshInput, RefreshView, RefreshEnvelope, ConnectionListEnvelope, ConnectionEnvelope,
         ConnectedEnvelope, ShareInput, ShareView, ShareList, SharePagination, ShareEnvelope, ShareListEnvelope, AuditView, AuditPage, AuditEnvelope,
         JobView, JobList, RangeView, JobCounts, JobEnvelope, JobListEnvelope, DeliveryReceipt,
-        DeliveryEnvelope
+        DeliveryEnvelope, TaskView, TaskEnvelope
     )),
     modifiers(&BearerAuth, &GateResponses),
     security(("bearer" = [])),
@@ -57,6 +58,7 @@ use crate::sync::jobs::JobCounts;
         (name = "connections", description = "Connecting Dexcom accounts (OAuth2) and their status"),
         (name = "sharing", description = "A patient's grants of read access to caregivers and clinicians"),
         (name = "sync", description = "Sync jobs: scheduled polls, manual syncs, backfills and webhook windows"),
+        (name = "tasks", description = "Background tasks of every kind (sync jobs among them): status"),
         (name = "webhooks", description = "Signed deliveries from a data source"),
         (name = "operations", description = "Health and metrics"),
     )
@@ -132,6 +134,15 @@ pub struct JobEnvelope {
     #[schema(example = "success")]
     status: String,
     data: JobView,
+}
+
+/// `{"status":"success","data":<task>}`
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct TaskEnvelope {
+    #[schema(example = "success")]
+    status: String,
+    data: TaskView,
 }
 
 /// `{"status":"success","data":{"jobs":[...]}}`

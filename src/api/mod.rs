@@ -15,6 +15,7 @@ pub mod oauth;
 pub mod rate_limit;
 mod readings;
 mod shares;
+mod tasks;
 mod views;
 mod webhook;
 pub mod write_quota;
@@ -93,6 +94,9 @@ pub struct AppContext {
     pub webhook_bodies: Arc<tokio::sync::Semaphore>,
     /// `/health`'s storage check, run at most once a second.
     pub health: health::HealthCache,
+    /// Runs general background tasks (`crate::tasks`): kinds register their
+    /// handler here; started and stopped with the other background work.
+    pub tasks: Arc<crate::tasks::TaskRunner<crate::tasks::StoreQueue>>,
 }
 
 impl AppContext {
@@ -227,6 +231,7 @@ fn routes() -> Vec<(Route, MethodRouter<AppState>)> {
         ),
         route(Method::GET, "/api/jobs/{job_id}", Bearer, jobs::get),
         route(Method::GET, "/api/users/{user_id}/jobs", Bearer, jobs::list),
+        route(Method::GET, "/api/tasks/{task_id}", Bearer, tasks::get),
         route(Method::GET, "/api/audit", Bearer, audit::list),
         route(Method::GET, "/oauth/authorize", Bearer, oauth::authorize),
         route(Method::POST, "/oauth/refresh", Bearer, oauth::refresh),

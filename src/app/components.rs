@@ -21,6 +21,7 @@ use crate::serving::{self, ConnectionLimit};
 use crate::sources::dexcom::service::DexcomService;
 use crate::store::Store;
 use crate::sync::engine::SyncEngine;
+use crate::tasks::{StoreQueue, TaskRunner};
 use crate::sync::scheduler::Scheduler;
 
 /// What is left of the budget, but at least a moment: for work whose loss
@@ -251,6 +252,30 @@ impl Component for SyncScheduler {
         if let Some(task) = self.task.take() {
             join_by(task, deadline).await;
         }
+        Ok(())
+    }
+}
+
+/// The general task runner's workers (every registered kind but sync, which
+/// the sync engine runs on its own queue). At stop, a task in flight gets the
+/// rest of the budget; one that cannot finish is put back for the next start.
+pub struct TaskWorkers {
+    pub runner: Arc<TaskRunner<StoreQueue>>,
+}
+
+#[async_trait]
+impl Component for TaskWorkers {
+    fn name(&self) -> &'static str {
+        "task runner"
+    }
+
+    async fn start(&mut self, stop: &watch::Receiver<bool>) -> std::io::Result<()> {
+        self.runner.start(stop.clone());
+        Ok(())
+    }
+
+    async fn stop(&mut self, deadline: Instant) -> std::io::Result<()> {
+        self.runner.shutdown(left(deadline)).await;
         Ok(())
     }
 }

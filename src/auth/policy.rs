@@ -25,13 +25,18 @@ pub enum Action {
     Sync,
     /// Reading the user's sync jobs.
     ReadJobs,
+    /// Reading the status of one of the user's background tasks.
+    ReadTasks,
+    /// Reading the status of a background task of no user (system-wide work):
+    /// services and admins only.
+    ReadSystemTasks,
     /// A signed webhook delivery for the user (authenticated by its signature;
     /// on the audit trail, never decided here).
     DeliverWebhook,
 }
 
 impl Action {
-    pub const ALL: [Action; 10] = [
+    pub const ALL: [Action; 12] = [
         Action::ReadReadings,
         Action::WriteReadings,
         Action::ReadConnections,
@@ -41,6 +46,8 @@ impl Action {
         Action::ReadAudit,
         Action::Sync,
         Action::ReadJobs,
+        Action::ReadTasks,
+        Action::ReadSystemTasks,
         Action::DeliverWebhook,
     ];
 
@@ -55,6 +62,8 @@ impl Action {
             Action::ReadAudit => "read_audit",
             Action::Sync => "sync",
             Action::ReadJobs => "read_jobs",
+            Action::ReadTasks => "read_tasks",
+            Action::ReadSystemTasks => "read_system_tasks",
             Action::DeliverWebhook => "deliver_webhook",
         }
     }
@@ -90,6 +99,10 @@ pub fn decide(
     }
     if matches!(action, Action::ReadAudit | Action::DeliverWebhook) {
         return None;
+    }
+    // Before the owner rule: a system task's "owner" is the caller itself.
+    if action == Action::ReadSystemTasks {
+        return principal.has(Role::Service).then_some(Basis::Service);
     }
     if principal.has(Role::Patient) && &principal.user_id == owner {
         return Some(Basis::Own);

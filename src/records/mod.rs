@@ -1,3 +1,5 @@
-//! Records the store persists, below the store so that it and the layers above share them.
+//! Records the store persists and returns, below the store so that it and every
+//! layer above it share one definition: plain data, no I/O.
 
 pub mod events;
+pub mod tasks;

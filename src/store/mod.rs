@@ -21,6 +21,7 @@ use crate::connections::{
 };
 use crate::domain::{Reading, StoredReading, UserId};
 use crate::events::Message;
+use crate::records::tasks::{Enqueued, NewTask, Task, TaskBacklog, TaskEnd, TaskId};
 use crate::sources::webhook::inbox::{Accepted, Delivery, DeliveryEnd, NewDelivery};
 use crate::sync::jobs::{Checkpoint, Created, JobBacklog, JobEnd, NewJob, SyncJob};
 
@@ -113,8 +114,61 @@ impl Admission {
     }
 }
 
+/// General background tasks (`crate::tasks` runs them): a durable queue with
+/// leases, so that each task runs on one runner at a time across instances and
+/// a task whose runner died is resumed by another.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait TaskStore: Send + Sync + 'static {
+    /// Queues a task. With an idempotency key, the task created before under
+    /// the same (kind, key) is returned instead (`Existing`); concurrent
+    /// creates with one key get one task.
+    async fn create_task(&self, task: NewTask) -> Result<Enqueued, StoreError>;
+
+    /// Claims the most urgent due task of one of `kinds` for `owner` until
+    /// `until`: queued with `not_before <= now`, or running under a lease that
+    /// lapsed at `now` (its runner died: crash resume). A task whose
+    /// concurrency key another task holds a live lease on is skipped. Lower
+    /// priority first, then older. Marks it running and counts an attempt.
+    async fn claim_task(
+        &self,
+        kinds: &[String],
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Option<Task>, StoreError>;
+
+    /// Extends the lease, only if `owner` still holds the running task (false
+    /// otherwise: stop, someone else has it now).
+    async fn renew_task_lease(
+        &self,
+        id: TaskId,
+        owner: &str,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// Records how a run ended and releases the lease, only if `owner` holds
+    /// the running task: the task as it ended, or None (nothing written).
+    async fn finish_task(
+        &self,
+        id: TaskId,
+        owner: &str,
+        end: TaskEnd,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Task>, StoreError>;
+
+    async fn get_task(&self, id: TaskId) -> Result<Option<Task>, StoreError>;
+
+    /// Per kind of `kinds` (each one present, in that order): tasks queued and
+    /// due at `now`, and since when the oldest waits.
+    async fn task_backlog(
+        &self,
+        kinds: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(String, TaskBacklog)>, StoreError>;
+}
+
+#[async_trait]
+pub trait Store: TaskStore + Send + Sync + 'static {
     /// Short name for logs, metrics and `/health` (`sqlite`, `postgres`, ...).
     fn backend(&self) -> &'static str;
 

@@ -1,60 +1,38 @@
-//! Runs queued sync jobs: a bounded pool of workers claims jobs from the store
+//! Runs queued sync jobs as the `sync` kind of the general task runner
+//! (`crate::tasks`): a bounded pool of workers claims jobs from the job tables
 //! under a per-user lease (so two instances never sync one user at once), fetches
 //! the job's range window by window, and checkpoints after each stored window,
 //! so a job whose holder crashed is resumed by whoever claims it next, from where
 //! it stopped.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::sync::{watch, Notify};
-use tokio_util::task::TaskTracker;
 
 use super::jobs::{Checkpoint, Created, JobCounts, JobEnd, NewJob, SyncJob, TimeRange, Trigger};
 use super::source::{split_windows, Disposition, SourceAdapter, SourceError, Sources};
 use crate::connections::{ConnectionStatus, RefreshOutcome};
 use crate::pipeline::{Pipeline, RecordResult, Tally};
 use crate::store::{Store, StoreError};
+use crate::tasks::{
+    Claimed, LeaseLost, RunContext, RunnerSettings, TaskBacklog, TaskEnd, TaskHandler, TaskQueue,
+    TaskRunner,
+};
+
+pub use crate::tasks::retry_delay;
 
 /// How often an idle worker looks for jobs queued by another instance (jobs
 /// queued in this process wake it at once).
 const IDLE_POLL: Duration = Duration::from_secs(1);
 /// How often the backlog gauges are refreshed.
 const BACKLOG_SAMPLE: Duration = Duration::from_secs(5);
+/// The kind sync jobs run as under the task runner.
+pub const SYNC_KIND: &str = "sync";
 
 pub use crate::config::SyncSettings;
-
-/// The delay before run `attempt + 1` of a job that failed for a passing
-/// reason: 30 s, 1 min, 2 min, ... at most 15 min.
-pub fn retry_delay(attempt: u32) -> Duration {
-    let doublings = attempt.saturating_sub(1).min(5);
-    Duration::from_secs(30 << doublings).min(Duration::from_secs(900))
-}
-
-/// Renews a running job's lease every third of its length; tells `lost` (and
-/// stops) when another holder has it. Aborted when the run ends.
-async fn heartbeat(
-    store: Arc<dyn Store>,
-    job: uuid::Uuid,
-    owner: String,
-    lease: Duration,
-    lost: tokio::sync::oneshot::Sender<()>,
-) {
-    let every = lease / 3;
-    loop {
-        tokio::time::sleep(every).await;
-        let until = Utc::now() + lease;
-        match store.renew_job_lease(job, &owner, until).await {
-            Ok(true) => {}
-            Ok(false) => {
-                let _ = lost.send(());
-                return;
-            }
-            Err(e) => tracing::warn!(job_id = %job, error = %e, "cannot renew sync lease"),
-        }
-    }
-}
 
 /// A finished run, as the scheduler hears of it (to back off after failures).
 #[derive(Debug, Clone)]
@@ -72,9 +50,10 @@ pub struct SyncEngine {
     settings: SyncSettings,
     /// This instance's name on leases.
     owner: String,
-    wake: Notify,
+    wake: Arc<Notify>,
     finished: tokio::sync::broadcast::Sender<Finished>,
-    workers: TaskTracker,
+    /// Runs the jobs (as the `sync` kind of task); set by `start`.
+    runner: OnceLock<Arc<TaskRunner<SyncJobQueue>>>,
 }
 
 impl SyncEngine {
@@ -85,9 +64,9 @@ impl SyncEngine {
             sources,
             settings,
             owner: format!("sync-{}", uuid::Uuid::new_v4()),
-            wake: Notify::new(),
+            wake: Arc::new(Notify::new()),
             finished: tokio::sync::broadcast::channel(1024).0,
-            workers: TaskTracker::new(),
+            runner: OnceLock::new(),
         })
     }
 
@@ -155,188 +134,35 @@ impl SyncEngine {
     /// Starts the workers and the backlog sampler; they stop claiming when `stop`
     /// fires. `shutdown` then waits for runs in flight.
     pub fn start(self: &Arc<Self>, stop: watch::Receiver<bool>) {
-        for _ in 0..self.settings.concurrency.max(1) {
-            self.workers.spawn(self.clone().worker(stop.clone()));
-        }
-        self.workers.spawn(self.clone().sample_backlog(stop));
+        let runner = self.runner.get_or_init(|| {
+            let runner = TaskRunner::with_wake(
+                SyncJobQueue {
+                    store: self.store.clone(),
+                },
+                RunnerSettings {
+                    workers: self.settings.concurrency.max(1),
+                    lease: self.settings.lease,
+                    idle_poll: IDLE_POLL,
+                    backlog_sample: BACKLOG_SAMPLE,
+                },
+                self.owner.clone(),
+                self.wake.clone(),
+            );
+            runner.register(Arc::new(SyncKind {
+                engine: Arc::downgrade(self),
+            }));
+            runner
+        });
+        runner.start(stop);
     }
 
     /// Waits up to `grace` for runs in flight. A run that cannot finish in time
-    /// keeps its last checkpoint; its lease lapses and the job is resumed after
-    /// the restart.
+    /// is put back in the queue with its last checkpoint (or, failing that, its
+    /// lease lapses) and the job is resumed after the restart.
     pub async fn shutdown(&self, grace: Duration) {
-        self.workers.close();
-        if tokio::time::timeout(grace, self.workers.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!("sync jobs still running at shutdown; their leases will lapse");
+        if let Some(runner) = self.runner.get() {
+            runner.shutdown(grace).await;
         }
-    }
-
-    async fn worker(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
-        loop {
-            if *stop.borrow() {
-                return;
-            }
-            let claimed = {
-                let now = Utc::now();
-                self.store
-                    .claim_job(&self.owner, now, now + self.settings.lease)
-                    .await
-            };
-            match claimed {
-                Ok(Some(job)) => self.run_claimed(job).await,
-                Ok(None) => {
-                    tokio::select! {
-                        _ = self.wake.notified() => {}
-                        _ = tokio::time::sleep(IDLE_POLL) => {}
-                        changed = stop.changed() => if changed.is_err() { return },
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot claim sync jobs; retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(IDLE_POLL) => {}
-                        changed = stop.changed() => if changed.is_err() { return },
-                    }
-                }
-            }
-        }
-    }
-
-    async fn sample_backlog(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
-        loop {
-            let now = Utc::now();
-            if let Ok(backlog) = self.store.job_backlog(now).await {
-                metrics::gauge!("sync_backlog_jobs").set(backlog.due as f64);
-                let waited = backlog.oldest_due.map_or(0.0, |due| {
-                    (now - due).num_milliseconds().max(0) as f64 / 1000.0
-                });
-                metrics::gauge!("sync_backlog_oldest_seconds").set(waited);
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(BACKLOG_SAMPLE) => {}
-                _ = stop.changed() => return,
-            }
-        }
-    }
-
-    /// Runs a claimed job to its end: renews the lease meanwhile, bounds the run
-    /// by the per-sync timeout, and records how it ended. (At shutdown the run
-    /// goes on; `shutdown` bounds the wait, and a lapsed lease hands it on.)
-    async fn run_claimed(&self, job: SyncJob) {
-        let started = Instant::now();
-        // The lease is renewed by a task of its own: awaiting a store call here,
-        // beside the suspended run, could wait forever on the writer turn that
-        // the run holds.
-        let (lost_tx, lost) = tokio::sync::oneshot::channel();
-        let heartbeat = tokio::spawn(heartbeat(
-            self.store.clone(),
-            job.id,
-            self.owner.clone(),
-            self.settings.lease,
-            lost_tx,
-        ));
-        let outcome = tokio::select! {
-            result = self.run(&job) => Some(result),
-            _ = tokio::time::sleep(self.settings.timeout) => None,
-            Ok(()) = lost => Some(Err(RunError::LeaseLost)),
-        };
-        heartbeat.abort();
-        let end = match outcome {
-            Some(Ok(())) => JobEnd::Succeeded,
-            Some(Err(RunError::LeaseLost)) => {
-                tracing::warn!(job_id = %job.id, user_id = %job.user_id, "sync lease lost; another holder continues this job");
-                return;
-            }
-            Some(Err(RunError::Final(error))) => JobEnd::Failed { error },
-            Some(Err(RunError::Passing(error))) => self.retry_or_fail(&job, error),
-            None => self.retry_or_fail(
-                &job,
-                format!(
-                    "timed out after {} s; progress kept",
-                    self.settings.timeout.as_secs()
-                ),
-            ),
-        };
-        self.finish(&job, end, started).await;
-    }
-
-    fn retry_or_fail(&self, job: &SyncJob, error: String) -> JobEnd {
-        if job.attempts >= self.settings.max_attempts {
-            JobEnd::Failed {
-                error: format!("{error} (gave up after {} attempts)", job.attempts),
-            }
-        } else {
-            let delay = retry_delay(job.attempts);
-            JobEnd::Retry {
-                not_before: Utc::now() + delay,
-                error: Some(error),
-            }
-        }
-    }
-
-    async fn finish(&self, job: &SyncJob, end: JobEnd, started: Instant) {
-        let elapsed = started.elapsed();
-        let outcome = match &end {
-            JobEnd::Succeeded => "succeeded",
-            JobEnd::Failed { .. } => "failed",
-            JobEnd::Retry { .. } => "retry",
-        };
-        metrics::histogram!("sync_duration_seconds", "trigger" => job.trigger.as_str(), "outcome" => outcome)
-            .record(elapsed.as_secs_f64());
-        metrics::counter!("sync_runs_total", "trigger" => job.trigger.as_str(), "outcome" => outcome)
-            .increment(1);
-        let recorded = self
-            .store
-            .finish_job(job.id, &self.owner, end.clone(), Utc::now())
-            .await;
-        let counts = match recorded {
-            Ok(Some(ended)) => ended.counts,
-            Ok(None) => {
-                tracing::warn!(job_id = %job.id, "sync lease lost before the end was recorded");
-                return;
-            }
-            Err(e) => {
-                // The lease lapses and the job is claimed again: nothing is lost,
-                // the next run fetches the remaining range.
-                tracing::error!(job_id = %job.id, error = %e, "cannot record the end of a sync job");
-                return;
-            }
-        };
-        let error = match &end {
-            JobEnd::Failed { error } => Some(error.clone()),
-            JobEnd::Retry { error, .. } => error.clone(),
-            JobEnd::Succeeded => None,
-        };
-        tracing::info!(
-            job_id = %job.id,
-            user_id = %job.user_id,
-            trigger = job.trigger.as_str(),
-            outcome,
-            attempt = job.attempts,
-            fetched = counts.fetched,
-            inserted = counts.inserted,
-            updated = counts.updated,
-            duplicates = counts.duplicates,
-            rejected = counts.rejected,
-            elapsed_ms = elapsed.as_millis() as u64,
-            error = error.as_deref().unwrap_or(""),
-            "sync job run ended"
-        );
-        if matches!(end, JobEnd::Retry { .. }) {
-            return;
-        }
-        // The store committed sync.completed / sync.failed to its outbox with
-        // the end; a revoked connection announced reauth_required when it was
-        // revoked.
-        let succeeded = matches!(end, JobEnd::Succeeded);
-        let _ = self.finished.send(Finished {
-            user: job.user_id.clone(),
-            trigger: job.trigger,
-            succeeded,
-        });
     }
 
     /// One run: resolve the range (first run only), then fetch window by window
@@ -589,6 +415,181 @@ impl From<SourceError> for Stop {
             Disposition::Final => Stop::Run(RunError::Final(message)),
             Disposition::Reauth => Stop::Reauth(message),
         }
+    }
+}
+
+impl Claimed for SyncJob {
+    fn task_id(&self) -> uuid::Uuid {
+        self.id
+    }
+
+    fn kind(&self) -> &str {
+        SYNC_KIND
+    }
+
+    fn attempts(&self) -> u32 {
+        self.attempts
+    }
+}
+
+/// Sync jobs as a task queue: claims, renewals and ends go to the job tables
+/// and their per-user sync lease (one sync per user across instances).
+pub struct SyncJobQueue {
+    store: Arc<dyn Store>,
+}
+
+#[async_trait]
+impl TaskQueue for SyncJobQueue {
+    type Item = SyncJob;
+
+    async fn claim(
+        &self,
+        kinds: &[String],
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Option<SyncJob>, StoreError> {
+        if !kinds.iter().any(|k| k == SYNC_KIND) {
+            return Ok(None);
+        }
+        self.store.claim_job(owner, now, until).await
+    }
+
+    async fn renew(
+        &self,
+        job: &SyncJob,
+        owner: &str,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.store.renew_job_lease(job.id, owner, until).await
+    }
+
+    async fn finish(
+        &self,
+        job: &SyncJob,
+        owner: &str,
+        end: TaskEnd,
+        now: DateTime<Utc>,
+    ) -> Result<Option<SyncJob>, StoreError> {
+        let end = match end {
+            TaskEnd::Succeeded => JobEnd::Succeeded,
+            TaskEnd::Failed { error } => JobEnd::Failed { error },
+            TaskEnd::Retry { not_before, error } => JobEnd::Retry { not_before, error },
+        };
+        self.store.finish_job(job.id, owner, end, now).await
+    }
+
+    async fn backlog(
+        &self,
+        kinds: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(String, TaskBacklog)>, StoreError> {
+        if !kinds.iter().any(|k| k == SYNC_KIND) {
+            return Ok(Vec::new());
+        }
+        let backlog = self.store.job_backlog(now).await?;
+        Ok(vec![(
+            SYNC_KIND.to_owned(),
+            TaskBacklog {
+                due: backlog.due,
+                oldest_due: backlog.oldest_due,
+            },
+        )])
+    }
+}
+
+/// The sync kind: runs a claimed job through the engine (bounded by the
+/// per-sync timeout), and keeps the sync metrics, logs and the scheduler's
+/// notices of finished runs. Holds the engine weakly: the engine holds the
+/// runner that holds this.
+struct SyncKind {
+    engine: Weak<SyncEngine>,
+}
+
+#[async_trait]
+impl TaskHandler<SyncJob> for SyncKind {
+    fn kind(&self) -> &str {
+        SYNC_KIND
+    }
+
+    fn max_attempts(&self) -> u32 {
+        self.engine
+            .upgrade()
+            .map_or(1, |engine| engine.settings.max_attempts)
+    }
+
+    fn timeout(&self) -> Option<Duration> {
+        self.engine.upgrade().map(|engine| engine.settings.timeout)
+    }
+
+    fn timed_out(&self, after: Duration) -> String {
+        format!("timed out after {} s; progress kept", after.as_secs())
+    }
+
+    async fn run(&self, job: &SyncJob, _run: &RunContext) -> Result<TaskEnd, LeaseLost> {
+        // The engine is gone (its owner dropped it): leave the lease to lapse.
+        let engine = self.engine.upgrade().ok_or(LeaseLost)?;
+        match engine.run(job).await {
+            Ok(()) => Ok(TaskEnd::Succeeded),
+            Err(RunError::LeaseLost) => {
+                tracing::warn!(job_id = %job.id, user_id = %job.user_id, "sync lease lost; another holder continues this job");
+                Err(LeaseLost)
+            }
+            Err(RunError::Final(error)) => Ok(TaskEnd::Failed { error }),
+            // The runner backs it off (retry_delay) or gives up after max_attempts.
+            Err(RunError::Passing(error)) => Ok(TaskEnd::Retry {
+                not_before: Utc::now(),
+                error: Some(error),
+            }),
+        }
+    }
+
+    fn ending(&self, job: &SyncJob, end: &TaskEnd, elapsed: Duration) {
+        let outcome = end.outcome();
+        metrics::histogram!("sync_duration_seconds", "trigger" => job.trigger.as_str(), "outcome" => outcome)
+            .record(elapsed.as_secs_f64());
+        metrics::counter!("sync_runs_total", "trigger" => job.trigger.as_str(), "outcome" => outcome)
+            .increment(1);
+    }
+
+    async fn ended(&self, job: &SyncJob, end: &TaskEnd, ended: &SyncJob, elapsed: Duration) {
+        let counts = ended.counts;
+        tracing::info!(
+            job_id = %job.id,
+            user_id = %job.user_id,
+            trigger = job.trigger.as_str(),
+            outcome = end.outcome(),
+            attempt = job.attempts,
+            fetched = counts.fetched,
+            inserted = counts.inserted,
+            updated = counts.updated,
+            duplicates = counts.duplicates,
+            rejected = counts.rejected,
+            elapsed_ms = elapsed.as_millis() as u64,
+            error = end.error().unwrap_or(""),
+            "sync job run ended"
+        );
+        if matches!(end, TaskEnd::Retry { .. }) {
+            return;
+        }
+        // The store committed sync.completed / sync.failed to its outbox with
+        // the end; a revoked connection announced reauth_required when it was
+        // revoked.
+        if let Some(engine) = self.engine.upgrade() {
+            let _ = engine.finished.send(Finished {
+                user: job.user_id.clone(),
+                trigger: job.trigger,
+                succeeded: matches!(end, TaskEnd::Succeeded),
+            });
+        }
+    }
+
+    fn backlog_sampled(&self, backlog: &TaskBacklog, now: DateTime<Utc>) {
+        metrics::gauge!("sync_backlog_jobs").set(backlog.due as f64);
+        let waited = backlog.oldest_due.map_or(0.0, |due| {
+            (now - due).num_milliseconds().max(0) as f64 / 1000.0
+        });
+        metrics::gauge!("sync_backlog_oldest_seconds").set(waited);
     }
 }
 

@@ -184,6 +184,19 @@ fn describe_metrics() {
         "Connected users in this instance's poll plan"
     );
     describe_counter!(
+        "task_runs_total",
+        "Background task runs ended, by kind (sync among them) and outcome (succeeded, failed, retry)"
+    );
+    describe_gauge!(
+        "task_backlog",
+        "Background tasks queued and due, not yet running, by kind"
+    );
+    describe_gauge!(
+        "task_backlog_oldest_seconds",
+        Unit::Seconds,
+        "How long the longest-waiting due task of a kind has waited (0: none), by kind"
+    );
+    describe_counter!(
         "webhook_deliveries_received_total",
         "Webhook deliveries received, by outcome (accepted, duplicate, bad_signature, invalid) and type"
     );

@@ -179,6 +179,15 @@ const ENDPOINTS: &[Endpoint] = &[
     },
     Endpoint {
         method: Method::GET,
+        template: "/api/tasks/{taskId}",
+        // The sync job below answers as a task of kind `sync`.
+        path: "/api/tasks/00000000-0000-4000-8000-00000000000a",
+        body: None,
+        access: Access::Own,
+        ok: 200,
+    },
+    Endpoint {
+        method: Method::GET,
         template: "/api/users/{userId}/jobs",
         path: "/api/users/pat/jobs",
         body: None,

@@ -24,5 +24,6 @@ mod sqlite_store;
 mod store_conformance;
 mod supervision;
 mod sync_engine;
+mod tasks;
 mod transport;
 mod webhooks;

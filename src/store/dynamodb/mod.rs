@@ -17,6 +17,7 @@ mod outbox;
 mod readings;
 mod schema;
 mod shares;
+mod tasks;
 
 use std::sync::Arc;
 

@@ -22,6 +22,7 @@ mod outbox;
 mod partitions;
 mod readings;
 mod shares;
+mod tasks;
 
 use std::str::FromStr;
 use std::sync::Arc;

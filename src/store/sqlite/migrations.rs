@@ -14,6 +14,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("migrations/0006_outbox.sql")),
     (7, include_str!("migrations/0007_oauth_state_expiry.sql")),
     (8, include_str!("migrations/0008_open_jobs_by_user.sql")),
+    (9, include_str!("migrations/0009_tasks.sql")),
 ];
 
 /// The newest schema version this build knows.

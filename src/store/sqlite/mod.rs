@@ -19,6 +19,7 @@ mod migrations;
 mod outbox;
 mod rows;
 mod shares;
+mod tasks;
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;

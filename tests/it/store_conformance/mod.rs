@@ -18,9 +18,11 @@ use crate::helpers::*;
 mod limits;
 mod outbox;
 mod sync;
+mod tasks;
 use limits::*;
 use outbox::*;
 use sync::*;
+use tasks::*;
 
 type S = Arc<dyn Store>;
 
@@ -956,7 +958,13 @@ macro_rules! conformance {
                 finished_scheduled_jobs_are_pruned,
                 webhook_inbox_stores_claims_and_finishes,
                 changes_commit_their_events_and_duplicates_none,
-                outbox_claims_are_exclusive_until_they_lapse
+                outbox_claims_are_exclusive_until_they_lapse,
+                task_claims_are_exclusive_under_concurrency,
+                a_lapsed_task_lease_is_reclaimed,
+                tasks_are_idempotent_by_key,
+                tasks_are_claimed_by_priority_then_age,
+                one_running_task_per_concurrency_key,
+                task_renewals_and_ends_need_the_lease
             );
         }
     };
