@@ -15,6 +15,7 @@ pub mod domain;
 pub mod events;
 pub mod operator;
 pub mod pipeline;
+pub mod records;
 pub mod serving;
 pub mod simulator;
 pub mod sources;

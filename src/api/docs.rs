@@ -14,11 +14,11 @@ use super::readings::{
     BulkInput, BulkResult, OrderName, Pagination, ReadingsPage, RecordOutcome, Summary,
 };
 use super::shares::{ShareInput, ShareList, SharePagination, ShareView};
+use super::views::JobCountsView;
 use super::views::{DeviceInfoView, ReadingView};
 use super::webhook::DeliveryReceipt;
 use super::{audit, connections, health, jobs, oauth, readings, shares, webhook, AppState};
 use crate::pipeline::wire::{DeviceInfoInput, ReadingInput};
-use crate::sync::jobs::JobCounts;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -47,7 +47,7 @@ use crate::sync::jobs::JobCounts;
         PageEnvelope, WriteEnvelope, WriteData, OrderName, ConnectionView, ConnectionList,
         Connected, BackfillView, RefreshInput, RefreshView, RefreshEnvelope, ConnectionListEnvelope, ConnectionEnvelope,
         ConnectedEnvelope, ShareInput, ShareView, ShareList, SharePagination, ShareEnvelope, ShareListEnvelope, AuditView, AuditPage, AuditEnvelope,
-        JobView, JobList, RangeView, JobCounts, JobEnvelope, JobListEnvelope, DeliveryReceipt,
+        JobView, JobList, RangeView, JobCountsView, JobEnvelope, JobListEnvelope, DeliveryReceipt,
         DeliveryEnvelope
     )),
     modifiers(&BearerAuth, &GateResponses),

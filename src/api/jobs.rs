@@ -14,15 +14,13 @@ use uuid::Uuid;
 use super::access::{authorize, Caller};
 use super::error::{query_params, ApiError, ErrorEnvelope};
 use super::readings::{parse_date, UserPath};
-use super::views::success;
+use super::views::{success, JobCountsView};
 use super::AppState;
 use crate::auth::policy::Action;
 use crate::connections::Provider;
 use crate::digest::sha256_hex;
 use crate::domain::FieldError;
-use crate::sync::jobs::{
-    not_syncable, Created, Idempotency, JobCounts, NewJob, SyncJob, TimeRange, Trigger,
-};
+use crate::sync::jobs::{not_syncable, Created, Idempotency, NewJob, SyncJob, TimeRange, Trigger};
 
 /// The longest range one sync request may ask for.
 const MAX_RANGE_DAYS: i64 = 3650;
@@ -66,7 +64,7 @@ pub struct JobView {
     /// The range being fetched, once the job has started (clipped to the data
     /// Dexcom holds).
     pub range: Option<RangeView>,
-    pub counts: JobCounts,
+    pub counts: JobCountsView,
     /// Runs so far (a passing failure is retried with backoff).
     pub attempts: u32,
     /// One message per failed run, oldest first.
@@ -88,7 +86,7 @@ impl From<SyncJob> for JobView {
             status: j.status.as_str(),
             requested_range: j.requested.map(RangeView::from),
             range: j.resolved.map(RangeView::from),
-            counts: j.counts,
+            counts: j.counts.into(),
             attempts: j.attempts,
             errors: j.errors,
             created_at: j.created_at,

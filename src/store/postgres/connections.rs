@@ -8,12 +8,14 @@ use sqlx::PgConnection;
 
 use super::{col, db_error, int, ms, opt_ms, user_id, PostgresStore};
 use crate::config::Secret;
-use crate::connections::{
-    Connection, ConnectionStatus, PendingAuthorization, Provider, RefreshOutcome, SealedTokens,
-};
 use crate::domain::UserId;
 use crate::events::Event;
+use crate::records::connections::{
+    Connection, ConnectionStatus, PendingAuthorization, Provider, RefreshOutcome, SealedTokens,
+};
+use crate::store::ConnectionStore;
 use crate::store::StoreError;
+use async_trait::async_trait;
 
 macro_rules! columns {
     () => {
@@ -87,8 +89,9 @@ fn token_columns(tokens: Option<&SealedTokens>) -> (Option<&str>, Option<&[u8]>,
     }
 }
 
-impl PostgresStore {
-    pub(super) async fn put_pending_authorization_impl(
+#[async_trait]
+impl ConnectionStore for PostgresStore {
+    async fn put_pending_authorization(
         &self,
         p: PendingAuthorization,
         keep_per_user: usize,
@@ -123,10 +126,7 @@ impl PostgresStore {
         tx.commit().await.map_err(db_error)
     }
 
-    pub(super) async fn prune_pending_authorizations_impl(
-        &self,
-        now: DateTime<Utc>,
-    ) -> Result<u64, StoreError> {
+    async fn prune_pending_authorizations(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
         let pruned = sqlx::query("DELETE FROM oauth_states WHERE expires_at <= $1")
             .bind(ms(now))
             .execute(self.pool())
@@ -136,7 +136,7 @@ impl PostgresStore {
         Ok(pruned)
     }
 
-    pub(super) async fn take_pending_authorization_impl(
+    async fn take_pending_authorization(
         &self,
         state_hash: &str,
         now: DateTime<Utc>,
@@ -176,7 +176,7 @@ impl PostgresStore {
         }))
     }
 
-    pub(super) async fn put_connection_impl(&self, c: Connection) -> Result<(), StoreError> {
+    async fn put_connection(&self, c: Connection) -> Result<(), StoreError> {
         let (key_id, nonce, ciphertext) = token_columns(c.tokens.as_ref());
         let mut tx = self.begin().await?;
         // The status before this write decides whether it is news. The row is
@@ -258,7 +258,7 @@ impl PostgresStore {
         Ok(())
     }
 
-    pub(super) async fn get_connection_impl(
+    async fn get_connection(
         &self,
         user: &UserId,
         provider: Provider,
@@ -267,10 +267,7 @@ impl PostgresStore {
         select_one(&mut conn, user.as_str(), provider).await
     }
 
-    pub(super) async fn list_connections_impl(
-        &self,
-        user: &UserId,
-    ) -> Result<Vec<Connection>, StoreError> {
+    async fn list_connections(&self, user: &UserId) -> Result<Vec<Connection>, StoreError> {
         sqlx::query(concat!(
             "SELECT ",
             columns!(),
@@ -285,7 +282,7 @@ impl PostgresStore {
         .collect()
     }
 
-    pub(super) async fn connections_with_status_impl(
+    async fn connections_with_status(
         &self,
         provider: Provider,
         status: ConnectionStatus,
@@ -305,7 +302,7 @@ impl PostgresStore {
         .collect()
     }
 
-    pub(super) async fn record_sync_impl(
+    async fn record_sync(
         &self,
         user: &UserId,
         provider: Provider,
@@ -336,7 +333,7 @@ impl PostgresStore {
         Ok(())
     }
 
-    pub(super) async fn try_refresh_lease_impl(
+    async fn try_refresh_lease(
         &self,
         user: &UserId,
         provider: Provider,
@@ -367,7 +364,7 @@ impl PostgresStore {
         .transpose()
     }
 
-    pub(super) async fn finish_refresh_impl(
+    async fn finish_refresh(
         &self,
         user: &UserId,
         provider: Provider,
