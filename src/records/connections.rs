@@ -98,7 +98,7 @@ pub struct Connection {
     pub last_sync_at: Option<DateTime<Utc>>,
     /// The high-water mark: the newest reading time a sync has stored. The next
     /// incremental poll starts here minus the overlap window. Written only by
-    /// sync jobs (`Store::checkpoint_job`); `put_connection` keeps the stored one.
+    /// sync jobs (`JobStore::checkpoint_job`); `put_connection` keeps the stored one.
     pub sync_cursor: Option<DateTime<Utc>>,
     /// Why the connection is not (or was not) working, for the user and operators.
     pub last_error: Option<String>,
@@ -142,7 +142,7 @@ pub struct PendingAuthorization {
     pub expires_at: DateTime<Utc>,
 }
 
-/// How a refresh under a lease ended (see `Store::finish_refresh`).
+/// How a refresh under a lease ended (see `ConnectionStore::finish_refresh`).
 #[derive(Debug, Clone)]
 pub enum RefreshOutcome {
     /// New tokens: stored, version bumped, status connected.

@@ -75,7 +75,7 @@ pub struct Delivery {
     pub processed_at: Option<DateTime<Utc>>,
 }
 
-/// What `Store::put_delivery` did.
+/// What `InboxStore::put_delivery` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Accepted {
     New(Uuid),

@@ -183,7 +183,7 @@ pub struct SyncJob {
     pub updated_at: DateTime<Utc>,
 }
 
-/// What `Store::create_job` did.
+/// What `JobStore::create_job` did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Created {
     New(SyncJob),
@@ -194,7 +194,7 @@ pub enum Created {
     /// Scheduled polls only: the user already has a job queued or running, or
     /// was polled recently (possibly by another instance), so none was added.
     Coalesced,
-    /// Requests only (`Store::create_requested_job`): a job asking for the same
+    /// Requests only (`JobStore::create_requested_job`): a job asking for the same
     /// thing (user, provider, trigger and range) is still waiting to start, so
     /// that job is returned and none was added.
     Queued(SyncJob),
