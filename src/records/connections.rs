@@ -162,3 +162,27 @@ pub enum RefreshOutcome {
     /// Nothing to do after all (another holder refreshed first): release only.
     Released,
 }
+
+/// What a finished sync notes on its connection, decided here once for
+/// `ConnectionStore::record_sync` and for a job's final end, in every backend:
+/// success notes `last_sync_at` and clears the error, a failure notes the error
+/// and keeps `last_sync_at`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncNote {
+    /// Some: the connection's `last_sync_at` becomes this; None: kept.
+    pub last_sync_at: Option<DateTime<Utc>>,
+    /// The connection's `last_error` from now on (None clears it).
+    pub last_error: Option<String>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl SyncNote {
+    /// A sync that ended at `at`, with `error` if it failed.
+    pub fn of(at: DateTime<Utc>, error: Option<String>) -> Self {
+        Self {
+            last_sync_at: error.is_none().then_some(at),
+            last_error: error,
+            updated_at: at,
+        }
+    }
+}

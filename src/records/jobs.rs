@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::domain::UserId;
-use crate::records::connections::Provider;
+use crate::records::connections::{Provider, SyncNote};
 
 /// Who asked for a sync. Lower `priority` runs first when workers are busy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -236,38 +236,19 @@ pub enum JobEnd {
 /// Manual, backfill and webhook jobs are kept (idempotency keys refer to them).
 pub const SCHEDULED_JOBS_KEPT: usize = 20;
 
-/// What ending a run notes on the job's connection (when there is one): every
-/// backend applies this in the transaction that ends the job.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConnectionNote {
-    /// Some: the connection's `last_sync_at` becomes this; None: kept.
-    pub last_sync_at: Option<DateTime<Utc>>,
-    /// The connection's `last_error` from now on (None clears it).
-    pub last_error: Option<String>,
-    pub updated_at: DateTime<Utc>,
-}
-
 impl JobEnd {
     /// Whether the job is over (no more attempts).
     pub fn is_final(&self) -> bool {
         !matches!(self, JobEnd::Retry { .. })
     }
 
-    /// What a run ending this way at `now` changes on the connection: success
-    /// notes the sync and clears the error, a final failure notes the error, a
-    /// retry changes nothing.
-    pub fn connection_note(&self, now: DateTime<Utc>) -> Option<ConnectionNote> {
+    /// What a run ending this way at `now` notes on the job's connection (when
+    /// there is one), in the transaction that ends it: success and a final
+    /// failure are noted as a finished sync; a retry changes nothing.
+    pub fn connection_note(&self, now: DateTime<Utc>) -> Option<SyncNote> {
         match self {
-            JobEnd::Succeeded => Some(ConnectionNote {
-                last_sync_at: Some(now),
-                last_error: None,
-                updated_at: now,
-            }),
-            JobEnd::Failed { error } => Some(ConnectionNote {
-                last_sync_at: None,
-                last_error: Some(error.clone()),
-                updated_at: now,
-            }),
+            JobEnd::Succeeded => Some(SyncNote::of(now, None)),
+            JobEnd::Failed { error } => Some(SyncNote::of(now, Some(error.clone()))),
             JobEnd::Retry { .. } => None,
         }
     }

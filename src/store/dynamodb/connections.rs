@@ -20,6 +20,7 @@ use crate::domain::UserId;
 use crate::events::Event;
 use crate::records::connections::{
     Connection, ConnectionStatus, PendingAuthorization, Provider, RefreshOutcome, SealedTokens,
+    SyncNote,
 };
 use crate::store::ConnectionStore;
 use crate::store::StoreError;
@@ -117,6 +118,18 @@ fn put_item(table: &str, item: Item) -> Result<TransactWriteItem, StoreError> {
         .build()
         .map_err(|e| StoreError::Internal(format!("pending authorization put: {e}")))?;
     Ok(TransactWriteItem::builder().put(put).build())
+}
+
+/// A finished sync's note as changes to the connection's item.
+pub(super) fn sync_changes(note: SyncNote) -> Changes {
+    let mut changes = Changes::default().set("updated_at_ms", ms(note.updated_at));
+    if let Some(synced) = note.last_sync_at {
+        changes = changes.set("last_sync_at_ms", ms(synced));
+    }
+    match note.last_error {
+        Some(error) => changes.set("last_error", s(error)),
+        None => changes.remove("last_error"),
+    }
 }
 
 impl DynamoStore {
@@ -421,17 +434,10 @@ impl ConnectionStore for DynamoStore {
         at: DateTime<Utc>,
         error: Option<String>,
     ) -> Result<(), StoreError> {
-        let changes = match error {
-            None => Changes::default()
-                .set("last_sync_at_ms", ms(at))
-                .remove("last_error"),
-            Some(error) => Changes::default().set("last_error", s(error)),
-        }
-        .set("updated_at_ms", ms(at));
         self.update_if(
             &self.tables().user_tokens,
             key(user.as_str(), provider),
-            changes,
+            sync_changes(SyncNote::of(at, error)),
             Condition::new("attribute_exists(user_id)"),
         )
         .await?;

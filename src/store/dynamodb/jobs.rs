@@ -753,14 +753,7 @@ impl JobStore for DynamoStore {
                 )?,
             ];
             if let Some(note) = end.connection_note(now) {
-                let mut noted = Changes::default().set("updated_at_ms", ms(note.updated_at));
-                if let Some(synced) = note.last_sync_at {
-                    noted = noted.set("last_sync_at_ms", ms(synced));
-                }
-                noted = match note.last_error {
-                    Some(error) => noted.set("last_error", s(error)),
-                    None => noted.remove("last_error"),
-                };
+                let noted = connections::sync_changes(note);
                 let key = connections::key(current.user_id.as_str(), current.provider);
                 // Only an existing connection is noted (the update must not create one).
                 if self

@@ -12,6 +12,7 @@ use crate::domain::UserId;
 use crate::events::Event;
 use crate::records::connections::{
     Connection, ConnectionStatus, PendingAuthorization, Provider, RefreshOutcome, SealedTokens,
+    SyncNote,
 };
 use crate::store::ConnectionStore;
 use crate::store::StoreError;
@@ -78,6 +79,28 @@ async fn select_one(
 }
 
 /// The sealed token columns of a write: all three or none.
+/// Applies a finished sync's note to the connection, if there is one.
+pub(super) async fn note_sync(
+    conn: &mut PgConnection,
+    user: &UserId,
+    provider: Provider,
+    note: &SyncNote,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE connections SET last_sync_at = COALESCE($3, last_sync_at), \
+         last_error = $4, updated_at = $5 WHERE user_id = $1 AND provider = $2",
+    )
+    .bind(user.as_str())
+    .bind(provider.as_str())
+    .bind(opt_ms(note.last_sync_at))
+    .bind(note.last_error.as_deref())
+    .bind(ms(note.updated_at))
+    .execute(conn)
+    .await
+    .map_err(db_error)?;
+    Ok(())
+}
+
 fn token_columns(tokens: Option<&SealedTokens>) -> (Option<&str>, Option<&[u8]>, Option<&[u8]>) {
     match tokens {
         Some(t) => (
@@ -309,28 +332,8 @@ impl ConnectionStore for PostgresStore {
         at: DateTime<Utc>,
         error: Option<String>,
     ) -> Result<(), StoreError> {
-        let at = ms(at);
-        match error {
-            None => sqlx::query(
-                "UPDATE connections SET last_sync_at = $3, last_error = NULL, updated_at = $3 \
-                 WHERE user_id = $1 AND provider = $2",
-            )
-            .bind(user.as_str())
-            .bind(provider.as_str())
-            .bind(at),
-            Some(e) => sqlx::query(
-                "UPDATE connections SET last_error = $4, updated_at = $3 \
-                 WHERE user_id = $1 AND provider = $2",
-            )
-            .bind(user.as_str())
-            .bind(provider.as_str())
-            .bind(at)
-            .bind(e),
-        }
-        .execute(self.pool())
-        .await
-        .map_err(db_error)?;
-        Ok(())
+        let mut conn = self.pool().acquire().await.map_err(db_error)?;
+        note_sync(&mut conn, user, provider, &SyncNote::of(at, error)).await
     }
 
     async fn try_refresh_lease(

@@ -413,7 +413,7 @@ impl JobStore for PostgresStore {
         let Some(current) = job_by_id(&mut tx, job).await? else {
             return Ok(None);
         };
-        let (user, provider) = (current.user_id.as_str(), current.provider.as_str());
+        let user = current.user_id.as_str();
         match &end {
             JobEnd::Succeeded => {
                 sqlx::query(
@@ -455,18 +455,8 @@ impl JobStore for PostgresStore {
             }
         }
         if let Some(note) = end.connection_note(now) {
-            sqlx::query(
-                "UPDATE connections SET last_sync_at = COALESCE($3, last_sync_at), \
-                 last_error = $4, updated_at = $5 WHERE user_id = $1 AND provider = $2",
-            )
-            .bind(user)
-            .bind(provider)
-            .bind(note.last_sync_at)
-            .bind(note.last_error)
-            .bind(note.updated_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
+            super::connections::note_sync(&mut tx, &current.user_id, current.provider, &note)
+                .await?;
         }
         let ended = job_by_id(&mut tx, job).await?;
         let events =

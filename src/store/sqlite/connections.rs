@@ -10,6 +10,7 @@ use crate::domain::UserId;
 use crate::events::Event;
 use crate::records::connections::{
     Connection, ConnectionStatus, PendingAuthorization, Provider, RefreshOutcome, SealedTokens,
+    SyncNote,
 };
 use crate::store::ConnectionStore;
 use crate::store::StoreError;
@@ -75,6 +76,29 @@ fn read_connection(row: &Row<'_>) -> rusqlite::Result<Result<Connection, StoreEr
             updated_at: time(Some(updated_at))?.unwrap_or_default(),
         })
     })())
+}
+
+/// Applies a finished sync's note to the connection, if there is one.
+pub(super) fn note_sync(
+    conn: &rusqlite::Connection,
+    user: &UserId,
+    provider: Provider,
+    note: &SyncNote,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "UPDATE connections SET last_sync_at_ms = COALESCE(?3, last_sync_at_ms), \
+         last_error = ?4, updated_at_ms = ?5 WHERE user_id = ?1 AND provider = ?2",
+    )
+    .map_err(internal)?
+    .execute(params![
+        user.as_str(),
+        provider.as_str(),
+        ms(note.last_sync_at),
+        note.last_error,
+        note.updated_at.timestamp_millis()
+    ])
+    .map_err(internal)?;
+    Ok(())
 }
 
 fn select_one(
@@ -324,32 +348,8 @@ impl ConnectionStore for SqliteStore {
         error: Option<String>,
     ) -> Result<(), StoreError> {
         let user = user.clone();
-        self.write(move |conn| {
-            let sql = if error.is_none() {
-                "UPDATE connections SET last_sync_at_ms = ?3, last_error = NULL, \
-                 updated_at_ms = ?3 WHERE user_id = ?1 AND provider = ?2"
-            } else {
-                "UPDATE connections SET last_error = ?4, updated_at_ms = ?3 \
-                 WHERE user_id = ?1 AND provider = ?2"
-            };
-            let mut stmt = conn.prepare_cached(sql).map_err(internal)?;
-            match &error {
-                None => stmt.execute(params![
-                    user.as_str(),
-                    provider.as_str(),
-                    at.timestamp_millis()
-                ]),
-                Some(e) => stmt.execute(params![
-                    user.as_str(),
-                    provider.as_str(),
-                    at.timestamp_millis(),
-                    e
-                ]),
-            }
-            .map_err(internal)?;
-            Ok(())
-        })
-        .await
+        self.write(move |conn| note_sync(conn, &user, provider, &SyncNote::of(at, error)))
+            .await
     }
 
     async fn try_refresh_lease(

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension, Row, Transaction};
 use uuid::Uuid;
 
-use super::connections::{ms, time};
+use super::connections::{ms, note_sync, time};
 use super::{internal, SqliteStore};
 use crate::domain::UserId;
 use crate::records::connections::Provider;
@@ -404,7 +404,7 @@ impl JobStore for SqliteStore {
             let Some(current) = job_by_id(&tx, &id)? else {
                 return Ok(None);
             };
-            let (user, provider) = (current.user_id.as_str(), current.provider.as_str());
+            let user = current.user_id.as_str();
             let at = now;
             let now = now.timestamp_millis();
             match &end {
@@ -436,18 +436,7 @@ impl JobStore for SqliteStore {
                 }
             }
             if let Some(note) = end.connection_note(at) {
-                tx.execute(
-                    "UPDATE connections SET last_sync_at_ms = COALESCE(?3, last_sync_at_ms), \
-                     last_error = ?4, updated_at_ms = ?5 WHERE user_id = ?1 AND provider = ?2",
-                    params![
-                        user,
-                        provider,
-                        note.last_sync_at.map(|t| t.timestamp_millis()),
-                        note.last_error,
-                        note.updated_at.timestamp_millis()
-                    ],
-                )
-                .map_err(internal)?;
+                note_sync(&tx, &current.user_id, current.provider, &note)?;
             }
             let ended = job_by_id(&tx, &id)?;
             super::outbox::append(&tx, ended.iter().filter_map(crate::events::Event::sync_ended))?;
