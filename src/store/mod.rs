@@ -6,7 +6,7 @@
 //!
 //! A backend implements a handful of primitives (atomic batch upsert, latest, a
 //! bounded keyset scan); paging and cursors are built on top once, in `query`, so
-//! every backend pages identically. `tests/it/store_conformance.rs` runs the same
+//! every backend pages identically. `tests/it/store_conformance/` runs the same
 //! cases against every backend.
 
 #[cfg(feature = "dynamodb")]
@@ -44,9 +44,10 @@ pub enum StoreError {
     Internal(String),
 }
 
-/// How a backend's one job-creating routine treats the user's other jobs:
-/// `create_job` (unconditional, or coalescing a scheduled poll) and
-/// `create_requested_job` (coalescing identical requests, capping the queue).
+/// How a backend's one job-creating routine (`admit_job`, behind both
+/// `JobStore::create_job` and `JobStore::create_requested_job`) treats the
+/// user's other jobs: unconditional, or coalescing a scheduled poll (`create_job`);
+/// coalescing identical requests and capping the queue (`create_requested_job`).
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Admission {
     Always,
