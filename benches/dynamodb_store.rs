@@ -11,7 +11,7 @@ use cgm_hub::domain::{
     DeviceInfo, Glucose, MgDl, Reading, ReadingTime, ReadingType, Source, Trend, TrendRate, UserId,
 };
 use cgm_hub::store::dynamodb::{DynamoSettings, DynamoStore, Tables};
-use cgm_hub::store::{Order, Scan, Store};
+use cgm_hub::store::{Order, ReadingStore, Scan};
 
 fn env_number(name: &str, default: usize) -> usize {
     std::env::var(name)

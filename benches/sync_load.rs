@@ -23,7 +23,7 @@ use cgm_hub::domain::UserId;
 use cgm_hub::simulator::dexcom::{spawn, SimConfig};
 use cgm_hub::sources::webhook::signature::sign;
 use cgm_hub::store::sqlite::{Durability, SqliteStore};
-use cgm_hub::store::Store;
+use cgm_hub::store::ConnectionStore;
 use chrono::Utc;
 use serde_json::json;
 

@@ -15,11 +15,11 @@ use super::readings::{
 };
 use super::shares::{ShareInput, ShareList, SharePagination, ShareView};
 use super::tasks::TaskView;
+use super::views::JobCountsView;
 use super::views::{DeviceInfoView, ReadingView};
 use super::webhook::DeliveryReceipt;
 use super::{audit, connections, health, jobs, oauth, readings, shares, tasks, webhook, AppState};
 use crate::pipeline::wire::{DeviceInfoInput, ReadingInput};
-use crate::sync::jobs::JobCounts;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -48,7 +48,7 @@ use crate::sync::jobs::JobCounts;
         PageEnvelope, WriteEnvelope, WriteData, OrderName, ConnectionView, ConnectionList,
         Connected, BackfillView, RefreshInput, RefreshView, RefreshEnvelope, ConnectionListEnvelope, ConnectionEnvelope,
         ConnectedEnvelope, ShareInput, ShareView, ShareList, SharePagination, ShareEnvelope, ShareListEnvelope, AuditView, AuditPage, AuditEnvelope,
-        JobView, JobList, RangeView, JobCounts, JobEnvelope, JobListEnvelope, DeliveryReceipt,
+        JobView, JobList, RangeView, JobCountsView, JobEnvelope, JobListEnvelope, DeliveryReceipt,
         DeliveryEnvelope, TaskView, TaskEnvelope
     )),
     modifiers(&BearerAuth, &GateResponses),

@@ -14,13 +14,13 @@ use uuid::Uuid;
 use super::access::{authorize, Caller};
 use super::error::{query_params, ApiError, ErrorEnvelope};
 use super::readings::{parse_date, UserPath};
-use super::views::success;
+use super::views::{success, JobCountsView};
 use super::AppState;
 use crate::auth::policy::Action;
 use crate::connections::Provider;
 use crate::digest::sha256_hex;
 use crate::domain::FieldError;
-use crate::sync::jobs::{Created, Idempotency, JobCounts, NewJob, SyncJob, TimeRange, Trigger};
+use crate::sync::jobs::{Created, Idempotency, NewJob, SyncJob, TimeRange, Trigger};
 use crate::sync::provider::{provider_name, sync_target, SyncTarget};
 
 /// The longest range one sync request may ask for.
@@ -65,7 +65,7 @@ pub struct JobView {
     /// The range being fetched, once the job has started (clipped to the data
     /// source holds).
     pub range: Option<RangeView>,
-    pub counts: JobCounts,
+    pub counts: JobCountsView,
     /// Runs so far (a passing failure is retried with backoff).
     pub attempts: u32,
     /// One message per failed run, oldest first.
@@ -87,7 +87,7 @@ impl From<SyncJob> for JobView {
             status: j.status.as_str(),
             requested_range: j.requested.map(RangeView::from),
             range: j.resolved.map(RangeView::from),
-            counts: j.counts,
+            counts: j.counts.into(),
             attempts: j.attempts,
             errors: j.errors,
             created_at: j.created_at,

@@ -8,6 +8,7 @@ use serde::{Serialize, Serializer};
 use utoipa::ToSchema;
 
 use crate::domain::{StoredReading, TrendRate};
+use crate::records::jobs::JobCounts;
 
 /// `{"status":"success","data":...}`
 #[derive(Debug, Serialize)]
@@ -185,6 +186,31 @@ mod tests {
                 Rfc3339::millis(at).to_string(),
                 at.to_rfc3339_opts(SecondsFormat::Millis, true)
             );
+        }
+    }
+}
+
+/// What a job did, per record; cumulative across resumptions.
+// The API's own view of `records::jobs::JobCounts`, so the record carries no
+// schema; published under the record's name, so the OpenAPI document is as it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[schema(as = JobCounts)]
+pub struct JobCountsView {
+    pub fetched: u64,
+    pub inserted: u64,
+    pub updated: u64,
+    pub duplicates: u64,
+    pub rejected: u64,
+}
+
+impl From<JobCounts> for JobCountsView {
+    fn from(c: JobCounts) -> Self {
+        Self {
+            fetched: c.fetched,
+            inserted: c.inserted,
+            updated: c.updated,
+            duplicates: c.duplicates,
+            rejected: c.rejected,
         }
     }
 }

@@ -2,49 +2,7 @@
 //! outcome and request id. Entries carry no glucose values, tokens or secrets,
 //! only identifiers and names. The store keeps them append-only.
 
-use chrono::{DateTime, Utc};
-
-use super::Roles;
-use crate::domain::UserId;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuditEntry {
-    pub at: DateTime<Utc>,
-    /// The principal's user id.
-    pub actor: UserId,
-    pub actor_roles: Roles,
-    /// e.g. `read_readings`, `manage_shares` (see `policy::Action`).
-    pub action: &'static str,
-    /// Whose data.
-    pub target_user: UserId,
-    /// `allowed` or `denied` by policy.
-    pub decision: &'static str,
-    /// The HTTP status the request ended with.
-    pub status: u16,
-    pub request_id: String,
-}
-
-/// Entries written together: shared, so that a failed write can be retried and
-/// the writer can then reuse the buffer.
-pub type AuditBatch = std::sync::Arc<Vec<AuditEntry>>;
-
-/// An entry as stored, with its position in the trail.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuditRecord {
-    pub seq: i64,
-    pub entry: AuditEntry,
-}
-
-/// Which entries to read: optionally one user's, in `[from, until)`, after a
-/// position, oldest first.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuditQuery {
-    pub target_user: Option<UserId>,
-    pub from: Option<DateTime<Utc>>,
-    pub until: Option<DateTime<Utc>>,
-    pub after_seq: Option<i64>,
-    pub limit: usize,
-}
+pub use crate::records::audit::{AuditBatch, AuditEntry, AuditQuery, AuditRecord};
 
 /// Writes the trail in the background, in batches, so that recording an access
 /// costs a request one uncontended lock and a push, not a database write.
@@ -94,7 +52,7 @@ impl Shared {
 
 impl AuditLog {
     /// Starts the writer (needs a Tokio runtime).
-    pub fn start(store: std::sync::Arc<dyn crate::store::Store>) -> Self {
+    pub fn start(store: std::sync::Arc<dyn crate::store::AuditStore>) -> Self {
         let shared = std::sync::Arc::new(Shared {
             queue: Default::default(),
             wake_writer: tokio::sync::Notify::new(),
@@ -156,7 +114,7 @@ impl AuditLog {
 /// must not lose entries), until the trail is closed and empty.
 async fn write_batches(
     shared: std::sync::Arc<Shared>,
-    store: std::sync::Arc<dyn crate::store::Store>,
+    store: std::sync::Arc<dyn crate::store::AuditStore>,
 ) {
     let mut spare: Vec<AuditEntry> = Vec::new();
     loop {
@@ -213,6 +171,8 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::domain::UserId;
+    use crate::records::roles::Roles;
     use crate::store::sqlite::{Durability, SqliteStore};
     use crate::store::Store;
 

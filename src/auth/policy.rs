@@ -6,68 +6,7 @@ use super::shares::Share;
 use super::{Principal, Role};
 use crate::domain::UserId;
 
-/// What a request does, on whose data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Action {
-    /// Readings and latest.
-    ReadReadings,
-    /// Posting readings.
-    WriteReadings,
-    /// Listing source connections.
-    ReadConnections,
-    /// Connecting, refreshing or disconnecting a source.
-    ManageConnections,
-    ReadShares,
-    ManageShares,
-    /// Reading the audit trail: admins only.
-    ReadAudit,
-    /// Asking for a sync of the user's source data.
-    Sync,
-    /// Reading the user's sync jobs.
-    ReadJobs,
-    /// Reading the status of one of the user's background tasks.
-    ReadTasks,
-    /// Reading the status of a background task of no user (system-wide work):
-    /// services and admins only.
-    ReadSystemTasks,
-    /// A signed webhook delivery for the user (authenticated by its signature;
-    /// on the audit trail, never decided here).
-    DeliverWebhook,
-}
-
-impl Action {
-    pub const ALL: [Action; 12] = [
-        Action::ReadReadings,
-        Action::WriteReadings,
-        Action::ReadConnections,
-        Action::ManageConnections,
-        Action::ReadShares,
-        Action::ManageShares,
-        Action::ReadAudit,
-        Action::Sync,
-        Action::ReadJobs,
-        Action::ReadTasks,
-        Action::ReadSystemTasks,
-        Action::DeliverWebhook,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::ReadReadings => "read_readings",
-            Action::WriteReadings => "write_readings",
-            Action::ReadConnections => "read_connections",
-            Action::ManageConnections => "manage_connections",
-            Action::ReadShares => "read_shares",
-            Action::ManageShares => "manage_shares",
-            Action::ReadAudit => "read_audit",
-            Action::Sync => "sync",
-            Action::ReadJobs => "read_jobs",
-            Action::ReadTasks => "read_tasks",
-            Action::ReadSystemTasks => "read_system_tasks",
-            Action::DeliverWebhook => "deliver_webhook",
-        }
-    }
-}
+pub use crate::records::audit::Action;
 
 /// Why a request was allowed (for logs and, later, the audit trail).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -13,7 +13,8 @@ use std::sync::Arc;
 use chrono::Utc;
 
 use crate::domain::{FieldError, Reading, ReadingTime, TimePolicy};
-use crate::store::{Outcome, Store, StoreError, Upserted};
+use crate::records::jobs::JobCounts;
+use crate::store::{Outcome, ReadingStore, Store, StoreError, Upserted};
 
 /// The fate of one submitted record.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,17 +48,37 @@ impl Tally {
         }
         tally
     }
+
+    /// A job's counts: `fetched` records, and what the pipeline did with them.
+    pub fn counts(self, fetched: u64) -> JobCounts {
+        JobCounts {
+            fetched,
+            inserted: self.inserted,
+            updated: self.updated,
+            duplicates: self.duplicates,
+            rejected: self.rejected,
+        }
+    }
 }
 
 #[derive(Clone)]
 pub struct Pipeline {
-    store: Arc<dyn Store>,
+    /// All the pipeline itself uses.
+    readings: Arc<dyn ReadingStore>,
     policy: TimePolicy,
+    /// The whole store, carried only for the sync engine, the webhook inbox
+    /// and the Dexcom service, which take theirs from the pipeline today. Once
+    /// they are given their own, this goes and `new` takes a `ReadingStore`.
+    store: Arc<dyn Store>,
 }
 
 impl Pipeline {
     pub fn new(store: Arc<dyn Store>, policy: TimePolicy) -> Self {
-        Self { store, policy }
+        Self {
+            readings: store.clone(),
+            policy,
+            store,
+        }
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -97,7 +118,7 @@ impl Pipeline {
             return Ok(results.into_iter().flatten().collect());
         }
 
-        let stored = self.store.upsert_readings(valid.clone()).await?;
+        let stored = self.readings.upsert_readings(valid.clone()).await?;
         if stored.len() != valid.len() {
             // A backend bug; refuse rather than misattribute outcomes.
             return Err(StoreError::Internal(format!(

@@ -1,5 +1,13 @@
-//! Records the store persists and returns, below the store so that it and every
-//! layer above it share one definition: plain data, no I/O.
+//! Records the store persists and returns, below the store and every service that
+//! uses them: plain data that imports only `domain`, `digest`, `secret` and each
+//! other, so that the store's traits need nothing from the layers above.
 
+pub mod audit;
+pub mod connections;
 pub mod events;
+pub mod inbox;
+pub mod jobs;
+pub mod readings;
+pub mod roles;
+pub mod shares;
 pub mod tasks;

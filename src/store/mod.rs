@@ -1,8 +1,12 @@
-//! Storage: one `Store` trait, used as `Arc<dyn Store>`, with one module per backend.
+//! Storage: one trait per storage concern (`ReadingStore`, `OutboxStore`,
+//! `AuditStore`, `ShareStore`, `ConnectionStore`, `JobStore`, `InboxStore`),
+//! `Store` as their supertrait (used as `Arc<dyn Store>`, upcast to the narrow
+//! trait a consumer needs), and one module per backend, whose concern files
+//! implement those traits.
 //!
 //! A backend implements a handful of primitives (atomic batch upsert, latest, a
 //! bounded keyset scan); paging and cursors are built on top once, in `query`, so
-//! every backend pages identically. `tests/it/store_conformance.rs` runs the same
+//! every backend pages identically. `tests/it/store_conformance/` runs the same
 //! cases against every backend.
 
 #[cfg(feature = "dynamodb")]
@@ -14,17 +18,19 @@ pub mod sqlite;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::auth::audit::{AuditBatch, AuditQuery, AuditRecord};
-use crate::auth::shares::Share;
-use crate::connections::{
-    Connection, ConnectionStatus, PendingAuthorization, Provider, RefreshOutcome,
-};
 use crate::domain::{Reading, StoredReading, UserId};
 use crate::events::Message;
+use crate::records::audit::{AuditBatch, AuditQuery, AuditRecord};
+use crate::records::connections::{
+    Connection, ConnectionStatus, PendingAuthorization, Provider, RefreshOutcome,
+};
+use crate::records::inbox::{Accepted, Delivery, DeliveryEnd, NewDelivery};
+use crate::records::jobs::{Checkpoint, Created, JobBacklog, JobEnd, NewJob, SyncJob};
+use crate::records::shares::Share;
 use crate::records::tasks::{Enqueued, NewTask, Task, TaskBacklog, TaskEnd, TaskId};
-use crate::sources::webhook::inbox::{Accepted, Delivery, DeliveryEnd, NewDelivery};
-use crate::sync::jobs::{Checkpoint, Created, JobBacklog, JobEnd, NewJob, SyncJob};
 
+pub use crate::records::readings::{DuplicateKind, Outcome, Upserted};
+pub use crate::records::shares::{SharePage, ShareWrite};
 pub use query::{fetch_page, Order, Page, PageRequest, Scan, Seek};
 
 #[derive(Debug, thiserror::Error)]
@@ -39,63 +45,10 @@ pub enum StoreError {
     Internal(String),
 }
 
-/// What an upsert did with one reading.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// New (user, timestamp): stored with version 1.
-    Inserted,
-    /// Replaced an existing reading under the conflict rule; version bumped.
-    Updated,
-    /// Nothing changed: the stored reading is identical, or outranks the incoming one.
-    Duplicate(DuplicateKind),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DuplicateKind {
-    Identical,
-    /// A stored sensor reading is not replaced by a manual one.
-    SensorPrecedence,
-}
-
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Inserted => "inserted",
-            Outcome::Updated => "updated",
-            Outcome::Duplicate(_) => "duplicate",
-        }
-    }
-}
-
-/// What `put_share` did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ShareWrite {
-    /// Stored: a new grant, or the grantee's earlier grant replaced.
-    Stored,
-    /// Nothing written: a new grantee, and the patient already holds the most
-    /// grants allowed.
-    LimitReached,
-}
-
-/// One page of a patient's grants, in grantee order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SharePage {
-    /// Start after this grantee (exclusive); None: from the first.
-    pub after: Option<UserId>,
-    pub limit: usize,
-}
-
-/// The result of upserting one reading: the outcome and the version now stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Upserted {
-    pub outcome: Outcome,
-    pub version: u32,
-    pub updated_at: DateTime<Utc>,
-}
-
-/// How a backend's one job-creating routine treats the user's other jobs:
-/// `create_job` (unconditional, or coalescing a scheduled poll) and
-/// `create_requested_job` (coalescing identical requests, capping the queue).
+/// How a backend's one job-creating routine (`admit_job`, behind both
+/// `JobStore::create_job` and `JobStore::create_requested_job`) treats the
+/// user's other jobs: unconditional, or coalescing a scheduled poll (`create_job`);
+/// coalescing identical requests and capping the queue (`create_requested_job`).
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Admission {
     Always,
@@ -167,11 +120,10 @@ pub trait TaskStore: Send + Sync + 'static {
     ) -> Result<Vec<(String, TaskBacklog)>, StoreError>;
 }
 
+/// Readings: the atomic batch upsert (with its outbox events), the latest
+/// reading and the bounded keyset scan that `fetch_page` pages with.
 #[async_trait]
-pub trait Store: TaskStore + Send + Sync + 'static {
-    /// Short name for logs, metrics and `/health` (`sqlite`, `postgres`, ...).
-    fn backend(&self) -> &'static str;
-
+pub trait ReadingStore: Send + Sync {
     /// Stores a batch atomically, applying the dedup key (user, timestamp) and the
     /// conflict rule (`Reading::resolve_against`) per record, in order. Returns one
     /// result per input, in input order. When this returns Ok, the batch is durable.
@@ -183,18 +135,15 @@ pub trait Store: TaskStore + Send + Sync + 'static {
     /// Up to `scan.limit` readings of one user in `[scan.from, scan.until)`, in the
     /// scan's order. Paging is built on this by `fetch_page`.
     async fn scan_readings(&self, scan: Scan) -> Result<Vec<StoredReading>, StoreError>;
+}
 
-    /// A cheap round trip proving the backend answers.
-    async fn ping(&self) -> Result<(), StoreError>;
-
-    // --- Event outbox ---
-    //
-    // Writes that change something consumers care about put their events into
-    // the outbox in the same transaction: `upsert_readings` (reading.created /
-    // updated), `finish_job` with a final end (sync.completed / failed), and any
-    // write that changes a connection's status (connection.*). Every backend
-    // builds them with the same `Event` constructors.
-
+/// The event outbox. Writes that change something consumers care about put
+/// their events into the outbox in the same transaction: `upsert_readings`
+/// (reading.created / updated), `finish_job` with a final end (sync.completed /
+/// failed), and any write that changes a connection's status (connection.*).
+/// Every backend builds them with the same `Event` constructors.
+#[async_trait]
+pub trait OutboxStore: Send + Sync {
     /// Woken after a commit that wrote to the outbox, so the relay publishes
     /// at once instead of at its next poll.
     fn outbox_signal(&self) -> &tokio::sync::Notify;
@@ -216,9 +165,11 @@ pub trait Store: TaskStore + Send + Sync + 'static {
 
     /// Messages not yet published.
     async fn outbox_backlog(&self) -> Result<u64, StoreError>;
+}
 
-    // --- Audit trail (append-only: there is no method to change an entry) ---
-
+/// The audit trail (append-only: there is no method to change an entry).
+#[async_trait]
+pub trait AuditStore: Send + Sync {
     /// Appends entries, in order, atomically. Shared rather than borrowed so that
     /// a backend can hand them to another thread, and the caller can retry with
     /// them and then reuse the buffer.
@@ -226,9 +177,11 @@ pub trait Store: TaskStore + Send + Sync + 'static {
 
     /// Entries matching the query, oldest first.
     async fn query_audit(&self, query: AuditQuery) -> Result<Vec<AuditRecord>, StoreError>;
+}
 
-    // --- Sharing ---
-
+/// Sharing grants.
+#[async_trait]
+pub trait ShareStore: Send + Sync {
     /// Creates or replaces the grant of (patient, grantee). A new grantee is
     /// refused (`LimitReached`, nothing written) when the patient already holds
     /// `max_per_patient` grants, expired ones included; the check and the write
@@ -255,9 +208,11 @@ pub trait Store: TaskStore + Send + Sync + 'static {
 
     /// Revokes a grant; false if there was none.
     async fn delete_share(&self, patient: &UserId, grantee: &UserId) -> Result<bool, StoreError>;
+}
 
-    // --- Source connections (OAuth state and sealed tokens) ---
-
+/// Source connections: OAuth state and sealed tokens.
+#[async_trait]
+pub trait ConnectionStore: Send + Sync {
     /// Stores an authorization in progress, then keeps only the user's
     /// `keep_per_user` newest (by expiry; this one always kept), so a user who
     /// starts authorizations in a loop cannot grow the store.
@@ -334,9 +289,11 @@ pub trait Store: TaskStore + Send + Sync + 'static {
         outcome: RefreshOutcome,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
+}
 
-    // --- Sync jobs and the per-user sync lease ---
-
+/// Sync jobs and the per-user sync lease.
+#[async_trait]
+pub trait JobStore: Send + Sync {
     /// Creates a queued job. With an idempotency key, a job created before under
     /// the same (user, key) is returned instead (`Existing`, or `KeyReused` when
     /// its request hash differs). With `coalesce_within` (scheduled polls), no job
@@ -410,9 +367,11 @@ pub trait Store: TaskStore + Send + Sync + 'static {
 
     /// Jobs waiting to run (queued and due) at `now`, and since when the oldest waits.
     async fn job_backlog(&self, now: DateTime<Utc>) -> Result<JobBacklog, StoreError>;
+}
 
-    // --- Webhook inbox ---
-
+/// The webhook inbox.
+#[async_trait]
+pub trait InboxStore: Send + Sync {
     /// Stores a verified delivery (durably, before the 202). A delivery with the
     /// same signature hash is a replay: the first one's id.
     async fn put_delivery(&self, delivery: NewDelivery) -> Result<Accepted, StoreError>;
@@ -440,4 +399,29 @@ pub trait Store: TaskStore + Send + Sync + 'static {
 
     /// Deliveries not yet processed.
     async fn inbox_backlog(&self) -> Result<u64, StoreError>;
+}
+
+/// Every storage concern of one backend, and what is the backend's as a whole.
+/// Writes that span concerns (an upsert and its outbox events, a finished job
+/// with its connection and events, a connection and its events) stay one
+/// transaction inside the backend.
+#[async_trait]
+pub trait Store:
+    ReadingStore
+    + OutboxStore
+    + AuditStore
+    + ShareStore
+    + ConnectionStore
+    + JobStore
+    + InboxStore
+    + TaskStore
+    + Send
+    + Sync
+    + 'static
+{
+    /// Short name for logs, metrics and `/health` (`sqlite`, `postgres`, ...).
+    fn backend(&self) -> &'static str;
+
+    /// A cheap round trip proving the backend answers.
+    async fn ping(&self) -> Result<(), StoreError>;
 }

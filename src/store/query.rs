@@ -1,4 +1,4 @@
-//! Range queries with stable keyset pagination, built once over `Store::scan_readings`.
+//! Range queries with stable keyset pagination, built once over `ReadingStore::scan_readings`.
 //!
 //! Ranges are half-open: `start` inclusive, `end` exclusive. A page is positioned by
 //! a `Seek` relative to a timestamp; because (user, timestamp) is unique, paging by
@@ -6,7 +6,7 @@
 
 use crate::domain::{ReadingTime, StoredReading, UserId};
 
-use super::{Store, StoreError};
+use super::{ReadingStore, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Order {
@@ -60,7 +60,7 @@ pub struct Page {
     pub prev: Option<Seek>,
 }
 
-pub async fn fetch_page(store: &dyn Store, req: &PageRequest) -> Result<Page, StoreError> {
+pub async fn fetch_page(store: &dyn ReadingStore, req: &PageRequest) -> Result<Page, StoreError> {
     let mut from = req.start.map_or(i64::MIN, ReadingTime::unix_seconds);
     let mut until = req.end.map_or(i64::MAX, ReadingTime::unix_seconds);
     // A `Before` page is read from the cursor backwards (in reverse listing order),

@@ -231,7 +231,7 @@ impl SyncEngine {
                     RecordResult::Rejected(_) => None,
                 })
                 .max();
-            let got = JobCounts::of(fetched, Tally::of(&results));
+            let got = Tally::of(&results).counts(fetched);
             counts += got;
             resume = window.end;
             self.checkpoint(job, resolved, resume, counts, newest)

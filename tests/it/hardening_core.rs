@@ -447,7 +447,7 @@ async fn finding_9_a_kill_9_under_load_loses_only_the_last_moment_of_the_audit_t
 
     use cgm_hub::auth::audit::AuditQuery;
     use cgm_hub::store::sqlite::{Durability, SqliteStore};
-    use cgm_hub::store::Store;
+    use cgm_hub::store::AuditStore;
 
     let dir = tempfile::TempDir::new().unwrap();
     let db = dir.path().join("audit.db");

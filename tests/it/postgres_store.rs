@@ -5,9 +5,9 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use cgm_hub::sources::webhook::inbox::NewDelivery;
+use cgm_hub::records::inbox::NewDelivery;
 use cgm_hub::store::postgres::PostgresStore;
-use cgm_hub::store::{Order, Outcome, Scan, Store, StoreError};
+use cgm_hub::store::{AuditStore, JobStore, Order, Outcome, ReadingStore, Scan, Store, StoreError};
 use chrono::{Duration, Months, Utc};
 use uuid::Uuid;
 
@@ -270,10 +270,10 @@ async fn instances_share_claims_without_overlap() {
 
     // Sync jobs: one run per job, one holder per user at a time.
     for i in 0..20 {
-        let job = cgm_hub::sync::jobs::NewJob::new(
+        let job = cgm_hub::records::jobs::NewJob::new(
             user(&format!("j{i}")),
             cgm_hub::connections::Provider::Dexcom,
-            cgm_hub::sync::jobs::Trigger::Manual,
+            cgm_hub::records::jobs::Trigger::Manual,
             None,
             now,
         );
@@ -361,8 +361,8 @@ async fn instances_writing_the_same_readings_settle_each_once() {
 /// which PostgreSQL broke by failing one side (the two-instance test saw it).
 #[tokio::test]
 async fn a_claim_never_deadlocks_with_the_holder_renewing_its_lease() {
-    use cgm_hub::connections::Provider;
-    use cgm_hub::sync::jobs::{Created, NewJob, Trigger};
+    use cgm_hub::records::connections::Provider;
+    use cgm_hub::records::jobs::{Created, NewJob, Trigger};
     let schema = PgSchema::new();
     let store = schema.store().await;
     let now = Utc::now();

@@ -321,7 +321,7 @@ async fn demo_connects_through_oauth_and_never_logs_a_token() {
     use cgm_hub::connections::cipher::TokenCipher;
     use cgm_hub::connections::{key_file, ConnectionStatus, Provider};
     use cgm_hub::store::sqlite::{Durability, SqliteStore};
-    use cgm_hub::store::Store;
+    use cgm_hub::store::ConnectionStore;
 
     let dir = TempDir::new().unwrap();
     let db = dir.path().join("demo.db");

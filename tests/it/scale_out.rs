@@ -13,7 +13,7 @@ use cgm_hub::connections::{Connection, ConnectionStatus, Provider, TokenSet};
 use cgm_hub::domain::UserId;
 use cgm_hub::events::rabbitmq::{RabbitBus, RabbitSettings};
 use cgm_hub::simulator::dexcom::SimConfig;
-use cgm_hub::store::Store;
+use cgm_hub::store::{JobStore, OutboxStore, Store};
 use cgm_hub::sync::jobs::{JobStatus, SyncJob, Trigger};
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;

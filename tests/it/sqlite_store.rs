@@ -1,7 +1,7 @@
 //! What only the SQLite backend promises: its file, its mode, one process per file.
 
 use cgm_hub::store::sqlite::{Durability, SqliteStore};
-use cgm_hub::store::Store;
+use cgm_hub::store::{AuditStore, ReadingStore};
 use tempfile::TempDir;
 
 use crate::helpers::*;
@@ -68,8 +68,8 @@ async fn data_survives_reopening() {
 
 #[tokio::test]
 async fn the_audit_log_is_append_only_in_the_file() {
-    use cgm_hub::auth::audit::AuditEntry;
-    use cgm_hub::auth::Role;
+    use cgm_hub::records::audit::AuditEntry;
+    use cgm_hub::records::roles::Role;
     let dir = tempfile::TempDir::new().unwrap();
     let path = dir.path().join("audit.db");
     let store = SqliteStore::open(&path, Durability::Normal).unwrap();

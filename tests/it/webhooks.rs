@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use cgm_hub::sources::webhook::inbox::{DeliveryStatus, NewDelivery};
 use cgm_hub::sources::webhook::signature::sign;
 use cgm_hub::store::sqlite::{Durability, SqliteStore};
-use cgm_hub::store::Store;
+use cgm_hub::store::InboxStore;
 use chrono::Utc;
 use serde_json::{json, Value};
 

@@ -46,7 +46,7 @@ pub async fn fetch_window(
             RecordResult::Rejected(_) => None,
         })
         .max();
-    let counts = JobCounts::of(page.len() as u64, Tally::of(&results));
+    let counts = Tally::of(&results).counts(page.len() as u64);
     Ok((counts, newest))
 }
 

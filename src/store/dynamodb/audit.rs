@@ -10,11 +10,13 @@ use serde::{Deserialize, Serialize};
 
 use super::item::{n, s, sdk_error, Fields, Item};
 use super::DynamoStore;
-use crate::auth::audit::{AuditBatch, AuditEntry, AuditQuery, AuditRecord};
-use crate::auth::policy::Action;
-use crate::auth::Role;
 use crate::domain::UserId;
+use crate::records::audit::Action;
+use crate::records::audit::{AuditBatch, AuditEntry, AuditQuery, AuditRecord};
+use crate::records::roles::Role;
+use crate::store::AuditStore;
 use crate::store::StoreError;
+use async_trait::async_trait;
 
 const PARTITION: &str = "AUDIT";
 /// Entries per item: well under DynamoDB's 400 KB item limit.
@@ -106,8 +108,11 @@ impl DynamoStore {
         let next = Fields::new(attributes, "audit counter").i64("next_block")?;
         Ok(next - i64::try_from(count).unwrap_or(0) + 1)
     }
+}
 
-    pub(super) async fn append_audit_impl(&self, entries: AuditBatch) -> Result<(), StoreError> {
+#[async_trait]
+impl AuditStore for DynamoStore {
+    async fn append_audit(&self, entries: AuditBatch) -> Result<(), StoreError> {
         if entries.is_empty() {
             return Ok(());
         }
@@ -141,10 +146,7 @@ impl DynamoStore {
         Ok(())
     }
 
-    pub(super) async fn query_audit_impl(
-        &self,
-        q: AuditQuery,
-    ) -> Result<Vec<AuditRecord>, StoreError> {
+    async fn query_audit(&self, q: AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
         let after = q.after_seq.unwrap_or(-1);
         let from = q.from.map_or(i64::MIN, |t| t.timestamp_millis());
         let until = q.until.map_or(i64::MAX, |t| t.timestamp_millis());

@@ -16,12 +16,15 @@ use super::item::{
 use super::schema::{BY_STATUS, EXPIRES_AT, GSI1};
 use super::{backoff, lost_race, outbox, DynamoStore, RACE_ATTEMPTS};
 use crate::config::Secret;
-use crate::connections::{
-    Connection, ConnectionStatus, PendingAuthorization, Provider, RefreshOutcome, SealedTokens,
-};
 use crate::domain::UserId;
 use crate::events::Event;
+use crate::records::connections::{
+    Connection, ConnectionStatus, PendingAuthorization, Provider, RefreshOutcome, SealedTokens,
+    SyncNote,
+};
+use crate::store::ConnectionStore;
 use crate::store::StoreError;
+use async_trait::async_trait;
 
 pub(super) fn key(user: &str, provider: Provider) -> Item {
     Item::from([
@@ -117,8 +120,85 @@ fn put_item(table: &str, item: Item) -> Result<TransactWriteItem, StoreError> {
     Ok(TransactWriteItem::builder().put(put).build())
 }
 
+/// A finished sync's note as changes to the connection's item.
+pub(super) fn sync_changes(note: SyncNote) -> Changes {
+    let mut changes = Changes::default().set("updated_at_ms", ms(note.updated_at));
+    if let Some(synced) = note.last_sync_at {
+        changes = changes.set("last_sync_at_ms", ms(synced));
+    }
+    match note.last_error {
+        Some(error) => changes.set("last_error", s(error)),
+        None => changes.remove("last_error"),
+    }
+}
+
 impl DynamoStore {
-    pub(super) async fn put_pending_authorization_impl(
+    /// Deletes a pending authorization and the user's entry for it; true if
+    /// the authorization was still there.
+    async fn forget_pending(&self, user: &str, order: &str) -> Result<bool, StoreError> {
+        let table = &self.tables().aux;
+        let state_hash = order.split_once('#').map_or(order, |(_, hash)| hash);
+        let out = self
+            .client()
+            .delete_item()
+            .table_name(table)
+            .set_key(Some(pending_key(state_hash)))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(|e| sdk_error("DeleteItem pending authorization", e))?;
+        self.client()
+            .delete_item()
+            .table_name(table)
+            .set_key(Some(user_pending_key(user, order)))
+            .send()
+            .await
+            .map_err(|e| sdk_error("DeleteItem pending authorization entry", e))?;
+        Ok(out.attributes().is_some_and(|a| !a.is_empty()))
+    }
+
+    async fn query_connections(
+        &self,
+        index: Option<&str>,
+        condition: &str,
+        value: aws_sdk_dynamodb::types::AttributeValue,
+        consistent: bool,
+    ) -> Result<Vec<Connection>, StoreError> {
+        let mut out = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let page = self
+                .client()
+                .query()
+                .table_name(&self.tables().user_tokens)
+                .set_index_name(index.map(str::to_owned))
+                .key_condition_expression(condition)
+                .expression_attribute_values(":k", value.clone())
+                // Global indexes only offer eventually consistent reads.
+                .consistent_read(consistent)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| sdk_error("Query connections", e))?;
+            for item in page.items() {
+                out.push(from_item(item)?);
+            }
+            match page.last_evaluated_key() {
+                Some(last) if !last.is_empty() => start = Some(last.clone()),
+                _ => break,
+            }
+        }
+        out.sort_by(|a, b| {
+            (a.user_id.as_str(), a.provider.as_str())
+                .cmp(&(b.user_id.as_str(), b.provider.as_str()))
+        });
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl ConnectionStore for DynamoStore {
+    async fn put_pending_authorization(
         &self,
         p: PendingAuthorization,
         keep_per_user: usize,
@@ -184,34 +264,7 @@ impl DynamoStore {
         }
     }
 
-    /// Deletes a pending authorization and the user's entry for it; true if
-    /// the authorization was still there.
-    async fn forget_pending(&self, user: &str, order: &str) -> Result<bool, StoreError> {
-        let table = &self.tables().aux;
-        let state_hash = order.split_once('#').map_or(order, |(_, hash)| hash);
-        let out = self
-            .client()
-            .delete_item()
-            .table_name(table)
-            .set_key(Some(pending_key(state_hash)))
-            .return_values(ReturnValue::AllOld)
-            .send()
-            .await
-            .map_err(|e| sdk_error("DeleteItem pending authorization", e))?;
-        self.client()
-            .delete_item()
-            .table_name(table)
-            .set_key(Some(user_pending_key(user, order)))
-            .send()
-            .await
-            .map_err(|e| sdk_error("DeleteItem pending authorization entry", e))?;
-        Ok(out.attributes().is_some_and(|a| !a.is_empty()))
-    }
-
-    pub(super) async fn prune_pending_authorizations_impl(
-        &self,
-        now: DateTime<Utc>,
-    ) -> Result<u64, StoreError> {
+    async fn prune_pending_authorizations(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
         // Expired at `now`: an order below the next millisecond's.
         let bound = format!("{:015}", now.timestamp_millis().max(0) + 1);
         let mut pruned = 0;
@@ -242,7 +295,7 @@ impl DynamoStore {
         }
     }
 
-    pub(super) async fn take_pending_authorization_impl(
+    async fn take_pending_authorization(
         &self,
         state_hash: &str,
         now: DateTime<Utc>,
@@ -288,7 +341,7 @@ impl DynamoStore {
         }))
     }
 
-    pub(super) async fn put_connection_impl(&self, c: Connection) -> Result<(), StoreError> {
+    async fn put_connection(&self, c: Connection) -> Result<(), StoreError> {
         let table = self.tables().user_tokens.clone();
         let key = key(c.user_id.as_str(), c.provider);
         for attempt in 0..RACE_ATTEMPTS {
@@ -343,7 +396,7 @@ impl DynamoStore {
         Err(lost_race("put_connection"))
     }
 
-    pub(super) async fn get_connection_impl(
+    async fn get_connection(
         &self,
         user: &UserId,
         provider: Provider,
@@ -355,15 +408,12 @@ impl DynamoStore {
             .transpose()
     }
 
-    pub(super) async fn list_connections_impl(
-        &self,
-        user: &UserId,
-    ) -> Result<Vec<Connection>, StoreError> {
+    async fn list_connections(&self, user: &UserId) -> Result<Vec<Connection>, StoreError> {
         self.query_connections(None, "user_id = :k", s(user.as_str()), true)
             .await
     }
 
-    pub(super) async fn connections_with_status_impl(
+    async fn connections_with_status(
         &self,
         provider: Provider,
         status: ConnectionStatus,
@@ -377,69 +427,24 @@ impl DynamoStore {
         .await
     }
 
-    async fn query_connections(
-        &self,
-        index: Option<&str>,
-        condition: &str,
-        value: aws_sdk_dynamodb::types::AttributeValue,
-        consistent: bool,
-    ) -> Result<Vec<Connection>, StoreError> {
-        let mut out = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let page = self
-                .client()
-                .query()
-                .table_name(&self.tables().user_tokens)
-                .set_index_name(index.map(str::to_owned))
-                .key_condition_expression(condition)
-                .expression_attribute_values(":k", value.clone())
-                // Global indexes only offer eventually consistent reads.
-                .consistent_read(consistent)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| sdk_error("Query connections", e))?;
-            for item in page.items() {
-                out.push(from_item(item)?);
-            }
-            match page.last_evaluated_key() {
-                Some(last) if !last.is_empty() => start = Some(last.clone()),
-                _ => break,
-            }
-        }
-        out.sort_by(|a, b| {
-            (a.user_id.as_str(), a.provider.as_str())
-                .cmp(&(b.user_id.as_str(), b.provider.as_str()))
-        });
-        Ok(out)
-    }
-
-    pub(super) async fn record_sync_impl(
+    async fn record_sync(
         &self,
         user: &UserId,
         provider: Provider,
         at: DateTime<Utc>,
         error: Option<String>,
     ) -> Result<(), StoreError> {
-        let changes = match error {
-            None => Changes::default()
-                .set("last_sync_at_ms", ms(at))
-                .remove("last_error"),
-            Some(error) => Changes::default().set("last_error", s(error)),
-        }
-        .set("updated_at_ms", ms(at));
         self.update_if(
             &self.tables().user_tokens,
             key(user.as_str(), provider),
-            changes,
+            sync_changes(SyncNote::of(at, error)),
             Condition::new("attribute_exists(user_id)"),
         )
         .await?;
         Ok(())
     }
 
-    pub(super) async fn try_refresh_lease_impl(
+    async fn try_refresh_lease(
         &self,
         user: &UserId,
         provider: Provider,
@@ -467,7 +472,7 @@ impl DynamoStore {
         taken.as_ref().map(from_item).transpose()
     }
 
-    pub(super) async fn finish_refresh_impl(
+    async fn finish_refresh(
         &self,
         user: &UserId,
         provider: Provider,

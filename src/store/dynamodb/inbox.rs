@@ -12,10 +12,10 @@ use super::item::{b, ms, n, s, sdk_error, transact_update, Changes, Condition, F
 use super::schema::GSI1;
 use super::{backoff, lost_race, DynamoStore, RACE_ATTEMPTS};
 use crate::domain::UserId;
-use crate::sources::webhook::inbox::{
-    Accepted, Delivery, DeliveryEnd, DeliveryStatus, NewDelivery,
-};
+use crate::records::inbox::{Accepted, Delivery, DeliveryEnd, DeliveryStatus, NewDelivery};
+use crate::store::InboxStore;
 use crate::store::StoreError;
+use async_trait::async_trait;
 
 const PARTITION: &str = "INBOX";
 
@@ -65,7 +65,56 @@ fn claimable(now: DateTime<Utc>) -> Condition {
 }
 
 impl DynamoStore {
-    pub(super) async fn put_delivery_impl(&self, d: NewDelivery) -> Result<Accepted, StoreError> {
+    /// Records the ends of one chunk in one transaction, for the deliveries
+    /// `owner` still holds (read first; the writes are conditional on it).
+    async fn finish_chunk(
+        &self,
+        owner: &str,
+        ends: &[(Uuid, DeliveryEnd)],
+        now: DateTime<Utc>,
+    ) -> Result<usize, StoreError> {
+        let table = &self.tables().aux;
+        for attempt in 0..RACE_ATTEMPTS {
+            let mut items = Vec::new();
+            // One transaction cannot touch an item twice; a repeated id's first
+            // end is the one that can still hold the claim.
+            let mut seen = std::collections::HashSet::new();
+            for (id, end) in ends {
+                if !seen.insert(*id) {
+                    continue;
+                }
+                let Some(item) = self.get(table, key(*id)).await? else {
+                    continue;
+                };
+                let f = Fields::new(&item, "webhook delivery");
+                if f.opt_s("claimed_by")? != Some(owner)
+                    || f.s("status")? != DeliveryStatus::Processing.as_str()
+                {
+                    continue;
+                }
+                let held = Condition::new("claimed_by = :cowner AND #cs = :cproc")
+                    .name("#cs", "status")
+                    .value(":cowner", s(owner))
+                    .value(":cproc", s(DeliveryStatus::Processing.as_str()));
+                items.push(transact_update(table, key(*id), changes(end, now), held)?);
+            }
+            let count = items.len();
+            if count == 0
+                || self
+                    .transact("TransactWriteItems finish deliveries", items)
+                    .await?
+            {
+                return Ok(count);
+            }
+            backoff(attempt).await;
+        }
+        Err(lost_race("finish_deliveries"))
+    }
+}
+
+#[async_trait]
+impl InboxStore for DynamoStore {
+    async fn put_delivery(&self, d: NewDelivery) -> Result<Accepted, StoreError> {
         let table = &self.tables().aux;
         for attempt in 0..RACE_ATTEMPTS {
             let mut item = key(d.id);
@@ -115,7 +164,7 @@ impl DynamoStore {
         Err(lost_race("put_delivery"))
     }
 
-    pub(super) async fn claim_deliveries_impl(
+    async fn claim_deliveries(
         &self,
         owner: &str,
         now: DateTime<Utc>,
@@ -178,7 +227,7 @@ impl DynamoStore {
         Ok(claimed)
     }
 
-    pub(super) async fn finish_deliveries_impl(
+    async fn finish_deliveries(
         &self,
         owner: &str,
         ends: Vec<(Uuid, DeliveryEnd)>,
@@ -191,56 +240,7 @@ impl DynamoStore {
         Ok(recorded)
     }
 
-    /// Records the ends of one chunk in one transaction, for the deliveries
-    /// `owner` still holds (read first; the writes are conditional on it).
-    async fn finish_chunk(
-        &self,
-        owner: &str,
-        ends: &[(Uuid, DeliveryEnd)],
-        now: DateTime<Utc>,
-    ) -> Result<usize, StoreError> {
-        let table = &self.tables().aux;
-        for attempt in 0..RACE_ATTEMPTS {
-            let mut items = Vec::new();
-            // One transaction cannot touch an item twice; a repeated id's first
-            // end is the one that can still hold the claim.
-            let mut seen = std::collections::HashSet::new();
-            for (id, end) in ends {
-                if !seen.insert(*id) {
-                    continue;
-                }
-                let Some(item) = self.get(table, key(*id)).await? else {
-                    continue;
-                };
-                let f = Fields::new(&item, "webhook delivery");
-                if f.opt_s("claimed_by")? != Some(owner)
-                    || f.s("status")? != DeliveryStatus::Processing.as_str()
-                {
-                    continue;
-                }
-                let held = Condition::new("claimed_by = :cowner AND #cs = :cproc")
-                    .name("#cs", "status")
-                    .value(":cowner", s(owner))
-                    .value(":cproc", s(DeliveryStatus::Processing.as_str()));
-                items.push(transact_update(table, key(*id), changes(end, now), held)?);
-            }
-            let count = items.len();
-            if count == 0
-                || self
-                    .transact("TransactWriteItems finish deliveries", items)
-                    .await?
-            {
-                return Ok(count);
-            }
-            backoff(attempt).await;
-        }
-        Err(lost_race("finish_deliveries"))
-    }
-
-    pub(super) async fn get_delivery_impl(
-        &self,
-        delivery: Uuid,
-    ) -> Result<Option<Delivery>, StoreError> {
+    async fn get_delivery(&self, delivery: Uuid) -> Result<Option<Delivery>, StoreError> {
         self.get(&self.tables().aux, key(delivery))
             .await?
             .as_ref()
@@ -248,7 +248,7 @@ impl DynamoStore {
             .transpose()
     }
 
-    pub(super) async fn inbox_backlog_impl(&self) -> Result<u64, StoreError> {
+    async fn inbox_backlog(&self) -> Result<u64, StoreError> {
         self.count_index(GSI1, "gsi1pk", PARTITION).await
     }
 }

@@ -14,17 +14,17 @@ use super::item::{
 };
 use super::schema::{BY_USER, OPEN};
 use super::{backoff, lost_race, outbox, DynamoStore, RACE_ATTEMPTS};
-use crate::connections::Provider;
 use crate::domain::UserId;
 use crate::events::Event;
-use crate::store::{Admission, StoreError};
-use crate::sync::jobs::{
+use crate::records::connections::Provider;
+use crate::records::jobs::SCHEDULED_JOBS_KEPT;
+use crate::records::jobs::{
     Checkpoint, Created, JobBacklog, JobCounts, JobEnd, JobStatus, NewJob, SyncJob, TimeRange,
     Trigger,
 };
-
-/// Finished scheduled jobs kept per user (the newest), as in the SQLite store.
-const SCHEDULED_JOBS_KEPT: usize = 20;
+use crate::store::JobStore;
+use crate::store::{Admission, StoreError};
+use async_trait::async_trait;
 
 /// The single partition of the `open` index.
 const OPEN_PARTITION: &str = "open";
@@ -194,11 +194,7 @@ impl DynamoStore {
             .transpose()
     }
 
-    pub(super) async fn create_job_impl(
-        &self,
-        job: NewJob,
-        admission: Admission,
-    ) -> Result<Created, StoreError> {
+    async fn admit_job(&self, job: NewJob, admission: Admission) -> Result<Created, StoreError> {
         for attempt in 0..RACE_ATTEMPTS {
             if let Some(key) = &job.idempotency {
                 if let Some(found) = self.job_by_idempotency(&job.user_id, &key.key).await? {
@@ -399,52 +395,6 @@ impl DynamoStore {
         }
     }
 
-    pub(super) async fn claim_job_impl(
-        &self,
-        owner: &str,
-        now: DateTime<Utc>,
-        until: DateTime<Utc>,
-    ) -> Result<Option<SyncJob>, StoreError> {
-        let mut start: Option<Item> = None;
-        let mut leased: Vec<Item> = Vec::new();
-        loop {
-            let page = self
-                .client()
-                .query()
-                .table_name(&self.tables().sync_jobs)
-                .index_name(OPEN)
-                .key_condition_expression("open_pk = :o")
-                .filter_expression("not_before_ms <= :now")
-                .expression_attribute_values(":o", s(OPEN_PARTITION))
-                .expression_attribute_values(":now", ms(now))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| sdk_error("Query open jobs", e))?;
-            for candidate in page.items() {
-                let f = Fields::new(candidate, "sync job");
-                let id = f.uuid("id")?;
-                // A user being synced may have many jobs queued (up to the cap):
-                // their lease is read once per claim, not once per job.
-                let lease = lease_key(f.s("user_id")?, f.s("provider")?);
-                if leased.contains(&lease) {
-                    continue;
-                }
-                if self.lease_held(&lease, now).await? {
-                    leased.push(lease);
-                    continue;
-                }
-                if let Some(job) = self.try_claim(id, owner, now, until).await? {
-                    return Ok(Some(job));
-                }
-            }
-            match page.last_evaluated_key() {
-                Some(last) if !last.is_empty() => start = Some(last.clone()),
-                _ => return Ok(None),
-            }
-        }
-    }
-
     /// Whether someone holds the lease at `key` at `now` (absent or lapsed: no).
     async fn lease_held(&self, key: &Item, now: DateTime<Utc>) -> Result<bool, StoreError> {
         Ok(match self.get(&self.tables().aux, key.clone()).await? {
@@ -530,7 +480,144 @@ impl DynamoStore {
             .value(":cjob", s(job.to_string()))
     }
 
-    pub(super) async fn checkpoint_job_impl(
+    fn delete_lease_item(
+        &self,
+        lease: Item,
+        job: Uuid,
+        owner: &str,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let condition = Self::lease_condition(job, owner);
+        let delete = aws_sdk_dynamodb::types::Delete::builder()
+            .table_name(&self.tables().aux)
+            .set_key(Some(lease))
+            .condition_expression(condition.text)
+            .set_expression_attribute_names(Some(condition.names))
+            .set_expression_attribute_values(Some(condition.values))
+            .build()
+            .map_err(|e| StoreError::Internal(format!("lease delete: {e}")))?;
+        Ok(TransactWriteItem::builder().delete(delete).build())
+    }
+
+    /// Deletes a user's finished scheduled jobs beyond the newest
+    /// `SCHEDULED_JOBS_KEPT` scheduled ones.
+    async fn prune_scheduled(&self, user: &UserId) -> Result<(), StoreError> {
+        let scheduled: Vec<SyncJob> = self
+            .jobs_of(user, usize::MAX)
+            .await?
+            .into_iter()
+            .filter(|j| j.trigger == Trigger::Scheduled)
+            .collect();
+        for old in scheduled.iter().skip(SCHEDULED_JOBS_KEPT) {
+            if old.status.is_finished() {
+                self.client()
+                    .delete_item()
+                    .table_name(&self.tables().sync_jobs)
+                    .set_key(Some(job_key(old.id)))
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("DeleteItem job", e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A user's newest `limit` jobs, newest first (ties by id).
+    async fn jobs_of(&self, user: &UserId, limit: usize) -> Result<Vec<SyncJob>, StoreError> {
+        let mut jobs = Vec::new();
+        let mut start: Option<Item> = None;
+        while jobs.len() < limit {
+            let page = self
+                .client()
+                .query()
+                .table_name(&self.tables().sync_jobs)
+                .index_name(BY_USER)
+                .key_condition_expression("user_id = :u")
+                .expression_attribute_values(":u", s(user.as_str()))
+                .scan_index_forward(false)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| sdk_error("Query user's jobs", e))?;
+            for item in page.items() {
+                jobs.push(from_item(item)?.job);
+            }
+            match page.last_evaluated_key() {
+                Some(last) if !last.is_empty() => start = Some(last.clone()),
+                _ => break,
+            }
+        }
+        jobs.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
+        jobs.truncate(limit);
+        Ok(jobs)
+    }
+}
+
+#[async_trait]
+impl JobStore for DynamoStore {
+    async fn create_job(
+        &self,
+        job: NewJob,
+        coalesce_within: Option<chrono::Duration>,
+    ) -> Result<Created, StoreError> {
+        self.admit_job(job, Admission::of_poll(coalesce_within))
+            .await
+    }
+
+    async fn create_requested_job(
+        &self,
+        job: NewJob,
+        max_queued: u32,
+    ) -> Result<Created, StoreError> {
+        self.admit_job(job, Admission::Request { max_queued }).await
+    }
+
+    async fn claim_job(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Option<SyncJob>, StoreError> {
+        let mut start: Option<Item> = None;
+        let mut leased: Vec<Item> = Vec::new();
+        loop {
+            let page = self
+                .client()
+                .query()
+                .table_name(&self.tables().sync_jobs)
+                .index_name(OPEN)
+                .key_condition_expression("open_pk = :o")
+                .filter_expression("not_before_ms <= :now")
+                .expression_attribute_values(":o", s(OPEN_PARTITION))
+                .expression_attribute_values(":now", ms(now))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| sdk_error("Query open jobs", e))?;
+            for candidate in page.items() {
+                let f = Fields::new(candidate, "sync job");
+                let id = f.uuid("id")?;
+                // A user being synced may have many jobs queued (up to the cap):
+                // their lease is read once per claim, not once per job.
+                let lease = lease_key(f.s("user_id")?, f.s("provider")?);
+                if leased.contains(&lease) {
+                    continue;
+                }
+                if self.lease_held(&lease, now).await? {
+                    leased.push(lease);
+                    continue;
+                }
+                if let Some(job) = self.try_claim(id, owner, now, until).await? {
+                    return Ok(Some(job));
+                }
+            }
+            match page.last_evaluated_key() {
+                Some(last) if !last.is_empty() => start = Some(last.clone()),
+                _ => return Ok(None),
+            }
+        }
+    }
+
+    async fn checkpoint_job(
         &self,
         job: Uuid,
         owner: &str,
@@ -593,7 +680,7 @@ impl DynamoStore {
         Err(lost_race("checkpoint_job"))
     }
 
-    pub(super) async fn renew_job_lease_impl(
+    async fn renew_job_lease(
         &self,
         job: Uuid,
         owner: &str,
@@ -613,7 +700,7 @@ impl DynamoStore {
         Ok(renewed.is_some())
     }
 
-    pub(super) async fn finish_job_impl(
+    async fn finish_job(
         &self,
         job: Uuid,
         owner: &str,
@@ -630,29 +717,15 @@ impl DynamoStore {
             let mut changes = Changes::default()
                 .set("updated_at_ms", ms(now))
                 .set("rev", n(stored.rev + 1));
-            // What the connection notes: last_sync_at on success, the error on a
-            // final failure.
-            let mut connection = None;
             match &end {
                 JobEnd::Succeeded => {
                     ended.status = JobStatus::Succeeded;
                     ended.finished_at = Some(now);
-                    connection = Some(
-                        Changes::default()
-                            .set("last_sync_at_ms", ms(now))
-                            .remove("last_error")
-                            .set("updated_at_ms", ms(now)),
-                    );
                 }
                 JobEnd::Failed { error } => {
                     ended.status = JobStatus::Failed;
                     ended.finished_at = Some(now);
                     ended.errors.push(error.clone());
-                    connection = Some(
-                        Changes::default()
-                            .set("last_error", s(error.clone()))
-                            .set("updated_at_ms", ms(now)),
-                    );
                 }
                 JobEnd::Retry { not_before, error } => {
                     ended.status = JobStatus::Queued;
@@ -679,7 +752,8 @@ impl DynamoStore {
                     Condition::new("rev = :crev").value(":crev", n(stored.rev)),
                 )?,
             ];
-            if let Some(noted) = connection {
+            if let Some(note) = end.connection_note(now) {
+                let noted = connections::sync_changes(note);
                 let key = connections::key(current.user_id.as_str(), current.provider);
                 // Only an existing connection is noted (the update must not create one).
                 if self
@@ -709,7 +783,7 @@ impl DynamoStore {
             if event.is_some() {
                 self.wrote_outbox();
             }
-            if current.trigger == Trigger::Scheduled && ended.finished_at.is_some() {
+            if end.prunes_scheduled(current.trigger) {
                 self.prune_scheduled(&current.user_id).await?;
             }
             return Ok(self.stored_job(job).await?.map(|s| s.job));
@@ -717,93 +791,15 @@ impl DynamoStore {
         Err(lost_race("finish_job"))
     }
 
-    fn delete_lease_item(
-        &self,
-        lease: Item,
-        job: Uuid,
-        owner: &str,
-    ) -> Result<TransactWriteItem, StoreError> {
-        let condition = Self::lease_condition(job, owner);
-        let delete = aws_sdk_dynamodb::types::Delete::builder()
-            .table_name(&self.tables().aux)
-            .set_key(Some(lease))
-            .condition_expression(condition.text)
-            .set_expression_attribute_names(Some(condition.names))
-            .set_expression_attribute_values(Some(condition.values))
-            .build()
-            .map_err(|e| StoreError::Internal(format!("lease delete: {e}")))?;
-        Ok(TransactWriteItem::builder().delete(delete).build())
-    }
-
-    /// Deletes a user's finished scheduled jobs beyond the newest
-    /// `SCHEDULED_JOBS_KEPT` scheduled ones.
-    async fn prune_scheduled(&self, user: &UserId) -> Result<(), StoreError> {
-        let scheduled: Vec<SyncJob> = self
-            .jobs_of(user, usize::MAX)
-            .await?
-            .into_iter()
-            .filter(|j| j.trigger == Trigger::Scheduled)
-            .collect();
-        for old in scheduled.iter().skip(SCHEDULED_JOBS_KEPT) {
-            if old.status.is_finished() {
-                self.client()
-                    .delete_item()
-                    .table_name(&self.tables().sync_jobs)
-                    .set_key(Some(job_key(old.id)))
-                    .send()
-                    .await
-                    .map_err(|e| sdk_error("DeleteItem job", e))?;
-            }
-        }
-        Ok(())
-    }
-
-    pub(super) async fn get_job_impl(&self, job: Uuid) -> Result<Option<SyncJob>, StoreError> {
+    async fn get_job(&self, job: Uuid) -> Result<Option<SyncJob>, StoreError> {
         Ok(self.stored_job(job).await?.map(|s| s.job))
     }
 
-    pub(super) async fn list_jobs_impl(
-        &self,
-        user: &UserId,
-        limit: usize,
-    ) -> Result<Vec<SyncJob>, StoreError> {
+    async fn list_jobs(&self, user: &UserId, limit: usize) -> Result<Vec<SyncJob>, StoreError> {
         self.jobs_of(user, limit).await
     }
 
-    /// A user's newest `limit` jobs, newest first (ties by id).
-    async fn jobs_of(&self, user: &UserId, limit: usize) -> Result<Vec<SyncJob>, StoreError> {
-        let mut jobs = Vec::new();
-        let mut start: Option<Item> = None;
-        while jobs.len() < limit {
-            let page = self
-                .client()
-                .query()
-                .table_name(&self.tables().sync_jobs)
-                .index_name(BY_USER)
-                .key_condition_expression("user_id = :u")
-                .expression_attribute_values(":u", s(user.as_str()))
-                .scan_index_forward(false)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| sdk_error("Query user's jobs", e))?;
-            for item in page.items() {
-                jobs.push(from_item(item)?.job);
-            }
-            match page.last_evaluated_key() {
-                Some(last) if !last.is_empty() => start = Some(last.clone()),
-                _ => break,
-            }
-        }
-        jobs.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
-        jobs.truncate(limit);
-        Ok(jobs)
-    }
-
-    pub(super) async fn job_backlog_impl(
-        &self,
-        now: DateTime<Utc>,
-    ) -> Result<JobBacklog, StoreError> {
+    async fn job_backlog(&self, now: DateTime<Utc>) -> Result<JobBacklog, StoreError> {
         let mut due = Vec::new();
         let mut start: Option<Item> = None;
         loop {

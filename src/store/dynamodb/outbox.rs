@@ -13,7 +13,9 @@ use super::item::{is_condition_failed, ms, s, sdk_error, Fields, Item};
 use super::schema::GSI1;
 use super::DynamoStore;
 use crate::events::{Event, Message};
+use crate::store::OutboxStore;
 use crate::store::StoreError;
+use async_trait::async_trait;
 
 const PARTITION: &str = "OUTBOX";
 
@@ -63,7 +65,45 @@ fn message(item: &Item) -> Result<Message, StoreError> {
 }
 
 impl DynamoStore {
-    pub(super) async fn claim_outbox_impl(
+    /// Counts the items of one partition of an aux index, page by page.
+    pub(super) async fn count_index(
+        &self,
+        index: &str,
+        attribute: &str,
+        partition: &str,
+    ) -> Result<u64, StoreError> {
+        let mut total = 0u64;
+        let mut start: Option<Item> = None;
+        loop {
+            let page = self
+                .client()
+                .query()
+                .table_name(&self.tables().aux)
+                .index_name(index)
+                .key_condition_expression("#k = :p")
+                .expression_attribute_names("#k", attribute)
+                .expression_attribute_values(":p", s(partition))
+                .select(Select::Count)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| sdk_error("Query count", e))?;
+            total += u64::try_from(page.count()).unwrap_or(0);
+            match page.last_evaluated_key() {
+                Some(last) => start = Some(last.clone()),
+                None => return Ok(total),
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl OutboxStore for DynamoStore {
+    fn outbox_signal(&self) -> &tokio::sync::Notify {
+        &self.inner.outbox_written
+    }
+
+    async fn claim_outbox(
         &self,
         owner: &str,
         now: DateTime<Utc>,
@@ -122,7 +162,7 @@ impl DynamoStore {
         Ok(claimed)
     }
 
-    pub(super) async fn ack_outbox_impl(&self, ids: Vec<Uuid>) -> Result<usize, StoreError> {
+    async fn ack_outbox(&self, ids: Vec<Uuid>) -> Result<usize, StoreError> {
         let mut deleted = 0;
         for id in ids {
             let out = self
@@ -141,38 +181,7 @@ impl DynamoStore {
         Ok(deleted)
     }
 
-    pub(super) async fn outbox_backlog_impl(&self) -> Result<u64, StoreError> {
+    async fn outbox_backlog(&self) -> Result<u64, StoreError> {
         self.count_index(GSI1, "gsi1pk", PARTITION).await
-    }
-
-    /// Counts the items of one partition of an aux index, page by page.
-    pub(super) async fn count_index(
-        &self,
-        index: &str,
-        attribute: &str,
-        partition: &str,
-    ) -> Result<u64, StoreError> {
-        let mut total = 0u64;
-        let mut start: Option<Item> = None;
-        loop {
-            let page = self
-                .client()
-                .query()
-                .table_name(&self.tables().aux)
-                .index_name(index)
-                .key_condition_expression("#k = :p")
-                .expression_attribute_names("#k", attribute)
-                .expression_attribute_values(":p", s(partition))
-                .select(Select::Count)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| sdk_error("Query count", e))?;
-            total += u64::try_from(page.count()).unwrap_or(0);
-            match page.last_evaluated_key() {
-                Some(last) => start = Some(last.clone()),
-                None => return Ok(total),
-            }
-        }
     }
 }

@@ -21,7 +21,9 @@ use crate::domain::{
     StoredReading, Trend, TrendRate, UserId,
 };
 use crate::events::Event;
+use crate::store::ReadingStore;
 use crate::store::{DuplicateKind, Order, Outcome, Scan, StoreError, Upserted};
+use async_trait::async_trait;
 
 /// Readings per transaction: each may need its own item and an outbox event,
 /// and a transaction holds at most 100 items.
@@ -229,17 +231,6 @@ fn duplicate(stored: &StoredReading, kind: DuplicateKind) -> Upserted {
 }
 
 impl DynamoStore {
-    pub(super) async fn upsert_readings_impl(
-        &self,
-        readings: Vec<Reading>,
-    ) -> Result<Vec<Upserted>, StoreError> {
-        let mut results = Vec::with_capacity(readings.len());
-        for chunk in readings.chunks(CHUNK) {
-            results.extend(self.upsert_chunk(chunk).await?);
-        }
-        Ok(results)
-    }
-
     async fn upsert_chunk(&self, chunk: &[Reading]) -> Result<Vec<Upserted>, StoreError> {
         let table = &self.tables().readings;
         for attempt in 0..RACE_ATTEMPTS {
@@ -342,11 +333,19 @@ impl DynamoStore {
         }
         Ok(found)
     }
+}
 
-    pub(super) async fn latest_reading_impl(
-        &self,
-        user: &UserId,
-    ) -> Result<Option<StoredReading>, StoreError> {
+#[async_trait]
+impl ReadingStore for DynamoStore {
+    async fn upsert_readings(&self, readings: Vec<Reading>) -> Result<Vec<Upserted>, StoreError> {
+        let mut results = Vec::with_capacity(readings.len());
+        for chunk in readings.chunks(CHUNK) {
+            results.extend(self.upsert_chunk(chunk).await?);
+        }
+        Ok(results)
+    }
+
+    async fn latest_reading(&self, user: &UserId) -> Result<Option<StoredReading>, StoreError> {
         let out = self
             .client()
             .query()
@@ -362,10 +361,7 @@ impl DynamoStore {
         out.items().first().map(from_item).transpose()
     }
 
-    pub(super) async fn scan_readings_impl(
-        &self,
-        scan: Scan,
-    ) -> Result<Vec<StoredReading>, StoreError> {
+    async fn scan_readings(&self, scan: Scan) -> Result<Vec<StoredReading>, StoreError> {
         let last = scan.until.saturating_sub(1);
         if scan.limit == 0 || scan.from > last {
             return Ok(Vec::new());

@@ -11,9 +11,11 @@ use super::item::{
     ms, n, put_opt, s, sdk_error, transact_update, Changes, Condition, Fields, Item,
 };
 use super::{backoff, lost_race, DynamoStore, RACE_ATTEMPTS};
-use crate::auth::shares::{Share, ShareRole};
 use crate::domain::UserId;
+use crate::records::shares::{Share, ShareRole};
+use crate::store::ShareStore;
 use crate::store::{SharePage, ShareWrite, StoreError};
+use async_trait::async_trait;
 
 fn key(patient: &UserId, grantee: &UserId) -> Item {
     Item::from([
@@ -46,7 +48,50 @@ fn from_item(item: &Item) -> Result<Share, StoreError> {
 }
 
 impl DynamoStore {
-    pub(super) async fn put_share_impl(
+    /// The patient's grant count, and the condition that it is still that
+    /// count when the transaction commits. Before the first counted write
+    /// (grants stored by an older version) the grants are counted instead.
+    async fn share_count(&self, patient: &UserId) -> Result<(i64, Condition), StoreError> {
+        let table = &self.tables().aux;
+        match self.get(table, counter_key(patient)).await? {
+            Some(counter) => {
+                let held = Fields::new(&counter, "share count").i64("grants")?;
+                let still = Condition::new("#cg = :cg")
+                    .name("#cg", "grants")
+                    .value(":cg", n(held));
+                Ok((held, still))
+            }
+            None => {
+                let mut held = 0i64;
+                let mut start: Option<Item> = None;
+                loop {
+                    let page = self
+                        .client()
+                        .query()
+                        .table_name(table)
+                        .key_condition_expression("pk = :p")
+                        .expression_attribute_values(":p", s(format!("SHARE#{}", patient.as_str())))
+                        .select(Select::Count)
+                        .consistent_read(true)
+                        .set_exclusive_start_key(start.take())
+                        .send()
+                        .await
+                        .map_err(|e| sdk_error("Query share count", e))?;
+                    held += i64::from(page.count());
+                    match page.last_evaluated_key() {
+                        Some(last) if !last.is_empty() => start = Some(last.clone()),
+                        _ => break,
+                    }
+                }
+                Ok((held, Condition::new("attribute_not_exists(pk)")))
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl ShareStore for DynamoStore {
+    async fn put_share(
         &self,
         share: Share,
         max_per_patient: usize,
@@ -106,47 +151,7 @@ impl DynamoStore {
         Err(lost_race("granting a share"))
     }
 
-    /// The patient's grant count, and the condition that it is still that
-    /// count when the transaction commits. Before the first counted write
-    /// (grants stored by an older version) the grants are counted instead.
-    async fn share_count(&self, patient: &UserId) -> Result<(i64, Condition), StoreError> {
-        let table = &self.tables().aux;
-        match self.get(table, counter_key(patient)).await? {
-            Some(counter) => {
-                let held = Fields::new(&counter, "share count").i64("grants")?;
-                let still = Condition::new("#cg = :cg")
-                    .name("#cg", "grants")
-                    .value(":cg", n(held));
-                Ok((held, still))
-            }
-            None => {
-                let mut held = 0i64;
-                let mut start: Option<Item> = None;
-                loop {
-                    let page = self
-                        .client()
-                        .query()
-                        .table_name(table)
-                        .key_condition_expression("pk = :p")
-                        .expression_attribute_values(":p", s(format!("SHARE#{}", patient.as_str())))
-                        .select(Select::Count)
-                        .consistent_read(true)
-                        .set_exclusive_start_key(start.take())
-                        .send()
-                        .await
-                        .map_err(|e| sdk_error("Query share count", e))?;
-                    held += i64::from(page.count());
-                    match page.last_evaluated_key() {
-                        Some(last) if !last.is_empty() => start = Some(last.clone()),
-                        _ => break,
-                    }
-                }
-                Ok((held, Condition::new("attribute_not_exists(pk)")))
-            }
-        }
-    }
-
-    pub(super) async fn list_shares_impl(
+    async fn list_shares(
         &self,
         patient: &UserId,
         page: SharePage,
@@ -183,7 +188,7 @@ impl DynamoStore {
         Ok(shares)
     }
 
-    pub(super) async fn get_share_impl(
+    async fn get_share(
         &self,
         patient: &UserId,
         grantee: &UserId,
@@ -200,11 +205,7 @@ impl DynamoStore {
         out.item().map(from_item).transpose()
     }
 
-    pub(super) async fn delete_share_impl(
-        &self,
-        patient: &UserId,
-        grantee: &UserId,
-    ) -> Result<bool, StoreError> {
+    async fn delete_share(&self, patient: &UserId, grantee: &UserId) -> Result<bool, StoreError> {
         let table = self.tables().aux.clone();
         for attempt in 0..RACE_ATTEMPTS {
             if attempt > 0 {

@@ -5,10 +5,12 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgBindIterExt, PgRow};
 
 use super::{advisory_lock, col, db_error, int, ms, user_id, PostgresStore};
-use crate::auth::audit::{AuditEntry, AuditQuery, AuditRecord};
-use crate::auth::policy::Action;
-use crate::auth::Role;
+use crate::records::audit::Action;
+use crate::records::audit::{AuditBatch, AuditEntry, AuditQuery, AuditRecord};
+use crate::records::roles::Role;
+use crate::store::AuditStore;
 use crate::store::StoreError;
+use async_trait::async_trait;
 
 /// Stored names back to the static strings entries use.
 fn action_name(raw: &str) -> Result<&'static str, StoreError> {
@@ -45,8 +47,10 @@ fn read_record(row: &PgRow) -> Result<AuditRecord, StoreError> {
     })
 }
 
-impl PostgresStore {
-    pub(super) async fn append_audit_impl(&self, entries: &[AuditEntry]) -> Result<(), StoreError> {
+#[async_trait]
+impl AuditStore for PostgresStore {
+    async fn append_audit(&self, entries: AuditBatch) -> Result<(), StoreError> {
+        let entries: &[AuditEntry] = &entries;
         if entries.is_empty() {
             return Ok(());
         }
@@ -89,10 +93,7 @@ impl PostgresStore {
         tx.commit().await.map_err(db_error)
     }
 
-    pub(super) async fn query_audit_impl(
-        &self,
-        q: AuditQuery,
-    ) -> Result<Vec<AuditRecord>, StoreError> {
+    async fn query_audit(&self, q: AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
         let from: Option<DateTime<Utc>> = q.from.map(ms);
         let until: Option<DateTime<Utc>> = q.until.map(ms);
         sqlx::query(

@@ -8,12 +8,15 @@ use sqlx::PgConnection;
 
 use super::{col, db_error, int, ms, opt_ms, user_id, PostgresStore};
 use crate::config::Secret;
-use crate::connections::{
-    Connection, ConnectionStatus, PendingAuthorization, Provider, RefreshOutcome, SealedTokens,
-};
 use crate::domain::UserId;
 use crate::events::Event;
+use crate::records::connections::{
+    Connection, ConnectionStatus, PendingAuthorization, Provider, RefreshOutcome, SealedTokens,
+    SyncNote,
+};
+use crate::store::ConnectionStore;
 use crate::store::StoreError;
+use async_trait::async_trait;
 
 macro_rules! columns {
     () => {
@@ -76,6 +79,28 @@ async fn select_one(
 }
 
 /// The sealed token columns of a write: all three or none.
+/// Applies a finished sync's note to the connection, if there is one.
+pub(super) async fn note_sync(
+    conn: &mut PgConnection,
+    user: &UserId,
+    provider: Provider,
+    note: &SyncNote,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE connections SET last_sync_at = COALESCE($3, last_sync_at), \
+         last_error = $4, updated_at = $5 WHERE user_id = $1 AND provider = $2",
+    )
+    .bind(user.as_str())
+    .bind(provider.as_str())
+    .bind(opt_ms(note.last_sync_at))
+    .bind(note.last_error.as_deref())
+    .bind(ms(note.updated_at))
+    .execute(conn)
+    .await
+    .map_err(db_error)?;
+    Ok(())
+}
+
 fn token_columns(tokens: Option<&SealedTokens>) -> (Option<&str>, Option<&[u8]>, Option<&[u8]>) {
     match tokens {
         Some(t) => (
@@ -87,8 +112,9 @@ fn token_columns(tokens: Option<&SealedTokens>) -> (Option<&str>, Option<&[u8]>,
     }
 }
 
-impl PostgresStore {
-    pub(super) async fn put_pending_authorization_impl(
+#[async_trait]
+impl ConnectionStore for PostgresStore {
+    async fn put_pending_authorization(
         &self,
         p: PendingAuthorization,
         keep_per_user: usize,
@@ -123,10 +149,7 @@ impl PostgresStore {
         tx.commit().await.map_err(db_error)
     }
 
-    pub(super) async fn prune_pending_authorizations_impl(
-        &self,
-        now: DateTime<Utc>,
-    ) -> Result<u64, StoreError> {
+    async fn prune_pending_authorizations(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
         let pruned = sqlx::query("DELETE FROM oauth_states WHERE expires_at <= $1")
             .bind(ms(now))
             .execute(self.pool())
@@ -136,7 +159,7 @@ impl PostgresStore {
         Ok(pruned)
     }
 
-    pub(super) async fn take_pending_authorization_impl(
+    async fn take_pending_authorization(
         &self,
         state_hash: &str,
         now: DateTime<Utc>,
@@ -176,7 +199,7 @@ impl PostgresStore {
         }))
     }
 
-    pub(super) async fn put_connection_impl(&self, c: Connection) -> Result<(), StoreError> {
+    async fn put_connection(&self, c: Connection) -> Result<(), StoreError> {
         let (key_id, nonce, ciphertext) = token_columns(c.tokens.as_ref());
         let mut tx = self.begin().await?;
         // The status before this write decides whether it is news. The row is
@@ -258,7 +281,7 @@ impl PostgresStore {
         Ok(())
     }
 
-    pub(super) async fn get_connection_impl(
+    async fn get_connection(
         &self,
         user: &UserId,
         provider: Provider,
@@ -267,10 +290,7 @@ impl PostgresStore {
         select_one(&mut conn, user.as_str(), provider).await
     }
 
-    pub(super) async fn list_connections_impl(
-        &self,
-        user: &UserId,
-    ) -> Result<Vec<Connection>, StoreError> {
+    async fn list_connections(&self, user: &UserId) -> Result<Vec<Connection>, StoreError> {
         sqlx::query(concat!(
             "SELECT ",
             columns!(),
@@ -285,7 +305,7 @@ impl PostgresStore {
         .collect()
     }
 
-    pub(super) async fn connections_with_status_impl(
+    async fn connections_with_status(
         &self,
         provider: Provider,
         status: ConnectionStatus,
@@ -305,38 +325,18 @@ impl PostgresStore {
         .collect()
     }
 
-    pub(super) async fn record_sync_impl(
+    async fn record_sync(
         &self,
         user: &UserId,
         provider: Provider,
         at: DateTime<Utc>,
         error: Option<String>,
     ) -> Result<(), StoreError> {
-        let at = ms(at);
-        match error {
-            None => sqlx::query(
-                "UPDATE connections SET last_sync_at = $3, last_error = NULL, updated_at = $3 \
-                 WHERE user_id = $1 AND provider = $2",
-            )
-            .bind(user.as_str())
-            .bind(provider.as_str())
-            .bind(at),
-            Some(e) => sqlx::query(
-                "UPDATE connections SET last_error = $4, updated_at = $3 \
-                 WHERE user_id = $1 AND provider = $2",
-            )
-            .bind(user.as_str())
-            .bind(provider.as_str())
-            .bind(at)
-            .bind(e),
-        }
-        .execute(self.pool())
-        .await
-        .map_err(db_error)?;
-        Ok(())
+        let mut conn = self.pool().acquire().await.map_err(db_error)?;
+        note_sync(&mut conn, user, provider, &SyncNote::of(at, error)).await
     }
 
-    pub(super) async fn try_refresh_lease_impl(
+    async fn try_refresh_lease(
         &self,
         user: &UserId,
         provider: Provider,
@@ -367,7 +367,7 @@ impl PostgresStore {
         .transpose()
     }
 
-    pub(super) async fn finish_refresh_impl(
+    async fn finish_refresh(
         &self,
         user: &UserId,
         provider: Provider,

@@ -7,10 +7,10 @@ use sqlx::postgres::PgRow;
 use uuid::Uuid;
 
 use super::{col, count, db_error, int, ms, user_id, PostgresStore};
-use crate::sources::webhook::inbox::{
-    Accepted, Delivery, DeliveryEnd, DeliveryStatus, NewDelivery,
-};
+use crate::records::inbox::{Accepted, Delivery, DeliveryEnd, DeliveryStatus, NewDelivery};
+use crate::store::InboxStore;
 use crate::store::StoreError;
+use async_trait::async_trait;
 
 macro_rules! columns {
     () => {
@@ -38,8 +38,9 @@ fn read_delivery(row: &PgRow) -> Result<Delivery, StoreError> {
     })
 }
 
-impl PostgresStore {
-    pub(super) async fn put_delivery_impl(&self, d: NewDelivery) -> Result<Accepted, StoreError> {
+#[async_trait]
+impl InboxStore for PostgresStore {
+    async fn put_delivery(&self, d: NewDelivery) -> Result<Accepted, StoreError> {
         let received = ms(d.received_at);
         let mut tx = self.begin().await?;
         let inserted = sqlx::query(
@@ -73,7 +74,7 @@ impl PostgresStore {
         Ok(accepted)
     }
 
-    pub(super) async fn claim_deliveries_impl(
+    async fn claim_deliveries(
         &self,
         owner: &str,
         now: DateTime<Utc>,
@@ -108,7 +109,7 @@ impl PostgresStore {
         Ok(claimed)
     }
 
-    pub(super) async fn finish_deliveries_impl(
+    async fn finish_deliveries(
         &self,
         owner: &str,
         ends: Vec<(Uuid, DeliveryEnd)>,
@@ -169,10 +170,7 @@ impl PostgresStore {
         Ok(usize::try_from(recorded).unwrap_or(usize::MAX))
     }
 
-    pub(super) async fn get_delivery_impl(
-        &self,
-        delivery: Uuid,
-    ) -> Result<Option<Delivery>, StoreError> {
+    async fn get_delivery(&self, delivery: Uuid) -> Result<Option<Delivery>, StoreError> {
         sqlx::query(concat!(
             "SELECT ",
             columns!(),
@@ -187,7 +185,7 @@ impl PostgresStore {
         .transpose()
     }
 
-    pub(super) async fn inbox_backlog_impl(&self) -> Result<u64, StoreError> {
+    async fn inbox_backlog(&self) -> Result<u64, StoreError> {
         let n: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM webhook_inbox WHERE status IN ('queued', 'processing')",
         )

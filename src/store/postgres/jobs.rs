@@ -11,19 +11,17 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::{advisory_lock, col, count, db_error, int, ms, opt_ms, user_id, PostgresStore};
-use crate::connections::Provider;
 use crate::domain::UserId;
 use crate::events::Event;
-use crate::store::{Admission, StoreError};
-use crate::sync::jobs::{
+use crate::records::connections::Provider;
+use crate::records::jobs::SCHEDULED_JOBS_KEPT;
+use crate::records::jobs::{
     Checkpoint, Created, JobBacklog, JobCounts, JobEnd, JobStatus, NewJob, SyncJob, TimeRange,
     Trigger,
 };
-
-/// Finished scheduled jobs kept per user (the newest); older ones are pruned as
-/// new ones finish, so the table does not grow by 96 rows per user per day.
-/// Manual, backfill and webhook jobs are kept (idempotency keys refer to them).
-const SCHEDULED_JOBS_KEPT: i64 = 20;
+use crate::store::JobStore;
+use crate::store::{Admission, StoreError};
+use async_trait::async_trait;
 
 /// Runnable jobs looked at per claim: when another instance wins the lease of
 /// one, the next is tried.
@@ -111,11 +109,7 @@ fn number(n: u64) -> i64 {
 }
 
 impl PostgresStore {
-    pub(super) async fn create_job_impl(
-        &self,
-        job: NewJob,
-        admission: Admission,
-    ) -> Result<Created, StoreError> {
+    async fn admit_job(&self, job: NewJob, admission: Admission) -> Result<Created, StoreError> {
         let user = job.user_id.as_str();
         let mut tx = self.begin().await?;
         // One create at a time per user, so that two instances scheduling the
@@ -224,8 +218,28 @@ impl PostgresStore {
         tx.commit().await.map_err(db_error)?;
         Ok(Created::New(created))
     }
+}
 
-    pub(super) async fn claim_job_impl(
+#[async_trait]
+impl JobStore for PostgresStore {
+    async fn create_job(
+        &self,
+        job: NewJob,
+        coalesce_within: Option<chrono::Duration>,
+    ) -> Result<Created, StoreError> {
+        self.admit_job(job, Admission::of_poll(coalesce_within))
+            .await
+    }
+
+    async fn create_requested_job(
+        &self,
+        job: NewJob,
+        max_queued: u32,
+    ) -> Result<Created, StoreError> {
+        self.admit_job(job, Admission::Request { max_queued }).await
+    }
+
+    async fn claim_job(
         &self,
         owner: &str,
         now: DateTime<Utc>,
@@ -302,7 +316,7 @@ impl PostgresStore {
         Ok(None)
     }
 
-    pub(super) async fn checkpoint_job_impl(
+    async fn checkpoint_job(
         &self,
         job: Uuid,
         owner: &str,
@@ -359,7 +373,7 @@ impl PostgresStore {
         Ok(true)
     }
 
-    pub(super) async fn renew_job_lease_impl(
+    async fn renew_job_lease(
         &self,
         job: Uuid,
         owner: &str,
@@ -377,7 +391,7 @@ impl PostgresStore {
         Ok(renewed == 1)
     }
 
-    pub(super) async fn finish_job_impl(
+    async fn finish_job(
         &self,
         job: Uuid,
         owner: &str,
@@ -399,7 +413,7 @@ impl PostgresStore {
         let Some(current) = job_by_id(&mut tx, job).await? else {
             return Ok(None);
         };
-        let (user, provider) = (current.user_id.as_str(), current.provider.as_str());
+        let user = current.user_id.as_str();
         match &end {
             JobEnd::Succeeded => {
                 sqlx::query(
@@ -407,16 +421,6 @@ impl PostgresStore {
                      updated_at = $2 WHERE id = $1",
                 )
                 .bind(job)
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error)?;
-                sqlx::query(
-                    "UPDATE connections SET last_sync_at = $3, last_error = NULL, \
-                     updated_at = $3 WHERE user_id = $1 AND provider = $2",
-                )
-                .bind(user)
-                .bind(provider)
                 .bind(now)
                 .execute(&mut *tx)
                 .await
@@ -430,17 +434,6 @@ impl PostgresStore {
                 .bind(job)
                 .bind(now)
                 .bind(error)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error)?;
-                sqlx::query(
-                    "UPDATE connections SET last_error = $3, updated_at = $4 \
-                     WHERE user_id = $1 AND provider = $2",
-                )
-                .bind(user)
-                .bind(provider)
-                .bind(error)
-                .bind(now)
                 .execute(&mut *tx)
                 .await
                 .map_err(db_error)?;
@@ -461,10 +454,14 @@ impl PostgresStore {
                 .map_err(db_error)?;
             }
         }
+        if let Some(note) = end.connection_note(now) {
+            super::connections::note_sync(&mut tx, &current.user_id, current.provider, &note)
+                .await?;
+        }
         let ended = job_by_id(&mut tx, job).await?;
         let events =
             super::outbox::append(&mut tx, ended.iter().filter_map(Event::sync_ended)).await?;
-        if current.trigger == Trigger::Scheduled && !matches!(end, JobEnd::Retry { .. }) {
+        if end.prunes_scheduled(current.trigger) {
             sqlx::query(
                 "DELETE FROM sync_jobs WHERE user_id = $1 AND trigger = 'scheduled' \
                  AND status IN ('succeeded', 'failed') AND id NOT IN \
@@ -472,7 +469,7 @@ impl PostgresStore {
                   ORDER BY created_at DESC LIMIT $2)",
             )
             .bind(user)
-            .bind(SCHEDULED_JOBS_KEPT)
+            .bind(super::int(SCHEDULED_JOBS_KEPT))
             .execute(&mut *tx)
             .await
             .map_err(db_error)?;
@@ -482,16 +479,12 @@ impl PostgresStore {
         Ok(ended)
     }
 
-    pub(super) async fn get_job_impl(&self, job: Uuid) -> Result<Option<SyncJob>, StoreError> {
+    async fn get_job(&self, job: Uuid) -> Result<Option<SyncJob>, StoreError> {
         let mut conn = self.pool().acquire().await.map_err(db_error)?;
         job_by_id(&mut conn, job).await
     }
 
-    pub(super) async fn list_jobs_impl(
-        &self,
-        user: &UserId,
-        limit: usize,
-    ) -> Result<Vec<SyncJob>, StoreError> {
+    async fn list_jobs(&self, user: &UserId, limit: usize) -> Result<Vec<SyncJob>, StoreError> {
         sqlx::query(concat!(
             "SELECT ",
             columns!(),
@@ -507,10 +500,7 @@ impl PostgresStore {
         .collect()
     }
 
-    pub(super) async fn job_backlog_impl(
-        &self,
-        now: DateTime<Utc>,
-    ) -> Result<JobBacklog, StoreError> {
+    async fn job_backlog(&self, now: DateTime<Utc>) -> Result<JobBacklog, StoreError> {
         let (n, oldest_due): (i64, Option<DateTime<Utc>>) = sqlx::query_as(
             // The first term lets the planner use the partial index of open jobs.
             concat!(

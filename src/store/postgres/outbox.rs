@@ -9,7 +9,9 @@ use uuid::Uuid;
 
 use super::{col, count, db_error, int, ms, PostgresStore};
 use crate::events::{Event, Message};
+use crate::store::OutboxStore;
 use crate::store::StoreError;
+use async_trait::async_trait;
 
 /// Appends events inside the caller's transaction, in one statement; returns
 /// how many. The caller wakes the relay after its commit (`written`).
@@ -38,8 +40,13 @@ pub(super) async fn append(
     Ok(messages.len())
 }
 
-impl PostgresStore {
-    pub(super) async fn claim_outbox_impl(
+#[async_trait]
+impl OutboxStore for PostgresStore {
+    fn outbox_signal(&self) -> &tokio::sync::Notify {
+        &self.inner.outbox_written
+    }
+
+    async fn claim_outbox(
         &self,
         owner: &str,
         now: DateTime<Utc>,
@@ -77,7 +84,7 @@ impl PostgresStore {
         Ok(claimed.into_iter().map(|(_, m)| m).collect())
     }
 
-    pub(super) async fn ack_outbox_impl(&self, ids: Vec<Uuid>) -> Result<usize, StoreError> {
+    async fn ack_outbox(&self, ids: Vec<Uuid>) -> Result<usize, StoreError> {
         let deleted = sqlx::query("DELETE FROM outbox WHERE event_id = ANY($1)")
             .bind(&ids)
             .execute(self.pool())
@@ -87,7 +94,7 @@ impl PostgresStore {
         Ok(usize::try_from(deleted).unwrap_or(usize::MAX))
     }
 
-    pub(super) async fn outbox_backlog_impl(&self) -> Result<u64, StoreError> {
+    async fn outbox_backlog(&self) -> Result<u64, StoreError> {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox")
             .fetch_one(self.pool())
             .await

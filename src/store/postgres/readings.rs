@@ -31,7 +31,9 @@ use crate::domain::{
     StoredReading, Trend, TrendRate, UserId,
 };
 use crate::events::Event;
+use crate::store::ReadingStore;
 use crate::store::{DuplicateKind, Order, Outcome, Scan, StoreError, Upserted};
+use async_trait::async_trait;
 
 /// The columns of `readings`, in the order every statement here reads and
 /// writes them (a macro, so that the statements are static strings).
@@ -347,11 +349,9 @@ async fn raise_latest(
     Ok(())
 }
 
-impl PostgresStore {
-    pub(super) async fn upsert_readings_impl(
-        &self,
-        readings: Vec<Reading>,
-    ) -> Result<Vec<Upserted>, StoreError> {
+#[async_trait]
+impl ReadingStore for PostgresStore {
+    async fn upsert_readings(&self, readings: Vec<Reading>) -> Result<Vec<Upserted>, StoreError> {
         if readings.is_empty() {
             return Ok(Vec::new());
         }
@@ -455,10 +455,7 @@ impl PostgresStore {
         Ok(results)
     }
 
-    pub(super) async fn latest_reading_impl(
-        &self,
-        user: &UserId,
-    ) -> Result<Option<StoredReading>, StoreError> {
+    async fn latest_reading(&self, user: &UserId) -> Result<Option<StoredReading>, StoreError> {
         let row = sqlx::query(LATEST)
             .bind(user.as_str())
             .fetch_optional(self.pool())
@@ -467,10 +464,7 @@ impl PostgresStore {
         row.map(|row| read_row(&row, Some(user))).transpose()
     }
 
-    pub(super) async fn scan_readings_impl(
-        &self,
-        scan: Scan,
-    ) -> Result<Vec<StoredReading>, StoreError> {
+    async fn scan_readings(&self, scan: Scan) -> Result<Vec<StoredReading>, StoreError> {
         // No stored reading lies outside the storable years, so clamping the
         // bounds to them changes nothing but keeps them representable.
         let from = scan.from.clamp(STORABLE_FROM, STORABLE_UNTIL);

@@ -5,9 +5,11 @@
 use sqlx::postgres::PgRow;
 
 use super::{advisory_lock, col, db_error, int, ms, opt_ms, user_id, PostgresStore};
-use crate::auth::shares::{Share, ShareRole};
 use crate::domain::UserId;
+use crate::records::shares::{Share, ShareRole};
+use crate::store::ShareStore;
 use crate::store::{SharePage, ShareWrite, StoreError};
+use async_trait::async_trait;
 
 macro_rules! columns {
     () => {
@@ -27,8 +29,9 @@ fn read_share(row: &PgRow) -> Result<Share, StoreError> {
     })
 }
 
-impl PostgresStore {
-    pub(super) async fn put_share_impl(
+#[async_trait]
+impl ShareStore for PostgresStore {
+    async fn put_share(
         &self,
         share: Share,
         max_per_patient: usize,
@@ -66,7 +69,7 @@ impl PostgresStore {
         Ok(ShareWrite::Stored)
     }
 
-    pub(super) async fn list_shares_impl(
+    async fn list_shares(
         &self,
         patient: &UserId,
         page: SharePage,
@@ -88,7 +91,7 @@ impl PostgresStore {
         .collect()
     }
 
-    pub(super) async fn get_share_impl(
+    async fn get_share(
         &self,
         patient: &UserId,
         grantee: &UserId,
@@ -108,11 +111,7 @@ impl PostgresStore {
         .transpose()
     }
 
-    pub(super) async fn delete_share_impl(
-        &self,
-        patient: &UserId,
-        grantee: &UserId,
-    ) -> Result<bool, StoreError> {
+    async fn delete_share(&self, patient: &UserId, grantee: &UserId) -> Result<bool, StoreError> {
         let deleted = sqlx::query("DELETE FROM shares WHERE patient_id = $1 AND grantee_id = $2")
             .bind(patient.as_str())
             .bind(grantee.as_str())

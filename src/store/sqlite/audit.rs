@@ -9,11 +9,13 @@ use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::params;
 
 use super::{internal, SqliteStore};
-use crate::auth::audit::{AuditBatch, AuditEntry, AuditQuery, AuditRecord};
-use crate::auth::policy::Action;
-use crate::auth::Role;
 use crate::domain::UserId;
+use crate::records::audit::Action;
+use crate::records::audit::{AuditBatch, AuditEntry, AuditQuery, AuditRecord};
+use crate::records::roles::Role;
+use crate::store::AuditStore;
 use crate::store::StoreError;
+use async_trait::async_trait;
 
 /// Entries one row may hold: an entry's position is `seq << RUN_BITS | index`.
 const RUN_BITS: u32 = 16;
@@ -121,8 +123,9 @@ fn millis(at: DateTime<Utc>) -> i64 {
     at.timestamp_millis()
 }
 
-impl SqliteStore {
-    pub(super) async fn append_audit_impl(&self, entries: AuditBatch) -> Result<(), StoreError> {
+#[async_trait]
+impl AuditStore for SqliteStore {
+    async fn append_audit(&self, entries: AuditBatch) -> Result<(), StoreError> {
         self.write(move |conn| {
             let tx = conn.transaction().map_err(internal)?;
             {
@@ -164,10 +167,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn query_audit_impl(
-        &self,
-        q: AuditQuery,
-    ) -> Result<Vec<AuditRecord>, StoreError> {
+    async fn query_audit(&self, q: AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
         self.read(move |conn| {
             let from = q.from.map_or(i64::MIN, millis);
             let until = q.until.map_or(i64::MAX, millis);

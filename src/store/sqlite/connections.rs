@@ -6,12 +6,15 @@ use rusqlite::{params, OptionalExtension, Row};
 
 use super::{internal, SqliteStore};
 use crate::config::Secret;
-use crate::connections::{
-    Connection, ConnectionStatus, PendingAuthorization, Provider, RefreshOutcome, SealedTokens,
-};
 use crate::domain::UserId;
 use crate::events::Event;
+use crate::records::connections::{
+    Connection, ConnectionStatus, PendingAuthorization, Provider, RefreshOutcome, SealedTokens,
+    SyncNote,
+};
+use crate::store::ConnectionStore;
 use crate::store::StoreError;
+use async_trait::async_trait;
 
 const COLUMNS: &str = "user_id, provider, status, token_key_id, token_nonce, token_ciphertext, \
      access_expires_at_ms, access_refresh_at_ms, token_version, connected_at_ms, last_sync_at_ms, last_error, \
@@ -75,6 +78,29 @@ fn read_connection(row: &Row<'_>) -> rusqlite::Result<Result<Connection, StoreEr
     })())
 }
 
+/// Applies a finished sync's note to the connection, if there is one.
+pub(super) fn note_sync(
+    conn: &rusqlite::Connection,
+    user: &UserId,
+    provider: Provider,
+    note: &SyncNote,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "UPDATE connections SET last_sync_at_ms = COALESCE(?3, last_sync_at_ms), \
+         last_error = ?4, updated_at_ms = ?5 WHERE user_id = ?1 AND provider = ?2",
+    )
+    .map_err(internal)?
+    .execute(params![
+        user.as_str(),
+        provider.as_str(),
+        ms(note.last_sync_at),
+        note.last_error,
+        note.updated_at.timestamp_millis()
+    ])
+    .map_err(internal)?;
+    Ok(())
+}
+
 fn select_one(
     conn: &rusqlite::Connection,
     user: &str,
@@ -104,8 +130,9 @@ fn select_many(
     Ok(out)
 }
 
-impl SqliteStore {
-    pub(super) async fn put_pending_authorization_impl(
+#[async_trait]
+impl ConnectionStore for SqliteStore {
+    async fn put_pending_authorization(
         &self,
         p: PendingAuthorization,
         keep_per_user: usize,
@@ -143,10 +170,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn prune_pending_authorizations_impl(
-        &self,
-        now: DateTime<Utc>,
-    ) -> Result<u64, StoreError> {
+    async fn prune_pending_authorizations(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
         self.write(move |conn| {
             let pruned = conn
                 .execute(
@@ -159,11 +183,12 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn take_pending_authorization_impl(
+    async fn take_pending_authorization(
         &self,
-        state_hash: String,
+        state_hash: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<PendingAuthorization>, StoreError> {
+        let state_hash = state_hash.to_owned();
         self.write(move |conn| {
             let tx = conn.transaction().map_err(internal)?;
             let found = tx
@@ -210,7 +235,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn put_connection_impl(&self, c: Connection) -> Result<(), StoreError> {
+    async fn put_connection(&self, c: Connection) -> Result<(), StoreError> {
         self.write(move |conn| {
             let tx = conn.transaction().map_err(internal)?;
             let previous: Option<String> = tx
@@ -269,22 +294,24 @@ impl SqliteStore {
             }
             tx.commit().map_err(internal)
         })
-        .await
+        .await?;
+        // The write may have changed the status: publish at once.
+        self.inner.outbox_written.notify_one();
+        Ok(())
     }
 
-    pub(super) async fn get_connection_impl(
+    async fn get_connection(
         &self,
-        user: UserId,
+        user: &UserId,
         provider: Provider,
     ) -> Result<Option<Connection>, StoreError> {
+        let user = user.clone();
         self.read(move |conn| select_one(conn, user.as_str(), provider.as_str()))
             .await
     }
 
-    pub(super) async fn list_connections_impl(
-        &self,
-        user: UserId,
-    ) -> Result<Vec<Connection>, StoreError> {
+    async fn list_connections(&self, user: &UserId) -> Result<Vec<Connection>, StoreError> {
+        let user = user.clone();
         self.read(move |conn| {
             select_many(
                 conn,
@@ -295,7 +322,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn connections_with_status_impl(
+    async fn connections_with_status(
         &self,
         provider: Provider,
         status: ConnectionStatus,
@@ -313,49 +340,28 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn record_sync_impl(
+    async fn record_sync(
         &self,
-        user: UserId,
+        user: &UserId,
         provider: Provider,
         at: DateTime<Utc>,
         error: Option<String>,
     ) -> Result<(), StoreError> {
-        self.write(move |conn| {
-            let sql = if error.is_none() {
-                "UPDATE connections SET last_sync_at_ms = ?3, last_error = NULL, \
-                 updated_at_ms = ?3 WHERE user_id = ?1 AND provider = ?2"
-            } else {
-                "UPDATE connections SET last_error = ?4, updated_at_ms = ?3 \
-                 WHERE user_id = ?1 AND provider = ?2"
-            };
-            let mut stmt = conn.prepare_cached(sql).map_err(internal)?;
-            match &error {
-                None => stmt.execute(params![
-                    user.as_str(),
-                    provider.as_str(),
-                    at.timestamp_millis()
-                ]),
-                Some(e) => stmt.execute(params![
-                    user.as_str(),
-                    provider.as_str(),
-                    at.timestamp_millis(),
-                    e
-                ]),
-            }
-            .map_err(internal)?;
-            Ok(())
-        })
-        .await
+        let user = user.clone();
+        self.write(move |conn| note_sync(conn, &user, provider, &SyncNote::of(at, error)))
+            .await
     }
 
-    pub(super) async fn try_refresh_lease_impl(
+    async fn try_refresh_lease(
         &self,
-        user: UserId,
+        user: &UserId,
         provider: Provider,
-        owner: String,
+        owner: &str,
         now: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> Result<Option<Connection>, StoreError> {
+        let user = user.clone();
+        let owner = owner.to_owned();
         self.write(move |conn| {
             let tx = conn.transaction().map_err(internal)?;
             let taken = tx
@@ -384,15 +390,17 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn finish_refresh_impl(
+    async fn finish_refresh(
         &self,
-        user: UserId,
+        user: &UserId,
         provider: Provider,
-        owner: String,
+        owner: &str,
         outcome: RefreshOutcome,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        self.write(move |conn| {
+        let user = user.clone();
+        let owner = owner.to_owned();
+        let finished = self.write(move |conn| {
             let now = now.timestamp_millis();
             let held = "WHERE user_id = ?1 AND provider = ?2 AND refresh_lease_owner = ?3";
             let release = "refresh_lease_owner = NULL, refresh_lease_until_ms = NULL";
@@ -468,6 +476,8 @@ impl SqliteStore {
             .map_err(internal)?;
             Ok(changed == 1)
         })
-        .await
+        .await?;
+        self.inner.outbox_written.notify_one();
+        Ok(finished)
     }
 }

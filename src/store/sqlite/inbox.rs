@@ -8,10 +8,10 @@ use uuid::Uuid;
 use super::connections::time;
 use super::{internal, SqliteStore};
 use crate::domain::UserId;
-use crate::sources::webhook::inbox::{
-    Accepted, Delivery, DeliveryEnd, DeliveryStatus, NewDelivery,
-};
+use crate::records::inbox::{Accepted, Delivery, DeliveryEnd, DeliveryStatus, NewDelivery};
+use crate::store::InboxStore;
 use crate::store::StoreError;
+use async_trait::async_trait;
 
 const COLUMNS: &str = "id, user_id, kind, body, status, attempts, last_error, outcome, \
      received_at_ms, processed_at_ms";
@@ -58,8 +58,9 @@ fn delivery_by_id(conn: &rusqlite::Connection, id: &str) -> Result<Option<Delive
     .transpose()
 }
 
-impl SqliteStore {
-    pub(super) async fn put_delivery_impl(&self, d: NewDelivery) -> Result<Accepted, StoreError> {
+#[async_trait]
+impl InboxStore for SqliteStore {
+    async fn put_delivery(&self, d: NewDelivery) -> Result<Accepted, StoreError> {
         self.write(move |conn| {
             let tx = conn.transaction().map_err(internal)?;
             let received = d.received_at.timestamp_millis();
@@ -97,13 +98,14 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn claim_deliveries_impl(
+    async fn claim_deliveries(
         &self,
-        owner: String,
+        owner: &str,
         now: DateTime<Utc>,
         until: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<Delivery>, StoreError> {
+        let owner = owner.to_owned();
         self.write(move |conn| {
             let tx = conn.transaction().map_err(internal)?;
             let now = now.timestamp_millis();
@@ -141,12 +143,13 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn finish_deliveries_impl(
+    async fn finish_deliveries(
         &self,
-        owner: String,
+        owner: &str,
         ends: Vec<(Uuid, DeliveryEnd)>,
         now: DateTime<Utc>,
     ) -> Result<usize, StoreError> {
+        let owner = owner.to_owned();
         self.write(move |conn| {
             let tx = conn.transaction().map_err(internal)?;
             let mut recorded = 0;
@@ -159,15 +162,12 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn get_delivery_impl(
-        &self,
-        delivery: Uuid,
-    ) -> Result<Option<Delivery>, StoreError> {
+    async fn get_delivery(&self, delivery: Uuid) -> Result<Option<Delivery>, StoreError> {
         self.read(move |conn| delivery_by_id(conn, &delivery.to_string()))
             .await
     }
 
-    pub(super) async fn inbox_backlog_impl(&self) -> Result<u64, StoreError> {
+    async fn inbox_backlog(&self) -> Result<u64, StoreError> {
         self.read(|conn| {
             let n: i64 = conn
                 .prepare_cached(

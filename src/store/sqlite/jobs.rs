@@ -6,15 +6,18 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension, Row, Transaction};
 use uuid::Uuid;
 
-use super::connections::{ms, time};
+use super::connections::{ms, note_sync, time};
 use super::{internal, SqliteStore};
-use crate::connections::Provider;
 use crate::domain::UserId;
-use crate::store::{Admission, StoreError};
-use crate::sync::jobs::{
+use crate::records::connections::Provider;
+use crate::records::jobs::SCHEDULED_JOBS_KEPT;
+use crate::records::jobs::{
     Checkpoint, Created, JobBacklog, JobCounts, JobEnd, JobStatus, NewJob, SyncJob, TimeRange,
     Trigger,
 };
+use crate::store::JobStore;
+use crate::store::{Admission, StoreError};
+use async_trait::async_trait;
 
 /// Job `j`'s user holds no live lease at `?1`: a worker may claim it (claims
 /// and the backlog's oldest claimable job ask the same).
@@ -24,11 +27,6 @@ macro_rules! lease_free {
          AND l.provider = j.provider AND l.until_ms > ?1)"
     };
 }
-
-/// Finished scheduled jobs kept per user (the newest); older ones are pruned as
-/// new ones finish, so the table does not grow by 96 rows per user per day.
-/// Manual, backfill and webhook jobs are kept (idempotency keys refer to them).
-const SCHEDULED_JOBS_KEPT: i64 = 20;
 
 const COLUMNS: &str = "id, user_id, provider, trigger, status, requested_start_ms, \
      requested_end_ms, range_start_ms, range_end_ms, resume_from_ms, fetched, inserted, updated, \
@@ -136,11 +134,7 @@ fn release(tx: &Transaction<'_>, job: &str, owner: &str) -> Result<bool, StoreEr
 }
 
 impl SqliteStore {
-    pub(super) async fn create_job_impl(
-        &self,
-        job: NewJob,
-        admission: Admission,
-    ) -> Result<Created, StoreError> {
+    async fn admit_job(&self, job: NewJob, admission: Admission) -> Result<Created, StoreError> {
         self.write(move |conn| {
             let tx = conn.transaction().map_err(internal)?;
             let user = job.user_id.as_str();
@@ -245,13 +239,34 @@ impl SqliteStore {
         })
         .await
     }
+}
 
-    pub(super) async fn claim_job_impl(
+#[async_trait]
+impl JobStore for SqliteStore {
+    async fn create_job(
         &self,
-        owner: String,
+        job: NewJob,
+        coalesce_within: Option<chrono::Duration>,
+    ) -> Result<Created, StoreError> {
+        self.admit_job(job, Admission::of_poll(coalesce_within))
+            .await
+    }
+
+    async fn create_requested_job(
+        &self,
+        job: NewJob,
+        max_queued: u32,
+    ) -> Result<Created, StoreError> {
+        self.admit_job(job, Admission::Request { max_queued }).await
+    }
+
+    async fn claim_job(
+        &self,
+        owner: &str,
         now: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> Result<Option<SyncJob>, StoreError> {
+        let owner = owner.to_owned();
         self.write(move |conn| {
             let tx = conn.transaction().map_err(internal)?;
             let now = now.timestamp_millis();
@@ -292,13 +307,14 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn checkpoint_job_impl(
+    async fn checkpoint_job(
         &self,
         job: Uuid,
-        owner: String,
+        owner: &str,
         checkpoint: Checkpoint,
         until: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
+        let owner = owner.to_owned();
         self.write(move |conn| {
             let tx = conn.transaction().map_err(internal)?;
             let id = job.to_string();
@@ -351,12 +367,13 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn renew_job_lease_impl(
+    async fn renew_job_lease(
         &self,
         job: Uuid,
-        owner: String,
+        owner: &str,
         until: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
+        let owner = owner.to_owned();
         self.write(move |conn| {
             let renewed = conn
                 .prepare_cached(
@@ -370,14 +387,15 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn finish_job_impl(
+    async fn finish_job(
         &self,
         job: Uuid,
-        owner: String,
+        owner: &str,
         end: JobEnd,
         now: DateTime<Utc>,
     ) -> Result<Option<SyncJob>, StoreError> {
-        self.write(move |conn| {
+        let owner = owner.to_owned();
+        let ended = self.write(move |conn| {
             let tx = conn.transaction().map_err(internal)?;
             let id = job.to_string();
             if !release(&tx, &id, &owner)? {
@@ -386,7 +404,8 @@ impl SqliteStore {
             let Some(current) = job_by_id(&tx, &id)? else {
                 return Ok(None);
             };
-            let (user, provider) = (current.user_id.as_str(), current.provider.as_str());
+            let user = current.user_id.as_str();
+            let at = now;
             let now = now.timestamp_millis();
             match &end {
                 JobEnd::Succeeded => {
@@ -396,24 +415,12 @@ impl SqliteStore {
                         params![id, now],
                     )
                     .map_err(internal)?;
-                    tx.execute(
-                        "UPDATE connections SET last_sync_at_ms = ?3, last_error = NULL, \
-                         updated_at_ms = ?3 WHERE user_id = ?1 AND provider = ?2",
-                        params![user, provider, now],
-                    )
-                    .map_err(internal)?;
                 }
                 JobEnd::Failed { error } => {
                     tx.execute(
                         "UPDATE sync_jobs SET status = 'failed', finished_at_ms = ?2, \
                          updated_at_ms = ?2, errors = json_insert(errors, '$[#]', ?3) WHERE id = ?1",
                         params![id, now, error],
-                    )
-                    .map_err(internal)?;
-                    tx.execute(
-                        "UPDATE connections SET last_error = ?3, updated_at_ms = ?4 \
-                         WHERE user_id = ?1 AND provider = ?2",
-                        params![user, provider, error, now],
                     )
                     .map_err(internal)?;
                 }
@@ -428,9 +435,12 @@ impl SqliteStore {
                     .map_err(internal)?;
                 }
             }
+            if let Some(note) = end.connection_note(at) {
+                note_sync(&tx, &current.user_id, current.provider, &note)?;
+            }
             let ended = job_by_id(&tx, &id)?;
             super::outbox::append(&tx, ended.iter().filter_map(crate::events::Event::sync_ended))?;
-            if current.trigger == Trigger::Scheduled && !matches!(end, JobEnd::Retry { .. }) {
+            if end.prunes_scheduled(current.trigger) {
                 tx.prepare_cached(
                     "DELETE FROM sync_jobs WHERE user_id = ?1 AND trigger = 'scheduled' \
                      AND status IN ('succeeded', 'failed') AND id NOT IN \
@@ -438,25 +448,24 @@ impl SqliteStore {
                       ORDER BY created_at_ms DESC LIMIT ?2)",
                 )
                 .map_err(internal)?
-                .execute(params![user, SCHEDULED_JOBS_KEPT])
+                .execute(params![user, count(SCHEDULED_JOBS_KEPT as u64)])
                 .map_err(internal)?;
             }
             tx.commit().map_err(internal)?;
             Ok(ended)
         })
-        .await
+        .await?;
+        self.inner.outbox_written.notify_one();
+        Ok(ended)
     }
 
-    pub(super) async fn get_job_impl(&self, job: Uuid) -> Result<Option<SyncJob>, StoreError> {
+    async fn get_job(&self, job: Uuid) -> Result<Option<SyncJob>, StoreError> {
         self.read(move |conn| job_by_id(conn, &job.to_string()))
             .await
     }
 
-    pub(super) async fn list_jobs_impl(
-        &self,
-        user: UserId,
-        limit: usize,
-    ) -> Result<Vec<SyncJob>, StoreError> {
+    async fn list_jobs(&self, user: &UserId, limit: usize) -> Result<Vec<SyncJob>, StoreError> {
+        let user = user.clone();
         self.read(move |conn| {
             let mut stmt = conn
                 .prepare_cached(&format!(
@@ -479,10 +488,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn job_backlog_impl(
-        &self,
-        now: DateTime<Utc>,
-    ) -> Result<JobBacklog, StoreError> {
+    async fn job_backlog(&self, now: DateTime<Utc>) -> Result<JobBacklog, StoreError> {
         self.read(move |conn| {
             let (n, oldest): (i64, Option<i64>) = conn
                 .prepare_cached(

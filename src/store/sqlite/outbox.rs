@@ -7,7 +7,9 @@ use uuid::Uuid;
 
 use super::{internal, SqliteStore};
 use crate::events::{Event, Message};
+use crate::store::OutboxStore;
 use crate::store::StoreError;
+use async_trait::async_trait;
 
 /// Appends events inside the caller's transaction; returns how many.
 pub(super) fn append(
@@ -36,14 +38,20 @@ pub(super) fn append(
     Ok(written)
 }
 
-impl SqliteStore {
-    pub(super) async fn claim_outbox_impl(
+#[async_trait]
+impl OutboxStore for SqliteStore {
+    fn outbox_signal(&self) -> &tokio::sync::Notify {
+        &self.inner.outbox_written
+    }
+
+    async fn claim_outbox(
         &self,
-        owner: String,
+        owner: &str,
         now: DateTime<Utc>,
         until: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<Message>, StoreError> {
+        let owner = owner.to_owned();
         self.write(move |conn| {
             let mut claim = conn
                 .prepare_cached(
@@ -93,7 +101,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn ack_outbox_impl(&self, ids: Vec<Uuid>) -> Result<usize, StoreError> {
+    async fn ack_outbox(&self, ids: Vec<Uuid>) -> Result<usize, StoreError> {
         self.write(move |conn| {
             let tx = conn.transaction().map_err(internal)?;
             let mut deleted = 0;
@@ -111,7 +119,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn outbox_backlog_impl(&self) -> Result<u64, StoreError> {
+    async fn outbox_backlog(&self) -> Result<u64, StoreError> {
         self.read(|conn| {
             conn.query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get::<_, i64>(0))
                 .map(|n| n as u64)

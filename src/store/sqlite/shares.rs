@@ -5,9 +5,11 @@ use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::{params, OptionalExtension, Row, TransactionBehavior};
 
 use super::{internal, SqliteStore};
-use crate::auth::shares::{Share, ShareRole};
 use crate::domain::UserId;
+use crate::records::shares::{Share, ShareRole};
+use crate::store::ShareStore;
 use crate::store::{SharePage, ShareWrite, StoreError};
+use async_trait::async_trait;
 
 const COLUMNS: &str = "patient_id, grantee_id, role, created_at_ms, expires_at_ms";
 
@@ -38,8 +40,9 @@ fn read_share(row: &Row<'_>) -> rusqlite::Result<Result<Share, StoreError>> {
     })())
 }
 
-impl SqliteStore {
-    pub(super) async fn put_share_impl(
+#[async_trait]
+impl ShareStore for SqliteStore {
+    async fn put_share(
         &self,
         share: Share,
         max_per_patient: usize,
@@ -80,11 +83,12 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn list_shares_impl(
+    async fn list_shares(
         &self,
-        patient: UserId,
+        patient: &UserId,
         page: SharePage,
     ) -> Result<Vec<Share>, StoreError> {
+        let patient = patient.clone();
         self.read(move |conn| {
             // The primary key (patient_id, grantee_id) serves this seek.
             let mut stmt = conn
@@ -107,11 +111,13 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn get_share_impl(
+    async fn get_share(
         &self,
-        patient: UserId,
-        grantee: UserId,
+        patient: &UserId,
+        grantee: &UserId,
     ) -> Result<Option<Share>, StoreError> {
+        let patient = patient.clone();
+        let grantee = grantee.clone();
         self.read(move |conn| {
             conn.prepare_cached(&format!(
                 "SELECT {COLUMNS} FROM shares WHERE patient_id = ?1 AND grantee_id = ?2"
@@ -125,11 +131,9 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn delete_share_impl(
-        &self,
-        patient: UserId,
-        grantee: UserId,
-    ) -> Result<bool, StoreError> {
+    async fn delete_share(&self, patient: &UserId, grantee: &UserId) -> Result<bool, StoreError> {
+        let patient = patient.clone();
+        let grantee = grantee.clone();
         self.write(move |conn| {
             let n = conn
                 .execute(

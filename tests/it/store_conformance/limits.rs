@@ -4,8 +4,8 @@
 
 use std::collections::BTreeSet;
 
-use cgm_hub::auth::shares::{Share, ShareRole};
-use cgm_hub::connections::{PendingAuthorization, Provider};
+use cgm_hub::records::connections::{PendingAuthorization, Provider};
+use cgm_hub::records::shares::{Share, ShareRole};
 use cgm_hub::store::{SharePage, ShareWrite};
 use chrono::{DateTime, Utc};
 

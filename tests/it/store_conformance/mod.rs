@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cgm_hub::config::Secret;
-use cgm_hub::connections::{
+use cgm_hub::domain::{Glucose, ReadingTime, ReadingType, SensorStatus};
+use cgm_hub::records::connections::{
     Connection, ConnectionStatus, PendingAuthorization, Provider, RefreshOutcome, SealedTokens,
 };
-use cgm_hub::domain::{Glucose, ReadingTime, ReadingType, SensorStatus};
 use cgm_hub::store::{fetch_page, DuplicateKind, Order, Outcome, PageRequest, Seek, Store};
 use chrono::Utc;
 
@@ -762,7 +762,7 @@ async fn revoked_refresh_drops_tokens_and_a_put_cancels_leases(s: S) {
 // --- Sharing ---
 
 async fn shares_are_kept_replaced_and_revoked(s: S) {
-    use cgm_hub::auth::shares::{Share, ShareRole};
+    use cgm_hub::records::shares::{Share, ShareRole};
     let now = Utc::now();
     let share = |grantee: &str, role, expires: Option<i64>| Share {
         patient_id: user("pat"),
@@ -819,8 +819,8 @@ async fn shares_are_kept_replaced_and_revoked(s: S) {
 // --- Audit trail ---
 
 async fn audit_entries_are_appended_in_order_and_filtered(s: S) {
-    use cgm_hub::auth::audit::{AuditEntry, AuditQuery};
-    use cgm_hub::auth::Role;
+    use cgm_hub::records::audit::{AuditEntry, AuditQuery};
+    use cgm_hub::records::roles::Role;
     let at = |ms: i64| chrono::DateTime::from_timestamp_millis(1_800_000_000_000 + ms).unwrap();
     let entry = |ms, target: &str, action| AuditEntry {
         at: at(ms),

@@ -4,9 +4,9 @@
 use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 
-use cgm_hub::connections::Provider;
-use cgm_hub::sources::webhook::inbox::{Accepted, DeliveryEnd, DeliveryStatus, NewDelivery};
-use cgm_hub::sync::jobs::{
+use cgm_hub::records::connections::Provider;
+use cgm_hub::records::inbox::{Accepted, DeliveryEnd, DeliveryStatus, NewDelivery};
+use cgm_hub::records::jobs::{
     Checkpoint, Created, Idempotency, JobBacklog, JobCounts, JobEnd, JobStatus, NewJob, TimeRange,
     Trigger,
 };
@@ -33,7 +33,7 @@ fn keyed(u: &str, key: &str, hash: &str, at: DateTime<Utc>) -> NewJob {
     }
 }
 
-fn new(created: Created) -> cgm_hub::sync::jobs::SyncJob {
+fn new(created: Created) -> cgm_hub::records::jobs::SyncJob {
     match created {
         Created::New(job) => job,
         other => panic!("expected a new job, got {other:?}"),

@@ -1,0 +1,111 @@
+//! The audit trail's records: who accessed or changed whose data, what, when,
+//! with which outcome and request id. Entries carry no glucose values, tokens or
+//! secrets, only identifiers and names. The store keeps them append-only; the
+//! writer that batches them is `auth::audit`.
+
+use chrono::{DateTime, Utc};
+
+use crate::domain::UserId;
+use crate::records::roles::Roles;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub at: DateTime<Utc>,
+    /// The principal's user id.
+    pub actor: UserId,
+    pub actor_roles: Roles,
+    /// e.g. `read_readings`, `manage_shares` (see `Action`).
+    pub action: &'static str,
+    /// Whose data.
+    pub target_user: UserId,
+    /// `allowed` or `denied` by policy.
+    pub decision: &'static str,
+    /// The HTTP status the request ended with.
+    pub status: u16,
+    pub request_id: String,
+}
+
+/// Entries written together: shared, so that a failed write can be retried and
+/// the writer can then reuse the buffer.
+pub type AuditBatch = std::sync::Arc<Vec<AuditEntry>>;
+
+/// An entry as stored, with its position in the trail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    pub seq: i64,
+    pub entry: AuditEntry,
+}
+
+/// Which entries to read: optionally one user's, in `[from, until)`, after a
+/// position, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditQuery {
+    pub target_user: Option<UserId>,
+    pub from: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    pub after_seq: Option<i64>,
+    pub limit: usize,
+}
+
+/// What a request does, on whose data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// Readings and latest.
+    ReadReadings,
+    /// Posting readings.
+    WriteReadings,
+    /// Listing source connections.
+    ReadConnections,
+    /// Connecting, refreshing or disconnecting a source.
+    ManageConnections,
+    ReadShares,
+    ManageShares,
+    /// Reading the audit trail: admins only.
+    ReadAudit,
+    /// Asking for a sync of the user's source data.
+    Sync,
+    /// Reading the user's sync jobs.
+    ReadJobs,
+    /// Reading the status of one of the user's background tasks.
+    ReadTasks,
+    /// Reading the status of a background task of no user (system-wide work):
+    /// services and admins only.
+    ReadSystemTasks,
+    /// A signed webhook delivery for the user (authenticated by its signature;
+    /// on the audit trail, never decided here).
+    DeliverWebhook,
+}
+
+impl Action {
+    pub const ALL: [Action; 12] = [
+        Action::ReadReadings,
+        Action::WriteReadings,
+        Action::ReadConnections,
+        Action::ManageConnections,
+        Action::ReadShares,
+        Action::ManageShares,
+        Action::ReadAudit,
+        Action::Sync,
+        Action::ReadJobs,
+        Action::ReadTasks,
+        Action::ReadSystemTasks,
+        Action::DeliverWebhook,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::ReadReadings => "read_readings",
+            Action::WriteReadings => "write_readings",
+            Action::ReadConnections => "read_connections",
+            Action::ManageConnections => "manage_connections",
+            Action::ReadShares => "read_shares",
+            Action::ManageShares => "manage_shares",
+            Action::ReadAudit => "read_audit",
+            Action::Sync => "sync",
+            Action::ReadJobs => "read_jobs",
+            Action::ReadTasks => "read_tasks",
+            Action::ReadSystemTasks => "read_system_tasks",
+            Action::DeliverWebhook => "deliver_webhook",
+        }
+    }
+}

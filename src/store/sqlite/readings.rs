@@ -1,0 +1,215 @@
+//! Readings: the batch upsert (dedup key, conflict rule, outbox events in one
+//! write transaction, then the latest-reading cache), the latest reading (from
+//! the cache when it holds the user) and the keyset scan.
+
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rusqlite::{OptionalExtension, TransactionBehavior};
+
+use super::{internal, outbox, rows, SqliteStore};
+use crate::domain::{Reading, Resolution, StoredReading, UserId};
+use crate::store::{DuplicateKind, Order, Outcome, ReadingStore, Scan, StoreError, Upserted};
+
+#[async_trait]
+impl ReadingStore for SqliteStore {
+    async fn upsert_readings(&self, readings: Vec<Reading>) -> Result<Vec<Upserted>, StoreError> {
+        let inner = self.inner.clone();
+        self.write(move |conn| {
+            let latest = &inner.latest;
+            let now = Utc::now();
+            let now_ms = now.timestamp_millis();
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(internal)?;
+            let mut results = Vec::with_capacity(readings.len());
+            let mut newest = NewestWrites::default();
+            {
+                let mut insert = tx
+                    .prepare_cached(&format!(
+                        "INSERT INTO readings ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, \
+                         ?10, ?11, ?12, ?13, ?14, ?15, ?16) ON CONFLICT (user_id, ts) DO NOTHING",
+                        rows::COLUMNS
+                    ))
+                    .map_err(internal)?;
+                let mut existing = tx
+                    .prepare_cached(&format!(
+                        "SELECT {} FROM readings WHERE user_id = ?1 AND ts = ?2",
+                        rows::COLUMNS
+                    ))
+                    .map_err(internal)?;
+                let mut replace = tx
+                    .prepare_cached(
+                        "UPDATE readings SET glucose_mg_dl = ?3, status = ?4, trend = ?5, \
+                         trend_rate = ?6, reading_type = ?7, source = ?8, device_id = ?9, \
+                         serial_number = ?10, transmitter_id = ?11, source_record_id = ?12, \
+                         display_offset_minutes = ?13, version = ?14, updated_at_ms = ?16 \
+                         WHERE user_id = ?1 AND ts = ?2",
+                    )
+                    .map_err(internal)?;
+                for (i, reading) in readings.iter().enumerate() {
+                    if rows::execute(&mut insert, reading, 1, now_ms, now_ms).map_err(internal)?
+                        == 1
+                    {
+                        results.push(Upserted {
+                            outcome: Outcome::Inserted,
+                            version: 1,
+                            updated_at: now,
+                        });
+                        newest.note(&readings, i, now);
+                        continue;
+                    }
+                    let stored = existing
+                        .query_row(
+                            (reading.user_id.as_str(), reading.timestamp.unix_seconds()),
+                            rows::read_row,
+                        )
+                        .map_err(internal)??;
+                    let result = match reading.resolve_against(&stored.reading) {
+                        Resolution::Identical => duplicate(&stored, DuplicateKind::Identical),
+                        Resolution::KeepExisting => {
+                            duplicate(&stored, DuplicateKind::SensorPrecedence)
+                        }
+                        Resolution::Replace => {
+                            rows::execute(
+                                &mut replace,
+                                reading,
+                                stored.version + 1,
+                                stored.created_at.timestamp_millis(),
+                                now_ms,
+                            )
+                            .map_err(internal)?;
+                            newest.note(&readings, i, stored.created_at);
+                            Upserted {
+                                outcome: Outcome::Updated,
+                                version: stored.version + 1,
+                                updated_at: now,
+                            }
+                        }
+                    };
+                    results.push(result);
+                }
+            }
+            let events = outbox::append(
+                &tx,
+                readings
+                    .iter()
+                    .zip(&results)
+                    .filter_map(|(r, u)| crate::events::Event::reading_changed(r, u)),
+            )?;
+            let pending = latest.begin_write(newest.users());
+            tx.commit().map_err(internal)?;
+            pending.committed(&newest.into_stored(&readings, &results));
+            if events > 0 {
+                inner.outbox_written.notify_one();
+            }
+            Ok(results)
+        })
+        .await
+    }
+
+    async fn latest_reading(&self, user: &UserId) -> Result<Option<StoredReading>, StoreError> {
+        if let Some(hit) = self.inner.latest.get(user.as_str()) {
+            return Ok(Some(StoredReading::clone(&hit)));
+        }
+        let generation = self.inner.latest.generation(user.as_str());
+        let user = user.clone();
+        let found = self
+            .read(move |conn| {
+                conn.prepare_cached(&format!(
+                    "SELECT {} FROM readings WHERE user_id = ?1 ORDER BY ts DESC LIMIT 1",
+                    rows::COLUMNS
+                ))
+                .map_err(internal)?
+                .query_row([user.as_str()], rows::read_row)
+                .optional()
+                .map_err(internal)?
+                .transpose()
+            })
+            .await?;
+        if let Some(reading) = &found {
+            self.inner.latest.fill(generation, reading);
+        }
+        Ok(found)
+    }
+
+    async fn scan_readings(&self, scan: Scan) -> Result<Vec<StoredReading>, StoreError> {
+        self.read(move |conn| {
+            let direction = match scan.order {
+                Order::Asc => "ASC",
+                Order::Desc => "DESC",
+            };
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {} FROM readings WHERE user_id = ?1 AND ts >= ?2 AND ts < ?3 \
+                     ORDER BY ts {direction} LIMIT ?4",
+                    rows::COLUMNS
+                ))
+                .map_err(internal)?;
+            let limit = i64::try_from(scan.limit).unwrap_or(i64::MAX);
+            let rows = stmt
+                .query_map(
+                    (scan.user_id.as_str(), scan.from, scan.until, limit),
+                    |row| rows::read_row_of(row, Some(&scan.user_id)),
+                )
+                .map_err(internal)?;
+            let mut out = Vec::with_capacity(scan.limit.min(1024));
+            for row in rows {
+                out.push(row.map_err(internal)??);
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+/// The newest reading each user got in a batch (by position in the batch and the
+/// created_at its row keeps): only these can become a user's latest, so only these
+/// are copied for the cache.
+#[derive(Default)]
+struct NewestWrites<'a>(HashMap<&'a str, (usize, DateTime<Utc>)>);
+
+impl<'a> NewestWrites<'a> {
+    /// Notes that `readings[i]` was inserted or replaced. Of two writes to one
+    /// instant the later one wins.
+    fn note(&mut self, readings: &'a [Reading], i: usize, created_at: DateTime<Utc>) {
+        match self.0.entry(readings[i].user_id.as_str()) {
+            Entry::Occupied(mut best) => {
+                if readings[i].timestamp >= readings[best.get().0].timestamp {
+                    best.insert((i, created_at));
+                }
+            }
+            Entry::Vacant(slot) => {
+                slot.insert((i, created_at));
+            }
+        }
+    }
+
+    fn users(&self) -> impl Iterator<Item = &'a str> + '_ {
+        self.0.keys().copied()
+    }
+
+    /// The noted readings as stored, with the version and updated_at of `results`
+    /// (which is in batch order).
+    fn into_stored(self, readings: &[Reading], results: &[Upserted]) -> Vec<StoredReading> {
+        self.0
+            .into_values()
+            .map(|(i, created_at)| StoredReading {
+                reading: readings[i].clone(),
+                version: results[i].version,
+                created_at,
+                updated_at: results[i].updated_at,
+            })
+            .collect()
+    }
+}
+
+fn duplicate(stored: &StoredReading, kind: DuplicateKind) -> Upserted {
+    Upserted {
+        outcome: Outcome::Duplicate(kind),
+        version: stored.version,
+        updated_at: stored.updated_at,
+    }
+}
