@@ -6,11 +6,12 @@
 
 use std::sync::Arc;
 
+use cgm_hub::config::Durability;
 use cgm_hub::domain::{
     DeviceInfo, Glucose, MgDl, Reading, ReadingTime, ReadingType, Source, Trend, TrendRate, UserId,
 };
 use cgm_hub::pipeline::wire;
-use cgm_hub::store::sqlite::{Durability, SqliteStore};
+use cgm_hub::store::sqlite::SqliteStore;
 use cgm_hub::store::Store;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
@@ -87,15 +88,16 @@ fn parse(c: &mut Criterion) {
 /// per window. Each iteration backfills a user never seen before; connecting
 /// (the OAuth flow) happens outside the timed part.
 fn dexcom_backfill(c: &mut Criterion) {
-    use cgm_hub::config::{ApiVersion, Secret};
+    use cgm_hub::config::ApiVersion;
+    use cgm_hub::config::SyncSettings;
     use cgm_hub::connections::cipher::TokenCipher;
     use cgm_hub::pipeline::Pipeline;
+    use cgm_hub::secret::Secret;
     use cgm_hub::simulator::dexcom::{browser::consent, spawn, SimConfig};
     use cgm_hub::sources::dexcom::oauth::OAuthConfig;
     use cgm_hub::sources::dexcom::outbound::{Breakers, CallBudget, Outbound, RetryPolicy};
     use cgm_hub::sources::dexcom::service::{Callback, DexcomService};
     use cgm_hub::sources::dexcom::sync::fetch_range;
-    use cgm_hub::sync::engine::SyncSettings;
     use std::time::{Duration, Instant};
 
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -115,7 +117,7 @@ fn dexcom_backfill(c: &mut Criterion) {
                 client_secret: Secret::new(sim_config.client_secret.clone()),
                 redirect_uri: "http://127.0.0.1:9/oauth/callback".parse().unwrap(),
                 pkce: true,
-                state_ttl: cgm_hub::sources::dexcom::oauth::STATE_TTL,
+                state_ttl: cgm_hub::config::MAX_OAUTH_STATE_TTL,
                 pending_per_user: 10,
             },
             Outbound::new(

@@ -16,11 +16,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use cgm_hub::config::Durability;
 use cgm_hub::domain::{
     DeviceInfo, Glucose, MgDl, Reading, ReadingTime, ReadingType, Source, Trend, TrendRate, UserId,
 };
 use cgm_hub::store::postgres::PostgresStore;
-use cgm_hub::store::sqlite::{Durability, SqliteStore};
+use cgm_hub::store::sqlite::SqliteStore;
 use cgm_hub::store::{Order, Scan, Store};
 use chrono::{DurationRound, Utc};
 

@@ -389,7 +389,8 @@ fn runtime() -> Option<tokio::runtime::Runtime> {
 }
 
 fn mint(settings: &Settings, sub: &str, roles: &[String], ttl: std::time::Duration) -> ExitCode {
-    use cgm_hub::auth::{jwt::mint_hs256, Role};
+    use cgm_hub::auth::jwt::mint_hs256;
+    use cgm_hub::records::roles::Role;
     let Some(secret) = &settings.auth_jwt_secret else {
         eprintln!("cgm-hub: set AUTH_JWT_SECRET to mint a token");
         return ExitCode::from(2);

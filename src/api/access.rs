@@ -17,10 +17,12 @@ use super::error::ApiError;
 use super::rate_limit::Tier;
 use super::AppContext;
 use super::AppState;
-use crate::auth::audit::AuditEntry;
-use crate::auth::policy::{self, Action, Basis};
-use crate::auth::{Principal, Role, Roles};
+use crate::auth::policy::{self, Basis};
+use crate::auth::Principal;
 use crate::domain::UserId;
+use crate::records::audit::Action;
+use crate::records::audit::AuditEntry;
+use crate::records::roles::{Role, Roles};
 
 /// The user every request acts as with AUTH_DISABLED (development only).
 pub const DEV_ADMIN: &str = "dev-admin";

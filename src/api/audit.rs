@@ -13,9 +13,9 @@ use super::access::{authorize, Caller};
 use super::error::{query_params, ApiError, ErrorEnvelope};
 use super::views::success;
 use super::AppState;
-use crate::auth::audit::{AuditQuery, AuditRecord};
-use crate::auth::policy::Action;
 use crate::domain::{FieldError, UserId};
+use crate::records::audit::Action;
+use crate::records::audit::{AuditQuery, AuditRecord};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use axum::http::{HeaderMap, HeaderName};
 
-pub use crate::config::{canonical, Cidr, TrustedProxies};
+use crate::config::{canonical, TrustedProxies};
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
@@ -62,6 +62,7 @@ impl TrustedProxies {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Cidr;
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()

@@ -11,8 +11,8 @@ use super::error::{ApiError, ErrorEnvelope};
 use super::readings::path_user;
 use super::views::success;
 use super::AppState;
-use crate::auth::policy::Action;
-use crate::connections::{Connection, Provider};
+use crate::records::audit::Action;
+use crate::records::connections::{Connection, Provider};
 use crate::sync::provider::provider_name;
 
 /// A connection as clients see it: status and history, never tokens.

@@ -16,11 +16,11 @@ use super::error::{query_params, ApiError, ErrorEnvelope};
 use super::readings::{parse_date, UserPath};
 use super::views::{success, JobCountsView};
 use super::AppState;
-use crate::auth::policy::Action;
-use crate::connections::Provider;
 use crate::digest::sha256_hex;
 use crate::domain::FieldError;
-use crate::sync::jobs::{Created, Idempotency, NewJob, SyncJob, TimeRange, Trigger};
+use crate::records::audit::Action;
+use crate::records::connections::Provider;
+use crate::records::jobs::{Created, Idempotency, NewJob, SyncJob, TimeRange, Trigger};
 use crate::sync::provider::{provider_name, sync_target, SyncTarget};
 
 /// The longest range one sync request may ask for.

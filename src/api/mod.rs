@@ -29,8 +29,8 @@ use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::auth::jwt::Authenticator;
-use crate::connections::Provider;
 use crate::pipeline::Pipeline;
+use crate::records::connections::Provider;
 use crate::sources::dexcom::service::DexcomService;
 use crate::store::Store;
 use crate::sync::engine::SyncEngine;
@@ -85,7 +85,7 @@ pub struct AppContext {
     /// Browser origins allowed by CORS (none: no CORS headers).
     pub cors_allowed_origins: Vec<String>,
     /// WEBHOOK_SIGNING_SECRET; webhooks answer 503 without it.
-    pub webhook_secret: Option<crate::config::Secret<String>>,
+    pub webhook_secret: Option<crate::secret::Secret<String>>,
     /// Where verified webhook deliveries are stored and processed.
     pub inbox: Arc<crate::sources::webhook::worker::WebhookInbox>,
     /// Users whose token `POST /oauth/refresh` refreshed moments ago.

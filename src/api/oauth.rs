@@ -16,11 +16,11 @@ use super::connections::ConnectionView;
 use super::error::{json_body, query_params, ApiError, ErrorEnvelope};
 use super::views::success;
 use super::AppState;
-use crate::auth::policy::Action;
-use crate::connections::Provider;
+use crate::config::MAX_OAUTH_STATE_TTL as STATE_TTL;
 use crate::domain::{FieldError, UserId};
+use crate::records::audit::Action;
+use crate::records::connections::Provider;
 use crate::sources::connect::ConnectFault;
-use crate::sources::dexcom::oauth::STATE_TTL;
 use crate::sources::dexcom::service::{browser_cookie_name, Callback, ConnectError};
 
 #[derive(Deserialize)]

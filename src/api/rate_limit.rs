@@ -22,13 +22,14 @@ use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
 
-use super::client_ip::{rate_key, TrustedProxies};
+use super::client_ip::rate_key;
+use crate::config::TrustedProxies;
 use crate::domain::UserId;
 
 /// Sweep refilled keys after this many checks on a tier.
 const SWEEP_EVERY: u64 = 4096;
 
-pub use crate::config::RateLimitSettings;
+use crate::config::RateLimitSettings;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tier {

@@ -17,10 +17,10 @@ use super::error::{json_body, query_params, ApiError, ErrorEnvelope};
 use super::readings::{path_user, UserPath};
 use super::views::success;
 use super::AppState;
-use crate::auth::policy::Action;
-use crate::auth::shares::{Share, ShareRole};
 use crate::domain::{FieldError, UserId};
-use crate::store::{SharePage, ShareWrite};
+use crate::records::audit::Action;
+use crate::records::shares::{Share, ShareRole};
+use crate::records::shares::{SharePage, ShareWrite};
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -12,11 +12,11 @@ use super::access::{authorize, Caller};
 use super::error::{ApiError, ErrorEnvelope};
 use super::views::success;
 use super::AppState;
-use crate::auth::policy::Action;
 use crate::domain::FieldError;
+use crate::records::audit::Action;
+use crate::records::jobs::SyncJob;
 use crate::records::tasks::{Task, TaskId};
 use crate::sync::engine::SYNC_KIND;
-use crate::sync::jobs::SyncJob;
 
 /// A task as clients see it.
 #[derive(Debug, Serialize, ToSchema)]

@@ -15,9 +15,9 @@ use super::error::{ApiError, ErrorEnvelope};
 use super::readings::UserPath;
 use super::views::success;
 use super::AppState;
-use crate::auth::policy::Action;
 use crate::digest::sha256_hex;
-use crate::sources::webhook::inbox::{Accepted, NewDelivery};
+use crate::records::audit::Action;
+use crate::records::inbox::{Accepted, NewDelivery};
 use crate::sources::webhook::signature::{
     SignatureError, SignedHeaders, SIGNATURE_HEADER, TIMESTAMP_HEADER,
 };

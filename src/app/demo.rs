@@ -14,14 +14,15 @@ use std::time::Duration;
 use tokio::sync::watch;
 use url::Url;
 
-use crate::config::{DexcomSettings, Secret, Settings};
+use crate::config::SyncSettings;
+use crate::config::{DexcomSettings, Settings};
 use crate::domain::UserId;
+use crate::secret::Secret;
 use crate::simulator::dexcom::browser::consent;
 use crate::simulator::dexcom::{spawn, RunningSimulator, SimConfig};
 use crate::simulator::patients::demo_patients;
 use crate::sources::dexcom::oauth::OAuthConfig;
 use crate::sources::dexcom::service::DexcomService;
-use crate::sync::engine::SyncSettings;
 
 /// The demo's poll interval, so a newcomer sees readings arrive.
 const POLL: Duration = Duration::from_secs(60);

@@ -2,7 +2,7 @@
 //! outcome and request id. Entries carry no glucose values, tokens or secrets,
 //! only identifiers and names. The store keeps them append-only.
 
-pub use crate::records::audit::{AuditBatch, AuditEntry, AuditQuery, AuditRecord};
+use crate::records::audit::{AuditBatch, AuditEntry};
 
 /// Writes the trail in the background, in batches, so that recording an access
 /// costs a request one uncontended lock and a push, not a database write.
@@ -171,9 +171,11 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::config::Durability;
     use crate::domain::UserId;
+    use crate::records::audit::AuditQuery;
     use crate::records::roles::Roles;
-    use crate::store::sqlite::{Durability, SqliteStore};
+    use crate::store::sqlite::SqliteStore;
     use crate::store::Store;
 
     fn entry(i: usize) -> AuditEntry {

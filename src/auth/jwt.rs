@@ -21,8 +21,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{AuthError, Principal, Role, Roles};
-use crate::config::Secret;
 use crate::domain::UserId;
+use crate::secret::Secret;
 
 /// Clock skew tolerated on `exp` and `nbf` unless configured otherwise.
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);

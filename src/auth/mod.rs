@@ -8,7 +8,7 @@ pub mod shares;
 
 use crate::domain::UserId;
 
-pub use crate::records::roles::{Role, Roles};
+use crate::records::roles::{Role, Roles};
 
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]

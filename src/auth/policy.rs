@@ -2,11 +2,12 @@
 //! on this user's data? The HTTP layer asks here for every request and nowhere
 //! else; the table-driven test in `tests/it/authz_matrix.rs` pins the answers.
 
-use super::shares::Share;
-use super::{Principal, Role};
+use super::Principal;
 use crate::domain::UserId;
+use crate::records::roles::Role;
+use crate::records::shares::Share;
 
-pub use crate::records::audit::Action;
+use crate::records::audit::Action;
 
 /// Why a request was allowed (for logs and, later, the audit trail).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,7 +66,7 @@ pub fn decide(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::shares::ShareRole;
+    use crate::records::shares::ShareRole;
 
     fn p(id: &str, roles: &[Role]) -> Principal {
         Principal {

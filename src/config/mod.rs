@@ -37,7 +37,7 @@ pub use variables::{Group, Variable, VARIABLES};
 
 // `Secret` lived here before it had a module of its own; this keeps the old path
 // working until every user imports `crate::secret::Secret`.
-pub use crate::secret::Secret;
+use crate::secret::Secret;
 
 #[derive(Debug, thiserror::Error)]
 #[error("invalid {variable}: {message}")]

@@ -12,8 +12,8 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 use super::{Provider, SealedTokens, TokenSet};
-use crate::config::Secret;
 use crate::domain::UserId;
+use crate::secret::Secret;
 
 const NONCE_LEN: usize = 12;
 

@@ -6,11 +6,9 @@ pub mod cipher;
 pub mod key_file;
 pub mod pruner;
 
-use crate::config::Secret;
+use crate::secret::Secret;
 
-pub use crate::records::connections::{
-    Connection, ConnectionStatus, PendingAuthorization, Provider, RefreshOutcome, SealedTokens,
-};
+use crate::records::connections::{Provider, SealedTokens};
 
 /// Plain OAuth tokens. They exist only in memory: `Secret` keeps them out of
 /// `Debug` output and logs, and the store only ever sees them sealed.

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
-use super::Message;
+use crate::records::events::Message;
 
 /// How far a subscriber may fall behind before it misses events.
 pub const CAPACITY: usize = 4096;
@@ -153,8 +153,8 @@ mod tests {
         Arc::new(
             Event::connection_changed(
                 &user,
-                crate::connections::Provider::Dexcom,
-                crate::connections::ConnectionStatus::Connected,
+                crate::records::connections::Provider::Dexcom,
+                crate::records::connections::ConnectionStatus::Connected,
             )
             .to_message(),
         )

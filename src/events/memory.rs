@@ -6,7 +6,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tokio::sync::broadcast;
 
-use super::{BusError, EventBus, Hub, Message};
+use super::{BusError, EventBus, Hub};
+use crate::records::events::Message;
 
 #[derive(Clone, Default)]
 pub struct MemoryBus {

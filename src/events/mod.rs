@@ -12,7 +12,7 @@
 //! instance's events, this one's included, once each).
 //!
 //! The schema (`Event`, `Message`, ...) lives below the store in
-//! `crate::records::events`; it is re-exported here.
+//! `crate::records::events`, so that stores can write it in their own transactions.
 
 pub mod hub;
 mod memory;
@@ -24,7 +24,8 @@ use async_trait::async_trait;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use crate::records::events::*;
+use crate::records::events::Message;
+
 pub use hub::{Hub, Received, Subscription};
 pub use memory::MemoryBus;
 pub use subscriber::Subscriber;

@@ -33,7 +33,8 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use super::relay::backoff;
-use super::{BusError, EventBus, Hub, Message};
+use super::{BusError, EventBus, Hub};
+use crate::records::events::Message;
 
 /// A connect or a batch's confirms taking longer than this count as an outage.
 const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -42,7 +43,7 @@ const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
 /// subscribers of this instance.
 const QUIET_AT_STOP: Duration = Duration::from_millis(250);
 
-pub use crate::config::RabbitSettings;
+use crate::config::RabbitSettings;
 
 pub struct RabbitBus {
     settings: RabbitSettings,

@@ -9,7 +9,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::hub::{Hub, Received, Subscription};
-use super::Message;
+use crate::records::events::Message;
 
 /// Something that reacts to every event this instance sees (its own and, with
 /// `EVENT_BUS=rabbitmq`, every other instance's): at least once, and in the
@@ -109,8 +109,8 @@ mod tests {
             .map(|_| {
                 let m = Event::connection_changed(
                     &user,
-                    crate::connections::Provider::Dexcom,
-                    crate::connections::ConnectionStatus::Connected,
+                    crate::records::connections::Provider::Dexcom,
+                    crate::records::connections::ConnectionStatus::Connected,
                 )
                 .to_message();
                 hub.deliver(Arc::new(m.clone()));

@@ -12,10 +12,10 @@ use serde::Serialize;
 
 use crate::app::{open_store, BuildError, Opening};
 use crate::config::{EventBusKind, Settings, StorageSettings, VARIABLES};
-use crate::connections::{Connection, ConnectionStatus, Provider};
 use crate::domain::UserId;
+use crate::records::connections::{Connection, ConnectionStatus, Provider};
+use crate::records::jobs::{Created, JobStatus, NewJob, Trigger};
 use crate::store::{Store, StoreError};
-use crate::sync::jobs::{Created, JobStatus, NewJob, Trigger};
 use crate::sync::provider::{sync_target, SyncTarget};
 use table::Table;
 
@@ -350,7 +350,7 @@ pub async fn sync(
     }
 }
 
-fn show_job(job: &crate::sync::jobs::SyncJob, output: Output) {
+fn show_job(job: &crate::records::jobs::SyncJob, output: Output) {
     if output == Output::Json {
         print_json(&crate::api::JobView::from(job.clone()));
         return;

@@ -14,7 +14,8 @@ use chrono::Utc;
 
 use crate::domain::{FieldError, Reading, ReadingTime, TimePolicy};
 use crate::records::jobs::JobCounts;
-use crate::store::{Outcome, ReadingStore, Store, StoreError, Upserted};
+use crate::records::readings::{Outcome, Upserted};
+use crate::store::{ReadingStore, Store, StoreError};
 
 /// The fate of one submitted record.
 #[derive(Debug, Clone, PartialEq)]

@@ -6,8 +6,8 @@ use std::fmt;
 
 use chrono::{DateTime, Utc};
 
-use crate::config::Secret;
 use crate::domain::UserId;
+use crate::secret::Secret;
 
 /// A source account a user can connect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

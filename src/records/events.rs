@@ -9,10 +9,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::connections::{ConnectionStatus, Provider};
 use crate::domain::{Reading, UserId};
-use crate::store::{Outcome, Upserted};
-use crate::sync::jobs::{JobCounts, JobStatus, SyncJob};
+use crate::records::connections::{ConnectionStatus, Provider};
+use crate::records::jobs::{JobCounts, JobStatus, SyncJob};
+use crate::records::readings::{Outcome, Upserted};
 
 /// Bumped whenever an event's JSON shape changes incompatibly.
 pub const SCHEMA_VERSION: u16 = 1;

@@ -19,18 +19,17 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{Reading, StoredReading, UserId};
-use crate::events::Message;
 use crate::records::audit::{AuditBatch, AuditQuery, AuditRecord};
 use crate::records::connections::{
     Connection, ConnectionStatus, PendingAuthorization, Provider, RefreshOutcome,
 };
+use crate::records::events::Message;
 use crate::records::inbox::{Accepted, Delivery, DeliveryEnd, NewDelivery};
 use crate::records::jobs::{Checkpoint, Created, JobBacklog, JobEnd, NewJob, SyncJob};
-use crate::records::shares::Share;
+use crate::records::readings::Upserted;
+use crate::records::shares::{Share, SharePage, ShareWrite};
 use crate::records::tasks::{Enqueued, NewTask, Task, TaskBacklog, TaskEnd, TaskId};
 
-pub use crate::records::readings::{DuplicateKind, Outcome, Upserted};
-pub use crate::records::shares::{SharePage, ShareWrite};
 pub use query::{fetch_page, Order, Page, PageRequest, Scan, Seek};
 
 #[derive(Debug, thiserror::Error)]

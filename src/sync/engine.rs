@@ -12,17 +12,17 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::sync::{watch, Notify};
 
-use super::jobs::{Checkpoint, Created, JobCounts, JobEnd, NewJob, SyncJob, TimeRange, Trigger};
 use super::source::{split_windows, Disposition, SourceAdapter, SourceError, Sources};
-use crate::connections::{ConnectionStatus, RefreshOutcome};
 use crate::pipeline::{Pipeline, RecordResult, Tally};
+use crate::records::connections::{ConnectionStatus, RefreshOutcome};
+use crate::records::jobs::{
+    Checkpoint, Created, JobCounts, JobEnd, NewJob, SyncJob, TimeRange, Trigger,
+};
 use crate::store::{Store, StoreError};
 use crate::tasks::{
     Claimed, LeaseLost, RunContext, RunnerSettings, TaskBacklog, TaskEnd, TaskHandler, TaskQueue,
     TaskRunner,
 };
-
-pub use crate::tasks::retry_delay;
 
 /// How often an idle worker looks for jobs queued by another instance (jobs
 /// queued in this process wake it at once).
@@ -32,7 +32,7 @@ const BACKLOG_SAMPLE: Duration = Duration::from_secs(5);
 /// The kind sync jobs run as under the task runner.
 pub const SYNC_KIND: &str = "sync";
 
-pub use crate::config::SyncSettings;
+use crate::config::SyncSettings;
 
 /// A finished run, as the scheduler hears of it (to back off after failures).
 #[derive(Debug, Clone)]
@@ -596,6 +596,7 @@ impl TaskHandler<SyncJob> for SyncKind {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tasks::retry_delay;
     use chrono::TimeZone;
 
     fn t(h: i64) -> DateTime<Utc> {

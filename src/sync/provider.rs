@@ -2,8 +2,8 @@
 //! cannot be synced: decided here once, for every registered source, so the
 //! callers name no provider themselves.
 
-use crate::connections::{ConnectionStatus, Provider};
 use crate::domain::UserId;
+use crate::records::connections::{ConnectionStatus, Provider};
 use crate::store::{Store, StoreError};
 
 /// A provider's name as people read it ("dexcom" → "Dexcom").

@@ -24,9 +24,9 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::engine::SyncEngine;
-use super::jobs::{Created, NewJob, Trigger};
-use crate::connections::{ConnectionStatus, Provider};
 use crate::domain::UserId;
+use crate::records::connections::{ConnectionStatus, Provider};
+use crate::records::jobs::{Created, NewJob, Trigger};
 
 /// The jitter added to each slot: up to this fraction of the interval.
 pub const JITTER: f64 = 0.1;

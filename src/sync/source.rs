@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use crate::connections::Provider;
 use crate::domain::{FieldError, Reading, UserId};
+use crate::records::connections::Provider;
 
 /// A half-open request window `[start, end)`, at most `max_window` long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -229,7 +229,7 @@ fn describe_metrics() {
 /// event: `increase()` over a counter born at 1 misses that first failure, and a
 /// rule over a series that does not exist yet is silently never true.
 fn initialize_series() {
-    use crate::sync::jobs::Trigger;
+    use crate::records::jobs::Trigger;
     for trigger in Trigger::ALL {
         for outcome in ["succeeded", "failed", "retry"] {
             metrics::counter!("sync_runs_total", "trigger" => trigger.as_str(), "outcome" => outcome)

@@ -6,10 +6,10 @@
 use std::time::Duration;
 
 use cgm_hub::auth::jwt::mint_hs256;
-use cgm_hub::auth::shares::{Share, ShareRole};
-use cgm_hub::auth::Role;
-use cgm_hub::connections::Provider;
-use cgm_hub::sync::jobs::{NewJob, Trigger};
+use cgm_hub::records::connections::Provider;
+use cgm_hub::records::jobs::{NewJob, Trigger};
+use cgm_hub::records::roles::Role;
+use cgm_hub::records::shares::{Share, ShareRole};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -490,7 +490,7 @@ fn the_cli_mints_a_token_the_service_accepts() {
     );
     let token = String::from_utf8(out.stdout).unwrap();
     let auth = cgm_hub::auth::jwt::Authenticator::new(cgm_hub::auth::jwt::AuthConfig {
-        hs256_secret: Some(cgm_hub::config::Secret::new(SECRET.into())),
+        hs256_secret: Some(cgm_hub::secret::Secret::new(SECRET.into())),
         ..Default::default()
     });
     let principal = tokio::runtime::Runtime::new()

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cgm_hub::connections::{ConnectionStatus, Provider};
+use cgm_hub::records::connections::{ConnectionStatus, Provider};
 use cgm_hub::simulator::dexcom::SimConfig;
 use cgm_hub::simulator::patients::demo_patient;
 use cgm_hub::sources::dexcom::client::DexcomError;
@@ -371,7 +371,10 @@ async fn a_90_day_backfill_is_three_windows_without_gaps_or_duplicates() {
 }
 
 /// The user's Dexcom connection as stored.
-async fn stored(store: &Arc<dyn Store>, user_id: &str) -> cgm_hub::connections::Connection {
+async fn stored(
+    store: &Arc<dyn Store>,
+    user_id: &str,
+) -> cgm_hub::records::connections::Connection {
     store
         .get_connection(&user(user_id), Provider::Dexcom)
         .await

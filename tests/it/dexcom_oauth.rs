@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use cgm_hub::connections::{PendingAuthorization, Provider};
+use cgm_hub::records::connections::{PendingAuthorization, Provider};
 use cgm_hub::sources::dexcom::oauth::state_hash;
 use chrono::Utc;
 use serde_json::{json, Value};

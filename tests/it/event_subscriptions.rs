@@ -10,7 +10,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use cgm_hub::app::App;
 use cgm_hub::config::Settings;
-use cgm_hub::events::{Message, Subscriber};
+use cgm_hub::events::Subscriber;
+use cgm_hub::records::events::Message;
 use serde_json::{json, Value};
 use tempfile::TempDir;
 

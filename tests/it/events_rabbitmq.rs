@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cgm_hub::events::rabbitmq::{RabbitBus, RabbitSettings};
+use cgm_hub::config::RabbitSettings;
+use cgm_hub::events::rabbitmq::RabbitBus;
 use cgm_hub::events::relay::Relay;
 use cgm_hub::events::{EventBus, Received, Subscription};
 use lapin::options::{BasicGetOptions, ExchangeDeleteOptions, QueueDeleteOptions};
@@ -274,7 +275,7 @@ async fn drain_queue_keep(queue: &str) -> Vec<(String, Value)> {
 }
 
 /// The next event on `events` (the bus's hub), waiting up to 10 s.
-async fn next_message(events: &mut Subscription) -> Arc<cgm_hub::events::Message> {
+async fn next_message(events: &mut Subscription) -> Arc<cgm_hub::records::events::Message> {
     match tokio::time::timeout(Duration::from_secs(10), events.recv()).await {
         Ok(Some(Received::Message(m))) => m,
         other => panic!("expected an event within 10 s, got {other:?}"),

@@ -445,8 +445,9 @@ async fn finding_9_a_kill_9_under_load_loses_only_the_last_moment_of_the_audit_t
     use std::sync::{Arc, Mutex};
     use std::time::Instant;
 
-    use cgm_hub::auth::audit::AuditQuery;
-    use cgm_hub::store::sqlite::{Durability, SqliteStore};
+    use cgm_hub::config::Durability;
+    use cgm_hub::records::audit::AuditQuery;
+    use cgm_hub::store::sqlite::SqliteStore;
     use cgm_hub::store::AuditStore;
 
     let dir = tempfile::TempDir::new().unwrap();

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use cgm_hub::auth::jwt::mint_hs256;
-use cgm_hub::auth::Role;
+use cgm_hub::records::roles::Role;
 use cgm_hub::simulator::dexcom::browser::consent;
 use reqwest::Method;
 use serde_json::{json, Value};

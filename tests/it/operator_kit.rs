@@ -926,7 +926,7 @@ async fn the_operator_cli_works_beside_a_running_server() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_operator_cli_migrates_and_lists_on_postgres() {
-    use cgm_hub::connections::{Connection, Provider};
+    use cgm_hub::records::connections::{Connection, Provider};
     use cgm_hub::store::ConnectionStore;
     let schema = crate::helpers::PgSchema::new();
     let mut conn = schema.connection().await;

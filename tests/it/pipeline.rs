@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use cgm_hub::domain::ReadingType;
 use cgm_hub::pipeline::RecordResult;
-use cgm_hub::store::Outcome;
+use cgm_hub::records::readings::Outcome;
 
 use crate::helpers::*;
 

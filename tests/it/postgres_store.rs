@@ -6,8 +6,9 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use cgm_hub::records::inbox::NewDelivery;
+use cgm_hub::records::readings::Outcome;
 use cgm_hub::store::postgres::PostgresStore;
-use cgm_hub::store::{AuditStore, JobStore, Order, Outcome, ReadingStore, Scan, Store, StoreError};
+use cgm_hub::store::{AuditStore, JobStore, Order, ReadingStore, Scan, Store, StoreError};
 use chrono::{Duration, Months, Utc};
 use uuid::Uuid;
 
@@ -178,10 +179,10 @@ async fn an_unreachable_server_is_unavailable() {
 async fn the_audit_log_refuses_changes() {
     let schema = PgSchema::new();
     let store = schema.store().await;
-    let entry = cgm_hub::auth::audit::AuditEntry {
+    let entry = cgm_hub::records::audit::AuditEntry {
         at: Utc::now(),
         actor: user("doc"),
-        actor_roles: [cgm_hub::auth::Role::Clinician].into(),
+        actor_roles: [cgm_hub::records::roles::Role::Clinician].into(),
         action: "read_readings",
         target_user: user("pat"),
         decision: "allowed",
@@ -272,7 +273,7 @@ async fn instances_share_claims_without_overlap() {
     for i in 0..20 {
         let job = cgm_hub::records::jobs::NewJob::new(
             user(&format!("j{i}")),
-            cgm_hub::connections::Provider::Dexcom,
+            cgm_hub::records::connections::Provider::Dexcom,
             cgm_hub::records::jobs::Trigger::Manual,
             None,
             now,

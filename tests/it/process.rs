@@ -318,9 +318,11 @@ async fn sigterm_finishes_in_flight_requests_then_exits_0() {
 /// flow; even at DEBUG, no token it received reaches its logs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_connects_through_oauth_and_never_logs_a_token() {
+    use cgm_hub::config::Durability;
     use cgm_hub::connections::cipher::TokenCipher;
-    use cgm_hub::connections::{key_file, ConnectionStatus, Provider};
-    use cgm_hub::store::sqlite::{Durability, SqliteStore};
+    use cgm_hub::connections::key_file;
+    use cgm_hub::records::connections::{ConnectionStatus, Provider};
+    use cgm_hub::store::sqlite::SqliteStore;
     use cgm_hub::store::ConnectionStore;
 
     let dir = TempDir::new().unwrap();

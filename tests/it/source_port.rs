@@ -7,12 +7,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cgm_hub::connections::{Connection, ConnectionStatus, Provider, TokenSet};
+use cgm_hub::config::SyncSettings;
+use cgm_hub::connections::TokenSet;
 use cgm_hub::domain::{FieldError, Reading, ReadingTime, TimePolicy, UserId};
 use cgm_hub::pipeline::Pipeline;
+use cgm_hub::records::connections::{Connection, ConnectionStatus, Provider};
+use cgm_hub::records::jobs::{JobStatus, NewJob, SyncJob, TimeRange, Trigger};
 use cgm_hub::store::Store;
-use cgm_hub::sync::engine::{SyncEngine, SyncSettings};
-use cgm_hub::sync::jobs::{JobStatus, NewJob, SyncJob, TimeRange, Trigger};
+use cgm_hub::sync::engine::SyncEngine;
 use cgm_hub::sync::scheduler::Scheduler;
 use cgm_hub::sync::source::{
     Disposition, FetchWindow, FetchedRecord, SourceAdapter, SourceError, Sources,
@@ -102,8 +104,8 @@ async fn connect(store: &dyn Store, user: &UserId) {
             user,
             Provider::Dexcom,
             &TokenSet {
-                access_token: cgm_hub::config::Secret::new("memory-access".into()),
-                refresh_token: cgm_hub::config::Secret::new("memory-refresh".into()),
+                access_token: cgm_hub::secret::Secret::new("memory-access".into()),
+                refresh_token: cgm_hub::secret::Secret::new("memory-refresh".into()),
             },
         )
         .unwrap();
@@ -196,7 +198,7 @@ async fn a_registered_source_is_synced_and_its_failures_reach_jobs_and_connectio
         );
         async move {
             match engine.submit_requested(job).await.unwrap() {
-                cgm_hub::sync::jobs::Created::New(job) => job.id,
+                cgm_hub::records::jobs::Created::New(job) => job.id,
                 other => panic!("not queued: {other:?}"),
             }
         }

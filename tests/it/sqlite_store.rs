@@ -1,6 +1,7 @@
 //! What only the SQLite backend promises: its file, its mode, one process per file.
 
-use cgm_hub::store::sqlite::{Durability, SqliteStore};
+use cgm_hub::config::Durability;
+use cgm_hub::store::sqlite::SqliteStore;
 use cgm_hub::store::{AuditStore, ReadingStore};
 use tempfile::TempDir;
 

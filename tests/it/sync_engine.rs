@@ -6,10 +6,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cgm_hub::connections::Provider;
 use cgm_hub::events::MemoryBus;
+use cgm_hub::records::connections::Provider;
+use cgm_hub::records::jobs::{JobStatus, SyncJob, Trigger};
 use cgm_hub::simulator::dexcom::{Faults, SimConfig};
-use cgm_hub::sync::jobs::{JobStatus, SyncJob, Trigger};
 use cgm_hub::sync::scheduler::Scheduler;
 use chrono::{DateTime, Utc};
 use serde_json::Value;

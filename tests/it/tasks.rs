@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use cgm_hub::auth::jwt::mint_hs256;
-use cgm_hub::auth::Role;
+use cgm_hub::records::roles::Role;
 use cgm_hub::store::{Store, TaskStore};
 use cgm_hub::tasks::{
     LeaseLost, NewTask, RunContext, RunnerSettings, StoreQueue, Task, TaskEnd, TaskHandler, TaskId,
@@ -377,10 +377,10 @@ async fn task_status_over_http_follows_the_access_rules_of_jobs() {
         .await
         .unwrap()
         .into_task();
-    let job = cgm_hub::sync::jobs::NewJob::new(
+    let job = cgm_hub::records::jobs::NewJob::new(
         user("pat"),
-        cgm_hub::connections::Provider::Dexcom,
-        cgm_hub::sync::jobs::Trigger::Manual,
+        cgm_hub::records::connections::Provider::Dexcom,
+        cgm_hub::records::jobs::Trigger::Manual,
         None,
         now,
     );
@@ -509,7 +509,7 @@ async fn task_status_over_http_follows_the_access_rules_of_jobs() {
             let store = store.clone();
             async move {
                 let trail = store
-                    .query_audit(cgm_hub::auth::audit::AuditQuery {
+                    .query_audit(cgm_hub::records::audit::AuditQuery {
                         target_user: Some(user("pat")),
                         from: None,
                         until: None,

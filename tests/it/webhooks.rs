@@ -4,9 +4,10 @@
 
 use std::time::{Duration, Instant};
 
-use cgm_hub::sources::webhook::inbox::{DeliveryStatus, NewDelivery};
+use cgm_hub::config::Durability;
+use cgm_hub::records::inbox::{DeliveryStatus, NewDelivery};
 use cgm_hub::sources::webhook::signature::sign;
-use cgm_hub::store::sqlite::{Durability, SqliteStore};
+use cgm_hub::store::sqlite::SqliteStore;
 use cgm_hub::store::InboxStore;
 use chrono::Utc;
 use serde_json::{json, Value};
@@ -208,7 +209,7 @@ async fn wait_delivery(
     app: &TestApp,
     id: uuid::Uuid,
     status: DeliveryStatus,
-) -> cgm_hub::sources::webhook::inbox::Delivery {
+) -> cgm_hub::records::inbox::Delivery {
     eventually_ok(
         &format!("delivery {id} reaches {status:?}"),
         Duration::from_secs(5),

@@ -11,8 +11,8 @@ use crate::api::docs;
 use crate::api::error::{ApiError, ErrorEnvelope};
 use crate::api::views::{success, ReadingView};
 use crate::api::AppState;
-use crate::auth::policy::Action;
 use crate::domain::StoredReading;
+use crate::records::audit::Action;
 
 /// The newest reading of a user.
 #[utoipa::path(

@@ -13,8 +13,8 @@ use crate::api::error::{query_params, ApiError, ErrorEnvelope};
 use crate::api::views::{success_sized, ReadingView};
 use crate::api::AppState;
 use crate::api::{cursor, docs};
-use crate::auth::policy::Action;
 use crate::domain::{FieldError, ReadingTime, UserId};
+use crate::records::audit::Action;
 use crate::store::{fetch_page, Order, PageRequest};
 
 /// Query parameters of the range endpoint. Unknown parameters are rejected.

@@ -18,10 +18,10 @@ use crate::api::docs;
 use crate::api::error::{ApiError, ErrorBody, ErrorEnvelope};
 use crate::api::views::{success, success_sized, Rfc3339};
 use crate::api::AppState;
-use crate::auth::policy::Action;
 use crate::domain::FieldError;
 use crate::pipeline::{wire, RecordResult, Tally};
-use crate::store::{DuplicateKind, Outcome};
+use crate::records::audit::Action;
+use crate::records::readings::{DuplicateKind, Outcome};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RecordOutcome {

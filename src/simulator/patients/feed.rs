@@ -68,7 +68,7 @@ pub async fn feed_window(
                 .await?
                 .iter()
                 .filter(|r| {
-                    matches!(r, RecordResult::Stored(_, u) if u.outcome == crate::store::Outcome::Inserted)
+                    matches!(r, RecordResult::Stored(_, u) if u.outcome == crate::records::readings::Outcome::Inserted)
                 })
                 .count();
         }

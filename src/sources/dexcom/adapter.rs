@@ -10,8 +10,8 @@ use super::client::{DexcomClient, DexcomError};
 use super::tokens::AccessError;
 use super::translate::translate_for_pipeline;
 use super::windows::MAX_WINDOW_DAYS;
-use crate::connections::Provider;
 use crate::domain::UserId;
+use crate::records::connections::Provider;
 use crate::sync::source::{Disposition, FetchWindow, FetchedRecord, SourceAdapter, SourceError};
 
 pub struct DexcomAdapter {

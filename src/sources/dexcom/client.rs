@@ -151,7 +151,7 @@ impl DexcomClient {
         &self,
         endpoint: &'static str,
         url: &Url,
-        token: &crate::config::Secret<String>,
+        token: &crate::secret::Secret<String>,
     ) -> Result<super::outbound::Fetched, OutboundError> {
         self.outbound
             .send(endpoint, &self.host, Retries::Idempotent, |http| {

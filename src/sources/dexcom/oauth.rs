@@ -20,11 +20,12 @@ use url::Url;
 
 use super::outbound::{Outbound, OutboundError, Retries};
 use super::wire::{oauth_error_code, TokenResponse};
-use crate::config::Secret;
-use crate::connections::{PendingAuthorization, Provider, TokenSet};
+use crate::config::MAX_OAUTH_STATE_TTL;
+use crate::connections::TokenSet;
 use crate::domain::UserId;
+use crate::records::connections::{PendingAuthorization, Provider};
+use crate::secret::Secret;
 
-pub use crate::config::MAX_OAUTH_STATE_TTL as STATE_TTL;
 /// Used when a token response has no `expires_in` (Dexcom documents 7200 s).
 const DEFAULT_EXPIRES_IN: i64 = 7200;
 
@@ -157,7 +158,7 @@ impl OAuthClient {
             pkce_verifier: verifier.map(Secret::new),
             browser_hash: Some(state_hash(&browser)),
             expires_at: now
-                + chrono::Duration::from_std(self.config.state_ttl.min(STATE_TTL))
+                + chrono::Duration::from_std(self.config.state_ttl.min(MAX_OAUTH_STATE_TTL))
                     .unwrap_or_default(),
         };
         (url, Secret::new(browser), pending)

@@ -7,11 +7,11 @@ use chrono::{DateTime, Utc};
 use super::client::{DexcomClient, DexcomError};
 use super::translate;
 use super::windows::{split_windows, Window, MAX_WINDOW_DAYS};
-use crate::connections::Provider;
 use crate::domain::UserId;
 use crate::pipeline::{Pipeline, RecordResult, Tally};
+use crate::records::connections::Provider;
+use crate::records::jobs::JobCounts;
 use crate::store::StoreError;
-use crate::sync::jobs::JobCounts;
 
 /// What one `fetch_range` did: the windows fetched, and per record.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]

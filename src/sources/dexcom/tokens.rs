@@ -19,10 +19,12 @@ use chrono::Utc;
 use tokio_util::task::TaskTracker;
 
 use super::oauth::{Grant, OAuthClient, TokenError};
-use crate::config::Secret;
 use crate::connections::cipher::{CipherError, TokenCipher};
-use crate::connections::{Connection, ConnectionStatus, Provider, RefreshOutcome, SealedTokens};
 use crate::domain::UserId;
+use crate::records::connections::{
+    Connection, ConnectionStatus, Provider, RefreshOutcome, SealedTokens,
+};
+use crate::secret::Secret;
 use crate::store::{Store, StoreError};
 
 /// Added to the longest possible token call to size the refresh lease.

@@ -11,15 +11,15 @@ use serde_json::Value;
 use tokio::sync::{watch, Notify};
 use tokio_util::task::TaskTracker;
 
-use super::inbox::{Delivery, DeliveryEnd};
-use crate::connections::Provider;
 use crate::domain::{FieldError, UserId};
 use crate::pipeline::{Pipeline, RecordResult, Tally};
+use crate::records::connections::Provider;
+use crate::records::inbox::{Delivery, DeliveryEnd};
+use crate::records::jobs::{Created, NewJob, TimeRange, Trigger};
 use crate::sources::dexcom::translate::translate_for_pipeline;
 use crate::sources::dexcom::wire::EgvsPage;
 use crate::store::Store;
 use crate::sync::engine::SyncEngine;
-use crate::sync::jobs::{Created, NewJob, TimeRange, Trigger};
 
 /// Deliveries claimed per round.
 const BATCH: usize = 32;

@@ -15,13 +15,13 @@ use super::item::{
 };
 use super::schema::{BY_STATUS, EXPIRES_AT, GSI1};
 use super::{backoff, lost_race, outbox, DynamoStore, RACE_ATTEMPTS};
-use crate::config::Secret;
 use crate::domain::UserId;
-use crate::events::Event;
 use crate::records::connections::{
     Connection, ConnectionStatus, PendingAuthorization, Provider, RefreshOutcome, SealedTokens,
     SyncNote,
 };
+use crate::records::events::Event;
+use crate::secret::Secret;
 use crate::store::ConnectionStore;
 use crate::store::StoreError;
 use async_trait::async_trait;

@@ -15,8 +15,8 @@ use super::item::{
 use super::schema::{BY_USER, OPEN};
 use super::{backoff, lost_race, outbox, DynamoStore, RACE_ATTEMPTS};
 use crate::domain::UserId;
-use crate::events::Event;
 use crate::records::connections::Provider;
+use crate::records::events::Event;
 use crate::records::jobs::SCHEDULED_JOBS_KEPT;
 use crate::records::jobs::{
     Checkpoint, Created, JobBacklog, JobCounts, JobEnd, JobStatus, NewJob, SyncJob, TimeRange,

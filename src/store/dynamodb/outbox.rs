@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::item::{is_condition_failed, ms, s, sdk_error, Fields, Item};
 use super::schema::GSI1;
 use super::DynamoStore;
-use crate::events::{Event, Message};
+use crate::records::events::{Event, Message};
 use crate::store::OutboxStore;
 use crate::store::StoreError;
 use async_trait::async_trait;

@@ -13,8 +13,9 @@ use super::item::{
 use super::{backoff, lost_race, DynamoStore, RACE_ATTEMPTS};
 use crate::domain::UserId;
 use crate::records::shares::{Share, ShareRole};
+use crate::records::shares::{SharePage, ShareWrite};
 use crate::store::ShareStore;
-use crate::store::{SharePage, ShareWrite, StoreError};
+use crate::store::StoreError;
 use async_trait::async_trait;
 
 fn key(patient: &UserId, grantee: &UserId) -> Item {

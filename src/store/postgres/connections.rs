@@ -7,13 +7,13 @@ use sqlx::postgres::PgRow;
 use sqlx::PgConnection;
 
 use super::{col, db_error, int, ms, opt_ms, user_id, PostgresStore};
-use crate::config::Secret;
 use crate::domain::UserId;
-use crate::events::Event;
 use crate::records::connections::{
     Connection, ConnectionStatus, PendingAuthorization, Provider, RefreshOutcome, SealedTokens,
     SyncNote,
 };
+use crate::records::events::Event;
+use crate::secret::Secret;
 use crate::store::ConnectionStore;
 use crate::store::StoreError;
 use async_trait::async_trait;

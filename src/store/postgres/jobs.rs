@@ -12,8 +12,8 @@ use uuid::Uuid;
 
 use super::{advisory_lock, col, count, db_error, int, ms, opt_ms, user_id, PostgresStore};
 use crate::domain::UserId;
-use crate::events::Event;
 use crate::records::connections::Provider;
+use crate::records::events::Event;
 use crate::records::jobs::SCHEDULED_JOBS_KEPT;
 use crate::records::jobs::{
     Checkpoint, Created, JobBacklog, JobCounts, JobEnd, JobStatus, NewJob, SyncJob, TimeRange,

@@ -8,7 +8,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::{col, count, db_error, int, ms, PostgresStore};
-use crate::events::{Event, Message};
+use crate::records::events::{Event, Message};
 use crate::store::OutboxStore;
 use crate::store::StoreError;
 use async_trait::async_trait;

@@ -30,9 +30,10 @@ use crate::domain::{
     DeviceInfo, Glucose, MgDl, Reading, ReadingTime, ReadingType, Resolution, SensorStatus, Source,
     StoredReading, Trend, TrendRate, UserId,
 };
-use crate::events::Event;
+use crate::records::events::Event;
+use crate::records::readings::{DuplicateKind, Outcome, Upserted};
 use crate::store::ReadingStore;
-use crate::store::{DuplicateKind, Order, Outcome, Scan, StoreError, Upserted};
+use crate::store::{Order, Scan, StoreError};
 use async_trait::async_trait;
 
 /// The columns of `readings`, in the order every statement here reads and

@@ -7,8 +7,9 @@ use sqlx::postgres::PgRow;
 use super::{advisory_lock, col, db_error, int, ms, opt_ms, user_id, PostgresStore};
 use crate::domain::UserId;
 use crate::records::shares::{Share, ShareRole};
+use crate::records::shares::{SharePage, ShareWrite};
 use crate::store::ShareStore;
-use crate::store::{SharePage, ShareWrite, StoreError};
+use crate::store::StoreError;
 use async_trait::async_trait;
 
 macro_rules! columns {

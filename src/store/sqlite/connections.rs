@@ -5,13 +5,13 @@ use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::{params, OptionalExtension, Row};
 
 use super::{internal, SqliteStore};
-use crate::config::Secret;
 use crate::domain::UserId;
-use crate::events::Event;
 use crate::records::connections::{
     Connection, ConnectionStatus, PendingAuthorization, Provider, RefreshOutcome, SealedTokens,
     SyncNote,
 };
+use crate::records::events::Event;
+use crate::secret::Secret;
 use crate::store::ConnectionStore;
 use crate::store::StoreError;
 use async_trait::async_trait;

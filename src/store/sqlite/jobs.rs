@@ -439,7 +439,7 @@ impl JobStore for SqliteStore {
                 note_sync(&tx, &current.user_id, current.provider, &note)?;
             }
             let ended = job_by_id(&tx, &id)?;
-            super::outbox::append(&tx, ended.iter().filter_map(crate::events::Event::sync_ended))?;
+            super::outbox::append(&tx, ended.iter().filter_map(crate::records::events::Event::sync_ended))?;
             if end.prunes_scheduled(current.trigger) {
                 tx.prepare_cached(
                     "DELETE FROM sync_jobs WHERE user_id = ?1 AND trigger = 'scheduled' \

@@ -38,7 +38,7 @@ const READERS: usize = 4;
 /// Users whose latest reading is kept in memory (a few hundred bytes each).
 const LATEST_CACHE_USERS: usize = 100_000;
 
-pub use crate::config::Durability;
+use crate::config::Durability;
 
 #[derive(Clone)]
 pub struct SqliteStore {

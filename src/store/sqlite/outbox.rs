@@ -6,7 +6,7 @@ use rusqlite::{params, Connection};
 use uuid::Uuid;
 
 use super::{internal, SqliteStore};
-use crate::events::{Event, Message};
+use crate::records::events::{Event, Message};
 use crate::store::OutboxStore;
 use crate::store::StoreError;
 use async_trait::async_trait;

@@ -11,7 +11,8 @@ use rusqlite::{OptionalExtension, TransactionBehavior};
 
 use super::{internal, outbox, rows, SqliteStore};
 use crate::domain::{Reading, Resolution, StoredReading, UserId};
-use crate::store::{DuplicateKind, Order, Outcome, ReadingStore, Scan, StoreError, Upserted};
+use crate::records::readings::{DuplicateKind, Outcome, Upserted};
+use crate::store::{Order, ReadingStore, Scan, StoreError};
 
 #[async_trait]
 impl ReadingStore for SqliteStore {
@@ -97,7 +98,7 @@ impl ReadingStore for SqliteStore {
                 readings
                     .iter()
                     .zip(&results)
-                    .filter_map(|(r, u)| crate::events::Event::reading_changed(r, u)),
+                    .filter_map(|(r, u)| crate::records::events::Event::reading_changed(r, u)),
             )?;
             let pending = latest.begin_write(newest.users());
             tx.commit().map_err(internal)?;

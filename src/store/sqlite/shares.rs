@@ -7,8 +7,9 @@ use rusqlite::{params, OptionalExtension, Row, TransactionBehavior};
 use super::{internal, SqliteStore};
 use crate::domain::UserId;
 use crate::records::shares::{Share, ShareRole};
+use crate::records::shares::{SharePage, ShareWrite};
 use crate::store::ShareStore;
-use crate::store::{SharePage, ShareWrite, StoreError};
+use crate::store::StoreError;
 use async_trait::async_trait;
 
 const COLUMNS: &str = "patient_id, grantee_id, role, created_at_ms, expires_at_ms";

@@ -14,7 +14,7 @@ pub fn pipeline_with_events(
     store: Arc<dyn Store>,
 ) -> (
     cgm_hub::pipeline::Pipeline,
-    tokio::sync::broadcast::Receiver<Arc<cgm_hub::events::Message>>,
+    tokio::sync::broadcast::Receiver<Arc<cgm_hub::records::events::Message>>,
 ) {
     let bus = Arc::new(MemoryBus::default());
     let events = bus.subscribe();
@@ -32,7 +32,7 @@ pub fn start_relay(store: Arc<dyn Store>, bus: Arc<dyn cgm_hub::events::EventBus
 
 /// The next event on `events`, waiting up to 5 s for the relay.
 pub async fn next_event(
-    events: &mut tokio::sync::broadcast::Receiver<Arc<cgm_hub::events::Message>>,
+    events: &mut tokio::sync::broadcast::Receiver<Arc<cgm_hub::records::events::Message>>,
 ) -> Value {
     tokio::time::timeout(Duration::from_secs(5), events.recv())
         .await

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use cgm_hub::records::connections::{PendingAuthorization, Provider};
 use cgm_hub::records::shares::{Share, ShareRole};
-use cgm_hub::store::{SharePage, ShareWrite};
+use cgm_hub::records::shares::{SharePage, ShareWrite};
 use chrono::{DateTime, Utc};
 
 use super::S;

@@ -5,12 +5,13 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cgm_hub::config::Secret;
 use cgm_hub::domain::{Glucose, ReadingTime, ReadingType, SensorStatus};
 use cgm_hub::records::connections::{
     Connection, ConnectionStatus, PendingAuthorization, Provider, RefreshOutcome, SealedTokens,
 };
-use cgm_hub::store::{fetch_page, DuplicateKind, Order, Outcome, PageRequest, Seek, Store};
+use cgm_hub::records::readings::{DuplicateKind, Outcome};
+use cgm_hub::secret::Secret;
+use cgm_hub::store::{fetch_page, Order, PageRequest, Seek, Store};
 use chrono::Utc;
 
 use crate::helpers::*;
@@ -868,7 +869,7 @@ async fn audit_entries_are_appended_in_order_and_filtered(s: S) {
         everything.windows(2).all(|w| w[0].seq < w[1].seq),
         "positions increase"
     );
-    let ids = |records: Vec<cgm_hub::auth::audit::AuditRecord>| -> Vec<String> {
+    let ids = |records: Vec<cgm_hub::records::audit::AuditRecord>| -> Vec<String> {
         records.into_iter().map(|r| r.entry.request_id).collect()
     };
     let of_a = AuditQuery {

@@ -6,11 +6,11 @@ use serde_json::Value;
 
 use super::*;
 
-fn types_of(messages: &[cgm_hub::events::Message]) -> Vec<String> {
+fn types_of(messages: &[cgm_hub::records::events::Message]) -> Vec<String> {
     messages.iter().map(|m| m.routing_key.clone()).collect()
 }
 
-fn data(message: &cgm_hub::events::Message) -> Value {
+fn data(message: &cgm_hub::records::events::Message) -> Value {
     message.json()["data"].clone()
 }
 
@@ -94,7 +94,7 @@ pub(super) async fn outbox_claims_are_exclusive_until_they_lapse(s: S) {
     assert_eq!(a.len(), 2);
     assert_eq!(b.len(), 3, "b gets what a does not hold");
     assert!(a.iter().all(|m| !b.iter().any(|n| n.id == m.id)));
-    let values = |ms: &[cgm_hub::events::Message]| -> Vec<u64> {
+    let values = |ms: &[cgm_hub::records::events::Message]| -> Vec<u64> {
         ms.iter()
             .map(|m| data(m)["glucose_value"].as_u64().unwrap())
             .collect()

@@ -242,7 +242,7 @@ pub(super) async fn a_lapsed_lease_hands_the_job_on_with_its_checkpoint(s: S) {
         )
         .await
         .unwrap());
-    let cursor = |c: Option<cgm_hub::connections::Connection>| c.unwrap().sync_cursor;
+    let cursor = |c: Option<cgm_hub::records::connections::Connection>| c.unwrap().sync_cursor;
     let stored_cursor = cursor(
         s.get_connection(&user("u1"), Provider::Dexcom)
             .await
