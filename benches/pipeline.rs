@@ -109,6 +109,7 @@ fn dexcom_backfill(c: &mut Criterion) {
         let sim = spawn(sim_config.clone()).await.unwrap();
         let pipeline = Pipeline::new(store.clone(), cgm_hub::domain::TimePolicy::default());
         let service = DexcomService::build(
+            store.clone(),
             pipeline,
             Arc::new(TokenCipher::new(&[7; 32], &[])),
             OAuthConfig {
@@ -161,9 +162,16 @@ fn dexcom_backfill(c: &mut Criterion) {
                     let end = chrono::Utc::now();
                     let start = end - chrono::Duration::days(30);
                     let started = Instant::now();
-                    let report = fetch_range(service.client(), &pipeline, &user, start, end)
-                        .await
-                        .unwrap();
+                    let report = fetch_range(
+                        service.client(),
+                        &pipeline,
+                        store.as_ref(),
+                        &user,
+                        start,
+                        end,
+                    )
+                    .await
+                    .unwrap();
                     total += started.elapsed();
                     assert!(
                         report.counts.inserted > 8_000,

@@ -109,7 +109,13 @@ impl App {
         }
         let engine = (!sources.is_empty()).then(|| {
             let sync = demo.as_ref().map_or(&settings.sync, |d| &d.sync);
-            SyncEngine::new(pipeline.clone(), sources, sync.clone())
+            SyncEngine::new(
+                store.clone(),
+                store.clone(),
+                pipeline.clone(),
+                sources,
+                sync.clone(),
+            )
         });
         let dexcom = dexcom
             .zip(engine.clone())
@@ -124,6 +130,7 @@ impl App {
                 format!("tasks-{}", uuid::Uuid::new_v4()),
             ),
             event_bus: bus,
+            inbox: WebhookInbox::new(store.clone(), pipeline, engine.clone()),
             store,
             metrics,
             limits: Limits {
@@ -144,7 +151,6 @@ impl App {
             ),
             tls: settings.tls.is_some(),
             webhook_secret: settings.webhook_signing_secret.clone(),
-            inbox: WebhookInbox::new(pipeline, engine),
             recent_refreshes: crate::api::oauth::RecentRefreshes::new(
                 settings.dexcom.refresh_min_interval,
             ),

@@ -10,11 +10,11 @@ use chrono::Utc;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::store::Store;
+use crate::store::ConnectionStore;
 
 /// Prunes every `every` until `stop` turns true (or its sender is dropped).
 pub fn start(
-    store: Arc<dyn Store>,
+    store: Arc<dyn ConnectionStore>,
     every: Duration,
     mut stop: watch::Receiver<bool>,
 ) -> JoinHandle<()> {

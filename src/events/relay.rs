@@ -14,7 +14,7 @@ use chrono::Utc;
 use tokio::sync::watch;
 
 use super::{BusError, EventBus};
-use crate::store::{Store, StoreError};
+use crate::store::{OutboxStore, StoreError};
 
 /// Messages per claim and publish.
 const BATCH: usize = 500;
@@ -38,14 +38,14 @@ pub enum RelayError {
 }
 
 pub struct Relay {
-    store: Arc<dyn Store>,
+    store: Arc<dyn OutboxStore>,
     bus: Arc<dyn EventBus>,
     /// This relay's name on claims.
     owner: String,
 }
 
 impl Relay {
-    pub fn new(store: Arc<dyn Store>, bus: Arc<dyn EventBus>) -> Arc<Self> {
+    pub fn new(store: Arc<dyn OutboxStore>, bus: Arc<dyn EventBus>) -> Arc<Self> {
         Arc::new(Self {
             store,
             bus,

@@ -15,7 +15,7 @@ use chrono::Utc;
 use crate::domain::{FieldError, Reading, ReadingTime, TimePolicy};
 use crate::records::jobs::JobCounts;
 use crate::records::readings::{Outcome, Upserted};
-use crate::store::{ReadingStore, Store, StoreError};
+use crate::store::{ReadingStore, StoreError};
 
 /// The fate of one submitted record.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,26 +64,13 @@ impl Tally {
 
 #[derive(Clone)]
 pub struct Pipeline {
-    /// All the pipeline itself uses.
     readings: Arc<dyn ReadingStore>,
     policy: TimePolicy,
-    /// The whole store, carried only for the sync engine, the webhook inbox
-    /// and the Dexcom service, which take theirs from the pipeline today. Once
-    /// they are given their own, this goes and `new` takes a `ReadingStore`.
-    store: Arc<dyn Store>,
 }
 
 impl Pipeline {
-    pub fn new(store: Arc<dyn Store>, policy: TimePolicy) -> Self {
-        Self {
-            readings: store.clone(),
-            policy,
-            store,
-        }
-    }
-
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
+    pub fn new(readings: Arc<dyn ReadingStore>, policy: TimePolicy) -> Self {
+        Self { readings, policy }
     }
 
     /// Validates and stores a batch of parsed records; returns one result per input,

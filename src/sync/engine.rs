@@ -18,7 +18,7 @@ use crate::records::connections::{ConnectionStatus, RefreshOutcome};
 use crate::records::jobs::{
     Checkpoint, Created, JobCounts, JobEnd, NewJob, SyncJob, TimeRange, Trigger,
 };
-use crate::store::{Store, StoreError};
+use crate::store::{ConnectionStore, JobStore, StoreError};
 use crate::tasks::{
     Claimed, LeaseLost, RunContext, RunnerSettings, TaskBacklog, TaskEnd, TaskHandler, TaskQueue,
     TaskRunner,
@@ -43,7 +43,8 @@ pub struct Finished {
 }
 
 pub struct SyncEngine {
-    store: Arc<dyn Store>,
+    jobs: Arc<dyn JobStore>,
+    connections: Arc<dyn ConnectionStore>,
     pipeline: Pipeline,
     /// The adapter of each provider whose jobs this engine runs.
     sources: Sources,
@@ -57,9 +58,16 @@ pub struct SyncEngine {
 }
 
 impl SyncEngine {
-    pub fn new(pipeline: Pipeline, sources: Sources, settings: SyncSettings) -> Arc<Self> {
+    pub fn new(
+        jobs: Arc<dyn JobStore>,
+        connections: Arc<dyn ConnectionStore>,
+        pipeline: Pipeline,
+        sources: Sources,
+        settings: SyncSettings,
+    ) -> Arc<Self> {
         Arc::new(Self {
-            store: pipeline.store().clone(),
+            jobs,
+            connections,
             pipeline,
             sources,
             settings,
@@ -74,8 +82,9 @@ impl SyncEngine {
         &self.settings
     }
 
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
+    /// The connections whose jobs this engine runs (the scheduler polls them).
+    pub fn connections(&self) -> &Arc<dyn ConnectionStore> {
+        &self.connections
     }
 
     /// The sources this engine syncs (the scheduler polls their connections).
@@ -95,7 +104,7 @@ impl SyncEngine {
         coalesce_within: Option<chrono::Duration>,
     ) -> Result<Created, StoreError> {
         let trigger = job.trigger;
-        let created = self.store.create_job(job, coalesce_within).await?;
+        let created = self.jobs.create_job(job, coalesce_within).await?;
         if matches!(created, Created::New(_)) {
             metrics::counter!("sync_jobs_queued_total", "trigger" => trigger.as_str()).increment(1);
             self.wake.notify_one();
@@ -109,7 +118,7 @@ impl SyncEngine {
     pub async fn submit_requested(&self, job: NewJob) -> Result<Created, StoreError> {
         let trigger = job.trigger;
         let created = self
-            .store
+            .jobs
             .create_requested_job(job, self.settings.max_queued_per_user)
             .await?;
         match &created {
@@ -137,7 +146,7 @@ impl SyncEngine {
         let runner = self.runner.get_or_init(|| {
             let runner = TaskRunner::with_wake(
                 SyncJobQueue {
-                    store: self.store.clone(),
+                    jobs: self.jobs.clone(),
                 },
                 RunnerSettings {
                     workers: self.settings.concurrency.max(1),
@@ -175,7 +184,7 @@ impl SyncEngine {
             .get(provider)
             .ok_or_else(|| RunError::Final(format!("no source is registered for {provider}")))?;
         let connection = self
-            .store
+            .connections
             .get_connection(user, provider)
             .await?
             .filter(|c| c.status == ConnectionStatus::Connected)
@@ -258,7 +267,7 @@ impl SyncEngine {
         let now = Utc::now();
         let marked = async {
             let held = self
-                .store
+                .connections
                 .try_refresh_lease(
                     &job.user_id,
                     job.provider,
@@ -279,7 +288,7 @@ impl SyncEngine {
             };
             let revoked = matches!(outcome, RefreshOutcome::Revoked { .. });
             let written = self
-                .store
+                .connections
                 .finish_refresh(&job.user_id, job.provider, &self.owner, outcome, now)
                 .await?;
             Ok::<_, StoreError>(written && revoked)
@@ -305,7 +314,7 @@ impl SyncEngine {
         newest: Option<DateTime<Utc>>,
     ) -> Result<(), RunError> {
         let held = self
-            .store
+            .jobs
             .checkpoint_job(
                 job.id,
                 &self.owner,
@@ -435,7 +444,7 @@ impl Claimed for SyncJob {
 /// Sync jobs as a task queue: claims, renewals and ends go to the job tables
 /// and their per-user sync lease (one sync per user across instances).
 pub struct SyncJobQueue {
-    store: Arc<dyn Store>,
+    jobs: Arc<dyn JobStore>,
 }
 
 #[async_trait]
@@ -452,7 +461,7 @@ impl TaskQueue for SyncJobQueue {
         if !kinds.iter().any(|k| k == SYNC_KIND) {
             return Ok(None);
         }
-        self.store.claim_job(owner, now, until).await
+        self.jobs.claim_job(owner, now, until).await
     }
 
     async fn renew(
@@ -461,7 +470,7 @@ impl TaskQueue for SyncJobQueue {
         owner: &str,
         until: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        self.store.renew_job_lease(job.id, owner, until).await
+        self.jobs.renew_job_lease(job.id, owner, until).await
     }
 
     async fn finish(
@@ -476,7 +485,7 @@ impl TaskQueue for SyncJobQueue {
             TaskEnd::Failed { error } => JobEnd::Failed { error },
             TaskEnd::Retry { not_before, error } => JobEnd::Retry { not_before, error },
         };
-        self.store.finish_job(job.id, owner, end, now).await
+        self.jobs.finish_job(job.id, owner, end, now).await
     }
 
     async fn backlog(
@@ -487,7 +496,7 @@ impl TaskQueue for SyncJobQueue {
         if !kinds.iter().any(|k| k == SYNC_KIND) {
             return Ok(Vec::new());
         }
-        let backlog = self.store.job_backlog(now).await?;
+        let backlog = self.jobs.job_backlog(now).await?;
         Ok(vec![(
             SYNC_KIND.to_owned(),
             TaskBacklog {

@@ -4,7 +4,7 @@
 
 use crate::domain::UserId;
 use crate::records::connections::{ConnectionStatus, Provider};
-use crate::store::{Store, StoreError};
+use crate::store::{ConnectionStore, StoreError};
 
 /// A provider's name as people read it ("dexcom" → "Dexcom").
 pub fn provider_name(provider: Provider) -> String {
@@ -19,7 +19,7 @@ pub fn provider_name(provider: Provider) -> String {
 /// Why `user` cannot be synced from `provider` on request: no working
 /// connection (the message names the status).
 pub async fn not_syncable(
-    store: &dyn Store,
+    store: &dyn ConnectionStore,
     user: &UserId,
     provider: Provider,
 ) -> Result<Option<String>, StoreError> {
@@ -51,7 +51,7 @@ pub enum SyncTarget {
 /// source registered (Dexcom today) that is always it, and the answers are
 /// the ones a Dexcom-only service gave.
 pub async fn sync_target(
-    store: &dyn Store,
+    store: &dyn ConnectionStore,
     user: &UserId,
     asked: Option<Provider>,
     registered: &[Provider],

@@ -329,7 +329,7 @@ impl Scheduler {
         for (provider, plan) in &mut self.plans {
             let connected = match self
                 .engine
-                .store()
+                .connections()
                 .connections_with_status(*provider, ConnectionStatus::Connected)
                 .await
             {

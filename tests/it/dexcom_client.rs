@@ -328,9 +328,16 @@ async fn a_90_day_backfill_is_three_windows_without_gaps_or_duplicates() {
     let start = end - chrono::Duration::days(90);
     let pipeline =
         cgm_hub::pipeline::Pipeline::new(store.clone(), cgm_hub::domain::TimePolicy::default());
-    let report = fetch_range(dexcom.client(), &pipeline, &user("demo-bob"), start, end)
-        .await
-        .unwrap();
+    let report = fetch_range(
+        dexcom.client(),
+        &pipeline,
+        store.as_ref(),
+        &user("demo-bob"),
+        start,
+        end,
+    )
+    .await
+    .unwrap();
     assert_eq!(report.windows, 3);
     assert_eq!(sim.sim.stats().egvs, 3);
 
@@ -359,9 +366,16 @@ async fn a_90_day_backfill_is_three_windows_without_gaps_or_duplicates() {
     assert_eq!(counts.rejected, 0);
     assert_eq!(counts.fetched, counts.inserted + counts.duplicates);
 
-    let again = fetch_range(dexcom.client(), &pipeline, &user("demo-bob"), start, end)
-        .await
-        .unwrap();
+    let again = fetch_range(
+        dexcom.client(),
+        &pipeline,
+        store.as_ref(),
+        &user("demo-bob"),
+        start,
+        end,
+    )
+    .await
+    .unwrap();
     assert_eq!(
         again.counts.inserted, 0,
         "a second backfill stores nothing new"
@@ -461,6 +475,7 @@ async fn receiver_records_without_offsets_and_null_highs_are_kept() {
     let report = fetch_range(
         dexcom.client(),
         &pipeline_over(&store),
+        store.as_ref(),
         &user("demo-carol"),
         start,
         end,

@@ -482,9 +482,16 @@ async fn a_backfill_killed_midway_resumes_with_no_gap_and_no_duplicate() {
     connect(&stack, "longhaul").await;
     let (start, end) = (time_of(&range["start"]), time_of(&range["end"]));
     let (pipeline, _) = pipeline_with_events(reference.store.clone());
-    let report = fetch_range(stack.client(), &pipeline, &user("longhaul"), start, end)
-        .await
-        .unwrap();
+    let report = fetch_range(
+        stack.client(),
+        &pipeline,
+        reference.store.as_ref(),
+        &user("longhaul"),
+        start,
+        end,
+    )
+    .await
+    .unwrap();
     assert!(report.counts.inserted > 20_000, "{report:?}");
     let want: Vec<(String, u64)> = reference
         .store

@@ -171,6 +171,8 @@ async fn a_registered_source_is_synced_and_its_failures_reach_jobs_and_connectio
 
     let pipeline = Pipeline::new(store.clone(), TimePolicy::default());
     let engine = SyncEngine::new(
+        store.clone(),
+        store.clone(),
         pipeline,
         Sources::new().with(source.clone()),
         SyncSettings {

@@ -22,7 +22,7 @@ use crate::records::connections::{Connection, ConnectionStatus, PendingAuthoriza
 use crate::records::jobs::{Created, NewJob, TimeRange, Trigger};
 use crate::secret::Secret;
 use crate::sources::connect::ConnectFault;
-use crate::store::{Store, StoreError};
+use crate::store::{ConnectionStore, Store, StoreError};
 use crate::sync::engine::SyncEngine;
 use crate::sync::source::{SourceAdapter, Sources};
 use subtle::ConstantTimeEq;
@@ -115,7 +115,7 @@ pub enum ConnectError {
 pub struct DexcomService {
     oauth: Arc<OAuthClient>,
     client: Arc<DexcomClient>,
-    store: Arc<dyn Store>,
+    store: Arc<dyn ConnectionStore>,
     engine: Arc<SyncEngine>,
 }
 
@@ -128,7 +128,7 @@ pub struct DexcomStack {
 
 impl DexcomStack {
     pub fn build(
-        store: Arc<dyn Store>,
+        store: Arc<dyn ConnectionStore>,
         cipher: Arc<TokenCipher>,
         oauth: OAuthConfig,
         outbound: Outbound,
@@ -157,6 +157,7 @@ impl DexcomService {
     /// (started by the caller). The app builds its engine over every source
     /// instead (`DexcomStack` and `with_engine`).
     pub fn build(
+        store: Arc<dyn Store>,
         pipeline: Pipeline,
         cipher: Arc<TokenCipher>,
         oauth: OAuthConfig,
@@ -164,9 +165,14 @@ impl DexcomService {
         version: ApiVersion,
         sync: SyncSettings,
     ) -> Arc<Self> {
-        let store = pipeline.store().clone();
-        let stack = DexcomStack::build(store, cipher, oauth, outbound, version);
-        let engine = SyncEngine::new(pipeline, Sources::new().with(stack.adapter()), sync);
+        let stack = DexcomStack::build(store.clone(), cipher, oauth, outbound, version);
+        let engine = SyncEngine::new(
+            store.clone(),
+            store,
+            pipeline,
+            Sources::new().with(stack.adapter()),
+            sync,
+        );
         Self::with_engine(stack, engine)
     }
 
@@ -176,7 +182,7 @@ impl DexcomService {
         Arc::new(Self {
             oauth: stack.oauth,
             client: stack.client,
-            store: engine.store().clone(),
+            store: engine.connections().clone(),
             engine,
         })
     }

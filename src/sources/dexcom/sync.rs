@@ -11,7 +11,7 @@ use crate::domain::UserId;
 use crate::pipeline::{Pipeline, RecordResult, Tally};
 use crate::records::connections::Provider;
 use crate::records::jobs::JobCounts;
-use crate::store::StoreError;
+use crate::store::{ConnectionStore, StoreError};
 
 /// What one `fetch_range` did: the windows fetched, and per record.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -58,6 +58,7 @@ pub async fn fetch_window(
 pub async fn fetch_range(
     client: &DexcomClient,
     pipeline: &Pipeline,
+    connections: &dyn ConnectionStore,
     user: &UserId,
     start: DateTime<Utc>,
     end: DateTime<Utc>,
@@ -73,7 +74,7 @@ pub async fn fetch_range(
         Ok::<_, SyncError>(())
     }
     .await;
-    let store = pipeline.store();
+    let store = connections;
     let now = Utc::now();
     let outcome = match &result {
         Ok(()) => {

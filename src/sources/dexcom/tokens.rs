@@ -25,7 +25,7 @@ use crate::records::connections::{
     Connection, ConnectionStatus, Provider, RefreshOutcome, SealedTokens,
 };
 use crate::secret::Secret;
-use crate::store::{Store, StoreError};
+use crate::store::{ConnectionStore, StoreError};
 
 /// Added to the longest possible token call to size the refresh lease.
 const LEASE_MARGIN: Duration = Duration::from_secs(30);
@@ -65,7 +65,7 @@ pub struct TokenManager {
 
 /// What a refresh task needs.
 struct Shared {
-    store: Arc<dyn Store>,
+    store: Arc<dyn ConnectionStore>,
     cipher: Arc<TokenCipher>,
     oauth: Arc<OAuthClient>,
     /// This instance's prefix for lease ids.
@@ -75,7 +75,11 @@ struct Shared {
 }
 
 impl TokenManager {
-    pub fn new(store: Arc<dyn Store>, cipher: Arc<TokenCipher>, oauth: Arc<OAuthClient>) -> Self {
+    pub fn new(
+        store: Arc<dyn ConnectionStore>,
+        cipher: Arc<TokenCipher>,
+        oauth: Arc<OAuthClient>,
+    ) -> Self {
         let lease = oauth.worst_case_call() + LEASE_MARGIN;
         Self {
             shared: Arc::new(Shared {

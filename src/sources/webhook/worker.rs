@@ -18,7 +18,7 @@ use crate::records::inbox::{Delivery, DeliveryEnd};
 use crate::records::jobs::{Created, NewJob, TimeRange, Trigger};
 use crate::sources::dexcom::translate::translate_for_pipeline;
 use crate::sources::dexcom::wire::EgvsPage;
-use crate::store::Store;
+use crate::store::InboxStore;
 use crate::sync::engine::SyncEngine;
 
 /// Deliveries claimed per round.
@@ -114,7 +114,7 @@ pub fn retry_delay(attempt: u32) -> Duration {
 }
 
 pub struct WebhookInbox {
-    store: Arc<dyn Store>,
+    store: Arc<dyn InboxStore>,
     pipeline: Pipeline,
     /// Present when Dexcom is configured; `egvs.available` needs it.
     engine: Option<Arc<SyncEngine>>,
@@ -126,9 +126,13 @@ pub struct WebhookInbox {
 impl WebhookInbox {
     /// `engine` runs the windows `egvs.available` asks for (None: Dexcom is
     /// not configured, and such deliveries fail).
-    pub fn new(pipeline: Pipeline, engine: Option<Arc<SyncEngine>>) -> Arc<Self> {
+    pub fn new(
+        store: Arc<dyn InboxStore>,
+        pipeline: Pipeline,
+        engine: Option<Arc<SyncEngine>>,
+    ) -> Arc<Self> {
         Arc::new(Self {
-            store: pipeline.store().clone(),
+            store,
             pipeline,
             engine,
             owner: format!("inbox-{}", uuid::Uuid::new_v4()),

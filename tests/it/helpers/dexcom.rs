@@ -149,8 +149,9 @@ fn build_dexcom(
 ) -> Arc<DexcomService> {
     let config = SimConfig::default();
     start_relay(store.clone(), bus);
-    let pipeline = Pipeline::new(store, cgm_hub::domain::TimePolicy::default());
+    let pipeline = Pipeline::new(store.clone(), cgm_hub::domain::TimePolicy::default());
     let service = DexcomService::build(
+        store.clone(),
         pipeline,
         Arc::new(cipher),
         OAuthConfig {
