@@ -233,14 +233,23 @@ async fn events_committed_before_a_sigkill_are_published_after_the_restart() {
     server.wait_healthy(&client).await;
     // The first process never claimed them (its broker was unreachable), so
     // nothing waits for a claim to lapse; 30 s is room for a loaded machine.
-    let mut got = Vec::new();
-    for _ in 0..300 {
-        got.extend(drain_queue_keep(&up.queue).await);
-        if got.len() >= 40 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let got = std::sync::Mutex::new(Vec::new());
+    eventually_ok(
+        "the 40 readings' events reach the queue",
+        Duration::from_secs(30),
+        || async {
+            let drained = drain_queue_keep(&up.queue).await;
+            let mut got = got.lock().unwrap();
+            got.extend(drained);
+            if got.len() >= 40 {
+                Ok(())
+            } else {
+                Err(format!("{} events so far", got.len()))
+            }
+        },
+    )
+    .await;
+    let got = got.into_inner().unwrap();
     server.kill_hard();
     let created: std::collections::BTreeSet<String> = got
         .iter()
