@@ -5,7 +5,7 @@
 //! so a job whose holder crashed is resumed by whoever claims it next, from where
 //! it stopped.
 
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -53,8 +53,8 @@ pub struct SyncEngine {
     owner: String,
     wake: Arc<Notify>,
     finished: tokio::sync::broadcast::Sender<Finished>,
-    /// Runs the jobs (as the `sync` kind of task); set by `start`.
-    runner: OnceLock<Arc<TaskRunner<SyncJobQueue>>>,
+    /// Runs the jobs, as the `sync` kind of task.
+    runner: Arc<TaskRunner<SyncJobQueue>>,
 }
 
 impl SyncEngine {
@@ -65,16 +65,36 @@ impl SyncEngine {
         sources: Sources,
         settings: SyncSettings,
     ) -> Arc<Self> {
-        Arc::new(Self {
-            jobs,
-            connections,
-            pipeline,
-            sources,
-            settings,
-            owner: format!("sync-{}", uuid::Uuid::new_v4()),
-            wake: Arc::new(Notify::new()),
-            finished: tokio::sync::broadcast::channel(1024).0,
-            runner: OnceLock::new(),
+        let owner = format!("sync-{}", uuid::Uuid::new_v4());
+        let wake = Arc::new(Notify::new());
+        // The runner's sync kind calls back into the engine that owns the
+        // runner: a weak reference, taken while the engine is being built.
+        Arc::new_cyclic(|engine| {
+            let runner = TaskRunner::with_wake(
+                SyncJobQueue { jobs: jobs.clone() },
+                RunnerSettings {
+                    workers: settings.concurrency.max(1),
+                    lease: settings.lease,
+                    idle_poll: IDLE_POLL,
+                    backlog_sample: BACKLOG_SAMPLE,
+                },
+                owner.clone(),
+                wake.clone(),
+            );
+            runner.register(Arc::new(SyncKind {
+                engine: engine.clone(),
+            }));
+            Self {
+                jobs,
+                connections,
+                pipeline,
+                sources,
+                settings,
+                owner,
+                wake,
+                finished: tokio::sync::broadcast::channel(1024).0,
+                runner,
+            }
         })
     }
 
@@ -142,36 +162,15 @@ impl SyncEngine {
 
     /// Starts the workers and the backlog sampler; they stop claiming when `stop`
     /// fires. `shutdown` then waits for runs in flight.
-    pub fn start(self: &Arc<Self>, stop: watch::Receiver<bool>) {
-        let runner = self.runner.get_or_init(|| {
-            let runner = TaskRunner::with_wake(
-                SyncJobQueue {
-                    jobs: self.jobs.clone(),
-                },
-                RunnerSettings {
-                    workers: self.settings.concurrency.max(1),
-                    lease: self.settings.lease,
-                    idle_poll: IDLE_POLL,
-                    backlog_sample: BACKLOG_SAMPLE,
-                },
-                self.owner.clone(),
-                self.wake.clone(),
-            );
-            runner.register(Arc::new(SyncKind {
-                engine: Arc::downgrade(self),
-            }));
-            runner
-        });
-        runner.start(stop);
+    pub fn start(&self, stop: watch::Receiver<bool>) {
+        self.runner.start(stop);
     }
 
     /// Waits up to `grace` for runs in flight. A run that cannot finish in time
     /// is put back in the queue with its last checkpoint (or, failing that, its
     /// lease lapses) and the job is resumed after the restart.
     pub async fn shutdown(&self, grace: Duration) {
-        if let Some(runner) = self.runner.get() {
-            runner.shutdown(grace).await;
-        }
+        self.runner.shutdown(grace).await;
     }
 
     /// One run: resolve the range (first run only), then fetch window by window
