@@ -28,6 +28,11 @@ impl EventBus for MemoryBus {
     }
 
     async fn publish(&self, messages: &[Message]) -> Result<(), BusError> {
+        // With nobody subscribed in this process there is nobody to hand a copy
+        // to (a subscriber that comes later starts from then on).
+        if self.hub.subscribers() == 0 {
+            return Ok(());
+        }
         for message in messages {
             // Slow subscribers lose the oldest events rather than hold us up.
             self.hub.deliver(Arc::new(message.clone()));

@@ -197,7 +197,7 @@ async fn with_rabbitmq_an_event_stored_through_one_instance_reaches_subscribers_
         let seen = r.seen.lock().unwrap();
         assert!(
             seen.iter()
-                .all(|m| m.user_id.as_ref().map(|u| u.as_str()) == Some("sub-rabbit")),
+                .all(|m| m.user_id().map(|u| u.as_str()) == Some("sub-rabbit")),
             "messages carry their user"
         );
     }

@@ -324,7 +324,7 @@ async fn the_bus_feeds_its_hub_only_from_its_own_queue_which_comes_back_after_an
     assert_eq!(relay.drain().await.unwrap(), 1);
     let got = next_message(&mut events).await;
     assert_eq!(got.routing_key, "reading.created");
-    assert_eq!(got.user_id.as_ref().map(|u| u.as_str()), Some("rb4"));
+    assert_eq!(got.user_id().map(|u| u.as_str()), Some("rb4"));
     let body = got.json();
     assert_eq!(body["user_id"], "rb4");
     assert_eq!(body["data"]["glucose_value"], 110);
