@@ -1,16 +1,18 @@
 //! Readings: the batch upsert (dedup key, conflict rule, outbox events in one
 //! write transaction, then the latest-reading cache), the latest reading (from
-//! the cache when it holds the user) and the keyset scan.
+//! the cache when it holds the user) and the keyset scan (as readings, or encoded
+//! row by row for the range endpoint).
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use rusqlite::{OptionalExtension, TransactionBehavior};
+use rusqlite::{CachedStatement, Connection, OptionalExtension, TransactionBehavior};
 
 use super::{internal, outbox, rows, SqliteStore};
 use crate::domain::{Reading, Resolution, StoredReading, UserId};
+use crate::store::query::{EncodeReading, EncodedScan};
 use crate::store::{DuplicateKind, Order, Outcome, ReadingStore, Scan, StoreError, Upserted};
 
 #[async_trait]
@@ -137,23 +139,11 @@ impl ReadingStore for SqliteStore {
 
     async fn scan_readings(&self, scan: Scan) -> Result<Vec<StoredReading>, StoreError> {
         self.read(move |conn| {
-            let direction = match scan.order {
-                Order::Asc => "ASC",
-                Order::Desc => "DESC",
-            };
-            let mut stmt = conn
-                .prepare_cached(&format!(
-                    "SELECT {} FROM readings WHERE user_id = ?1 AND ts >= ?2 AND ts < ?3 \
-                     ORDER BY ts {direction} LIMIT ?4",
-                    rows::COLUMNS
-                ))
-                .map_err(internal)?;
-            let limit = i64::try_from(scan.limit).unwrap_or(i64::MAX);
+            let mut stmt = prepare_scan(conn, scan.order)?;
             let rows = stmt
-                .query_map(
-                    (scan.user_id.as_str(), scan.from, scan.until, limit),
-                    |row| rows::read_row_of(row, Some(&scan.user_id)),
-                )
+                .query_map(scan_params(&scan), |row| {
+                    rows::read_row_of(row, Some(&scan.user_id))
+                })
                 .map_err(internal)?;
             let mut out = Vec::with_capacity(scan.limit.min(1024));
             for row in rows {
@@ -163,6 +153,48 @@ impl ReadingStore for SqliteStore {
         })
         .await
     }
+
+    /// Encodes each row on the reader thread while SQLite holds it: no
+    /// `StoredReading`, no owned strings, no second pass over the page.
+    async fn scan_encoded(
+        &self,
+        scan: Scan,
+        encode: EncodeReading,
+        prefix: Vec<u8>,
+    ) -> Result<EncodedScan, StoreError> {
+        self.read(move |conn| {
+            let mut stmt = prepare_scan(conn, scan.order)?;
+            let mut rows = stmt.query(scan_params(&scan)).map_err(internal)?;
+            let mut out = EncodedScan {
+                bytes: prefix,
+                items: Vec::with_capacity(scan.limit.min(1024)),
+            };
+            while let Some(row) = rows.next().map_err(internal)? {
+                let reading = rows::read_row_ref(row, &scan.user_id).map_err(internal)??;
+                out.push(encode, &reading);
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+fn prepare_scan(conn: &Connection, order: Order) -> Result<CachedStatement<'_>, StoreError> {
+    let direction = match order {
+        Order::Asc => "ASC",
+        Order::Desc => "DESC",
+    };
+    conn.prepare_cached(&format!(
+        "SELECT {} FROM readings WHERE user_id = ?1 AND ts >= ?2 AND ts < ?3 \
+         ORDER BY ts {direction} LIMIT ?4",
+        rows::COLUMNS
+    ))
+    .map_err(internal)
+}
+
+fn scan_params(scan: &Scan) -> (&str, i64, i64, i64) {
+    let limit = i64::try_from(scan.limit).unwrap_or(i64::MAX);
+    (scan.user_id.as_str(), scan.from, scan.until, limit)
 }
 
 /// The newest reading each user got in a batch (by position in the batch and the
