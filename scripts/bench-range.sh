@@ -29,7 +29,8 @@ REQS=scripts/bench/fastapi_seed/requirements.txt
 
 command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 if [ -z "${BIN:-}" ]; then
-    cargo build --release --locked --bin cgm-hub -q
+    # With the example, as bench-ab-latest.sh builds: the same features, so no second build of the dependencies.
+    cargo build --release --locked --bin cgm-hub --example baseline_axum -q
     BIN="$CARGO_TARGET_DIR/release/cgm-hub"
 fi
 BIN=$(realpath "$BIN")
