@@ -185,6 +185,8 @@ impl<'a> From<ReadingRef<'a>> for ReadingView<'a> {
 /// hand: on a one-day page (288 readings) those were a quarter of the request's
 /// instructions. The range endpoint encodes its pages with this.
 pub fn encode_reading(r: &ReadingRef<'_>, out: &mut Vec<u8>) {
+    // Room for a reading with every field, so the pushes below do not grow it.
+    out.reserve(640);
     out.extend_from_slice(b"{\"user_id\":");
     json_str(out, r.user_id);
     out.extend_from_slice(b",\"timestamp\":");
@@ -194,11 +196,11 @@ pub fn encode_reading(r: &ReadingRef<'_>, out: &mut Vec<u8>) {
     out.extend_from_slice(b",\"glucose_unit\":\"mg/dL\"");
     if let Some(status) = r.glucose.status() {
         out.extend_from_slice(b",\"status\":");
-        json_str(out, status.as_str());
+        json_name(out, status.as_str());
     }
     out.extend_from_slice(b",\"trend_direction\":");
     match r.trend {
-        Some(t) => json_str(out, t.as_str()),
+        Some(t) => json_name(out, t.as_str()),
         None => out.extend_from_slice(b"null"),
     }
     out.extend_from_slice(b",\"trend_rate\":");
@@ -211,29 +213,25 @@ pub fn encode_reading(r: &ReadingRef<'_>, out: &mut Vec<u8>) {
         }
         _ => out.extend_from_slice(b"null"),
     }
-    let device = [
-        ("device_id", r.device_id),
-        ("serial_number", r.serial_number),
-        ("transmitter_id", r.transmitter_id),
-    ];
-    if device.iter().any(|(_, v)| v.is_some()) {
+    if r.device_id.is_some() || r.serial_number.is_some() || r.transmitter_id.is_some() {
         out.extend_from_slice(b",\"device_info\":{");
-        let mut first = true;
-        for (name, value) in device {
+        let mut sep: &[u8] = b"";
+        for (key, value) in [
+            (&b"\"device_id\":"[..], r.device_id),
+            (b"\"serial_number\":", r.serial_number),
+            (b"\"transmitter_id\":", r.transmitter_id),
+        ] {
             if let Some(value) = value {
-                if !first {
-                    out.push(b',');
-                }
-                first = false;
-                json_str(out, name);
-                out.push(b':');
+                out.extend_from_slice(sep);
+                out.extend_from_slice(key);
                 json_str(out, value);
+                sep = b",";
             }
         }
         out.push(b'}');
     }
     out.extend_from_slice(b",\"reading_type\":");
-    json_str(out, r.reading_type.as_str());
+    json_name(out, r.reading_type.as_str());
     out.extend_from_slice(b",\"source\":");
     json_str(out, r.source);
     if let Some(id) = r.source_record_id {
@@ -260,14 +258,20 @@ pub fn encode_reading(r: &ReadingRef<'_>, out: &mut Vec<u8>) {
 /// are; anything serde_json would escape goes through serde_json's escaper.
 fn json_str(out: &mut Vec<u8>, s: &str) {
     if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
-        out.push(b'"');
-        out.extend_from_slice(s.as_bytes());
-        out.push(b'"');
+        json_name(out, s);
     } else {
         // Writing into a Vec cannot fail.
         let escaped = serde_json::to_writer(&mut *out, s);
         debug_assert!(escaped.is_ok());
     }
+}
+
+/// A JSON string known to need no escaping: the domain's own names (trends,
+/// statuses, reading types).
+fn json_name(out: &mut Vec<u8>, name: &str) {
+    out.push(b'"');
+    out.extend_from_slice(name.as_bytes());
+    out.push(b'"');
 }
 
 fn json_uint(out: &mut Vec<u8>, mut v: u64) {
@@ -285,8 +289,8 @@ fn json_uint(out: &mut Vec<u8>, mut v: u64) {
 }
 
 /// A quoted RFC 3339 instant in UTC, as `Rfc3339` writes it. Instants in years
-/// 1970-9999 (every stored reading's) are formatted here from the civil date;
-/// others, and leap seconds, go through `Rfc3339`.
+/// 1970-9999 (every stored reading's) are formatted here from the civil date,
+/// into a stack buffer copied once; others, and leap seconds, go through `Rfc3339`.
 fn json_time(out: &mut Vec<u8>, at: DateTime<Utc>, millis: bool) {
     const END_OF_9999: i64 = 253_402_300_800;
     let secs = at.timestamp();
@@ -302,39 +306,36 @@ fn json_time(out: &mut Vec<u8>, at: DateTime<Utc>, millis: bool) {
         out.push(b'"');
         return;
     }
-    let (days, second_of_day) = (secs / 86_400, secs % 86_400);
+    // Both casts are in range: 0 <= secs < END_OF_9999.
+    let (days, second_of_day) = ((secs / 86_400) as u32, (secs % 86_400) as u32);
     let (year, month, day) = civil_from_days(days);
-    let two = |out: &mut Vec<u8>, v: i64| {
-        out.extend_from_slice(&[b'0' + (v / 10) as u8, b'0' + (v % 10) as u8])
+    let mut buf = *b"\"0000-00-00T00:00:00.000Z\"";
+    let put2 = |buf: &mut [u8; 26], at: usize, v: u32| {
+        buf[at] = b'0' + (v / 10) as u8;
+        buf[at + 1] = b'0' + (v % 10) as u8;
     };
-    out.push(b'"');
-    two(out, year / 100);
-    two(out, year % 100);
-    out.push(b'-');
-    two(out, month);
-    out.push(b'-');
-    two(out, day);
-    out.push(b'T');
-    two(out, second_of_day / 3600);
-    out.push(b':');
-    two(out, second_of_day / 60 % 60);
-    out.push(b':');
-    two(out, second_of_day % 60);
+    put2(&mut buf, 1, year / 100);
+    put2(&mut buf, 3, year % 100);
+    put2(&mut buf, 6, month);
+    put2(&mut buf, 9, day);
+    put2(&mut buf, 12, second_of_day / 3600);
+    put2(&mut buf, 15, second_of_day / 60 % 60);
+    put2(&mut buf, 18, second_of_day % 60);
     if millis {
         let ms = nanos / 1_000_000;
-        out.extend_from_slice(&[
-            b'.',
-            b'0' + (ms / 100) as u8,
-            b'0' + (ms / 10 % 10) as u8,
-            b'0' + (ms % 10) as u8,
-        ]);
+        buf[21] = b'0' + (ms / 100) as u8;
+        put2(&mut buf, 22, ms % 100);
+        out.extend_from_slice(&buf);
+    } else {
+        buf[20] = b'Z';
+        buf[21] = b'"';
+        out.extend_from_slice(&buf[..22]);
     }
-    out.extend_from_slice(b"Z\"");
 }
 
-/// Year, month and day of a day count since 1970-01-01 (which must be >= 0):
-/// Howard Hinnant's `civil_from_days`.
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
+/// Year, month and day of a day count since 1970-01-01: Howard Hinnant's
+/// `civil_from_days`, for days >= 0.
+fn civil_from_days(days: u32) -> (u32, u32, u32) {
     let z = days + 719_468;
     let era = z / 146_097;
     let doe = z - era * 146_097;
@@ -343,7 +344,7 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let mp = (5 * doy + 2) / 153;
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let year = yoe + era * 400 + u32::from(month <= 2);
     (year, month, day)
 }
 
