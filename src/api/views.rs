@@ -248,9 +248,16 @@ pub fn encode_reading(r: &ReadingRef<'_>, out: &mut Vec<u8>) {
     out.extend_from_slice(b",\"version\":");
     json_uint(out, r.version.into());
     out.extend_from_slice(b",\"created_at\":");
+    let created_start = out.len();
     json_time(out, r.created_at, true);
+    let created = created_start..out.len();
     out.extend_from_slice(b",\"updated_at\":");
-    json_time(out, r.updated_at, true);
+    if r.updated_at == r.created_at {
+        // A reading never replaced (most of them): the same text again.
+        out.extend_from_within(created);
+    } else {
+        json_time(out, r.updated_at, true);
+    }
     out.push(b'}');
 }
 
