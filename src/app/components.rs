@@ -21,8 +21,8 @@ use crate::serving::{self, ConnectionLimit};
 use crate::sources::dexcom::service::DexcomService;
 use crate::store::Store;
 use crate::sync::engine::SyncEngine;
-use crate::sync::scheduler::Scheduler;
 use crate::tasks::{StoreQueue, TaskRunner};
+use crate::sync::scheduler::Scheduler;
 
 /// What is left of the budget, but at least a moment: for work whose loss
 /// costs more than a slightly late exit (the audit trail, the outbox).
@@ -201,11 +201,7 @@ impl Component for DexcomTokens {
     }
 
     async fn stop(&mut self, deadline: Instant) -> std::io::Result<()> {
-        self.service
-            .client()
-            .tokens()
-            .shutdown(left(deadline))
-            .await;
+        self.service.client().tokens().shutdown(left(deadline)).await;
         Ok(())
     }
 }

@@ -146,10 +146,7 @@ fn source_files(dir: &Path, root: &Path, out: &mut Vec<(PathBuf, String)>) {
             source_files(&path, root, out);
         } else if path.extension().is_some_and(|e| e == "rs") {
             let text = std::fs::read_to_string(&path).expect("read source file");
-            out.push((
-                path.strip_prefix(root).expect("under src").to_path_buf(),
-                text,
-            ));
+            out.push((path.strip_prefix(root).expect("under src").to_path_buf(), text));
         }
     }
 }
@@ -196,21 +193,13 @@ fn a_planted_backwards_import_is_found_and_test_code_is_exempt() {
                    fn h() -> &'static str { \"$crate::api\" }\n";
     let files = vec![
         (PathBuf::from("store/planted.rs"), planted.to_owned()),
-        (
-            PathBuf::from("store/tests.rs"),
-            "use crate::api::X;".to_owned(),
-        ),
-        (
-            PathBuf::from("api/mod.rs"),
-            "use crate::store::Store;".to_owned(),
-        ),
+        (PathBuf::from("store/tests.rs"), "use crate::api::X;".to_owned()),
+        (PathBuf::from("api/mod.rs"), "use crate::store::Store;".to_owned()),
     ];
     let found = violations(&order, &files);
     let at: Vec<(usize, &str)> = found.iter().map(|v| (v.line, v.to.as_str())).collect();
     assert_eq!(at, vec![(3, "api"), (4, "api")], "{found:?}");
-    assert!(found
-        .iter()
-        .all(|v| v.file == "store/planted.rs" && v.from == "store"));
+    assert!(found.iter().all(|v| v.file == "store/planted.rs" && v.from == "store"));
 }
 
 #[test]
