@@ -17,6 +17,11 @@
 # With PIN=1 the server runs on CPU 0 and wrk on CPU 1 (taskset): each gets a
 # core of its own, which makes runs steadier on a 2-core machine.
 #
+# With BASELINE_EACH_ROUND=1 the trivial axum baseline is measured in every round
+# (after the two builds) instead of once at the end, and each build's ratio to
+# the baseline of its own round is printed: on a machine whose speed drifts
+# between rounds, that ratio is the figure to read.
+#
 # Build the old one from a worktree, e.g.
 #   git worktree add /tmp/old <rev> && CARGO_TARGET_DIR=/tmp/old-target cargo build --release --manifest-path /tmp/old/Cargo.toml
 set -euo pipefail
@@ -59,14 +64,21 @@ run_one() { # label binary auth(0|1)
 }
 
 rates=$(mktemp)
-for _ in $(seq 1 "$ROUNDS"); do
-    run_one old "$OLD" "${OLD_AUTH:-0}"
-    run_one new "$NEW" "${NEW_AUTH:-0}"
-done
 port=$(free_port)
 "${server_cpu[@]}" "$CARGO_TARGET_DIR/release/examples/baseline_axum" "127.0.0.1:$port" & B=$!
 sleep 0.5
-echo "baseline $("${client_cpu[@]}" wrk -t2 -c100 -d"$DURATION" "http://127.0.0.1:$port/" | awk '/Requests\/sec/ {print $2}') req/s"
+baseline() {
+    local rate
+    rate=$("${client_cpu[@]}" wrk -t2 -c100 -d"$DURATION" "http://127.0.0.1:$port/" | awk '/Requests\/sec/ {print $2}')
+    echo "baseline $rate req/s"
+    echo "baseline $rate" >>"$rates"
+}
+for _ in $(seq 1 "$ROUNDS"); do
+    run_one old "$OLD" "${OLD_AUTH:-0}"
+    run_one new "$NEW" "${NEW_AUTH:-0}"
+    if [ "${BASELINE_EACH_ROUND:-0}" = 1 ]; then baseline; fi
+done
+[ "${BASELINE_EACH_ROUND:-0}" = 1 ] || baseline
 kill "$B"
 # Medians of each side, and the median of the rounds' own changes (each new run
 # against the old run just before it, which the machine's drift hits alike).
@@ -75,9 +87,15 @@ import statistics, sys
 rows = [line.split() for line in open(sys.argv[1])]
 old = [float(r) for label, r in rows if label == "old"]
 new = [float(r) for label, r in rows if label == "new"]
+base = [float(r) for label, r in rows if label == "baseline"]
 pairs = [(n / o - 1) * 100 for o, n in zip(old, new)]
 print(f"median old {statistics.median(old):.0f} req/s, new {statistics.median(new):.0f} req/s: "
       f"{(statistics.median(new) / statistics.median(old) - 1) * 100:+.1f}%; "
       f"median of the {len(pairs)} rounds' changes {statistics.median(pairs):+.1f}%")
+if len(base) == len(new) > 1:
+    for name, side in (("old", old), ("new", new)):
+        ratios = [x / b for x, b in zip(side, base)]
+        print(f"{name} / baseline of the same round: median {statistics.median(ratios):.2f}x "
+              f"({', '.join(f'{r:.2f}' for r in ratios)})")
 PY
 rm -f "$rates"

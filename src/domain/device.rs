@@ -34,6 +34,16 @@ impl DeviceInfo {
     pub fn transmitter_id(&self) -> Option<&str> {
         self.transmitter_id.as_deref()
     }
+    /// `parse`'s rule for one identifier, on a borrowed value: an empty one is
+    /// absent. For readers that check stored rows without building a `DeviceInfo`
+    /// (the range read path encodes rows straight into the response).
+    pub fn borrowed_identifier(raw: Option<&str>) -> Result<Option<&str>, FieldError> {
+        match raw {
+            None | Some("") => Ok(None),
+            Some(s) => check("/device_info", s).map(|()| Some(s)),
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.device_id.is_none() && self.serial_number.is_none() && self.transmitter_id.is_none()
     }
@@ -43,13 +53,19 @@ fn identifier(pointer: &str, raw: Option<String>) -> Result<Option<String>, Fiel
     match raw {
         None => Ok(None),
         Some(s) if s.is_empty() => Ok(None),
-        Some(s) if s.len() > MAX_LEN => Err(FieldError::new(
+        Some(s) => check(pointer, &s).map(|()| Some(s)),
+    }
+}
+
+fn check(pointer: &str, s: &str) -> Result<(), FieldError> {
+    if s.len() > MAX_LEN {
+        Err(FieldError::new(
             pointer,
             format!("must be at most {MAX_LEN} characters"),
-        )),
-        Some(s) if !s.bytes().all(|b| (0x20..0x7f).contains(&b)) => {
-            Err(FieldError::new(pointer, "must be printable ASCII"))
-        }
-        Some(s) => Ok(Some(s)),
+        ))
+    } else if !s.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        Err(FieldError::new(pointer, "must be printable ASCII"))
+    } else {
+        Ok(())
     }
 }

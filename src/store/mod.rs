@@ -12,7 +12,7 @@
 #[cfg(feature = "dynamodb")]
 pub mod dynamodb;
 pub mod postgres;
-mod query;
+pub mod query;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -134,6 +134,27 @@ pub trait ReadingStore: Send + Sync {
     /// Up to `scan.limit` readings of one user in `[scan.from, scan.until)`, in the
     /// scan's order. Paging is built on this by `fetch_page`.
     async fn scan_readings(&self, scan: Scan) -> Result<Vec<StoredReading>, StoreError>;
+
+    /// The same scan with each reading encoded by `encode` onto the end of
+    /// `prefix` (see `query::EncodedScan`), for `query::fetch_page_encoded`. This
+    /// default encodes what `scan_readings` returns; a backend whose rows can be
+    /// encoded as they are read (SQLite) overrides it to skip the `StoredReading`s.
+    async fn scan_encoded(
+        &self,
+        scan: Scan,
+        encode: query::EncodeReading,
+        prefix: Vec<u8>,
+    ) -> Result<query::EncodedScan, StoreError> {
+        let readings = self.scan_readings(scan).await?;
+        let mut out = query::EncodedScan {
+            bytes: prefix,
+            items: Vec::with_capacity(readings.len()),
+        };
+        for reading in &readings {
+            out.push(encode, &query::ReadingRef::from(reading));
+        }
+        Ok(out)
+    }
 }
 
 /// The event outbox. Writes that change something consumers care about put

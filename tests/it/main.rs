@@ -18,6 +18,7 @@ mod operator_kit;
 mod pipeline;
 mod postgres_store;
 mod process;
+mod range_read;
 mod scale_out;
 mod source_port;
 mod sqlite_store;

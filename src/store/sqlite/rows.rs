@@ -7,6 +7,7 @@ use crate::domain::{
     DeviceInfo, Glucose, MgDl, Reading, ReadingTime, ReadingType, SensorStatus, Source,
     StoredReading, Trend, TrendRate, UserId,
 };
+use crate::store::query::ReadingRef;
 use crate::store::StoreError;
 
 pub const COLUMNS: &str = "user_id, ts, glucose_mg_dl, status, trend, trend_rate, reading_type, \
@@ -43,6 +44,19 @@ pub fn read_row_of(
     row: &Row<'_>,
     known_user: Option<&UserId>,
 ) -> rusqlite::Result<Result<StoredReading, StoreError>> {
+    Ok(raw_row(row)?.into_domain(known_user))
+}
+
+/// Reads a row of `user`'s as a reading borrowed from the row, checked as
+/// `read_row_of` checks it, for encoding before the next row is stepped to.
+pub fn read_row_ref<'r>(
+    row: &'r Row<'_>,
+    user: &UserId,
+) -> rusqlite::Result<Result<ReadingRef<'r>, StoreError>> {
+    Ok(raw_row(row)?.checked(Some(user)))
+}
+
+fn raw_row<'r>(row: &'r Row<'_>) -> rusqlite::Result<RawRow<'r>> {
     let text = |i: usize| -> rusqlite::Result<&str> {
         row.get_ref(i)?.as_str().map_err(rusqlite::Error::from)
     };
@@ -51,7 +65,7 @@ pub fn read_row_of(
             .as_str_or_null()
             .map_err(rusqlite::Error::from)
     };
-    let raw = RawRow {
+    Ok(RawRow {
         user_id: text(0)?,
         ts: row.get(1)?,
         glucose: row.get(2)?,
@@ -68,15 +82,20 @@ pub fn read_row_of(
         version: row.get(13)?,
         created_at_ms: row.get(14)?,
         updated_at_ms: row.get(15)?,
-    };
-    Ok(raw.into_domain(known_user))
+    })
 }
 
-impl RawRow<'_> {
-    fn into_domain(self, known_user: Option<&UserId>) -> Result<StoredReading, StoreError> {
-        let corrupt = |what: &str| {
-            StoreError::Corrupt(format!("reading {}@{}: bad {what}", self.user_id, self.ts))
-        };
+impl<'r> RawRow<'r> {
+    fn corrupt(&self, what: &str) -> StoreError {
+        StoreError::Corrupt(format!("reading {}@{}: bad {what}", self.user_id, self.ts))
+    }
+
+    /// Every column checked as a `StoredReading` would be, without building one.
+    fn checked(&self, known_user: Option<&UserId>) -> Result<ReadingRef<'r>, StoreError> {
+        let corrupt = |what: &str| self.corrupt(what);
+        if known_user.is_none_or(|user| user.as_str() != self.user_id) {
+            UserId::parse(self.user_id).map_err(|_| corrupt("user_id"))?;
+        }
         let glucose = match self.status {
             None => Glucose::value(
                 u16::try_from(self.glucose)
@@ -88,12 +107,10 @@ impl RawRow<'_> {
                 Glucose::out_of_range(SensorStatus::parse(s).ok_or_else(|| corrupt("status"))?)
             }
         };
-        let user_id = match known_user {
-            Some(user) if user.as_str() == self.user_id => user.clone(),
-            _ => UserId::parse(self.user_id).map_err(|_| corrupt("user_id"))?,
-        };
-        let reading = Reading {
-            user_id,
+        let device = |raw| DeviceInfo::borrowed_identifier(raw).map_err(|_| corrupt("device"));
+        Source::parse(self.source).map_err(|_| corrupt("source"))?;
+        Ok(ReadingRef {
+            user_id: self.user_id,
             timestamp: ReadingTime::from_unix_seconds(self.ts).ok_or_else(|| corrupt("ts"))?,
             glucose,
             trend: match self.trend {
@@ -105,27 +122,52 @@ impl RawRow<'_> {
                 .map(TrendRate::new)
                 .transpose()
                 .map_err(|_| corrupt("trend_rate"))?,
-            device: DeviceInfo::parse(
-                self.device_id.map(str::to_owned),
-                self.serial_number.map(str::to_owned),
-                self.transmitter_id.map(str::to_owned),
-            )
-            .map_err(|_| corrupt("device"))?,
+            device_id: device(self.device_id)?,
+            serial_number: device(self.serial_number)?,
+            transmitter_id: device(self.transmitter_id)?,
             reading_type: ReadingType::parse(self.reading_type)
                 .map_err(|_| corrupt("reading_type"))?,
-            source: Source::parse(self.source).map_err(|_| corrupt("source"))?,
-            source_record_id: self.source_record_id.map(str::to_owned),
+            source: self.source,
+            source_record_id: self.source_record_id,
             display_offset_minutes: self
                 .display_offset_minutes
                 .map(i16::try_from)
                 .transpose()
                 .map_err(|_| corrupt("display_offset_minutes"))?,
-        };
-        Ok(StoredReading {
-            reading,
             version: u32::try_from(self.version).map_err(|_| corrupt("version"))?,
             created_at: millis(self.created_at_ms).ok_or_else(|| corrupt("created_at"))?,
             updated_at: millis(self.updated_at_ms).ok_or_else(|| corrupt("updated_at"))?,
+        })
+    }
+
+    fn into_domain(self, known_user: Option<&UserId>) -> Result<StoredReading, StoreError> {
+        let r = self.checked(known_user)?;
+        let user_id = match known_user {
+            Some(user) if user.as_str() == r.user_id => user.clone(),
+            _ => UserId::parse(r.user_id).map_err(|_| self.corrupt("user_id"))?,
+        };
+        let reading = Reading {
+            user_id,
+            timestamp: r.timestamp,
+            glucose: r.glucose,
+            trend: r.trend,
+            trend_rate: r.trend_rate,
+            device: DeviceInfo::parse(
+                r.device_id.map(str::to_owned),
+                r.serial_number.map(str::to_owned),
+                r.transmitter_id.map(str::to_owned),
+            )
+            .map_err(|_| self.corrupt("device"))?,
+            reading_type: r.reading_type,
+            source: Source::parse(r.source).map_err(|_| self.corrupt("source"))?,
+            source_record_id: r.source_record_id.map(str::to_owned),
+            display_offset_minutes: r.display_offset_minutes,
+        };
+        Ok(StoredReading {
+            reading,
+            version: r.version,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
         })
     }
 }

@@ -16,10 +16,12 @@ use chrono::Utc;
 
 use crate::helpers::*;
 
+mod encoded;
 mod limits;
 mod outbox;
 mod sync;
 mod tasks;
+use encoded::*;
 use limits::*;
 use outbox::*;
 use sync::*;
@@ -937,6 +939,7 @@ macro_rules! conformance {
                 range_is_start_inclusive_end_exclusive,
                 pagination_visits_every_reading_once_in_both_orders,
                 pagination_is_stable_while_readings_arrive,
+                encoded_pages_are_the_pages_of_fetch_page,
                 concurrent_writers_to_one_user,
                 ping_answers,
                 pending_authorization_is_single_use_and_expires,
