@@ -111,18 +111,7 @@ impl RabbitBus {
             .confirm_select(ConfirmSelectOptions::default())
             .await
             .map_err(unavailable)?;
-        channel
-            .exchange_declare(
-                s.exchange.as_str().into(),
-                ExchangeKind::Topic,
-                ExchangeDeclareOptions {
-                    durable: true,
-                    ..ExchangeDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .map_err(unavailable)?;
+        declare_exchange(&channel, &s.exchange).await?;
         channel
             .queue_declare(
                 s.queue.as_str().into(),
@@ -323,19 +312,8 @@ impl Consumer {
                 .await
                 .map_err(unavailable)?;
         let channel = connection.create_channel().await.map_err(unavailable)?;
-        // The same declaration as the publisher's, so either may come first.
-        channel
-            .exchange_declare(
-                s.exchange.as_str().into(),
-                ExchangeKind::Topic,
-                ExchangeDeclareOptions {
-                    durable: true,
-                    ..ExchangeDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .map_err(unavailable)?;
+        // The publisher's declaration, so either may come first.
+        declare_exchange(&channel, &s.exchange).await?;
         channel
             .queue_declare(
                 self.queue.as_str().into(),
@@ -440,6 +418,23 @@ fn message_of(delivery: &Delivery) -> Option<Message> {
         payload,
         head.occurred_at,
     ))
+}
+
+/// The event exchange, declared alike by the publisher and every consumer (a
+/// declaration that differs from the existing exchange's is refused).
+async fn declare_exchange(channel: &Channel, exchange: &str) -> Result<(), BusError> {
+    channel
+        .exchange_declare(
+            exchange.into(),
+            ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..ExchangeDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .map_err(unavailable)
 }
 
 fn unavailable(e: lapin::Error) -> BusError {
