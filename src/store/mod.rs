@@ -44,12 +44,12 @@ pub enum StoreError {
     Internal(String),
 }
 
-/// How a backend's one job-creating routine (`admit_job`, behind both
-/// `JobStore::create_job` and `JobStore::create_requested_job`) treats the
+/// How a backend's one job-creating routine (`JobStore::admit_job`, behind both
+/// `create_job` and `create_requested_job`) treats the
 /// user's other jobs: unconditional, or coalescing a scheduled poll (`create_job`);
 /// coalescing identical requests and capping the queue (`create_requested_job`).
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum Admission {
+pub enum Admission {
     Always,
     /// No job when the user has one queued or running, or had one of the same
     /// trigger created within this long.
@@ -61,7 +61,7 @@ pub(crate) enum Admission {
 }
 
 impl Admission {
-    fn of_poll(coalesce_within: Option<chrono::Duration>) -> Self {
+    pub fn of_poll(coalesce_within: Option<chrono::Duration>) -> Self {
         coalesce_within.map_or(Admission::Always, Admission::Poll)
     }
 }
@@ -314,6 +314,11 @@ pub trait ConnectionStore: Send + Sync {
 /// Sync jobs and the per-user sync lease.
 #[async_trait]
 pub trait JobStore: Send + Sync {
+    /// The one job-creating routine each backend writes: the job, admitted as
+    /// `admission` says (see `create_job` and `create_requested_job`, which are
+    /// what callers use).
+    async fn admit_job(&self, job: NewJob, admission: Admission) -> Result<Created, StoreError>;
+
     /// Creates a queued job. With an idempotency key, a job created before under
     /// the same (user, key) is returned instead (`Existing`, or `KeyReused` when
     /// its request hash differs). With `coalesce_within` (scheduled polls), no job
@@ -323,7 +328,10 @@ pub trait JobStore: Send + Sync {
         &self,
         job: NewJob,
         coalesce_within: Option<chrono::Duration>,
-    ) -> Result<Created, StoreError>;
+    ) -> Result<Created, StoreError> {
+        self.admit_job(job, Admission::of_poll(coalesce_within))
+            .await
+    }
 
     /// Creates a queued job that someone asked for (a manual sync, a webhook's
     /// window, a backfill), within the user's share of the queue. With an
@@ -336,7 +344,9 @@ pub trait JobStore: Send + Sync {
         &self,
         job: NewJob,
         max_queued: u32,
-    ) -> Result<Created, StoreError>;
+    ) -> Result<Created, StoreError> {
+        self.admit_job(job, Admission::Request { max_queued }).await
+    }
 
     /// Claims the next runnable job for `owner`: queued and due, or running under
     /// a lease that has lapsed (its holder died), for a user nobody else holds a

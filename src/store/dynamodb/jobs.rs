@@ -194,85 +194,6 @@ impl DynamoStore {
             .transpose()
     }
 
-    async fn admit_job(&self, job: NewJob, admission: Admission) -> Result<Created, StoreError> {
-        for attempt in 0..RACE_ATTEMPTS {
-            if let Some(key) = &job.idempotency {
-                if let Some(found) = self.job_by_idempotency(&job.user_id, &key.key).await? {
-                    return Ok(
-                        if found.request_hash.as_deref() == Some(&key.request_hash) {
-                            Created::Existing(found.job)
-                        } else {
-                            Created::KeyReused(found.job)
-                        },
-                    );
-                }
-            }
-            // For a request without a key: the job its marker named, which the
-            // new job's marker may replace (None: there was no marker).
-            let mut replaces: Option<Option<String>> = None;
-            match admission {
-                Admission::Always => {}
-                Admission::Poll(within) => {
-                    if self.has_recent_or_open(&job, within).await? {
-                        return Ok(Created::Coalesced);
-                    }
-                }
-                Admission::Request { max_queued } => {
-                    if job.idempotency.is_none() {
-                        let marked = self.requested_marker(&job).await?;
-                        if let Some(waiting) = &marked {
-                            if waiting.status == JobStatus::Queued
-                                && waiting.started_at.is_none()
-                                && millis(waiting.requested) == millis(job.requested)
-                            {
-                                return Ok(Created::Queued(waiting.clone()));
-                            }
-                        }
-                        replaces = Some(marked.map(|j| j.id.to_string()));
-                    }
-                    if self.queued_jobs(&job.user_id).await? >= u64::from(max_queued) {
-                        return Ok(Created::QueueFull { max_queued });
-                    }
-                }
-            }
-            let put = Put::builder()
-                .table_name(&self.tables().sync_jobs)
-                .set_item(Some(new_item(&job)))
-                .condition_expression("attribute_not_exists(id)")
-                .build()
-                .map_err(|e| StoreError::Internal(format!("job put: {e}")))?;
-            let mut items = vec![TransactWriteItem::builder().put(put).build()];
-            if let Some(key) = &job.idempotency {
-                let mut idem = idempotency_key(&job.user_id, &key.key);
-                idem.insert("job_id".into(), s(job.id.to_string()));
-                let put = Put::builder()
-                    .table_name(&self.tables().aux)
-                    .set_item(Some(idem))
-                    .condition_expression("attribute_not_exists(pk)")
-                    .build()
-                    .map_err(|e| StoreError::Internal(format!("idempotency put: {e}")))?;
-                items.push(TransactWriteItem::builder().put(put).build());
-            }
-            if let Some(replaces) = replaces {
-                items.push(self.marker_put(&job, replaces)?);
-            }
-            if self
-                .transact("TransactWriteItems create job", items)
-                .await?
-            {
-                let created = self
-                    .stored_job(job.id)
-                    .await?
-                    .ok_or_else(|| StoreError::Internal("created job not found".into()))?;
-                return Ok(Created::New(created.job));
-            }
-            // Most likely the same key or the same request was used
-            // concurrently: look again.
-            backoff(attempt).await;
-        }
-        Err(lost_race("create_job"))
-    }
-
     /// The newest requested job of the user with this provider and trigger, as
     /// its marker names it: a request is coalesced with that job while it waits.
     /// (One marker per user, provider and trigger, so they do not pile up.)
@@ -554,21 +475,83 @@ impl DynamoStore {
 
 #[async_trait]
 impl JobStore for DynamoStore {
-    async fn create_job(
-        &self,
-        job: NewJob,
-        coalesce_within: Option<chrono::Duration>,
-    ) -> Result<Created, StoreError> {
-        self.admit_job(job, Admission::of_poll(coalesce_within))
-            .await
-    }
-
-    async fn create_requested_job(
-        &self,
-        job: NewJob,
-        max_queued: u32,
-    ) -> Result<Created, StoreError> {
-        self.admit_job(job, Admission::Request { max_queued }).await
+    async fn admit_job(&self, job: NewJob, admission: Admission) -> Result<Created, StoreError> {
+        for attempt in 0..RACE_ATTEMPTS {
+            if let Some(key) = &job.idempotency {
+                if let Some(found) = self.job_by_idempotency(&job.user_id, &key.key).await? {
+                    return Ok(
+                        if found.request_hash.as_deref() == Some(&key.request_hash) {
+                            Created::Existing(found.job)
+                        } else {
+                            Created::KeyReused(found.job)
+                        },
+                    );
+                }
+            }
+            // For a request without a key: the job its marker named, which the
+            // new job's marker may replace (None: there was no marker).
+            let mut replaces: Option<Option<String>> = None;
+            match admission {
+                Admission::Always => {}
+                Admission::Poll(within) => {
+                    if self.has_recent_or_open(&job, within).await? {
+                        return Ok(Created::Coalesced);
+                    }
+                }
+                Admission::Request { max_queued } => {
+                    if job.idempotency.is_none() {
+                        let marked = self.requested_marker(&job).await?;
+                        if let Some(waiting) = &marked {
+                            if waiting.status == JobStatus::Queued
+                                && waiting.started_at.is_none()
+                                && millis(waiting.requested) == millis(job.requested)
+                            {
+                                return Ok(Created::Queued(waiting.clone()));
+                            }
+                        }
+                        replaces = Some(marked.map(|j| j.id.to_string()));
+                    }
+                    if self.queued_jobs(&job.user_id).await? >= u64::from(max_queued) {
+                        return Ok(Created::QueueFull { max_queued });
+                    }
+                }
+            }
+            let put = Put::builder()
+                .table_name(&self.tables().sync_jobs)
+                .set_item(Some(new_item(&job)))
+                .condition_expression("attribute_not_exists(id)")
+                .build()
+                .map_err(|e| StoreError::Internal(format!("job put: {e}")))?;
+            let mut items = vec![TransactWriteItem::builder().put(put).build()];
+            if let Some(key) = &job.idempotency {
+                let mut idem = idempotency_key(&job.user_id, &key.key);
+                idem.insert("job_id".into(), s(job.id.to_string()));
+                let put = Put::builder()
+                    .table_name(&self.tables().aux)
+                    .set_item(Some(idem))
+                    .condition_expression("attribute_not_exists(pk)")
+                    .build()
+                    .map_err(|e| StoreError::Internal(format!("idempotency put: {e}")))?;
+                items.push(TransactWriteItem::builder().put(put).build());
+            }
+            if let Some(replaces) = replaces {
+                items.push(self.marker_put(&job, replaces)?);
+            }
+            if self
+                .transact("TransactWriteItems create job", items)
+                .await?
+            {
+                let created = self
+                    .stored_job(job.id)
+                    .await?
+                    .ok_or_else(|| StoreError::Internal("created job not found".into()))?;
+                return Ok(Created::New(created.job));
+            }
+            // Most likely the same key or the same request was used
+            // concurrently: look again.
+            backoff(attempt).await;
+        }
+        Err(lost_race("create_job"))
     }
 
     async fn claim_job(

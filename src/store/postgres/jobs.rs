@@ -108,7 +108,8 @@ fn number(n: u64) -> i64 {
     int(n)
 }
 
-impl PostgresStore {
+#[async_trait]
+impl JobStore for PostgresStore {
     async fn admit_job(&self, job: NewJob, admission: Admission) -> Result<Created, StoreError> {
         let user = job.user_id.as_str();
         let mut tx = self.begin().await?;
@@ -217,26 +218,6 @@ impl PostgresStore {
         let (created, _) = read_job(&created)?;
         tx.commit().await.map_err(db_error)?;
         Ok(Created::New(created))
-    }
-}
-
-#[async_trait]
-impl JobStore for PostgresStore {
-    async fn create_job(
-        &self,
-        job: NewJob,
-        coalesce_within: Option<chrono::Duration>,
-    ) -> Result<Created, StoreError> {
-        self.admit_job(job, Admission::of_poll(coalesce_within))
-            .await
-    }
-
-    async fn create_requested_job(
-        &self,
-        job: NewJob,
-        max_queued: u32,
-    ) -> Result<Created, StoreError> {
-        self.admit_job(job, Admission::Request { max_queued }).await
     }
 
     async fn claim_job(

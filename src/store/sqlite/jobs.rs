@@ -133,7 +133,8 @@ fn release(tx: &Transaction<'_>, job: &str, owner: &str) -> Result<bool, StoreEr
     Ok(released == 1)
 }
 
-impl SqliteStore {
+#[async_trait]
+impl JobStore for SqliteStore {
     async fn admit_job(&self, job: NewJob, admission: Admission) -> Result<Created, StoreError> {
         self.write(move |conn| {
             let tx = conn.transaction().map_err(internal)?;
@@ -238,26 +239,6 @@ impl SqliteStore {
             Ok(Created::New(created))
         })
         .await
-    }
-}
-
-#[async_trait]
-impl JobStore for SqliteStore {
-    async fn create_job(
-        &self,
-        job: NewJob,
-        coalesce_within: Option<chrono::Duration>,
-    ) -> Result<Created, StoreError> {
-        self.admit_job(job, Admission::of_poll(coalesce_within))
-            .await
-    }
-
-    async fn create_requested_job(
-        &self,
-        job: NewJob,
-        max_queued: u32,
-    ) -> Result<Created, StoreError> {
-        self.admit_job(job, Admission::Request { max_queued }).await
     }
 
     async fn claim_job(
