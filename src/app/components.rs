@@ -69,9 +69,7 @@ impl Component for Demo {
     }
 
     async fn stop(&mut self, deadline: Instant) -> std::io::Result<()> {
-        if let Some(task) = self.task.take() {
-            join_by(task, deadline).await;
-        }
+        join_by(self.task.take(), deadline).await;
         Ok(())
     }
 }
@@ -103,7 +101,7 @@ impl Component for EventSubscribers {
     async fn stop(&mut self, deadline: Instant) -> std::io::Result<()> {
         let _ = self.stop.send(true);
         for task in self.tasks.drain(..) {
-            join_by(task, deadline).await;
+            join_by(Some(task), deadline).await;
         }
         Ok(())
     }
@@ -132,9 +130,7 @@ impl Component for EventConsumer {
 
     async fn stop(&mut self, deadline: Instant) -> std::io::Result<()> {
         let _ = self.stop.send(true);
-        if let Some(task) = self.task.take() {
-            join_by(task, deadline).await;
-        }
+        join_by(self.task.take(), deadline).await;
         Ok(())
     }
 }
@@ -253,9 +249,7 @@ impl Component for SyncScheduler {
     }
 
     async fn stop(&mut self, deadline: Instant) -> std::io::Result<()> {
-        if let Some(task) = self.task.take() {
-            join_by(task, deadline).await;
-        }
+        join_by(self.task.take(), deadline).await;
         Ok(())
     }
 }
@@ -307,9 +301,7 @@ impl Component for AuthorizationPruner {
     }
 
     async fn stop(&mut self, deadline: Instant) -> std::io::Result<()> {
-        if let Some(task) = self.task.take() {
-            join_by(task, deadline).await;
-        }
+        join_by(self.task.take(), deadline).await;
         Ok(())
     }
 }

@@ -115,9 +115,13 @@ fn failure(name: &str, e: std::io::Error) -> std::io::Error {
     std::io::Error::new(e.kind(), format!("{name} failed to start: {e}"))
 }
 
-/// Waits for `task` until `deadline`; false when it was still running.
-pub async fn join_by<T>(task: tokio::task::JoinHandle<T>, deadline: Instant) -> bool {
-    tokio::time::timeout_at(deadline, task).await.is_ok()
+/// Waits for `task` (if it was started) until `deadline`; false when it was
+/// still running.
+pub async fn join_by<T>(task: Option<tokio::task::JoinHandle<T>>, deadline: Instant) -> bool {
+    match task {
+        Some(task) => tokio::time::timeout_at(deadline, task).await.is_ok(),
+        None => true,
+    }
 }
 
 #[cfg(test)]
