@@ -62,8 +62,10 @@ impl App {
         let store = open_store(&settings.storage, Opening::Serve).await?;
         let bus: Arc<dyn EventBus> = match &settings.event_bus {
             EventBusKind::Memory => {
-                // In-process: connected for as long as the process runs.
+                // In-process: connected, and its subscribers fed (it is its own
+                // consumer), for as long as the process runs.
                 metrics::gauge!("event_bus_connected", "bus" => "memory").set(1.0);
+                metrics::gauge!("event_consumer_connected", "bus" => "memory").set(1.0);
                 Arc::new(MemoryBus::default())
             }
             EventBusKind::RabbitMq(rabbit) => {

@@ -133,7 +133,7 @@ fn describe_metrics() {
     );
     describe_gauge!(
         "event_consumer_connected",
-        "1 while this instance's queue on the broker feeds its subscribers, by bus"
+        "1 while this instance's subscribers are fed: its queue on the broker (rabbitmq), always (memory), by bus"
     );
     describe_histogram!(
         "reading_data_lag_seconds",
