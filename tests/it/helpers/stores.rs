@@ -85,40 +85,44 @@ impl PgSchema {
 
 impl Drop for PgSchema {
     fn drop(&mut self) {
-        // Drop runs on the test's runtime, which must not wait on async work: the
-        // schema is dropped from a thread and a runtime of its own.
-        let (url, name) = (self.url.clone(), self.name.clone());
-        let dropped = std::thread::spawn(move || -> Result<(), String> {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| e.to_string())?;
-            runtime.block_on(async {
-                use sqlx::Connection;
-                let mut conn = sqlx::PgConnection::connect(&url)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let drop = format!(
-                    "SET lock_timeout = '10s'; SET client_min_messages = warning; \
-                     DROP SCHEMA IF EXISTS \"{name}\" CASCADE"
-                );
-                sqlx::raw_sql(sqlx::AssertSqlSafe(drop))
-                    .execute(&mut conn)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                conn.close().await.map_err(|e| e.to_string())
-            })
-        })
-        .join();
+        let drop = format!(
+            "SET lock_timeout = '10s'; SET client_min_messages = warning; \
+             DROP SCHEMA IF EXISTS \"{}\" CASCADE",
+            self.name
+        );
         // A schema left behind costs space, not correctness: say so and go on.
-        match dropped {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => eprintln!("test schema {} left behind: {e}", self.name),
-            Err(_) => eprintln!(
-                "test schema {} left behind: the dropping thread panicked",
-                self.name
-            ),
+        if let Err(e) = sql_while_dropping(&self.url, drop) {
+            eprintln!("test schema {} left behind: {e}", self.name);
         }
+    }
+}
+
+/// Runs `sql` on PostgreSQL at `url` from a `Drop`: drop runs on the test's
+/// runtime, which must not wait on async work, so this uses a thread and a
+/// runtime of its own.
+pub fn sql_while_dropping(url: &str, sql: String) -> Result<(), String> {
+    let url = url.to_owned();
+    let ran = std::thread::spawn(move || -> Result<(), String> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        runtime.block_on(async {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(&url)
+                .await
+                .map_err(|e| e.to_string())?;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&mut conn)
+                .await
+                .map_err(|e| e.to_string())?;
+            conn.close().await.map_err(|e| e.to_string())
+        })
+    })
+    .join();
+    match ran {
+        Ok(result) => result,
+        Err(_) => Err("the dropping thread panicked".to_owned()),
     }
 }
 
