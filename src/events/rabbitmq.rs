@@ -102,16 +102,11 @@ impl RabbitBus {
 
     async fn open(&self) -> Result<(Connection, Channel), BusError> {
         let s = &self.settings;
-        let connection =
-            Connection::connect(s.url.expose().as_str(), ConnectionProperties::default())
-                .await
-                .map_err(unavailable)?;
-        let channel = connection.create_channel().await.map_err(unavailable)?;
+        let (connection, channel) = connect(s).await?;
         channel
             .confirm_select(ConfirmSelectOptions::default())
             .await
             .map_err(unavailable)?;
-        declare_exchange(&channel, &s.exchange).await?;
         channel
             .queue_declare(
                 s.queue.as_str().into(),
@@ -120,16 +115,7 @@ impl RabbitBus {
             )
             .await
             .map_err(unavailable)?;
-        channel
-            .queue_bind(
-                s.queue.as_str().into(),
-                s.exchange.as_str().into(),
-                "#".into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .map_err(unavailable)?;
+        bind_every_key(&channel, &s.queue, &s.exchange).await?;
         Ok((connection, channel))
     }
 
@@ -307,13 +293,7 @@ impl Consumer {
 
     async fn open(&self) -> Result<(Connection, lapin::Consumer), BusError> {
         let s = &self.settings;
-        let connection =
-            Connection::connect(s.url.expose().as_str(), ConnectionProperties::default())
-                .await
-                .map_err(unavailable)?;
-        let channel = connection.create_channel().await.map_err(unavailable)?;
-        // The publisher's declaration, so either may come first.
-        declare_exchange(&channel, &s.exchange).await?;
+        let (connection, channel) = connect(s).await?;
         channel
             .queue_declare(
                 self.queue.as_str().into(),
@@ -326,16 +306,7 @@ impl Consumer {
             )
             .await
             .map_err(unavailable)?;
-        channel
-            .queue_bind(
-                self.queue.as_str().into(),
-                s.exchange.as_str().into(),
-                "#".into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .map_err(unavailable)?;
+        bind_every_key(&channel, &self.queue, &s.exchange).await?;
         // No acks: what the hub was handed is done with, and a crash loses the
         // queue anyway.
         let deliveries = channel
@@ -420,17 +391,37 @@ fn message_of(delivery: &Delivery) -> Option<Message> {
     ))
 }
 
-/// The event exchange, declared alike by the publisher and every consumer (a
+/// A connection and a channel on it, with the event exchange declared: alike
+/// for the publisher and every consumer, so either may come first (a
 /// declaration that differs from the existing exchange's is refused).
-async fn declare_exchange(channel: &Channel, exchange: &str) -> Result<(), BusError> {
+async fn connect(s: &RabbitSettings) -> Result<(Connection, Channel), BusError> {
+    let connection = Connection::connect(s.url.expose().as_str(), ConnectionProperties::default())
+        .await
+        .map_err(unavailable)?;
+    let channel = connection.create_channel().await.map_err(unavailable)?;
     channel
         .exchange_declare(
-            exchange.into(),
+            s.exchange.as_str().into(),
             ExchangeKind::Topic,
             ExchangeDeclareOptions {
                 durable: true,
                 ..ExchangeDeclareOptions::default()
             },
+            FieldTable::default(),
+        )
+        .await
+        .map_err(unavailable)?;
+    Ok((connection, channel))
+}
+
+/// Binds `queue` to every routing key of the exchange.
+async fn bind_every_key(channel: &Channel, queue: &str, exchange: &str) -> Result<(), BusError> {
+    channel
+        .queue_bind(
+            queue.into(),
+            exchange.into(),
+            "#".into(),
+            QueueBindOptions::default(),
             FieldTable::default(),
         )
         .await
