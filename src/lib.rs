@@ -9,27 +9,30 @@
 //!
 //! 1. `domain`: the values every layer shares (readings, glucose, user ids);
 //!    no web, database or cloud crate.
-//! 2. `digest`: SHA-256 fingerprints of values the store must not keep in the clear.
-//! 3. `secret`: `Secret<T>`, a value that never prints.
-//! 4. `records`: what the store persists and returns (jobs, tasks, connections,
+//! 2. `analytics`: glycemic metrics, the AGP and daily figures, computed from
+//!    samples alone (no store, no HTTP).
+//! 3. `digest`: SHA-256 fingerprints of values the store must not keep in the clear.
+//! 4. `secret`: `Secret<T>`, a value that never prints.
+//! 5. `records`: what the store persists and returns (jobs, tasks, connections,
 //!    shares, audit entries, inbox deliveries, upsert outcomes, the event schema).
-//! 5. `config`: typed settings for every section, parsed once at start.
-//! 6. `telemetry`: logging and the metric catalogue.
-//! 7. `store`: one trait per storage concern, and the SQLite, PostgreSQL and
+//! 6. `config`: typed settings for every section, parsed once at start.
+//! 7. `telemetry`: logging and the metric catalogue.
+//! 8. `store`: one trait per storage concern, and the SQLite, PostgreSQL and
 //!    DynamoDB backends that implement them.
-//! 8. `pipeline`: parse, validate and normalize readings, then store them.
-//! 9. `connections`: sealing source tokens at rest, and pruning stale OAuth state.
-//! 10. `auth`: bearer tokens, the access policy and the audit writer.
-//! 11. `events`: the bus, the outbox relay and subscriptions.
-//! 12. `tasks`: the durable task runner (leases, retries, resume after a crash).
-//! 13. `sync`: the source port, the sync engine and the scheduler.
-//! 14. `simulator`: a Dexcom API and synthetic patients, for the demo and tests.
-//! 15. `sources`: the adapters (Dexcom, signed webhooks) behind the source port.
-//! 16. `serving`: the listener's connection limits and timeouts.
-//! 17. `api`: the HTTP routes, their views and the one error envelope.
-//! 18. `app`: building the parts from settings, and running them under a supervisor.
-//! 19. `operator`: the command line.
+//! 9. `pipeline`: parse, validate and normalize readings, then store them.
+//! 10. `connections`: sealing source tokens at rest, and pruning stale OAuth state.
+//! 11. `auth`: bearer tokens, the access policy and the audit writer.
+//! 12. `events`: the bus, the outbox relay and subscriptions.
+//! 13. `tasks`: the durable task runner (leases, retries, resume after a crash).
+//! 14. `sync`: the source port, the sync engine and the scheduler.
+//! 15. `simulator`: a Dexcom API and synthetic patients, for the demo and tests.
+//! 16. `sources`: the adapters (Dexcom, signed webhooks) behind the source port.
+//! 17. `serving`: the listener's connection limits and timeouts.
+//! 18. `api`: the HTTP routes, their views and the one error envelope.
+//! 19. `app`: building the parts from settings, and running them under a supervisor.
+//! 20. `operator`: the command line.
 
+pub mod analytics;
 pub mod api;
 pub mod app;
 pub mod auth;

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::domain::{Reading, UserId};
+use crate::records::alerts::Alert;
 use crate::records::connections::{ConnectionStatus, Provider};
 use crate::records::jobs::{JobCounts, JobStatus, SyncJob};
 use crate::records::readings::{Outcome, Upserted};
@@ -46,6 +47,12 @@ pub enum EventKind {
     /// (`connection.connected`, `connection.disconnected`, `connection.reauth_required`).
     #[serde(rename = "connection.changed")]
     ConnectionChanged(ConnectionChange),
+    #[serde(rename = "alert.raised")]
+    AlertRaised(Alert),
+    #[serde(rename = "alert.acknowledged")]
+    AlertAcknowledged(Alert),
+    #[serde(rename = "alert.resolved")]
+    AlertResolved(Alert),
 }
 
 impl EventKind {
@@ -55,6 +62,9 @@ impl EventKind {
             EventKind::ReadingCreated(c) | EventKind::ReadingUpdated(c) => &c.user_id,
             EventKind::SyncCompleted(c) | EventKind::SyncFailed(c) => &c.user_id,
             EventKind::ConnectionChanged(c) => &c.user_id,
+            EventKind::AlertRaised(a)
+            | EventKind::AlertAcknowledged(a)
+            | EventKind::AlertResolved(a) => &a.user_id,
         }
     }
 
@@ -70,6 +80,9 @@ impl EventKind {
                 "reauth_required" => "connection.reauth_required",
                 _ => "connection.disconnected",
             },
+            EventKind::AlertRaised(_) => "alert.raised",
+            EventKind::AlertAcknowledged(_) => "alert.acknowledged",
+            EventKind::AlertResolved(_) => "alert.resolved",
         }
     }
 }
