@@ -6,6 +6,18 @@
 //! The entry points are [`stats`], [`agp`] and [`daily`]; each takes the samples in
 //! any order and the time zone that decides what a day is.
 
+mod agp;
+mod descriptive;
+pub mod episodes;
+mod grid;
+mod mage;
+mod readings;
+mod sufficiency;
+mod variability;
+mod wear;
+
+pub use episodes::{episodes, Episode, EpisodeKind};
+
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
@@ -138,36 +150,59 @@ pub struct DayGlucose {
 }
 
 /// Every metric of the window's samples (any order), days counted in `tz`.
-pub fn stats(samples: &[Sample], _tz: Tz) -> Stats {
-    // Skeleton: the count and the mean; the analytics work fills in the rest.
+pub fn stats(samples: &[Sample], tz: Tz) -> Stats {
+    let samples: Vec<Sample> = samples
+        .iter()
+        .copied()
+        .filter(|s| s.mg_dl.is_finite())
+        .collect();
     let readings = samples.len();
-    let mean =
-        (readings > 0).then(|| samples.iter().map(|s| s.mg_dl).sum::<f64>() / readings as f64);
+    let mut metrics = Metrics::default();
+    if readings == 0 {
+        return Stats {
+            readings,
+            sufficient: false,
+            metrics,
+            ranges: None,
+            gri: None,
+        };
+    }
+    let g: Vec<f64> = samples.iter().map(|s| s.mg_dl).collect();
+    let days: Vec<NaiveDate> = samples
+        .iter()
+        .map(|s| s.at.with_timezone(&tz).date_naive())
+        .collect();
+    readings::fill(&mut metrics, &g, &days);
+    let series = grid::Series::new(&samples, tz);
+    if let Some(dt0) = series.dt0() {
+        if let (Some(grid), Some(grid5)) = (
+            grid::Grid::build(&series, dt0),
+            grid::Grid::build(&series, 5.0),
+        ) {
+            variability::fill(&mut metrics, &grid, &grid5);
+            metrics.mage = mage::mage(&grid5);
+            metrics.pgs = episodes::pgs(&metrics, &grid);
+        }
+    }
+    let (active, ndays) = wear::active_and_days(&samples);
+    metrics.active_percent = active;
+    metrics.ndays = ndays;
+    let sufficient = sufficiency::sufficient(&samples, tz, active);
+    let ranges = readings::ranges(&g);
+    let gri = ranges.as_ref().map(readings::gri);
     Stats {
         readings,
-        sufficient: false,
-        metrics: Metrics {
-            mean,
-            ..Metrics::default()
-        },
-        ranges: None,
-        gri: None,
+        sufficient,
+        metrics,
+        ranges,
+        gri,
     }
 }
 
 /// The 288 AGP bins of the samples' 5-minute day-by-day grid in `tz`.
-pub fn agp(_samples: &[Sample], _tz: Tz) -> Vec<AgpBin> {
-    (1..=288)
-        .map(|i| AgpBin {
-            minute: i * 5,
-            p05: None,
-            p25: None,
-            p50: None,
-            p75: None,
-            p95: None,
-            n: 0,
-        })
-        .collect()
+pub fn agp(samples: &[Sample], tz: Tz) -> Vec<AgpBin> {
+    let series = grid::Series::new(samples, tz);
+    agp::bins(grid::Grid::build(&series, 5.0).as_ref())
 }
 
 /// One row per local day (in `tz`) that holds at least one sample, oldest first.
@@ -203,4 +238,100 @@ pub fn daily(samples: &[Sample], tz: Tz, target: Band) -> Vec<DayGlucose> {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use proptest::prelude::*;
+
+    fn samples(values: &[f64], step: i64) -> Vec<Sample> {
+        let t0 = Utc.with_ymd_and_hms(2024, 3, 30, 20, 3, 0).unwrap();
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| Sample {
+                at: t0 + chrono::Duration::minutes(i as i64 * step),
+                mg_dl: *v,
+            })
+            .collect()
+    }
+
+    fn same(a: Option<f64>, b: Option<f64>) -> bool {
+        match (a, b) {
+            (Some(x), Some(y)) => (x - y).abs() <= 1e-9 * x.abs().max(1.0),
+            (None, None) => true,
+            _ => false,
+        }
+    }
+
+    #[test]
+    fn no_readings_means_null_metrics() {
+        let s = stats(&[], Tz::UTC);
+        assert_eq!(s.readings, 0);
+        assert_eq!(s.metrics, Metrics::default());
+        assert!(s.ranges.is_none() && s.gri.is_none() && !s.sufficient);
+        assert!(agp(&[], Tz::UTC)
+            .iter()
+            .all(|b| b.n == 0 && b.p50.is_none()));
+    }
+
+    #[test]
+    fn fourteen_full_days_pass_the_gate_and_thirteen_do_not() {
+        let v: Vec<f64> = (0..14 * 288).map(|i| 100.0 + (i % 50) as f64).collect();
+        assert!(stats(&samples(&v, 5), Tz::UTC).sufficient);
+        assert!(!stats(&samples(&v[..13 * 288], 5), Tz::UTC).sufficient);
+    }
+
+    #[test]
+    fn gri_zone_follows_the_value() {
+        let z = |very_low| {
+            readings::gri(&Ranges {
+                very_low,
+                low: 0.0,
+                target: 100.0 - very_low,
+                high: 0.0,
+                very_high: 0.0,
+            })
+        };
+        assert_eq!(z(0.0).zone, 'A');
+        assert_eq!(z(10.0).zone, 'B');
+        assert_eq!(z(40.0).value, 100.0);
+        assert_eq!(z(40.0).zone, 'E');
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        #[test]
+        fn bands_sum_to_100_and_gri_is_capped(values in prop::collection::vec(39.0f64..401.0, 1..400)) {
+            let s = stats(&samples(&values, 5), Tz::Europe__Berlin);
+            let r = s.ranges.unwrap();
+            prop_assert!((r.very_low + r.low + r.target + r.high + r.very_high - 100.0).abs() < 1e-9);
+            let g = s.gri.unwrap();
+            prop_assert!(g.value <= 100.0 && g.value >= 0.0);
+        }
+
+        #[test]
+        fn metrics_do_not_depend_on_input_order(
+            values in prop::collection::vec(39.0f64..401.0, 2..600),
+            seed in any::<u64>(),
+        ) {
+            let a = samples(&values, 5);
+            let mut b = a.clone();
+            // A deterministic shuffle from the seed.
+            let mut x = seed | 1;
+            for i in (1..b.len()).rev() {
+                x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+                b.swap(i, (x % (i as u64 + 1)) as usize);
+            }
+            let (ma, mb) = (stats(&a, Tz::Europe__Berlin).metrics, stats(&b, Tz::Europe__Berlin).metrics);
+            let (ja, jb) = (serde_json::to_value(&ma).unwrap(), serde_json::to_value(&mb).unwrap());
+            for (k, va) in ja.as_object().unwrap() {
+                prop_assert!(same(va.as_f64(), jb[k].as_f64()), "{k}: {va} vs {}", jb[k]);
+            }
+            prop_assert_eq!(agp(&a, Tz::Europe__Berlin), agp(&b, Tz::Europe__Berlin));
+        }
+    }
 }
