@@ -1,10 +1,10 @@
 //! All 49 metrics (plus ranges and GRI) for 5 users, about 14,000 readings in
 //! all: the target is at least 100× faster than iglu-python on the same
-//! data in the same run. The dataset is written to
-//! `${CARGO_TARGET_DIR:-target}/analytics-bench.csv` so that
-//! `scripts/bench-analytics.sh` times iglu-python on exactly these readings.
+//! data in the same run. `scripts/oracle/bench_data.py` writes the same dataset
+//! (same generator and seed) for `scripts/bench-analytics.sh`.
 //!
-//! `cargo bench --bench analytics` (or the script, which runs both).
+//! `cargo bench --bench analytics`; `scripts/bench-analytics.sh` runs the same
+//! data through this code path and iglu-python side by side.
 
 use cgm_hub::analytics::{self, Sample};
 use chrono::{Duration, TimeZone, Utc};
@@ -44,21 +44,8 @@ fn dataset() -> Vec<Vec<Sample>> {
         .collect()
 }
 
-fn write_csv(users: &[Vec<Sample>]) {
-    let dir = std::env::var("CARGO_TARGET_DIR")
-        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/target").to_string());
-    let mut csv = String::from("id,time,gl\n");
-    for (u, samples) in users.iter().enumerate() {
-        for s in samples {
-            csv.push_str(&format!("u{u},{},{}\n", s.at.to_rfc3339(), s.mg_dl));
-        }
-    }
-    std::fs::write(format!("{dir}/analytics-bench.csv"), csv).expect("writable target dir");
-}
-
 fn bench(c: &mut Criterion) {
     let users = dataset();
-    write_csv(&users);
     let total: usize = users.iter().map(Vec::len).sum();
     let mut g = c.benchmark_group("analytics");
     g.throughput(Throughput::Elements(total as u64));

@@ -2,6 +2,8 @@
 //! JSON keyed by id, the same shape as `scripts/iglu-oracle.sh` prints, so the
 //! two can be compared by hand:
 //! `cargo run -q --example analytics_csv -- data.csv America/New_York`.
+//! With `--repeat N` it instead times `stats` over every id, N times, and prints
+//! the mean wall time of one pass (used by `scripts/bench-analytics.sh`).
 
 use std::collections::BTreeMap;
 
@@ -19,6 +21,22 @@ fn main() {
             at: at.parse().expect("RFC 3339 time"),
             mg_dl: gl.parse().expect("number"),
         });
+    }
+    if let Some(i) = args.iter().position(|a| a == "--repeat") {
+        let n: u32 = args[i + 1].parse().expect("a count");
+        let total: usize = by_id.values().map(Vec::len).sum();
+        let started = std::time::Instant::now();
+        for _ in 0..n {
+            for s in by_id.values() {
+                std::hint::black_box(analytics::stats(std::hint::black_box(s), tz));
+            }
+        }
+        let per = started.elapsed().as_secs_f64() / f64::from(n);
+        println!(
+            "cgm-hub analytics::stats: {per:.6} s per pass, {} users, {total} readings",
+            by_id.len()
+        );
+        return;
     }
     let out: BTreeMap<String, serde_json::Value> = by_id
         .into_iter()
