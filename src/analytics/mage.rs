@@ -17,16 +17,12 @@ fn moving_average(x: &[f64], k: usize) -> Vec<f64> {
         let m = x.iter().sum::<f64>() / n as f64;
         return vec![m; n];
     }
-    let mut out = vec![0.0; n];
     let mut s: f64 = x[..k].iter().sum();
-    out[k - 1] = s / k as f64;
-    for i in k..n {
-        s += x[i] - x[i - k];
-        out[i] = s / k as f64;
-    }
-    for i in 0..k - 1 {
-        out[i] = out[k - 1];
-    }
+    let mut out = vec![s / k as f64; k];
+    out.extend(x[k..].iter().zip(x).map(|(new, old)| {
+        s += new - old;
+        s / k as f64
+    }));
     out
 }
 
