@@ -123,7 +123,7 @@ pub fn episodes(samples: &[Sample], tz: Tz) -> Vec<Episode> {
             }
         })
         .collect();
-    all.sort_by(|a, b| a.start.cmp(&b.start));
+    all.sort_by_key(|a| a.start);
     all
 }
 
