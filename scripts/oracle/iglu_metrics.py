@@ -46,6 +46,17 @@ def metrics(df, tz):
             out[name] = None
             errors[name] = f"{type(e).__name__}: {e}"
 
+    def put_columns(name, fn, columns):
+        """One iglu call whose result holds several metrics: {our key: its column}."""
+        try:
+            result = fn()
+            for key, col in columns.items():
+                out[key] = scalar(result, col)
+        except Exception as e:  # noqa: BLE001 - the oracle reports, the test decides
+            for key in columns:
+                out[key] = None
+            errors[name] = f"{type(e).__name__}: {e}"
+
     put("mean", lambda: iglu.mean_glu(df))
     put("median", lambda: iglu.median_glu(df))
     put("sd", lambda: iglu.sd_glu(df))
@@ -84,29 +95,13 @@ def metrics(df, tz):
     put("gvp", lambda: iglu.gvp(df))
     put("sd_roc", lambda: iglu.sd_roc(df, tz=tz))
     put("hourly_auc", lambda: iglu.auc(df, tz=tz))
-    try:
-        ap = iglu.active_percent(df, tz=tz)
-        out["active_percent"] = scalar(ap, "active_percent")
-        out["ndays"] = scalar(ap, "ndays")
-    except Exception as e:  # noqa: BLE001
-        out["active_percent"] = out["ndays"] = None
-        errors["active_percent"] = f"{type(e).__name__}: {e}"
-    try:
-        sdm = iglu.sd_measures(df, tz=tz)
-        for k, c in [("sd_w", "SDw"), ("sd_hhmm", "SDhhmm"), ("sd_wsh", "SDwsh"),
-                     ("sd_dm", "SDdm"), ("sd_b", "SDb"), ("sd_bdm", "SDbdm")]:
-            out[k] = scalar(sdm, c)
-    except Exception as e:  # noqa: BLE001
-        for k in ["sd_w", "sd_hhmm", "sd_wsh", "sd_dm", "sd_b", "sd_bdm"]:
-            out[k] = None
-        errors["sd_measures"] = f"{type(e).__name__}: {e}"
-    try:
-        cvm = iglu.cv_measures(df, tz=tz)
-        out["cv_mean"] = scalar(cvm, "CVmean")
-        out["cv_sd"] = scalar(cvm, "CVsd")
-    except Exception as e:  # noqa: BLE001
-        out["cv_mean"] = out["cv_sd"] = None
-        errors["cv_measures"] = f"{type(e).__name__}: {e}"
+    put_columns("active_percent", lambda: iglu.active_percent(df, tz=tz),
+                {"active_percent": "active_percent", "ndays": "ndays"})
+    put_columns("sd_measures", lambda: iglu.sd_measures(df, tz=tz),
+                {"sd_w": "SDw", "sd_hhmm": "SDhhmm", "sd_wsh": "SDwsh",
+                 "sd_dm": "SDdm", "sd_b": "SDb", "sd_bdm": "SDbdm"})
+    put_columns("cv_measures", lambda: iglu.cv_measures(df, tz=tz),
+                {"cv_mean": "CVmean", "cv_sd": "CVsd"})
     put("pgs", lambda: iglu.pgs(df))
     if errors:
         out["_errors"] = errors
