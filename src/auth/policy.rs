@@ -19,9 +19,9 @@ pub enum Basis {
 }
 
 /// Whether a share could matter: only caregivers and clinicians reading a
-/// patient's readings (so the store is asked only then).
+/// patient's readings or their derived figures (so the store is asked only then).
 pub fn needs_share(principal: &Principal, action: Action, owner: &UserId) -> bool {
-    action == Action::ReadReadings
+    matches!(action, Action::ReadReadings | Action::ReadAnalytics)
         && &principal.user_id != owner
         && (principal.has(Role::Caregiver) || principal.has(Role::Clinician))
 }
@@ -47,7 +47,7 @@ pub fn decide(
     if principal.has(Role::Patient) && &principal.user_id == owner {
         return Some(Basis::Own);
     }
-    if action == Action::ReadReadings {
+    if matches!(action, Action::ReadReadings | Action::ReadAnalytics) {
         if principal.has(Role::Service) {
             return Some(Basis::Service);
         }
@@ -95,6 +95,13 @@ mod tests {
             Some(Basis::Shared)
         );
         assert_eq!(decide(&mom, Action::WriteReadings, &owner, Some(&s)), None);
+        assert_eq!(
+            decide(&mom, Action::ReadAnalytics, &owner, Some(&s)),
+            Some(Basis::Shared),
+            "who reads the readings reads their figures"
+        );
+        assert_eq!(decide(&mom, Action::ReadProfile, &owner, Some(&s)), None);
+        assert_eq!(decide(&mom, Action::WriteProfile, &owner, Some(&s)), None);
         assert_eq!(decide(&mom, Action::ReadReadings, &owner, None), None);
         let doc = p("mom", &[Role::Clinician]);
         assert_eq!(

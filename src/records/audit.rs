@@ -74,10 +74,16 @@ pub enum Action {
     /// A signed webhook delivery for the user (authenticated by its signature;
     /// on the audit trail, never decided here).
     DeliverWebhook,
+    /// Derived figures of the user's readings (stats, AGP, daily aggregates,
+    /// FHIR summary): whoever may read the readings.
+    ReadAnalytics,
+    /// The user's profile (time zone, target range): owner or admin.
+    ReadProfile,
+    WriteProfile,
 }
 
 impl Action {
-    pub const ALL: [Action; 12] = [
+    pub const ALL: [Action; 15] = [
         Action::ReadReadings,
         Action::WriteReadings,
         Action::ReadConnections,
@@ -90,6 +96,9 @@ impl Action {
         Action::ReadTasks,
         Action::ReadSystemTasks,
         Action::DeliverWebhook,
+        Action::ReadAnalytics,
+        Action::ReadProfile,
+        Action::WriteProfile,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -106,6 +115,9 @@ impl Action {
             Action::ReadTasks => "read_tasks",
             Action::ReadSystemTasks => "read_system_tasks",
             Action::DeliverWebhook => "deliver_webhook",
+            Action::ReadAnalytics => "read_analytics",
+            Action::ReadProfile => "read_profile",
+            Action::WriteProfile => "write_profile",
         }
     }
 }
