@@ -18,23 +18,11 @@ use serde_json::Value;
 /// Metrics not yet at 1e-6 parity on any dataset: (key, relative tolerance,
 /// why). Each bound is the largest relative deviation measured on these
 /// datasets, rounded up (docs/analytics.md, "Known deviations").
-const KNOWN: &[(&str, f64, &str)] = &[
-    (
-        "hourly_auc",
-        6e-2,
-        "iglu's per-day area normalisation not matched (0.05-5.5 %)",
-    ),
-    (
-        "mage",
-        3e-1,
-        "turning-point rules of the MA algorithm not matched (1-5 %, 27 % on < 1 day)",
-    ),
-    (
-        "sd_wsh",
-        1e-3,
-        "rolling-hour SD across missing grid points differs (0.08 %)",
-    ),
-];
+const KNOWN: &[(&str, f64, &str)] = &[(
+    "mage",
+    3e-1,
+    "turning-point rules of the MA algorithm not matched (1-5 %, 27 % on < 1 day)",
+)];
 
 /// Grid metrics on datasets where iglu-python's answer depends on an artefact,
 /// so cgm-hub deliberately differs (docs/analytics.md):
