@@ -5,7 +5,9 @@ use axum::Router;
 use utoipa::{OpenApi, ToSchema};
 use utoipa_swagger_ui::SwaggerUi;
 
-use super::analytics::{AgpBinDoc, AgpData, FhirBundleDoc, GriDoc, MetricsDoc, RangesDoc, StatsData};
+use super::analytics::{
+    AgpBinDoc, AgpData, FhirBundleDoc, GriDoc, MetricsDoc, RangesDoc, StatsData,
+};
 use super::audit::{AuditPage, AuditView};
 use super::connections::{ConnectionList, ConnectionView};
 use super::error::{ErrorBody, ErrorEnvelope};
@@ -19,7 +21,9 @@ use super::tasks::TaskView;
 use super::views::JobCountsView;
 use super::views::{DeviceInfoView, ReadingView};
 use super::webhook::DeliveryReceipt;
-use super::{analytics, audit, connections, health, jobs, oauth, readings, shares, tasks, webhook, AppState};
+use super::{
+    analytics, audit, connections, health, jobs, oauth, readings, shares, tasks, webhook, AppState,
+};
 use crate::pipeline::wire::{DeviceInfoInput, ReadingInput};
 
 #[derive(OpenApi)]

@@ -86,7 +86,8 @@ async fn data(app: &TestApp, path: &str) -> Value {
 }
 
 fn close(a: &Value, b: f64) -> bool {
-    a.as_f64().is_some_and(|a| (a - b).abs() <= 1e-9 * b.abs().max(1.0))
+    a.as_f64()
+        .is_some_and(|a| (a - b).abs() <= 1e-9 * b.abs().max(1.0))
 }
 
 /// Type-7 percentile of sorted values.
@@ -104,7 +105,8 @@ async fn stats_of_a_known_window() {
     let values: Vec<f64> = slots.iter().flatten().copied().collect();
     let n = values.len() as f64;
     let mean = values.iter().sum::<f64>() / n;
-    let share = |f: &dyn Fn(f64) -> bool| values.iter().filter(|v| f(**v)).count() as f64 * 100.0 / n;
+    let share =
+        |f: &dyn Fn(f64) -> bool| values.iter().filter(|v| f(**v)).count() as f64 * 100.0 / n;
     let (very_low, low, target, high, very_high) = (
         share(&|v| v < 54.0),
         share(&|v| (54.0..70.0).contains(&v)),
@@ -119,7 +121,11 @@ async fn stats_of_a_known_window() {
     assert_eq!(d["start"], "2025-01-06T00:00:00Z");
     assert_eq!(d["end"], "2025-01-08T00:00:00Z");
     assert_eq!(d["tz"], "UTC");
-    assert_eq!(d["readings"], values.len(), "CGM readings in [start, end) only");
+    assert_eq!(
+        d["readings"],
+        values.len(),
+        "CGM readings in [start, end) only"
+    );
     assert_eq!(d["sufficient"], false, "two days are not 14");
     let m = d["metrics"].as_object().unwrap();
     assert_eq!(m.len(), 49, "{m:?}");
@@ -191,7 +197,11 @@ async fn agp_bins_of_a_known_window() {
     assert_eq!(d["stats"], stats);
 
     // In Berlin (UTC+1 in January) the same readings move an hour later in the day.
-    let berlin = data(&app, &format!("/api/bg/an-agp/agp?{WINDOW}&tz=Europe/Berlin")).await;
+    let berlin = data(
+        &app,
+        &format!("/api/bg/an-agp/agp?{WINDOW}&tz=Europe/Berlin"),
+    )
+    .await;
     assert_eq!(berlin["tz"], "Europe/Berlin");
     assert_eq!(berlin["stats"]["tz"], "Europe/Berlin");
     assert_eq!(berlin["stats"]["readings"], stats["readings"]);
@@ -262,7 +272,10 @@ async fn the_default_window_is_the_14_days_ending_now() {
     let start = DateTime::parse_from_rfc3339(d["start"].as_str().unwrap()).unwrap();
     let end = DateTime::parse_from_rfc3339(d["end"].as_str().unwrap()).unwrap();
     assert_eq!(end - start, Span::days(14));
-    assert!((end.with_timezone(&Utc) - now).num_seconds().abs() <= 5, "{end}");
+    assert!(
+        (end.with_timezone(&Utc) - now).num_seconds().abs() <= 5,
+        "{end}"
+    );
     // Only an end: the 14 days before it.
     let d = data(&app, "/api/bg/an-recent/stats?endDate=2025-01-15T00:00:00Z").await;
     assert_eq!(d["start"], "2025-01-01T00:00:00Z");
@@ -336,12 +349,7 @@ async fn a_caregiver_with_a_share_reads_and_a_stranger_does_not() {
         )
         .await
         .unwrap();
-    let get = |path: &str, token: String| {
-        app.client
-            .get(app.url(path))
-            .bearer_auth(token)
-            .send()
-    };
+    let get = |path: &str, token: String| app.client.get(app.url(path)).bearer_auth(token).send();
     for route in ["stats", "agp", "summary.fhir"] {
         let path = format!("/api/bg/an-pat/{route}?{WINDOW}");
         let r = get(&path, token("an-mom", Role::Caregiver)).await.unwrap();
@@ -366,27 +374,36 @@ async fn a_caregiver_with_a_share_reads_and_a_stranger_does_not() {
 
     // Both decisions are in the audit trail, as read_analytics.
     let admin = token("an-admin", Role::Admin);
-    eventually("the analytics reads are audited", Duration::from_secs(10), || {
-        let admin = admin.clone();
-        let app = &app;
-        async move {
-            let r = app
-                .client
-                .get(app.url("/api/audit?user_id=an-pat&limit=100"))
-                .bearer_auth(admin)
-                .send()
-                .await
-                .unwrap();
-            let body: Value = r.json().await.unwrap();
-            let entries = body["data"]["entries"].as_array().cloned().unwrap_or_default();
-            let seen = |actor: &str, decision: &str| {
-                entries.iter().any(|e| {
-                    e["action"] == "read_analytics" && e["actor"] == actor && e["decision"] == decision
-                })
-            };
-            seen("an-mom", "allowed") && seen("an-aunt", "denied")
-        }
-    })
+    eventually(
+        "the analytics reads are audited",
+        Duration::from_secs(10),
+        || {
+            let admin = admin.clone();
+            let app = &app;
+            async move {
+                let r = app
+                    .client
+                    .get(app.url("/api/audit?user_id=an-pat&limit=100"))
+                    .bearer_auth(admin)
+                    .send()
+                    .await
+                    .unwrap();
+                let body: Value = r.json().await.unwrap();
+                let entries = body["data"]["entries"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                let seen = |actor: &str, decision: &str| {
+                    entries.iter().any(|e| {
+                        e["action"] == "read_analytics"
+                            && e["actor"] == actor
+                            && e["decision"] == decision
+                    })
+                };
+                seen("an-mom", "allowed") && seen("an-aunt", "denied")
+            }
+        },
+    )
     .await;
 }
 
@@ -443,7 +460,9 @@ async fn the_fhir_summary_is_a_valid_cgm_ig_bundle() {
     let (stored, _) = known("an-fhir");
     seed(&app, stored).await;
     let stats = data(&app, &format!("/api/bg/an-fhir/stats?{WINDOW}")).await;
-    let r = app.get(&format!("/api/bg/an-fhir/summary.fhir?{WINDOW}")).await;
+    let r = app
+        .get(&format!("/api/bg/an-fhir/summary.fhir?{WINDOW}"))
+        .await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], "application/fhir+json");
     let bundle: Value = r.json().await.unwrap();
@@ -463,7 +482,8 @@ async fn the_fhir_summary_is_a_valid_cgm_ig_bundle() {
     assert_eq!(patient["resource"]["identifier"][0]["value"], "an-fhir");
     let summary = &entries[1]["resource"];
     assert_eq!(loinc_code(summary), "107931-8");
-    let period = serde_json::json!({"start": "2025-01-06T00:00:00Z", "end": "2025-01-08T00:00:00Z"});
+    let period =
+        serde_json::json!({"start": "2025-01-06T00:00:00Z", "end": "2025-01-08T00:00:00Z"});
     let members: Vec<&Value> = summary["hasMember"]
         .as_array()
         .unwrap()
@@ -488,7 +508,10 @@ async fn the_fhir_summary_is_a_valid_cgm_ig_bundle() {
         let q = &o["valueQuantity"];
         assert_eq!(q["system"], "http://unitsofmeasure.org");
         assert_eq!(q["code"], unit);
-        assert!(close(&q["value"], round2(value.as_f64().unwrap())), "{q} vs {value}");
+        assert!(
+            close(&q["value"], round2(value.as_f64().unwrap())),
+            "{q} vs {value}"
+        );
     };
     quantity(members[0], &m["mean"], "mg/dL");
     quantity(members[2], &m["gmi"], "%");
@@ -514,7 +537,10 @@ async fn the_fhir_summary_is_a_valid_cgm_ig_bundle() {
     ];
     for ((code, value), (want_code, key)) in bands.iter().zip(want) {
         assert_eq!(*code, want_code);
-        assert!((value - round2(ranges[key].as_f64().unwrap())).abs() < 1e-9, "{key}");
+        assert!(
+            (value - round2(ranges[key].as_f64().unwrap())).abs() < 1e-9,
+            "{key}"
+        );
     }
     validate_fhir(&bundle);
 

@@ -136,10 +136,7 @@ pub fn summary_bundle(
             ),
         ),
         (id("times-in-ranges"), times),
-        (
-            id("gmi"),
-            valued("cgm-summary-gmi", GMI, m.gmi, PERCENT),
-        ),
+        (id("gmi"), valued("cgm-summary-gmi", GMI, m.gmi, PERCENT)),
         (
             id("cv"),
             valued("cgm-summary-coefficient-of-variation", CV, m.cv, PERCENT),

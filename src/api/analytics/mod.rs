@@ -22,8 +22,8 @@ use crate::domain::{FieldError, UserId};
 use crate::records::audit::Action;
 use crate::store::samples::{window_samples, WindowSamples};
 
-pub use schema::{AgpData, AgpBinDoc, FhirBundleDoc, GriDoc, MetricsDoc, RangesDoc, StatsData};
-pub use window::{default_timezone, Window, WindowParams, WindowQuery};
+pub use schema::{AgpBinDoc, AgpData, FhirBundleDoc, GriDoc, MetricsDoc, RangesDoc, StatsData};
+pub use window::{default_timezone, Window, WindowParams};
 
 /// Most CGM readings one window may hold: a year of 1-minute data (Libre 3)
 /// with room to spare; 5-minute data for 366 days is about 105,000.
@@ -155,13 +155,8 @@ pub async fn agp(
 ) -> Result<Response, ApiError> {
     let (window, samples) = prepare(&state, &caller, &user, query.as_deref()).await?;
     let tz = window.tz;
-    let (bins, stats) = compute(move || {
-        (
-            analytics::agp(&samples, tz),
-            analytics::stats(&samples, tz),
-        )
-    })
-    .await?;
+    let (bins, stats) =
+        compute(move || (analytics::agp(&samples, tz), analytics::stats(&samples, tz))).await?;
     Ok(success(AgpView {
         start: window.start_rfc3339(),
         end: window.end_rfc3339(),

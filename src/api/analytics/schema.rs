@@ -134,11 +134,9 @@ impl utoipa::PartialSchema for MetricsDoc {
             object = object
                 .property(
                     &name,
-                    ObjectBuilder::new()
-                        .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
-                            Type::Number,
-                            Type::Null,
-                        ])),
+                    ObjectBuilder::new().schema_type(
+                        utoipa::openapi::schema::SchemaType::from_iter([Type::Number, Type::Null]),
+                    ),
                 )
                 .required(&name);
         }

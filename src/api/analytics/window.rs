@@ -25,44 +25,6 @@ pub struct Window {
     pub tz: Tz,
 }
 
-impl Window {
-    /// The window of a request's query (only `startDate`, `endDate`, `tz`; any
-    /// other parameter is a VALIDATION_ERROR); without `tz`, the user's zone.
-    pub async fn from_query(
-        state: &AppContext,
-        user: &UserId,
-        query: Option<&str>,
-    ) -> Result<Self, ApiError> {
-        let params: WindowParams = query_params(query)?;
-        let parts = WindowQuery::parse(
-            params.start_date.as_deref(),
-            params.end_date.as_deref(),
-            params.tz.as_deref(),
-            Utc::now(),
-        )
-        .map_err(|errors| ApiError::bad_request("invalid query parameters", errors))?;
-        let tz = match parts.tz {
-            Some(tz) => tz,
-            None => default_timezone(state, user).await,
-        };
-        Ok(parts.with_tz(tz))
-    }
-
-    /// `start` as RFC 3339 with `Z`, whole seconds.
-    pub fn start_rfc3339(&self) -> String {
-        self.start.to_rfc3339_opts(SecondsFormat::Secs, true)
-    }
-
-    pub fn end_rfc3339(&self) -> String {
-        self.end.to_rfc3339_opts(SecondsFormat::Secs, true)
-    }
-
-    /// The window as unix seconds, `[from, until)`.
-    pub fn unix_range(&self) -> (i64, i64) {
-        (self.start.timestamp(), self.end.timestamp())
-    }
-}
-
 /// The zone a user's days are counted in when the request names none.
 pub async fn default_timezone(_state: &AppContext, _user: &UserId) -> Tz {
     // profile: the user's profile time zone once profiles exist (issue 17,
@@ -88,46 +50,69 @@ pub struct WindowParams {
     pub tz: Option<String>,
 }
 
-/// A parsed window whose zone may still be the user's default.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WindowQuery {
-    pub start: DateTime<Utc>,
-    pub end: DateTime<Utc>,
-    /// `None`: not given, the caller's default applies.
-    pub tz: Option<Tz>,
-}
+impl Window {
+    /// The window of a request's query (only `startDate`, `endDate`, `tz`; any
+    /// other parameter is a VALIDATION_ERROR); without `tz`, the user's zone.
+    pub async fn from_query(
+        state: &AppContext,
+        user: &UserId,
+        query: Option<&str>,
+    ) -> Result<Self, ApiError> {
+        let params: WindowParams = query_params(query)?;
+        // The user's zone only matters (and is only looked up) without `tz`.
+        let default = match params.tz {
+            Some(_) => Tz::UTC,
+            None => default_timezone(state, user).await,
+        };
+        Self::parse(
+            params.start_date.as_deref(),
+            params.end_date.as_deref(),
+            params.tz.as_deref(),
+            default,
+            Utc::now(),
+        )
+        .map_err(|errors| ApiError::bad_request("invalid query parameters", errors))
+    }
 
-impl WindowQuery {
+    /// `start` as RFC 3339 with `Z`, whole seconds.
+    pub fn start_rfc3339(&self) -> String {
+        self.start.to_rfc3339_opts(SecondsFormat::Secs, true)
+    }
+
+    pub fn end_rfc3339(&self) -> String {
+        self.end.to_rfc3339_opts(SecondsFormat::Secs, true)
+    }
+
+    /// The window as unix seconds, `[from, until)`.
+    pub fn unix_range(&self) -> (i64, i64) {
+        (self.start.timestamp(), self.end.timestamp())
+    }
+
     /// Parses the three raw parameters against `now`, collecting every problem
-    /// (pointers `/startDate`, `/endDate`, `/tz`).
-    ///
-    /// A date without a time (YYYY-MM-DD) is midnight in `tz`, so it is read in
-    /// the zone named by the request and else in UTC: a request that relies on
-    /// the profile zone and wants local days passes RFC 3339 or `tz`.
+    /// (pointers `/startDate`, `/endDate`, `/tz`); `default` is the zone when
+    /// `tz` is absent. A date without a time (YYYY-MM-DD) is midnight in the
+    /// window's zone.
     pub fn parse(
         start: Option<&str>,
         end: Option<&str>,
         tz: Option<&str>,
+        default: Tz,
         now: DateTime<Utc>,
     ) -> Result<Self, Vec<FieldError>> {
         let mut errors = Vec::new();
         let zone = match tz.map(str::trim) {
-            None => None,
-            Some(name) => match name.parse::<Tz>() {
-                Ok(zone) => Some(zone),
-                Err(_) => {
-                    errors.push(FieldError::new(
-                        "tz",
-                        format!("{name:?} is not an IANA time zone name"),
-                    ));
-                    None
-                }
-            },
+            None => default,
+            Some(name) => name.parse::<Tz>().unwrap_or_else(|_| {
+                errors.push(FieldError::new(
+                    "tz",
+                    format!("{name:?} is not an IANA time zone name"),
+                ));
+                Tz::UTC
+            }),
         };
-        let local = zone.unwrap_or(Tz::UTC);
         let mut instant = |name: &str, raw: Option<&str>| match raw {
             None => None,
-            Some(raw) => parse_instant(name, raw, local)
+            Some(raw) => parse_instant(name, raw, zone)
                 .map_err(|e| errors.push(e))
                 .ok(),
         };
@@ -158,14 +143,6 @@ impl WindowQuery {
             })
         } else {
             Err(errors)
-        }
-    }
-
-    pub fn with_tz(self, tz: Tz) -> Window {
-        Window {
-            start: self.start,
-            end: self.end,
-            tz: self.tz.unwrap_or(tz),
         }
     }
 }
@@ -218,21 +195,27 @@ mod tests {
         Utc.with_ymd_and_hms(2025, 3, 10, 12, 0, 0).unwrap() + Duration::milliseconds(250)
     }
 
-    fn pointers(r: Result<WindowQuery, Vec<FieldError>>) -> Vec<String> {
+    fn pointers(r: Result<Window, Vec<FieldError>>) -> Vec<String> {
         r.unwrap_err().into_iter().map(|e| e.pointer).collect()
     }
 
     #[test]
     fn defaults_to_the_14_days_ending_now() {
-        let w = WindowQuery::parse(None, None, None, now()).unwrap();
+        let w = Window::parse(None, None, None, Tz::Europe__Berlin, now()).unwrap();
         assert_eq!(w.end, Utc.with_ymd_and_hms(2025, 3, 10, 12, 0, 1).unwrap());
         assert_eq!(w.end - w.start, Duration::days(14));
-        assert_eq!(w.tz, None);
-        assert_eq!(w.with_tz(Tz::Europe__Berlin).tz, Tz::Europe__Berlin);
+        assert_eq!(w.tz, Tz::Europe__Berlin, "the default zone");
         // Only one end: the other follows from it.
-        let w = WindowQuery::parse(None, Some("2025-01-15T00:00:00Z"), None, now()).unwrap();
+        let w = Window::parse(None, Some("2025-01-15T00:00:00Z"), None, Tz::UTC, now()).unwrap();
         assert_eq!(w.start, Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap());
-        let w = WindowQuery::parse(Some("2025-03-01T00:00:00+01:00"), None, None, now()).unwrap();
+        let w = Window::parse(
+            Some("2025-03-01T00:00:00+01:00"),
+            None,
+            None,
+            Tz::UTC,
+            now(),
+        )
+        .unwrap();
         assert_eq!(
             (w.start, w.end),
             (
@@ -244,22 +227,31 @@ mod tests {
 
     #[test]
     fn dates_are_midnight_in_the_named_zone() {
-        let w = WindowQuery::parse(
+        let w = Window::parse(
             Some("2024-03-31"),
             Some("2024-04-01"),
             Some("Europe/Berlin"),
+            Tz::UTC,
             now(),
         )
         .unwrap();
-        assert_eq!(w.start, Utc.with_ymd_and_hms(2024, 3, 30, 23, 0, 0).unwrap());
+        assert_eq!(
+            w.start,
+            Utc.with_ymd_and_hms(2024, 3, 30, 23, 0, 0).unwrap()
+        );
         // The spring-forward day is 23 hours long.
         assert_eq!(w.end - w.start, Duration::hours(23));
-        assert_eq!(w.tz, Some(Tz::Europe__Berlin));
+        assert_eq!(w.tz, Tz::Europe__Berlin);
+        // Without `tz`, a date is midnight in the default zone.
+        let w =
+            Window::parse(Some("2024-03-31"), None, None, Tz::America__New_York, now()).unwrap();
+        assert_eq!(w.start, Utc.with_ymd_and_hms(2024, 3, 31, 4, 0, 0).unwrap());
         // Santiago skips midnight on 2024-09-08: the day starts at 01:00 local.
-        let w = WindowQuery::parse(
+        let w = Window::parse(
             Some("2024-09-08"),
             Some("2024-09-09"),
             Some("America/Santiago"),
+            Tz::UTC,
             now(),
         )
         .unwrap();
@@ -268,10 +260,11 @@ mod tests {
 
     #[test]
     fn fractions_round_up_to_whole_seconds() {
-        let w = WindowQuery::parse(
+        let w = Window::parse(
             Some("2025-01-01T00:00:00.5Z"),
             Some("2025-01-02T00:00:00Z"),
             None,
+            Tz::UTC,
             now(),
         )
         .unwrap();
@@ -280,7 +273,7 @@ mod tests {
 
     #[test]
     fn bad_input_names_the_parameter() {
-        let p = |s, e, tz| pointers(WindowQuery::parse(s, e, tz, now()));
+        let p = |s, e, tz| pointers(Window::parse(s, e, tz, Tz::UTC, now()));
         assert_eq!(p(Some("yesterday"), None, None), ["/startDate"]);
         assert_eq!(p(None, Some("2025-13-01"), None), ["/endDate"]);
         assert_eq!(p(None, None, Some("Mars/Olympus")), ["/tz"]);
@@ -293,15 +286,20 @@ mod tests {
         assert_eq!(p(start, Some("2025-01-01T00:00:00Z"), None), ["/endDate"]);
         assert_eq!(p(Some("2030-01-01T00:00:00Z"), None, None), ["/startDate"]);
         assert_eq!(
-            p(Some("2024-01-01T00:00:00Z"), Some("2025-01-02T00:00:01Z"), None),
+            p(
+                Some("2024-01-01T00:00:00Z"),
+                Some("2025-01-02T00:00:01Z"),
+                None
+            ),
             ["/endDate"]
         );
         assert_eq!(p(Some("2020-01-01T00:00:00Z"), None, None), ["/startDate"]);
         // Exactly 366 days is allowed.
-        assert!(WindowQuery::parse(
+        assert!(Window::parse(
             Some("2024-01-01T00:00:00Z"),
             Some("2025-01-01T00:00:00Z"),
             None,
+            Tz::UTC,
             now()
         )
         .is_ok());
