@@ -30,8 +30,10 @@ pub struct StatsData {
     sufficient: bool,
     metrics: MetricsDoc,
     /// Null without readings.
+    #[schema(required = true)]
     ranges: Option<RangesDoc>,
     /// Null without readings.
+    #[schema(required = true)]
     gri: Option<GriDoc>,
 }
 
@@ -72,10 +74,15 @@ pub struct AgpBinDoc {
     /// The column's time of day in `tz`: 5, 10, …, 1440.
     #[schema(example = 5)]
     minute: u16,
+    #[schema(required = true)]
     p05: Option<f64>,
+    #[schema(required = true)]
     p25: Option<f64>,
+    #[schema(required = true)]
     p50: Option<f64>,
+    #[schema(required = true)]
     p75: Option<f64>,
+    #[schema(required = true)]
     p95: Option<f64>,
     /// Non-missing grid values in the column (days).
     n: usize,
