@@ -1,6 +1,7 @@
 //! The HTTP API: routes, shared state, and the middleware every request passes.
 
 pub mod access;
+pub mod analytics;
 mod audit;
 mod body;
 pub mod client_ip;
@@ -193,6 +194,19 @@ fn routes() -> Vec<(Route, MethodRouter<AppState>)> {
             readings::write,
         ),
         route(Method::POST, "/api/bg/{user_id}/sync", Bearer, jobs::sync),
+        route(
+            Method::GET,
+            "/api/bg/{user_id}/stats",
+            Bearer,
+            analytics::stats,
+        ),
+        route(Method::GET, "/api/bg/{user_id}/agp", Bearer, analytics::agp),
+        route(
+            Method::GET,
+            "/api/bg/{user_id}/summary.fhir",
+            Bearer,
+            analytics::summary_fhir,
+        ),
         route(
             Method::POST,
             "/api/bg/{user_id}/webhook",

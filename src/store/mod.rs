@@ -13,6 +13,7 @@
 pub mod dynamodb;
 pub mod postgres;
 pub mod query;
+pub mod samples;
 pub mod sqlite;
 
 use async_trait::async_trait;
