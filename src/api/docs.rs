@@ -7,9 +7,11 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use super::audit::{AuditPage, AuditView};
 use super::connections::{ConnectionList, ConnectionView};
+use super::daily::{DailyView, DayView};
 use super::error::{ErrorBody, ErrorEnvelope};
 use super::jobs::{JobList, JobView, RangeView};
 use super::oauth::{BackfillView, Connected, RefreshInput, RefreshView};
+use super::profile::{ProfileInput, ProfileView};
 use super::readings::{
     BulkInput, BulkResult, OrderName, Pagination, ReadingsPage, RecordOutcome, Summary,
 };
@@ -19,6 +21,7 @@ use super::views::JobCountsView;
 use super::views::{DeviceInfoView, ReadingView};
 use super::webhook::DeliveryReceipt;
 use super::{audit, connections, health, jobs, oauth, readings, shares, tasks, webhook, AppState};
+use super::{daily, profile};
 use crate::pipeline::wire::{DeviceInfoInput, ReadingInput};
 
 #[derive(OpenApi)]
@@ -40,7 +43,8 @@ use crate::pipeline::wire::{DeviceInfoInput, ReadingInput};
         health::health, health::metrics, readings::latest, readings::range, readings::write,
         oauth::authorize, oauth::callback, oauth::refresh, connections::list,
         connections::disconnect, shares::create, shares::list, shares::revoke, audit::list,
-        jobs::sync, jobs::get, jobs::list, tasks::get, webhook::receive
+        jobs::sync, jobs::get, jobs::list, tasks::get, webhook::receive,
+        profile::get, profile::put, daily::daily
     ),
     components(schemas(
         ReadingView, DeviceInfoView, ReadingInput, BulkInput, DeviceInfoInput, RecordOutcome, Summary,
@@ -49,7 +53,8 @@ use crate::pipeline::wire::{DeviceInfoInput, ReadingInput};
         Connected, BackfillView, RefreshInput, RefreshView, RefreshEnvelope, ConnectionListEnvelope, ConnectionEnvelope,
         ConnectedEnvelope, ShareInput, ShareView, ShareList, SharePagination, ShareEnvelope, ShareListEnvelope, AuditView, AuditPage, AuditEnvelope,
         JobView, JobList, RangeView, JobCountsView, JobEnvelope, JobListEnvelope, DeliveryReceipt,
-        DeliveryEnvelope, TaskView, TaskEnvelope
+        DeliveryEnvelope, TaskView, TaskEnvelope,
+        ProfileView, ProfileInput, ProfileEnvelope, DayView, DailyView, DailyEnvelope
     )),
     modifiers(&BearerAuth, &GateResponses),
     security(("bearer" = [])),
@@ -61,6 +66,8 @@ use crate::pipeline::wire::{DeviceInfoInput, ReadingInput};
         (name = "tasks", description = "Background tasks of every kind (sync jobs among them): status"),
         (name = "webhooks", description = "Signed deliveries from a data source"),
         (name = "operations", description = "Health and metrics"),
+        (name = "profile", description = "A user's time zone, target range, display unit and diabetes type"),
+        (name = "analytics", description = "Figures computed from a user's readings"),
     )
 )]
 pub struct ApiDoc;
@@ -197,6 +204,24 @@ pub struct AuditEnvelope {
     #[schema(example = "success")]
     status: String,
     data: AuditPage,
+}
+
+/// `{"status":"success","data":<profile>}`
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ProfileEnvelope {
+    #[schema(example = "success")]
+    status: String,
+    data: ProfileView,
+}
+
+/// `{"status":"success","data":{"days":[...]}}`
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct DailyEnvelope {
+    #[schema(example = "success")]
+    status: String,
+    data: DailyView,
 }
 
 /// The bearer scheme, with the roles and what each may do.
