@@ -10,9 +10,11 @@ use super::analytics::{
 };
 use super::audit::{AuditPage, AuditView};
 use super::connections::{ConnectionList, ConnectionView};
+use super::daily::{DailyView, DayView};
 use super::error::{ErrorBody, ErrorEnvelope};
 use super::jobs::{JobList, JobView, RangeView};
 use super::oauth::{BackfillView, Connected, RefreshInput, RefreshView};
+use super::profile::{ProfileInput, ProfileView};
 use super::readings::{
     BulkInput, BulkResult, OrderName, Pagination, ReadingsPage, RecordOutcome, Summary,
 };
@@ -24,6 +26,7 @@ use super::webhook::DeliveryReceipt;
 use super::{
     analytics, audit, connections, health, jobs, oauth, readings, shares, tasks, webhook, AppState,
 };
+use super::{daily, profile};
 use crate::pipeline::wire::{DeviceInfoInput, ReadingInput};
 
 #[derive(OpenApi)]
@@ -46,7 +49,7 @@ use crate::pipeline::wire::{DeviceInfoInput, ReadingInput};
         oauth::authorize, oauth::callback, oauth::refresh, connections::list,
         connections::disconnect, shares::create, shares::list, shares::revoke, audit::list,
         jobs::sync, jobs::get, jobs::list, tasks::get, webhook::receive, analytics::stats,
-        analytics::agp, analytics::summary_fhir
+        analytics::agp, analytics::summary_fhir, profile::get, profile::put, daily::daily
     ),
     components(schemas(
         ReadingView, DeviceInfoView, ReadingInput, BulkInput, DeviceInfoInput, RecordOutcome, Summary,
@@ -56,7 +59,8 @@ use crate::pipeline::wire::{DeviceInfoInput, ReadingInput};
         ConnectedEnvelope, ShareInput, ShareView, ShareList, SharePagination, ShareEnvelope, ShareListEnvelope, AuditView, AuditPage, AuditEnvelope,
         JobView, JobList, RangeView, JobCountsView, JobEnvelope, JobListEnvelope, DeliveryReceipt,
         DeliveryEnvelope, TaskView, TaskEnvelope, StatsData, MetricsDoc, RangesDoc, GriDoc,
-        AgpBinDoc, AgpData, StatsEnvelope, AgpEnvelope, FhirBundleDoc
+        AgpBinDoc, AgpData, StatsEnvelope, AgpEnvelope, FhirBundleDoc,
+        ProfileView, ProfileInput, ProfileEnvelope, DayView, DailyView, DailyEnvelope
     )),
     modifiers(&BearerAuth, &GateResponses),
     security(("bearer" = [])),
@@ -69,6 +73,8 @@ use crate::pipeline::wire::{DeviceInfoInput, ReadingInput};
         (name = "webhooks", description = "Signed deliveries from a data source"),
         (name = "analytics", description = "Glycemic statistics, the AGP and the FHIR summary of a window of CGM readings"),
         (name = "operations", description = "Health and metrics"),
+        (name = "profile", description = "A user's time zone, target range, display unit and diabetes type"),
+        (name = "analytics", description = "Figures computed from a user's readings"),
     )
 )]
 pub struct ApiDoc;
@@ -223,6 +229,24 @@ pub struct AgpEnvelope {
     #[schema(example = "success")]
     status: String,
     data: AgpData,
+}
+
+/// `{"status":"success","data":<profile>}`
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ProfileEnvelope {
+    #[schema(example = "success")]
+    status: String,
+    data: ProfileView,
+}
+
+/// `{"status":"success","data":{"days":[...]}}`
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct DailyEnvelope {
+    #[schema(example = "success")]
+    status: String,
+    data: DailyView,
 }
 
 /// The bearer scheme, with the roles and what each may do.

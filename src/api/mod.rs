@@ -7,12 +7,14 @@ mod body;
 pub mod client_ip;
 mod connections;
 mod cursor;
+mod daily;
 mod docs;
 pub mod error;
 mod health;
 mod jobs;
 mod middleware;
 pub mod oauth;
+mod profile;
 pub mod rate_limit;
 mod readings;
 mod shares;
@@ -243,6 +245,19 @@ fn routes() -> Vec<(Route, MethodRouter<AppState>)> {
             Bearer,
             shares::revoke,
         ),
+        route(
+            Method::GET,
+            "/api/users/{user_id}/profile",
+            Bearer,
+            profile::get,
+        ),
+        route(
+            Method::PUT,
+            "/api/users/{user_id}/profile",
+            Bearer,
+            profile::put,
+        ),
+        route(Method::GET, "/api/bg/{user_id}/daily", Bearer, daily::daily),
         route(Method::GET, "/api/jobs/{job_id}", Bearer, jobs::get),
         route(Method::GET, "/api/users/{user_id}/jobs", Bearer, jobs::list),
         route(Method::GET, "/api/tasks/{task_id}", Bearer, tasks::get),

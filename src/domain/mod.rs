@@ -6,6 +6,7 @@
 mod device;
 mod error;
 mod glucose;
+mod profile;
 mod reading;
 mod time;
 mod trend;
@@ -14,6 +15,9 @@ mod user_id;
 pub use device::DeviceInfo;
 pub use error::FieldError;
 pub use glucose::{Glucose, GlucoseUnit, MgDl, SensorStatus, MMOL_TO_MG_DL};
+pub use profile::{
+    target_from_parts, DiabetesType, DisplayUnit, Profile, TargetRange, TimeZoneName,
+};
 pub use reading::{Reading, ReadingType, Resolution, Source, StoredReading};
 pub use time::{ReadingTime, TimePolicy};
 pub use trend::{Trend, TrendRate};

@@ -5,6 +5,7 @@
 pub mod alerts;
 pub mod audit;
 pub mod connections;
+pub mod daily;
 pub mod events;
 pub mod inbox;
 pub mod jobs;

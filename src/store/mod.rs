@@ -1,5 +1,6 @@
 //! Storage: one trait per storage concern (`ReadingStore`, `OutboxStore`,
-//! `AuditStore`, `ShareStore`, `ConnectionStore`, `JobStore`, `InboxStore`),
+//! `AuditStore`, `ShareStore`, `ConnectionStore`, `JobStore`, `InboxStore`,
+//! `TaskStore`, `ProfileStore`, `DailyStore`),
 //! `Store` as their supertrait (used as `Arc<dyn Store>`, upcast to the narrow
 //! trait a consumer needs), and one module per backend, whose concern files
 //! implement those traits.
@@ -9,6 +10,7 @@
 //! every backend pages identically. `tests/it/store_conformance/` runs the same
 //! cases against every backend.
 
+pub mod daily;
 #[cfg(feature = "dynamodb")]
 pub mod dynamodb;
 pub mod postgres;
@@ -17,13 +19,14 @@ pub mod samples;
 pub mod sqlite;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 
-use crate::domain::{Reading, StoredReading, UserId};
+use crate::domain::{Profile, Reading, StoredReading, UserId};
 use crate::records::audit::{AuditBatch, AuditQuery, AuditRecord};
 use crate::records::connections::{
     Connection, ConnectionStatus, PendingAuthorization, Provider, RefreshOutcome,
 };
+use crate::records::daily::DailyRow;
 use crate::records::events::Message;
 use crate::records::inbox::{Accepted, Delivery, DeliveryEnd, NewDelivery};
 use crate::records::jobs::{Checkpoint, Created, JobBacklog, JobEnd, NewJob, SyncJob};
@@ -432,6 +435,54 @@ pub trait InboxStore: Send + Sync {
     async fn inbox_backlog(&self) -> Result<u64, StoreError>;
 }
 
+/// User profiles (`GET/PUT /api/users/{userId}/profile`).
+#[async_trait]
+pub trait ProfileStore: Send + Sync {
+    /// The stored profile; None when the user never stored one (callers use
+    /// `profile_or_default`).
+    async fn get_profile(&self, user: &UserId) -> Result<Option<Profile>, StoreError>;
+
+    /// Creates or replaces the user's profile.
+    async fn put_profile(&self, user: &UserId, profile: &Profile) -> Result<(), StoreError>;
+}
+
+/// The user's profile, or the default one (UTC, 70-180 mg/dL, mg/dL) when none
+/// is stored.
+pub async fn profile_or_default(
+    store: &(impl ProfileStore + ?Sized),
+    user: &UserId,
+) -> Result<Profile, StoreError> {
+    Ok(store.get_profile(user).await?.unwrap_or_default())
+}
+
+/// Daily aggregates and the day marks that tell when one is stale. Marks are
+/// written by `ReadingStore::upsert_readings` in its transaction: every batch
+/// that inserts or changes a reading adds one to the revision of each (user,
+/// UTC date) it touched. `daily::daily_aggregates` is the one reader.
+#[async_trait]
+pub trait DailyStore: Send + Sync {
+    /// The revisions of the user's UTC dates in `[from, until)` that have one
+    /// (a date never written to has none: revision 0).
+    async fn day_marks(
+        &self,
+        user: &UserId,
+        from: NaiveDate,
+        until: NaiveDate,
+    ) -> Result<Vec<(NaiveDate, i64)>, StoreError>;
+
+    /// The user's stored rows of the local dates in `[from, until)`, by date.
+    async fn daily_rows(
+        &self,
+        user: &UserId,
+        from: NaiveDate,
+        until: NaiveDate,
+    ) -> Result<Vec<DailyRow>, StoreError>;
+
+    /// Creates or replaces rows' date, basis, marks revision and glucose
+    /// figures; the journal figures of a stored row are kept as they are.
+    async fn put_daily_rows(&self, user: &UserId, rows: Vec<DailyRow>) -> Result<(), StoreError>;
+}
+
 /// Every storage concern of one backend, and what is the backend's as a whole.
 /// Writes that span concerns (an upsert and its outbox events, a finished job
 /// with its connection and events, a connection and its events) stay one
@@ -446,6 +497,8 @@ pub trait Store:
     + JobStore
     + InboxStore
     + TaskStore
+    + ProfileStore
+    + DailyStore
     + Send
     + Sync
     + 'static

@@ -3,6 +3,7 @@
 mod analytics_http;
 mod analytics_parity;
 mod authz_matrix;
+mod daily_http;
 mod demo;
 mod dexcom_client;
 mod dexcom_oauth;

@@ -10,10 +10,12 @@
 
 mod audit;
 mod connections;
+mod daily;
 mod inbox;
 mod item;
 mod jobs;
 mod outbox;
+mod profiles;
 mod readings;
 mod schema;
 mod shares;

@@ -1,21 +1,24 @@
 //! Readings: the `bg_readings` table (user_id / timestamp), the dedup and
 //! conflict rule as conditional writes, and range queries.
 //!
-//! A batch is resolved and written in chunks of `CHUNK` readings. Each chunk is
+//! A batch is resolved and written in chunks (`chunks`). Each chunk is
 //! one `TransactWriteItems`: every reading it inserts (`attribute_not_exists`) or
 //! replaces (conditional on the version it read) together with its outbox event.
 //! When another writer got there first, the transaction is cancelled as a whole
 //! and the chunk is read and resolved again. A batch is therefore atomic per
 //! chunk, not as a whole (DynamoDB transactions hold at most 100 items); writing
-//! the same batch again after a failure is idempotent.
+//! the same batch again after a failure is idempotent. The day marks of the
+//! (user, UTC date)s a chunk writes are raised in the chunk's transaction, so a
+//! committed reading always has its mark raised with it (`chunks` sizes chunks
+//! so that readings, events and marks fit).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use aws_sdk_dynamodb::types::{KeysAndAttributes, Put, TransactWriteItem};
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 
 use super::item::{is_transaction_cancelled, n, put_opt, s, sdk_error, Fields, Item};
-use super::{backoff, lost_race, outbox, DynamoStore, RACE_ATTEMPTS};
+use super::{backoff, daily, lost_race, outbox, DynamoStore, RACE_ATTEMPTS};
 use crate::domain::{
     DeviceInfo, Glucose, MgDl, Reading, ReadingTime, ReadingType, Resolution, SensorStatus, Source,
     StoredReading, Trend, TrendRate, UserId,
@@ -26,9 +29,36 @@ use crate::store::ReadingStore;
 use crate::store::{Order, Scan, StoreError};
 use async_trait::async_trait;
 
-/// Readings per transaction: each may need its own item and an outbox event,
-/// and a transaction holds at most 100 items.
-const CHUNK: usize = 49;
+/// Items a transaction holds at most.
+const MAX_ITEMS: usize = 100;
+
+/// The batch cut into chunks of one transaction each: every reading of a chunk
+/// may need its own item and an outbox event, and every (user, UTC date) of the
+/// chunk a day-mark update, which together stay within `MAX_ITEMS` (49 readings
+/// of one day, fewer when a chunk spans many days).
+fn chunks(readings: &[Reading]) -> Vec<&[Reading]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut dates: HashSet<(&str, NaiveDate)> = HashSet::new();
+    for (i, r) in readings.iter().enumerate() {
+        let date = utc_date(r);
+        let new_date = usize::from(!dates.contains(&date));
+        if 2 * (i - start + 1) + dates.len() + new_date > MAX_ITEMS {
+            out.push(&readings[start..i]);
+            start = i;
+            dates.clear();
+        }
+        dates.insert(date);
+    }
+    if start < readings.len() {
+        out.push(&readings[start..]);
+    }
+    out
+}
+
+fn utc_date(r: &Reading) -> (&str, NaiveDate) {
+    (r.user_id.as_str(), r.timestamp.as_datetime().date_naive())
+}
 
 type Key = (String, i64);
 
@@ -260,6 +290,16 @@ impl DynamoStore {
             for event in &resolved.events {
                 items.push(outbox::append(&self.tables().aux, event)?);
             }
+            // One mark bump per (user, UTC date) written, in the same
+            // transaction (the chunking leaves room for them).
+            let marks: BTreeSet<(&str, NaiveDate)> = resolved
+                .writes
+                .iter()
+                .map(|(w, _)| utc_date(&w.reading))
+                .collect();
+            for (user, date) in marks {
+                items.push(daily::bump_mark(&self.tables().aux, user, date)?);
+            }
             let has_events = !resolved.events.is_empty();
             match self
                 .client()
@@ -340,7 +380,7 @@ impl DynamoStore {
 impl ReadingStore for DynamoStore {
     async fn upsert_readings(&self, readings: Vec<Reading>) -> Result<Vec<Upserted>, StoreError> {
         let mut results = Vec::with_capacity(readings.len());
-        for chunk in readings.chunks(CHUNK) {
+        for chunk in chunks(&readings) {
             results.extend(self.upsert_chunk(chunk).await?);
         }
         Ok(results)
@@ -396,5 +436,46 @@ impl ReadingStore for DynamoStore {
         }
         out.truncate(scan.limit);
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{DeviceInfo, Glucose, MgDl, ReadingTime, ReadingType, Source, UserId};
+
+    fn at(secs: i64) -> Reading {
+        Reading {
+            user_id: UserId::parse("u").unwrap(),
+            timestamp: ReadingTime::from_unix_seconds(secs).unwrap(),
+            glucose: Glucose::value(MgDl::new(100).unwrap()),
+            trend: None,
+            trend_rate: None,
+            device: DeviceInfo::default(),
+            reading_type: ReadingType::Cgm,
+            source: Source::api(),
+            source_record_id: None,
+            display_offset_minutes: None,
+        }
+    }
+
+    fn items(chunk: &[Reading]) -> usize {
+        let dates: HashSet<_> = chunk.iter().map(utc_date).collect();
+        2 * chunk.len() + dates.len()
+    }
+
+    #[test]
+    fn chunks_leave_room_for_the_day_marks() {
+        // One day: 49 readings per chunk, as before the marks.
+        let one_day: Vec<Reading> = (0..120).map(|i| at(1_699_920_000 + i * 60)).collect();
+        let sizes: Vec<usize> = chunks(&one_day).iter().map(|c| c.len()).collect();
+        assert_eq!(sizes, [49, 49, 22]);
+        // A reading per day: each needs a mark of its own.
+        let daily: Vec<Reading> = (0..100).map(|i| at(1_700_000_000 + i * 86_400)).collect();
+        let parts = chunks(&daily);
+        assert!(parts.iter().all(|c| items(c) <= MAX_ITEMS));
+        assert_eq!(parts.iter().map(|c| c.len()).sum::<usize>(), 100);
+        assert_eq!(parts[0].len(), 33);
+        assert!(chunks(&[]).is_empty());
     }
 }

@@ -15,11 +15,13 @@
 
 mod audit;
 mod connections;
+mod daily;
 mod inbox;
 mod jobs;
 mod migrations;
 mod outbox;
 mod partitions;
+mod profiles;
 mod readings;
 mod shares;
 mod tasks;

@@ -433,7 +433,19 @@ impl ReadingStore for PostgresStore {
             ));
         }
         update_stored(&mut tx, &readings, &updates, now).await?;
+        // The UTC dates of every key inserted or changed, for their day marks
+        // (bumped last: the mark rows are the last locks a batch takes).
+        let marks: Vec<(&str, chrono::NaiveDate)> = inserted_keys
+            .iter()
+            .copied()
+            .chain(updates.iter().map(|w| {
+                let r = &readings[w.input];
+                (r.user_id.as_str(), r.timestamp.unix_seconds())
+            }))
+            .map(|(user, ts)| (user, at(ts).date_naive()))
+            .collect();
         raise_latest(&mut tx, inserted_keys).await?;
+        super::daily::bump_marks(&mut tx, marks).await?;
 
         let mut results: Vec<Option<Upserted>> = vec![None; readings.len()];
         for (i, upserted) in settled.into_iter().flatten().flat_map(|s| s.outcomes) {

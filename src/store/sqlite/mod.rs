@@ -12,11 +12,13 @@
 
 mod audit;
 mod connections;
+mod daily;
 mod inbox;
 mod jobs;
 mod latest_cache;
 mod migrations;
 mod outbox;
+mod profiles;
 mod readings;
 mod rows;
 mod shares;

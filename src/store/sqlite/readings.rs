@@ -4,13 +4,13 @@
 //! row by row for the range endpoint).
 
 use std::collections::hash_map::Entry;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{CachedStatement, Connection, OptionalExtension, TransactionBehavior};
 
-use super::{internal, outbox, rows, SqliteStore};
+use super::{daily, internal, outbox, rows, SqliteStore};
 use crate::domain::{Reading, Resolution, StoredReading, UserId};
 use crate::records::readings::{DuplicateKind, Outcome, Upserted};
 use crate::store::query::{EncodeReading, EncodedScan};
@@ -29,6 +29,9 @@ impl ReadingStore for SqliteStore {
                 .map_err(internal)?;
             let mut results = Vec::with_capacity(readings.len());
             let mut newest = NewestWrites::default();
+            // The (user, UTC day) of every reading inserted or changed: their
+            // day marks are bumped once each, below.
+            let mut marked: BTreeSet<(&str, i64)> = BTreeSet::new();
             {
                 let mut insert = tx
                     .prepare_cached(&format!(
@@ -62,6 +65,7 @@ impl ReadingStore for SqliteStore {
                             updated_at: now,
                         });
                         newest.note(&readings, i, now);
+                        marked.insert(utc_day(reading));
                         continue;
                     }
                     let stored = existing
@@ -85,6 +89,7 @@ impl ReadingStore for SqliteStore {
                             )
                             .map_err(internal)?;
                             newest.note(&readings, i, stored.created_at);
+                            marked.insert(utc_day(reading));
                             Upserted {
                                 outcome: Outcome::Updated,
                                 version: stored.version + 1,
@@ -95,6 +100,7 @@ impl ReadingStore for SqliteStore {
                     results.push(result);
                 }
             }
+            daily::bump_marks(&tx, marked)?;
             let events = outbox::append(
                 &tx,
                 readings
@@ -244,6 +250,14 @@ impl<'a> NewestWrites<'a> {
             })
             .collect()
     }
+}
+
+/// A reading's user and UTC day (days since 1970-01-01).
+fn utc_day(reading: &Reading) -> (&str, i64) {
+    (
+        reading.user_id.as_str(),
+        reading.timestamp.unix_seconds().div_euclid(86_400),
+    )
 }
 
 fn duplicate(stored: &StoredReading, kind: DuplicateKind) -> Upserted {

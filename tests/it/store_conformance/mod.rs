@@ -16,11 +16,13 @@ use chrono::Utc;
 
 use crate::helpers::*;
 
+mod daily;
 mod encoded;
 mod limits;
 mod outbox;
 mod sync;
 mod tasks;
+use daily::*;
 use encoded::*;
 use limits::*;
 use outbox::*;
@@ -968,7 +970,11 @@ macro_rules! conformance {
                 tasks_are_idempotent_by_key,
                 tasks_are_claimed_by_priority_then_age,
                 one_running_task_per_concurrency_key,
-                task_renewals_and_ends_need_the_lease
+                task_renewals_and_ends_need_the_lease,
+                profiles_round_trip_and_default,
+                upserts_bump_the_day_marks_of_what_they_change,
+                daily_rows_round_trip,
+                a_late_reading_makes_only_its_days_stale
             );
         }
     };

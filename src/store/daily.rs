@@ -1,0 +1,200 @@
+//! Daily aggregates kept current: the one place that decides which stored rows
+//! are fresh and recomputes the others from the readings.
+//!
+//! Every reading upsert adds one to the revision of each (user, UTC date) it
+//! changed, in its transaction (the day marks). A row remembers its basis (zone,
+//! target range) and the sum of the revisions of the UTC dates its local day
+//! overlaps (`marks_revision`). A row is fresh iff both still match, so a late
+//! upload for yesterday makes yesterday (and only the days overlapping that UTC
+//! date) stale, and a request for 90 days recomputes only what changed.
+//!
+//! Marks are read before the readings: a write racing a recomputation bumps a
+//! mark after that read, so the row written with the older sum is stale at once
+//! and recomputed on the next request; it can never be taken as fresh.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+
+use super::{DailyStore, Order, ReadingStore, Scan, StoreError};
+use crate::analytics::{self, Band, DayGlucose, Sample};
+use crate::domain::{TimeZoneName, UserId};
+use crate::records::daily::{DailyRow, DayBasis, GlucoseFigures};
+
+/// Readings read per scan while recomputing (a day at one-minute resolution is 1440).
+const SCAN_LIMIT: usize = 10_000;
+
+/// The answer for a window of local days.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Daily {
+    /// The days with readings, by date (days without any are omitted).
+    pub days: Vec<DailyRow>,
+    /// The days that were stale and recomputed from the readings, by date.
+    pub recomputed: Vec<NaiveDate>,
+}
+
+/// The first and the last UTC date (inclusive) that the local day overlaps.
+fn utc_dates(tz: TimeZoneName, date: NaiveDate) -> (NaiveDate, NaiveDate) {
+    let start = tz.day_start(date);
+    let end = tz.day_start(date + Duration::days(1)) - Duration::seconds(1);
+    (start.date_naive(), end.date_naive())
+}
+
+/// The daily aggregates of the local dates `[from, until)` in `basis.timezone`,
+/// recomputing (and storing) only the stale ones.
+pub async fn daily_aggregates<S>(
+    store: &S,
+    user: &UserId,
+    basis: DayBasis,
+    from: NaiveDate,
+    until: NaiveDate,
+) -> Result<Daily, StoreError>
+where
+    S: ReadingStore + DailyStore + ?Sized,
+{
+    let tz = basis.timezone;
+    let dates: Vec<NaiveDate> = from.iter_days().take_while(|d| *d < until).collect();
+    if dates.is_empty() {
+        return Ok(Daily {
+            days: Vec::new(),
+            recomputed: Vec::new(),
+        });
+    }
+    let utc_from = utc_dates(tz, from).0;
+    let utc_until = utc_dates(tz, until - Duration::days(1)).1 + Duration::days(1);
+    // Marks first (see the module's comment), then the rows.
+    let marks: HashMap<NaiveDate, i64> = store
+        .day_marks(user, utc_from, utc_until)
+        .await?
+        .into_iter()
+        .collect();
+    let mut stored: BTreeMap<NaiveDate, DailyRow> = store
+        .daily_rows(user, from, until)
+        .await?
+        .into_iter()
+        .map(|r| (r.date, r))
+        .collect();
+
+    let mut rows = Vec::with_capacity(dates.len());
+    let mut stale = Vec::new();
+    for date in dates {
+        let (first, last) = utc_dates(tz, date);
+        let revision: i64 = first
+            .iter_days()
+            .take_while(|d| *d <= last)
+            .map(|d| marks.get(&d).copied().unwrap_or(0))
+            .sum();
+        match stored.remove(&date) {
+            Some(row) if row.basis == basis && row.marks_revision == revision => rows.push(row),
+            held => stale.push((date, revision, held.map(|r| r.journal).unwrap_or_default())),
+        }
+    }
+
+    let recomputed: Vec<NaiveDate> = stale.iter().map(|(d, _, _)| *d).collect();
+    if !stale.is_empty() {
+        let figures = recompute(store, user, basis, &recomputed).await?;
+        let fresh: Vec<DailyRow> = stale
+            .into_iter()
+            .map(|(date, marks_revision, journal)| DailyRow {
+                date,
+                basis,
+                marks_revision,
+                glucose: figures.get(&date).map(GlucoseFigures::from),
+                journal,
+            })
+            .collect();
+        store.put_daily_rows(user, fresh.clone()).await?;
+        rows.extend(fresh);
+    }
+    rows.retain(|r| r.glucose.is_some());
+    rows.sort_by_key(|r| r.date);
+    Ok(Daily {
+        days: rows,
+        recomputed,
+    })
+}
+
+/// The figures of `dates` (sorted) from the readings: one scan per run of
+/// consecutive dates.
+async fn recompute<S>(
+    store: &S,
+    user: &UserId,
+    basis: DayBasis,
+    dates: &[NaiveDate],
+) -> Result<HashMap<NaiveDate, DayGlucose>, StoreError>
+where
+    S: ReadingStore + ?Sized,
+{
+    let tz = basis.timezone;
+    let band = Band {
+        low: f64::from(basis.target.low()),
+        high: f64::from(basis.target.high()),
+    };
+    let mut figures = HashMap::with_capacity(dates.len());
+    let mut i = 0;
+    while i < dates.len() {
+        let mut j = i + 1;
+        while j < dates.len() && dates[j] == dates[j - 1] + Duration::days(1) {
+            j += 1;
+        }
+        let start = tz.day_start(dates[i]);
+        let end = tz.day_start(dates[j - 1] + Duration::days(1));
+        let samples = samples(store, user, start, end).await?;
+        for day in analytics::daily(&samples, tz.tz(), band) {
+            figures.insert(day.date, day);
+        }
+        i = j;
+    }
+    Ok(figures)
+}
+
+/// The user's readings in `[start, end)` as samples, however many there are.
+async fn samples<S>(
+    store: &S,
+    user: &UserId,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> Result<Vec<Sample>, StoreError>
+where
+    S: ReadingStore + ?Sized,
+{
+    let mut out = Vec::new();
+    let mut from = start.timestamp();
+    loop {
+        let page = store
+            .scan_readings(Scan {
+                user_id: user.clone(),
+                from,
+                until: end.timestamp(),
+                order: Order::Asc,
+                limit: SCAN_LIMIT,
+            })
+            .await?;
+        let full = page.len() == SCAN_LIMIT;
+        if let Some(last) = page.last() {
+            from = last.reading.timestamp.unix_seconds() + 1;
+        }
+        out.extend(page.iter().map(|r| Sample {
+            at: r.reading.timestamp.as_datetime(),
+            mg_dl: f64::from(r.reading.glucose.mg_dl().get()),
+        }));
+        if !full {
+            return Ok(out);
+        }
+    }
+}
+
+impl From<&DayGlucose> for GlucoseFigures {
+    fn from(d: &DayGlucose) -> Self {
+        Self {
+            readings: u32::try_from(d.readings).unwrap_or(u32::MAX),
+            avg_glucose: d.avg_glucose,
+            min_glucose: d.min_glucose,
+            max_glucose: d.max_glucose,
+            std_glucose: d.std_glucose,
+            time_in_range_percent: d.time_in_range_percent,
+            time_above_range_percent: d.time_above_range_percent,
+            time_below_range_percent: d.time_below_range_percent,
+        }
+    }
+}
