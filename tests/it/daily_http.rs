@@ -39,7 +39,7 @@ async fn daily(app: &TestApp, query: &str) -> Vec<Value> {
 }
 
 /// The day of `date` in `days`, if listed.
-fn day<'a>(days: &'a [Value], date: DateTime<Utc>) -> Option<&'a Value> {
+fn day(days: &[Value], date: DateTime<Utc>) -> Option<&Value> {
     let name = date.format("%Y-%m-%d").to_string();
     days.iter().find(|d| d["date"] == name.as_str())
 }
