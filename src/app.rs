@@ -148,6 +148,9 @@ impl App {
             sync: engine.clone(),
             rate_limits: crate::api::rate_limit::RateLimits::new(settings.rate_limits.clone()),
             health: Default::default(),
+            glucose_windows: crate::store::samples::GlucoseWindows::new(
+                crate::store::samples::CACHE_BYTES,
+            ),
             write_quota: crate::api::write_quota::WriteQuota::per_hour(
                 settings.write_quota_readings_per_hour,
             ),

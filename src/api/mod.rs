@@ -100,6 +100,9 @@ pub struct AppContext {
     /// Runs general background tasks (`crate::tasks`): kinds register their
     /// handler here; started and stopped with the other background work.
     pub tasks: Arc<crate::tasks::TaskRunner<crate::tasks::StoreQueue>>,
+    /// Recent users' CGM samples and window statistics for the analytics
+    /// routes, checked against the store's day marks on every request.
+    pub glucose_windows: crate::store::samples::GlucoseWindows,
 }
 
 impl AppContext {

@@ -562,3 +562,85 @@ async fn the_fhir_summary_is_a_valid_cgm_ig_bundle() {
     }
     validate_fhir(&empty);
 }
+
+/// The statistics are cached per set of readings (`store::samples`): a write
+/// inside the window, whether a new reading, a changed value at a stored
+/// instant or a late one for an earlier day, shows in the next answer; and a
+/// window whose bounds move without taking in a new reading is answered alike.
+#[tokio::test]
+async fn stats_follow_every_write_to_the_window() {
+    let app = TestApp::spawn().await;
+    let user = "an-cached";
+    let at = |i: i64| cgm_hub::domain::ReadingTime::from_utc(day0() + Span::minutes(5 * i));
+    seed(&app, (0..576).map(|i| cgm(user, at(i), 100)).collect()).await;
+    let path = format!("/api/bg/{user}/stats?{WINDOW}");
+    let first = data(&app, &path).await;
+    assert_eq!(first["readings"], 576);
+    assert!(close(&first["metrics"]["mean"], 100.0), "{first}");
+    assert_eq!(data(&app, &path).await["metrics"], first["metrics"]);
+
+    // A changed value at a stored instant (a re-sent, corrected reading).
+    seed(&app, vec![cgm(user, at(10), 200)]).await;
+    let changed = data(&app, &path).await;
+    assert_eq!(changed["readings"], 576);
+    assert!(
+        close(&changed["metrics"]["mean"], 100.0 + 100.0 / 576.0),
+        "{changed}"
+    );
+
+    // A late reading between two stored ones on the first day.
+    let late = cgm_hub::domain::ReadingTime::from_utc(day0() + Span::minutes(52));
+    seed(&app, vec![cgm(user, late, 400)]).await;
+    let after = data(&app, &path).await;
+    assert_eq!(after["readings"], 577);
+    assert!(
+        close(
+            &after["metrics"]["mean"],
+            (576.0 * 100.0 + 100.0 + 400.0) / 577.0
+        ),
+        "{after}"
+    );
+
+    // The window starting a second later still holds the same readings
+    // (the first is at day0): same readings, same statistics.
+    let shifted =
+        format!("/api/bg/{user}/stats?startDate=2025-01-05T23:59:59Z&endDate=2025-01-08T00:00:00Z");
+    assert_eq!(data(&app, &shifted).await["metrics"], after["metrics"]);
+    // One that leaves the first reading out does not.
+    let later =
+        format!("/api/bg/{user}/stats?startDate=2025-01-06T00:00:01Z&endDate=2025-01-08T00:00:00Z");
+    assert_eq!(data(&app, &later).await["readings"], 576);
+}
+
+/// Two instances on one PostgreSQL store: what one stores, the other's cached
+/// statistics show at once (the day marks are in the store, not in the process).
+#[tokio::test]
+async fn a_write_through_one_instance_reaches_the_cache_of_another() {
+    let schema = PgSchema::new();
+    let _migrated = schema.store().await;
+    let url = format!("{}?options=-c%20search_path%3D{}", schema.url, schema.name);
+    let vars = [
+        ("STORAGE_BACKEND", "postgres"),
+        ("DATABASE_URL", url.as_str()),
+    ];
+    let a = TestApp::spawn_with(&vars).await;
+    let b = TestApp::spawn_with(&vars).await;
+    let user = "an-shared";
+    let at = |i: i64| cgm_hub::domain::ReadingTime::from_utc(day0() + Span::minutes(5 * i));
+    seed(&a, (0..288).map(|i| cgm(user, at(i), 120)).collect()).await;
+    let path = format!("/api/bg/{user}/stats?{WINDOW}");
+    assert_eq!(data(&a, &path).await["readings"], 288);
+    let body = serde_json::json!({"readings": [{
+        "timestamp": "2025-01-07T12:00:00Z", "glucose_value": 240, "source": "dexcom"
+    }]});
+    let r = b
+        .post_json(&format!("/api/bg/{user}/readings"), &body)
+        .await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let d = data(&a, &path).await;
+    assert_eq!(d["readings"], 289);
+    assert!(
+        close(&d["metrics"]["mean"], (288.0 * 120.0 + 240.0) / 289.0),
+        "{d}"
+    );
+}

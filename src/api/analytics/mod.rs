@@ -17,10 +17,12 @@ use super::error::{ApiError, ErrorEnvelope};
 use super::readings::UserPath;
 use super::views::success;
 use super::AppState;
-use crate::analytics::{self, AgpBin, Sample, Stats};
+use std::sync::Arc;
+
+use crate::analytics::{self, AgpBin, Stats};
 use crate::domain::{FieldError, UserId};
 use crate::records::audit::Action;
-use crate::store::samples::{window_samples, WindowSamples};
+use crate::store::samples::WindowSamples;
 
 pub use schema::{AgpBinDoc, AgpData, FhirBundleDoc, GriDoc, MetricsDoc, RangesDoc, StatsData};
 pub use window::{default_timezone, Window, WindowParams};
@@ -62,32 +64,50 @@ pub struct AgpView<'a> {
     pub stats: StatsView<'a>,
 }
 
-/// The window's CGM readings; VALIDATION_ERROR when it holds more than a
-/// request may compute over.
+/// The window's CGM readings (through the process's cache); VALIDATION_ERROR
+/// when it holds more than a request may compute over.
 pub async fn load_samples(
     state: &AppState,
     user: &UserId,
     window: &Window,
-) -> Result<Vec<Sample>, ApiError> {
-    let (from, until) = window.unix_range();
-    match window_samples(
-        state.store.as_ref(),
-        user,
-        from,
-        until,
-        MAX_WINDOW_READINGS,
-    )
-    .await?
-    {
-        WindowSamples::All(samples) => Ok(samples),
-        WindowSamples::TooMany => Err(ApiError::bad_request(
+) -> Result<WindowSamples, ApiError> {
+    let loaded = state
+        .glucose_windows
+        .window(
+            state.store.as_ref(),
+            user,
+            window.start,
+            window.end,
+            MAX_WINDOW_READINGS,
+        )
+        .await?;
+    loaded.ok_or_else(|| {
+        ApiError::bad_request(
             "the window holds too many readings",
             vec![FieldError::new(
                 "startDate",
                 format!("the window holds more than {MAX_WINDOW_READINGS} readings: choose a shorter one"),
             )],
-        )),
+        )
+    })
+}
+
+/// The window's statistics: computed once per distinct set of readings and
+/// time zone, then served from the cache until a reading in it changes.
+async fn window_stats(
+    state: &AppState,
+    samples: &WindowSamples,
+    tz: chrono_tz::Tz,
+) -> Result<Arc<Stats>, ApiError> {
+    if let Some(stats) = state.glucose_windows.cached_stats(samples, tz) {
+        return Ok(stats);
     }
+    let values = samples.to_vec();
+    let stats = Arc::new(compute(move || analytics::stats(&values, tz)).await?);
+    state
+        .glucose_windows
+        .remember_stats(samples, tz, stats.clone());
+    Ok(stats)
 }
 
 /// Runs a computation off the async workers (a year of readings takes a
@@ -104,7 +124,7 @@ async fn prepare(
     caller: &Caller,
     user: &UserId,
     query: Option<&str>,
-) -> Result<(Window, Vec<Sample>), ApiError> {
+) -> Result<(Window, WindowSamples), ApiError> {
     authorize(state, caller, Action::ReadAnalytics, user).await?;
     let window = Window::from_query(state, user, query).await?;
     let samples = load_samples(state, user, &window).await?;
@@ -130,8 +150,7 @@ pub async fn stats(
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let (window, samples) = prepare(&state, &caller, &user, query.as_deref()).await?;
-    let tz = window.tz;
-    let stats = compute(move || analytics::stats(&samples, tz)).await?;
+    let stats = window_stats(&state, &samples, window.tz).await?;
     Ok(success(StatsView::new(&user, &window, &stats)).into_response())
 }
 
@@ -155,8 +174,9 @@ pub async fn agp(
 ) -> Result<Response, ApiError> {
     let (window, samples) = prepare(&state, &caller, &user, query.as_deref()).await?;
     let tz = window.tz;
-    let (bins, stats) =
-        compute(move || (analytics::agp(&samples, tz), analytics::stats(&samples, tz))).await?;
+    let stats = window_stats(&state, &samples, tz).await?;
+    let values = samples.to_vec();
+    let bins = compute(move || analytics::agp(&values, tz)).await?;
     Ok(success(AgpView {
         start: window.start_rfc3339(),
         end: window.end_rfc3339(),
@@ -189,8 +209,7 @@ pub async fn summary_fhir(
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let (window, samples) = prepare(&state, &caller, &user, query.as_deref()).await?;
-    let tz = window.tz;
-    let stats = compute(move || analytics::stats(&samples, tz)).await?;
+    let stats = window_stats(&state, &samples, window.tz).await?;
     let bundle = fhir::summary_bundle(&user, &window, &stats, chrono::Utc::now());
     let body = serde_json::to_vec(&bundle)
         .map_err(|e| ApiError::Internal(format!("serializing a response: {e}")))?;

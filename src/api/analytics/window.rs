@@ -25,11 +25,11 @@ pub struct Window {
     pub tz: Tz,
 }
 
-/// The zone a user's days are counted in when the request names none.
-pub async fn default_timezone(_state: &AppContext, _user: &UserId) -> Tz {
-    // profile: the user's profile time zone once profiles exist (issue 17,
-    // profile-daily); UTC until then.
-    Tz::UTC
+/// The zone a user's days are counted in when the request names none: the
+/// profile's (UTC for a user without a profile).
+pub async fn default_timezone(state: &AppContext, user: &UserId) -> Result<Tz, ApiError> {
+    let profile = crate::store::profile_or_default(state.store.as_ref(), user).await?;
+    Ok(profile.timezone.tz())
 }
 
 /// The analytics query parameters. Unknown parameters are rejected.
@@ -62,7 +62,7 @@ impl Window {
         // The user's zone only matters (and is only looked up) without `tz`.
         let default = match params.tz {
             Some(_) => Tz::UTC,
-            None => default_timezone(state, user).await,
+            None => default_timezone(state, user).await?,
         };
         Self::parse(
             params.start_date.as_deref(),
