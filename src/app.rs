@@ -214,6 +214,7 @@ impl App {
             supervisor.add(Demo {
                 demo: Some(demo),
                 service: service.clone(),
+                store: state.store.clone(),
                 local: listener.local_addr()?,
                 task: None,
             });

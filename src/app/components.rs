@@ -42,6 +42,8 @@ pub struct Demo {
     /// The simulator, started by `App::build`; taken when it runs.
     pub demo: Option<super::demo::Demo>,
     pub service: Arc<DexcomService>,
+    /// Where the patients' profiles are stored.
+    pub store: Arc<dyn crate::store::Store>,
     /// Where cgm-hub listens (the demo's OAuth redirect comes back there).
     pub local: SocketAddr,
     pub task: Option<JoinHandle<()>>,
@@ -62,6 +64,7 @@ impl Component for Demo {
         // once it starts (the socket is bound already).
         self.task = Some(tokio::spawn(demo.run(
             self.service.clone(),
+            self.store.clone(),
             self.local,
             stop.clone(),
         )));

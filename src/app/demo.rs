@@ -16,13 +16,14 @@ use url::Url;
 
 use crate::config::SyncSettings;
 use crate::config::{DexcomSettings, Settings};
-use crate::domain::UserId;
+use crate::domain::{DiabetesType, Profile, TimeZoneName, UserId};
 use crate::secret::Secret;
 use crate::simulator::dexcom::browser::consent;
 use crate::simulator::dexcom::{spawn, RunningSimulator, SimConfig};
-use crate::simulator::patients::demo_patients;
+use crate::simulator::patients::{demo_patients, DemoPatient};
 use crate::sources::dexcom::oauth::OAuthConfig;
 use crate::sources::dexcom::service::DexcomService;
+use crate::store::Store;
 
 /// The demo's poll interval, so a newcomer sees readings arrive.
 const POLL: Duration = Duration::from_secs(60);
@@ -75,12 +76,14 @@ impl Demo {
         })
     }
 
-    /// Connects every demo patient through cgm-hub listening on `local`, then
-    /// keeps the simulator alive until `stop` fires (the scheduler polls the
-    /// patients like any connected user).
+    /// Gives every demo patient a profile (their time zone and diabetes type)
+    /// unless they have one, connects them through cgm-hub listening on
+    /// `local`, then keeps the simulator alive until `stop` fires (the
+    /// scheduler polls the patients like any connected user).
     pub async fn run(
         self,
         service: Arc<DexcomService>,
+        store: Arc<dyn Store>,
         local: SocketAddr,
         mut stop: watch::Receiver<bool>,
     ) {
@@ -89,6 +92,9 @@ impl Demo {
             let Ok(user) = UserId::parse(patient.user_id) else {
                 continue;
             };
+            if let Err(e) = give_profile(store.as_ref(), &user, &patient).await {
+                tracing::warn!(user_id = %user, error = %e, "demo: could not store the profile");
+            }
             if let Err(e) = connect(&service, &browser, &user, local).await {
                 tracing::warn!(user_id = %user, error = %e, "demo: could not connect through the simulator");
             }
@@ -97,6 +103,25 @@ impl Demo {
         drop(self.sim);
         tracing::info!("demo: stopped");
     }
+}
+
+/// The patient's profile, unless one is stored (a user may have changed it).
+async fn give_profile(
+    store: &dyn Store,
+    user: &UserId,
+    patient: &DemoPatient,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    if store.get_profile(user).await?.is_some() {
+        return Ok(());
+    }
+    let profile = Profile {
+        timezone: TimeZoneName::parse("timezone", &patient.timezone())
+            .map_err(|e| format!("{e:?}"))?,
+        diabetes_type: DiabetesType::parse(patient.diabetes_type),
+        ..Profile::default()
+    };
+    store.put_profile(user, &profile).await?;
+    Ok(())
 }
 
 /// Where a listener on `addr` is reached: a wildcard bind on loopback

@@ -61,6 +61,8 @@ pub struct DemoPatient {
     pub serial_number: &'static str,
     /// "G7" or "G6".
     pub device_model: &'static str,
+    /// As the profile names it: "type1", "type2", ...
+    pub diabetes_type: &'static str,
     profile: roster::Profile,
     seed: u64,
 }
@@ -91,6 +93,18 @@ pub struct DemoSample {
 }
 
 impl DemoPatient {
+    /// The IANA zone of the patient's local time, which their meals and sleep
+    /// follow: a fixed offset, so an `Etc/GMT` zone (whose sign is POSIX's:
+    /// `Etc/GMT+5` is five hours behind UTC).
+    pub fn timezone(&self) -> String {
+        let hours = -self.profile.utc_offset_secs / 3600;
+        match hours {
+            0 => "Etc/GMT".to_owned(),
+            h if h > 0 => format!("Etc/GMT+{h}"),
+            h => format!("Etc/GMT{h}"),
+        }
+    }
+
     /// The sample for the 5-minute slot containing `t`, or None if the sensor
     /// had a gap then. Pure function of (patient, slot).
     pub fn sample_at(&self, t: DateTime<Utc>) -> Option<DemoSample> {

@@ -70,6 +70,7 @@ fn alice() -> DemoPatient {
         transmitter_id: "8AB12C",
         serial_number: "SM90000001",
         device_model: "G7",
+        diabetes_type: "type1",
         seed: 0x0A11_CE00_5EED_0001,
         profile: Profile {
             utc_offset_secs: -5 * HOUR_SECS,
@@ -103,6 +104,7 @@ fn bob() -> DemoPatient {
         transmitter_id: "8GK3Q7",
         serial_number: "SM90000002",
         device_model: "G6",
+        diabetes_type: "type1",
         seed: 0x0B0B_0000_5EED_0002,
         profile: Profile {
             utc_offset_secs: HOUR_SECS,
@@ -137,6 +139,7 @@ fn carol() -> DemoPatient {
         transmitter_id: "8HM9X4",
         serial_number: "SM90000003",
         device_model: "G6",
+        diabetes_type: "type2",
         seed: 0x0CA2_0100_5EED_0003,
         profile: Profile {
             utc_offset_secs: -8 * HOUR_SECS,
