@@ -5,6 +5,9 @@ use axum::Router;
 use utoipa::{OpenApi, ToSchema};
 use utoipa_swagger_ui::SwaggerUi;
 
+use super::alerts::{
+    AlertList, AlertPagination, AlertSettingsInputDoc, AlertSettingsView, AlertView,
+};
 use super::audit::{AuditPage, AuditView};
 use super::connections::{ConnectionList, ConnectionView};
 use super::error::{ErrorBody, ErrorEnvelope};
@@ -18,7 +21,9 @@ use super::tasks::TaskView;
 use super::views::JobCountsView;
 use super::views::{DeviceInfoView, ReadingView};
 use super::webhook::DeliveryReceipt;
-use super::{audit, connections, health, jobs, oauth, readings, shares, tasks, webhook, AppState};
+use super::{
+    alerts, audit, connections, health, jobs, oauth, readings, shares, tasks, webhook, AppState,
+};
 use crate::pipeline::wire::{DeviceInfoInput, ReadingInput};
 
 #[derive(OpenApi)]
@@ -40,7 +45,8 @@ use crate::pipeline::wire::{DeviceInfoInput, ReadingInput};
         health::health, health::metrics, readings::latest, readings::range, readings::write,
         oauth::authorize, oauth::callback, oauth::refresh, connections::list,
         connections::disconnect, shares::create, shares::list, shares::revoke, audit::list,
-        jobs::sync, jobs::get, jobs::list, tasks::get, webhook::receive
+        jobs::sync, jobs::get, jobs::list, tasks::get, webhook::receive,
+        alerts::get_settings, alerts::put_settings, alerts::list, alerts::acknowledge
     ),
     components(schemas(
         ReadingView, DeviceInfoView, ReadingInput, BulkInput, DeviceInfoInput, RecordOutcome, Summary,
@@ -49,7 +55,9 @@ use crate::pipeline::wire::{DeviceInfoInput, ReadingInput};
         Connected, BackfillView, RefreshInput, RefreshView, RefreshEnvelope, ConnectionListEnvelope, ConnectionEnvelope,
         ConnectedEnvelope, ShareInput, ShareView, ShareList, SharePagination, ShareEnvelope, ShareListEnvelope, AuditView, AuditPage, AuditEnvelope,
         JobView, JobList, RangeView, JobCountsView, JobEnvelope, JobListEnvelope, DeliveryReceipt,
-        DeliveryEnvelope, TaskView, TaskEnvelope
+        DeliveryEnvelope, TaskView, TaskEnvelope,
+        AlertSettingsView, AlertSettingsInputDoc, AlertView, AlertList, AlertPagination,
+        AlertSettingsEnvelope, AlertEnvelope, AlertListEnvelope
     )),
     modifiers(&BearerAuth, &GateResponses),
     security(("bearer" = [])),
@@ -60,6 +68,7 @@ use crate::pipeline::wire::{DeviceInfoInput, ReadingInput};
         (name = "sync", description = "Sync jobs: scheduled polls, manual syncs, backfills and webhook windows"),
         (name = "tasks", description = "Background tasks of every kind (sync jobs among them): status"),
         (name = "webhooks", description = "Signed deliveries from a data source"),
+        (name = "alerts", description = "Alert settings, alert history and acknowledgement (alerts are raised and resolved as readings are stored)"),
         (name = "operations", description = "Health and metrics"),
     )
 )]
@@ -197,6 +206,33 @@ pub struct AuditEnvelope {
     #[schema(example = "success")]
     status: String,
     data: AuditPage,
+}
+
+/// `{"status":"success","data":<alert settings>}`
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct AlertSettingsEnvelope {
+    #[schema(example = "success")]
+    status: String,
+    data: AlertSettingsView,
+}
+
+/// `{"status":"success","data":<alert>}`
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct AlertEnvelope {
+    #[schema(example = "success")]
+    status: String,
+    data: AlertView,
+}
+
+/// `{"status":"success","data":{"alerts":[...],"pagination":{...}}}`
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct AlertListEnvelope {
+    #[schema(example = "success")]
+    status: String,
+    data: AlertList,
 }
 
 /// The bearer scheme, with the roles and what each may do.

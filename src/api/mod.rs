@@ -1,6 +1,7 @@
 //! The HTTP API: routes, shared state, and the middleware every request passes.
 
 pub mod access;
+mod alerts;
 mod audit;
 mod body;
 pub mod client_ip;
@@ -228,6 +229,30 @@ fn routes() -> Vec<(Route, MethodRouter<AppState>)> {
             "/api/users/{user_id}/shares/{grantee_id}",
             Bearer,
             shares::revoke,
+        ),
+        route(
+            Method::GET,
+            "/api/users/{user_id}/alert-settings",
+            Bearer,
+            alerts::get_settings,
+        ),
+        route(
+            Method::PUT,
+            "/api/users/{user_id}/alert-settings",
+            Bearer,
+            alerts::put_settings,
+        ),
+        route(
+            Method::GET,
+            "/api/users/{user_id}/alerts",
+            Bearer,
+            alerts::list,
+        ),
+        route(
+            Method::POST,
+            "/api/users/{user_id}/alerts/{alert_id}/ack",
+            Bearer,
+            alerts::acknowledge,
         ),
         route(Method::GET, "/api/jobs/{job_id}", Bearer, jobs::get),
         route(Method::GET, "/api/users/{user_id}/jobs", Bearer, jobs::list),

@@ -18,6 +18,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (8, include_str!("migrations/0008_oauth_states_by_user.sql")),
     (9, include_str!("migrations/0009_open_jobs_by_user.sql")),
     (10, include_str!("migrations/0010_tasks.sql")),
+    (11, include_str!("migrations/0011_alerts.sql")),
 ];
 
 /// Migration 1 where TimescaleDB is available: `readings` as a hypertable.

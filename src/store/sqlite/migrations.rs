@@ -15,6 +15,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("migrations/0007_oauth_state_expiry.sql")),
     (8, include_str!("migrations/0008_open_jobs_by_user.sql")),
     (9, include_str!("migrations/0009_tasks.sql")),
+    (10, include_str!("migrations/0010_alerts.sql")),
 ];
 
 /// The newest schema version this build knows.

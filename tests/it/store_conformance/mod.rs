@@ -16,11 +16,13 @@ use chrono::Utc;
 
 use crate::helpers::*;
 
+mod alerts;
 mod encoded;
 mod limits;
 mod outbox;
 mod sync;
 mod tasks;
+use alerts::*;
 use encoded::*;
 use limits::*;
 use outbox::*;
@@ -968,7 +970,11 @@ macro_rules! conformance {
                 tasks_are_idempotent_by_key,
                 tasks_are_claimed_by_priority_then_age,
                 one_running_task_per_concurrency_key,
-                task_renewals_and_ends_need_the_lease
+                task_renewals_and_ends_need_the_lease,
+                alert_settings_round_trip,
+                one_open_alert_per_type_even_concurrently,
+                alert_changes_commit_their_events,
+                alerts_list_newest_first_by_status_window_and_cursor
             );
         }
     };
