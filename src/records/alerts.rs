@@ -157,7 +157,7 @@ impl Alert {
             alert_type,
             status: AlertStatus::Active,
             glucose_value,
-            reading_timestamp,
+            reading_timestamp: reading_timestamp.map(whole_ms),
             raised_at: at,
             acknowledged_at: None,
             acknowledged_by: None,
@@ -197,7 +197,7 @@ impl Alert {
         Self {
             status: AlertStatus::Active,
             glucose_value,
-            reading_timestamp,
+            reading_timestamp: reading_timestamp.map(whole_ms),
             acknowledged_at: None,
             acknowledged_by: None,
             message,
