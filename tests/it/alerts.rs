@@ -332,3 +332,81 @@ async fn the_alert_raised_event_reaches_the_bus() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn an_acknowledged_alert_still_true_after_its_snooze_is_raised_again() {
+    use cgm_hub::records::alerts::AlertStatus;
+    let app = TestApp::spawn().await;
+    post(&app.base, "snooze", &[(12, 65)]).await;
+    let low = app.store.open_alerts(&user("snooze")).await.unwrap();
+    assert_eq!(low.len(), 1);
+    // Acknowledged 31 minutes ago (the default snooze is 30 minutes).
+    let long_ago = low[0].acknowledged(&user("mom"), Utc::now() - chrono::Duration::minutes(31));
+    assert!(app
+        .store
+        .transition_alert(AlertStatus::Active, long_ago)
+        .await
+        .unwrap());
+    post(&app.base, "snooze", &[(8, 64)]).await;
+    let again = of_type(&app, "snooze", "low").await;
+    assert_eq!(again.len(), 1, "the same alert, not a second one");
+    assert_eq!(again[0]["id"], low[0].id.to_string());
+    assert_eq!(again[0]["status"], "active");
+    assert!(again[0]["acknowledged_by"].is_null());
+    assert_eq!(again[0]["glucose_value"], 64);
+    // Acknowledged now: the next low reading is inside the snooze.
+    let id = low[0].id;
+    let r = app
+        .client
+        .post(app.url(&format!("/api/users/snooze/alerts/{id}/ack")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    post(&app.base, "snooze", &[(4, 63)]).await;
+    assert_eq!(
+        of_type(&app, "snooze", "low").await[0]["status"],
+        "acknowledged"
+    );
+}
+
+#[tokio::test]
+async fn the_alert_history_pages_newest_first() {
+    let app = TestApp::spawn().await;
+    // Low, back, low, back, low: three low alerts, two of them resolved.
+    for (ago, v) in [(14, 65), (12, 80), (10, 65), (8, 80), (6, 65)] {
+        post(&app.base, "pages", &[(ago, v)]).await;
+    }
+    assert_eq!(alerts(&app, "pages", "status=resolved").await.len(), 2);
+    assert_eq!(alerts(&app, "pages", "status=active").await.len(), 1);
+    let all = alerts(&app, "pages", "").await;
+    assert_eq!(all.len(), 3);
+    assert_eq!(all[0]["status"], "active", "newest first");
+    let mut url = app.url("/api/users/pages/alerts?limit=1");
+    let mut walked = Vec::new();
+    loop {
+        let body = get_json(&app.client, &url).await;
+        let page = body["data"]["alerts"].as_array().unwrap().clone();
+        assert_eq!(page.len(), 1, "{body}");
+        walked.push(page[0]["id"].clone());
+        match body["data"]["pagination"]["next"].as_str() {
+            Some(next) => url = next.to_owned(),
+            None => break,
+        }
+    }
+    let ids: Vec<Value> = all.iter().map(|a| a["id"].clone()).collect();
+    assert_eq!(walked, ids);
+    // A cursor belongs to its query.
+    let body = get_json(&app.client, &app.url("/api/users/pages/alerts?limit=1")).await;
+    let cursor = body["data"]["pagination"]["next_cursor"].as_str().unwrap();
+    let r = app
+        .client
+        .get(app.url(&format!(
+            "/api/users/pages/alerts?limit=1&status=active&cursor={cursor}"
+        )))
+        .send()
+        .await
+        .unwrap();
+    let error = expect_error(r, 400, "VALIDATION_ERROR").await;
+    assert_eq!(pointers(&error), ["/cursor"]);
+}
