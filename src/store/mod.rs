@@ -1,5 +1,6 @@
 //! Storage: one trait per storage concern (`ReadingStore`, `OutboxStore`,
-//! `AuditStore`, `ShareStore`, `ConnectionStore`, `JobStore`, `InboxStore`),
+//! `AuditStore`, `ShareStore`, `ConnectionStore`, `JobStore`, `InboxStore`,
+//! `TaskStore`, `AlertStore`),
 //! `Store` as their supertrait (used as `Arc<dyn Store>`, upcast to the narrow
 //! trait a consumer needs), and one module per backend, whose concern files
 //! implement those traits.

@@ -162,7 +162,7 @@ async fn threshold_case(app: &TestApp, user: &str, kind: &str, raise: u16, hold:
     assert!(now[0]["resolved_at"].is_string());
     assert_eq!(now[0]["acknowledged_by"], "dev-admin");
 
-    let active = alerts(app, user, &format!("status=active")).await;
+    let active = alerts(app, user, "status=active").await;
     assert!(active.iter().all(|a| a["type"] != kind));
     // A resolved alert cannot be acknowledged.
     let again = app
