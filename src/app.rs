@@ -81,7 +81,7 @@ impl App {
             max_age_years: settings.reading_max_age_years,
             ..TimePolicy::default()
         };
-        let pipeline = Pipeline::new(store.clone(), policy);
+        let pipeline = Pipeline::new(store.clone(), policy).with_alerts(store.clone());
         let cipher = Arc::new(token_cipher(&settings)?);
         let demo = if settings.demo {
             Some(

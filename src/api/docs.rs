@@ -5,6 +5,9 @@ use axum::Router;
 use utoipa::{OpenApi, ToSchema};
 use utoipa_swagger_ui::SwaggerUi;
 
+use super::alerts::{
+    AlertList, AlertPagination, AlertSettingsInputDoc, AlertSettingsView, AlertView,
+};
 use super::analytics::{
     AgpBinDoc, AgpData, FhirBundleDoc, GriDoc, MetricsDoc, RangesDoc, StatsData,
 };
@@ -23,10 +26,10 @@ use super::tasks::TaskView;
 use super::views::JobCountsView;
 use super::views::{DeviceInfoView, ReadingView};
 use super::webhook::DeliveryReceipt;
+use super::{alerts, daily, profile};
 use super::{
     analytics, audit, connections, health, jobs, oauth, readings, shares, tasks, webhook, AppState,
 };
-use super::{daily, profile};
 use crate::pipeline::wire::{DeviceInfoInput, ReadingInput};
 
 #[derive(OpenApi)]
@@ -49,7 +52,8 @@ use crate::pipeline::wire::{DeviceInfoInput, ReadingInput};
         oauth::authorize, oauth::callback, oauth::refresh, connections::list,
         connections::disconnect, shares::create, shares::list, shares::revoke, audit::list,
         jobs::sync, jobs::get, jobs::list, tasks::get, webhook::receive, analytics::stats,
-        analytics::agp, analytics::summary_fhir, profile::get, profile::put, daily::daily
+        analytics::agp, analytics::summary_fhir, profile::get, profile::put, daily::daily,
+        alerts::get_settings, alerts::put_settings, alerts::list, alerts::acknowledge
     ),
     components(schemas(
         ReadingView, DeviceInfoView, ReadingInput, BulkInput, DeviceInfoInput, RecordOutcome, Summary,
@@ -60,7 +64,9 @@ use crate::pipeline::wire::{DeviceInfoInput, ReadingInput};
         JobView, JobList, RangeView, JobCountsView, JobEnvelope, JobListEnvelope, DeliveryReceipt,
         DeliveryEnvelope, TaskView, TaskEnvelope, StatsData, MetricsDoc, RangesDoc, GriDoc,
         AgpBinDoc, AgpData, StatsEnvelope, AgpEnvelope, FhirBundleDoc,
-        ProfileView, ProfileInput, ProfileEnvelope, DayView, DailyView, DailyEnvelope
+        ProfileView, ProfileInput, ProfileEnvelope, DayView, DailyView, DailyEnvelope,
+        AlertSettingsView, AlertSettingsInputDoc, AlertView, AlertList, AlertPagination,
+        AlertSettingsEnvelope, AlertEnvelope, AlertListEnvelope
     )),
     modifiers(&BearerAuth, &GateResponses),
     security(("bearer" = [])),
@@ -72,9 +78,9 @@ use crate::pipeline::wire::{DeviceInfoInput, ReadingInput};
         (name = "tasks", description = "Background tasks of every kind (sync jobs among them): status"),
         (name = "webhooks", description = "Signed deliveries from a data source"),
         (name = "analytics", description = "Glycemic statistics, the AGP and the FHIR summary of a window of CGM readings"),
+        (name = "alerts", description = "Alert settings, alert history and acknowledgement (alerts are raised and resolved as readings are stored)"),
         (name = "operations", description = "Health and metrics"),
         (name = "profile", description = "A user's time zone, target range, display unit and diabetes type"),
-        (name = "analytics", description = "Figures computed from a user's readings"),
     )
 )]
 pub struct ApiDoc;
@@ -247,6 +253,33 @@ pub struct DailyEnvelope {
     #[schema(example = "success")]
     status: String,
     data: DailyView,
+}
+
+/// `{"status":"success","data":<alert settings>}`
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct AlertSettingsEnvelope {
+    #[schema(example = "success")]
+    status: String,
+    data: AlertSettingsView,
+}
+
+/// `{"status":"success","data":<alert>}`
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct AlertEnvelope {
+    #[schema(example = "success")]
+    status: String,
+    data: AlertView,
+}
+
+/// `{"status":"success","data":{"alerts":[...],"pagination":{...}}}`
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct AlertListEnvelope {
+    #[schema(example = "success")]
+    status: String,
+    data: AlertList,
 }
 
 /// The bearer scheme, with the roles and what each may do.

@@ -1,6 +1,7 @@
 //! The HTTP API: routes, shared state, and the middleware every request passes.
 
 pub mod access;
+mod alerts;
 pub mod analytics;
 mod audit;
 mod body;
@@ -261,6 +262,30 @@ fn routes() -> Vec<(Route, MethodRouter<AppState>)> {
             profile::put,
         ),
         route(Method::GET, "/api/bg/{user_id}/daily", Bearer, daily::daily),
+        route(
+            Method::GET,
+            "/api/users/{user_id}/alert-settings",
+            Bearer,
+            alerts::get_settings,
+        ),
+        route(
+            Method::PUT,
+            "/api/users/{user_id}/alert-settings",
+            Bearer,
+            alerts::put_settings,
+        ),
+        route(
+            Method::GET,
+            "/api/users/{user_id}/alerts",
+            Bearer,
+            alerts::list,
+        ),
+        route(
+            Method::POST,
+            "/api/users/{user_id}/alerts/{alert_id}/ack",
+            Bearer,
+            alerts::acknowledge,
+        ),
         route(Method::GET, "/api/jobs/{job_id}", Bearer, jobs::get),
         route(Method::GET, "/api/users/{user_id}/jobs", Bearer, jobs::list),
         route(Method::GET, "/api/tasks/{task_id}", Bearer, tasks::get),

@@ -19,10 +19,16 @@ pub enum Basis {
 }
 
 /// Whether a share could matter: only caregivers and clinicians reading a
-/// patient's readings or their derived figures (so the store is asked only then).
+/// patient's readings, their derived figures or alerts, or acknowledging an
+/// alert (so the store is asked only then).
 pub fn needs_share(principal: &Principal, action: Action, owner: &UserId) -> bool {
-    matches!(action, Action::ReadReadings | Action::ReadAnalytics)
-        && &principal.user_id != owner
+    matches!(
+        action,
+        Action::ReadReadings
+            | Action::ReadAnalytics
+            | Action::ReadAlerts
+            | Action::AcknowledgeAlerts
+    ) && &principal.user_id != owner
         && (principal.has(Role::Caregiver) || principal.has(Role::Clinician))
 }
 
@@ -47,8 +53,14 @@ pub fn decide(
     if principal.has(Role::Patient) && &principal.user_id == owner {
         return Some(Basis::Own);
     }
-    if matches!(action, Action::ReadReadings | Action::ReadAnalytics) {
-        if principal.has(Role::Service) {
+    let reads = matches!(
+        action,
+        Action::ReadReadings | Action::ReadAnalytics | Action::ReadAlerts
+    );
+    // Following a patient's alerts includes acknowledging them; a service
+    // reads, it does not acknowledge.
+    if reads || action == Action::AcknowledgeAlerts {
+        if reads && principal.has(Role::Service) {
             return Some(Basis::Service);
         }
         let shared = share.is_some_and(|s| {
@@ -101,6 +113,25 @@ mod tests {
             "who reads the readings reads their figures"
         );
         assert_eq!(decide(&mom, Action::ReadProfile, &owner, Some(&s)), None);
+        assert_eq!(
+            decide(&mom, Action::AcknowledgeAlerts, &owner, Some(&s)),
+            Some(Basis::Shared),
+            "a follower acknowledges the alerts they are shown"
+        );
+        assert_eq!(decide(&mom, Action::AcknowledgeAlerts, &owner, None), None);
+        assert_eq!(
+            decide(&mom, Action::WriteAlertSettings, &owner, Some(&s)),
+            None
+        );
+        let service = p("ml", &[Role::Service]);
+        assert_eq!(
+            decide(&service, Action::ReadAlerts, &owner, None),
+            Some(Basis::Service)
+        );
+        assert_eq!(
+            decide(&service, Action::AcknowledgeAlerts, &owner, None),
+            None
+        );
         assert_eq!(decide(&mom, Action::WriteProfile, &owner, Some(&s)), None);
         assert_eq!(decide(&mom, Action::ReadReadings, &owner, None), None);
         let doc = p("mom", &[Role::Clinician]);

@@ -3,6 +3,7 @@
 //! Nothing here knows about HTTP, databases or Dexcom's wire format. Raw input is
 //! parsed into these types once, at the edges (see `pipeline::wire`, `store::*`).
 
+mod alert_settings;
 mod device;
 mod error;
 mod glucose;
@@ -12,6 +13,7 @@ mod time;
 mod trend;
 mod user_id;
 
+pub use alert_settings::{AlertSettings, AlertSettingsInput};
 pub use device::DeviceInfo;
 pub use error::FieldError;
 pub use glucose::{Glucose, GlucoseUnit, MgDl, SensorStatus, MMOL_TO_MG_DL};

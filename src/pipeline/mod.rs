@@ -6,16 +6,18 @@
 //! same transaction), and counts everything. Invalid records are returned with
 //! their reasons, never silently dropped.
 
+pub mod alerts;
 pub mod wire;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::Utc;
 
-use crate::domain::{FieldError, Reading, ReadingTime, TimePolicy};
+use crate::domain::{FieldError, Reading, ReadingTime, TimePolicy, UserId};
 use crate::records::jobs::JobCounts;
 use crate::records::readings::{Outcome, Upserted};
-use crate::store::{ReadingStore, StoreError};
+use crate::store::{AlertStore, ReadingStore, StoreError};
 
 /// The fate of one submitted record.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,11 +68,23 @@ impl Tally {
 pub struct Pipeline {
     readings: Arc<dyn ReadingStore>,
     policy: TimePolicy,
+    /// Evaluates alerts after each batch (`alerts`); None: no alerting.
+    alerts: Option<alerts::AlertEvaluator>,
 }
 
 impl Pipeline {
     pub fn new(readings: Arc<dyn ReadingStore>, policy: TimePolicy) -> Self {
-        Self { readings, policy }
+        Self {
+            readings,
+            policy,
+            alerts: None,
+        }
+    }
+
+    /// The same pipeline, evaluating alerts after every stored batch.
+    pub fn with_alerts(mut self, alerts: Arc<dyn AlertStore>) -> Self {
+        self.alerts = Some(alerts::AlertEvaluator::new(self.readings.clone(), alerts));
+        self
     }
 
     /// Validates and stores a batch of parsed records; returns one result per input,
@@ -115,7 +129,13 @@ impl Pipeline {
                 valid.len()
             )));
         }
+        // Users whose readings changed, and whether any of those is fresh.
+        let mut changed: HashMap<UserId, bool> = HashMap::new();
         for ((i, reading), upserted) in positions.into_iter().zip(valid).zip(stored) {
+            if matches!(upserted.outcome, Outcome::Inserted | Outcome::Updated) {
+                let fresh = now - reading.timestamp.as_datetime() <= alerts::FRESH;
+                *changed.entry(reading.user_id.clone()).or_default() |= fresh;
+            }
             metrics::counter!(
                 "readings_ingested_total",
                 "source" => reading.source.metrics_label(),
@@ -135,6 +155,16 @@ impl Pipeline {
                 );
             }
             results[i] = Some(RecordResult::Stored(reading.timestamp, upserted));
+        }
+        if let Some(evaluator) = &self.alerts {
+            for (user, fresh) in changed {
+                // The readings are stored: a failed evaluation does not undo
+                // that, and the user's next reading evaluates again.
+                if let Err(e) = evaluator.evaluate(&user, fresh, Utc::now()).await {
+                    metrics::counter!("alert_evaluations_failed_total").increment(1);
+                    tracing::warn!(user_id = %user, error = %e, "alert evaluation failed");
+                }
+            }
         }
         Ok(results.into_iter().flatten().collect())
     }

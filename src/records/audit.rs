@@ -80,10 +80,18 @@ pub enum Action {
     /// The user's profile (time zone, target range): owner or admin.
     ReadProfile,
     WriteProfile,
+    /// The user's alerts: whoever may read the readings.
+    ReadAlerts,
+    /// Acknowledging one of the user's alerts: the owner, an admin, or a
+    /// caregiver or clinician the user shares with (not a service).
+    AcknowledgeAlerts,
+    /// The user's alert settings: owner or admin.
+    ReadAlertSettings,
+    WriteAlertSettings,
 }
 
 impl Action {
-    pub const ALL: [Action; 15] = [
+    pub const ALL: [Action; 19] = [
         Action::ReadReadings,
         Action::WriteReadings,
         Action::ReadConnections,
@@ -99,6 +107,10 @@ impl Action {
         Action::ReadAnalytics,
         Action::ReadProfile,
         Action::WriteProfile,
+        Action::ReadAlerts,
+        Action::AcknowledgeAlerts,
+        Action::ReadAlertSettings,
+        Action::WriteAlertSettings,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -118,6 +130,10 @@ impl Action {
             Action::ReadAnalytics => "read_analytics",
             Action::ReadProfile => "read_profile",
             Action::WriteProfile => "write_profile",
+            Action::ReadAlerts => "read_alerts",
+            Action::AcknowledgeAlerts => "acknowledge_alerts",
+            Action::ReadAlertSettings => "read_alert_settings",
+            Action::WriteAlertSettings => "write_alert_settings",
         }
     }
 }

@@ -182,6 +182,18 @@ impl Event {
         }))
     }
 
+    /// The event of an alert's new state: `alert.raised` for an active alert
+    /// (new, or re-raised after its snooze), `alert.acknowledged`, `alert.resolved`.
+    pub fn alert_changed(alert: &Alert) -> Self {
+        use crate::records::alerts::AlertStatus;
+        let alert = alert.clone();
+        Self::new(match alert.status {
+            AlertStatus::Active => EventKind::AlertRaised(alert),
+            AlertStatus::Acknowledged => EventKind::AlertAcknowledged(alert),
+            AlertStatus::Resolved => EventKind::AlertResolved(alert),
+        })
+    }
+
     /// The form the outbox keeps and the buses carry.
     pub fn to_message(&self) -> Message {
         Message {

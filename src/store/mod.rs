@@ -1,6 +1,6 @@
 //! Storage: one trait per storage concern (`ReadingStore`, `OutboxStore`,
 //! `AuditStore`, `ShareStore`, `ConnectionStore`, `JobStore`, `InboxStore`,
-//! `TaskStore`, `ProfileStore`, `DailyStore`),
+//! `TaskStore`, `ProfileStore`, `DailyStore`, `AlertStore`),
 //! `Store` as their supertrait (used as `Arc<dyn Store>`, upcast to the narrow
 //! trait a consumer needs), and one module per backend, whose concern files
 //! implement those traits.
@@ -21,7 +21,8 @@ pub mod sqlite;
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 
-use crate::domain::{Profile, Reading, StoredReading, UserId};
+use crate::domain::{AlertSettings, Profile, Reading, StoredReading, UserId};
+use crate::records::alerts::{Alert, AlertQuery, AlertStatus};
 use crate::records::audit::{AuditBatch, AuditQuery, AuditRecord};
 use crate::records::connections::{
     Connection, ConnectionStatus, PendingAuthorization, Provider, RefreshOutcome,
@@ -483,6 +484,41 @@ pub trait DailyStore: Send + Sync {
     async fn put_daily_rows(&self, user: &UserId, rows: Vec<DailyRow>) -> Result<(), StoreError>;
 }
 
+/// Alerts and each user's alert settings. At most one open (active or
+/// acknowledged) alert per (user, type), enforced by the store under
+/// concurrency; every change of an alert commits its `alert.*` event to the
+/// outbox in the same transaction.
+#[async_trait]
+pub trait AlertStore: Send + Sync {
+    /// The user's settings; None: never set (the defaults apply).
+    async fn get_alert_settings(&self, user: &UserId) -> Result<Option<AlertSettings>, StoreError>;
+
+    /// Creates or replaces the user's settings.
+    async fn put_alert_settings(
+        &self,
+        user: &UserId,
+        settings: AlertSettings,
+    ) -> Result<(), StoreError>;
+
+    /// Stores a new active alert with its `alert.raised` event: true. False,
+    /// and nothing written, when the user already has an open alert of its type.
+    async fn raise_alert(&self, alert: Alert) -> Result<bool, StoreError>;
+
+    /// Replaces the stored alert `next.id` of `next.user_id` by `next` (ack,
+    /// resolve, re-raise) with the event of its new status, only if its stored
+    /// status is still `from` (an open status): true. False, nothing written,
+    /// otherwise (someone else changed it first, or there is no such alert).
+    async fn transition_alert(&self, from: AlertStatus, next: Alert) -> Result<bool, StoreError>;
+
+    async fn get_alert(&self, user: &UserId, id: uuid::Uuid) -> Result<Option<Alert>, StoreError>;
+
+    /// The user's open alerts (at most one per type), in any order.
+    async fn open_alerts(&self, user: &UserId) -> Result<Vec<Alert>, StoreError>;
+
+    /// Up to `query.limit` alerts, newest first (see `AlertQuery`).
+    async fn list_alerts(&self, query: AlertQuery) -> Result<Vec<Alert>, StoreError>;
+}
+
 /// Every storage concern of one backend, and what is the backend's as a whole.
 /// Writes that span concerns (an upsert and its outbox events, a finished job
 /// with its connection and events, a connection and its events) stay one
@@ -499,6 +535,7 @@ pub trait Store:
     + TaskStore
     + ProfileStore
     + DailyStore
+    + AlertStore
     + Send
     + Sync
     + 'static

@@ -120,6 +120,14 @@ fn describe_metrics() {
     );
     describe_counter!("events_published_total", "Domain events published, by type");
     describe_counter!(
+        "alerts_raised_total",
+        "Alerts raised by the evaluation after stored readings, by type"
+    );
+    describe_counter!(
+        "alert_evaluations_failed_total",
+        "Alert evaluations that failed (storage); the user's next reading evaluates again"
+    );
+    describe_counter!(
         "events_received_total",
         "Events this instance received from the broker into its hub, by bus"
     );

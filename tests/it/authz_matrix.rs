@@ -61,6 +61,9 @@ enum Access {
     Own,
     /// The audit trail: admins only.
     AdminOnly,
+    /// Acting on what a reader is shown (acknowledging alerts): the patient,
+    /// their caregivers and clinicians, admin; not a service.
+    Follow,
 }
 
 struct Endpoint {
@@ -244,6 +247,39 @@ const ENDPOINTS: &[Endpoint] = &[
     },
     Endpoint {
         method: Method::GET,
+        template: "/api/users/{userId}/alert-settings",
+        path: "/api/users/pat/alert-settings",
+        body: None,
+        access: Access::Own,
+        ok: 200,
+    },
+    Endpoint {
+        method: Method::PUT,
+        template: "/api/users/{userId}/alert-settings",
+        path: "/api/users/pat/alert-settings",
+        body: Some(|| json!({"low": 72})),
+        access: Access::Own,
+        ok: 200,
+    },
+    Endpoint {
+        method: Method::GET,
+        template: "/api/users/{userId}/alerts",
+        path: "/api/users/pat/alerts?limit=5",
+        body: None,
+        access: Access::Read,
+        ok: 200,
+    },
+    Endpoint {
+        method: Method::POST,
+        template: "/api/users/{userId}/alerts/{alertId}/ack",
+        path: "/api/users/pat/alerts/00000000-0000-7000-8000-00000000000a/ack",
+        body: None,
+        access: Access::Follow,
+        // No such alert.
+        ok: 404,
+    },
+    Endpoint {
+        method: Method::GET,
         template: "/api/audit",
         path: "/api/audit?user_id=pat&limit=5",
         body: None,
@@ -270,6 +306,7 @@ fn expected(caller: Caller, e: &Endpoint) -> u16 {
         _ if e.access == Access::AdminOnly => 403,
         PatientOwn => e.ok,
         CaregiverWithShare | Clinician | Service if e.access == Access::Read => e.ok,
+        CaregiverWithShare | Clinician if e.access == Access::Follow => e.ok,
         _ => 403,
     }
 }

@@ -19,6 +19,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (9, include_str!("migrations/0009_open_jobs_by_user.sql")),
     (10, include_str!("migrations/0010_tasks.sql")),
     (11, include_str!("migrations/0011_profiles_daily.sql")),
+    (12, include_str!("migrations/0012_alerts.sql")),
 ];
 
 /// Migration 1 where TimescaleDB is available: `readings` as a hypertable.

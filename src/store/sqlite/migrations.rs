@@ -16,6 +16,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (8, include_str!("migrations/0008_open_jobs_by_user.sql")),
     (9, include_str!("migrations/0009_tasks.sql")),
     (10, include_str!("migrations/0010_profiles_daily.sql")),
+    (11, include_str!("migrations/0011_alerts.sql")),
 ];
 
 /// The newest schema version this build knows.

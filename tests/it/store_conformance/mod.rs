@@ -16,12 +16,14 @@ use chrono::Utc;
 
 use crate::helpers::*;
 
+mod alerts;
 mod daily;
 mod encoded;
 mod limits;
 mod outbox;
 mod sync;
 mod tasks;
+use alerts::*;
 use daily::*;
 use encoded::*;
 use limits::*;
@@ -974,7 +976,11 @@ macro_rules! conformance {
                 profiles_round_trip_and_default,
                 upserts_bump_the_day_marks_of_what_they_change,
                 daily_rows_round_trip,
-                a_late_reading_makes_only_its_days_stale
+                a_late_reading_makes_only_its_days_stale,
+                alert_settings_round_trip,
+                one_open_alert_per_type_even_concurrently,
+                alert_changes_commit_their_events,
+                alerts_list_newest_first_by_status_window_and_cursor
             );
         }
     };
