@@ -20,6 +20,9 @@ const MAX_GAP: f64 = 180.0;
 /// Segments with fewer points have no MAGE (iglu answers none for 6 points, a
 /// value for 7).
 const MIN_POINTS: usize = 7;
+/// A segment whose SD is below this (mg/dL) is flat: no MAGE (iglu-python
+/// answers none for an SD of 0.99996 and a value for 1.00001).
+const MIN_SD: f64 = 1.0;
 
 /// Trailing moving average of `k` points; the first `k - 1` points take the
 /// first full window's value, and a series shorter than `k` is its mean
@@ -204,9 +207,11 @@ fn excursion_points(turns: &[Turn], sd: f64) -> Vec<Turn> {
     kept
 }
 
-/// MAGE+ (nadir to peak) and MAGE− (peak to nadir) of one segment.
+/// MAGE+ (nadir to peak) and MAGE− (peak to nadir) of one segment; none for a
+/// segment too short or too flat.
 fn segment_mage(x: &[f64]) -> (Option<f64>, Option<f64>) {
-    let Some(seg_sd) = sd(x.iter().copied()).filter(|_| x.len() >= MIN_POINTS) else {
+    let Some(seg_sd) = sd(x.iter().copied()).filter(|s| x.len() >= MIN_POINTS && *s >= MIN_SD)
+    else {
         return (None, None);
     };
     let kept = excursion_points(&turning_points(x), seg_sd);
@@ -344,6 +349,15 @@ mod tests {
         ];
         assert_eq!(segment_mage(&v), (Some(80.0), Some(72.0)));
         assert_eq!(mage(&grid5(v.to_vec())), Some(76.0));
+    }
+
+    #[test]
+    fn a_flat_segment_has_no_mage() {
+        // Alternating 100 / 101.5: SD 0.75 < 1, no MAGE although every move is
+        // 1.5 (iglu-python: none). Alternating 100 / 102: SD 1.005, MAGE 2.
+        let alternating = |a: f64| (0..100).map(|i| 100.0 + a * (i % 2) as f64).collect();
+        assert_eq!(mage(&grid5(alternating(1.5))), None);
+        assert_eq!(mage(&grid5(alternating(2.0))), Some(2.0));
     }
 
     #[test]

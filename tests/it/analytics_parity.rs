@@ -31,7 +31,9 @@ const KNOWN: &[(&str, f64, &str)] = &[];
 ///   wall-clock series that runs backwards; cgm-hub averages equal wall-clock
 ///   times. iglu crashes outright on `sd_roc`, `active_percent` (and `ndays`)
 ///   and the SD subtypes ("Cannot infer dst time"); cgm-hub answers them.
-const ARTEFACT_DATASETS: &[(&str, f64)] = &[("duplicates", 6e-2), ("ny_fall", 3e-2)];
+///
+/// Bounds: the largest deviation measured there, rounded up (3.1 % and 0.85 %).
+const ARTEFACT_DATASETS: &[(&str, f64)] = &[("duplicates", 4e-2), ("ny_fall", 1e-2)];
 const GRID_METRICS: &[&str] = &[
     "conga24",
     "conga1",
