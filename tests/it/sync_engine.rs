@@ -92,11 +92,19 @@ async fn scheduled_polls_sync_every_connected_user_each_interval() {
                 span <= chrono::Duration::hours(3) + chrono::Duration::minutes(10),
                 "{j}"
             );
-            // The overlap re-read is deduplicated: about 3 h of readings come
+            // The overlap re-read is deduplicated: the 3 h of readings come
             // back as duplicates; at most the one reading the simulator made
-            // visible since the last poll (a 5-minute boundary) is new.
-            assert!(j["counts"]["inserted"].as_u64().unwrap() <= 1, "{j}");
-            assert!(j["counts"]["duplicates"].as_u64().unwrap() >= 30, "{j}");
+            // visible since the last poll (a 5-minute boundary) is new. (How
+            // many the 3 h hold depends on the simulated sensor: a warm-up or
+            // a signal loss in them leaves fewer than 36, so no fixed count.)
+            let count = |k: &str| j["counts"][k].as_u64().unwrap();
+            assert!(count("inserted") <= 1, "{j}");
+            assert!(count("fetched") >= 2, "{j}");
+            assert_eq!(
+                count("duplicates"),
+                count("fetched") - count("inserted"),
+                "{j}"
+            );
         }
         // Polls are about one interval apart (coalescing forbids closer than half).
         let mut created: Vec<_> = scheduled.iter().map(|j| time(&j["created_at"])).collect();
