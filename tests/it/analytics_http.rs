@@ -643,4 +643,34 @@ async fn a_write_through_one_instance_reaches_the_cache_of_another() {
         close(&d["metrics"]["mean"], (288.0 * 120.0 + 240.0) / 289.0),
         "{d}"
     );
+    // The other analytics routes on PostgreSQL, through either instance.
+    let daily = data(
+        &b,
+        &format!("/api/bg/{user}/daily?startDate=2025-01-06&endDate=2025-01-08&tz=UTC"),
+    )
+    .await;
+    let days: Vec<(String, u64)> = daily["days"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["date"].as_str().unwrap().to_owned(),
+                d["readings"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        days,
+        [("2025-01-06".to_owned(), 288), ("2025-01-07".to_owned(), 1)]
+    );
+    let agp = data(&b, &format!("/api/bg/{user}/agp?{WINDOW}")).await;
+    assert_eq!(agp["bins"].as_array().unwrap().len(), 288);
+    assert_eq!(agp["stats"]["readings"], 289);
+    let r = a
+        .get(&format!("/api/bg/{user}/summary.fhir?{WINDOW}"))
+        .await;
+    assert_eq!(r.status(), 200);
+    let bundle: Value = r.json().await.unwrap();
+    assert_eq!(bundle["resourceType"], "Bundle");
 }

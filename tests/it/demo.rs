@@ -82,3 +82,57 @@ async fn serve_with_demo_shows_readings() {
     let connections = get_json(&app.client, &app.url("/api/users/demo-alice/connections")).await;
     assert_eq!(connections["data"]["connections"][0]["status"], "connected");
 }
+
+/// The demo's three patients come with profiles (their own time zone and
+/// diabetes type), and after the backfill their statistics differ as their
+/// descriptions say: Alice (type 1, well controlled) spends more time in range
+/// and has a lower mean than Carol (type 2, poorly controlled).
+#[tokio::test]
+async fn the_demo_patients_have_profiles_and_believable_different_stats() {
+    let app = TestApp::spawn_with(&[("DEMO", "true"), ("DEMO_BACKFILL_DAYS", "7")]).await;
+    let mut stats = Vec::new();
+    for (user, zone, kind) in [
+        ("demo-alice", "Etc/GMT+5", "type1"),
+        ("demo-bob", "Etc/GMT-1", "type1"),
+        ("demo-carol", "Etc/GMT+8", "type2"),
+    ] {
+        let jobs_url = app.url(&format!("/api/users/{user}/jobs?limit=50"));
+        wait_for(
+            &app.client,
+            &jobs_url,
+            std::time::Duration::from_secs(60),
+            |b| {
+                b["data"]["jobs"].as_array().is_some_and(|jobs| {
+                    jobs.iter()
+                        .any(|j| j["trigger"] == "backfill" && j["status"] == "succeeded")
+                })
+            },
+        )
+        .await;
+        let profile = get_json(&app.client, &app.url(&format!("/api/users/{user}/profile"))).await;
+        assert_eq!(profile["data"]["timezone"], zone, "{profile}");
+        assert_eq!(profile["data"]["diabetes_type"], kind, "{profile}");
+        let body = get_json(&app.client, &app.url(&format!("/api/bg/{user}/stats"))).await;
+        let data = &body["data"];
+        assert_eq!(
+            data["tz"], zone,
+            "the profile's zone is the default: {body}"
+        );
+        assert!(data["readings"].as_u64().unwrap() > 5 * 288, "{body}");
+        let m = &data["metrics"];
+        let (mean, tir) = (
+            m["mean"].as_f64().unwrap(),
+            m["in_range_70_180"].as_f64().unwrap(),
+        );
+        assert!((60.0..250.0).contains(&mean), "{user}: mean {mean}");
+        assert!(
+            m["gmi"].as_f64().is_some() && m["cv"].as_f64().is_some(),
+            "{body}"
+        );
+        stats.push((user, mean, tir));
+    }
+    let (alice, carol) = (stats[0], stats[2]);
+    assert!(alice.1 < carol.1, "means: {stats:?}");
+    assert!(alice.2 > carol.2, "times in range: {stats:?}");
+    assert!(alice.2 > 60.0, "times in range: {stats:?}");
+}
