@@ -14,15 +14,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono::{Duration, NaiveDate};
 
-use super::{DailyStore, Order, ReadingStore, Scan, StoreError};
-use crate::analytics::{self, Band, DayGlucose, Sample};
+use super::samples::scan_samples;
+use super::{DailyStore, ReadingStore, StoreError};
+use crate::analytics::{self, Band, DayGlucose};
 use crate::domain::{TimeZoneName, UserId};
 use crate::records::daily::{DailyRow, DayBasis, GlucoseFigures};
-
-/// Readings read per scan while recomputing (a day at one-minute resolution is 1440).
-const SCAN_LIMIT: usize = 10_000;
 
 /// The answer for a window of local days.
 #[derive(Debug, Clone, PartialEq)]
@@ -139,49 +137,16 @@ where
         }
         let start = tz.day_start(dates[i]);
         let end = tz.day_start(dates[j - 1] + Duration::days(1));
-        let samples = samples(store, user, start, end).await?;
+        // CGM readings only, as every analytics route counts them.
+        let samples = scan_samples(store, user, start.timestamp(), end.timestamp(), usize::MAX)
+            .await?
+            .unwrap_or_default();
         for day in analytics::daily(&samples, tz.tz(), band) {
             figures.insert(day.date, day);
         }
         i = j;
     }
     Ok(figures)
-}
-
-/// The user's readings in `[start, end)` as samples, however many there are.
-async fn samples<S>(
-    store: &S,
-    user: &UserId,
-    start: DateTime<Utc>,
-    end: DateTime<Utc>,
-) -> Result<Vec<Sample>, StoreError>
-where
-    S: ReadingStore + ?Sized,
-{
-    let mut out = Vec::new();
-    let mut from = start.timestamp();
-    loop {
-        let page = store
-            .scan_readings(Scan {
-                user_id: user.clone(),
-                from,
-                until: end.timestamp(),
-                order: Order::Asc,
-                limit: SCAN_LIMIT,
-            })
-            .await?;
-        let full = page.len() == SCAN_LIMIT;
-        if let Some(last) = page.last() {
-            from = last.reading.timestamp.unix_seconds() + 1;
-        }
-        out.extend(page.iter().map(|r| Sample {
-            at: r.reading.timestamp.as_datetime(),
-            mg_dl: f64::from(r.reading.glucose.mg_dl().get()),
-        }));
-        if !full {
-            return Ok(out);
-        }
-    }
 }
 
 impl From<&DayGlucose> for GlucoseFigures {

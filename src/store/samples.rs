@@ -252,21 +252,18 @@ impl GlucoseWindows {
     }
 }
 
-/// The CGM samples of every UTC date from `first` to `last` (inclusive), one
-/// vector per date, oldest first, read in chunks of `CHUNK`; None past `max`.
-async fn read_dates(
+/// The CGM samples of `user` in `[from, until)` (unix seconds), oldest first,
+/// read in chunks of `CHUNK`; None once more than `max` were found. The one
+/// reader of samples from the store (the analytics windows, the daily rows).
+pub async fn scan_samples(
     store: &(impl ReadingStore + ?Sized),
     user: &UserId,
-    first: NaiveDate,
-    last: NaiveDate,
+    from: i64,
+    until: i64,
     max: usize,
-) -> Result<Option<Vec<Vec<Sample>>>, StoreError> {
-    let midnight = |d: NaiveDate| d.and_hms_opt(0, 0, 0).expect("midnight").and_utc();
-    let until = (midnight(last) + Duration::days(1)).timestamp();
-    let dates = usize::try_from((last - first).num_days() + 1).unwrap_or(0);
-    let mut out: Vec<Vec<Sample>> = vec![Vec::new(); dates];
-    let mut from = midnight(first).timestamp();
-    let mut total = 0;
+) -> Result<Option<Vec<Sample>>, StoreError> {
+    let mut out = Vec::new();
+    let mut from = from;
     while from < until {
         let chunk = store
             .scan_readings(Scan {
@@ -279,18 +276,38 @@ async fn read_dates(
             .await?;
         let Some(newest) = chunk.last() else { break };
         from = newest.reading.timestamp.unix_seconds().saturating_add(1);
-        for sample in chunk.iter().filter_map(sample_of) {
-            let index = (sample.at.date_naive() - first).num_days();
-            if let Some(day) = usize::try_from(index).ok().and_then(|i| out.get_mut(i)) {
-                day.push(sample);
-                total += 1;
-            }
-        }
-        if total > max {
+        out.extend(chunk.iter().filter_map(sample_of));
+        if out.len() > max {
             return Ok(None);
         }
         if chunk.len() < CHUNK {
             break;
+        }
+    }
+    Ok(Some(out))
+}
+
+/// The CGM samples of every UTC date from `first` to `last` (inclusive), one
+/// vector per date, oldest first; None past `max`.
+async fn read_dates(
+    store: &(impl ReadingStore + ?Sized),
+    user: &UserId,
+    first: NaiveDate,
+    last: NaiveDate,
+    max: usize,
+) -> Result<Option<Vec<Vec<Sample>>>, StoreError> {
+    let midnight = |d: NaiveDate| d.and_hms_opt(0, 0, 0).expect("midnight").and_utc();
+    let until = (midnight(last) + Duration::days(1)).timestamp();
+    let Some(samples) = scan_samples(store, user, midnight(first).timestamp(), until, max).await?
+    else {
+        return Ok(None);
+    };
+    let dates = usize::try_from((last - first).num_days() + 1).unwrap_or(0);
+    let mut out: Vec<Vec<Sample>> = vec![Vec::new(); dates];
+    for sample in samples {
+        let index = (sample.at.date_naive() - first).num_days();
+        if let Some(day) = usize::try_from(index).ok().and_then(|i| out.get_mut(i)) {
+            day.push(sample);
         }
     }
     Ok(Some(out))

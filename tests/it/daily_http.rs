@@ -295,3 +295,23 @@ async fn daily_windows_and_zones_are_validated() {
         "366 days are allowed; no readings, no days"
     );
 }
+
+/// Only CGM readings make a day's figures, as in `/stats`: a fingerstick
+/// (manual) reading stored the same day changes nothing.
+#[tokio::test]
+async fn daily_rows_count_cgm_readings_only() {
+    let app = TestApp::spawn().await;
+    let today = Utc::now().duration_trunc(Duration::days(1)).unwrap();
+    let at = today - Duration::days(2) + Duration::hours(10);
+    post_readings(&app, &[(at, 100), (at + Duration::minutes(5), 120)]).await;
+    let mut manual = reading_json(at + Duration::minutes(7), 300);
+    manual["reading_type"] = json!("manual");
+    let response = app
+        .post_json("/api/bg/pat/readings", &json!({ "readings": [manual] }))
+        .await;
+    assert_eq!(response.status().as_u16(), 201);
+    let days = daily(&app, "?tz=UTC").await;
+    let d = day(&days, at).expect("the day is listed");
+    assert_eq!(d["readings"], 2, "{d}");
+    assert!(close(&d["avg_glucose"], 110.0), "{d}");
+}
