@@ -27,6 +27,7 @@ pub fn needs_share(principal: &Principal, action: Action, owner: &UserId) -> boo
         Action::ReadReadings
             | Action::ReadAnalytics
             | Action::ReadAlerts
+            | Action::ReadStream
             | Action::AcknowledgeAlerts
     ) && &principal.user_id != owner
         && (principal.has(Role::Caregiver) || principal.has(Role::Clinician))
@@ -53,9 +54,19 @@ pub fn decide(
     if principal.has(Role::Patient) && &principal.user_id == owner {
         return Some(Basis::Own);
     }
+    // Notification endpoints belong to whoever receives them: a caregiver
+    // keeps their own, for the alerts of the patients who share with them.
+    if matches!(
+        action,
+        Action::ReadNotificationEndpoints | Action::ManageNotificationEndpoints
+    ) && &principal.user_id == owner
+        && !principal.has(Role::Service)
+    {
+        return Some(Basis::Own);
+    }
     let reads = matches!(
         action,
-        Action::ReadReadings | Action::ReadAnalytics | Action::ReadAlerts
+        Action::ReadReadings | Action::ReadAnalytics | Action::ReadAlerts | Action::ReadStream
     );
     // Following a patient's alerts includes acknowledging them; a service
     // reads, it does not acknowledge.

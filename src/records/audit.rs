@@ -88,10 +88,33 @@ pub enum Action {
     /// The user's alert settings: owner or admin.
     ReadAlertSettings,
     WriteAlertSettings,
+    /// The user's live stream (readings and alerts over SSE) and the
+    /// short-lived token a browser opens it with: whoever may read the readings.
+    ReadStream,
+    /// The user's notification endpoints (outbound webhooks): the user
+    /// themselves, whatever their role (a caregiver receives the alerts of the
+    /// patients who share with them), or an admin.
+    ReadNotificationEndpoints,
+    ManageNotificationEndpoints,
+    /// Accounts: creating one (self-service or by an admin).
+    Register,
+    /// Signing in, whether it succeeded or not (the status tells).
+    Login,
+    /// Exchanging a refresh token for a new pair.
+    RefreshSession,
+    Logout,
+    /// `GET /api/v1/auth/me`.
+    ReadAccount,
+    /// Asking for or completing a password reset.
+    ResetPassword,
+    /// Confirming an email address.
+    VerifyEmail,
+    /// An admin inviting someone by email.
+    InviteUser,
 }
 
 impl Action {
-    pub const ALL: [Action; 19] = [
+    pub const ALL: [Action; 30] = [
         Action::ReadReadings,
         Action::WriteReadings,
         Action::ReadConnections,
@@ -111,6 +134,17 @@ impl Action {
         Action::AcknowledgeAlerts,
         Action::ReadAlertSettings,
         Action::WriteAlertSettings,
+        Action::ReadStream,
+        Action::ReadNotificationEndpoints,
+        Action::ManageNotificationEndpoints,
+        Action::Register,
+        Action::Login,
+        Action::RefreshSession,
+        Action::Logout,
+        Action::ReadAccount,
+        Action::ResetPassword,
+        Action::VerifyEmail,
+        Action::InviteUser,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -134,6 +168,17 @@ impl Action {
             Action::AcknowledgeAlerts => "acknowledge_alerts",
             Action::ReadAlertSettings => "read_alert_settings",
             Action::WriteAlertSettings => "write_alert_settings",
+            Action::ReadStream => "read_stream",
+            Action::ReadNotificationEndpoints => "read_notification_endpoints",
+            Action::ManageNotificationEndpoints => "manage_notification_endpoints",
+            Action::Register => "register",
+            Action::Login => "login",
+            Action::RefreshSession => "refresh_session",
+            Action::Logout => "logout",
+            Action::ReadAccount => "read_account",
+            Action::ResetPassword => "reset_password",
+            Action::VerifyEmail => "verify_email",
+            Action::InviteUser => "invite_user",
         }
     }
 }
