@@ -106,9 +106,8 @@ impl StaleWatch {
         let current = open.iter().find(|a| a.alert_type == AlertType::Stale);
         let snoozed_out = |a: &Alert| {
             a.status == AlertStatus::Acknowledged
-                && a.acknowledged_at.is_some_and(|t| {
-                    now - t >= Duration::minutes(settings.snooze_minutes().into())
-                })
+                && a.acknowledged_at
+                    .is_some_and(|t| now - t >= Duration::minutes(settings.snooze_minutes().into()))
         };
         if current.is_some_and(|a| !snoozed_out(a)) {
             return Ok(false); // active, or acknowledged and snoozed
@@ -138,7 +137,8 @@ impl StaleWatch {
                 done.then_some(again)
             }
             None => {
-                let alert = Alert::raise(user, AlertType::Stale, Some(value), Some(at), now, message);
+                let alert =
+                    Alert::raise(user, AlertType::Stale, Some(value), Some(at), now, message);
                 let done = self.alerts.raise_alert(alert.clone()).await?;
                 done.then_some(alert)
             }

@@ -598,7 +598,13 @@ async fn two_instances_raise_one_stale_alert_per_user() {
     let users: Vec<String> = (0..20).map(|i| format!("two-{i}")).collect();
     let readings = users
         .iter()
-        .map(|u| cgm(u, cgm_hub::domain::ReadingTime::from_utc(now - chrono::Duration::minutes(30)), 120))
+        .map(|u| {
+            cgm(
+                u,
+                cgm_hub::domain::ReadingTime::from_utc(now - chrono::Duration::minutes(30)),
+                120,
+            )
+        })
         .collect();
     a.upsert_readings(readings).await.unwrap();
     let wa = StaleWatch::new(a.clone(), a.clone(), a.clone());
