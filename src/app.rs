@@ -254,6 +254,11 @@ impl App {
             every: settings.dexcom.state_prune_interval,
             task: None,
         });
+        supervisor.add(StaleAlerts {
+            store: state.store.clone(),
+            every: settings.alert_stale_check,
+            task: None,
+        });
         supervisor.add(TaskWorkers {
             runner: state.tasks.clone(),
         });

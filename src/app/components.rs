@@ -309,6 +309,36 @@ impl Component for AuthorizationPruner {
     }
 }
 
+/// Raises `stale` alerts for users whose readings stopped, on every instance
+/// (`pipeline::stale` says why without a lease).
+pub struct StaleAlerts {
+    pub store: Arc<dyn Store>,
+    pub every: Duration,
+    pub task: Option<JoinHandle<()>>,
+}
+
+#[async_trait]
+impl Component for StaleAlerts {
+    fn name(&self) -> &'static str {
+        "stale alerts"
+    }
+
+    async fn start(&mut self, stop: &watch::Receiver<bool>) -> std::io::Result<()> {
+        let watch = crate::pipeline::stale::StaleWatch::new(
+            self.store.clone(),
+            self.store.clone(),
+            self.store.clone(),
+        );
+        self.task = Some(watch.start(self.every, stop.clone()));
+        Ok(())
+    }
+
+    async fn stop(&mut self, deadline: Instant) -> std::io::Result<()> {
+        join_by(self.task.take(), deadline).await;
+        Ok(())
+    }
+}
+
 /// Processes stored webhook deliveries. After the sync engine, so that it stops
 /// first: it queues the engine's jobs.
 pub struct WebhookWorker {

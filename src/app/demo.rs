@@ -5,7 +5,9 @@
 //! connected through the real OAuth flow over HTTP (authorize → the
 //! simulator's login → our `/oauth/callback` → token exchange), backfilled,
 //! and polled every minute by the scheduler: the whole path a real user's data
-//! takes.
+//! takes. So that alerts show at once, Bob's uploader phone is off from 25
+//! minutes before the start to 5 minutes after (`BOB_OUTAGE`): a `stale` alert,
+//! then its resolution when the backlog arrives.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,7 +21,7 @@ use crate::config::{DexcomSettings, Settings};
 use crate::domain::{DiabetesType, Profile, TimeZoneName, UserId};
 use crate::secret::Secret;
 use crate::simulator::dexcom::browser::consent;
-use crate::simulator::dexcom::{spawn, RunningSimulator, SimConfig};
+use crate::simulator::dexcom::{spawn, Outage, RunningSimulator, SimConfig};
 use crate::simulator::patients::{demo_patients, DemoPatient};
 use crate::sources::dexcom::oauth::OAuthConfig;
 use crate::sources::dexcom::service::DexcomService;
@@ -27,6 +29,14 @@ use crate::store::Store;
 
 /// The demo's poll interval, so a newcomer sees readings arrive.
 const POLL: Duration = Duration::from_secs(60);
+
+/// Bob's phone died this long before the demo starts and comes back this long
+/// after: his newest reading is older than the default `stale_minutes` (20)
+/// from the start, so the `stale` alert is raised on the timer's first pass
+/// after his backfill, and resolved when his phone uploads the gap.
+const BOB_OUTAGE: (chrono::Duration, chrono::Duration) =
+    (chrono::Duration::minutes(25), chrono::Duration::minutes(5));
+const BOB: &str = "demo-bob";
 
 /// The running simulator and what the app's Dexcom stack needs to use it.
 pub struct Demo {
@@ -44,7 +54,15 @@ impl Demo {
     /// wildcard). The demo's own browser goes to the listener `App::serve`
     /// is given, wherever that is (`run`).
     pub async fn start(settings: &Settings) -> std::io::Result<Self> {
-        let sim_config = SimConfig::default();
+        let now = chrono::Utc::now();
+        let sim_config = SimConfig {
+            outages: vec![Outage {
+                sim_user: BOB.to_owned(),
+                from: now - BOB_OUTAGE.0,
+                until: now + BOB_OUTAGE.1,
+            }],
+            ..SimConfig::default()
+        };
         let sim = spawn(sim_config.clone()).await?;
         let url = |raw: &str| Url::parse(raw).map_err(std::io::Error::other);
         let base = match &settings.public_base_url {

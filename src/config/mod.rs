@@ -95,6 +95,8 @@ pub struct Settings {
     pub demo_backfill_days: u32,
     /// The sync engine and scheduler (POLL_INTERVAL_SECONDS, SYNC_*).
     pub sync: SyncSettings,
+    /// How often the stale-alert timer runs (ALERT_STALE_CHECK_SECONDS).
+    pub alert_stale_check: Duration,
 }
 
 impl Settings {
@@ -140,6 +142,8 @@ impl Settings {
             Duration::from_secs(v.number("SHUTDOWN_TIMEOUT_SECONDS", 0, 3600)?);
         let demo_backfill_days = v.number("DEMO_BACKFILL_DAYS", 0, 365)?;
         let sync = sync::parse(&v)?;
+        let alert_stale_check =
+            Duration::from_secs(v.number("ALERT_STALE_CHECK_SECONDS", 1, 3600)?);
         Ok(Settings {
             env,
             log_level,
@@ -171,6 +175,7 @@ impl Settings {
             demo,
             demo_backfill_days,
             sync,
+            alert_stale_check,
         })
     }
 }

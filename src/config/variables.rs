@@ -243,6 +243,14 @@ pub const VARIABLES: &[Variable] = &[
         "The durable queue bound to every event type.",
     ),
     var(
+        Events,
+        "ALERT_STALE_CHECK_SECONDS",
+        "60",
+        "How often (1-3600 s) every instance looks for users whose readings stopped and raises \
+         their `stale` alert (docs/alerts.md): an alert comes at most this long after the \
+         user's `stale_minutes` ran out.",
+    ),
+    var(
         RateLimits,
         "RATE_LIMIT_ANONYMOUS_PER_MINUTE",
         "100",

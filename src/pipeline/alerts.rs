@@ -200,6 +200,7 @@ impl Figures {
                 self.forecast.map_or(0.0, |(p, _)| p),
                 settings.predicted_low_minutes()
             ),
+            // Raised by the timer (`stale.rs`), which writes its own message.
             AlertType::Stale => "No readings".to_owned(),
         }
     }
@@ -240,12 +241,29 @@ impl AlertEvaluator {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let open = self.alerts.open_alerts(user).await?;
-        if !fresh && open.iter().all(|a| a.alert_type == AlertType::Stale) {
+        let stale = open.iter().find(|a| a.alert_type == AlertType::Stale);
+        if !fresh && open.is_empty() {
             return Ok(()); // nothing it may raise, nothing to resolve (a backfill)
         }
         let Some(latest) = self.readings.latest_reading(user).await? else {
             return Ok(());
         };
+        if let Some(stale) = stale {
+            // Readings again (even late ones): the stale alert resolves, once
+            // the newest reading is newer than the one it was raised on (a
+            // backfill of older readings is no sign of life).
+            let newer = stale
+                .reading_timestamp
+                .is_none_or(|t| latest.reading.timestamp.as_datetime() > t);
+            if newer {
+                self.alerts
+                    .transition_alert(stale.status, stale.resolved(now))
+                    .await?;
+            }
+        }
+        if !fresh && open.iter().all(|a| a.alert_type == AlertType::Stale) {
+            return Ok(()); // nothing else it may raise or resolve
+        }
         let until = latest.reading.timestamp.unix_seconds() + 1;
         let window = self
             .readings

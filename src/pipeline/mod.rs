@@ -7,6 +7,7 @@
 //! their reasons, never silently dropped.
 
 pub mod alerts;
+pub mod stale;
 pub mod wire;
 
 use std::collections::HashMap;

@@ -12,4 +12,5 @@ pub mod jobs;
 pub mod readings;
 pub mod roles;
 pub mod shares;
+pub mod stale;
 pub mod tasks;

@@ -33,6 +33,7 @@ use crate::records::inbox::{Accepted, Delivery, DeliveryEnd, NewDelivery};
 use crate::records::jobs::{Checkpoint, Created, JobBacklog, JobEnd, NewJob, SyncJob};
 use crate::records::readings::Upserted;
 use crate::records::shares::{Share, SharePage, ShareWrite};
+use crate::records::stale::NewestReading;
 use crate::records::tasks::{Enqueued, NewTask, Task, TaskBacklog, TaskEnd, TaskId};
 
 pub use query::{fetch_page, Order, Page, PageRequest, Scan, Seek};
@@ -519,6 +520,23 @@ pub trait AlertStore: Send + Sync {
     async fn list_alerts(&self, query: AlertQuery) -> Result<Vec<Alert>, StoreError>;
 }
 
+/// Each user's newest reading time, written by `ReadingStore::upsert_readings`
+/// (the maximum timestamp it wrote: a backfill never moves it back), read by
+/// the stale-alert timer (`pipeline::stale`) to find the users gone quiet.
+#[async_trait]
+pub trait StaleStore: Send + Sync {
+    /// Up to `limit` users whose newest reading time is in `[from, until)`, in
+    /// (time, user) order, starting after `after` (the last of the previous
+    /// page). Whole seconds, as readings are keyed.
+    async fn quiet_users(
+        &self,
+        from: DateTime<Utc>,
+        until: DateTime<Utc>,
+        after: Option<NewestReading>,
+        limit: usize,
+    ) -> Result<Vec<NewestReading>, StoreError>;
+}
+
 /// Every storage concern of one backend, and what is the backend's as a whole.
 /// Writes that span concerns (an upsert and its outbox events, a finished job
 /// with its connection and events, a connection and its events) stay one
@@ -536,6 +554,7 @@ pub trait Store:
     + ProfileStore
     + DailyStore
     + AlertStore
+    + StaleStore
     + Send
     + Sync
     + 'static

@@ -2,7 +2,9 @@
 //! to end (settings → readings → alert listed → ack → readings back past the
 //! hysteresis → resolved); falling fast; the predicted low; a backfill raises
 //! nothing; one open alert per type while a low continues; `alert.raised`
-//! reaches the event bus.
+//! reaches the event bus; rising fast, falling fast and the predicted low end
+//! to end; the stale timer on SQLite and PostgreSQL, and two instances' timers
+//! raising one stale alert.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -409,4 +411,224 @@ async fn the_alert_history_pages_newest_first() {
         .unwrap();
     let error = expect_error(r, 400, "VALIDATION_ERROR").await;
     assert_eq!(pointers(&error), ["/cursor"]);
+}
+
+/// The kinds of the user's alerts, newest first.
+async fn kinds(app: &TestApp, user: &str) -> Vec<Value> {
+    alerts(app, user, "")
+        .await
+        .iter()
+        .map(|a| a["type"].clone())
+        .collect()
+}
+
+async fn ack(app: &TestApp, user: &str, id: &str) -> Value {
+    let r = app
+        .client
+        .post(app.url(&format!("/api/users/{user}/alerts/{id}/ack")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["data"]["status"], "acknowledged", "{body}");
+    body["data"].clone()
+}
+
+/// One alert's life from series of readings `(minutes ago, mg/dL)`: `raise`
+/// raises `kind` (and nothing else), `hold` (inside the hysteresis) leaves it
+/// acknowledged, `clear` resolves it.
+async fn series_case(
+    app: &TestApp,
+    user: &str,
+    kind: &str,
+    raise: &[(i64, u16)],
+    hold: &[(i64, u16)],
+    clear: &[(i64, u16)],
+) {
+    post(&app.base, user, raise).await;
+    assert_eq!(kinds(app, user).await, [json!(kind)], "{kind} alone");
+    let alert = of_type(app, user, kind).await.remove(0);
+    assert_eq!(alert["status"], "active");
+    assert_eq!(alert["glucose_value"], raise.last().unwrap().1);
+    let id = alert["id"].as_str().unwrap();
+    ack(app, user, id).await;
+    post(&app.base, user, hold).await;
+    let now = of_type(app, user, kind).await;
+    assert_eq!(now.len(), 1);
+    assert_eq!(now[0]["status"], "acknowledged", "{kind} holds: {}", now[0]);
+    post(&app.base, user, clear).await;
+    let now = of_type(app, user, kind).await;
+    assert_eq!(now.len(), 1, "{now:?}");
+    assert_eq!(now[0]["status"], "resolved", "{kind} resolves: {}", now[0]);
+    assert!(now[0]["resolved_at"].is_string());
+    assert_eq!(kinds(app, user).await, [json!(kind)], "nothing else raised");
+}
+
+#[tokio::test]
+async fn each_rate_and_forecast_alert_is_raised_acknowledged_and_resolved() {
+    let app = TestApp::spawn().await;
+    // The rate is taken from the oldest reading of the 15 minutes before the
+    // newest: +4 mg/dL/min raises (≥ 3); +2.9 holds; +1.4 (below 2) resolves.
+    series_case(
+        &app,
+        "rate-up",
+        "rising_fast",
+        &[(14, 100), (9, 120), (4, 140)],
+        &[(2, 135)],
+        &[(0, 120)],
+    )
+    .await;
+    // -4 raises (≤ -3); -2.8 holds; -1.4 (above -2) resolves.
+    series_case(
+        &app,
+        "rate-down",
+        "falling_fast",
+        &[(14, 200), (9, 180), (4, 160)],
+        &[(2, 166)],
+        &[(0, 180)],
+    )
+    .await;
+    // -2 mg/dL/min from 130 to 90: the line reaches 50 in 20 minutes (below
+    // 54); then 98 puts it at 58 (holds, below 64); 110 at 68 (resolves).
+    series_case(
+        &app,
+        "forecast",
+        "predicted_low",
+        &[(24, 130), (19, 120), (14, 110), (9, 100), (4, 90)],
+        &[(2, 98)],
+        &[(0, 110)],
+    )
+    .await;
+}
+
+/// A user whose readings stop gets a `stale` alert from the timer (the app runs
+/// it every second); it is acknowledged, raised again after its snooze, and
+/// resolved by the next reading. Users without a reading for 24 h, and users
+/// within their `stale_minutes`, get none.
+async fn stale_case(app: &TestApp, user: &str) {
+    use cgm_hub::pipeline::stale::StaleWatch;
+    let gone = format!("{user}-gone");
+    let recent = format!("{user}-recent");
+    let backfilled = format!("{user}-backfilled");
+    post(&app.base, &gone, &[(25 * 60, 120)]).await;
+    post(&app.base, &recent, &[(5, 120)]).await;
+    let old: Vec<(i64, u16)> = (0..30 * 24).map(|h| (25 * 60 + 60 * h, 110)).collect();
+    post(&app.base, &backfilled, &old).await;
+    let r = put_settings(app, user, json!({"stale_minutes": 1})).await;
+    assert_eq!(r.status(), 200);
+    post(&app.base, user, &[(3, 120), (2, 118)]).await;
+    assert!(alerts(app, user, "").await.is_empty(), "nothing else");
+    // The timer runs every second and sees the user once the newest reading
+    // is a minute old: already the case.
+    let stale = eventually_ok("a stale alert", Duration::from_secs(30), || async {
+        of_type(app, user, "stale")
+            .await
+            .pop()
+            .ok_or_else(|| "none yet".to_owned())
+    })
+    .await;
+    assert_eq!(stale["status"], "active");
+    assert_eq!(stale["glucose_value"], 118, "the last reading's");
+    let message = stale["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("No reading for ") && message.contains("118 mg/dL"),
+        "{message}"
+    );
+    // The pass that raised it read the other users too (stored before).
+    for quiet in [&gone, &recent, &backfilled] {
+        assert!(alerts(app, quiet, "").await.is_empty(), "{quiet}");
+    }
+    let id = stale["id"].as_str().unwrap().to_owned();
+    let acked = ack(app, user, &id).await;
+    assert_eq!(acked["acknowledged_by"], "dev-admin");
+    // Still quiet 31 minutes after the acknowledgement (snooze: 30): active
+    // again, same alert, with the time since the last reading.
+    let watch = StaleWatch::new(app.store.clone(), app.store.clone(), app.store.clone());
+    let later = Utc::now() + chrono::Duration::minutes(31);
+    // (`recent` is stale by then too.)
+    assert!(watch.check(later).await.unwrap().raised >= 1);
+    let again = of_type(app, user, "stale").await;
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert_eq!(again[0]["id"], id.as_str());
+    assert_eq!(again[0]["status"], "active");
+    assert!(again[0]["acknowledged_by"].is_null());
+    ack(app, user, &id).await;
+    // The readings come back (a late one, from before the alert): resolved.
+    post(&app.base, user, &[(1, 125)]).await;
+    let resolved: Vec<Value> = of_type(app, user, "stale")
+        .await
+        .into_iter()
+        .filter(|a| a["id"] == id.as_str())
+        .collect();
+    assert_eq!(resolved[0]["status"], "resolved", "{resolved:?}");
+    assert!(resolved[0]["resolved_at"].is_string());
+}
+
+#[tokio::test]
+async fn a_stale_alert_is_raised_when_readings_stop_and_resolved_by_the_next() {
+    let app = TestApp::spawn_with(&[("ALERT_STALE_CHECK_SECONDS", "1")]).await;
+    stale_case(&app, "stale-sq").await;
+}
+
+#[tokio::test]
+async fn a_stale_alert_is_raised_and_resolved_on_postgres() {
+    let schema = PgSchema::new();
+    let _migrated = schema.store().await;
+    let url = format!("{}?options=-c%20search_path%3D{}", schema.url, schema.name);
+    let app = TestApp::spawn_with(&[
+        ("STORAGE_BACKEND", "postgres"),
+        ("DATABASE_URL", url.as_str()),
+        ("ALERT_STALE_CHECK_SECONDS", "1"),
+    ])
+    .await;
+    stale_case(&app, "stale-pg").await;
+}
+
+/// Two instances' timers passing at the same moment over the same quiet users
+/// raise one stale alert each, not two (PostgreSQL: two stores on one schema).
+#[tokio::test]
+async fn two_instances_raise_one_stale_alert_per_user() {
+    use cgm_hub::pipeline::stale::StaleWatch;
+    use cgm_hub::store::Store;
+    let schema = PgSchema::new();
+    let a: Arc<dyn Store> = Arc::new(schema.store().await);
+    let b: Arc<dyn Store> = Arc::new(schema.store().await);
+    let now = Utc::now();
+    let users: Vec<String> = (0..20).map(|i| format!("two-{i}")).collect();
+    let readings = users
+        .iter()
+        .map(|u| {
+            cgm(
+                u,
+                cgm_hub::domain::ReadingTime::from_utc(now - chrono::Duration::minutes(30)),
+                120,
+            )
+        })
+        .collect();
+    a.upsert_readings(readings).await.unwrap();
+    let wa = StaleWatch::new(a.clone(), a.clone(), a.clone());
+    let wb = StaleWatch::new(b.clone(), b.clone(), b.clone());
+    for round in 0..3 {
+        let (pa, pb) = tokio::join!(wa.check(now), wb.check(now));
+        let (pa, pb) = (pa.unwrap(), pb.unwrap());
+        assert_eq!((pa.candidates, pb.candidates), (20, 20));
+        let expected = if round == 0 { 20 } else { 0 };
+        assert_eq!(pa.raised + pb.raised, expected, "round {round}");
+    }
+    for u in &users {
+        let all = a
+            .list_alerts(cgm_hub::records::alerts::AlertQuery {
+                user_id: user(u),
+                status: None,
+                from: None,
+                until: None,
+                before: None,
+                limit: 10,
+            })
+            .await
+            .unwrap();
+        assert_eq!(all.len(), 1, "{u}: {all:?}");
+        assert_eq!(all[0].alert_type.as_str(), "stale");
+    }
 }

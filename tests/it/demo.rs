@@ -83,6 +83,56 @@ async fn serve_with_demo_shows_readings() {
     assert_eq!(connections["data"]["connections"][0]["status"], "connected");
 }
 
+/// Alerts show at once: Bob's uploader phone died 25 minutes before the demo
+/// started (it comes back 5 minutes after), so his newest reading is older
+/// than the default `stale_minutes` (20) from the start and the stale timer
+/// (every second here) raises his `stale` alert as soon as his backfill is
+/// stored. The bound is the backfill's (one day here), as in the tests above.
+#[tokio::test]
+async fn the_demo_shows_a_stale_alert_at_once() {
+    let app = TestApp::spawn_with(&[
+        ("DEMO", "true"),
+        ("DEMO_BACKFILL_DAYS", "1"),
+        ("ALERT_STALE_CHECK_SECONDS", "1"),
+    ])
+    .await;
+    let body = wait_for(
+        &app.client,
+        &app.url("/api/users/demo-bob/alerts?status=active"),
+        std::time::Duration::from_secs(60),
+        |b| {
+            b["data"]["alerts"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|a| a["type"] == "stale"))
+        },
+    )
+    .await;
+    let stale = body["data"]["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["type"] == "stale")
+        .unwrap()
+        .clone();
+    let message = stale["message"].as_str().unwrap();
+    assert!(message.starts_with("No reading for "), "{message}");
+    let latest = get_json(&app.client, &app.url("/api/bg/demo-bob/latest")).await;
+    let time = |v: &serde_json::Value| {
+        chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap_or_default())
+            .unwrap()
+            .with_timezone(&Utc)
+    };
+    assert_eq!(
+        time(&stale["reading_timestamp"]),
+        time(&latest["data"]["timestamp"]),
+        "raised on his newest reading: {stale} {latest}"
+    );
+    assert!(
+        Utc::now() - time(&stale["reading_timestamp"]) >= Duration::minutes(20),
+        "{stale}"
+    );
+}
+
 /// The demo's three patients come with profiles (their own time zone and
 /// diabetes type), and after the backfill their statistics differ as their
 /// descriptions say: Alice (type 1, well controlled) spends more time in range

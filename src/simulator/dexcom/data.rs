@@ -87,7 +87,7 @@ async fn egvs(
         return bad_request(&why);
     }
     let from = start.max(sim.history_start());
-    let to = end.min(sim.visible_until(Utc::now()));
+    let to = end.min(sim.visible_until_for(&user.name, Utc::now()));
     let samples = user.samples_inclusive(from, to);
     let style = sim.style();
     let body = match v {
@@ -120,7 +120,7 @@ async fn data_range(
         Some(None) => return bad_request("lastSyncTime is not a date."),
     };
     let style = sim.style();
-    let until = sim.visible_until(Utc::now());
+    let until = sim.visible_until_for(&user.name, Utc::now());
     let floor = sim.history_start();
     let first = user.first_at_or_after(floor, until);
     let last = user.last_at_or_before(until, floor);
@@ -156,7 +156,7 @@ async fn devices(sim: &DexcomSimulator, headers: &HeaderMap, v: Version) -> Resp
     };
     sim.bump(Counter::Devices);
     let style = sim.style();
-    let until = sim.visible_until(Utc::now());
+    let until = sim.visible_until_for(&user.name, Utc::now());
     let last = user
         .last_at_or_before(until, sim.history_start())
         .map_or(until, |s| s.timestamp);

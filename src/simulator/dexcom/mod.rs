@@ -73,6 +73,20 @@ pub struct SimConfig {
     /// How far back every user's readings go, from the simulator's creation.
     /// Default 400 days; load tests shorten it to keep backfills small.
     pub history: Duration,
+    /// Uploader outages (a phone that died): none by default. The demo uses one
+    /// to show a `stale` alert.
+    pub outages: Vec<Outage>,
+}
+
+/// The uploader of `sim_user` was off from `from` to `until`: while it is off,
+/// no reading taken at or after `from` is visible; when it comes back, the
+/// readings it kept (the whole gap) become visible at once, as a phone that
+/// reconnects uploads its backlog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outage {
+    pub sim_user: String,
+    pub from: DateTime<Utc>,
+    pub until: DateTime<Utc>,
 }
 
 impl Default for SimConfig {
@@ -85,6 +99,7 @@ impl Default for SimConfig {
             data_delay: Duration::ZERO,
             max_window_days: 30,
             history: Duration::from_secs(400 * 24 * 3600),
+            outages: Vec::new(),
         }
     }
 }
@@ -178,7 +193,7 @@ impl DexcomSimulator {
     /// complete sync at `now` holds.
     pub fn reading_times(&self, sim_user: &str, now: DateTime<Utc>) -> Vec<DateTime<Utc>> {
         let user = users::SimUser::resolve(sim_user, &self.inner.config.client_id);
-        user.samples_inclusive(self.history_start(), self.visible_until(now))
+        user.samples_inclusive(self.history_start(), self.visible_until_for(sim_user, now))
             .into_iter()
             .map(|s| s.timestamp)
             .collect()
@@ -221,6 +236,19 @@ impl DexcomSimulator {
             .ok()
             .and_then(|d| now.checked_sub_signed(d))
             .unwrap_or_else(|| self.history_start())
+    }
+
+    /// The newest reading time of `sim_user` visible at `now`: as
+    /// `visible_until`, and before the start of an outage in progress.
+    fn visible_until_for(&self, sim_user: &str, now: DateTime<Utc>) -> DateTime<Utc> {
+        let base = self.visible_until(now);
+        self.inner
+            .config
+            .outages
+            .iter()
+            .filter(|o| o.sim_user == sim_user && o.from <= now && now < o.until)
+            .map(|o| o.from - TimeDelta::seconds(1))
+            .fold(base, DateTime::min)
     }
 
     fn style(&self) -> records::Style {

@@ -20,6 +20,7 @@ mod profiles;
 mod readings;
 mod schema;
 mod shares;
+mod stale;
 mod tasks;
 
 use std::sync::Arc;

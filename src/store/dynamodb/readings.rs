@@ -18,7 +18,7 @@ use aws_sdk_dynamodb::types::{KeysAndAttributes, Put, TransactWriteItem};
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 
 use super::item::{is_transaction_cancelled, n, put_opt, s, sdk_error, Fields, Item};
-use super::{backoff, daily, lost_race, outbox, DynamoStore, RACE_ATTEMPTS};
+use super::{backoff, daily, lost_race, outbox, stale, DynamoStore, RACE_ATTEMPTS};
 use crate::domain::{
     DeviceInfo, Glucose, MgDl, Reading, ReadingTime, ReadingType, Resolution, SensorStatus, Source,
     StoredReading, Trend, TrendRate, UserId,
@@ -380,10 +380,24 @@ impl DynamoStore {
 impl ReadingStore for DynamoStore {
     async fn upsert_readings(&self, readings: Vec<Reading>) -> Result<Vec<Upserted>, StoreError> {
         let mut results = Vec::with_capacity(readings.len());
+        let mut failed = None;
         for chunk in chunks(&readings) {
-            results.extend(self.upsert_chunk(chunk).await?);
+            match self.upsert_chunk(chunk).await {
+                Ok(written) => results.extend(written),
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
         }
-        Ok(results)
+        // The chunks that committed raise the users' newest times, even when
+        // a later one failed (`stale.rs`).
+        self.raise_newest(stale::newest_written(&readings, &results))
+            .await?;
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(results),
+        }
     }
 
     async fn latest_reading(&self, user: &UserId) -> Result<Option<StoredReading>, StoreError> {

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{CachedStatement, Connection, OptionalExtension, TransactionBehavior};
 
-use super::{daily, internal, outbox, rows, SqliteStore};
+use super::{daily, internal, outbox, rows, stale, SqliteStore};
 use crate::domain::{Reading, Resolution, StoredReading, UserId};
 use crate::records::readings::{DuplicateKind, Outcome, Upserted};
 use crate::store::query::{EncodeReading, EncodedScan};
@@ -101,6 +101,7 @@ impl ReadingStore for SqliteStore {
                 }
             }
             daily::bump_marks(&tx, marked)?;
+            stale::raise_newest(&tx, newest.times(&readings))?;
             let events = outbox::append(
                 &tx,
                 readings
@@ -231,6 +232,16 @@ impl<'a> NewestWrites<'a> {
                 slot.insert((i, created_at));
             }
         }
+    }
+
+    /// Each user's newest written reading time (unix seconds).
+    fn times<'b>(&'b self, readings: &'a [Reading]) -> impl Iterator<Item = (&'a str, i64)> + 'b
+    where
+        'a: 'b,
+    {
+        self.0
+            .iter()
+            .map(|(user, (i, _))| (*user, readings[*i].timestamp.unix_seconds()))
     }
 
     fn users(&self) -> impl Iterator<Item = &'a str> + '_ {

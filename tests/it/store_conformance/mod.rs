@@ -21,6 +21,7 @@ mod daily;
 mod encoded;
 mod limits;
 mod outbox;
+mod stale;
 mod sync;
 mod tasks;
 use alerts::*;
@@ -28,6 +29,7 @@ use daily::*;
 use encoded::*;
 use limits::*;
 use outbox::*;
+use stale::*;
 use sync::*;
 use tasks::*;
 
@@ -980,7 +982,9 @@ macro_rules! conformance {
                 alert_settings_round_trip,
                 one_open_alert_per_type_even_concurrently,
                 alert_changes_commit_their_events,
-                alerts_list_newest_first_by_status_window_and_cursor
+                alerts_list_newest_first_by_status_window_and_cursor,
+                newest_times_move_forward_only_and_list_by_time,
+                quiet_users_page_in_time_then_user_order
             );
         }
     };
