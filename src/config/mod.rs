@@ -17,6 +17,7 @@ mod auth;
 mod bus;
 mod dexcom;
 mod http;
+mod notifications;
 mod proxies;
 mod reference;
 mod service;
@@ -27,6 +28,7 @@ mod variables;
 pub use auth::MIN_SECRET_BYTES;
 pub use bus::{EventBusKind, RabbitSettings};
 pub use dexcom::{ApiVersion, DexcomSettings, MAX_OAUTH_STATE_TTL};
+pub use notifications::NotificationSettings;
 pub use http::{HttpSettings, RateLimitSettings, TlsSettings, WebhookSettings};
 pub use proxies::{canonical, Cidr, TrustedProxies};
 pub use reference::{env_example, markdown_reference};
@@ -95,6 +97,8 @@ pub struct Settings {
     pub demo_backfill_days: u32,
     /// The sync engine and scheduler (POLL_INTERVAL_SECONDS, SYNC_*).
     pub sync: SyncSettings,
+    /// Outbound signed webhooks for alert events (NOTIFICATION_*).
+    pub notifications: NotificationSettings,
 }
 
 impl Settings {
@@ -140,6 +144,7 @@ impl Settings {
             Duration::from_secs(v.number("SHUTDOWN_TIMEOUT_SECONDS", 0, 3600)?);
         let demo_backfill_days = v.number("DEMO_BACKFILL_DAYS", 0, 365)?;
         let sync = sync::parse(&v)?;
+        let notifications = notifications::parse(&v, env)?;
         Ok(Settings {
             env,
             log_level,
@@ -171,6 +176,7 @@ impl Settings {
             demo,
             demo_backfill_days,
             sync,
+            notifications,
         })
     }
 }
@@ -254,6 +260,7 @@ mod tests {
             include_str!("bus.rs"),
             include_str!("dexcom.rs"),
             include_str!("http.rs"),
+            include_str!("notifications.rs"),
             include_str!("proxies.rs"),
             include_str!("service.rs"),
             include_str!("storage.rs"),

@@ -6,6 +6,10 @@
 //! leaves the outbox only after the bus confirmed it. With several instances on
 //! one store, each relay claims its own batches; a relay that dies leaves its
 //! claim to lapse and another takes the messages over.
+//!
+//! Durable sinks (`EventSink`, e.g. notification delivery) get each batch after
+//! the bus holds it and before it is deleted, so what they enqueue survives a
+//! crash at any point: at worst the batch is handed to them again.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +17,7 @@ use std::time::Duration;
 use chrono::Utc;
 use tokio::sync::watch;
 
-use super::{BusError, EventBus};
+use super::{BusError, EventBus, EventSink, SinkError};
 use crate::store::{OutboxStore, StoreError};
 
 /// Messages per claim and publish.
@@ -35,6 +39,8 @@ pub enum RelayError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Bus(#[from] BusError),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
 }
 
 pub struct Relay {
@@ -42,6 +48,8 @@ pub struct Relay {
     bus: Arc<dyn EventBus>,
     /// This relay's name on claims.
     owner: String,
+    /// Durable consumers handed each batch before it leaves the outbox.
+    sinks: std::sync::RwLock<Vec<Arc<dyn EventSink>>>,
 }
 
 impl Relay {
@@ -50,7 +58,17 @@ impl Relay {
             store,
             bus,
             owner: format!("relay-{}", uuid::Uuid::new_v4()),
+            sinks: Default::default(),
         })
+    }
+
+    /// Adds a durable consumer: from the next batch on, every batch is handed
+    /// to it after the bus holds it and before it is deleted from the outbox.
+    pub fn add_sink(&self, sink: Arc<dyn EventSink>) {
+        self.sinks
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(sink);
     }
 
     /// Runs until `stop`, then tries once more to publish what is waiting.
@@ -73,6 +91,15 @@ impl Relay {
             return Ok(0);
         }
         self.bus.publish(&batch).await?;
+        let sinks = self
+            .sinks
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        for sink in sinks {
+            // A failure keeps the batch in the outbox: handed over again later.
+            sink.accept(&batch).await?;
+        }
         for message in &batch {
             metrics::counter!("events_published_total", "type" => message.routing_key.clone())
                 .increment(1);

@@ -20,6 +20,7 @@ mod profiles;
 mod readings;
 mod schema;
 mod shares;
+mod notifications;
 mod tasks;
 
 use std::sync::Arc;

@@ -25,6 +25,7 @@ mod partitions;
 mod profiles;
 mod readings;
 mod shares;
+mod notifications;
 mod tasks;
 
 use std::str::FromStr;

@@ -23,6 +23,7 @@ mod profiles;
 mod readings;
 mod rows;
 mod shares;
+mod notifications;
 mod tasks;
 
 use std::path::{Path, PathBuf};

@@ -20,6 +20,7 @@ mod alerts;
 mod daily;
 mod encoded;
 mod limits;
+mod notifications;
 mod outbox;
 mod sync;
 mod tasks;
@@ -27,6 +28,7 @@ use alerts::*;
 use daily::*;
 use encoded::*;
 use limits::*;
+use notifications::*;
 use outbox::*;
 use sync::*;
 use tasks::*;
@@ -980,7 +982,9 @@ macro_rules! conformance {
                 alert_settings_round_trip,
                 one_open_alert_per_type_even_concurrently,
                 alert_changes_commit_their_events,
-                alerts_list_newest_first_by_status_window_and_cursor
+                alerts_list_newest_first_by_status_window_and_cursor,
+                notification_endpoints_round_trip_list_and_delete,
+                notification_endpoints_are_capped_per_user_even_concurrently
             );
         }
     };
