@@ -12,11 +12,11 @@ use super::analytics::{
     AgpBinDoc, AgpData, FhirBundleDoc, GriDoc, MetricsDoc, RangesDoc, StatsData,
 };
 use super::audit::{AuditPage, AuditView};
-use super::notifications::{EndpointInputDoc, EndpointList, EndpointView};
 use super::connections::{ConnectionList, ConnectionView};
 use super::daily::{DailyView, DayView};
 use super::error::{ErrorBody, ErrorEnvelope};
 use super::jobs::{JobList, JobView, RangeView};
+use super::notifications::{EndpointInputDoc, EndpointList, EndpointView};
 use super::oauth::{BackfillView, Connected, RefreshInput, RefreshView};
 use super::profile::{ProfileInput, ProfileView};
 use super::readings::{

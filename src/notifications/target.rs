@@ -128,12 +128,8 @@ pub fn forbidden(ip: IpAddr) -> Option<&'static str> {
             }
             let s = v6.segments();
             if s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0, 0, 0, 0] {
-                let v4 = Ipv4Addr::new(
-                    (s[6] >> 8) as u8,
-                    s[6] as u8,
-                    (s[7] >> 8) as u8,
-                    s[7] as u8,
-                );
+                let v4 =
+                    Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
                 return forbidden_v4(v4);
             }
             if v6.is_unspecified() {
@@ -213,7 +209,12 @@ mod tests {
             let ip: IpAddr = bad.parse().unwrap();
             assert!(forbidden(ip).is_some(), "{bad} must be refused");
         }
-        for good in ["93.184.216.34", "8.8.8.8", "2606:4700::1111", "::ffff:8.8.8.8"] {
+        for good in [
+            "93.184.216.34",
+            "8.8.8.8",
+            "2606:4700::1111",
+            "::ffff:8.8.8.8",
+        ] {
             let ip: IpAddr = good.parse().unwrap();
             assert_eq!(forbidden(ip), None, "{good} must pass");
         }
@@ -236,10 +237,7 @@ mod tests {
             Err(TargetError::UserInfo)
         );
         let long = format!("https://example.com/{}", "a".repeat(MAX_URL_LEN));
-        assert_eq!(
-            EndpointUrl::parse(&long, false),
-            Err(TargetError::TooLong)
-        );
+        assert_eq!(EndpointUrl::parse(&long, false), Err(TargetError::TooLong));
         assert!(EndpointUrl::parse("not a url", false).is_err());
     }
 
@@ -248,7 +246,10 @@ mod tests {
         let url = EndpointUrl::parse("https://127.0.0.1:8443/x", false).unwrap();
         assert!(matches!(
             url.resolve(false).await,
-            Err(TargetError::Forbidden { kind: "loopback", .. })
+            Err(TargetError::Forbidden {
+                kind: "loopback",
+                ..
+            })
         ));
         assert_eq!(
             url.resolve(true).await.unwrap(),

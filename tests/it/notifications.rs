@@ -16,8 +16,8 @@ use axum::http::{HeaderMap, StatusCode};
 use cgm_hub::app::App;
 use cgm_hub::auth::jwt::mint_hs256;
 use cgm_hub::config::Settings;
-use cgm_hub::records::roles::Role;
 use cgm_hub::notifications::{DELIVERY_KIND, FANOUT_KIND};
+use cgm_hub::records::roles::Role;
 use cgm_hub::records::shares::{Share, ShareRole};
 use cgm_hub::records::tasks::{Enqueued, NewTask, TaskStatus};
 use chrono::Utc;
@@ -145,7 +145,10 @@ impl Receiver {
 fn assert_signed(got: &Got, secret: &str) {
     let ts = got.header("x-webhook-timestamp");
     let ts_value: i64 = ts.parse().expect("a unix timestamp");
-    assert!((Utc::now().timestamp() - ts_value).abs() < 300, "recent: {ts}");
+    assert!(
+        (Utc::now().timestamp() - ts_value).abs() < 300,
+        "recent: {ts}"
+    );
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
     mac.update(format!("{ts}.{}", got.body).as_bytes());
     let hex: String = mac
@@ -191,7 +194,10 @@ async fn add_endpoint(
     .await;
     assert_eq!(r.status(), 201);
     let text = r.text().await.unwrap();
-    assert!(!text.contains(secret), "the secret is never returned: {text}");
+    assert!(
+        !text.contains(secret),
+        "the secret is never returned: {text}"
+    );
     let body: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(body["data"]["user_id"], user);
     assert!(body["data"].get("secret").is_none());
@@ -294,7 +300,7 @@ async fn alert_events_reach_the_endpoint_signed_with_their_ids() {
     let r = app.client.delete(app.url(&path)).send().await.unwrap();
     assert_eq!(r.status(), 204);
     let r = app.client.delete(app.url(&path)).send().await.unwrap();
-    expect_error(r, 404, "NOT_FOUND").await;
+    expect_error(r, 404, "RESOURCE_NOT_FOUND").await;
     let r = app
         .client
         .delete(app.url("/api/users/nt-own/notification-endpoints/not-a-uuid"))
@@ -399,9 +405,11 @@ async fn a_follower_receives_the_patients_alerts_on_their_own_endpoint() {
         queued(&app, FANOUT_KIND, &event_id).await == Some(TaskStatus::Succeeded)
     })
     .await;
-    assert!(queued(&app, DELIVERY_KIND, &format!("{event_id}/{to_parent}"))
-        .await
-        .is_some());
+    assert!(
+        queued(&app, DELIVERY_KIND, &format!("{event_id}/{to_parent}"))
+            .await
+            .is_some()
+    );
     assert_eq!(
         queued(&app, DELIVERY_KIND, &format!("{event_id}/{to_expired}")).await,
         None
@@ -510,7 +518,10 @@ async fn a_delivery_pending_at_shutdown_arrives_after_a_restart() {
     .await;
     first.stop().await;
 
-    let rx = Receiver::on(tokio::net::TcpListener::bind(addr).await.unwrap(), Behaviour::Ok);
+    let rx = Receiver::on(
+        tokio::net::TcpListener::bind(addr).await.unwrap(),
+        Behaviour::Ok,
+    );
     let second = Instance::start(&vars).await;
     let got = rx.wait_for("alert.raised", 1).await;
     assert_signed(&got[0], secret);
@@ -582,12 +593,18 @@ async fn outside_development_urls_must_be_https_and_public_and_each_error_names_
 
     let good = "https://93.184.216.34/hook";
     for (bad, pointer) in [
-        (json!({"url": good, "secret": "short", "events": ["alert.raised"]}), "/secret"),
+        (
+            json!({"url": good, "secret": "short", "events": ["alert.raised"]}),
+            "/secret",
+        ),
         (
             json!({"url": good, "secret": "s".repeat(257), "events": ["alert.raised"]}),
             "/secret",
         ),
-        (json!({"url": good, "secret": secret, "events": []}), "/events"),
+        (
+            json!({"url": good, "secret": secret, "events": []}),
+            "/events",
+        ),
         (
             json!({"url": good, "secret": secret, "events": ["alert.raised", "reading.created"]}),
             "/events/1",
@@ -655,7 +672,9 @@ async fn outside_development_urls_must_be_https_and_public_and_each_error_names_
         .await
         .unwrap();
     let needle = secret.as_bytes();
-    assert!(stored
-        .iter()
-        .all(|e| !e.secret.ciphertext.windows(needle.len()).any(|w| w == needle)));
+    assert!(stored.iter().all(|e| !e
+        .secret
+        .ciphertext
+        .windows(needle.len())
+        .any(|w| w == needle)));
 }

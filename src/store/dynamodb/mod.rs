@@ -15,12 +15,12 @@ mod daily;
 mod inbox;
 mod item;
 mod jobs;
+mod notifications;
 mod outbox;
 mod profiles;
 mod readings;
 mod schema;
 mod shares;
-mod notifications;
 mod tasks;
 
 use std::sync::Arc;

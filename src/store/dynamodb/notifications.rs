@@ -40,10 +40,7 @@ fn counter_key(user: &UserId) -> Item {
 fn from_item(item: &Item) -> Result<NotificationEndpoint, StoreError> {
     let f = Fields::new(item, "notification endpoint");
     let events = f.s("events")?;
-    let bytes = |name: &str| {
-        f.opt_bytes(name)?
-            .ok_or_else(|| f.corrupt(name, "missing"))
-    };
+    let bytes = |name: &str| f.opt_bytes(name)?.ok_or_else(|| f.corrupt(name, "missing"));
     Ok(NotificationEndpoint {
         id: EndpointId(f.uuid("id")?),
         user_id: UserId::parse(f.s("user_id")?).map_err(|e| f.corrupt("user_id", e))?,

@@ -20,12 +20,12 @@ mod daily;
 mod inbox;
 mod jobs;
 mod migrations;
+mod notifications;
 mod outbox;
 mod partitions;
 mod profiles;
 mod readings;
 mod shares;
-mod notifications;
 mod tasks;
 
 use std::str::FromStr;

@@ -44,7 +44,12 @@ impl NotificationStore for PostgresStore {
         max_per_user: usize,
     ) -> Result<EndpointWrite, StoreError> {
         let mut tx = self.begin().await?;
-        advisory_lock(&mut tx, "cgm-hub notification endpoints", e.user_id.as_str()).await?;
+        advisory_lock(
+            &mut tx,
+            "cgm-hub notification endpoints",
+            e.user_id.as_str(),
+        )
+        .await?;
         let held: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM notification_endpoints WHERE user_id = $1")
                 .bind(e.user_id.as_str())

@@ -18,12 +18,12 @@ mod inbox;
 mod jobs;
 mod latest_cache;
 mod migrations;
+mod notifications;
 mod outbox;
 mod profiles;
 mod readings;
 mod rows;
 mod shares;
-mod notifications;
 mod tasks;
 
 use std::path::{Path, PathBuf};

@@ -22,7 +22,16 @@ fn time(ms: i64) -> Result<DateTime<Utc>, StoreError> {
         .ok_or_else(|| StoreError::Corrupt(format!("timestamp {ms} out of range")))
 }
 
-type Raw = (String, String, String, String, String, Vec<u8>, Vec<u8>, i64);
+type Raw = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    Vec<u8>,
+    Vec<u8>,
+    i64,
+);
 
 fn raw(row: &Row<'_>) -> rusqlite::Result<Raw> {
     Ok((

@@ -14,7 +14,10 @@ fn endpoint(u: &str, at_ms: i64) -> NotificationEndpoint {
         id: EndpointId::new(),
         user_id: user(u),
         url: format!("https://example.com/hooks/{u}/{at_ms}"),
-        events: vec![NotificationEvent::AlertRaised, NotificationEvent::AlertResolved],
+        events: vec![
+            NotificationEvent::AlertRaised,
+            NotificationEvent::AlertResolved,
+        ],
         secret: SealedTokens {
             key_id: "k1".into(),
             nonce: vec![1; 12],
@@ -44,20 +47,32 @@ pub(super) async fn notification_endpoints_round_trip_list_and_delete(s: S) {
         "oldest first, every field (the sealed secret included) as stored"
     );
     assert_eq!(
-        s.get_notification_endpoint(&user("ne1"), a.id).await.unwrap(),
+        s.get_notification_endpoint(&user("ne1"), a.id)
+            .await
+            .unwrap(),
         Some(a.clone())
     );
     assert_eq!(
-        s.get_notification_endpoint(&user("ne2"), a.id).await.unwrap(),
+        s.get_notification_endpoint(&user("ne2"), a.id)
+            .await
+            .unwrap(),
         None,
         "an endpoint is found only under its own user"
     );
     assert!(
-        !s.delete_notification_endpoint(&user("ne2"), a.id).await.unwrap(),
+        !s.delete_notification_endpoint(&user("ne2"), a.id)
+            .await
+            .unwrap(),
         "nor deleted by another"
     );
-    assert!(s.delete_notification_endpoint(&user("ne1"), a.id).await.unwrap());
-    assert!(!s.delete_notification_endpoint(&user("ne1"), a.id).await.unwrap());
+    assert!(s
+        .delete_notification_endpoint(&user("ne1"), a.id)
+        .await
+        .unwrap());
+    assert!(!s
+        .delete_notification_endpoint(&user("ne1"), a.id)
+        .await
+        .unwrap());
     assert_eq!(
         s.list_notification_endpoints(&user("ne1")).await.unwrap(),
         vec![b]
