@@ -49,14 +49,13 @@ pub(super) fn parse(v: &Vars<'_>, env: ServiceEnv) -> Result<NotificationSetting
             ),
         )
     })?;
+    let give_up_hours: u64 = v.number("NOTIFICATION_GIVE_UP_HOURS", 1, 168)?;
     Ok(NotificationSettings {
         max_endpoints_per_user: v.number("NOTIFICATION_ENDPOINTS_MAX_PER_USER", 1, 1000)?,
         timeout: Duration::from_secs(v.number("NOTIFICATION_TIMEOUT_SECONDS", 1, 300)?),
         workers: v.number("NOTIFICATION_WORKERS", 1, 256)?,
         retry_delays,
-        give_up_after: Duration::from_secs(
-            3600 * v.number::<u64>("NOTIFICATION_GIVE_UP_HOURS", 1, 168)?,
-        ),
+        give_up_after: Duration::from_secs(3600 * give_up_hours),
         allow_insecure: env == ServiceEnv::Development,
     })
 }

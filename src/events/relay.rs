@@ -177,6 +177,72 @@ pub(super) fn backoff(failures: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::records::events::Message;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    /// Fails while `failing`, then counts what it accepted.
+    struct Sink {
+        failing: AtomicBool,
+        accepted: AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl EventSink for Sink {
+        fn name(&self) -> &'static str {
+            "test"
+        }
+        async fn accept(&self, messages: &[Message]) -> Result<(), SinkError> {
+            if self.failing.load(Ordering::SeqCst) {
+                return Err(SinkError {
+                    sink: "test",
+                    message: "down".into(),
+                });
+            }
+            self.accepted.fetch_add(messages.len(), Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_leaves_the_outbox_only_once_every_sink_took_it() {
+        use crate::domain::{
+            DeviceInfo, Glucose, MgDl, Reading, ReadingTime, ReadingType, Source, UserId,
+        };
+        use crate::store::sqlite::SqliteStore;
+        use crate::store::ReadingStore;
+        let dir = tempfile::TempDir::new().unwrap();
+        let store = Arc::new(
+            SqliteStore::open(&dir.path().join("t.db"), crate::config::Durability::Normal).unwrap(),
+        );
+        store
+            .upsert_readings(vec![Reading {
+                user_id: UserId::parse("sink-user").unwrap(),
+                timestamp: ReadingTime::from_unix_seconds(1_700_000_000).unwrap(),
+                glucose: Glucose::value(MgDl::new(100).unwrap()),
+                trend: None,
+                trend_rate: None,
+                device: DeviceInfo::default(),
+                reading_type: ReadingType::Cgm,
+                source: Source::api(),
+                source_record_id: None,
+                display_offset_minutes: None,
+            }])
+            .await
+            .unwrap();
+        let relay = Relay::new(store.clone(), Arc::new(super::super::MemoryBus::default()));
+        let sink = Arc::new(Sink {
+            failing: AtomicBool::new(true),
+            accepted: AtomicUsize::new(0),
+        });
+        relay.add_sink(sink.clone());
+        assert!(matches!(relay.drain().await, Err(RelayError::Sink(_))));
+        assert_eq!(store.outbox_backlog().await.unwrap(), 1, "kept for later");
+        sink.failing.store(false, Ordering::SeqCst);
+        // The same relay claims its own messages again at once.
+        assert_eq!(relay.drain().await.unwrap(), 1);
+        assert_eq!(sink.accepted.load(Ordering::SeqCst), 1);
+        assert_eq!(store.outbox_backlog().await.unwrap(), 0);
+    }
 
     #[test]
     fn backoff_doubles_up_to_its_cap() {
