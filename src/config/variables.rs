@@ -247,7 +247,7 @@ pub const VARIABLES: &[Variable] = &[
         "NOTIFICATION_ENDPOINTS_MAX_PER_USER",
         "10",
         "Notification endpoints (signed outbound webhooks for alert events) one user may \
-         hold; one more is 409 LIMIT_EXCEEDED (docs/alerts.md).",
+         hold; one more is 409 CONFLICT (docs/alerts.md).",
     ),
     var(
         Events,
