@@ -122,10 +122,19 @@ impl App {
         let dexcom = dexcom
             .zip(engine.clone())
             .map(|(stack, engine)| DexcomService::with_engine(stack, engine));
+        let relay = Relay::new(store.clone(), bus.clone());
+        let notifications = crate::notifications::Notifications::new(
+            store.clone(),
+            cipher.clone(),
+            settings.notifications.clone(),
+        );
+        // Alert events reach notification delivery before they leave the outbox.
+        relay.add_sink(notifications.sink());
         let state = Arc::new(AppContext {
             pipeline: pipeline.clone(),
             audit: crate::auth::audit::AuditLog::start(store.clone()),
-            relay: Relay::new(store.clone(), bus.clone()),
+            relay,
+            notifications,
             tasks: crate::tasks::TaskRunner::new(
                 crate::tasks::StoreQueue::new(store.clone()),
                 crate::tasks::RunnerSettings::default(),
@@ -261,6 +270,9 @@ impl App {
         });
         supervisor.add(TaskWorkers {
             runner: state.tasks.clone(),
+        });
+        supervisor.add(TaskWorkers {
+            runner: state.notifications.runner().clone(),
         });
         supervisor.add(WebhookWorker {
             state: state.clone(),

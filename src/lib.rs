@@ -27,10 +27,12 @@
 //! 14. `sync`: the source port, the sync engine and the scheduler.
 //! 15. `simulator`: a Dexcom API and synthetic patients, for the demo and tests.
 //! 16. `sources`: the adapters (Dexcom, signed webhooks) behind the source port.
-//! 17. `serving`: the listener's connection limits and timeouts.
-//! 18. `api`: the HTTP routes, their views and the one error envelope.
-//! 19. `app`: building the parts from settings, and running them under a supervisor.
-//! 20. `operator`: the command line.
+//! 17. `notifications`: signed outbound webhooks for alert events, delivered
+//!     durably through the task runner.
+//! 18. `serving`: the listener's connection limits and timeouts.
+//! 19. `api`: the HTTP routes, their views and the one error envelope.
+//! 20. `app`: building the parts from settings, and running them under a supervisor.
+//! 21. `operator`: the command line.
 
 pub mod analytics;
 pub mod api;
@@ -41,6 +43,7 @@ pub mod connections;
 pub mod digest;
 pub mod domain;
 pub mod events;
+pub mod notifications;
 pub mod operator;
 pub mod pipeline;
 pub mod records;

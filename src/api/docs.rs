@@ -16,6 +16,7 @@ use super::connections::{ConnectionList, ConnectionView};
 use super::daily::{DailyView, DayView};
 use super::error::{ErrorBody, ErrorEnvelope};
 use super::jobs::{JobList, JobView, RangeView};
+use super::notifications::{EndpointInputDoc, EndpointList, EndpointView};
 use super::oauth::{BackfillView, Connected, RefreshInput, RefreshView};
 use super::profile::{ProfileInput, ProfileView};
 use super::readings::{
@@ -26,7 +27,7 @@ use super::tasks::TaskView;
 use super::views::JobCountsView;
 use super::views::{DeviceInfoView, ReadingView};
 use super::webhook::DeliveryReceipt;
-use super::{alerts, daily, profile};
+use super::{alerts, daily, notifications, profile};
 use super::{
     analytics, audit, connections, health, jobs, oauth, readings, shares, tasks, webhook, AppState,
 };
@@ -53,7 +54,8 @@ use crate::pipeline::wire::{DeviceInfoInput, ReadingInput};
         connections::disconnect, shares::create, shares::list, shares::revoke, audit::list,
         jobs::sync, jobs::get, jobs::list, tasks::get, webhook::receive, analytics::stats,
         analytics::agp, analytics::summary_fhir, profile::get, profile::put, daily::daily,
-        alerts::get_settings, alerts::put_settings, alerts::list, alerts::acknowledge
+        alerts::get_settings, alerts::put_settings, alerts::list, alerts::acknowledge,
+        notifications::create, notifications::list, notifications::delete
     ),
     components(schemas(
         ReadingView, DeviceInfoView, ReadingInput, BulkInput, DeviceInfoInput, RecordOutcome, Summary,
@@ -66,7 +68,8 @@ use crate::pipeline::wire::{DeviceInfoInput, ReadingInput};
         AgpBinDoc, AgpData, StatsEnvelope, AgpEnvelope, FhirBundleDoc,
         ProfileView, ProfileInput, ProfileEnvelope, DayView, DailyView, DailyEnvelope,
         AlertSettingsView, AlertSettingsInputDoc, AlertView, AlertList, AlertPagination,
-        AlertSettingsEnvelope, AlertEnvelope, AlertListEnvelope
+        AlertSettingsEnvelope, AlertEnvelope, AlertListEnvelope, EndpointInputDoc, EndpointView,
+        EndpointList, EndpointEnvelope, EndpointListEnvelope
     )),
     modifiers(&BearerAuth, &GateResponses),
     security(("bearer" = [])),
@@ -280,6 +283,24 @@ pub struct AlertListEnvelope {
     #[schema(example = "success")]
     status: String,
     data: AlertList,
+}
+
+/// `{"status":"success","data":<notification endpoint>}` (never its secret)
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct EndpointEnvelope {
+    #[schema(example = "success")]
+    status: String,
+    data: EndpointView,
+}
+
+/// `{"status":"success","data":{"endpoints":[...]}}`
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct EndpointListEnvelope {
+    #[schema(example = "success")]
+    status: String,
+    data: EndpointList,
 }
 
 /// The bearer scheme, with the roles and what each may do.

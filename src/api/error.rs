@@ -9,6 +9,7 @@ use serde_json::json;
 use utoipa::ToSchema;
 
 use crate::domain::FieldError;
+use crate::notifications::NotifyError;
 use crate::sources::connect::ConnectFault;
 use crate::store::StoreError;
 
@@ -296,6 +297,22 @@ impl From<ConnectFault> for ApiError {
             ConnectFault::Busy(m) => ApiError::Unavailable(m),
             ConnectFault::Internal(m) => ApiError::Internal(m),
             ConnectFault::Store(e) => e.into(),
+        }
+    }
+}
+
+/// Creating a notification endpoint failed.
+impl From<NotifyError> for ApiError {
+    fn from(e: NotifyError) -> Self {
+        match e {
+            NotifyError::Invalid(errors) => {
+                ApiError::unprocessable("invalid notification endpoint", errors)
+            }
+            e @ NotifyError::LimitReached { .. } => {
+                ApiError::Conflict(format!("{e}; delete one first"))
+            }
+            NotifyError::Seal => ApiError::Internal("cannot seal the endpoint's secret".into()),
+            NotifyError::Store(e) => e.into(),
         }
     }
 }

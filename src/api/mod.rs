@@ -14,6 +14,7 @@ pub mod error;
 mod health;
 mod jobs;
 mod middleware;
+mod notifications;
 pub mod oauth;
 mod profile;
 pub mod rate_limit;
@@ -104,6 +105,9 @@ pub struct AppContext {
     /// Recent users' CGM samples and window statistics for the analytics
     /// routes, checked against the store's day marks on every request.
     pub glucose_windows: crate::store::samples::GlucoseWindows,
+    /// Notification endpoints: creating them (checked, secret sealed) and
+    /// delivering alert events to them on a runner of their own.
+    pub notifications: Arc<crate::notifications::Notifications>,
 }
 
 impl AppContext {
@@ -285,6 +289,24 @@ fn routes() -> Vec<(Route, MethodRouter<AppState>)> {
             "/api/users/{user_id}/alerts/{alert_id}/ack",
             Bearer,
             alerts::acknowledge,
+        ),
+        route(
+            Method::POST,
+            "/api/users/{user_id}/notification-endpoints",
+            Bearer,
+            notifications::create,
+        ),
+        route(
+            Method::GET,
+            "/api/users/{user_id}/notification-endpoints",
+            Bearer,
+            notifications::list,
+        ),
+        route(
+            Method::DELETE,
+            "/api/users/{user_id}/notification-endpoints/{endpoint_id}",
+            Bearer,
+            notifications::delete,
         ),
         route(Method::GET, "/api/jobs/{job_id}", Bearer, jobs::get),
         route(Method::GET, "/api/users/{user_id}/jobs", Bearer, jobs::list),

@@ -17,6 +17,7 @@ mod auth;
 mod bus;
 mod dexcom;
 mod http;
+mod notifications;
 mod proxies;
 mod reference;
 mod service;
@@ -28,6 +29,7 @@ pub use auth::MIN_SECRET_BYTES;
 pub use bus::{EventBusKind, RabbitSettings};
 pub use dexcom::{ApiVersion, DexcomSettings, MAX_OAUTH_STATE_TTL};
 pub use http::{HttpSettings, RateLimitSettings, TlsSettings, WebhookSettings};
+pub use notifications::NotificationSettings;
 pub use proxies::{canonical, Cidr, TrustedProxies};
 pub use reference::{env_example, markdown_reference};
 pub use service::{LogFormat, ServiceEnv};
@@ -97,6 +99,8 @@ pub struct Settings {
     pub sync: SyncSettings,
     /// How often the stale-alert timer runs (ALERT_STALE_CHECK_SECONDS).
     pub alert_stale_check: Duration,
+    /// Outbound signed webhooks for alert events (NOTIFICATION_*).
+    pub notifications: NotificationSettings,
 }
 
 impl Settings {
@@ -144,6 +148,7 @@ impl Settings {
         let sync = sync::parse(&v)?;
         let alert_stale_check =
             Duration::from_secs(v.number("ALERT_STALE_CHECK_SECONDS", 1, 3600)?);
+        let notifications = notifications::parse(&v, env)?;
         Ok(Settings {
             env,
             log_level,
@@ -176,6 +181,7 @@ impl Settings {
             demo_backfill_days,
             sync,
             alert_stale_check,
+            notifications,
         })
     }
 }
@@ -259,6 +265,7 @@ mod tests {
             include_str!("bus.rs"),
             include_str!("dexcom.rs"),
             include_str!("http.rs"),
+            include_str!("notifications.rs"),
             include_str!("proxies.rs"),
             include_str!("service.rs"),
             include_str!("storage.rs"),

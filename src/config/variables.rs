@@ -251,6 +251,41 @@ pub const VARIABLES: &[Variable] = &[
          user's `stale_minutes` ran out.",
     ),
     var(
+        Events,
+        "NOTIFICATION_ENDPOINTS_MAX_PER_USER",
+        "10",
+        "Notification endpoints (signed outbound webhooks for alert events) one user may \
+         hold; one more is 409 CONFLICT (docs/alerts.md).",
+    ),
+    var(
+        Events,
+        "NOTIFICATION_TIMEOUT_SECONDS",
+        "10",
+        "One delivery to a notification endpoint, connect to last byte; a receiver that \
+         has not answered by then counts as failed and is retried.",
+    ),
+    var(
+        Events,
+        "NOTIFICATION_WORKERS",
+        "8",
+        "Deliveries to notification endpoints in flight at once on this instance (one \
+         per endpoint at a time, so a slow receiver holds at most one).",
+    ),
+    var(
+        Events,
+        "NOTIFICATION_RETRY_DELAYS",
+        "10s,30s,1m,5m,15m,30m,1h,2h,4h,8h",
+        "Delays after failed delivery attempts 1, 2, ... (units ms, s, m, h; the last \
+         repeats), until NOTIFICATION_GIVE_UP_HOURS.",
+    ),
+    var(
+        Events,
+        "NOTIFICATION_GIVE_UP_HOURS",
+        "24",
+        "A delivery still failing this long after it was queued is given up (counted in \
+         notification_deliveries_total{outcome=\"gave_up\"} and logged).",
+    ),
+    var(
         RateLimits,
         "RATE_LIMIT_ANONYMOUS_PER_MINUTE",
         "100",

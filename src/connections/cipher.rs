@@ -141,6 +141,63 @@ impl TokenCipher {
         })
     }
 
+    /// Seals a secret that is not a token pair (a notification endpoint's
+    /// signing secret) the same way: fresh nonce, current key, bound to
+    /// `context` (say, the owner and the record's id) as associated data, so a
+    /// ciphertext copied to another record fails to open.
+    pub fn seal_secret(&self, context: &str, secret: &str) -> Result<SealedTokens, CipherError> {
+        let mut nonce = [0u8; NONCE_LEN];
+        rand::rng().fill_bytes(&mut nonce);
+        let aad = format!("cgm-hub/secret/v1/{context}");
+        let ciphertext = self
+            .current
+            .aead
+            .encrypt(
+                &Nonce::from(nonce),
+                Payload {
+                    msg: secret.as_bytes(),
+                    aad: aad.as_bytes(),
+                },
+            )
+            .map_err(|_| CipherError::Seal)?;
+        Ok(SealedTokens {
+            key_id: self.current.id.clone(),
+            nonce: nonce.to_vec(),
+            ciphertext,
+        })
+    }
+
+    /// Opens what `seal_secret` sealed under the same `context`.
+    pub fn open_secret(
+        &self,
+        context: &str,
+        sealed: &SealedTokens,
+    ) -> Result<Secret<String>, CipherError> {
+        let key = std::iter::once(&self.current)
+            .chain(&self.previous)
+            .find(|k| k.id == sealed.key_id)
+            .ok_or_else(|| CipherError::UnknownKey(sealed.key_id.clone()))?;
+        let nonce: [u8; NONCE_LEN] = sealed
+            .nonce
+            .as_slice()
+            .try_into()
+            .map_err(|_| CipherError::Open)?;
+        let aad = format!("cgm-hub/secret/v1/{context}");
+        let plain = key
+            .aead
+            .decrypt(
+                &Nonce::from(nonce),
+                Payload {
+                    msg: &sealed.ciphertext,
+                    aad: aad.as_bytes(),
+                },
+            )
+            .map_err(|_| CipherError::Open)?;
+        String::from_utf8(plain)
+            .map(Secret::new)
+            .map_err(|_| CipherError::Open)
+    }
+
     /// Sealed under an older key: seal again under the current one.
     pub fn needs_rewrap(&self, sealed: &SealedTokens) -> bool {
         sealed.key_id != self.current.id
@@ -178,6 +235,22 @@ mod tests {
         assert_eq!(
             cipher.open(&user("u1"), Provider::Dexcom, &a).unwrap(),
             tokens()
+        );
+    }
+
+    #[test]
+    fn secrets_open_only_in_their_context() {
+        let cipher = TokenCipher::new(&[7; 32], &[]);
+        let sealed = cipher.seal_secret("u1/ep1", "s3cret-value").unwrap();
+        let needle = b"s3cret-value";
+        assert!(!sealed.ciphertext.windows(needle.len()).any(|w| w == needle));
+        assert_eq!(
+            cipher.open_secret("u1/ep1", &sealed).unwrap().expose(),
+            "s3cret-value"
+        );
+        assert_eq!(
+            cipher.open_secret("u2/ep1", &sealed).map(|_| ()),
+            Err(CipherError::Open)
         );
     }
 

@@ -37,6 +37,28 @@ pub enum BusError {
     Unavailable(String),
 }
 
+/// A durable consumer of committed events, fed by the relay **before** it
+/// deletes them from the outbox (unlike subscribers, which read the in-memory
+/// hub after the fact): a crash between the two hands the batch over again, so
+/// a sink sees every event at least once and must accept repeats (by event id).
+/// Sinks should be quick (enqueue durable work, do not perform it): the relay
+/// waits for them.
+#[async_trait]
+pub trait EventSink: Send + Sync + 'static {
+    fn name(&self) -> &'static str;
+
+    /// Takes the batch in hand durably. An Err keeps the batch in the outbox
+    /// and the relay tries again later (publishing it again too).
+    async fn accept(&self, messages: &[Message]) -> Result<(), SinkError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("event sink {sink} failed: {message}")]
+pub struct SinkError {
+    pub sink: &'static str,
+    pub message: String,
+}
+
 /// Where the relay publishes committed events.
 #[async_trait]
 pub trait EventBus: Send + Sync + 'static {

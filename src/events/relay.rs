@@ -6,6 +6,10 @@
 //! leaves the outbox only after the bus confirmed it. With several instances on
 //! one store, each relay claims its own batches; a relay that dies leaves its
 //! claim to lapse and another takes the messages over.
+//!
+//! Durable sinks (`EventSink`, e.g. notification delivery) get each batch after
+//! the bus holds it and before it is deleted, so what they enqueue survives a
+//! crash at any point: at worst the batch is handed to them again.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +17,7 @@ use std::time::Duration;
 use chrono::Utc;
 use tokio::sync::watch;
 
-use super::{BusError, EventBus};
+use super::{BusError, EventBus, EventSink, SinkError};
 use crate::store::{OutboxStore, StoreError};
 
 /// Messages per claim and publish.
@@ -35,6 +39,8 @@ pub enum RelayError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Bus(#[from] BusError),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
 }
 
 pub struct Relay {
@@ -42,6 +48,8 @@ pub struct Relay {
     bus: Arc<dyn EventBus>,
     /// This relay's name on claims.
     owner: String,
+    /// Durable consumers handed each batch before it leaves the outbox.
+    sinks: std::sync::RwLock<Vec<Arc<dyn EventSink>>>,
 }
 
 impl Relay {
@@ -50,7 +58,17 @@ impl Relay {
             store,
             bus,
             owner: format!("relay-{}", uuid::Uuid::new_v4()),
+            sinks: Default::default(),
         })
+    }
+
+    /// Adds a durable consumer: from the next batch on, every batch is handed
+    /// to it after the bus holds it and before it is deleted from the outbox.
+    pub fn add_sink(&self, sink: Arc<dyn EventSink>) {
+        self.sinks
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(sink);
     }
 
     /// Runs until `stop`, then tries once more to publish what is waiting.
@@ -73,6 +91,15 @@ impl Relay {
             return Ok(0);
         }
         self.bus.publish(&batch).await?;
+        let sinks = self
+            .sinks
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        for sink in sinks {
+            // A failure keeps the batch in the outbox: handed over again later.
+            sink.accept(&batch).await?;
+        }
         for message in &batch {
             metrics::counter!("events_published_total", "type" => message.routing_key.clone())
                 .increment(1);
@@ -150,6 +177,72 @@ pub(super) fn backoff(failures: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::records::events::Message;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    /// Fails while `failing`, then counts what it accepted.
+    struct Sink {
+        failing: AtomicBool,
+        accepted: AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl EventSink for Sink {
+        fn name(&self) -> &'static str {
+            "test"
+        }
+        async fn accept(&self, messages: &[Message]) -> Result<(), SinkError> {
+            if self.failing.load(Ordering::SeqCst) {
+                return Err(SinkError {
+                    sink: "test",
+                    message: "down".into(),
+                });
+            }
+            self.accepted.fetch_add(messages.len(), Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_leaves_the_outbox_only_once_every_sink_took_it() {
+        use crate::domain::{
+            DeviceInfo, Glucose, MgDl, Reading, ReadingTime, ReadingType, Source, UserId,
+        };
+        use crate::store::sqlite::SqliteStore;
+        use crate::store::ReadingStore;
+        let dir = tempfile::TempDir::new().unwrap();
+        let store = Arc::new(
+            SqliteStore::open(&dir.path().join("t.db"), crate::config::Durability::Normal).unwrap(),
+        );
+        store
+            .upsert_readings(vec![Reading {
+                user_id: UserId::parse("sink-user").unwrap(),
+                timestamp: ReadingTime::from_unix_seconds(1_700_000_000).unwrap(),
+                glucose: Glucose::value(MgDl::new(100).unwrap()),
+                trend: None,
+                trend_rate: None,
+                device: DeviceInfo::default(),
+                reading_type: ReadingType::Cgm,
+                source: Source::api(),
+                source_record_id: None,
+                display_offset_minutes: None,
+            }])
+            .await
+            .unwrap();
+        let relay = Relay::new(store.clone(), Arc::new(super::super::MemoryBus::default()));
+        let sink = Arc::new(Sink {
+            failing: AtomicBool::new(true),
+            accepted: AtomicUsize::new(0),
+        });
+        relay.add_sink(sink.clone());
+        assert!(matches!(relay.drain().await, Err(RelayError::Sink(_))));
+        assert_eq!(store.outbox_backlog().await.unwrap(), 1, "kept for later");
+        sink.failing.store(false, Ordering::SeqCst);
+        // The same relay claims its own messages again at once.
+        assert_eq!(relay.drain().await.unwrap(), 1);
+        assert_eq!(sink.accepted.load(Ordering::SeqCst), 1);
+        assert_eq!(store.outbox_backlog().await.unwrap(), 0);
+    }
 
     #[test]
     fn backoff_doubles_up_to_its_cap() {

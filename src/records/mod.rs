@@ -9,6 +9,7 @@ pub mod daily;
 pub mod events;
 pub mod inbox;
 pub mod jobs;
+pub mod notifications;
 pub mod readings;
 pub mod roles;
 pub mod shares;

@@ -1,6 +1,6 @@
 //! Storage: one trait per storage concern (`ReadingStore`, `OutboxStore`,
 //! `AuditStore`, `ShareStore`, `ConnectionStore`, `JobStore`, `InboxStore`,
-//! `TaskStore`, `ProfileStore`, `DailyStore`, `AlertStore`),
+//! `TaskStore`, `ProfileStore`, `DailyStore`, `AlertStore`, `NotificationStore`),
 //! `Store` as their supertrait (used as `Arc<dyn Store>`, upcast to the narrow
 //! trait a consumer needs), and one module per backend, whose concern files
 //! implement those traits.
@@ -31,6 +31,7 @@ use crate::records::daily::DailyRow;
 use crate::records::events::Message;
 use crate::records::inbox::{Accepted, Delivery, DeliveryEnd, NewDelivery};
 use crate::records::jobs::{Checkpoint, Created, JobBacklog, JobEnd, NewJob, SyncJob};
+use crate::records::notifications::{EndpointId, EndpointWrite, NotificationEndpoint};
 use crate::records::readings::Upserted;
 use crate::records::shares::{Share, SharePage, ShareWrite};
 use crate::records::stale::NewestReading;
@@ -485,6 +486,39 @@ pub trait DailyStore: Send + Sync {
     async fn put_daily_rows(&self, user: &UserId, rows: Vec<DailyRow>) -> Result<(), StoreError>;
 }
 
+/// Notification endpoints: where users want alert events POSTed, their
+/// signing secret sealed. A user holds at most `max_per_user` of them; the
+/// check and the write are atomic.
+#[async_trait]
+pub trait NotificationStore: Send + Sync {
+    /// Stores a new endpoint, unless the user holds `max_per_user` already
+    /// (`LimitReached`, nothing written).
+    async fn put_notification_endpoint(
+        &self,
+        endpoint: NotificationEndpoint,
+        max_per_user: usize,
+    ) -> Result<EndpointWrite, StoreError>;
+
+    /// A user's endpoints, oldest first (at most the cap, so no paging).
+    async fn list_notification_endpoints(
+        &self,
+        user: &UserId,
+    ) -> Result<Vec<NotificationEndpoint>, StoreError>;
+
+    async fn get_notification_endpoint(
+        &self,
+        user: &UserId,
+        id: EndpointId,
+    ) -> Result<Option<NotificationEndpoint>, StoreError>;
+
+    /// Removes an endpoint; false if the user had none of that id.
+    async fn delete_notification_endpoint(
+        &self,
+        user: &UserId,
+        id: EndpointId,
+    ) -> Result<bool, StoreError>;
+}
+
 /// Alerts and each user's alert settings. At most one open (active or
 /// acknowledged) alert per (user, type), enforced by the store under
 /// concurrency; every change of an alert commits its `alert.*` event to the
@@ -555,6 +589,7 @@ pub trait Store:
     + DailyStore
     + AlertStore
     + StaleStore
+    + NotificationStore
     + Send
     + Sync
     + 'static

@@ -128,6 +128,11 @@ fn describe_metrics() {
         "Alert evaluations that failed (storage); the user's next reading evaluates again"
     );
     describe_counter!(
+        "notification_deliveries_total",
+        "Delivery attempts to notification endpoints, by outcome (delivered, failed: retried \
+         later, gave_up: after NOTIFICATION_GIVE_UP_HOURS, dropped: endpoint deleted)"
+    );
+    describe_counter!(
         "events_received_total",
         "Events this instance received from the broker into its hub, by bus"
     );

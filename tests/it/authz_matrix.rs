@@ -279,6 +279,35 @@ const ENDPOINTS: &[Endpoint] = &[
         ok: 404,
     },
     Endpoint {
+        method: Method::POST,
+        template: "/api/users/{userId}/notification-endpoints",
+        path: "/api/users/pat/notification-endpoints",
+        // Development (the matrix app's environment) allows a loopback URL.
+        body: Some(|| {
+            json!({"url": "http://127.0.0.1:9/hook", "secret": "matrix-secret-0123456789",
+                   "events": ["alert.raised"]})
+        }),
+        access: Access::Own,
+        ok: 201,
+    },
+    Endpoint {
+        method: Method::GET,
+        template: "/api/users/{userId}/notification-endpoints",
+        path: "/api/users/pat/notification-endpoints",
+        body: None,
+        access: Access::Own,
+        ok: 200,
+    },
+    Endpoint {
+        method: Method::DELETE,
+        template: "/api/users/{userId}/notification-endpoints/{endpointId}",
+        path: "/api/users/pat/notification-endpoints/00000000-0000-4000-8000-00000000000b",
+        body: None,
+        access: Access::Own,
+        // No such endpoint.
+        ok: 404,
+    },
+    Endpoint {
         method: Method::GET,
         template: "/api/audit",
         path: "/api/audit?user_id=pat&limit=5",

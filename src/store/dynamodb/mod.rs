@@ -15,6 +15,7 @@ mod daily;
 mod inbox;
 mod item;
 mod jobs;
+mod notifications;
 mod outbox;
 mod profiles;
 mod readings;

@@ -21,6 +21,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (11, include_str!("migrations/0011_profiles_daily.sql")),
     (12, include_str!("migrations/0012_alerts.sql")),
     (
+        13,
+        include_str!("migrations/0013_notification_endpoints.sql"),
+    ),
+    (
         15,
         include_str!("migrations/0015_latest_readings_by_ts.sql"),
     ),

@@ -20,6 +20,7 @@ mod daily;
 mod inbox;
 mod jobs;
 mod migrations;
+mod notifications;
 mod outbox;
 mod partitions;
 mod profiles;

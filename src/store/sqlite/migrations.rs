@@ -17,6 +17,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (9, include_str!("migrations/0009_tasks.sql")),
     (10, include_str!("migrations/0010_profiles_daily.sql")),
     (11, include_str!("migrations/0011_alerts.sql")),
+    (
+        12,
+        include_str!("migrations/0012_notification_endpoints.sql"),
+    ),
     (14, include_str!("migrations/0014_newest_readings.sql")),
 ];
 

@@ -18,6 +18,7 @@ mod inbox;
 mod jobs;
 mod latest_cache;
 mod migrations;
+mod notifications;
 mod outbox;
 mod profiles;
 mod readings;

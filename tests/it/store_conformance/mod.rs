@@ -20,6 +20,7 @@ mod alerts;
 mod daily;
 mod encoded;
 mod limits;
+mod notifications;
 mod outbox;
 mod stale;
 mod sync;
@@ -28,6 +29,7 @@ use alerts::*;
 use daily::*;
 use encoded::*;
 use limits::*;
+use notifications::*;
 use outbox::*;
 use stale::*;
 use sync::*;
@@ -984,7 +986,9 @@ macro_rules! conformance {
                 alert_changes_commit_their_events,
                 alerts_list_newest_first_by_status_window_and_cursor,
                 newest_times_move_forward_only_and_list_by_time,
-                quiet_users_page_in_time_then_user_order
+                quiet_users_page_in_time_then_user_order,
+                notification_endpoints_round_trip_list_and_delete,
+                notification_endpoints_are_capped_per_user_even_concurrently
             );
         }
     };
