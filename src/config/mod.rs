@@ -21,6 +21,7 @@ mod proxies;
 mod reference;
 mod service;
 mod storage;
+mod stream;
 mod sync;
 mod variables;
 
@@ -32,6 +33,7 @@ pub use proxies::{canonical, Cidr, TrustedProxies};
 pub use reference::{env_example, markdown_reference};
 pub use service::{LogFormat, ServiceEnv};
 pub use storage::{Durability, StorageSettings};
+pub use stream::StreamSettings;
 pub use sync::SyncSettings;
 pub use variables::{Group, Variable, VARIABLES};
 
@@ -95,6 +97,8 @@ pub struct Settings {
     pub demo_backfill_days: u32,
     /// The sync engine and scheduler (POLL_INTERVAL_SECONDS, SYNC_*).
     pub sync: SyncSettings,
+    /// Per-user live streams (STREAM_*).
+    pub stream: StreamSettings,
 }
 
 impl Settings {
@@ -140,6 +144,7 @@ impl Settings {
             Duration::from_secs(v.number("SHUTDOWN_TIMEOUT_SECONDS", 0, 3600)?);
         let demo_backfill_days = v.number("DEMO_BACKFILL_DAYS", 0, 365)?;
         let sync = sync::parse(&v)?;
+        let stream = stream::parse(&v)?;
         Ok(Settings {
             env,
             log_level,
@@ -171,6 +176,7 @@ impl Settings {
             demo,
             demo_backfill_days,
             sync,
+            stream,
         })
     }
 }
@@ -257,6 +263,7 @@ mod tests {
             include_str!("proxies.rs"),
             include_str!("service.rs"),
             include_str!("storage.rs"),
+            include_str!("stream.rs"),
             include_str!("sync.rs"),
         ];
         let mut read = std::collections::BTreeSet::new();

@@ -18,6 +18,7 @@ mod helpers;
 mod http_errors;
 mod http_readings;
 mod layering;
+mod live_stream;
 mod operator_kit;
 mod pipeline;
 mod postgres_store;
