@@ -592,4 +592,82 @@ mod tests {
         };
         assert!(key < stored_then);
     }
+
+    fn streams(buffer: usize, max_per_user: usize) -> (Arc<LiveStreams>, tempfile::TempDir) {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let store = crate::store::sqlite::SqliteStore::open(
+            &dir.path().join("live.db"),
+            crate::config::Durability::Normal,
+        )
+        .expect("store");
+        let settings = StreamSettings {
+            buffer,
+            max_per_user,
+            max_total: 3,
+            ..StreamSettings::default()
+        };
+        (
+            LiveStreams::new(Arc::new(store), settings, |i| i.event_name().to_owned()),
+            dir,
+        )
+    }
+
+    fn alert_event(live: &LiveStreams, user: &UserId, n: i64) -> Arc<LiveEvent> {
+        let alert = Alert::raise(
+            user,
+            crate::records::alerts::AlertType::Low,
+            Some(60),
+            None,
+            Utc::now(),
+            "low".into(),
+        );
+        let key = EventKey {
+            ms: n,
+            tie: Tie::Alert(alert.id, b'a'),
+        };
+        live.event(key, &LiveItem::Alert(alert))
+    }
+
+    #[tokio::test]
+    async fn a_stream_that_falls_behind_is_closed_and_the_others_keep_receiving() {
+        let (live, _dir) = streams(2, 5);
+        let user = UserId::parse("u").expect("valid");
+        let mut slow = live.open(&user).expect("opens");
+        let mut fast = live.open(&user).expect("opens");
+        for n in 0..3 {
+            live.fan_out(&user, alert_event(&live, &user, n));
+            let got = fast.receiver.recv().await.expect("the reader keeps up");
+            assert_eq!((got.key.ms, got.data.as_str()), (n, "alert"));
+        }
+        // The slow one had room for two: it gets them, then its end.
+        assert_eq!(slow.receiver.recv().await.map(|e| e.key.ms), Some(0));
+        assert_eq!(slow.receiver.recv().await.map(|e| e.key.ms), Some(1));
+        assert!(slow.receiver.recv().await.is_none(), "closed, not blocked");
+        assert_eq!(live.open_streams(), 1);
+        drop(slow);
+        assert_eq!(live.open_streams(), 1, "dropping a closed stream changes nothing");
+        drop(fast);
+        assert_eq!(live.open_streams(), 0);
+    }
+
+    #[tokio::test]
+    async fn limits_per_user_and_in_total_and_shutdown_refuse_new_streams() {
+        let (live, _dir) = streams(4, 2);
+        let (a, b, c) = (
+            UserId::parse("a").expect("valid"),
+            UserId::parse("b").expect("valid"),
+            UserId::parse("c").expect("valid"),
+        );
+        let _a1 = live.open(&a).expect("opens");
+        let a2 = live.open(&a).expect("opens");
+        assert_eq!(live.open(&a).err(), Some(OpenError::PerUser(2)));
+        let _b1 = live.open(&b).expect("opens");
+        assert_eq!(live.open(&c).err(), Some(OpenError::Total(3)));
+        drop(a2);
+        let mut c1 = live.open(&c).expect("a place was freed");
+        live.close_all();
+        assert!(c1.receiver.recv().await.is_none(), "ended at shutdown");
+        assert_eq!(live.open(&c).err(), Some(OpenError::ShuttingDown));
+        assert_eq!(live.open_streams(), 0);
+    }
 }
