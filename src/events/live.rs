@@ -645,7 +645,11 @@ mod tests {
         assert!(slow.receiver.recv().await.is_none(), "closed, not blocked");
         assert_eq!(live.open_streams(), 1);
         drop(slow);
-        assert_eq!(live.open_streams(), 1, "dropping a closed stream changes nothing");
+        assert_eq!(
+            live.open_streams(),
+            1,
+            "dropping a closed stream changes nothing"
+        );
         drop(fast);
         assert_eq!(live.open_streams(), 0);
     }
