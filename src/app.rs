@@ -130,7 +130,18 @@ impl App {
         );
         // Alert events reach notification delivery before they leave the outbox.
         relay.add_sink(notifications.sink());
+        let live = crate::events::live::LiveStreams::new(
+            store.clone(),
+            settings.stream,
+            api::render_live_item,
+        );
+        let stream_tokens = crate::auth::stream_token::StreamTokens::new(
+            cipher.derive_key("cgm-hub/stream-token-signing/v1"),
+            settings.stream.token_ttl,
+        );
         let state = Arc::new(AppContext {
+            live,
+            stream_tokens,
             pipeline: pipeline.clone(),
             audit: crate::auth::audit::AuditLog::start(store.clone()),
             relay,
@@ -228,6 +239,9 @@ impl App {
                 task: None,
             });
         }
+        // The live streams' feed runs on every instance.
+        let mut subscribers = subscribers;
+        subscribers.push(state.live.clone());
         supervisor.add(EventSubscribers {
             bus: state.event_bus.clone(),
             subscribers,

@@ -81,12 +81,33 @@ pub async fn authenticate(
             (authenticated, verdict)
         }
     };
+    run_authenticated(
+        &state,
+        now,
+        authenticated.map_err(|e| e.to_string()),
+        verdict,
+        request,
+        next,
+    )
+    .await
+}
+
+/// The rest of an authentication: 429 over the limit, 401 with `authenticated`'s
+/// reason, or the request run with its principal (and its audit entry written).
+async fn run_authenticated(
+    state: &AppContext,
+    now: chrono::DateTime<Utc>,
+    authenticated: Result<Arc<Principal>, String>,
+    verdict: super::rate_limit::Verdict,
+    request: Request,
+    next: Next,
+) -> axum::response::Response {
     let mut response = match authenticated {
         _ if !verdict.allowed() => ApiError::RateLimited {
             retry_after: verdict.retry_after.unwrap_or(1),
         }
         .into_response(),
-        Err(e) => ApiError::Unauthorized(e.to_string()).into_response(),
+        Err(e) => ApiError::Unauthorized(e).into_response(),
         Ok(principal) => {
             let request_id = request_id(request.headers());
             let access = RequestAccess {
@@ -121,6 +142,59 @@ pub async fn authenticate(
     };
     verdict.apply(response.headers_mut());
     response
+}
+
+/// The stream route's authentication: a stream token in `?access_token=` (for
+/// a browser's `EventSource`, which cannot send headers), verified against the
+/// user in the path; without one, the bearer header as on every other route.
+/// Only this route accepts the query parameter, and it accepts nothing else in
+/// it (a bearer JWT there is refused).
+pub async fn authenticate_stream(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> axum::response::Response {
+    let token = request.uri().query().and_then(|q| {
+        url::form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "access_token")
+            .map(|(_, v)| v.into_owned())
+    });
+    let Some(token) = token.filter(|_| !state.auth_disabled) else {
+        return authenticate(State(state), request, next).await;
+    };
+    let now = Utc::now();
+    let (mut parts, body) = request.into_parts();
+    let user = match axum::extract::Path::<Vec<String>>::from_request_parts(&mut parts, &state)
+        .await
+        .ok()
+        .and_then(|p| p.0.into_iter().next())
+    {
+        Some(raw) => match super::readings::path_user(&raw) {
+            Ok(user) => user,
+            Err(e) => return e.into_response(),
+        },
+        None => return ApiError::Internal("stream route without a user".into()).into_response(),
+    };
+    let request = Request::from_parts(parts, body);
+    let ip = client_ip(&state, &request);
+    if let Some(verdict) = state.rate_limits.refused_before_verification(ip) {
+        let mut response = ApiError::RateLimited {
+            retry_after: verdict.retry_after.unwrap_or(1),
+        }
+        .into_response();
+        verdict.apply(response.headers_mut());
+        return response;
+    }
+    let authenticated = state
+        .stream_tokens
+        .verify(&token, &user, now)
+        .map(Arc::new)
+        .map_err(|e| e.to_string());
+    let verdict = match &authenticated {
+        Ok(p) => state.rate_limits.check_user(&p.user_id),
+        Err(_) => state.rate_limits.check_failed_auth(ip),
+    };
+    run_authenticated(&state, now, authenticated, verdict, request, next).await
 }
 
 pub(super) fn request_id(headers: &axum::http::HeaderMap) -> String {

@@ -23,13 +23,15 @@ use super::readings::{
     BulkInput, BulkResult, OrderName, Pagination, ReadingsPage, RecordOutcome, Summary,
 };
 use super::shares::{ShareInput, ShareList, SharePagination, ShareView};
+use super::stream::StreamTokenView;
 use super::tasks::TaskView;
 use super::views::JobCountsView;
 use super::views::{DeviceInfoView, ReadingView};
 use super::webhook::DeliveryReceipt;
 use super::{alerts, daily, notifications, profile};
 use super::{
-    analytics, audit, connections, health, jobs, oauth, readings, shares, tasks, webhook, AppState,
+    analytics, audit, connections, health, jobs, oauth, readings, shares, stream, tasks, webhook,
+    AppState,
 };
 use crate::pipeline::wire::{DeviceInfoInput, ReadingInput};
 
@@ -55,7 +57,8 @@ use crate::pipeline::wire::{DeviceInfoInput, ReadingInput};
         jobs::sync, jobs::get, jobs::list, tasks::get, webhook::receive, analytics::stats,
         analytics::agp, analytics::summary_fhir, profile::get, profile::put, daily::daily,
         alerts::get_settings, alerts::put_settings, alerts::list, alerts::acknowledge,
-        notifications::create, notifications::list, notifications::delete
+        notifications::create, notifications::list, notifications::delete,
+        stream::stream, stream::token
     ),
     components(schemas(
         ReadingView, DeviceInfoView, ReadingInput, BulkInput, DeviceInfoInput, RecordOutcome, Summary,
@@ -69,7 +72,7 @@ use crate::pipeline::wire::{DeviceInfoInput, ReadingInput};
         ProfileView, ProfileInput, ProfileEnvelope, DayView, DailyView, DailyEnvelope,
         AlertSettingsView, AlertSettingsInputDoc, AlertView, AlertList, AlertPagination,
         AlertSettingsEnvelope, AlertEnvelope, AlertListEnvelope, EndpointInputDoc, EndpointView,
-        EndpointList, EndpointEnvelope, EndpointListEnvelope
+        EndpointList, EndpointEnvelope, EndpointListEnvelope, StreamTokenView, StreamTokenEnvelope
     )),
     modifiers(&BearerAuth, &GateResponses),
     security(("bearer" = [])),
@@ -81,7 +84,7 @@ use crate::pipeline::wire::{DeviceInfoInput, ReadingInput};
         (name = "tasks", description = "Background tasks of every kind (sync jobs among them): status"),
         (name = "webhooks", description = "Signed deliveries from a data source"),
         (name = "analytics", description = "Glycemic statistics, the AGP and the FHIR summary of a window of CGM readings"),
-        (name = "alerts", description = "Alert settings, alert history and acknowledgement (alerts are raised and resolved as readings are stored)"),
+        (name = "alerts", description = "Alert settings, alert history and acknowledgement (alerts are raised and resolved as readings are stored), and the per-user live stream of readings and alerts (Server-Sent Events)"),
         (name = "operations", description = "Health and metrics"),
         (name = "profile", description = "A user's time zone, target range, display unit and diabetes type"),
     )
@@ -267,6 +270,15 @@ pub struct AlertSettingsEnvelope {
     data: AlertSettingsView,
 }
 
+/// `{"status":"success","data":{"token","expires_in"}}`
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct StreamTokenEnvelope {
+    #[schema(example = "success")]
+    status: String,
+    data: StreamTokenView,
+}
+
 /// `{"status":"success","data":<alert>}`
 #[derive(ToSchema)]
 #[allow(dead_code)]
@@ -316,6 +328,15 @@ pub fn gate_errors(route: &super::Route, has_body: bool) -> Vec<(u16, &'static s
     use super::Gate;
     let mut errors = match route.gate {
         Gate::Open => vec![],
+        Gate::Stream => vec![
+            (
+                401,
+                "No or bad credentials (a bearer token, or a stream token in access_token)",
+            ),
+            (403, "Not allowed for this caller"),
+            (429, "Over the rate limit (Retry-After says when to retry)"),
+            (500, "Internal error (with the request id to report)"),
+        ],
         Gate::Bearer => vec![
             (401, "No or bad credentials"),
             (403, "Not allowed for this caller"),
@@ -434,6 +455,19 @@ impl utoipa::Modify for BearerAuth {
                     ))
                     .build(),
             ),
+        );
+        components.add_security_scheme(
+            "stream_token",
+            SecurityScheme::ApiKey(utoipa::openapi::security::ApiKey::Query(
+                utoipa::openapi::security::ApiKeyValue::with_description(
+                    "access_token",
+                    "For a browser's EventSource, which cannot send an Authorization header: \
+                     a token from POST /api/users/{userId}/stream-token (same rights as reading \
+                     the user's data), valid STREAM_TOKEN_TTL_SECONDS (300 s), bound to the \
+                     caller and that user, accepted on that user's GET .../stream only. Bearer \
+                     JWTs are never accepted in the query string.",
+                ),
+            )),
         );
     }
 }

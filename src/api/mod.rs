@@ -20,6 +20,7 @@ mod profile;
 pub mod rate_limit;
 mod readings;
 mod shares;
+mod stream;
 mod tasks;
 mod views;
 mod webhook;
@@ -43,6 +44,7 @@ use crate::sync::engine::SyncEngine;
 pub use docs::{gate_errors, openapi_path, ApiDoc};
 pub use error::ApiError;
 pub use jobs::{sync_range, JobView};
+pub use stream::render as render_live_item;
 
 /// Request-size and resource limits, from settings.
 #[derive(Debug, Clone, Copy)]
@@ -108,6 +110,11 @@ pub struct AppContext {
     /// Notification endpoints: creating them (checked, secret sealed) and
     /// delivering alert events to them on a runner of their own.
     pub notifications: Arc<crate::notifications::Notifications>,
+    /// The live streams this instance holds (`GET /api/users/{id}/stream`) and
+    /// the event subscriber that feeds them.
+    pub live: Arc<crate::events::live::LiveStreams>,
+    /// Mints and verifies the stream tokens of browsers' `EventSource`s.
+    pub stream_tokens: crate::auth::stream_token::StreamTokens,
 }
 
 impl AppContext {
@@ -171,6 +178,9 @@ pub enum Gate {
     Webhook,
     /// No credentials (the OAuth callback is authenticated by its state), rate limited per IP.
     Anonymous,
+    /// A bearer JWT in the header, or a stream token in `?access_token=` (the
+    /// live stream only), rate limited like `Bearer`.
+    Stream,
 }
 
 /// One route of the API.
@@ -308,6 +318,18 @@ fn routes() -> Vec<(Route, MethodRouter<AppState>)> {
             Bearer,
             notifications::delete,
         ),
+        route(
+            Method::GET,
+            "/api/users/{user_id}/stream",
+            Stream,
+            stream::stream,
+        ),
+        route(
+            Method::POST,
+            "/api/users/{user_id}/stream-token",
+            Bearer,
+            stream::token,
+        ),
         route(Method::GET, "/api/jobs/{job_id}", Bearer, jobs::get),
         route(Method::GET, "/api/users/{user_id}/jobs", Bearer, jobs::list),
         route(Method::GET, "/api/tasks/{task_id}", Bearer, tasks::get),
@@ -343,19 +365,21 @@ pub fn route_table() -> Vec<Route> {
 }
 
 pub fn router(state: AppState) -> Router {
-    let (mut open, mut bearer, mut webhook, mut anonymous) = Default::default();
+    let (mut open, mut bearer, mut webhook, mut anonymous, mut stream) = Default::default();
     for (route, handler) in routes() {
         let gated: &mut Router<AppState> = match route.gate {
             Gate::Open => &mut open,
             Gate::Bearer => &mut bearer,
             Gate::Webhook => &mut webhook,
             Gate::Anonymous => &mut anonymous,
+            Gate::Stream => &mut stream,
         };
         *gated = std::mem::take(gated).route(route.path, handler);
     }
     use axum::middleware::from_fn_with_state as layer;
     let router = open
         .merge(bearer.route_layer(layer(state.clone(), access::authenticate)))
+        .merge(stream.route_layer(layer(state.clone(), access::authenticate_stream)))
         .merge(webhook.route_layer(layer(state.clone(), access::limit_webhook)))
         .merge(
             anonymous

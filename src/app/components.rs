@@ -460,7 +460,9 @@ impl Component for HttpListener {
             return Ok(());
         };
         // First to stop: this is the moment shutdown began, and in-flight
-        // requests get the whole budget.
+        // requests get the whole budget. Live streams never end by themselves:
+        // they are ended (after what they have queued) so they do not hold it up.
+        self.state.live.close_all();
         self.handle.graceful_shutdown(Some(left(deadline)));
         match tokio::time::timeout_at(deadline, task).await {
             Ok(Ok(served)) => served,

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod jwt;
 pub mod policy;
 pub mod shares;
+pub mod stream_token;
 
 use crate::domain::UserId;
 

@@ -22,6 +22,7 @@ mod proxies;
 mod reference;
 mod service;
 mod storage;
+mod stream;
 mod sync;
 mod variables;
 
@@ -34,6 +35,7 @@ pub use proxies::{canonical, Cidr, TrustedProxies};
 pub use reference::{env_example, markdown_reference};
 pub use service::{LogFormat, ServiceEnv};
 pub use storage::{Durability, StorageSettings};
+pub use stream::StreamSettings;
 pub use sync::SyncSettings;
 pub use variables::{Group, Variable, VARIABLES};
 
@@ -101,6 +103,8 @@ pub struct Settings {
     pub alert_stale_check: Duration,
     /// Outbound signed webhooks for alert events (NOTIFICATION_*).
     pub notifications: NotificationSettings,
+    /// Per-user live streams (STREAM_*).
+    pub stream: StreamSettings,
 }
 
 impl Settings {
@@ -149,6 +153,7 @@ impl Settings {
         let alert_stale_check =
             Duration::from_secs(v.number("ALERT_STALE_CHECK_SECONDS", 1, 3600)?);
         let notifications = notifications::parse(&v, env)?;
+        let stream = stream::parse(&v)?;
         Ok(Settings {
             env,
             log_level,
@@ -182,6 +187,7 @@ impl Settings {
             sync,
             alert_stale_check,
             notifications,
+            stream,
         })
     }
 }
@@ -269,6 +275,7 @@ mod tests {
             include_str!("proxies.rs"),
             include_str!("service.rs"),
             include_str!("storage.rs"),
+            include_str!("stream.rs"),
             include_str!("sync.rs"),
         ];
         let mut read = std::collections::BTreeSet::new();

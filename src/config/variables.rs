@@ -286,6 +286,41 @@ pub const VARIABLES: &[Variable] = &[
          notification_deliveries_total{outcome=\"gave_up\"} and logged).",
     ),
     var(
+        Events,
+        "STREAM_KEEPALIVE_SECONDS",
+        "15",
+        "1-15: a live stream (GET /api/users/{id}/stream) sends a `: keep-alive` comment \
+         line at least this often, so proxies keep it open.",
+    ),
+    var(
+        Events,
+        "STREAM_MAX_PER_USER",
+        "20",
+        "Open live streams of one user on one instance; one more is 429 RATE_LIMITED.",
+    ),
+    var(
+        Events,
+        "STREAM_MAX_TOTAL",
+        "20000",
+        "Open live streams on one instance; one more is 503 SERVICE_UNAVAILABLE. Each \
+         stream holds a connection: keep HTTP_MAX_CONNECTIONS and the open-files limit above it.",
+    ),
+    var(
+        Events,
+        "STREAM_BUFFER_EVENTS",
+        "256",
+        "Events queued for one live stream whose client reads too slowly; when it is full \
+         the stream is closed (the client reconnects with Last-Event-ID and is replayed \
+         what it missed). Ingest and other streams never wait for it.",
+    ),
+    var(
+        Events,
+        "STREAM_TOKEN_TTL_SECONDS",
+        "300",
+        "10-3600: lifetime of a stream token (POST /api/users/{id}/stream-token), which a \
+         browser's EventSource passes as ?access_token= on that user's stream only.",
+    ),
+    var(
         RateLimits,
         "RATE_LIMIT_ANONYMOUS_PER_MINUTE",
         "100",

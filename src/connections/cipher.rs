@@ -46,6 +46,8 @@ impl Key {
 pub struct TokenCipher {
     current: Key,
     previous: Vec<Key>,
+    /// The current key, for keys derived from it (`derive_key`).
+    master: Secret<[u8; 32]>,
 }
 
 /// A short public fingerprint of a key: stored beside each ciphertext. It is a
@@ -73,7 +75,21 @@ impl TokenCipher {
         Self {
             current: Key::new(current),
             previous: previous.iter().map(Key::new).collect(),
+            master: Secret::new(*current),
         }
+    }
+
+    /// A key for another purpose (`purpose` names it, e.g. signing stream
+    /// tokens), derived from the current key with HKDF-SHA256: it always exists
+    /// where this cipher does, and reveals nothing about the sealing key.
+    /// Changes when TOKEN_ENCRYPTION_KEY is rotated.
+    pub fn derive_key(&self, purpose: &str) -> Secret<[u8; 32]> {
+        let hk = hkdf::Hkdf::<Sha256>::new(Some(b"cgm-hub/derived-keys/v1"), self.master.expose());
+        let mut out = [0u8; 32];
+        // 32 bytes is far below HKDF-SHA256's limit of 8160.
+        hk.expand(purpose.as_bytes(), &mut out)
+            .unwrap_or_else(|_| unreachable!("32 bytes is a valid HKDF length"));
+        Secret::new(out)
     }
 
     pub fn seal(

@@ -15,6 +15,7 @@
 //! `crate::records::events`, so that stores can write it in their own transactions.
 
 pub mod hub;
+pub mod live;
 mod memory;
 pub mod rabbitmq;
 pub mod relay;

@@ -309,6 +309,23 @@ const ENDPOINTS: &[Endpoint] = &[
     },
     Endpoint {
         method: Method::GET,
+        template: "/api/users/{userId}/stream",
+        // Answered with headers at once (the stream itself is endless).
+        path: "/api/users/pat/stream",
+        body: None,
+        access: Access::Read,
+        ok: 200,
+    },
+    Endpoint {
+        method: Method::POST,
+        template: "/api/users/{userId}/stream-token",
+        path: "/api/users/pat/stream-token",
+        body: None,
+        access: Access::Read,
+        ok: 200,
+    },
+    Endpoint {
+        method: Method::GET,
         template: "/api/audit",
         path: "/api/audit?user_id=pat&limit=5",
         body: None,

@@ -19,6 +19,7 @@ mod http_errors;
 mod http_readings;
 mod layering;
 mod notifications;
+mod live_stream;
 mod operator_kit;
 mod pipeline;
 mod postgres_store;
