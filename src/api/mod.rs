@@ -1,6 +1,7 @@
 //! The HTTP API: routes, shared state, and the middleware every request passes.
 
 pub mod access;
+mod accounts;
 mod alerts;
 pub mod analytics;
 mod audit;
@@ -104,6 +105,8 @@ pub struct AppContext {
     /// Recent users' CGM samples and window statistics for the analytics
     /// routes, checked against the store's day marks on every request.
     pub glucose_windows: crate::store::samples::GlucoseWindows,
+    /// Built-in accounts (`/api/v1/auth/*`); off (503) without AUTH_JWT_SECRET.
+    pub accounts: Arc<crate::accounts::AccountService>,
 }
 
 impl AppContext {
@@ -293,6 +296,31 @@ fn routes() -> Vec<(Route, MethodRouter<AppState>)> {
         route(Method::GET, "/oauth/authorize", Bearer, oauth::authorize),
         route(Method::POST, "/oauth/refresh", Bearer, oauth::refresh),
         route(Method::GET, "/oauth/callback", Anonymous, oauth::callback),
+        route(
+            Method::POST,
+            "/api/v1/auth/register",
+            Anonymous,
+            accounts::register,
+        ),
+        route(
+            Method::POST,
+            "/api/v1/auth/login",
+            Anonymous,
+            accounts::login,
+        ),
+        route(
+            Method::POST,
+            "/api/v1/auth/refresh",
+            Anonymous,
+            accounts::refresh,
+        ),
+        route(
+            Method::POST,
+            "/api/v1/auth/logout",
+            Anonymous,
+            accounts::logout,
+        ),
+        route(Method::GET, "/api/v1/auth/me", Bearer, accounts::me),
     ]
 }
 

@@ -13,6 +13,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+mod accounts;
 mod auth;
 mod bus;
 mod dexcom;
@@ -24,6 +25,7 @@ mod storage;
 mod sync;
 mod variables;
 
+pub use accounts::{AccountSettings, Registration, ThrottleSettings};
 pub use auth::MIN_SECRET_BYTES;
 pub use bus::{EventBusKind, RabbitSettings};
 pub use dexcom::{ApiVersion, DexcomSettings, MAX_OAUTH_STATE_TTL};
@@ -95,6 +97,8 @@ pub struct Settings {
     pub demo_backfill_days: u32,
     /// The sync engine and scheduler (POLL_INTERVAL_SECONDS, SYNC_*).
     pub sync: SyncSettings,
+    /// Built-in accounts (REGISTRATION, ACCOUNT_*, ARGON2_*, PASSWORD_HASH_*, LOGIN_*).
+    pub accounts: AccountSettings,
 }
 
 impl Settings {
@@ -140,6 +144,7 @@ impl Settings {
             Duration::from_secs(v.number("SHUTDOWN_TIMEOUT_SECONDS", 0, 3600)?);
         let demo_backfill_days = v.number("DEMO_BACKFILL_DAYS", 0, 365)?;
         let sync = sync::parse(&v)?;
+        let accounts = accounts::parse(&v, env)?;
         Ok(Settings {
             env,
             log_level,
@@ -171,6 +176,7 @@ impl Settings {
             demo,
             demo_backfill_days,
             sync,
+            accounts,
         })
     }
 }

@@ -1,5 +1,6 @@
 //! The one integration-test binary (one link step instead of one per file).
 
+mod accounts;
 mod alerts;
 mod analytics_http;
 mod analytics_parity;

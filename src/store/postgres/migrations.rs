@@ -20,6 +20,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (10, include_str!("migrations/0010_tasks.sql")),
     (11, include_str!("migrations/0011_profiles_daily.sql")),
     (12, include_str!("migrations/0012_alerts.sql")),
+    (14, include_str!("migrations/0014_accounts.sql")),
 ];
 
 /// Migration 1 where TimescaleDB is available: `readings` as a hypertable.

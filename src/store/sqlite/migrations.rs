@@ -17,6 +17,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (9, include_str!("migrations/0009_tasks.sql")),
     (10, include_str!("migrations/0010_profiles_daily.sql")),
     (11, include_str!("migrations/0011_alerts.sql")),
+    (13, include_str!("migrations/0013_accounts.sql")),
 ];
 
 /// The newest schema version this build knows.

@@ -16,6 +16,7 @@ use chrono::Utc;
 
 use crate::helpers::*;
 
+mod accounts;
 mod alerts;
 mod daily;
 mod encoded;
@@ -23,6 +24,7 @@ mod limits;
 mod outbox;
 mod sync;
 mod tasks;
+use accounts::*;
 use alerts::*;
 use daily::*;
 use encoded::*;
@@ -980,7 +982,9 @@ macro_rules! conformance {
                 alert_settings_round_trip,
                 one_open_alert_per_type_even_concurrently,
                 alert_changes_commit_their_events,
-                alerts_list_newest_first_by_status_window_and_cursor
+                alerts_list_newest_first_by_status_window_and_cursor,
+                accounts_are_unique_by_email_case_insensitively,
+                refresh_tokens_rotate_once_and_reuse_revokes_the_family
             );
         }
     };
