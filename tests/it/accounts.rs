@@ -373,13 +373,13 @@ async fn bad_and_hostile_input_is_refused_with_pointers_and_nothing_stored() {
 #[tokio::test]
 async fn a_login_flood_on_one_account_gets_429_with_retry_after() {
     let app = spawn(&[("LOGIN_ACCOUNT_FREE_FAILURES", "2")]).await;
-    let email = email();
-    assert_eq!(register(&app, &email, PASSWORD).await.status(), 201);
+    let victim = email();
+    assert_eq!(register(&app, &victim, PASSWORD).await.status(), 201);
     // Delays double from 1 s after the second failure: some attempt within
     // ten lands inside a block, however slowly this machine runs them.
     let mut throttled = None;
     for _ in 0..10 {
-        let r = login(&app, &email, "wrong password!").await;
+        let r = login(&app, &victim, "wrong password!").await;
         match r.status().as_u16() {
             401 => continue,
             429 => {

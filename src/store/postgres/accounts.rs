@@ -13,7 +13,16 @@ use crate::domain::{Email, UserId};
 use crate::records::accounts::{roles_to_text, Account, AccountCreated, NewRefreshToken, Rotation};
 use crate::store::{AccountStore, StoreError};
 
-const COLUMNS: &str = "user_id, email, password_hash, roles, full_name, email_verified, created_at";
+/// The account columns, in the order `account` reads them (a macro, so that
+/// queries stay string literals).
+macro_rules! columns {
+    () => {
+        "user_id, email, password_hash, roles, full_name, email_verified, created_at"
+    };
+}
+
+const BY_ID: &str = concat!("SELECT ", columns!(), " FROM accounts WHERE user_id = $1");
+const BY_EMAIL: &str = concat!("SELECT ", columns!(), " FROM accounts WHERE email_key = $1");
 
 fn account(row: &PgRow) -> Result<Account, StoreError> {
     let id: String = row.try_get(0).map_err(db_error)?;
@@ -32,17 +41,19 @@ fn account(row: &PgRow) -> Result<Account, StoreError> {
 }
 
 impl PostgresStore {
-    async fn one_account(&self, column: &str, value: &str) -> Result<Option<Account>, StoreError> {
-        sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM accounts WHERE {column} = $1"
-        ))
-        .bind(value)
-        .fetch_optional(self.pool())
-        .await
-        .map_err(db_error)?
-        .as_ref()
-        .map(account)
-        .transpose()
+    async fn one_account(
+        &self,
+        query: &'static str,
+        value: &str,
+    ) -> Result<Option<Account>, StoreError> {
+        sqlx::query(query)
+            .bind(value)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(db_error)?
+            .as_ref()
+            .map(account)
+            .transpose()
     }
 }
 
@@ -69,9 +80,10 @@ async fn insert_token(
 #[async_trait]
 impl AccountStore for PostgresStore {
     async fn create_account(&self, a: Account) -> Result<AccountCreated, StoreError> {
-        let inserted = sqlx::query(&format!(
-            "INSERT INTO accounts ({COLUMNS}, email_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-             ON CONFLICT DO NOTHING"
+        let inserted = sqlx::query(concat!(
+            "INSERT INTO accounts (",
+            columns!(),
+            ", email_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING"
         ))
         .bind(a.id.as_str())
         .bind(a.email.as_str())
@@ -93,11 +105,11 @@ impl AccountStore for PostgresStore {
     }
 
     async fn get_account(&self, id: &UserId) -> Result<Option<Account>, StoreError> {
-        self.one_account("user_id", id.as_str()).await
+        self.one_account(BY_ID, id.as_str()).await
     }
 
     async fn account_by_email(&self, email: &Email) -> Result<Option<Account>, StoreError> {
-        self.one_account("email_key", email.key()).await
+        self.one_account(BY_EMAIL, email.key()).await
     }
 
     async fn start_refresh_family(&self, first: NewRefreshToken) -> Result<uuid::Uuid, StoreError> {
