@@ -68,7 +68,7 @@ impl AccountSettings {
             access_ttl: Duration::from_secs(900),
             refresh_ttl: Duration::from_secs(30 * 86_400),
             argon2_memory_kib: 19_456,
-            argon2_iterations: 2,
+            argon2_iterations: 4,
             argon2_parallelism: 1,
             hash_concurrency: 2,
             hash_queue: 64,
