@@ -473,7 +473,7 @@ async fn unknown_email_and_wrong_password_take_about_as_long() {
         v[v.len() / 2]
     };
     let (u, w) = (median(&mut unknown), median(&mut wrong));
-    let gap = if u > w { u - w } else { w - u };
+    let gap = u.abs_diff(w);
     assert!(
         gap < Duration::from_millis(10),
         "median unknown email {u:?}, wrong password {w:?}"
