@@ -497,3 +497,82 @@ async fn accounts_are_off_without_an_hs256_secret() {
     let r = login(&app, &email(), PASSWORD).await;
     expect_error(r, 503, "SERVICE_UNAVAILABLE").await;
 }
+
+/// Runs `cgm-hub users create ARGS` with `stdin` on standard input.
+fn users_create(db: &str, args: &[&str], stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cgm-hub"))
+        .args(["users", "create"])
+        .args(args)
+        .env_clear()
+        .envs([
+            ("SQLITE_PATH", db),
+            ("ARGON2_MEMORY_KIB", "8192"),
+            ("ARGON2_ITERATIONS", "1"),
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run cgm-hub");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// The first admin comes from the command line (password on standard input),
+/// whatever REGISTRATION says, and logs in over HTTP with both roles.
+#[tokio::test]
+async fn the_cli_creates_an_admin_who_can_log_in_while_registration_is_closed() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let db = dir.path().join("accounts.db").display().to_string();
+    // A store that exists (as `serve` or `migrate` leaves it).
+    let migrated = run_cgm_hub(dir.path(), &["migrate"], &[("SQLITE_PATH", db.as_str())]);
+    assert!(
+        migrated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&migrated.stderr)
+    );
+    let admin = email();
+    let out = users_create(
+        &db,
+        &["--email", &admin, "--admin", "--json"],
+        &format!("{PASSWORD}\n"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let created: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(created["roles"], json!(["patient", "admin"]));
+    // A breached password, or the same email again: refused.
+    let weak = users_create(&db, &["--email", &email()], "password1\n");
+    assert_eq!(weak.status.code(), Some(2));
+    let again = users_create(
+        &db,
+        &["--email", &admin.to_lowercase()],
+        &format!("{PASSWORD}\n"),
+    );
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+
+    let app = spawn(&[("SQLITE_PATH", db.as_str()), ("REGISTRATION", "closed")]).await;
+    let session = data(login(&app, &admin, PASSWORD).await, 200).await;
+    assert_eq!(session["user"]["id"], created["id"]);
+    assert_eq!(session["user"]["roles"], json!(["patient", "admin"]));
+    expect_error(register(&app, &email(), PASSWORD).await, 403, "FORBIDDEN").await;
+    // An admin token reads the audit trail, which only admins may.
+    let r = app
+        .client
+        .get(app.url("/api/audit?limit=5"))
+        .bearer_auth(session["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
