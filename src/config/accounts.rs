@@ -133,3 +133,37 @@ pub(super) fn parse(v: &Vars<'_>, env: ServiceEnv) -> Result<AccountSettings, Co
         },
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn parse_with(env: ServiceEnv, pairs: &[(&str, &str)]) -> Result<AccountSettings, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        parse(&Vars(&map), env)
+    }
+
+    #[test]
+    fn registration_is_open_in_development_and_by_invitation_elsewhere() {
+        let dev = parse_with(ServiceEnv::Development, &[]).unwrap();
+        assert_eq!(dev.registration, Registration::Open);
+        assert_eq!(dev.argon2_iterations, 4);
+        assert_eq!(dev.per_account.max_delay, Duration::from_secs(60));
+        for env in [ServiceEnv::Staging, ServiceEnv::Production] {
+            assert_eq!(
+                parse_with(env, &[]).unwrap().registration,
+                Registration::Invite
+            );
+        }
+        let closed = parse_with(ServiceEnv::Production, &[("REGISTRATION", "Closed")]).unwrap();
+        assert_eq!(closed.registration, Registration::Closed);
+        let bad = parse_with(ServiceEnv::Development, &[("REGISTRATION", "maybe")]).unwrap_err();
+        assert!(bad.to_string().contains("REGISTRATION"), "{bad}");
+        assert!(parse_with(ServiceEnv::Development, &[("ARGON2_MEMORY_KIB", "64")]).is_err());
+    }
+}

@@ -256,6 +256,7 @@ mod tests {
     fn the_registry_lists_exactly_the_variables_the_parser_reads() {
         let sources = [
             include_str!("mod.rs"),
+            include_str!("accounts.rs"),
             include_str!("auth.rs"),
             include_str!("bus.rs"),
             include_str!("dexcom.rs"),
@@ -278,7 +279,10 @@ mod tests {
                 let rest = parser[at + call.len()..].trim_start();
                 if let Some(quoted) = rest.strip_prefix('"') {
                     let name = &quoted[..quoted.find('"').expect("closing quote")];
-                    if name.bytes().all(|b| b.is_ascii_uppercase() || b == b'_') {
+                    if name
+                        .bytes()
+                        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+                    {
                         read.insert(name);
                     }
                 }
