@@ -85,14 +85,15 @@ pub struct AccountService {
     pool: HashPool,
     /// A hash of a random password at the configured cost: what an unknown
     /// email's password is checked against, so that it takes as long as a
-    /// wrong password for a known one.
-    dummy_hash: String,
+    /// wrong password for a known one. Made by the first such login (in the
+    /// pool), not at start-up.
+    dummy_hash: tokio::sync::OnceCell<String>,
     per_account: Throttle<String>,
     per_ip: Throttle<IpAddr>,
 }
 
 impl AccountService {
-    /// Computes the dummy hash (one Argon2 run) and loads the breached list.
+    /// Loads the breached list; refuses Argon2 parameters the crate rejects.
     pub fn new(
         store: Arc<dyn Store>,
         signer: Option<Signer>,
@@ -116,7 +117,7 @@ impl AccountService {
                 settings.hash_queue,
                 settings.hash_queue_timeout,
             ),
-            dummy_hash,
+            dummy_hash: tokio::sync::OnceCell::new(),
             per_account: Throttle::new(settings.per_account),
             per_ip: Throttle::new(settings.per_ip),
             settings,
@@ -218,9 +219,10 @@ impl AccountService {
             return Err(AccountError::Throttled { retry_after });
         }
         let account = self.store.account_by_email(email).await?;
-        let stored = account
-            .as_ref()
-            .map_or_else(|| self.dummy_hash.clone(), |a| a.password_hash.clone());
+        let stored = match &account {
+            Some(a) => a.password_hash.clone(),
+            None => self.dummy_hash().await?,
+        };
         let matches = self
             .pool
             .verify(stored, password.expose().to_owned())
@@ -296,6 +298,17 @@ impl AccountService {
 
     pub async fn account(&self, id: &UserId) -> Result<Option<Account>, AccountError> {
         Ok(self.store.get_account(id).await?)
+    }
+
+    async fn dummy_hash(&self) -> Result<String, AccountError> {
+        self.dummy_hash
+            .get_or_try_init(|| {
+                let random: [u8; 24] = rand::random();
+                self.pool
+                    .hash(base64::engine::general_purpose::STANDARD.encode(random))
+            })
+            .await
+            .cloned()
     }
 
     async fn start_session(&self, account: Account) -> Result<Session, AccountError> {
