@@ -104,9 +104,8 @@ impl AccountService {
             iterations: settings.argon2_iterations,
             parallelism: settings.argon2_parallelism,
         };
-        let random: [u8; 24] = rand::random();
-        let dummy_hash =
-            cost.hash_blocking(&base64::engine::general_purpose::STANDARD.encode(random))?;
+        argon2::Params::new(cost.memory_kib, cost.iterations, cost.parallelism, None)
+            .map_err(|e| AccountError::Internal(format!("argon2 parameters: {e}")))?;
         crate::domain::preload_breached_list();
         Ok(Self {
             store,
