@@ -42,6 +42,8 @@ pub enum BuildError {
     KeyFile { path: String, error: std::io::Error },
     #[error("cannot start the demo's Dexcom simulator: {0}")]
     Demo(std::io::Error),
+    #[error("cannot set up accounts: {0}")]
+    Accounts(#[from] crate::accounts::AccountError),
 }
 
 /// Everything a running instance holds.
@@ -139,9 +141,11 @@ impl App {
             cipher.derive_key("cgm-hub/stream-token-signing/v1"),
             settings.stream.token_ttl,
         );
+        let accounts = Arc::new(account_service(&settings, store.clone())?);
         let state = Arc::new(AppContext {
             live,
             stream_tokens,
+            accounts,
             pipeline: pipeline.clone(),
             audit: crate::auth::audit::AuditLog::start(store.clone()),
             relay,
@@ -197,6 +201,11 @@ impl App {
             cipher,
             demo,
         })
+    }
+
+    /// The accounts of this instance's store (also `cgm-hub users create`).
+    pub fn accounts(&self) -> &Arc<crate::accounts::AccountService> {
+        &self.state.accounts
     }
 
     pub fn cipher(&self) -> &Arc<TokenCipher> {
@@ -452,4 +461,26 @@ async fn dynamodb_store(_: &StorageSettings) -> Result<Arc<dyn Store>, BuildErro
         "STORAGE_BACKEND=dynamodb needs a build with the cargo feature \"dynamodb\"".into(),
     )
     .into())
+}
+
+/// The built-in accounts over `store`: on when AUTH_JWT_SECRET can sign their
+/// access tokens (with AUTH_ISSUER and AUTH_AUDIENCE, as `Authenticator`
+/// checks them); with only a JWKS configured they are off (503).
+pub fn account_service(
+    settings: &Settings,
+    store: Arc<dyn crate::store::Store>,
+) -> Result<crate::accounts::AccountService, BuildError> {
+    let signer = settings
+        .auth_jwt_secret
+        .clone()
+        .map(|secret| crate::accounts::Signer {
+            secret,
+            issuer: settings.auth_issuer.clone(),
+            audience: settings.auth_audience.clone(),
+        });
+    Ok(crate::accounts::AccountService::new(
+        store,
+        signer,
+        settings.accounts.clone(),
+    )?)
 }

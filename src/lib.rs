@@ -22,18 +22,21 @@
 //! 9. `pipeline`: parse, validate and normalize readings, then store them.
 //! 10. `connections`: sealing source tokens at rest, and pruning stale OAuth state.
 //! 11. `auth`: bearer tokens, the access policy and the audit writer.
-//! 12. `events`: the bus, the outbox relay and subscriptions.
-//! 13. `tasks`: the durable task runner (leases, retries, resume after a crash).
-//! 14. `sync`: the source port, the sync engine and the scheduler.
-//! 15. `simulator`: a Dexcom API and synthetic patients, for the demo and tests.
-//! 16. `sources`: the adapters (Dexcom, signed webhooks) behind the source port.
-//! 17. `notifications`: signed outbound webhooks for alert events, delivered
+//! 12. `accounts`: built-in sign-up, login and refresh-token sessions that issue
+//!     the bearer tokens `auth` verifies; Argon2id hashing in a bounded pool.
+//! 13. `events`: the bus, the outbox relay and subscriptions.
+//! 14. `tasks`: the durable task runner (leases, retries, resume after a crash).
+//! 15. `sync`: the source port, the sync engine and the scheduler.
+//! 16. `simulator`: a Dexcom API and synthetic patients, for the demo and tests.
+//! 17. `sources`: the adapters (Dexcom, signed webhooks) behind the source port.
+//! 18. `notifications`: signed outbound webhooks for alert events, delivered
 //!     durably through the task runner.
-//! 18. `serving`: the listener's connection limits and timeouts.
-//! 19. `api`: the HTTP routes, their views and the one error envelope.
-//! 20. `app`: building the parts from settings, and running them under a supervisor.
-//! 21. `operator`: the command line.
+//! 19. `serving`: the listener's connection limits and timeouts.
+//! 20. `api`: the HTTP routes, their views and the one error envelope.
+//! 21. `app`: building the parts from settings, and running them under a supervisor.
+//! 22. `operator`: the command line.
 
+pub mod accounts;
 pub mod analytics;
 pub mod api;
 pub mod app;

@@ -58,7 +58,7 @@ enum Command {
     /// Apply pending store migrations (or create absent DynamoDB tables) and exit;
     /// `serve` does the same at start-up. With SQLite, stop the service first.
     Migrate,
-    /// Users the service knows (those with a connection).
+    /// Users the service knows (those with a connection) and built-in accounts.
     Users {
         #[command(subcommand)]
         action: UsersAction,
@@ -115,6 +115,18 @@ enum ConfigAction {
 enum UsersAction {
     /// Every user with a connection: statuses, last sync, newest reading.
     List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create a built-in account (docs/accounts.md). The password is read from
+    /// standard input (one line; prompted for on a terminal), never from the
+    /// command line.
+    Create {
+        #[arg(long)]
+        email: String,
+        /// Also give the account the admin role.
+        #[arg(long)]
+        admin: bool,
         #[arg(long)]
         json: bool,
     },
@@ -258,6 +270,14 @@ fn main() -> ExitCode {
         Command::Users {
             action: UsersAction::List { json },
         } => operate(|| operator::users_list(s, output(json))),
+        Command::Users {
+            action: UsersAction::Create { email, admin, json },
+        } => match read_password() {
+            Some(password) => {
+                operate(|| operator::users_create(s, &email, &password, admin, output(json)))
+            }
+            None => ExitCode::from(2),
+        },
         Command::Connections {
             action: ConnectionsAction::List { user, status, json },
         } => operate(|| {
@@ -386,6 +406,30 @@ fn runtime() -> Option<tokio::runtime::Runtime> {
     tokio::runtime::Runtime::new()
         .inspect_err(|e| eprintln!("cgm-hub: cannot start the async runtime: {e}"))
         .ok()
+}
+
+/// One line of standard input (without its line ending), after a prompt on
+/// standard error when it is a terminal. None (and a message) when nothing
+/// could be read.
+fn read_password() -> Option<String> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprint!("password (8-256 characters): ");
+        let _ = std::io::stderr().flush();
+    }
+    let mut line = String::new();
+    match stdin.lock().read_line(&mut line) {
+        Ok(n) if n > 0 => {
+            let end = line.trim_end_matches(['\n', '\r']).len();
+            line.truncate(end);
+            Some(line)
+        }
+        _ => {
+            eprintln!("cgm-hub: no password on standard input");
+            None
+        }
+    }
 }
 
 fn mint(settings: &Settings, sub: &str, roles: &[String], ttl: std::time::Duration) -> ExitCode {

@@ -5,6 +5,9 @@ use axum::Router;
 use utoipa::{OpenApi, ToSchema};
 use utoipa_swagger_ui::SwaggerUi;
 
+use super::accounts::{
+    AccountView, LoginInput, MeView, RefreshTokenInput, RegisterInput, SessionView,
+};
 use super::alerts::{
     AlertList, AlertPagination, AlertSettingsInputDoc, AlertSettingsView, AlertView,
 };
@@ -28,7 +31,7 @@ use super::tasks::TaskView;
 use super::views::JobCountsView;
 use super::views::{DeviceInfoView, ReadingView};
 use super::webhook::DeliveryReceipt;
-use super::{alerts, daily, notifications, profile};
+use super::{accounts, alerts, daily, notifications, profile};
 use super::{
     analytics, audit, connections, health, jobs, oauth, readings, shares, stream, tasks, webhook,
     AppState,
@@ -58,7 +61,8 @@ use crate::pipeline::wire::{DeviceInfoInput, ReadingInput};
         analytics::agp, analytics::summary_fhir, profile::get, profile::put, daily::daily,
         alerts::get_settings, alerts::put_settings, alerts::list, alerts::acknowledge,
         notifications::create, notifications::list, notifications::delete,
-        stream::stream, stream::token
+        stream::stream, stream::token,
+        accounts::register, accounts::login, accounts::refresh, accounts::logout, accounts::me
     ),
     components(schemas(
         ReadingView, DeviceInfoView, ReadingInput, BulkInput, DeviceInfoInput, RecordOutcome, Summary,
@@ -72,7 +76,9 @@ use crate::pipeline::wire::{DeviceInfoInput, ReadingInput};
         ProfileView, ProfileInput, ProfileEnvelope, DayView, DailyView, DailyEnvelope,
         AlertSettingsView, AlertSettingsInputDoc, AlertView, AlertList, AlertPagination,
         AlertSettingsEnvelope, AlertEnvelope, AlertListEnvelope, EndpointInputDoc, EndpointView,
-        EndpointList, EndpointEnvelope, EndpointListEnvelope, StreamTokenView, StreamTokenEnvelope
+        EndpointList, EndpointEnvelope, EndpointListEnvelope, StreamTokenView, StreamTokenEnvelope,
+        AccountView, SessionView, MeView, RegisterInput, LoginInput, RefreshTokenInput,
+        SessionEnvelope, MeEnvelope
     )),
     modifiers(&BearerAuth, &GateResponses),
     security(("bearer" = [])),
@@ -87,6 +93,7 @@ use crate::pipeline::wire::{DeviceInfoInput, ReadingInput};
         (name = "alerts", description = "Alert settings, alert history and acknowledgement (alerts are raised and resolved as readings are stored), and the per-user live stream of readings and alerts (Server-Sent Events)"),
         (name = "operations", description = "Health and metrics"),
         (name = "profile", description = "A user's time zone, target range, display unit and diabetes type"),
+        (name = "accounts", description = "Built-in accounts: sign-up, login, refresh-token rotation, logout (docs/accounts.md); the access tokens are the bearer JWTs every other route takes"),
     )
 )]
 pub struct ApiDoc;
@@ -250,6 +257,24 @@ pub struct ProfileEnvelope {
     #[schema(example = "success")]
     status: String,
     data: ProfileView,
+}
+
+/// `{"status":"success","data":{"user","access_token","refresh_token","token_type","expires_in"}}`
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct SessionEnvelope {
+    #[schema(example = "success")]
+    status: String,
+    data: SessionView,
+}
+
+/// `{"status":"success","data":{"user","profile"}}`
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct MeEnvelope {
+    #[schema(example = "success")]
+    status: String,
+    data: MeView,
 }
 
 /// `{"status":"success","data":{"days":[...]}}`
@@ -450,8 +475,11 @@ impl utoipa::Modify for BearerAuth {
                          clinician, admin, service) and `exp`; HS256 (AUTH_JWT_SECRET) or \
                          RS256/ES256 (AUTH_JWKS_URL). A patient reads and writes their own data; \
                          caregivers and clinicians read patients who shared with them; service \
-                         reads all; admin does everything. `/health`, `/metrics`, `/docs`, \
-                         `/openapi.json` and `/oauth/callback` need no token.",
+                         reads all; admin does everything. Built-in accounts get one from \
+                         `POST /api/v1/auth/login` (HS256, signed with AUTH_JWT_SECRET). `/health`, \
+                         `/metrics`, `/docs`, `/openapi.json`, `/oauth/callback` and \
+                         `/api/v1/auth/{register,login,refresh,logout}` need no token. (A cookie \
+                         scheme for the browser's refresh token is planned beside this one.)",
                     ))
                     .build(),
             ),

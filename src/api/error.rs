@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde_json::json;
 use utoipa::ToSchema;
 
+use crate::accounts::AccountError;
 use crate::domain::FieldError;
 use crate::notifications::NotifyError;
 use crate::sources::connect::ConnectFault;
@@ -332,5 +333,27 @@ pub fn query_params<T: serde::de::DeserializeOwned>(query: Option<&str>) -> Resu
 impl From<FieldError> for ApiError {
     fn from(e: FieldError) -> Self {
         ApiError::bad_request(e.to_string(), vec![e])
+    }
+}
+
+/// An account operation's failure: credentials and refresh tokens are 401
+/// (one message for unknown email and wrong password), throttling 429, a busy
+/// hashing pool or accounts switched off 503.
+impl From<AccountError> for ApiError {
+    fn from(e: AccountError) -> Self {
+        match e {
+            AccountError::EmailTaken => ApiError::Conflict(e.to_string()),
+            AccountError::InvalidCredentials { .. } | AccountError::InvalidRefreshToken { .. } => {
+                ApiError::Unauthorized(e.to_string())
+            }
+            AccountError::Throttled { retry_after } => ApiError::QuotaExceeded {
+                retry_after,
+                message: e.to_string(),
+            },
+            AccountError::Busy | AccountError::Disabled => ApiError::Unavailable(e.to_string()),
+            AccountError::RegistrationClosed(_) => ApiError::Forbidden(e.to_string()),
+            AccountError::Store(e) => e.into(),
+            AccountError::Internal(m) => ApiError::Internal(m),
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! The HTTP API: routes, shared state, and the middleware every request passes.
 
 pub mod access;
+mod accounts;
 mod alerts;
 pub mod analytics;
 mod audit;
@@ -115,6 +116,8 @@ pub struct AppContext {
     pub live: Arc<crate::events::live::LiveStreams>,
     /// Mints and verifies the stream tokens of browsers' `EventSource`s.
     pub stream_tokens: crate::auth::stream_token::StreamTokens,
+    /// Built-in accounts (`/api/v1/auth/*`); off (503) without AUTH_JWT_SECRET.
+    pub accounts: Arc<crate::accounts::AccountService>,
 }
 
 impl AppContext {
@@ -337,6 +340,31 @@ fn routes() -> Vec<(Route, MethodRouter<AppState>)> {
         route(Method::GET, "/oauth/authorize", Bearer, oauth::authorize),
         route(Method::POST, "/oauth/refresh", Bearer, oauth::refresh),
         route(Method::GET, "/oauth/callback", Anonymous, oauth::callback),
+        route(
+            Method::POST,
+            "/api/v1/auth/register",
+            Anonymous,
+            accounts::register,
+        ),
+        route(
+            Method::POST,
+            "/api/v1/auth/login",
+            Anonymous,
+            accounts::login,
+        ),
+        route(
+            Method::POST,
+            "/api/v1/auth/refresh",
+            Anonymous,
+            accounts::refresh,
+        ),
+        route(
+            Method::POST,
+            "/api/v1/auth/logout",
+            Anonymous,
+            accounts::logout,
+        ),
+        route(Method::GET, "/api/v1/auth/me", Bearer, accounts::me),
     ]
 }
 

@@ -54,6 +54,11 @@ pub fn decide(
     if principal.has(Role::Patient) && &principal.user_id == owner {
         return Some(Basis::Own);
     }
+    // An account is read by its owner, whatever their roles (a caregiver's
+    // account is theirs too).
+    if action == Action::ReadAccount && &principal.user_id == owner {
+        return Some(Basis::Own);
+    }
     // Notification endpoints belong to whoever receives them: a caregiver
     // keeps their own, for the alerts of the patients who share with them.
     if matches!(
@@ -168,5 +173,19 @@ mod tests {
             decide(&both, Action::WriteReadings, &owner, None),
             Some(Basis::Own)
         );
+    }
+
+    #[test]
+    fn an_account_is_read_by_its_owner_whatever_the_role() {
+        let mom = UserId::parse("mom").unwrap();
+        let caregiver = p("mom", &[Role::Caregiver]);
+        assert_eq!(
+            decide(&caregiver, Action::ReadAccount, &mom, None),
+            Some(Basis::Own)
+        );
+        let service = p("svc", &[Role::Service]);
+        assert_eq!(decide(&service, Action::ReadAccount, &mom, None), None);
+        let other = p("dad", &[Role::Patient]);
+        assert_eq!(decide(&other, Action::ReadAccount, &mom, None), None);
     }
 }

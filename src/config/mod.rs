@@ -13,6 +13,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+mod accounts;
 mod auth;
 mod bus;
 mod dexcom;
@@ -26,6 +27,7 @@ mod stream;
 mod sync;
 mod variables;
 
+pub use accounts::{AccountSettings, Registration, ThrottleSettings};
 pub use auth::MIN_SECRET_BYTES;
 pub use bus::{EventBusKind, RabbitSettings};
 pub use dexcom::{ApiVersion, DexcomSettings, MAX_OAUTH_STATE_TTL};
@@ -105,6 +107,8 @@ pub struct Settings {
     pub notifications: NotificationSettings,
     /// Per-user live streams (STREAM_*).
     pub stream: StreamSettings,
+    /// Built-in accounts (REGISTRATION, ACCOUNT_*, ARGON2_*, PASSWORD_HASH_*, LOGIN_*).
+    pub accounts: AccountSettings,
 }
 
 impl Settings {
@@ -154,6 +158,7 @@ impl Settings {
             Duration::from_secs(v.number("ALERT_STALE_CHECK_SECONDS", 1, 3600)?);
         let notifications = notifications::parse(&v, env)?;
         let stream = stream::parse(&v)?;
+        let accounts = accounts::parse(&v, env)?;
         Ok(Settings {
             env,
             log_level,
@@ -188,6 +193,7 @@ impl Settings {
             alert_stale_check,
             notifications,
             stream,
+            accounts,
         })
     }
 }
@@ -267,6 +273,7 @@ mod tests {
     fn the_registry_lists_exactly_the_variables_the_parser_reads() {
         let sources = [
             include_str!("mod.rs"),
+            include_str!("accounts.rs"),
             include_str!("auth.rs"),
             include_str!("bus.rs"),
             include_str!("dexcom.rs"),
@@ -291,7 +298,10 @@ mod tests {
                 let rest = parser[at + call.len()..].trim_start();
                 if let Some(quoted) = rest.strip_prefix('"') {
                     let name = &quoted[..quoted.find('"').expect("closing quote")];
-                    if name.bytes().all(|b| b.is_ascii_uppercase() || b == b'_') {
+                    if name
+                        .bytes()
+                        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+                    {
                         read.insert(name);
                     }
                 }

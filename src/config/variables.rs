@@ -479,6 +479,91 @@ pub const VARIABLES: &[Variable] = &[
          webhooks answer 503 (docs/webhooks.md). At least 32 bytes in staging and production.",
     ),
     var(
+        Security,
+        "REGISTRATION",
+        "",
+        "Who may create an account with POST /api/v1/auth/register: open, invite (by \
+         invitation; until invitations exist, only `cgm-hub users create`) or closed. Unset: open \
+         in development, invite otherwise. Accounts need AUTH_JWT_SECRET (docs/accounts.md).",
+    ),
+    var(
+        Security,
+        "ACCOUNT_ACCESS_TOKEN_TTL_SECONDS",
+        "900",
+        "Lifetime of the access tokens (bearer JWTs) that login and refresh issue, 60-86400.",
+    ),
+    var(
+        Security,
+        "ACCOUNT_REFRESH_TOKEN_TTL_SECONDS",
+        "2592000",
+        "Lifetime of a refresh token (each refresh issues a new one with a new lifetime), \
+         300-31536000.",
+    ),
+    var(
+        Security,
+        "ARGON2_MEMORY_KIB",
+        "19456",
+        "Argon2id memory cost of new password hashes, in KiB (stored hashes keep their own); \
+         with the defaults a hash takes about 70-90 ms here (docs/performance.md).",
+    ),
+    var(
+        Security,
+        "ARGON2_ITERATIONS",
+        "4",
+        "Argon2id time cost (passes) of new password hashes.",
+    ),
+    var(
+        Security,
+        "ARGON2_PARALLELISM",
+        "1",
+        "Argon2id lanes of new password hashes.",
+    ),
+    var(
+        Security,
+        "PASSWORD_HASH_CONCURRENCY",
+        "2",
+        "Password hashes (sign-up, login) computed at once, each on a blocking thread; more \
+         wait in a bounded queue, so a login storm cannot take every thread.",
+    ),
+    var(
+        Security,
+        "PASSWORD_HASH_QUEUE",
+        "64",
+        "Requests that may wait for a hashing slot; beyond it 503 SERVICE_UNAVAILABLE at once.",
+    ),
+    var(
+        Security,
+        "PASSWORD_HASH_QUEUE_TIMEOUT_SECONDS",
+        "5",
+        "Longest wait for a hashing slot before 503 SERVICE_UNAVAILABLE.",
+    ),
+    var(
+        Security,
+        "LOGIN_ACCOUNT_FREE_FAILURES",
+        "5",
+        "Consecutive failed logins of one email before it is slowed down: each further \
+         failure blocks it for 1 s, 2 s, 4 s, ... (429 with Retry-After). A success resets it.",
+    ),
+    var(
+        Security,
+        "LOGIN_ACCOUNT_MAX_DELAY_SECONDS",
+        "60",
+        "Longest block of one email after failed logins (so an attacker cannot lock its owner \
+         out for longer).",
+    ),
+    var(
+        Security,
+        "LOGIN_IP_FREE_FAILURES",
+        "20",
+        "Consecutive failed logins from one client IP before it is slowed down as above.",
+    ),
+    var(
+        Security,
+        "LOGIN_IP_MAX_DELAY_SECONDS",
+        "900",
+        "Longest block of one client IP after failed logins.",
+    ),
+    var(
         Dexcom,
         "DEXCOM_CLIENT_ID",
         "",

@@ -3,6 +3,7 @@
 //! Nothing here knows about HTTP, databases or Dexcom's wire format. Raw input is
 //! parsed into these types once, at the edges (see `pipeline::wire`, `store::*`).
 
+mod account;
 mod alert_settings;
 mod device;
 mod error;
@@ -13,6 +14,10 @@ mod time;
 mod trend;
 mod user_id;
 
+pub use account::{
+    breached_list_len, is_breached, preload_breached_list, Email, Password, PasswordAttempt,
+    MAX_EMAIL_LEN, MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS,
+};
 pub use alert_settings::{AlertSettings, AlertSettingsInput};
 pub use device::DeviceInfo;
 pub use error::FieldError;

@@ -287,6 +287,52 @@ pub async fn users_list(settings: &Settings, output: Output) -> Result<()> {
     Ok(())
 }
 
+/// `users create --email E [--admin]`: a built-in account (the patient role,
+/// plus admin with `admin`), whatever REGISTRATION says. `password` comes from
+/// standard input (the caller reads it), never from the command line; it must
+/// meet the sign-up policy (8-256 characters, not a breached password).
+pub async fn users_create(
+    settings: &Settings,
+    email: &str,
+    password: &str,
+    admin: bool,
+    output: Output,
+) -> Result<()> {
+    use crate::accounts::AccountError;
+    use crate::domain::{Email, Password};
+    let email = Email::parse(email).map_err(|e| OperatorError::Usage(format!("email: {e}")))?;
+    let password =
+        Password::parse(password).map_err(|e| OperatorError::Usage(format!("password: {e}")))?;
+    let store = store(settings).await?;
+    let accounts = crate::app::account_service(settings, store)?;
+    let account = match accounts.create_by_operator(email, password, admin).await {
+        Ok(account) => account,
+        Err(AccountError::EmailTaken) => {
+            return Err(OperatorError::Failed(
+                "an account with this email already exists".into(),
+            ))
+        }
+        Err(AccountError::Store(e)) => return Err(e.into()),
+        Err(e) => return Err(OperatorError::Failed(e.to_string())),
+    };
+    let roles: Vec<&str> = account.roles.iter().map(|r| r.as_str()).collect();
+    if output == Output::Json {
+        print_json(&serde_json::json!({
+            "id": account.id.as_str(),
+            "email": account.email.as_str(),
+            "roles": roles,
+        }));
+    } else {
+        println!(
+            "created account {} for {} (roles: {})",
+            account.id,
+            account.email,
+            roles.join(",")
+        );
+    }
+    Ok(())
+}
+
 /// `sync --user ID [--start-date D] [--end-date D] [--wait]`: queues a manual sync
 /// job, exactly as `POST /api/bg/{userId}/sync` does; a running instance's workers
 /// claim it within a second. With `wait`, polls until it has finished. It syncs

@@ -1,6 +1,7 @@
 //! Storage: one trait per storage concern (`ReadingStore`, `OutboxStore`,
 //! `AuditStore`, `ShareStore`, `ConnectionStore`, `JobStore`, `InboxStore`,
-//! `TaskStore`, `ProfileStore`, `DailyStore`, `AlertStore`, `NotificationStore`),
+//! `TaskStore`, `ProfileStore`, `DailyStore`, `AlertStore`, `StaleStore`,
+//! `NotificationStore`, `AccountStore`),
 //! `Store` as their supertrait (used as `Arc<dyn Store>`, upcast to the narrow
 //! trait a consumer needs), and one module per backend, whose concern files
 //! implement those traits.
@@ -21,7 +22,8 @@ pub mod sqlite;
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 
-use crate::domain::{AlertSettings, Profile, Reading, StoredReading, UserId};
+use crate::domain::{AlertSettings, Email, Profile, Reading, StoredReading, UserId};
+use crate::records::accounts::{Account, AccountCreated, NewRefreshToken, Rotation};
 use crate::records::alerts::{Alert, AlertQuery, AlertStatus};
 use crate::records::audit::{AuditBatch, AuditQuery, AuditRecord};
 use crate::records::connections::{
@@ -571,6 +573,43 @@ pub trait StaleStore: Send + Sync {
     ) -> Result<Vec<NewestReading>, StoreError>;
 }
 
+/// Built-in accounts (`/api/v1/auth/*`) and their refresh tokens. Tokens are
+/// stored by fingerprint only and grouped in families: a login starts one, each
+/// refresh uses one token and adds the next, and a family is revoked as a whole
+/// (logout, or a used token presented again).
+#[async_trait]
+pub trait AccountStore: Send + Sync {
+    /// Stores a new account unless another has its email (compared by
+    /// `Email::key`) or its id: `Taken`, nothing written. Atomic under
+    /// concurrency: of two sign-ups with one email, one gets `Taken`.
+    async fn create_account(&self, account: Account) -> Result<AccountCreated, StoreError>;
+
+    async fn get_account(&self, id: &UserId) -> Result<Option<Account>, StoreError>;
+
+    /// The account whose email has this `Email::key`.
+    async fn account_by_email(&self, email: &Email) -> Result<Option<Account>, StoreError>;
+
+    /// Starts a new family with its first token (sign-up, login); its id.
+    async fn start_refresh_family(&self, first: NewRefreshToken) -> Result<uuid::Uuid, StoreError>;
+
+    /// Uses the token with fingerprint `presented` and stores `next` in its
+    /// family, atomically (see `Rotation`): a live token becomes used and `next`
+    /// is stored (`Rotated`); a used one revokes its family (`Reused`, `next`
+    /// not stored); a token of a revoked family, an expired one (at
+    /// `next.issued_at`) or an unknown one changes nothing. Of two concurrent
+    /// rotations of one token, one rotates and the other is `Reused`. `next`'s
+    /// account is ignored: the family's is kept.
+    async fn rotate_refresh_token(
+        &self,
+        presented: &str,
+        next: NewRefreshToken,
+    ) -> Result<Rotation, StoreError>;
+
+    /// Revokes the family of the token with fingerprint `presented` (used or
+    /// not, expired or not); false if there is no such token.
+    async fn revoke_refresh_family(&self, presented: &str) -> Result<bool, StoreError>;
+}
+
 /// Every storage concern of one backend, and what is the backend's as a whole.
 /// Writes that span concerns (an upsert and its outbox events, a finished job
 /// with its connection and events, a connection and its events) stay one
@@ -590,6 +629,7 @@ pub trait Store:
     + AlertStore
     + StaleStore
     + NotificationStore
+    + AccountStore
     + Send
     + Sync
     + 'static

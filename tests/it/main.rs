@@ -1,5 +1,6 @@
 //! The one integration-test binary (one link step instead of one per file).
 
+mod accounts;
 mod alerts;
 mod analytics_http;
 mod analytics_parity;
@@ -18,8 +19,8 @@ mod helpers;
 mod http_errors;
 mod http_readings;
 mod layering;
-mod notifications;
 mod live_stream;
+mod notifications;
 mod operator_kit;
 mod pipeline;
 mod postgres_store;

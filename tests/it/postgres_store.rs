@@ -142,11 +142,7 @@ async fn instances_starting_together_migrate_once() {
             .fetch_all(&mut conn)
             .await
             .unwrap();
-    // Each once, in order. Not necessarily contiguous: migration numbers are
-    // reserved per branch before they merge, so one branch alone may skip some.
-    assert_eq!(versions.first(), Some(&1), "{versions:?}");
-    assert!(versions.windows(2).all(|w| w[0] < w[1]), "{versions:?}");
-    assert!(versions.len() >= 13, "{versions:?}");
+    assert_eq!(versions, (1..=versions.len() as i64).collect::<Vec<_>>());
     for store in [a, b, c] {
         store.ping().await.unwrap();
     }

@@ -24,6 +24,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         13,
         include_str!("migrations/0013_notification_endpoints.sql"),
     ),
+    (14, include_str!("migrations/0014_accounts.sql")),
     (
         15,
         include_str!("migrations/0015_latest_readings_by_ts.sql"),

@@ -21,6 +21,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         12,
         include_str!("migrations/0012_notification_endpoints.sql"),
     ),
+    (13, include_str!("migrations/0013_accounts.sql")),
     (14, include_str!("migrations/0014_newest_readings.sql")),
 ];
 

@@ -16,6 +16,7 @@ use chrono::Utc;
 
 use crate::helpers::*;
 
+mod accounts;
 mod alerts;
 mod daily;
 mod encoded;
@@ -25,6 +26,7 @@ mod outbox;
 mod stale;
 mod sync;
 mod tasks;
+use accounts::*;
 use alerts::*;
 use daily::*;
 use encoded::*;
@@ -988,7 +990,9 @@ macro_rules! conformance {
                 newest_times_move_forward_only_and_list_by_time,
                 quiet_users_page_in_time_then_user_order,
                 notification_endpoints_round_trip_list_and_delete,
-                notification_endpoints_are_capped_per_user_even_concurrently
+                notification_endpoints_are_capped_per_user_even_concurrently,
+                accounts_are_unique_by_email_case_insensitively,
+                refresh_tokens_rotate_once_and_reuse_revokes_the_family
             );
         }
     };

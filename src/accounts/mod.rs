@@ -1,0 +1,376 @@
+//! Built-in accounts: sign-up, login, refresh-token rotation and logout for
+//! people without an identity provider of their own. The access tokens issued
+//! are the HS256 bearer JWTs `auth::jwt::Authenticator` verifies (same secret,
+//! issuer and audience), so the rest of the API treats them like any other.
+//! Passwords are hashed with Argon2id in a bounded pool (`hashing`); failed
+//! logins are slowed down per email and per client IP (`throttle`).
+
+pub mod hashing;
+pub mod throttle;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use base64::Engine;
+use chrono::{DateTime, Utc};
+
+use crate::auth::jwt::mint_hs256;
+use crate::config::{AccountSettings, Registration};
+use crate::digest::sha256_hex;
+use crate::domain::{Email, Password, PasswordAttempt, Profile, TimeZoneName, UserId};
+use crate::records::accounts::{Account, AccountCreated, NewRefreshToken, Rotation};
+use crate::records::roles::{Role, Roles};
+use crate::secret::Secret;
+use crate::store::{Store, StoreError};
+use hashing::{HashCost, HashPool};
+use throttle::Throttle;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error("an account with this email already exists")]
+    EmailTaken,
+    /// Unknown email or wrong password (the same answer for both); the account,
+    /// when there is one, for the audit trail.
+    #[error("invalid email or password")]
+    InvalidCredentials { account: Option<UserId> },
+    /// Unknown, expired, revoked or reused refresh token (a reuse revoked its family).
+    #[error("the refresh token is invalid, expired or revoked")]
+    InvalidRefreshToken { account: Option<UserId> },
+    #[error("too many failed logins; retry after {retry_after} s")]
+    Throttled { retry_after: u64 },
+    #[error("password hashing is busy; retry shortly")]
+    Busy,
+    #[error("registration is {} on this service", .0.as_str())]
+    RegistrationClosed(Registration),
+    #[error("accounts are off: they need AUTH_JWT_SECRET to sign access tokens")]
+    Disabled,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// What sign-up and login hand out.
+#[derive(Debug)]
+pub struct Session {
+    pub account: Account,
+    pub access_token: Secret<String>,
+    pub refresh_token: Secret<String>,
+    /// Seconds the access token lives.
+    pub expires_in: u64,
+}
+
+/// A sign-up, parsed.
+#[derive(Debug)]
+pub struct NewAccount {
+    pub email: Email,
+    pub password: Password,
+    pub full_name: Option<String>,
+    pub timezone: Option<TimeZoneName>,
+}
+
+/// How access tokens are signed (the service's HS256 settings).
+#[derive(Debug, Clone)]
+pub struct Signer {
+    pub secret: Secret<String>,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+}
+
+pub struct AccountService {
+    store: Arc<dyn Store>,
+    signer: Option<Signer>,
+    settings: AccountSettings,
+    pool: HashPool,
+    /// A hash of a random password at the configured cost: what an unknown
+    /// email's password is checked against, so that it takes as long as a
+    /// wrong password for a known one. Made by the first such login (in the
+    /// pool), not at start-up.
+    dummy_hash: tokio::sync::OnceCell<String>,
+    per_account: Throttle<String>,
+    per_ip: Throttle<IpAddr>,
+}
+
+impl AccountService {
+    /// Loads the breached list; refuses Argon2 parameters the crate rejects.
+    pub fn new(
+        store: Arc<dyn Store>,
+        signer: Option<Signer>,
+        settings: AccountSettings,
+    ) -> Result<Self, AccountError> {
+        let cost = HashCost {
+            memory_kib: settings.argon2_memory_kib,
+            iterations: settings.argon2_iterations,
+            parallelism: settings.argon2_parallelism,
+        };
+        argon2::Params::new(cost.memory_kib, cost.iterations, cost.parallelism, None)
+            .map_err(|e| AccountError::Internal(format!("argon2 parameters: {e}")))?;
+        crate::domain::preload_breached_list();
+        Ok(Self {
+            store,
+            signer,
+            pool: HashPool::new(
+                cost,
+                settings.hash_concurrency,
+                settings.hash_queue,
+                settings.hash_queue_timeout,
+            ),
+            dummy_hash: tokio::sync::OnceCell::new(),
+            per_account: Throttle::new(settings.per_account),
+            per_ip: Throttle::new(settings.per_ip),
+            settings,
+        })
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        self.signer.is_some()
+    }
+
+    pub fn registration(&self) -> Registration {
+        self.settings.registration
+    }
+
+    fn signer(&self) -> Result<&Signer, AccountError> {
+        self.signer.as_ref().ok_or(AccountError::Disabled)
+    }
+
+    /// Self-service sign-up (REGISTRATION=open): a patient account, and a
+    /// session for it.
+    pub async fn register(&self, new: NewAccount) -> Result<Session, AccountError> {
+        self.signer()?;
+        if self.settings.registration != Registration::Open {
+            return Err(AccountError::RegistrationClosed(self.settings.registration));
+        }
+        let account = self.create(new, [Role::Patient].into()).await?;
+        self.start_session(account).await
+    }
+
+    /// An account made by an operator (`cgm-hub users create`), whatever the
+    /// registration policy; no session.
+    pub async fn create_by_operator(
+        &self,
+        email: Email,
+        password: Password,
+        admin: bool,
+    ) -> Result<Account, AccountError> {
+        let roles: Roles = if admin {
+            [Role::Patient, Role::Admin].into()
+        } else {
+            [Role::Patient].into()
+        };
+        let new = NewAccount {
+            email,
+            password,
+            full_name: None,
+            timezone: None,
+        };
+        self.create(new, roles).await
+    }
+
+    async fn create(&self, new: NewAccount, roles: Roles) -> Result<Account, AccountError> {
+        // Cheap check first, so a duplicate costs no hash (the insert decides).
+        if self.store.account_by_email(&new.email).await?.is_some() {
+            return Err(AccountError::EmailTaken);
+        }
+        let password_hash = self.pool.hash(new.password.expose().to_owned()).await?;
+        let account = Account {
+            id: new_account_id(),
+            email: new.email,
+            password_hash,
+            roles,
+            full_name: new.full_name,
+            email_verified: false,
+            created_at: now_ms(),
+        };
+        match self.store.create_account(account.clone()).await? {
+            AccountCreated::Created => {}
+            AccountCreated::Taken => return Err(AccountError::EmailTaken),
+        }
+        if let Some(timezone) = new.timezone {
+            let profile = Profile {
+                timezone,
+                ..Profile::default()
+            };
+            self.store.put_profile(&account.id, &profile).await?;
+        }
+        tracing::info!(user_id = %account.id, "account created");
+        Ok(account)
+    }
+
+    /// Checks the password (an unknown email costs the same hash as a known
+    /// one) and starts a session. Refused without checking while the email or
+    /// the client's IP is throttled.
+    pub async fn login(
+        &self,
+        email: &Email,
+        password: PasswordAttempt,
+        client: IpAddr,
+    ) -> Result<Session, AccountError> {
+        self.signer()?;
+        let key = email.key().to_owned();
+        let now = Instant::now();
+        let blocked = [
+            self.per_ip.blocked(&client, now),
+            self.per_account.blocked(&key, now),
+        ];
+        if let Some(retry_after) = blocked.into_iter().flatten().max() {
+            return Err(AccountError::Throttled { retry_after });
+        }
+        let account = self.store.account_by_email(email).await?;
+        let stored = match &account {
+            Some(a) => a.password_hash.clone(),
+            None => self.dummy_hash().await?,
+        };
+        let matches = self
+            .pool
+            .verify(stored, password.expose().to_owned())
+            .await?;
+        match account {
+            Some(account) if matches => {
+                self.per_account.reset(&key);
+                self.start_session(account).await
+            }
+            account => {
+                let now = Instant::now();
+                self.per_ip.failed(&client, now);
+                self.per_account.failed(&key, now);
+                Err(AccountError::InvalidCredentials {
+                    account: account.map(|a| a.id),
+                })
+            }
+        }
+    }
+
+    /// Uses a refresh token and hands out the next pair. A token used before
+    /// revokes its whole family.
+    pub async fn refresh(&self, refresh_token: &str) -> Result<Session, AccountError> {
+        self.signer()?;
+        let (next, next_hash) = new_refresh_token();
+        let now = now_ms();
+        let rotation = self
+            .store
+            .rotate_refresh_token(
+                &sha256_hex(refresh_token.as_bytes()),
+                NewRefreshToken {
+                    hash: next_hash,
+                    // Replaced by the family's owner in the store.
+                    account: placeholder_owner(),
+                    issued_at: now,
+                    expires_at: now + self.refresh_ttl(),
+                },
+            )
+            .await?;
+        let account = match rotation {
+            Rotation::Rotated { account, .. } => account,
+            Rotation::Reused { account, family } => {
+                tracing::warn!(user_id = %account, %family, "refresh token reused: family revoked");
+                return Err(AccountError::InvalidRefreshToken {
+                    account: Some(account),
+                });
+            }
+            Rotation::Revoked | Rotation::Expired | Rotation::Unknown => {
+                return Err(AccountError::InvalidRefreshToken { account: None })
+            }
+        };
+        let Some(account) = self.store.get_account(&account).await? else {
+            return Err(AccountError::InvalidRefreshToken {
+                account: Some(account),
+            });
+        };
+        let access_token = self.mint(&account)?;
+        Ok(Session {
+            account,
+            access_token,
+            refresh_token: next,
+            expires_in: self.settings.access_ttl.as_secs(),
+        })
+    }
+
+    /// Revokes the family of a refresh token; false when the token is unknown.
+    pub async fn logout(&self, refresh_token: &str) -> Result<bool, AccountError> {
+        Ok(self
+            .store
+            .revoke_refresh_family(&sha256_hex(refresh_token.as_bytes()))
+            .await?)
+    }
+
+    pub async fn account(&self, id: &UserId) -> Result<Option<Account>, AccountError> {
+        Ok(self.store.get_account(id).await?)
+    }
+
+    async fn dummy_hash(&self) -> Result<String, AccountError> {
+        self.dummy_hash
+            .get_or_try_init(|| {
+                let random: [u8; 24] = rand::random();
+                self.pool
+                    .hash(base64::engine::general_purpose::STANDARD.encode(random))
+            })
+            .await
+            .cloned()
+    }
+
+    async fn start_session(&self, account: Account) -> Result<Session, AccountError> {
+        let access_token = self.mint(&account)?;
+        let (refresh_token, hash) = new_refresh_token();
+        let now = now_ms();
+        self.store
+            .start_refresh_family(NewRefreshToken {
+                hash,
+                account: account.id.clone(),
+                issued_at: now,
+                expires_at: now + self.refresh_ttl(),
+            })
+            .await?;
+        Ok(Session {
+            account,
+            access_token,
+            refresh_token,
+            expires_in: self.settings.access_ttl.as_secs(),
+        })
+    }
+
+    fn refresh_ttl(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.settings.refresh_ttl).unwrap_or(chrono::Duration::days(30))
+    }
+
+    fn mint(&self, account: &Account) -> Result<Secret<String>, AccountError> {
+        let signer = self.signer()?;
+        let roles: Vec<Role> = account.roles.iter().collect();
+        mint_hs256(
+            signer.secret.expose(),
+            account.id.as_str(),
+            &roles,
+            self.settings.access_ttl,
+            signer.issuer.as_deref(),
+            signer.audience.as_deref(),
+        )
+        .map(Secret::new)
+        .map_err(|e| AccountError::Internal(format!("minting an access token: {e}")))
+    }
+}
+
+/// `u` and 32 hex digits of a random UUID: a valid user id no person picks.
+fn new_account_id() -> UserId {
+    UserId::parse(&format!("u{}", uuid::Uuid::new_v4().simple()))
+        .unwrap_or_else(|_| unreachable!("u + 32 hex digits is a valid user id"))
+}
+
+fn placeholder_owner() -> UserId {
+    UserId::parse("-").unwrap_or_else(|_| unreachable!("a valid user id"))
+}
+
+/// 32 random bytes, base64url without padding (43 characters), and its
+/// SHA-256 fingerprint (what the store keeps).
+fn new_refresh_token() -> (Secret<String>, String) {
+    let bytes: [u8; 32] = rand::random();
+    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let hash = sha256_hex(token.as_bytes());
+    (Secret::new(token), hash)
+}
+
+/// Now, to the millisecond (what every backend keeps).
+fn now_ms() -> DateTime<Utc> {
+    let now = Utc::now();
+    DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now)
+}

@@ -1,0 +1,535 @@
+//! `/api/v1/auth/*`: sign-up, login, refresh, logout and `me` over the
+//! built-in accounts (`crate::accounts`). The wire bodies are parsed once into
+//! domain values here; every bad field is named by its JSON pointer.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use super::access::{authorize, record_state_bound, Caller};
+use super::body::read_body;
+use super::error::{json_body, ApiError, ErrorEnvelope};
+use super::profile::ProfileView;
+use super::views::success;
+use super::AppState;
+use crate::accounts::{AccountError, NewAccount, Session};
+use crate::domain::{Email, FieldError, Password, PasswordAttempt, TimeZoneName, UserId};
+use crate::records::accounts::Account;
+use crate::records::audit::Action;
+use crate::store::profile_or_default;
+
+/// Longest `full_name` taken, in characters.
+const MAX_FULL_NAME_CHARS: usize = 200;
+/// Longest refresh token looked at (ours are 43 characters).
+const MAX_REFRESH_TOKEN_LEN: usize = 512;
+
+/// An account as the API shows it (never its password hash).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccountView {
+    /// The user id: the `sub` of the account's access tokens, and the
+    /// `{userId}` of its data.
+    #[schema(example = "u3f2c1e0a9b8d7c6e5f4a3b2c1d0e9f8a")]
+    pub id: String,
+    #[schema(example = "alice@example.com")]
+    pub email: String,
+    pub full_name: Option<String>,
+    #[schema(example = json!(["patient"]))]
+    pub roles: Vec<&'static str>,
+    pub email_verified: bool,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: String,
+}
+
+impl From<&Account> for AccountView {
+    fn from(a: &Account) -> Self {
+        Self {
+            id: a.id.to_string(),
+            email: a.email.to_string(),
+            full_name: a.full_name.clone(),
+            roles: a.roles.iter().map(|r| r.as_str()).collect(),
+            email_verified: a.email_verified,
+            created_at: time(a.created_at),
+        }
+    }
+}
+
+fn time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// A new session: the account, a bearer access token and a refresh token.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionView {
+    pub user: AccountView,
+    /// A bearer JWT (HS256) for `Authorization: Bearer`.
+    pub access_token: String,
+    /// Single use: `POST /api/v1/auth/refresh` exchanges it for a new pair.
+    pub refresh_token: String,
+    #[schema(example = "Bearer")]
+    pub token_type: &'static str,
+    /// Seconds the access token lives.
+    #[schema(example = 900)]
+    pub expires_in: u64,
+}
+
+impl From<Session> for SessionView {
+    fn from(s: Session) -> Self {
+        Self {
+            user: AccountView::from(&s.account),
+            access_token: s.access_token.expose().clone(),
+            refresh_token: s.refresh_token.expose().clone(),
+            token_type: "Bearer",
+            expires_in: s.expires_in,
+        }
+    }
+}
+
+/// `GET /api/v1/auth/me`: the account and its profile.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MeView {
+    pub user: AccountView,
+    pub profile: ProfileView,
+}
+
+/// The body of a sign-up.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterInput {
+    /// At most 254 characters; compared case-insensitively.
+    #[schema(value_type = String, example = "alice@example.com")]
+    email: Option<Value>,
+    /// 8-256 characters, not a commonly breached password.
+    #[schema(value_type = String, example = "correct horse battery staple")]
+    password: Option<Value>,
+    /// At most 200 characters.
+    #[schema(value_type = Option<String>, example = "Alice Smith")]
+    full_name: Option<Value>,
+    /// IANA time zone name, stored in the profile (default UTC).
+    #[schema(value_type = Option<String>, example = "Europe/Berlin")]
+    timezone: Option<Value>,
+}
+
+/// The body of a login.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginInput {
+    #[schema(value_type = String, example = "alice@example.com")]
+    email: Option<Value>,
+    #[schema(value_type = String, example = "correct horse battery staple")]
+    password: Option<Value>,
+}
+
+/// The body of a refresh or a logout.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshTokenInput {
+    #[schema(value_type = String)]
+    refresh_token: Option<Value>,
+}
+
+/// A required string field, or its error.
+fn text(field: &str, value: Option<Value>, errors: &mut Vec<FieldError>) -> Option<String> {
+    match value {
+        Some(Value::String(s)) => Some(s),
+        None | Some(Value::Null) => {
+            errors.push(FieldError::new(field, "is required"));
+            None
+        }
+        Some(_) => {
+            errors.push(FieldError::new(field, "must be a string"));
+            None
+        }
+    }
+}
+
+fn optional_text(
+    field: &str,
+    value: Option<Value>,
+    errors: &mut Vec<FieldError>,
+) -> Option<String> {
+    match value {
+        None | Some(Value::Null) => None,
+        other => text(field, other, errors),
+    }
+}
+
+fn parse_register(input: RegisterInput) -> Result<NewAccount, ApiError> {
+    let mut errors = Vec::new();
+    let email = text("email", input.email, &mut errors)
+        .and_then(|raw| Email::parse(&raw).map_err(|e| errors.push(e)).ok());
+    let password = text("password", input.password, &mut errors)
+        .and_then(|raw| Password::parse(&raw).map_err(|e| errors.push(e)).ok());
+    let full_name = optional_text("full_name", input.full_name, &mut errors)
+        .map(|name| name.trim().to_owned())
+        .filter(|name| {
+            let ok = name.chars().count() <= MAX_FULL_NAME_CHARS
+                && !name.chars().any(char::is_control);
+            if !ok {
+                errors.push(FieldError::new(
+                    "full_name",
+                    format!("must be at most {MAX_FULL_NAME_CHARS} characters, without control characters"),
+                ));
+            }
+            ok
+        })
+        .filter(|name| !name.is_empty());
+    let timezone = optional_text("timezone", input.timezone, &mut errors).and_then(|raw| {
+        TimeZoneName::parse("timezone", &raw)
+            .map_err(|e| errors.push(e))
+            .ok()
+    });
+    match (email, password) {
+        (Some(email), Some(password)) if errors.is_empty() => Ok(NewAccount {
+            email,
+            password,
+            full_name,
+            timezone,
+        }),
+        _ => Err(ApiError::unprocessable("invalid registration", errors)),
+    }
+}
+
+fn parse_login(input: LoginInput) -> Result<(Email, PasswordAttempt), ApiError> {
+    let mut errors = Vec::new();
+    let email = text("email", input.email, &mut errors)
+        .and_then(|raw| Email::parse(&raw).map_err(|e| errors.push(e)).ok());
+    let password = text("password", input.password, &mut errors).and_then(|raw| {
+        PasswordAttempt::parse(&raw)
+            .map_err(|e| errors.push(e))
+            .ok()
+    });
+    match (email, password) {
+        (Some(email), Some(password)) if errors.is_empty() => Ok((email, password)),
+        _ => Err(ApiError::unprocessable("invalid login", errors)),
+    }
+}
+
+fn parse_refresh(input: RefreshTokenInput) -> Result<String, ApiError> {
+    let mut errors = Vec::new();
+    match text("refresh_token", input.refresh_token, &mut errors) {
+        Some(token) if !token.is_empty() && token.len() <= MAX_REFRESH_TOKEN_LEN => Ok(token),
+        Some(_) => Err(ApiError::unprocessable(
+            "invalid refresh token",
+            vec![FieldError::new(
+                "refresh_token",
+                format!("must be 1-{MAX_REFRESH_TOKEN_LEN} characters"),
+            )],
+        )),
+        None => Err(ApiError::unprocessable("invalid refresh token", errors)),
+    }
+}
+
+/// The body and what the audit entry and throttles need from the request.
+struct Incoming {
+    headers: HeaderMap,
+    client: std::net::IpAddr,
+    body: bytes::Bytes,
+}
+
+async fn incoming(state: &AppState, request: Request) -> Result<Incoming, ApiError> {
+    let (parts, body) = request.into_parts();
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    let client = state.rate_limits.client_ip(peer, &parts.headers);
+    let body = read_body(
+        &parts.headers,
+        body,
+        state.limits.max_body_bytes,
+        state.limits.body_read_timeout,
+    )
+    .await?;
+    Ok(Incoming {
+        headers: parts.headers,
+        client,
+        body,
+    })
+}
+
+/// The actor of audit entries about a login with an unknown email.
+fn anonymous() -> UserId {
+    UserId::parse("anonymous").unwrap_or_else(|_| unreachable!("a valid user id"))
+}
+
+async fn audit(
+    state: &AppState,
+    actor: Option<&UserId>,
+    action: Action,
+    headers: &HeaderMap,
+    status: StatusCode,
+) {
+    let actor = actor.cloned().unwrap_or_else(anonymous);
+    record_state_bound(state, &actor, action, status.is_success(), headers, status).await;
+}
+
+fn audited_account(e: &AccountError) -> Option<&UserId> {
+    match e {
+        AccountError::InvalidCredentials { account }
+        | AccountError::InvalidRefreshToken { account } => account.as_ref(),
+        _ => None,
+    }
+}
+
+/// Creates an account (the patient role) and signs it in.
+#[utoipa::path(
+    post, path = "/api/v1/auth/register", tag = "accounts", security(()),
+    request_body = RegisterInput,
+    responses(
+        (status = 201, description = "The account and its first session", body = super::docs::SessionEnvelope),
+        (status = 403, description = "REGISTRATION is invite or closed", body = ErrorEnvelope),
+        (status = 409, description = "CONFLICT: an account with this email (compared case-insensitively) exists", body = ErrorEnvelope),
+        (status = 422, description = "VALIDATION_ERROR naming each bad field (/email, /password: 8-256 characters and not a commonly breached password, /full_name, /timezone)", body = ErrorEnvelope),
+        (status = 503, description = "Accounts are off (no AUTH_JWT_SECRET) or password hashing is busy", body = ErrorEnvelope),
+    )
+)]
+pub async fn register(
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let incoming = incoming(&state, request).await?;
+    let new = parse_register(json_body(&incoming.body)?)?;
+    match state.accounts.register(new).await {
+        Ok(session) => {
+            audit(
+                &state,
+                Some(&session.account.id),
+                Action::Register,
+                &incoming.headers,
+                StatusCode::CREATED,
+            )
+            .await;
+            Ok((StatusCode::CREATED, success(SessionView::from(session))).into_response())
+        }
+        Err(e) => {
+            let e = ApiError::from(e);
+            audit(
+                &state,
+                None,
+                Action::Register,
+                &incoming.headers,
+                e.status(),
+            )
+            .await;
+            Err(e)
+        }
+    }
+}
+
+/// Signs in with email and password. Unknown email and wrong password get the
+/// same 401 in about the same time.
+#[utoipa::path(
+    post, path = "/api/v1/auth/login", tag = "accounts", security(()),
+    request_body = LoginInput,
+    responses(
+        (status = 200, description = "A new session", body = super::docs::SessionEnvelope),
+        (status = 401, description = "AUTH_ERROR: invalid email or password (the same for both)", body = ErrorEnvelope),
+        (status = 422, description = "VALIDATION_ERROR: /email malformed, /password empty or over 256 characters", body = ErrorEnvelope),
+        (status = 429, description = "Too many failed logins for this email or from this IP (Retry-After)", body = ErrorEnvelope),
+        (status = 503, description = "Accounts are off (no AUTH_JWT_SECRET) or password hashing is busy", body = ErrorEnvelope),
+    )
+)]
+pub async fn login(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
+    let incoming = incoming(&state, request).await?;
+    let (email, password) = parse_login(json_body(&incoming.body)?)?;
+    match state
+        .accounts
+        .login(&email, password, incoming.client)
+        .await
+    {
+        Ok(session) => {
+            audit(
+                &state,
+                Some(&session.account.id),
+                Action::Login,
+                &incoming.headers,
+                StatusCode::OK,
+            )
+            .await;
+            Ok(success(SessionView::from(session)).into_response())
+        }
+        Err(e) => {
+            let account = audited_account(&e).cloned();
+            let e = ApiError::from(e);
+            audit(
+                &state,
+                account.as_ref(),
+                Action::Login,
+                &incoming.headers,
+                e.status(),
+            )
+            .await;
+            Err(e)
+        }
+    }
+}
+
+/// Exchanges a refresh token for a new pair. Each refresh token works once:
+/// presenting a used one revokes every token of its session (401).
+#[utoipa::path(
+    post, path = "/api/v1/auth/refresh", tag = "accounts", security(()),
+    request_body = RefreshTokenInput,
+    responses(
+        (status = 200, description = "A new access token and refresh token", body = super::docs::SessionEnvelope),
+        (status = 401, description = "AUTH_ERROR: unknown, expired, revoked or already used refresh token (a reuse revokes the session)", body = ErrorEnvelope),
+        (status = 422, description = "VALIDATION_ERROR: /refresh_token missing or over 512 characters", body = ErrorEnvelope),
+    )
+)]
+pub async fn refresh(
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let incoming = incoming(&state, request).await?;
+    let token = parse_refresh(json_body(&incoming.body)?)?;
+    match state.accounts.refresh(&token).await {
+        Ok(session) => {
+            audit(
+                &state,
+                Some(&session.account.id),
+                Action::RefreshSession,
+                &incoming.headers,
+                StatusCode::OK,
+            )
+            .await;
+            Ok(success(SessionView::from(session)).into_response())
+        }
+        Err(e) => {
+            let account = audited_account(&e).cloned();
+            let e = ApiError::from(e);
+            audit(
+                &state,
+                account.as_ref(),
+                Action::RefreshSession,
+                &incoming.headers,
+                e.status(),
+            )
+            .await;
+            Err(e)
+        }
+    }
+}
+
+/// Ends a session: the refresh token's whole family is revoked. 204 whether
+/// or not the token was known (access tokens already issued live out their
+/// short lifetime).
+#[utoipa::path(
+    post, path = "/api/v1/auth/logout", tag = "accounts", security(()),
+    request_body = RefreshTokenInput,
+    responses(
+        (status = 204, description = "Logged out"),
+        (status = 422, description = "VALIDATION_ERROR: /refresh_token missing or over 512 characters", body = ErrorEnvelope),
+    )
+)]
+pub async fn logout(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
+    let incoming = incoming(&state, request).await?;
+    let token = parse_refresh(json_body(&incoming.body)?)?;
+    let known = state.accounts.logout(&token).await?;
+    audit(
+        &state,
+        None,
+        Action::Logout,
+        &incoming.headers,
+        if known {
+            StatusCode::NO_CONTENT
+        } else {
+            StatusCode::UNAUTHORIZED
+        },
+    )
+    .await;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// The caller's account and profile.
+#[utoipa::path(
+    get, path = "/api/v1/auth/me", tag = "accounts",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The account and its profile", body = super::docs::MeEnvelope),
+        (status = 404, description = "The token's user has no built-in account (a token from another issuer)", body = ErrorEnvelope),
+    )
+)]
+pub async fn me(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
+    let user = caller.principal.user_id.clone();
+    authorize(&state, &caller, Action::ReadAccount, &user).await?;
+    let Some(account) = state.accounts.account(&user).await? else {
+        return Err(ApiError::NotFound("account".into()));
+    };
+    let profile = profile_or_default(state.store.as_ref(), &user).await?;
+    Ok(success(MeView {
+        user: AccountView::from(&account),
+        profile: ProfileView::from(profile),
+    })
+    .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pointers(result: Result<impl std::fmt::Debug, ApiError>) -> Vec<String> {
+        match result {
+            Err(ApiError::Validation { errors, .. }) => {
+                errors.into_iter().map(|e| e.pointer).collect()
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn register(body: Value) -> Result<NewAccount, ApiError> {
+        parse_register(serde_json::from_value(body).unwrap())
+    }
+
+    #[test]
+    fn every_bad_sign_up_field_is_named() {
+        assert_eq!(
+            pointers(register(serde_json::json!({}))),
+            ["/email", "/password"]
+        );
+        assert_eq!(
+            pointers(register(
+                serde_json::json!({"email": 3, "password": ["x"], "timezone": "Mars/Base", "full_name": "a\u{0}b"})
+            )),
+            ["/email", "/password", "/full_name", "/timezone"]
+        );
+        assert_eq!(
+            pointers(register(
+                serde_json::json!({"email": "a@example.com", "password": "password123"})
+            )),
+            ["/password"]
+        );
+        let ok = register(serde_json::json!({"email": " A@Example.com ", "password": "correct horse battery", "full_name": " Al ", "timezone": "Europe/Berlin"})).unwrap();
+        assert_eq!(ok.email.key(), "a@example.com");
+        assert_eq!(ok.full_name.as_deref(), Some("Al"));
+    }
+
+    #[test]
+    fn login_and_refresh_bodies_are_bounded() {
+        let long = "x".repeat(257);
+        assert_eq!(
+            pointers(parse_login(
+                serde_json::from_value(serde_json::json!({"email": "a@b", "password": long}))
+                    .unwrap()
+            )),
+            ["/email", "/password"]
+        );
+        assert_eq!(
+            pointers(parse_refresh(
+                serde_json::from_value(serde_json::json!({"refresh_token": "x".repeat(513)}))
+                    .unwrap()
+            )),
+            ["/refresh_token"]
+        );
+        assert_eq!(
+            pointers(parse_refresh(
+                serde_json::from_value(serde_json::json!({})).unwrap()
+            )),
+            ["/refresh_token"]
+        );
+    }
+}
