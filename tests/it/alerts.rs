@@ -1,6 +1,7 @@
-//! Alerting over HTTP: settings and their validation; each threshold alert end
-//! to end (settings → readings → alert listed → ack → readings back past the
-//! hysteresis → resolved); falling fast; the predicted low; a backfill raises
+//! Alerting over HTTP: settings and their validation; each alert type end to
+//! end (settings → readings → alert listed, on the user's live stream and at
+//! their notification endpoint, signed → ack → readings back past the
+//! hysteresis → resolved, again on the stream and at the endpoint); falling fast; the predicted low; a backfill raises
 //! nothing; one open alert per type while a low continues; `alert.raised`
 //! reaches the event bus; rising fast, falling fast and the predicted low end
 //! to end; the stale timer on SQLite and PostgreSQL, and two instances' timers
@@ -54,6 +55,84 @@ async fn of_type(app: &TestApp, user: &str, kind: &str) -> Vec<Value> {
         .into_iter()
         .filter(|a| a["type"] == kind)
         .collect()
+}
+
+/// Where an alert shows besides the list: the user's live stream and a
+/// notification endpoint of theirs, both opened before the first reading.
+struct Observers {
+    stream: SseReader,
+    receiver: Receiver,
+}
+
+const OBSERVER_SECRET: &str = "observer-secret-0123456789";
+
+impl Observers {
+    async fn open(app: &TestApp, user: &str) -> Self {
+        let receiver = Receiver::start(Behaviour::Ok).await;
+        let r = app
+            .client
+            .post(app.url(&format!("/api/users/{user}/notification-endpoints")))
+            .json(&json!({
+                "url": receiver.url,
+                "secret": OBSERVER_SECRET,
+                "events": ["alert.raised", "alert.acknowledged", "alert.resolved"],
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+        let response = app
+            .client
+            .get(app.url(&format!("/api/users/{user}/stream")))
+            .send()
+            .await
+            .unwrap();
+        Self {
+            stream: SseReader::new(response),
+            receiver,
+        }
+    }
+
+    /// Alert `id` reached `status`: an `alert` event on the stream says so, and
+    /// the endpoint received the matching signed event.
+    async fn saw(&mut self, id: &str, status: &str) {
+        let stream = &mut self.stream;
+        let on_stream = async {
+            let mut seen = Vec::new();
+            loop {
+                let (event, _, data) = stream.event().await;
+                if event == "alert" && data["id"] == id && data["status"] == status {
+                    return;
+                }
+                seen.push((event, data["status"].clone(), data["type"].clone()));
+                assert!(
+                    seen.len() < 100,
+                    "no {status} alert {id} on the stream: {seen:?}"
+                );
+            }
+        };
+        // Keep-alives arrive meanwhile, so bound the whole wait, not each frame.
+        tokio::time::timeout(SSE_WAIT, on_stream)
+            .await
+            .unwrap_or_else(|_| panic!("alert {id} {status} on the stream within {SSE_WAIT:?}"));
+        let kind = match status {
+            "active" => "alert.raised",
+            "acknowledged" => "alert.acknowledged",
+            _ => "alert.resolved",
+        };
+        let delivered = |r: &Receiver| {
+            r.of(kind)
+                .into_iter()
+                .filter(|g| g.json()["data"]["id"] == id && g.json()["data"]["status"] == status)
+                .last()
+        };
+        let what = format!("{kind} of {id} at the endpoint");
+        eventually(&what, RECEIVER_WAIT, || async {
+            delivered(&self.receiver).is_some()
+        })
+        .await;
+        assert_signed(&delivered(&self.receiver).unwrap(), OBSERVER_SECRET);
+    }
 }
 
 async fn put_settings(app: &TestApp, user: &str, body: Value) -> reqwest::Response {
@@ -132,6 +211,7 @@ async fn alert_settings_default_validate_and_store() {
 /// One threshold alert's life: `raise` raises it, `hold` (inside the
 /// hysteresis) leaves it acknowledged, `clear` resolves it.
 async fn threshold_case(app: &TestApp, user: &str, kind: &str, raise: u16, hold: u16, clear: u16) {
+    let mut seen = Observers::open(app, user).await;
     post(&app.base, user, &[(12, raise)]).await;
     let open = of_type(app, user, kind).await;
     assert_eq!(open.len(), 1, "{kind}: {open:?}");
@@ -140,6 +220,7 @@ async fn threshold_case(app: &TestApp, user: &str, kind: &str, raise: u16, hold:
     assert_eq!(alert["glucose_value"], raise);
     assert_eq!(alert["user_id"], user);
     let id = alert["id"].as_str().unwrap();
+    seen.saw(id, "active").await;
 
     let acked = app
         .client
@@ -152,6 +233,7 @@ async fn threshold_case(app: &TestApp, user: &str, kind: &str, raise: u16, hold:
     assert_eq!(acked["data"]["status"], "acknowledged");
     assert_eq!(acked["data"]["acknowledged_by"], "dev-admin", "the caller");
     assert!(acked["data"]["acknowledged_at"].is_string());
+    seen.saw(id, "acknowledged").await;
 
     post(&app.base, user, &[(8, hold)]).await;
     let now = of_type(app, user, kind).await;
@@ -163,6 +245,7 @@ async fn threshold_case(app: &TestApp, user: &str, kind: &str, raise: u16, hold:
     assert_eq!(now[0]["status"], "resolved", "{kind} resolves at {clear}");
     assert!(now[0]["resolved_at"].is_string());
     assert_eq!(now[0]["acknowledged_by"], "dev-admin");
+    seen.saw(id, "resolved").await;
 
     let active = alerts(app, user, "status=active").await;
     assert!(active.iter().all(|a| a["type"] != kind));
@@ -446,13 +529,16 @@ async fn series_case(
     hold: &[(i64, u16)],
     clear: &[(i64, u16)],
 ) {
+    let mut seen = Observers::open(app, user).await;
     post(&app.base, user, raise).await;
     assert_eq!(kinds(app, user).await, [json!(kind)], "{kind} alone");
     let alert = of_type(app, user, kind).await.remove(0);
     assert_eq!(alert["status"], "active");
     assert_eq!(alert["glucose_value"], raise.last().unwrap().1);
     let id = alert["id"].as_str().unwrap();
+    seen.saw(id, "active").await;
     ack(app, user, id).await;
+    seen.saw(id, "acknowledged").await;
     post(&app.base, user, hold).await;
     let now = of_type(app, user, kind).await;
     assert_eq!(now.len(), 1);
@@ -462,6 +548,7 @@ async fn series_case(
     assert_eq!(now.len(), 1, "{now:?}");
     assert_eq!(now[0]["status"], "resolved", "{kind} resolves: {}", now[0]);
     assert!(now[0]["resolved_at"].is_string());
+    seen.saw(id, "resolved").await;
     assert_eq!(kinds(app, user).await, [json!(kind)], "nothing else raised");
 }
 
@@ -517,6 +604,7 @@ async fn stale_case(app: &TestApp, user: &str) {
     post(&app.base, &backfilled, &old).await;
     let r = put_settings(app, user, json!({"stale_minutes": 1})).await;
     assert_eq!(r.status(), 200);
+    let mut seen = Observers::open(app, user).await;
     post(&app.base, user, &[(3, 120), (2, 118)]).await;
     assert!(alerts(app, user, "").await.is_empty(), "nothing else");
     // The timer runs every second and sees the user once the newest reading
@@ -540,8 +628,10 @@ async fn stale_case(app: &TestApp, user: &str) {
         assert!(alerts(app, quiet, "").await.is_empty(), "{quiet}");
     }
     let id = stale["id"].as_str().unwrap().to_owned();
+    seen.saw(&id, "active").await;
     let acked = ack(app, user, &id).await;
     assert_eq!(acked["acknowledged_by"], "dev-admin");
+    seen.saw(&id, "acknowledged").await;
     // Still quiet 31 minutes after the acknowledgement (snooze: 30): active
     // again, same alert, with the time since the last reading.
     let watch = StaleWatch::new(app.store.clone(), app.store.clone(), app.store.clone());
@@ -553,6 +643,20 @@ async fn stale_case(app: &TestApp, user: &str) {
     assert_eq!(again[0]["id"], id.as_str());
     assert_eq!(again[0]["status"], "active");
     assert!(again[0]["acknowledged_by"].is_null());
+    // The endpoint gets the re-raise as a second `alert.raised`. (On the stream
+    // a re-raise is keyed by its event's time, which must be a minute or more
+    // after `raised_at`; this check ran at a time 31 minutes ahead of the
+    // clock, so its event is too close to the raise to show there.)
+    let raised_of = |r: &Receiver| {
+        r.of("alert.raised")
+            .iter()
+            .filter(|g| g.json()["data"]["id"] == id.as_str())
+            .count()
+    };
+    eventually("the re-raise at the endpoint", RECEIVER_WAIT, || async {
+        raised_of(&seen.receiver) >= 2
+    })
+    .await;
     ack(app, user, &id).await;
     // The readings come back (a late one, from before the alert): resolved.
     post(&app.base, user, &[(1, 125)]).await;
@@ -563,6 +667,7 @@ async fn stale_case(app: &TestApp, user: &str) {
         .collect();
     assert_eq!(resolved[0]["status"], "resolved", "{resolved:?}");
     assert!(resolved[0]["resolved_at"].is_string());
+    seen.saw(&id, "resolved").await;
 }
 
 #[tokio::test]

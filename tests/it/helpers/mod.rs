@@ -8,6 +8,8 @@ mod events;
 mod http;
 mod process;
 mod rabbit;
+mod receiver;
+mod sse;
 mod stores;
 mod wait;
 
@@ -18,5 +20,7 @@ pub use events::*;
 pub use http::*;
 pub use process::*;
 pub use rabbit::*;
+pub use receiver::*;
+pub use sse::*;
 pub use stores::*;
 pub use wait::*;
