@@ -127,6 +127,16 @@ impl AccountService {
         self.signer.is_some()
     }
 
+    /// Whether browser-session cookies carry `Secure` (outside development).
+    pub fn secure_cookies(&self) -> bool {
+        self.settings.secure_cookies
+    }
+
+    /// Seconds a refresh token lives (and so its cookie).
+    pub fn refresh_ttl_seconds(&self) -> u64 {
+        self.settings.refresh_ttl.as_secs()
+    }
+
     pub fn registration(&self) -> Registration {
         self.settings.registration
     }

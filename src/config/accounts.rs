@@ -58,6 +58,9 @@ pub struct AccountSettings {
     pub per_account: ThrottleSettings,
     /// LOGIN_IP_*.
     pub per_ip: ThrottleSettings,
+    /// Browser-session cookies carry `Secure`: every SERVICE_ENV but development
+    /// (no variable of its own; over plain http browsers drop `Secure` cookies).
+    pub secure_cookies: bool,
 }
 
 impl AccountSettings {
@@ -81,6 +84,7 @@ impl AccountSettings {
                 free_failures: 20,
                 max_delay: Duration::from_secs(900),
             },
+            secure_cookies: false,
         }
     }
 }
@@ -131,6 +135,7 @@ pub(super) fn parse(v: &Vars<'_>, env: ServiceEnv) -> Result<AccountSettings, Co
             free_failures: v.number("LOGIN_IP_FREE_FAILURES", 1, 100_000)?,
             max_delay: Duration::from_secs(v.number("LOGIN_IP_MAX_DELAY_SECONDS", 1, 86_400)?),
         },
+        secure_cookies: env != ServiceEnv::Development,
     })
 }
 

@@ -341,8 +341,8 @@ const PUBLIC: &[(&str, &str)] = &[
     ("get", "/oauth/callback"),
     // Signed instead (tests/it/webhooks.rs).
     ("post", "/api/bg/{userId}/webhook"),
-    // Built-in accounts: credentials or a refresh token in the body
-    // (tests/it/accounts.rs).
+    // Built-in accounts: credentials or a refresh token in the body, or a
+    // browser session's refresh cookie with its CSRF header (tests/it/accounts.rs).
     ("post", "/api/v1/auth/register"),
     ("post", "/api/v1/auth/login"),
     ("post", "/api/v1/auth/refresh"),
