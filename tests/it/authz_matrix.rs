@@ -534,6 +534,21 @@ fn every_documented_route_is_in_the_table() {
     }
     assert!(missing.is_empty(), "add these to ENDPOINTS: {missing:?}");
     assert!(value["components"]["securitySchemes"]["bearer"].is_object());
+    // Browser sessions: the refresh cookie and the CSRF header, on refresh and logout.
+    let schemes = &value["components"]["securitySchemes"];
+    assert_eq!(schemes["refresh_cookie"]["type"], "apiKey", "{schemes}");
+    assert_eq!(schemes["refresh_cookie"]["in"], "cookie");
+    assert_eq!(schemes["refresh_cookie"]["name"], "refresh_token");
+    assert_eq!(schemes["csrf_header"]["in"], "header");
+    assert_eq!(schemes["csrf_header"]["name"], "X-CSRF-Token");
+    for op in ["refresh", "logout"] {
+        let security = &value["paths"][format!("/api/v1/auth/{op}")]["post"]["security"];
+        assert_eq!(
+            security,
+            &serde_json::json!([{}, {"refresh_cookie": [], "csrf_header": []}]),
+            "{op}"
+        );
+    }
 }
 
 #[tokio::test]
