@@ -805,3 +805,63 @@ async fn browser_session_cookies_are_secure_outside_development() {
     assert_eq!(r.status(), 204);
     assert!(set_cookie(&set_cookies(&r), "refresh_token").ends_with("; Secure"));
 }
+
+// --- Disabled accounts ---
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disabled_account_cannot_log_in_refresh_or_use_its_access_token() {
+    let app = spawn(&[]).await;
+    let email = email();
+    let session = data(register(&app, &email, PASSWORD).await, 201).await;
+    let id = session["user"]["id"].as_str().unwrap().to_owned();
+    let access = session["access_token"].as_str().unwrap().to_owned();
+    let refresh = session["refresh_token"].as_str().unwrap().to_owned();
+
+    // What `cgm-hub users disable` does (the service's store call; the CLI
+    // adds only the lookup by email).
+    let user = cgm_hub::domain::UserId::parse(&id).unwrap();
+    assert!(app.store.disable_account(&user, Utc::now()).await.unwrap());
+
+    // Login: the same 401 as a wrong password.
+    let wrong = expect_error(
+        login(&app, &email, "not the password at all").await,
+        401,
+        "AUTH_ERROR",
+    )
+    .await;
+    let disabled = expect_error(login(&app, &email, PASSWORD).await, 401, "AUTH_ERROR").await;
+    assert_eq!(disabled, wrong);
+    // Refresh: 401, nothing leaked.
+    let r = app
+        .post_json("/api/v1/auth/refresh", &json!({"refresh_token": refresh}))
+        .await;
+    let body = expect_error(r, 401, "AUTH_ERROR").await;
+    assert!(!body.to_string().contains("disabled"), "{body}");
+    // The access token: refused on every route, like a revoked token.
+    for path in [format!("/api/bg/{id}/latest"), "/api/v1/auth/me".to_owned()] {
+        let r = app
+            .client
+            .get(app.url(&path))
+            .bearer_auth(&access)
+            .send()
+            .await
+            .unwrap();
+        let body = expect_error(r, 401, "AUTH_ERROR").await;
+        assert!(!body.to_string().contains(&email.to_lowercase()), "{body}");
+        assert!(!body.to_string().contains("disabled"), "{body}");
+    }
+    // Another account's token still works (no blanket refusal).
+    let other = data(
+        register(&app, &email.replace("Person", "Other"), PASSWORD).await,
+        201,
+    )
+    .await;
+    let r = app
+        .client
+        .get(app.url("/api/v1/auth/me"))
+        .bearer_auth(other["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
