@@ -131,7 +131,7 @@ enum UsersAction {
         json: bool,
     },
     /// Disable a built-in account (docs/accounts.md): no login or refresh, its
-    /// sessions revoked, its access tokens refused within 30 s.
+    /// sessions revoked, its access tokens refused within ACCOUNT_STATUS_CACHE_SECONDS.
     Disable {
         #[arg(long)]
         email: String,

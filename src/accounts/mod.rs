@@ -91,14 +91,9 @@ pub struct AccountService {
     per_account: Throttle<String>,
     per_ip: Throttle<IpAddr>,
     /// Whether an account id is disabled, as the store said within the last
-    /// `DISABLED_CACHE_TTL` (the revocation delay of access tokens).
+    /// ACCOUNT_STATUS_CACHE_SECONDS (the revocation delay of access tokens).
     disabled: moka::sync::Cache<String, bool>,
 }
-
-/// How long the answer "is this account disabled?" is reused by the access
-/// check: an access token of an account disabled on another instance (or by
-/// the CLI) is refused within this delay (docs/accounts.md).
-pub const DISABLED_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// `u` and 32 lower-case hex digits: the shape of the ids accounts get
 /// (`new_account_id`). Only tokens whose `sub` has it cost an account check.
@@ -139,7 +134,7 @@ impl AccountService {
             per_ip: Throttle::new(settings.per_ip),
             disabled: moka::sync::Cache::builder()
                 .max_capacity(100_000)
-                .time_to_live(DISABLED_CACHE_TTL)
+                .time_to_live(settings.status_cache_ttl)
                 .build(),
             settings,
         })
@@ -335,7 +330,7 @@ impl AccountService {
 
     /// Disables the account with this email (`cgm-hub users disable`): no
     /// login, no refresh, its refresh families revoked, its access tokens
-    /// refused within `DISABLED_CACHE_TTL`. None when no account has the email.
+    /// refused within ACCOUNT_STATUS_CACHE_SECONDS. None when no account has the email.
     pub async fn disable(&self, email: &Email) -> Result<Option<UserId>, AccountError> {
         let Some(account) = self.store.account_by_email(email).await? else {
             return Ok(None);
@@ -349,7 +344,7 @@ impl AccountService {
     /// Whether an access token whose `sub` is `user` must be refused because
     /// its account is disabled. A `sub` without the shape of an account id (a
     /// token of another issuer) costs no lookup; an account's answer is cached
-    /// for `DISABLED_CACHE_TTL`. A store error lets the token through (logged):
+    /// for ACCOUNT_STATUS_CACHE_SECONDS. A store error lets the token through (logged):
     /// the routes behind need the store anyway.
     pub async fn refuses_access(&self, user: &UserId) -> bool {
         if self.signer.is_none() || !is_account_id(user.as_str()) {

@@ -44,6 +44,9 @@ pub struct AccountSettings {
     pub access_ttl: Duration,
     /// ACCOUNT_REFRESH_TOKEN_TTL_SECONDS.
     pub refresh_ttl: Duration,
+    /// ACCOUNT_STATUS_CACHE_SECONDS: how long the access check reuses an
+    /// account's disabled status (the revocation delay of access tokens).
+    pub status_cache_ttl: Duration,
     /// ARGON2_MEMORY_KIB, ARGON2_ITERATIONS, ARGON2_PARALLELISM.
     pub argon2_memory_kib: u32,
     pub argon2_iterations: u32,
@@ -70,6 +73,7 @@ impl AccountSettings {
             registration: Registration::Open,
             access_ttl: Duration::from_secs(900),
             refresh_ttl: Duration::from_secs(30 * 86_400),
+            status_cache_ttl: Duration::from_secs(30),
             argon2_memory_kib: 19_456,
             argon2_iterations: 4,
             argon2_parallelism: 1,
@@ -117,6 +121,7 @@ pub(super) fn parse(v: &Vars<'_>, env: ServiceEnv) -> Result<AccountSettings, Co
             300,
             365 * 86_400,
         )?),
+        status_cache_ttl: Duration::from_secs(v.number("ACCOUNT_STATUS_CACHE_SECONDS", 1, 300)?),
         argon2_memory_kib: v.number("ARGON2_MEMORY_KIB", 8 * 1024, 1024 * 1024)?,
         argon2_iterations: v.number("ARGON2_ITERATIONS", 1, 20)?,
         argon2_parallelism: v.number("ARGON2_PARALLELISM", 1, 16)?,

@@ -335,7 +335,7 @@ pub async fn users_create(
 
 /// `users disable --email E`: the account can no longer log in or refresh, its
 /// refresh families are revoked and its access tokens refused (within the
-/// status cache's 30 s on a running instance). Fails when no account has E.
+/// ACCOUNT_STATUS_CACHE_SECONDS on a running instance). Fails when no account has E.
 pub async fn users_disable(settings: &Settings, email: &str, output: Output) -> Result<()> {
     use crate::accounts::AccountError;
     use crate::domain::Email;
