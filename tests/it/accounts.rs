@@ -865,3 +865,46 @@ async fn a_disabled_account_cannot_log_in_refresh_or_use_its_access_token() {
         .unwrap();
     assert_eq!(r.status(), 200);
 }
+
+/// `cgm-hub users disable`: exit 1 for an email without an account, 0 (with
+/// the id) for one; the account then cannot log in.
+#[tokio::test]
+async fn the_cli_disables_an_account() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let db = dir.path().join("accounts.db").display().to_string();
+    let migrated = run_cgm_hub(dir.path(), &["migrate"], &[("SQLITE_PATH", db.as_str())]);
+    assert!(migrated.status.success());
+    let person = email();
+    let out = users_create(
+        &db,
+        &["--email", &person, "--json"],
+        &format!("{PASSWORD}\n"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let created: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sqlite = [("SQLITE_PATH", db.as_str())];
+    let unknown = run_cgm_hub(
+        dir.path(),
+        &["users", "disable", "--email", "nobody@example.org"],
+        &sqlite,
+    );
+    assert_eq!(unknown.status.code(), Some(1));
+    let out = run_cgm_hub(
+        dir.path(),
+        &["users", "disable", "--email", &person, "--json"],
+        &sqlite,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let disabled: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(disabled, json!({"id": created["id"], "disabled": true}));
+    let app = spawn(&[("SQLITE_PATH", db.as_str())]).await;
+    expect_error(login(&app, &person, PASSWORD).await, 401, "AUTH_ERROR").await;
+}
