@@ -908,3 +908,33 @@ async fn the_cli_disables_an_account() {
     let app = spawn(&[("SQLITE_PATH", db.as_str())]).await;
     expect_error(login(&app, &person, PASSWORD).await, 401, "AUTH_ERROR").await;
 }
+
+/// A token used (and its account's status cached as active) before the
+/// disabling is refused once ACCOUNT_STATUS_CACHE_SECONDS has passed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_used_access_token_is_refused_within_the_status_cache_delay() {
+    let app = spawn(&[("ACCOUNT_STATUS_CACHE_SECONDS", "1")]).await;
+    let session = data(register(&app, &email(), PASSWORD).await, 201).await;
+    let id = session["user"]["id"].as_str().unwrap().to_owned();
+    let access = session["access_token"].as_str().unwrap().to_owned();
+    let me = || async {
+        app.client
+            .get(app.url("/api/v1/auth/me"))
+            .bearer_auth(&access)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(me().await, 200);
+    let user = cgm_hub::domain::UserId::parse(&id).unwrap();
+    assert!(app.store.disable_account(&user, Utc::now()).await.unwrap());
+    // The cache holds "active" for at most 1 s; 20 s leaves room for a loaded machine.
+    eventually(
+        "the disabled account's token is refused",
+        Duration::from_secs(20),
+        || async { me().await == 401 },
+    )
+    .await;
+}
