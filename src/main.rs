@@ -130,6 +130,14 @@ enum UsersAction {
         #[arg(long)]
         json: bool,
     },
+    /// Disable a built-in account (docs/accounts.md): no login or refresh, its
+    /// sessions revoked, its access tokens refused within ACCOUNT_STATUS_CACHE_SECONDS.
+    Disable {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -278,6 +286,9 @@ fn main() -> ExitCode {
             }
             None => ExitCode::from(2),
         },
+        Command::Users {
+            action: UsersAction::Disable { email, json },
+        } => operate(|| operator::users_disable(s, &email, output(json))),
         Command::Connections {
             action: ConnectionsAction::List { user, status, json },
         } => operate(|| {

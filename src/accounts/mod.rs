@@ -90,6 +90,19 @@ pub struct AccountService {
     dummy_hash: tokio::sync::OnceCell<String>,
     per_account: Throttle<String>,
     per_ip: Throttle<IpAddr>,
+    /// Whether an account id is disabled, as the store said within the last
+    /// ACCOUNT_STATUS_CACHE_SECONDS (the revocation delay of access tokens).
+    disabled: moka::sync::Cache<String, bool>,
+}
+
+/// `u` and 32 lower-case hex digits: the shape of the ids accounts get
+/// (`new_account_id`). Only tokens whose `sub` has it cost an account check.
+fn is_account_id(id: &str) -> bool {
+    id.len() == 33
+        && id.starts_with('u')
+        && id[1..]
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 impl AccountService {
@@ -119,12 +132,26 @@ impl AccountService {
             dummy_hash: tokio::sync::OnceCell::new(),
             per_account: Throttle::new(settings.per_account),
             per_ip: Throttle::new(settings.per_ip),
+            disabled: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(settings.status_cache_ttl)
+                .build(),
             settings,
         })
     }
 
     pub fn is_enabled(&self) -> bool {
         self.signer.is_some()
+    }
+
+    /// Whether browser-session cookies carry `Secure` (outside development).
+    pub fn secure_cookies(&self) -> bool {
+        self.settings.secure_cookies
+    }
+
+    /// Seconds a refresh token lives (and so its cookie).
+    pub fn refresh_ttl_seconds(&self) -> u64 {
+        self.settings.refresh_ttl.as_secs()
     }
 
     pub fn registration(&self) -> Registration {
@@ -227,7 +254,8 @@ impl AccountService {
             .verify(stored, password.expose().to_owned())
             .await?;
         match account {
-            Some(account) if matches => {
+            // A disabled account gets the answer of a wrong password.
+            Some(account) if matches && !self.store.account_disabled(&account.id).await? => {
                 self.per_account.reset(&key);
                 self.start_session(account).await
             }
@@ -278,6 +306,11 @@ impl AccountService {
                 account: Some(account),
             });
         };
+        if self.store.account_disabled(&account.id).await? {
+            return Err(AccountError::InvalidRefreshToken {
+                account: Some(account.id),
+            });
+        }
         let access_token = self.mint(&account)?;
         Ok(Session {
             account,
@@ -293,6 +326,43 @@ impl AccountService {
             .store
             .revoke_refresh_family(&sha256_hex(refresh_token.as_bytes()))
             .await?)
+    }
+
+    /// Disables the account with this email (`cgm-hub users disable`): no
+    /// login, no refresh, its refresh families revoked, its access tokens
+    /// refused within ACCOUNT_STATUS_CACHE_SECONDS. None when no account has the email.
+    pub async fn disable(&self, email: &Email) -> Result<Option<UserId>, AccountError> {
+        let Some(account) = self.store.account_by_email(email).await? else {
+            return Ok(None);
+        };
+        self.store.disable_account(&account.id, now_ms()).await?;
+        self.disabled.insert(account.id.as_str().to_owned(), true);
+        tracing::info!(user_id = %account.id, "account disabled");
+        Ok(Some(account.id))
+    }
+
+    /// Whether an access token whose `sub` is `user` must be refused because
+    /// its account is disabled. A `sub` without the shape of an account id (a
+    /// token of another issuer) costs no lookup; an account's answer is cached
+    /// for ACCOUNT_STATUS_CACHE_SECONDS. A store error lets the token through (logged):
+    /// the routes behind need the store anyway.
+    pub async fn refuses_access(&self, user: &UserId) -> bool {
+        if self.signer.is_none() || !is_account_id(user.as_str()) {
+            return false;
+        }
+        if let Some(disabled) = self.disabled.get(user.as_str()) {
+            return disabled;
+        }
+        match self.store.account_disabled(user).await {
+            Ok(disabled) => {
+                self.disabled.insert(user.as_str().to_owned(), disabled);
+                disabled
+            }
+            Err(e) => {
+                tracing::warn!(user_id = %user, error = %e, "account status check failed");
+                false
+            }
+        }
     }
 
     pub async fn account(&self, id: &UserId) -> Result<Option<Account>, AccountError> {

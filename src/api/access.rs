@@ -102,6 +102,13 @@ async fn run_authenticated(
     request: Request,
     next: Next,
 ) -> axum::response::Response {
+    // Tokens of a disabled built-in account are refused like a bad token.
+    let authenticated = match authenticated {
+        Ok(p) if verdict.allowed() && state.accounts.refuses_access(&p.user_id).await => {
+            Err("the token is not valid (revoked)".to_owned())
+        }
+        other => other,
+    };
     let mut response = match authenticated {
         _ if !verdict.allowed() => ApiError::RateLimited {
             retry_after: verdict.retry_after.unwrap_or(1),

@@ -14,6 +14,7 @@ use utoipa::ToSchema;
 
 use super::access::{authorize, record_state_bound, Caller};
 use super::body::read_body;
+use super::browser_session::{self, Delivery, REFRESH_COOKIE};
 use super::error::{json_body, ApiError, ErrorEnvelope};
 use super::profile::ProfileView;
 use super::views::success;
@@ -70,7 +71,10 @@ pub struct SessionView {
     /// A bearer JWT (HS256) for `Authorization: Bearer`.
     pub access_token: String,
     /// Single use: `POST /api/v1/auth/refresh` exchanges it for a new pair.
-    pub refresh_token: String,
+    /// Absent for a browser session (`"session":"cookie"`): it is then in the
+    /// HttpOnly `refresh_token` cookie.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
     #[schema(example = "Bearer")]
     pub token_type: &'static str,
     /// Seconds the access token lives.
@@ -83,7 +87,7 @@ impl From<Session> for SessionView {
         Self {
             user: AccountView::from(&s.account),
             access_token: s.access_token.expose().clone(),
-            refresh_token: s.refresh_token.expose().clone(),
+            refresh_token: Some(s.refresh_token.expose().clone()),
             token_type: "Bearer",
             expires_in: s.expires_in,
         }
@@ -113,6 +117,10 @@ pub struct RegisterInput {
     /// IANA time zone name, stored in the profile (default UTC).
     #[schema(value_type = Option<String>, example = "Europe/Berlin")]
     timezone: Option<Value>,
+    /// `cookie`: a browser session, the refresh token set in an HttpOnly
+    /// cookie instead of the body (docs/accounts.md); `body` (the default).
+    #[schema(value_type = Option<String>, example = "cookie")]
+    session: Option<Value>,
 }
 
 /// The body of a login.
@@ -123,13 +131,20 @@ pub struct LoginInput {
     email: Option<Value>,
     #[schema(value_type = String, example = "correct horse battery staple")]
     password: Option<Value>,
+    /// `cookie`: a browser session, the refresh token set in an HttpOnly
+    /// cookie instead of the body (docs/accounts.md); `body` (the default).
+    #[schema(value_type = Option<String>, example = "cookie")]
+    session: Option<Value>,
 }
 
-/// The body of a refresh or a logout.
-#[derive(Debug, Deserialize, ToSchema)]
+/// The body of a refresh or a logout. A browser session sends no body (or
+/// `{}`): its refresh token is the `refresh_token` cookie, and the request must
+/// carry `X-CSRF-Token`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshTokenInput {
-    #[schema(value_type = String)]
+    /// Required unless the `refresh_token` cookie is sent.
+    #[schema(value_type = Option<String>)]
     refresh_token: Option<Value>,
 }
 
@@ -159,7 +174,19 @@ fn optional_text(
     }
 }
 
-fn parse_register(input: RegisterInput) -> Result<NewAccount, ApiError> {
+/// `"session"`: how the refresh token is handed out.
+fn parse_delivery(value: Option<Value>, errors: &mut Vec<FieldError>) -> Delivery {
+    optional_text("session", value, errors)
+        .and_then(|raw| {
+            Delivery::parse(&raw).or_else(|| {
+                errors.push(FieldError::new("session", "must be \"cookie\" or \"body\""));
+                None
+            })
+        })
+        .unwrap_or(Delivery::Body)
+}
+
+fn parse_register(input: RegisterInput) -> Result<(NewAccount, Delivery), ApiError> {
     let mut errors = Vec::new();
     let email = text("email", input.email, &mut errors)
         .and_then(|raw| Email::parse(&raw).map_err(|e| errors.push(e)).ok());
@@ -184,18 +211,22 @@ fn parse_register(input: RegisterInput) -> Result<NewAccount, ApiError> {
             .map_err(|e| errors.push(e))
             .ok()
     });
+    let delivery = parse_delivery(input.session, &mut errors);
     match (email, password) {
-        (Some(email), Some(password)) if errors.is_empty() => Ok(NewAccount {
-            email,
-            password,
-            full_name,
-            timezone,
-        }),
+        (Some(email), Some(password)) if errors.is_empty() => Ok((
+            NewAccount {
+                email,
+                password,
+                full_name,
+                timezone,
+            },
+            delivery,
+        )),
         _ => Err(ApiError::unprocessable("invalid registration", errors)),
     }
 }
 
-fn parse_login(input: LoginInput) -> Result<(Email, PasswordAttempt), ApiError> {
+fn parse_login(input: LoginInput) -> Result<(Email, PasswordAttempt, Delivery), ApiError> {
     let mut errors = Vec::new();
     let email = text("email", input.email, &mut errors)
         .and_then(|raw| Email::parse(&raw).map_err(|e| errors.push(e)).ok());
@@ -204,8 +235,9 @@ fn parse_login(input: LoginInput) -> Result<(Email, PasswordAttempt), ApiError> 
             .map_err(|e| errors.push(e))
             .ok()
     });
+    let delivery = parse_delivery(input.session, &mut errors);
     match (email, password) {
-        (Some(email), Some(password)) if errors.is_empty() => Ok((email, password)),
+        (Some(email), Some(password)) if errors.is_empty() => Ok((email, password, delivery)),
         _ => Err(ApiError::unprocessable("invalid login", errors)),
     }
 }
@@ -223,6 +255,72 @@ fn parse_refresh(input: RefreshTokenInput) -> Result<String, ApiError> {
         )),
         None => Err(ApiError::unprocessable("invalid refresh token", errors)),
     }
+}
+
+/// Where a refresh or logout found its refresh token.
+enum Presented {
+    Body(String),
+    /// The `refresh_token` cookie; the CSRF check has passed.
+    Cookie(String),
+}
+
+impl Presented {
+    fn token(&self) -> &str {
+        match self {
+            Presented::Body(t) | Presented::Cookie(t) => t,
+        }
+    }
+}
+
+/// The refresh token of a refresh or logout: the body's `refresh_token` when
+/// given (no CSRF check: not a browser session), else the cookie, which needs
+/// the CSRF header (403 CSRF_ERROR without it).
+fn presented_token(state: &AppState, incoming: &Incoming) -> Result<Presented, ApiError> {
+    let input: RefreshTokenInput = if incoming.body.iter().all(u8::is_ascii_whitespace) {
+        RefreshTokenInput::default()
+    } else {
+        json_body(&incoming.body)?
+    };
+    if input.refresh_token.is_none() {
+        if let Some(token) = browser_session::cookie(&incoming.headers, REFRESH_COOKIE) {
+            browser_session::check_csrf(&incoming.headers, &state.cors_allowed_origins)?;
+            if token.is_empty() || token.len() > MAX_REFRESH_TOKEN_LEN {
+                return Err(ApiError::Unauthorized(
+                    AccountError::InvalidRefreshToken { account: None }.to_string(),
+                ));
+            }
+            return Ok(Presented::Cookie(token));
+        }
+    }
+    parse_refresh(input).map(Presented::Body)
+}
+
+/// A session's answer: the pair in the body, or for a browser session the
+/// refresh token in its cookie (with a new CSRF cookie) and not in the body.
+fn session_response(
+    state: &AppState,
+    status: StatusCode,
+    session: Session,
+    delivery: Delivery,
+) -> Response {
+    let cookies = (delivery == Delivery::Cookie).then(|| {
+        browser_session::session_cookies(
+            session.refresh_token.expose(),
+            state.accounts.refresh_ttl_seconds(),
+            state.accounts.secure_cookies(),
+        )
+    });
+    let mut view = SessionView::from(session);
+    if cookies.is_some() {
+        view.refresh_token = None;
+    }
+    let mut response = (status, success(view)).into_response();
+    for cookie in cookies.into_iter().flatten() {
+        response
+            .headers_mut()
+            .append(axum::http::header::SET_COOKIE, cookie);
+    }
+    response
 }
 
 /// The body and what the audit entry and throttles need from the request.
@@ -294,7 +392,7 @@ pub async fn register(
     request: Request,
 ) -> Result<Response, ApiError> {
     let incoming = incoming(&state, request).await?;
-    let new = parse_register(json_body(&incoming.body)?)?;
+    let (new, delivery) = parse_register(json_body(&incoming.body)?)?;
     match state.accounts.register(new).await {
         Ok(session) => {
             audit(
@@ -305,7 +403,12 @@ pub async fn register(
                 StatusCode::CREATED,
             )
             .await;
-            Ok((StatusCode::CREATED, success(SessionView::from(session))).into_response())
+            Ok(session_response(
+                &state,
+                StatusCode::CREATED,
+                session,
+                delivery,
+            ))
         }
         Err(e) => {
             let e = ApiError::from(e);
@@ -337,7 +440,7 @@ pub async fn register(
 )]
 pub async fn login(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
     let incoming = incoming(&state, request).await?;
-    let (email, password) = parse_login(json_body(&incoming.body)?)?;
+    let (email, password, delivery) = parse_login(json_body(&incoming.body)?)?;
     match state
         .accounts
         .login(&email, password, incoming.client)
@@ -352,7 +455,7 @@ pub async fn login(State(state): State<AppState>, request: Request) -> Result<Re
                 StatusCode::OK,
             )
             .await;
-            Ok(success(SessionView::from(session)).into_response())
+            Ok(session_response(&state, StatusCode::OK, session, delivery))
         }
         Err(e) => {
             let account = audited_account(&e).cloned();
@@ -373,11 +476,13 @@ pub async fn login(State(state): State<AppState>, request: Request) -> Result<Re
 /// Exchanges a refresh token for a new pair. Each refresh token works once:
 /// presenting a used one revokes every token of its session (401).
 #[utoipa::path(
-    post, path = "/api/v1/auth/refresh", tag = "accounts", security(()),
+    post, path = "/api/v1/auth/refresh", tag = "accounts",
+    security((), ("refresh_cookie" = [], "csrf_header" = [])),
     request_body = RefreshTokenInput,
     responses(
         (status = 200, description = "A new access token and refresh token", body = super::docs::SessionEnvelope),
         (status = 401, description = "AUTH_ERROR: unknown, expired, revoked or already used refresh token (a reuse revokes the session)", body = ErrorEnvelope),
+        (status = 403, description = "CSRF_ERROR: the refresh_token cookie without a matching X-CSRF-Token header, or from a foreign Origin; nothing rotated", body = ErrorEnvelope),
         (status = 422, description = "VALIDATION_ERROR: /refresh_token missing or over 512 characters", body = ErrorEnvelope),
     )
 )]
@@ -386,8 +491,25 @@ pub async fn refresh(
     request: Request,
 ) -> Result<Response, ApiError> {
     let incoming = incoming(&state, request).await?;
-    let token = parse_refresh(json_body(&incoming.body)?)?;
-    match state.accounts.refresh(&token).await {
+    let presented = match presented_token(&state, &incoming) {
+        Ok(p) => p,
+        Err(e) => {
+            audit(
+                &state,
+                None,
+                Action::RefreshSession,
+                &incoming.headers,
+                e.status(),
+            )
+            .await;
+            return Err(e);
+        }
+    };
+    let delivery = match presented {
+        Presented::Body(_) => Delivery::Body,
+        Presented::Cookie(_) => Delivery::Cookie,
+    };
+    match state.accounts.refresh(presented.token()).await {
         Ok(session) => {
             audit(
                 &state,
@@ -397,7 +519,7 @@ pub async fn refresh(
                 StatusCode::OK,
             )
             .await;
-            Ok(success(SessionView::from(session)).into_response())
+            Ok(session_response(&state, StatusCode::OK, session, delivery))
         }
         Err(e) => {
             let account = audited_account(&e).cloned();
@@ -419,17 +541,25 @@ pub async fn refresh(
 /// or not the token was known (access tokens already issued live out their
 /// short lifetime).
 #[utoipa::path(
-    post, path = "/api/v1/auth/logout", tag = "accounts", security(()),
+    post, path = "/api/v1/auth/logout", tag = "accounts",
+    security((), ("refresh_cookie" = [], "csrf_header" = [])),
     request_body = RefreshTokenInput,
     responses(
-        (status = 204, description = "Logged out"),
+        (status = 204, description = "Logged out (a browser session's cookies are cleared)"),
+        (status = 403, description = "CSRF_ERROR: the refresh_token cookie without a matching X-CSRF-Token header, or from a foreign Origin; nothing revoked", body = ErrorEnvelope),
         (status = 422, description = "VALIDATION_ERROR: /refresh_token missing or over 512 characters", body = ErrorEnvelope),
     )
 )]
 pub async fn logout(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
     let incoming = incoming(&state, request).await?;
-    let token = parse_refresh(json_body(&incoming.body)?)?;
-    let known = state.accounts.logout(&token).await?;
+    let presented = match presented_token(&state, &incoming) {
+        Ok(p) => p,
+        Err(e) => {
+            audit(&state, None, Action::Logout, &incoming.headers, e.status()).await;
+            return Err(e);
+        }
+    };
+    let known = state.accounts.logout(presented.token()).await?;
     audit(
         &state,
         None,
@@ -442,7 +572,15 @@ pub async fn logout(State(state): State<AppState>, request: Request) -> Result<R
         },
     )
     .await;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    if let Presented::Cookie(_) = presented {
+        for cookie in browser_session::cleared_cookies(state.accounts.secure_cookies()) {
+            response
+                .headers_mut()
+                .append(axum::http::header::SET_COOKIE, cookie);
+        }
+    }
+    Ok(response)
 }
 
 /// The caller's account and profile.
@@ -482,7 +620,7 @@ mod tests {
     }
 
     fn register(body: Value) -> Result<NewAccount, ApiError> {
-        parse_register(serde_json::from_value(body).unwrap())
+        parse_register(serde_json::from_value(body).unwrap()).map(|(new, _)| new)
     }
 
     #[test]

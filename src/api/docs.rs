@@ -478,11 +478,39 @@ impl utoipa::Modify for BearerAuth {
                          reads all; admin does everything. Built-in accounts get one from \
                          `POST /api/v1/auth/login` (HS256, signed with AUTH_JWT_SECRET). `/health`, \
                          `/metrics`, `/docs`, `/openapi.json`, `/oauth/callback` and \
-                         `/api/v1/auth/{register,login,refresh,logout}` need no token. (A cookie \
-                         scheme for the browser's refresh token is planned beside this one.)",
+                         `/api/v1/auth/{register,login,refresh,logout}` need no token. A browser \
+                         session keeps its refresh token in a cookie instead (the \
+                         `refresh_cookie` scheme).",
                     ))
                     .build(),
             ),
+        );
+        components.add_security_scheme(
+            "refresh_cookie",
+            SecurityScheme::ApiKey(utoipa::openapi::security::ApiKey::Cookie(
+                utoipa::openapi::security::ApiKeyValue::with_description(
+                    "refresh_token",
+                    "A browser session (docs/accounts.md, \"Browser sessions\"): register or \
+                     login with `\"session\":\"cookie\"` sets the refresh token in this HttpOnly, \
+                     SameSite=Lax cookie (Secure outside development, Path=/api/v1/auth, living as \
+                     long as the refresh token) and a `csrf_token` cookie readable by scripts \
+                     (SameSite=Strict, Path=/). POST /api/v1/auth/refresh and /logout then take \
+                     no body and need the `csrf_header` scheme too: X-CSRF-Token equal to the \
+                     csrf_token cookie, else 403 CSRF_ERROR. Only used when the body has no \
+                     refresh_token.",
+                ),
+            )),
+        );
+        components.add_security_scheme(
+            "csrf_header",
+            SecurityScheme::ApiKey(utoipa::openapi::security::ApiKey::Header(
+                utoipa::openapi::security::ApiKeyValue::with_description(
+                    "X-CSRF-Token",
+                    "With the refresh_cookie scheme only: the value of the csrf_token cookie \
+                     (double submit, compared in constant time). Missing or different: 403 \
+                     CSRF_ERROR, nothing rotated or revoked.",
+                ),
+            )),
         );
         components.add_security_scheme(
             "stream_token",

@@ -28,6 +28,10 @@ pub enum ApiError {
     Unauthorized(String),
     #[error("{0}")]
     Forbidden(String),
+    /// A cookie-authenticated request without the matching `X-CSRF-Token`
+    /// header (or from a foreign `Origin`): 403 CSRF_ERROR.
+    #[error("{0}")]
+    Csrf(String),
     #[error("{0} not found")]
     NotFound(String),
     #[error("{0}")]
@@ -74,7 +78,7 @@ impl ApiError {
         match self {
             ApiError::Validation { status, .. } => *status,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Forbidden(_) | ApiError::Csrf(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::RateLimited { .. } | ApiError::QuotaExceeded { .. } => {
@@ -90,13 +94,14 @@ impl ApiError {
 
     /// One error of every kind: the codes clients may see are exactly theirs
     /// (docs/error-codes.md is checked against them).
-    pub fn one_of_each() -> [ApiError; 10] {
+    pub fn one_of_each() -> [ApiError; 11] {
         // No wildcard: a new variant stops the build here until it is listed below
         // (QuotaExceeded shares RateLimited's code, so only RateLimited is).
         let _listed = |e: &ApiError| match e {
             ApiError::Validation { .. }
             | ApiError::Unauthorized(_)
             | ApiError::Forbidden(_)
+            | ApiError::Csrf(_)
             | ApiError::NotFound(_)
             | ApiError::Conflict(_)
             | ApiError::RateLimited { .. }
@@ -114,6 +119,7 @@ impl ApiError {
             },
             ApiError::Unauthorized(String::new()),
             ApiError::Forbidden(String::new()),
+            ApiError::Csrf(String::new()),
             ApiError::NotFound(String::new()),
             ApiError::Conflict(String::new()),
             ApiError::RateLimited { retry_after: 1 },
@@ -129,6 +135,7 @@ impl ApiError {
             ApiError::Validation { .. } => "VALIDATION_ERROR",
             ApiError::Unauthorized(_) => "AUTH_ERROR",
             ApiError::Forbidden(_) => "FORBIDDEN",
+            ApiError::Csrf(_) => "CSRF_ERROR",
             ApiError::NotFound(_) => "RESOURCE_NOT_FOUND",
             ApiError::Conflict(_) => "CONFLICT",
             ApiError::RateLimited { .. } | ApiError::QuotaExceeded { .. } => "RATE_LIMIT_EXCEEDED",

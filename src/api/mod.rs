@@ -6,6 +6,7 @@ mod alerts;
 pub mod analytics;
 mod audit;
 mod body;
+mod browser_session;
 pub mod client_ip;
 mod connections;
 mod cursor;

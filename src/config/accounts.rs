@@ -44,6 +44,9 @@ pub struct AccountSettings {
     pub access_ttl: Duration,
     /// ACCOUNT_REFRESH_TOKEN_TTL_SECONDS.
     pub refresh_ttl: Duration,
+    /// ACCOUNT_STATUS_CACHE_SECONDS: how long the access check reuses an
+    /// account's disabled status (the revocation delay of access tokens).
+    pub status_cache_ttl: Duration,
     /// ARGON2_MEMORY_KIB, ARGON2_ITERATIONS, ARGON2_PARALLELISM.
     pub argon2_memory_kib: u32,
     pub argon2_iterations: u32,
@@ -58,6 +61,9 @@ pub struct AccountSettings {
     pub per_account: ThrottleSettings,
     /// LOGIN_IP_*.
     pub per_ip: ThrottleSettings,
+    /// Browser-session cookies carry `Secure`: every SERVICE_ENV but development
+    /// (no variable of its own; over plain http browsers drop `Secure` cookies).
+    pub secure_cookies: bool,
 }
 
 impl AccountSettings {
@@ -67,6 +73,7 @@ impl AccountSettings {
             registration: Registration::Open,
             access_ttl: Duration::from_secs(900),
             refresh_ttl: Duration::from_secs(30 * 86_400),
+            status_cache_ttl: Duration::from_secs(30),
             argon2_memory_kib: 19_456,
             argon2_iterations: 4,
             argon2_parallelism: 1,
@@ -81,6 +88,7 @@ impl AccountSettings {
                 free_failures: 20,
                 max_delay: Duration::from_secs(900),
             },
+            secure_cookies: false,
         }
     }
 }
@@ -113,6 +121,7 @@ pub(super) fn parse(v: &Vars<'_>, env: ServiceEnv) -> Result<AccountSettings, Co
             300,
             365 * 86_400,
         )?),
+        status_cache_ttl: Duration::from_secs(v.number("ACCOUNT_STATUS_CACHE_SECONDS", 1, 300)?),
         argon2_memory_kib: v.number("ARGON2_MEMORY_KIB", 8 * 1024, 1024 * 1024)?,
         argon2_iterations: v.number("ARGON2_ITERATIONS", 1, 20)?,
         argon2_parallelism: v.number("ARGON2_PARALLELISM", 1, 16)?,
@@ -131,6 +140,7 @@ pub(super) fn parse(v: &Vars<'_>, env: ServiceEnv) -> Result<AccountSettings, Co
             free_failures: v.number("LOGIN_IP_FREE_FAILURES", 1, 100_000)?,
             max_delay: Duration::from_secs(v.number("LOGIN_IP_MAX_DELAY_SECONDS", 1, 86_400)?),
         },
+        secure_cookies: env != ServiceEnv::Development,
     })
 }
 

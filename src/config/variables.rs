@@ -501,6 +501,13 @@ pub const VARIABLES: &[Variable] = &[
     ),
     var(
         Security,
+        "ACCOUNT_STATUS_CACHE_SECONDS",
+        "30",
+        "How long an instance reuses \"is this account disabled?\" when checking a built-in \
+         account's access token: the revocation delay after `cgm-hub users disable`, 1-300.",
+    ),
+    var(
+        Security,
         "ARGON2_MEMORY_KIB",
         "19456",
         "Argon2id memory cost of new password hashes, in KiB (stored hashes keep their own); \

@@ -608,6 +608,16 @@ pub trait AccountStore: Send + Sync {
     /// Revokes the family of the token with fingerprint `presented` (used or
     /// not, expired or not); false if there is no such token.
     async fn revoke_refresh_family(&self, presented: &str) -> Result<bool, StoreError>;
+
+    /// Disables the account (kept, never deleted; the first `at` stays) and
+    /// revokes every refresh family it has (DynamoDB: its families die by the
+    /// account check of every refresh instead, see docs/accounts.md); false
+    /// when there is no such account.
+    async fn disable_account(&self, id: &UserId, at: DateTime<Utc>) -> Result<bool, StoreError>;
+
+    /// Whether an account with this id exists and is disabled (false for an
+    /// unknown id: a token of another issuer is never refused by this).
+    async fn account_disabled(&self, id: &UserId) -> Result<bool, StoreError>;
 }
 
 /// Every storage concern of one backend, and what is the backend's as a whole.

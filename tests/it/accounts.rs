@@ -576,3 +576,365 @@ async fn the_cli_creates_an_admin_who_can_log_in_while_registration_is_closed() 
         .unwrap();
     assert_eq!(r.status(), 200);
 }
+
+// --- Browser sessions: the refresh token in an HttpOnly cookie, CSRF checked ---
+
+/// The Set-Cookie values of a response, by cookie name.
+fn set_cookies(response: &reqwest::Response) -> Vec<(String, String)> {
+    response
+        .headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .map(|v| (v.split('=').next().unwrap().to_owned(), v))
+        .collect()
+}
+
+fn set_cookie<'a>(cookies: &'a [(String, String)], name: &str) -> &'a str {
+    &cookies
+        .iter()
+        .find(|(n, _)| n == name)
+        .unwrap_or_else(|| panic!("no {name} cookie in {cookies:?}"))
+        .1
+}
+
+/// The value a Set-Cookie gives its cookie.
+fn cookie_value(set_cookie: &str) -> String {
+    set_cookie
+        .split(';')
+        .next()
+        .unwrap()
+        .split_once('=')
+        .unwrap()
+        .1
+        .to_owned()
+}
+
+/// A browser's refresh or logout: the two cookies, and the CSRF header when given.
+async fn with_cookies(
+    app: &TestApp,
+    path: &str,
+    refresh: &str,
+    csrf: &str,
+    header: Option<&str>,
+) -> reqwest::Response {
+    let mut request = app.client.post(app.url(path)).header(
+        "cookie",
+        format!("refresh_token={refresh}; csrf_token={csrf}"),
+    );
+    if let Some(header) = header {
+        request = request.header("x-csrf-token", header);
+    }
+    request.send().await.unwrap()
+}
+
+async fn browser_login(
+    app: &TestApp,
+    email: &str,
+) -> (Value, String, String, Vec<(String, String)>) {
+    let r = app
+        .post_json(
+            "/api/v1/auth/login",
+            &json!({"email": email, "password": PASSWORD, "session": "cookie"}),
+        )
+        .await;
+    let cookies = set_cookies(&r);
+    let session = data(r, 200).await;
+    let refresh = cookie_value(set_cookie(&cookies, "refresh_token"));
+    let csrf = cookie_value(set_cookie(&cookies, "csrf_token"));
+    (session, refresh, csrf, cookies)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_session_refreshes_with_the_cookie_and_the_csrf_header_only() {
+    let app = spawn(&[]).await;
+    let email = email();
+    data(register(&app, &email, PASSWORD).await, 201).await;
+
+    // Login asking for a cookie: the refresh token is in the cookie, not the body.
+    let (session, refresh, csrf, cookies) = browser_login(&app, &email).await;
+    assert!(session.get("refresh_token").is_none(), "{session}");
+    assert!(session["access_token"].as_str().unwrap().len() > 40);
+    assert_eq!(refresh.len(), 43);
+    assert_eq!(
+        set_cookie(&cookies, "refresh_token"),
+        format!(
+            "refresh_token={refresh}; Path=/api/v1/auth; Max-Age=2592000; HttpOnly; SameSite=Lax"
+        ),
+        "development: no Secure"
+    );
+    assert_eq!(
+        set_cookie(&cookies, "csrf_token"),
+        format!("csrf_token={csrf}; Path=/; Max-Age=2592000; SameSite=Strict"),
+        "readable by the web app's scripts"
+    );
+    assert_eq!(csrf.len(), 43);
+
+    // Without the header, with a wrong one, or from another origin: 403 and nothing rotated.
+    let r = with_cookies(&app, "/api/v1/auth/refresh", &refresh, &csrf, None).await;
+    assert!(set_cookies(&r).is_empty());
+    let body = expect_error(r, 403, "CSRF_ERROR").await;
+    assert!(!body.to_string().contains(&refresh), "{body}");
+    let wrong = format!("{}x", &csrf[..42]);
+    let r = with_cookies(&app, "/api/v1/auth/refresh", &refresh, &csrf, Some(&wrong)).await;
+    expect_error(r, 403, "CSRF_ERROR").await;
+    let r = with_cookies(&app, "/api/v1/auth/refresh", &refresh, &csrf, Some("")).await;
+    expect_error(r, 403, "CSRF_ERROR").await;
+    let r = app
+        .client
+        .post(app.url("/api/v1/auth/refresh"))
+        .header(
+            "cookie",
+            format!("refresh_token={refresh}; csrf_token={csrf}"),
+        )
+        .header("x-csrf-token", &csrf)
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, 403, "CSRF_ERROR").await;
+    // A logout refused for CSRF revokes nothing either.
+    let r = with_cookies(&app, "/api/v1/auth/logout", &refresh, &csrf, None).await;
+    expect_error(r, 403, "CSRF_ERROR").await;
+
+    // With the header: 200, a rotated refresh cookie and a new CSRF cookie.
+    let r = with_cookies(&app, "/api/v1/auth/refresh", &refresh, &csrf, Some(&csrf)).await;
+    let cookies = set_cookies(&r);
+    let session = data(r, 200).await;
+    assert!(session.get("refresh_token").is_none(), "{session}");
+    assert!(session["access_token"].as_str().unwrap().len() > 40);
+    let rotated = cookie_value(set_cookie(&cookies, "refresh_token"));
+    let csrf2 = cookie_value(set_cookie(&cookies, "csrf_token"));
+    assert_ne!(rotated, refresh);
+    assert_eq!(rotated.len(), 43);
+
+    // Logout with the cookie: 204, both cookies cleared, the session ended.
+    let r = with_cookies(&app, "/api/v1/auth/logout", &rotated, &csrf2, Some(&csrf2)).await;
+    assert_eq!(r.status(), 204);
+    let cleared = set_cookies(&r);
+    assert_eq!(
+        set_cookie(&cleared, "refresh_token"),
+        "refresh_token=; Path=/api/v1/auth; Max-Age=0; HttpOnly; SameSite=Lax"
+    );
+    assert_eq!(
+        set_cookie(&cleared, "csrf_token"),
+        "csrf_token=; Path=/; Max-Age=0; SameSite=Strict"
+    );
+    let r = with_cookies(&app, "/api/v1/auth/refresh", &rotated, &csrf2, Some(&csrf2)).await;
+    expect_error(r, 401, "AUTH_ERROR").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn body_token_clients_need_no_csrf_header_and_get_no_cookie() {
+    let app = spawn(&[]).await;
+    let email = email();
+    let session = data(register(&app, &email, PASSWORD).await, 201).await;
+    let token = session["refresh_token"].as_str().unwrap().to_owned();
+    // A stray cookie does not make a body-token request a browser one.
+    let r = app
+        .client
+        .post(app.url("/api/v1/auth/refresh"))
+        .header("cookie", "refresh_token=stale; csrf_token=x")
+        .json(&json!({"refresh_token": token}))
+        .send()
+        .await
+        .unwrap();
+    assert!(set_cookies(&r).is_empty());
+    let session = data(r, 200).await;
+    assert_session(&session, &email);
+    // Neither body nor cookie: the body's field is required.
+    let r = app
+        .client
+        .post(app.url("/api/v1/auth/refresh"))
+        .send()
+        .await
+        .unwrap();
+    let body = expect_error(r, 422, "VALIDATION_ERROR").await;
+    assert_eq!(body["details"]["errors"][0]["pointer"], "/refresh_token");
+    // An unknown session kind is named.
+    let r = app
+        .post_json(
+            "/api/v1/auth/login",
+            &json!({"email": email, "password": PASSWORD, "session": "jar"}),
+        )
+        .await;
+    let body = expect_error(r, 422, "VALIDATION_ERROR").await;
+    assert_eq!(body["details"]["errors"][0]["pointer"], "/session");
+    // Sign-up can ask for a cookie too.
+    let r = app
+        .post_json(
+            "/api/v1/auth/register",
+            &json!({"email": format!("b{}", email), "password": PASSWORD, "session": "cookie"}),
+        )
+        .await;
+    let cookies = set_cookies(&r);
+    let session = data(r, 201).await;
+    assert!(session.get("refresh_token").is_none());
+    set_cookie(&cookies, "refresh_token");
+    set_cookie(&cookies, "csrf_token");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_session_cookies_are_secure_outside_development() {
+    let app = spawn(&[
+        ("SERVICE_ENV", "production"),
+        ("REGISTRATION", "open"),
+        (
+            "TOKEN_ENCRYPTION_KEY",
+            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+        ),
+    ])
+    .await;
+    let email = email();
+    let r = app
+        .post_json(
+            "/api/v1/auth/register",
+            &json!({"email": email, "password": PASSWORD, "session": "cookie"}),
+        )
+        .await;
+    let cookies = set_cookies(&r);
+    data(r, 201).await;
+    for name in ["refresh_token", "csrf_token"] {
+        assert!(
+            set_cookie(&cookies, name).ends_with("; Secure"),
+            "{cookies:?}"
+        );
+    }
+    let (_, refresh, csrf, _) = browser_login(&app, &email).await;
+    let r = with_cookies(&app, "/api/v1/auth/logout", &refresh, &csrf, Some(&csrf)).await;
+    assert_eq!(r.status(), 204);
+    assert!(set_cookie(&set_cookies(&r), "refresh_token").ends_with("; Secure"));
+}
+
+// --- Disabled accounts ---
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disabled_account_cannot_log_in_refresh_or_use_its_access_token() {
+    let app = spawn(&[]).await;
+    let email = email();
+    let session = data(register(&app, &email, PASSWORD).await, 201).await;
+    let id = session["user"]["id"].as_str().unwrap().to_owned();
+    let access = session["access_token"].as_str().unwrap().to_owned();
+    let refresh = session["refresh_token"].as_str().unwrap().to_owned();
+
+    // What `cgm-hub users disable` does (the service's store call; the CLI
+    // adds only the lookup by email).
+    let user = cgm_hub::domain::UserId::parse(&id).unwrap();
+    assert!(app.store.disable_account(&user, Utc::now()).await.unwrap());
+
+    // Login: the same 401 as a wrong password.
+    let wrong = expect_error(
+        login(&app, &email, "not the password at all").await,
+        401,
+        "AUTH_ERROR",
+    )
+    .await;
+    let disabled = expect_error(login(&app, &email, PASSWORD).await, 401, "AUTH_ERROR").await;
+    assert_eq!(disabled, wrong);
+    // Refresh: 401, nothing leaked.
+    let r = app
+        .post_json("/api/v1/auth/refresh", &json!({"refresh_token": refresh}))
+        .await;
+    let body = expect_error(r, 401, "AUTH_ERROR").await;
+    assert!(!body.to_string().contains("disabled"), "{body}");
+    // The access token: refused on every route, like a revoked token.
+    for path in [format!("/api/bg/{id}/latest"), "/api/v1/auth/me".to_owned()] {
+        let r = app
+            .client
+            .get(app.url(&path))
+            .bearer_auth(&access)
+            .send()
+            .await
+            .unwrap();
+        let body = expect_error(r, 401, "AUTH_ERROR").await;
+        assert!(!body.to_string().contains(&email.to_lowercase()), "{body}");
+        assert!(!body.to_string().contains("disabled"), "{body}");
+    }
+    // Another account's token still works (no blanket refusal).
+    let other = data(
+        register(&app, &email.replace("Person", "Other"), PASSWORD).await,
+        201,
+    )
+    .await;
+    let r = app
+        .client
+        .get(app.url("/api/v1/auth/me"))
+        .bearer_auth(other["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+/// `cgm-hub users disable`: exit 1 for an email without an account, 0 (with
+/// the id) for one; the account then cannot log in.
+#[tokio::test]
+async fn the_cli_disables_an_account() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let db = dir.path().join("accounts.db").display().to_string();
+    let migrated = run_cgm_hub(dir.path(), &["migrate"], &[("SQLITE_PATH", db.as_str())]);
+    assert!(migrated.status.success());
+    let person = email();
+    let out = users_create(
+        &db,
+        &["--email", &person, "--json"],
+        &format!("{PASSWORD}\n"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let created: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sqlite = [("SQLITE_PATH", db.as_str())];
+    let unknown = run_cgm_hub(
+        dir.path(),
+        &["users", "disable", "--email", "nobody@example.org"],
+        &sqlite,
+    );
+    assert_eq!(unknown.status.code(), Some(1));
+    let out = run_cgm_hub(
+        dir.path(),
+        &["users", "disable", "--email", &person, "--json"],
+        &sqlite,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let disabled: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(disabled, json!({"id": created["id"], "disabled": true}));
+    let app = spawn(&[("SQLITE_PATH", db.as_str())]).await;
+    expect_error(login(&app, &person, PASSWORD).await, 401, "AUTH_ERROR").await;
+}
+
+/// A token used (and its account's status cached as active) before the
+/// disabling is refused once ACCOUNT_STATUS_CACHE_SECONDS has passed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_used_access_token_is_refused_within_the_status_cache_delay() {
+    let app = spawn(&[("ACCOUNT_STATUS_CACHE_SECONDS", "1")]).await;
+    let session = data(register(&app, &email(), PASSWORD).await, 201).await;
+    let id = session["user"]["id"].as_str().unwrap().to_owned();
+    let access = session["access_token"].as_str().unwrap().to_owned();
+    let me = || async {
+        app.client
+            .get(app.url("/api/v1/auth/me"))
+            .bearer_auth(&access)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(me().await, 200);
+    let user = cgm_hub::domain::UserId::parse(&id).unwrap();
+    assert!(app.store.disable_account(&user, Utc::now()).await.unwrap());
+    // The cache holds "active" for at most 1 s; 20 s leaves room for a loaded machine.
+    eventually(
+        "the disabled account's token is refused",
+        Duration::from_secs(20),
+        || async { me().await == 401 },
+    )
+    .await;
+}

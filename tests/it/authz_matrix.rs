@@ -341,8 +341,8 @@ const PUBLIC: &[(&str, &str)] = &[
     ("get", "/oauth/callback"),
     // Signed instead (tests/it/webhooks.rs).
     ("post", "/api/bg/{userId}/webhook"),
-    // Built-in accounts: credentials or a refresh token in the body
-    // (tests/it/accounts.rs).
+    // Built-in accounts: credentials or a refresh token in the body, or a
+    // browser session's refresh cookie with its CSRF header (tests/it/accounts.rs).
     ("post", "/api/v1/auth/register"),
     ("post", "/api/v1/auth/login"),
     ("post", "/api/v1/auth/refresh"),
@@ -534,6 +534,21 @@ fn every_documented_route_is_in_the_table() {
     }
     assert!(missing.is_empty(), "add these to ENDPOINTS: {missing:?}");
     assert!(value["components"]["securitySchemes"]["bearer"].is_object());
+    // Browser sessions: the refresh cookie and the CSRF header, on refresh and logout.
+    let schemes = &value["components"]["securitySchemes"];
+    assert_eq!(schemes["refresh_cookie"]["type"], "apiKey", "{schemes}");
+    assert_eq!(schemes["refresh_cookie"]["in"], "cookie");
+    assert_eq!(schemes["refresh_cookie"]["name"], "refresh_token");
+    assert_eq!(schemes["csrf_header"]["in"], "header");
+    assert_eq!(schemes["csrf_header"]["name"], "X-CSRF-Token");
+    for op in ["refresh", "logout"] {
+        let security = &value["paths"][format!("/api/v1/auth/{op}")]["post"]["security"];
+        assert_eq!(
+            security,
+            &serde_json::json!([{}, {"refresh_cookie": [], "csrf_header": []}]),
+            "{op}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -7,6 +7,7 @@
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{ConditionCheck, Put, TransactWriteItem};
+use chrono::{DateTime, Utc};
 
 use super::item::{ms, s, transact_update, Changes, Condition, Fields, Item};
 use super::DynamoStore;
@@ -237,6 +238,33 @@ impl AccountStore for DynamoStore {
         }
         self.revoke_family(family).await?;
         Ok(Rotation::Reused { account, family })
+    }
+
+    async fn disable_account(&self, id: &UserId, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        let Some(account) = self
+            .get(&self.tables().aux, account_key(id.as_str()))
+            .await?
+        else {
+            return Ok(false);
+        };
+        if account.contains_key("disabled_at_ms") {
+            return Ok(true);
+        }
+        self.update_if(
+            &self.tables().aux,
+            account_key(id.as_str()),
+            Changes::default().set("disabled_at_ms", ms(at)),
+            Condition::new("attribute_exists(pk)"),
+        )
+        .await?;
+        Ok(true)
+    }
+
+    async fn account_disabled(&self, id: &UserId) -> Result<bool, StoreError> {
+        Ok(self
+            .get(&self.tables().aux, account_key(id.as_str()))
+            .await?
+            .is_some_and(|item| item.contains_key("disabled_at_ms")))
     }
 
     async fn revoke_refresh_family(&self, presented: &str) -> Result<bool, StoreError> {

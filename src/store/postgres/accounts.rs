@@ -179,6 +179,38 @@ impl AccountStore for PostgresStore {
         Ok(Rotation::Rotated { account, family })
     }
 
+    async fn disable_account(&self, id: &UserId, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        let mut tx = self.pool().begin().await.map_err(db_error)?;
+        let found = sqlx::query(
+            "UPDATE accounts SET disabled_at = COALESCE(disabled_at, $2) WHERE user_id = $1",
+        )
+        .bind(id.as_str())
+        .bind(at)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?
+        .rows_affected();
+        sqlx::query("UPDATE refresh_families SET revoked = true WHERE user_id = $1")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(found > 0)
+    }
+
+    async fn account_disabled(&self, id: &UserId) -> Result<bool, StoreError> {
+        let row = sqlx::query("SELECT disabled_at IS NOT NULL FROM accounts WHERE user_id = $1")
+            .bind(id.as_str())
+            .fetch_optional(self.pool())
+            .await
+            .map_err(db_error)?;
+        match row {
+            Some(row) => row.try_get::<bool, _>(0).map_err(db_error),
+            None => Ok(false),
+        }
+    }
+
     async fn revoke_refresh_family(&self, presented: &str) -> Result<bool, StoreError> {
         let changed = sqlx::query(
             "UPDATE refresh_families SET revoked = true WHERE family = \

@@ -29,6 +29,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         15,
         include_str!("migrations/0015_latest_readings_by_ts.sql"),
     ),
+    (16, include_str!("migrations/0016_account_disabled.sql")),
 ];
 
 /// Migration 1 where TimescaleDB is available: `readings` as a hypertable.

@@ -2,6 +2,7 @@
 //! Every write is one transaction on the single writer.
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension, Row};
 
 use super::rows::millis;
@@ -175,6 +176,43 @@ impl AccountStore for SqliteStore {
                 account,
                 family: family_id,
             })
+        })
+        .await
+    }
+
+    async fn disable_account(&self, id: &UserId, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        let id = id.clone();
+        self.write(move |conn| {
+            let tx = conn.transaction().map_err(internal)?;
+            let found = tx
+                .prepare_cached(
+                    "UPDATE accounts SET disabled_at_ms = COALESCE(disabled_at_ms, ?2) \
+                     WHERE user_id = ?1",
+                )
+                .map_err(internal)?
+                .execute(params![id.as_str(), at.timestamp_millis()])
+                .map_err(internal)?;
+            tx.prepare_cached("UPDATE refresh_families SET revoked = 1 WHERE user_id = ?1")
+                .map_err(internal)?
+                .execute([id.as_str()])
+                .map_err(internal)?;
+            tx.commit().map_err(internal)?;
+            Ok(found > 0)
+        })
+        .await
+    }
+
+    async fn account_disabled(&self, id: &UserId) -> Result<bool, StoreError> {
+        let id = id.clone();
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT disabled_at_ms IS NOT NULL FROM accounts WHERE user_id = ?1",
+            )
+            .map_err(internal)?
+            .query_row([id.as_str()], |row| row.get::<_, bool>(0))
+            .optional()
+            .map_err(internal)
+            .map(|found| found.unwrap_or(false))
         })
         .await
     }

@@ -189,3 +189,37 @@ pub(super) async fn refresh_tokens_rotate_once_and_reuse_revokes_the_family(s: S
         "{results:?}"
     );
 }
+
+pub(super) async fn a_disabled_account_is_known_as_such_and_loses_its_sessions(s: S) {
+    let tag = unique();
+    let id = format!("dis-{tag}");
+    s.create_account(account(&id, &format!("dis.{tag}@example.com")))
+        .await
+        .unwrap();
+    let first = token(&format!("dis-a-{tag}"), &id, Duration::days(1));
+    s.start_refresh_family(first.clone()).await.unwrap();
+    assert!(!s.account_disabled(&user(&id)).await.unwrap());
+    let at = Utc::now()
+        .duration_trunc(Duration::milliseconds(1))
+        .unwrap();
+    assert!(s.disable_account(&user(&id), at).await.unwrap());
+    assert!(s.account_disabled(&user(&id)).await.unwrap());
+    // Again: still disabled, still true.
+    assert!(s.disable_account(&user(&id), at).await.unwrap());
+    assert!(s.account_disabled(&user(&id)).await.unwrap());
+    // Unknown ids: nothing to disable, and never "disabled".
+    let nobody = user(&format!("nobody-{tag}"));
+    assert!(!s.disable_account(&nobody, at).await.unwrap());
+    assert!(!s.account_disabled(&nobody).await.unwrap());
+    // The account itself is kept.
+    assert!(s.get_account(&user(&id)).await.unwrap().is_some());
+    // SQL backends revoke its families; DynamoDB leaves them to the account
+    // check of every refresh (docs/accounts.md): either way no Reused/Expired.
+    let next = token(&format!("dis-b-{tag}"), &id, Duration::days(1));
+    let rotation = s.rotate_refresh_token(&first.hash, next).await.unwrap();
+    if s.backend() == "dynamodb" {
+        assert!(matches!(rotation, Rotation::Rotated { .. }), "{rotation:?}");
+    } else {
+        assert_eq!(rotation, Rotation::Revoked);
+    }
+}

@@ -992,6 +992,7 @@ macro_rules! conformance {
                 notification_endpoints_round_trip_list_and_delete,
                 notification_endpoints_are_capped_per_user_even_concurrently,
                 accounts_are_unique_by_email_case_insensitively,
+                a_disabled_account_is_known_as_such_and_loses_its_sessions,
                 refresh_tokens_rotate_once_and_reuse_revokes_the_family
             );
         }
