@@ -452,9 +452,16 @@ async fn unknown_email_and_wrong_password_take_about_as_long() {
             (took, body["message"].as_str().unwrap().to_owned())
         }
     };
-    let (mut unknown, mut wrong) = (Vec::new(), Vec::new());
+    // Both paths once untimed: the first unknown email also makes the dummy hash.
+    timed(email()).await;
+    timed(known.clone()).await;
+    // Paired rounds: the two logins of a round run back to back, so a load
+    // that comes and goes (other tests on a 2-core machine) touches both
+    // alike; the median of the paired differences is what the two paths cost
+    // apart. The order within a round alternates.
+    let mut gaps = Vec::new();
     let mut messages = std::collections::BTreeSet::new();
-    for round in 0..31 {
+    for round in 0..41 {
         let (a, b) = if round % 2 == 0 {
             let a = timed(email()).await;
             (a, timed(known.clone()).await)
@@ -462,21 +469,17 @@ async fn unknown_email_and_wrong_password_take_about_as_long() {
             let b = timed(known.clone()).await;
             (timed(email()).await, b)
         };
-        unknown.push(a.0);
-        wrong.push(b.0);
+        gaps.push(a.0.as_secs_f64() - b.0.as_secs_f64());
         messages.insert(a.1);
         messages.insert(b.1);
     }
     assert_eq!(messages.len(), 1, "one message for both: {messages:?}");
-    let median = |v: &mut Vec<Duration>| {
-        v.sort();
-        v[v.len() / 2]
-    };
-    let (u, w) = (median(&mut unknown), median(&mut wrong));
-    let gap = u.abs_diff(w);
+    gaps.sort_by(f64::total_cmp);
+    let median_gap = gaps[gaps.len() / 2];
     assert!(
-        gap < Duration::from_millis(10),
-        "median unknown email {u:?}, wrong password {w:?}"
+        median_gap.abs() < 0.010,
+        "median of unknown-email minus wrong-password times: {:.1} ms (all: {gaps:?})",
+        median_gap * 1000.0
     );
 }
 
