@@ -3,6 +3,7 @@
 //! other, so that the store's traits need nothing from the layers above.
 
 pub mod accounts;
+pub mod invitations;
 pub mod alerts;
 pub mod audit;
 pub mod connections;

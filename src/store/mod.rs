@@ -24,6 +24,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::domain::{AlertSettings, Email, Profile, Reading, StoredReading, UserId};
 use crate::records::accounts::{Account, AccountCreated, NewRefreshToken, Rotation};
+use crate::records::invitations::Invitation;
 use crate::records::alerts::{Alert, AlertQuery, AlertStatus};
 use crate::records::audit::{AuditBatch, AuditQuery, AuditRecord};
 use crate::records::connections::{
@@ -610,6 +611,21 @@ pub trait AccountStore: Send + Sync {
     async fn revoke_refresh_family(&self, presented: &str) -> Result<bool, StoreError>;
 }
 
+/// Invitations to sign up (`/api/v1/auth/invitations`, shares by email),
+/// keyed by the SHA-256 of their token.
+#[async_trait]
+pub trait InvitationStore: Send + Sync {
+    /// Stores a new invitation (a token hash already stored is an error).
+    async fn put_invitation(&self, invitation: Invitation) -> Result<(), StoreError>;
+
+    /// The invitation with this token hash, used or expired or not (callers check).
+    async fn get_invitation(&self, token_hash: &str) -> Result<Option<Invitation>, StoreError>;
+
+    /// Marks the invitation used; false when there is none or it was used
+    /// already (atomic: of two concurrent calls, one gets true).
+    async fn use_invitation(&self, token_hash: &str) -> Result<bool, StoreError>;
+}
+
 /// Every storage concern of one backend, and what is the backend's as a whole.
 /// Writes that span concerns (an upsert and its outbox events, a finished job
 /// with its connection and events, a connection and its events) stay one
@@ -630,6 +646,7 @@ pub trait Store:
     + StaleStore
     + NotificationStore
     + AccountStore
+    + InvitationStore
     + Send
     + Sync
     + 'static

@@ -9,6 +9,7 @@
 //! The table design and every access pattern are in docs/dynamodb.md.
 
 mod accounts;
+mod invitations;
 mod alerts;
 mod audit;
 mod connections;

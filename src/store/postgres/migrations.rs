@@ -29,6 +29,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         15,
         include_str!("migrations/0015_latest_readings_by_ts.sql"),
     ),
+    (17, include_str!("migrations/0017_invitations.sql")),
 ];
 
 /// Migration 1 where TimescaleDB is available: `readings` as a hypertable.

@@ -14,6 +14,7 @@
 //! the same values; reading times are whole seconds.
 
 mod accounts;
+mod invitations;
 mod alerts;
 mod audit;
 mod connections;

@@ -11,6 +11,7 @@
 //! versions other than the 0.39 that can sit beside sqlx (PostgreSQL, later).
 
 mod accounts;
+mod invitations;
 mod alerts;
 mod audit;
 mod connections;
