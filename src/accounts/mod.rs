@@ -20,7 +20,9 @@ use crate::config::{AccountSettings, Registration};
 use crate::digest::sha256_hex;
 use crate::domain::{Email, Password, PasswordAttempt, Profile, TimeZoneName, UserId};
 use crate::records::accounts::{Account, AccountCreated, NewRefreshToken, Rotation};
+use crate::records::invitations::{Invitation, PendingShare};
 use crate::records::roles::{Role, Roles};
+use crate::records::shares::{Share, ShareWrite};
 use crate::secret::Secret;
 use crate::store::{Store, StoreError};
 use hashing::{HashCost, HashPool};
@@ -43,6 +45,12 @@ pub enum AccountError {
     Busy,
     #[error("registration is {} on this service", .0.as_str())]
     RegistrationClosed(Registration),
+    /// The invitation token is unknown, used, expired or for another email.
+    #[error("{0}")]
+    InvalidInvitation(&'static str),
+    /// REGISTRATION=invite and no invitation token given.
+    #[error("registration is by invitation on this service: an invitation_token is required")]
+    InvitationRequired,
     #[error("accounts are off: they need AUTH_JWT_SECRET to sign access tokens")]
     Disabled,
     #[error(transparent)]
@@ -68,6 +76,16 @@ pub struct NewAccount {
     pub password: Password,
     pub full_name: Option<String>,
     pub timezone: Option<TimeZoneName>,
+    /// The token of an invitation (required when REGISTRATION=invite).
+    pub invitation_token: Option<Secret<String>>,
+}
+
+/// An invitation just made: the token to hand over (mailed or shown once), and
+/// what was stored.
+#[derive(Debug)]
+pub struct Invited {
+    pub token: Secret<String>,
+    pub invitation: Invitation,
 }
 
 /// How access tokens are signed (the service's HS256 settings).
@@ -135,15 +153,110 @@ impl AccountService {
         self.signer.as_ref().ok_or(AccountError::Disabled)
     }
 
-    /// Self-service sign-up (REGISTRATION=open): a patient account, and a
-    /// session for it.
-    pub async fn register(&self, new: NewAccount) -> Result<Session, AccountError> {
+    /// Self-service sign-up: a patient account, and a session for it. Under
+    /// REGISTRATION=invite an invitation token for this email is required;
+    /// under `open` one is optional (it completes a pending share). The
+    /// invitation is marked used once the account exists, then its pending
+    /// share (if any) is stored and the account gets the share's role.
+    pub async fn register(
+        &self,
+        mut new: NewAccount,
+        max_shares: usize,
+    ) -> Result<Session, AccountError> {
         self.signer()?;
-        if self.settings.registration != Registration::Open {
-            return Err(AccountError::RegistrationClosed(self.settings.registration));
+        let invitation = match (self.settings.registration, new.invitation_token.take()) {
+            (Registration::Closed, _) => {
+                return Err(AccountError::RegistrationClosed(Registration::Closed))
+            }
+            (Registration::Invite, None) => return Err(AccountError::InvitationRequired),
+            (_, None) => None,
+            (_, Some(token)) => Some(self.check_invitation(&token, &new.email).await?),
+        };
+        let mut roles: Vec<Role> = vec![Role::Patient];
+        if let Some(share) = invitation.as_ref().and_then(|i| i.share.as_ref()) {
+            roles.push(share.role.as_role());
         }
-        let account = self.create(new, [Role::Patient].into()).await?;
+        let account = self.create(new, roles.into_iter().collect()).await?;
+        if let Some(invitation) = invitation {
+            // Accounts are unique by email and the token is bound to this
+            // email, so it can make at most one account: this cannot lose.
+            self.store.use_invitation(&invitation.token_hash).await?;
+            if let Some(pending) = invitation.share {
+                let share = Share {
+                    patient_id: pending.patient.clone(),
+                    grantee_id: account.id.clone(),
+                    role: pending.role,
+                    created_at: now_ms(),
+                    expires_at: pending.expires_at,
+                };
+                if self.store.put_share(share, max_shares).await? == ShareWrite::LimitReached {
+                    tracing::warn!(patient_id = %pending.patient, "pending share not stored: the patient holds the most grants allowed");
+                } else {
+                    tracing::info!(patient_id = %pending.patient, grantee_id = %account.id, "pending share granted at sign-up");
+                }
+            }
+        }
         self.start_session(account).await
+    }
+
+    async fn check_invitation(
+        &self,
+        token: &Secret<String>,
+        email: &Email,
+    ) -> Result<Invitation, AccountError> {
+        const INVALID: &str = "the invitation token is unknown, used, expired or for another email";
+        let hash = sha256_hex(token.expose().as_bytes());
+        let Some(invitation) = self.store.get_invitation(&hash).await? else {
+            return Err(AccountError::InvalidInvitation(INVALID));
+        };
+        // The lookup is by the token's hash; the email is not a secret.
+        let matches = invitation.email.key() == email.key();
+        if invitation.used {
+            return Err(AccountError::InvalidInvitation(
+                "the invitation was used already",
+            ));
+        }
+        if invitation.expires_at <= Utc::now() {
+            return Err(AccountError::InvalidInvitation(
+                "the invitation has expired",
+            ));
+        }
+        if !matches {
+            return Err(AccountError::InvalidInvitation(
+                "the invitation is for another email",
+            ));
+        }
+        Ok(invitation)
+    }
+
+    /// Stores an invitation for `email` (valid INVITATION_TTL_HOURS), with a
+    /// share to create when that person signs up, if any.
+    pub async fn invite(
+        &self,
+        email: Email,
+        invited_by: UserId,
+        share: Option<PendingShare>,
+    ) -> Result<Invited, AccountError> {
+        let (token, token_hash) = new_refresh_token();
+        let now = now_ms();
+        let ttl = chrono::Duration::from_std(self.settings.invitation_ttl)
+            .unwrap_or(chrono::Duration::days(7));
+        let invitation = Invitation {
+            token_hash,
+            email,
+            invited_by,
+            created_at: now,
+            expires_at: now + ttl,
+            share,
+            used: false,
+        };
+        self.store.put_invitation(invitation.clone()).await?;
+        Ok(Invited { token, invitation })
+    }
+
+    /// The account with this email, if any (shares by email).
+    pub async fn account_by_email(&self, email: &Email) -> Result<Option<Account>, AccountError> {
+        Ok(self.store.account_by_email(email).await?)
     }
 
     /// An account made by an operator (`cgm-hub users create`), whatever the
@@ -164,6 +277,7 @@ impl AccountService {
             password,
             full_name: None,
             timezone: None,
+            invitation_token: None,
         };
         self.create(new, roles).await
     }

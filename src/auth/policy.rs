@@ -47,6 +47,10 @@ pub fn decide(
     if matches!(action, Action::ReadAudit | Action::DeliverWebhook) {
         return None;
     }
+    // Admins only (above); the "owner" of an invitation is the caller itself.
+    if action == Action::InviteUser {
+        return None;
+    }
     // Before the owner rule: a system task's "owner" is the caller itself.
     if action == Action::ReadSystemTasks {
         return principal.has(Role::Service).then_some(Basis::Service);

@@ -58,6 +58,8 @@ pub struct AccountSettings {
     pub per_account: ThrottleSettings,
     /// LOGIN_IP_*.
     pub per_ip: ThrottleSettings,
+    /// INVITATION_TTL_HOURS: how long an invitation's token works.
+    pub invitation_ttl: Duration,
 }
 
 impl AccountSettings {
@@ -81,6 +83,7 @@ impl AccountSettings {
                 free_failures: 20,
                 max_delay: Duration::from_secs(900),
             },
+            invitation_ttl: Duration::from_secs(7 * 86_400),
         }
     }
 }
@@ -103,6 +106,9 @@ pub(super) fn parse(v: &Vars<'_>, env: ServiceEnv) -> Result<AccountSettings, Co
     };
     Ok(AccountSettings {
         registration,
+        invitation_ttl: Duration::from_secs(
+            3600 * v.number::<u64>("INVITATION_TTL_HOURS", 1, 90 * 24)?,
+        ),
         access_ttl: Duration::from_secs(v.number(
             "ACCOUNT_ACCESS_TOKEN_TTL_SECONDS",
             60,

@@ -501,6 +501,13 @@ pub const VARIABLES: &[Variable] = &[
     ),
     var(
         Security,
+        "INVITATION_TTL_HOURS",
+        "168",
+        "How long an invitation (admin invitation or share by email) can be used to sign up, \
+         1-2160 hours.",
+    ),
+    var(
+        Security,
         "ARGON2_MEMORY_KIB",
         "19456",
         "Argon2id memory cost of new password hashes, in KiB (stored hashes keep their own); \

@@ -58,8 +58,7 @@ impl StoredInvitation<'_> {
         };
         Ok(Invitation {
             email: Email::parse(self.email).map_err(|e| format!("{}: {e}", what()))?,
-            invited_by: UserId::parse(self.invited_by)
-                .map_err(|e| format!("{}: {e}", what()))?,
+            invited_by: UserId::parse(self.invited_by).map_err(|e| format!("{}: {e}", what()))?,
             created_at: self.created_at,
             expires_at: self.expires_at,
             share,

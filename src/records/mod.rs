@@ -3,13 +3,13 @@
 //! other, so that the store's traits need nothing from the layers above.
 
 pub mod accounts;
-pub mod invitations;
 pub mod alerts;
 pub mod audit;
 pub mod connections;
 pub mod daily;
 pub mod events;
 pub mod inbox;
+pub mod invitations;
 pub mod jobs;
 pub mod notifications;
 pub mod readings;

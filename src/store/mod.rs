@@ -24,7 +24,6 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::domain::{AlertSettings, Email, Profile, Reading, StoredReading, UserId};
 use crate::records::accounts::{Account, AccountCreated, NewRefreshToken, Rotation};
-use crate::records::invitations::Invitation;
 use crate::records::alerts::{Alert, AlertQuery, AlertStatus};
 use crate::records::audit::{AuditBatch, AuditQuery, AuditRecord};
 use crate::records::connections::{
@@ -33,6 +32,7 @@ use crate::records::connections::{
 use crate::records::daily::DailyRow;
 use crate::records::events::Message;
 use crate::records::inbox::{Accepted, Delivery, DeliveryEnd, NewDelivery};
+use crate::records::invitations::Invitation;
 use crate::records::jobs::{Checkpoint, Created, JobBacklog, JobEnd, NewJob, SyncJob};
 use crate::records::notifications::{EndpointId, EndpointWrite, NotificationEndpoint};
 use crate::records::readings::Upserted;

@@ -9,12 +9,12 @@
 //! The table design and every access pattern are in docs/dynamodb.md.
 
 mod accounts;
-mod invitations;
 mod alerts;
 mod audit;
 mod connections;
 mod daily;
 mod inbox;
+mod invitations;
 mod item;
 mod jobs;
 mod notifications;

@@ -14,12 +14,12 @@
 //! the same values; reading times are whole seconds.
 
 mod accounts;
-mod invitations;
 mod alerts;
 mod audit;
 mod connections;
 mod daily;
 mod inbox;
+mod invitations;
 mod jobs;
 mod migrations;
 mod notifications;

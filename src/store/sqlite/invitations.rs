@@ -95,7 +95,9 @@ impl InvitationStore for SqliteStore {
         let hash = token_hash.to_owned();
         self.write(move |conn| {
             let changed = conn
-                .prepare_cached("UPDATE invitations SET used = 1 WHERE token_hash = ?1 AND used = 0")
+                .prepare_cached(
+                    "UPDATE invitations SET used = 1 WHERE token_hash = ?1 AND used = 0",
+                )
                 .map_err(internal)?
                 .execute([&hash])
                 .map_err(internal)?;

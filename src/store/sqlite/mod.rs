@@ -11,12 +11,12 @@
 //! versions other than the 0.39 that can sit beside sqlx (PostgreSQL, later).
 
 mod accounts;
-mod invitations;
 mod alerts;
 mod audit;
 mod connections;
 mod daily;
 mod inbox;
+mod invitations;
 mod jobs;
 mod latest_cache;
 mod migrations;
