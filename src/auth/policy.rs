@@ -192,4 +192,16 @@ mod tests {
         let other = p("dad", &[Role::Patient]);
         assert_eq!(decide(&other, Action::ReadAccount, &mom, None), None);
     }
+
+    #[test]
+    fn only_admins_invite() {
+        let pat = UserId::parse("pat").unwrap();
+        let patient = p("pat", &[Role::Patient]);
+        assert_eq!(decide(&patient, Action::InviteUser, &pat, None), None);
+        let admin = p("pat", &[Role::Admin]);
+        assert_eq!(
+            decide(&admin, Action::InviteUser, &pat, None),
+            Some(Basis::Admin)
+        );
+    }
 }
