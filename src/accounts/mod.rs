@@ -6,6 +6,7 @@
 //! logins are slowed down per email and per client IP (`throttle`).
 
 pub mod hashing;
+pub mod mail;
 pub mod throttle;
 
 use std::net::IpAddr;
@@ -53,6 +54,9 @@ pub enum AccountError {
     InvitationRequired,
     #[error("accounts are off: they need AUTH_JWT_SECRET to sign access tokens")]
     Disabled,
+    /// The SMTP server refused or could not be reached.
+    #[error("sending mail failed: {0}")]
+    Mail(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{0}")]
@@ -86,6 +90,9 @@ pub struct NewAccount {
 pub struct Invited {
     pub token: Secret<String>,
     pub invitation: Invitation,
+    /// The link went out by mail (SMTP_URL set); otherwise mail is off and
+    /// the inviter hands the token over.
+    pub mailed: bool,
 }
 
 /// How access tokens are signed (the service's HS256 settings).
@@ -108,6 +115,7 @@ pub struct AccountService {
     dummy_hash: tokio::sync::OnceCell<String>,
     per_account: Throttle<String>,
     per_ip: Throttle<IpAddr>,
+    mailer: Option<mail::Mailer>,
 }
 
 impl AccountService {
@@ -125,7 +133,13 @@ impl AccountService {
         argon2::Params::new(cost.memory_kib, cost.iterations, cost.parallelism, None)
             .map_err(|e| AccountError::Internal(format!("argon2 parameters: {e}")))?;
         crate::domain::preload_breached_list();
+        let mailer = settings
+            .smtp_url
+            .as_ref()
+            .map(|url| mail::Mailer::new(url, &settings.mail_from))
+            .transpose()?;
         Ok(Self {
+            mailer,
             store,
             signer,
             pool: HashPool::new(
@@ -250,8 +264,35 @@ impl AccountService {
             share,
             used: false,
         };
+        let pending_share = invitation.share.is_some();
         self.store.put_invitation(invitation.clone()).await?;
-        Ok(Invited { token, invitation })
+        let link = Secret::new(match &self.settings.public_base_url {
+            Some(base) => format!(
+                "{}/signup?invitation_token={}",
+                base.trim_end_matches('/'),
+                token.expose()
+            ),
+            None => format!("invitation_token={}", token.expose()),
+        });
+        let mailed = match &self.mailer {
+            Some(mailer) => {
+                mailer
+                    .send_invitation(&invitation.email, &link, pending_share)
+                    .await?;
+                true
+            }
+            None => {
+                if self.settings.log_links {
+                    tracing::info!(link = %link.expose(), "mail is off (development): invitation link");
+                }
+                false
+            }
+        };
+        Ok(Invited {
+            token,
+            invitation,
+            mailed,
+        })
     }
 
     /// The account with this email, if any (shares by email).

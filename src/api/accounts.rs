@@ -134,8 +134,8 @@ pub struct InvitationView {
     pub email: String,
     #[schema(value_type = String, format = DateTime)]
     pub expires_at: String,
-    /// `off`: nothing was mailed (this service has no mail set up).
-    #[schema(example = "off")]
+    /// `sent`: the link was mailed; `off`: nothing was mailed (no SMTP_URL).
+    #[schema(example = "sent")]
     pub mail: &'static str,
     /// The single-use token for `POST /api/v1/auth/register`'s
     /// `invitation_token` (present while mail is off).
@@ -147,8 +147,8 @@ impl InvitationView {
         Self {
             email: invited.invitation.email.to_string(),
             expires_at: time(invited.invitation.expires_at),
-            mail: "off",
-            invitation_token: Some(invited.token.expose().clone()),
+            mail: if invited.mailed { "sent" } else { "off" },
+            invitation_token: (!invited.mailed).then(|| invited.token.expose().clone()),
         }
     }
 }

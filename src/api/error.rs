@@ -350,7 +350,9 @@ impl From<AccountError> for ApiError {
                 retry_after,
                 message: e.to_string(),
             },
-            AccountError::Busy | AccountError::Disabled => ApiError::Unavailable(e.to_string()),
+            AccountError::Busy | AccountError::Disabled | AccountError::Mail(_) => {
+                ApiError::Unavailable(e.to_string())
+            }
             AccountError::RegistrationClosed(_) => ApiError::Forbidden(e.to_string()),
             AccountError::InvalidInvitation(_) => ApiError::unprocessable(
                 "invalid invitation",

@@ -103,8 +103,8 @@ pub struct PendingShareView {
     pub role: &'static str,
     /// When the invitation's token stops working.
     pub invitation_expires_at: DateTime<Utc>,
-    /// `off`: nothing was mailed (no mail set up on this service).
-    #[schema(example = "off")]
+    /// `sent`: the link was mailed; `off`: nothing was mailed (no SMTP_URL).
+    #[schema(example = "sent")]
     pub mail: &'static str,
     /// The single-use sign-up token (present while mail is off): hand it to
     /// the grantee for `POST /api/v1/auth/register`'s `invitation_token`.
@@ -245,8 +245,8 @@ pub async fn create(
                     grantee_email: invited.invitation.email.to_string(),
                     role: role.as_str(),
                     invitation_expires_at: invited.invitation.expires_at,
-                    mail: "off",
-                    invitation_token: Some(invited.token.expose().clone()),
+                    mail: if invited.mailed { "sent" } else { "off" },
+                    invitation_token: (!invited.mailed).then(|| invited.token.expose().clone()),
                 };
                 return Ok((StatusCode::ACCEPTED, success(view)).into_response());
             }

@@ -60,6 +60,14 @@ pub struct AccountSettings {
     pub per_ip: ThrottleSettings,
     /// INVITATION_TTL_HOURS: how long an invitation's token works.
     pub invitation_ttl: Duration,
+    /// SMTP_URL: where invitation mail goes; none: mail is off.
+    pub smtp_url: Option<crate::secret::Secret<String>>,
+    /// MAIL_FROM: the sender of that mail.
+    pub mail_from: String,
+    /// PUBLIC_BASE_URL (from the HTTP settings): the base of mailed links.
+    pub public_base_url: Option<String>,
+    /// Development: with mail off, invitation links are logged at info.
+    pub log_links: bool,
 }
 
 impl AccountSettings {
@@ -84,6 +92,10 @@ impl AccountSettings {
                 max_delay: Duration::from_secs(900),
             },
             invitation_ttl: Duration::from_secs(7 * 86_400),
+            smtp_url: None,
+            mail_from: "cgm-hub <no-reply@localhost>".into(),
+            public_base_url: None,
+            log_links: true,
         }
     }
 }
@@ -105,6 +117,15 @@ pub(super) fn parse(v: &Vars<'_>, env: ServiceEnv) -> Result<AccountSettings, Co
         },
     };
     Ok(AccountSettings {
+        smtp_url: v
+            .optional("SMTP_URL")
+            .map(|u| crate::secret::Secret::new(u.trim().to_owned())),
+        mail_from: v.optional("MAIL_FROM").map_or_else(
+            || "cgm-hub <no-reply@localhost>".to_owned(),
+            |f| f.trim().to_owned(),
+        ),
+        public_base_url: None,
+        log_links: env == ServiceEnv::Development,
         registration,
         invitation_ttl: Duration::from_secs(
             3600 * v.number::<u64>("INVITATION_TTL_HOURS", 1, 90 * 24)?,

@@ -265,3 +265,157 @@ async fn an_expired_invitation_is_refused() {
     // The live one works under open registration.
     data(register(&app, &invitee, Some(&token)).await, 201).await;
 }
+
+/// `scripts/smtp-sink.sh`: a real SMTP server (aiosmtpd) writing each message
+/// to a file in `dir`. None when it cannot run (no python3, no PyPI) outside
+/// CI; under `CI=true` that fails the test.
+struct SmtpSink {
+    child: std::process::Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl SmtpSink {
+    fn start() -> Option<Self> {
+        use std::io::BufRead;
+        let dir = tempfile::tempdir().unwrap();
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/smtp-sink.sh");
+        let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+        let mut child = match std::process::Command::new("bash")
+            .arg(script)
+            .arg(dir.path())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+        {
+            Ok(child) => child,
+            Err(e) if !ci => {
+                eprintln!("SMTP sink not run (bash: {e}); it must run under CI=true");
+                return None;
+            }
+            Err(e) => panic!("the SMTP sink must run under CI: {e}"),
+        };
+        let mut line = String::new();
+        let stdout = child.stdout.take().unwrap();
+        // The first line is the port; end of output means it could not start.
+        let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+        match line.trim().parse() {
+            Ok(port) => Some(Self { child, port, dir }),
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                assert!(!ci, "the SMTP sink must run under CI (no port printed)");
+                eprintln!("SMTP sink could not start (it must under CI=true)");
+                None
+            }
+        }
+    }
+
+    /// The messages received so far.
+    fn messages(&self) -> Vec<String> {
+        std::fs::read_dir(self.dir.path())
+            .unwrap()
+            .filter_map(|e| {
+                let path = e.ok()?.path();
+                (path.extension()? == "eml").then(|| std::fs::read_to_string(path).ok())?
+            })
+            .collect()
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A message body decoded from quoted-printable as far as a link needs
+/// (soft line breaks, `=3D`).
+fn decoded(message: &str) -> String {
+    message
+        .replace("=\r\n", "")
+        .replace("=\n", "")
+        .replace("=3D", "=")
+}
+
+/// The token in a mailed link (`...invitation_token=TOKEN`).
+fn token_in(message: &str) -> Option<String> {
+    let text = decoded(message);
+    let at = text.find("invitation_token=")? + "invitation_token=".len();
+    Some(
+        text[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+            .collect(),
+    )
+}
+
+/// With SMTP_URL, a share by email mails the link (to the sink) and the
+/// answer carries no token; the caregiver signs up with the mailed one and
+/// reads the patient's readings.
+#[tokio::test]
+async fn a_pending_share_is_mailed_and_completed_with_the_mailed_token() {
+    let Some(sink) = SmtpSink::start() else {
+        return;
+    };
+    let smtp = format!("smtp://127.0.0.1:{}", sink.port);
+    let app = spawn(&[
+        ("SMTP_URL", smtp.as_str()),
+        ("MAIL_FROM", "cgm-hub <hub@example.org>"),
+        ("PUBLIC_BASE_URL", "https://hub.example.org"),
+    ])
+    .await;
+    let patient = data(register(&app, &email(), None).await, 201).await;
+    let patient_id = patient["user"]["id"].as_str().unwrap().to_owned();
+    let patient_access = patient["access_token"].as_str().unwrap().to_owned();
+    let r = app
+        .client
+        .post(app.url(&format!("/api/bg/{patient_id}/readings")))
+        .bearer_auth(&patient_access)
+        .json(&reading_json(Utc::now() - chrono::Duration::minutes(2), 99))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+
+    let caregiver_email = email();
+    let r = app
+        .client
+        .post(app.url(&format!("/api/users/{patient_id}/shares")))
+        .bearer_auth(&patient_access)
+        .json(&json!({"grantee_email": caregiver_email, "role": "caregiver"}))
+        .send()
+        .await
+        .unwrap();
+    let pending = data(r, 202).await;
+    assert_eq!(pending["mail"], "sent");
+    assert!(pending["invitation_token"].is_null(), "{pending}");
+
+    let message = eventually_ok("the invitation mail", Duration::from_secs(10), || async {
+        sink.messages()
+            .into_iter()
+            .find(|m| m.contains(&caregiver_email))
+            .ok_or_else(|| "no mail yet".to_owned())
+    })
+    .await;
+    assert!(
+        message.contains("From: cgm-hub <hub@example.org>"),
+        "{message}"
+    );
+    assert!(
+        decoded(&message).contains("https://hub.example.org/signup?invitation_token="),
+        "{message}"
+    );
+    let token = token_in(&message).unwrap();
+    assert_eq!(token.len(), 43, "{message}");
+
+    let caregiver = data(register(&app, &caregiver_email, Some(&token)).await, 201).await;
+    let r = app
+        .client
+        .get(app.url(&format!("/api/bg/{patient_id}/latest")))
+        .bearer_auth(caregiver["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(data(r, 200).await["glucose_value"], 99);
+}
