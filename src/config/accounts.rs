@@ -128,7 +128,7 @@ pub(super) fn parse(v: &Vars<'_>, env: ServiceEnv) -> Result<AccountSettings, Co
         log_links: env == ServiceEnv::Development,
         registration,
         invitation_ttl: Duration::from_secs(
-            3600 * v.number::<u64>("INVITATION_TTL_HOURS", 1, 90 * 24)?,
+            3600 * v.number("INVITATION_TTL_HOURS", 1_u64, 90 * 24)?,
         ),
         access_ttl: Duration::from_secs(v.number(
             "ACCOUNT_ACCESS_TOKEN_TTL_SECONDS",
