@@ -478,9 +478,9 @@ pub fn account_service(
             issuer: settings.auth_issuer.clone(),
             audience: settings.auth_audience.clone(),
         });
+    let mut accounts = settings.accounts.clone();
+    accounts.public_base_url = settings.public_base_url.clone();
     Ok(crate::accounts::AccountService::new(
-        store,
-        signer,
-        settings.accounts.clone(),
+        store, signer, accounts,
     )?)
 }

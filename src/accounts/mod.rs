@@ -6,6 +6,7 @@
 //! logins are slowed down per email and per client IP (`throttle`).
 
 pub mod hashing;
+pub mod mail;
 pub mod throttle;
 
 use std::net::IpAddr;
@@ -20,7 +21,9 @@ use crate::config::{AccountSettings, Registration};
 use crate::digest::sha256_hex;
 use crate::domain::{Email, Password, PasswordAttempt, Profile, TimeZoneName, UserId};
 use crate::records::accounts::{Account, AccountCreated, NewRefreshToken, Rotation};
+use crate::records::invitations::{Invitation, PendingShare};
 use crate::records::roles::{Role, Roles};
+use crate::records::shares::{Share, ShareWrite};
 use crate::secret::Secret;
 use crate::store::{Store, StoreError};
 use hashing::{HashCost, HashPool};
@@ -43,8 +46,17 @@ pub enum AccountError {
     Busy,
     #[error("registration is {} on this service", .0.as_str())]
     RegistrationClosed(Registration),
+    /// The invitation token is unknown, used, expired or for another email.
+    #[error("{0}")]
+    InvalidInvitation(&'static str),
+    /// REGISTRATION=invite and no invitation token given.
+    #[error("registration is by invitation on this service: an invitation_token is required")]
+    InvitationRequired,
     #[error("accounts are off: they need AUTH_JWT_SECRET to sign access tokens")]
     Disabled,
+    /// The SMTP server refused or could not be reached.
+    #[error("sending mail failed: {0}")]
+    Mail(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{0}")]
@@ -68,6 +80,19 @@ pub struct NewAccount {
     pub password: Password,
     pub full_name: Option<String>,
     pub timezone: Option<TimeZoneName>,
+    /// The token of an invitation (required when REGISTRATION=invite).
+    pub invitation_token: Option<Secret<String>>,
+}
+
+/// An invitation just made: the token to hand over (mailed or shown once), and
+/// what was stored.
+#[derive(Debug)]
+pub struct Invited {
+    pub token: Secret<String>,
+    pub invitation: Invitation,
+    /// The link went out by mail (SMTP_URL set); otherwise mail is off and
+    /// the inviter hands the token over.
+    pub mailed: bool,
 }
 
 /// How access tokens are signed (the service's HS256 settings).
@@ -93,6 +118,7 @@ pub struct AccountService {
     /// Whether an account id is disabled, as the store said within the last
     /// ACCOUNT_STATUS_CACHE_SECONDS (the revocation delay of access tokens).
     disabled: moka::sync::Cache<String, bool>,
+    mailer: Option<mail::Mailer>,
 }
 
 /// `u` and 32 lower-case hex digits: the shape of the ids accounts get
@@ -120,7 +146,13 @@ impl AccountService {
         argon2::Params::new(cost.memory_kib, cost.iterations, cost.parallelism, None)
             .map_err(|e| AccountError::Internal(format!("argon2 parameters: {e}")))?;
         crate::domain::preload_breached_list();
+        let mailer = settings
+            .smtp_url
+            .as_ref()
+            .map(|url| mail::Mailer::new(url, &settings.mail_from))
+            .transpose()?;
         Ok(Self {
+            mailer,
             store,
             signer,
             pool: HashPool::new(
@@ -162,15 +194,137 @@ impl AccountService {
         self.signer.as_ref().ok_or(AccountError::Disabled)
     }
 
-    /// Self-service sign-up (REGISTRATION=open): a patient account, and a
-    /// session for it.
-    pub async fn register(&self, new: NewAccount) -> Result<Session, AccountError> {
+    /// Self-service sign-up: a patient account, and a session for it. Under
+    /// REGISTRATION=invite an invitation token for this email is required;
+    /// under `open` one is optional (it completes a pending share). The
+    /// invitation is marked used once the account exists, then its pending
+    /// share (if any) is stored and the account gets the share's role.
+    pub async fn register(
+        &self,
+        mut new: NewAccount,
+        max_shares: usize,
+    ) -> Result<Session, AccountError> {
         self.signer()?;
-        if self.settings.registration != Registration::Open {
-            return Err(AccountError::RegistrationClosed(self.settings.registration));
+        let invitation = match (self.settings.registration, new.invitation_token.take()) {
+            (Registration::Closed, _) => {
+                return Err(AccountError::RegistrationClosed(Registration::Closed))
+            }
+            (Registration::Invite, None) => return Err(AccountError::InvitationRequired),
+            (_, None) => None,
+            (_, Some(token)) => Some(self.check_invitation(&token, &new.email).await?),
+        };
+        let mut roles: Vec<Role> = vec![Role::Patient];
+        if let Some(share) = invitation.as_ref().and_then(|i| i.share.as_ref()) {
+            roles.push(share.role.as_role());
         }
-        let account = self.create(new, [Role::Patient].into()).await?;
+        let account = self.create(new, roles.into_iter().collect()).await?;
+        if let Some(invitation) = invitation {
+            // Accounts are unique by email and the token is bound to this
+            // email, so it can make at most one account: this cannot lose.
+            self.store.use_invitation(&invitation.token_hash).await?;
+            if let Some(pending) = invitation.share {
+                let share = Share {
+                    patient_id: pending.patient.clone(),
+                    grantee_id: account.id.clone(),
+                    role: pending.role,
+                    created_at: now_ms(),
+                    expires_at: pending.expires_at,
+                };
+                if self.store.put_share(share, max_shares).await? == ShareWrite::LimitReached {
+                    tracing::warn!(patient_id = %pending.patient, "pending share not stored: the patient holds the most grants allowed");
+                } else {
+                    tracing::info!(patient_id = %pending.patient, grantee_id = %account.id, "pending share granted at sign-up");
+                }
+            }
+        }
         self.start_session(account).await
+    }
+
+    async fn check_invitation(
+        &self,
+        token: &Secret<String>,
+        email: &Email,
+    ) -> Result<Invitation, AccountError> {
+        const INVALID: &str = "the invitation token is unknown, used, expired or for another email";
+        let hash = sha256_hex(token.expose().as_bytes());
+        let Some(invitation) = self.store.get_invitation(&hash).await? else {
+            return Err(AccountError::InvalidInvitation(INVALID));
+        };
+        // The lookup is by the token's hash; the email is not a secret.
+        let matches = invitation.email.key() == email.key();
+        if invitation.used {
+            return Err(AccountError::InvalidInvitation(
+                "the invitation was used already",
+            ));
+        }
+        if invitation.expires_at <= Utc::now() {
+            return Err(AccountError::InvalidInvitation(
+                "the invitation has expired",
+            ));
+        }
+        if !matches {
+            return Err(AccountError::InvalidInvitation(
+                "the invitation is for another email",
+            ));
+        }
+        Ok(invitation)
+    }
+
+    /// Stores an invitation for `email` (valid INVITATION_TTL_HOURS), with a
+    /// share to create when that person signs up, if any.
+    pub async fn invite(
+        &self,
+        email: Email,
+        invited_by: UserId,
+        share: Option<PendingShare>,
+    ) -> Result<Invited, AccountError> {
+        let (token, token_hash) = new_refresh_token();
+        let now = now_ms();
+        let ttl = chrono::Duration::from_std(self.settings.invitation_ttl)
+            .unwrap_or(chrono::Duration::days(7));
+        let invitation = Invitation {
+            token_hash,
+            email,
+            invited_by,
+            created_at: now,
+            expires_at: now + ttl,
+            share,
+            used: false,
+        };
+        let pending_share = invitation.share.is_some();
+        self.store.put_invitation(invitation.clone()).await?;
+        let link = Secret::new(match &self.settings.public_base_url {
+            Some(base) => format!(
+                "{}/signup?invitation_token={}",
+                base.trim_end_matches('/'),
+                token.expose()
+            ),
+            None => format!("invitation_token={}", token.expose()),
+        });
+        let mailed = match &self.mailer {
+            Some(mailer) => {
+                mailer
+                    .send_invitation(&invitation.email, &link, pending_share)
+                    .await?;
+                true
+            }
+            None => {
+                if self.settings.log_links {
+                    tracing::info!(link = %link.expose(), "mail is off (development): invitation link");
+                }
+                false
+            }
+        };
+        Ok(Invited {
+            token,
+            invitation,
+            mailed,
+        })
+    }
+
+    /// The account with this email, if any (shares by email).
+    pub async fn account_by_email(&self, email: &Email) -> Result<Option<Account>, AccountError> {
+        Ok(self.store.account_by_email(email).await?)
     }
 
     /// An account made by an operator (`cgm-hub users create`), whatever the
@@ -191,6 +345,7 @@ impl AccountService {
             password,
             full_name: None,
             timezone: None,
+            invitation_token: None,
         };
         self.create(new, roles).await
     }

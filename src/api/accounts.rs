@@ -13,7 +13,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::access::{authorize, record_state_bound, Caller};
-use super::body::read_body;
+use super::body::{read_body, RawBody};
 use super::browser_session::{self, Delivery, REFRESH_COOKIE};
 use super::error::{json_body, ApiError, ErrorEnvelope};
 use super::profile::ProfileView;
@@ -121,6 +121,44 @@ pub struct RegisterInput {
     /// cookie instead of the body (docs/accounts.md); `body` (the default).
     #[schema(value_type = Option<String>, example = "cookie")]
     session: Option<Value>,
+    /// The token of an invitation for this email: required when REGISTRATION
+    /// is `invite`, optional when `open` (it completes a pending share).
+    #[schema(value_type = Option<String>)]
+    invitation_token: Option<Value>,
+}
+
+/// The body of an invitation.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InvitationInput {
+    #[schema(value_type = String, example = "bob@example.com")]
+    email: Option<Value>,
+}
+
+/// An invitation made. Only while mail is off (no SMTP_URL) does the answer
+/// carry the token, for the inviter to hand over; it is shown this once.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InvitationView {
+    pub email: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub expires_at: String,
+    /// `sent`: the link was mailed; `off`: nothing was mailed (no SMTP_URL).
+    #[schema(example = "sent")]
+    pub mail: &'static str,
+    /// The single-use token for `POST /api/v1/auth/register`'s
+    /// `invitation_token` (present while mail is off).
+    pub invitation_token: Option<String>,
+}
+
+impl InvitationView {
+    pub fn from_invited(invited: &crate::accounts::Invited) -> Self {
+        Self {
+            email: invited.invitation.email.to_string(),
+            expires_at: time(invited.invitation.expires_at),
+            mail: if invited.mailed { "sent" } else { "off" },
+            invitation_token: (!invited.mailed).then(|| invited.token.expose().clone()),
+        }
+    }
 }
 
 /// The body of a login.
@@ -212,6 +250,18 @@ fn parse_register(input: RegisterInput) -> Result<(NewAccount, Delivery), ApiErr
             .ok()
     });
     let delivery = parse_delivery(input.session, &mut errors);
+    let invitation_token = optional_text("invitation_token", input.invitation_token, &mut errors)
+        .filter(|token| {
+            let ok = !token.is_empty() && token.len() <= MAX_REFRESH_TOKEN_LEN;
+            if !ok {
+                errors.push(FieldError::new(
+                    "invitation_token",
+                    format!("must be 1-{MAX_REFRESH_TOKEN_LEN} characters"),
+                ));
+            }
+            ok
+        })
+        .map(crate::secret::Secret::new);
     match (email, password) {
         (Some(email), Some(password)) if errors.is_empty() => Ok((
             NewAccount {
@@ -219,6 +269,7 @@ fn parse_register(input: RegisterInput) -> Result<(NewAccount, Delivery), ApiErr
                 password,
                 full_name,
                 timezone,
+                invitation_token,
             },
             delivery,
         )),
@@ -381,9 +432,9 @@ fn audited_account(e: &AccountError) -> Option<&UserId> {
     request_body = RegisterInput,
     responses(
         (status = 201, description = "The account and its first session", body = super::docs::SessionEnvelope),
-        (status = 403, description = "REGISTRATION is invite or closed", body = ErrorEnvelope),
+        (status = 403, description = "REGISTRATION is closed", body = ErrorEnvelope),
         (status = 409, description = "CONFLICT: an account with this email (compared case-insensitively) exists", body = ErrorEnvelope),
-        (status = 422, description = "VALIDATION_ERROR naming each bad field (/email, /password: 8-256 characters and not a commonly breached password, /full_name, /timezone)", body = ErrorEnvelope),
+        (status = 422, description = "VALIDATION_ERROR naming each bad field (/email, /password: 8-256 characters and not a commonly breached password, /full_name, /timezone; /invitation_token: missing under REGISTRATION=invite, or unknown, used, expired or for another email)", body = ErrorEnvelope),
         (status = 503, description = "Accounts are off (no AUTH_JWT_SECRET) or password hashing is busy", body = ErrorEnvelope),
     )
 )]
@@ -393,7 +444,11 @@ pub async fn register(
 ) -> Result<Response, ApiError> {
     let incoming = incoming(&state, request).await?;
     let (new, delivery) = parse_register(json_body(&incoming.body)?)?;
-    match state.accounts.register(new).await {
+    match state
+        .accounts
+        .register(new, state.limits.max_shares_per_patient)
+        .await
+    {
         Ok(session) => {
             audit(
                 &state,
@@ -581,6 +636,42 @@ pub async fn logout(State(state): State<AppState>, request: Request) -> Result<R
         }
     }
     Ok(response)
+}
+
+/// Invites an email to sign up (admins only). The token is single use and
+/// works for INVITATION_TTL_HOURS (default 168).
+#[utoipa::path(
+    post, path = "/api/v1/auth/invitations", tag = "accounts",
+    security(("bearer" = [])),
+    request_body = InvitationInput,
+    responses(
+        (status = 201, description = "The invitation (with its token while mail is off)", body = super::docs::InvitationEnvelope),
+        (status = 401, description = "No or bad credentials", body = ErrorEnvelope),
+        (status = 403, description = "Only admins invite", body = ErrorEnvelope),
+        (status = 422, description = "VALIDATION_ERROR: /email", body = ErrorEnvelope),
+    )
+)]
+pub async fn invite(
+    State(state): State<AppState>,
+    caller: Caller,
+    RawBody(body): RawBody,
+) -> Result<Response, ApiError> {
+    let user = caller.principal.user_id.clone();
+    authorize(&state, &caller, Action::InviteUser, &user).await?;
+    let input: InvitationInput = json_body(&body)?;
+    let mut errors = Vec::new();
+    let Some(email) = text("email", input.email, &mut errors)
+        .and_then(|raw| Email::parse(&raw).map_err(|e| errors.push(e)).ok())
+    else {
+        return Err(ApiError::unprocessable("invalid invitation", errors));
+    };
+    let invited = state.accounts.invite(email, user, None).await?;
+    tracing::info!(invited_by = %invited.invitation.invited_by, "invitation made");
+    Ok((
+        StatusCode::CREATED,
+        success(InvitationView::from_invited(&invited)),
+    )
+        .into_response())
 }
 
 /// The caller's account and profile.

@@ -6,7 +6,8 @@ use utoipa::{OpenApi, ToSchema};
 use utoipa_swagger_ui::SwaggerUi;
 
 use super::accounts::{
-    AccountView, LoginInput, MeView, RefreshTokenInput, RegisterInput, SessionView,
+    AccountView, InvitationInput, InvitationView, LoginInput, MeView, RefreshTokenInput,
+    RegisterInput, SessionView,
 };
 use super::alerts::{
     AlertList, AlertPagination, AlertSettingsInputDoc, AlertSettingsView, AlertView,
@@ -25,7 +26,7 @@ use super::profile::{ProfileInput, ProfileView};
 use super::readings::{
     BulkInput, BulkResult, OrderName, Pagination, ReadingsPage, RecordOutcome, Summary,
 };
-use super::shares::{ShareInput, ShareList, SharePagination, ShareView};
+use super::shares::{PendingShareView, ShareInput, ShareList, SharePagination, ShareView};
 use super::stream::StreamTokenView;
 use super::tasks::TaskView;
 use super::views::JobCountsView;
@@ -62,7 +63,8 @@ use crate::pipeline::wire::{DeviceInfoInput, ReadingInput};
         alerts::get_settings, alerts::put_settings, alerts::list, alerts::acknowledge,
         notifications::create, notifications::list, notifications::delete,
         stream::stream, stream::token,
-        accounts::register, accounts::login, accounts::refresh, accounts::logout, accounts::me
+        accounts::register, accounts::login, accounts::refresh, accounts::logout, accounts::me,
+        accounts::invite
     ),
     components(schemas(
         ReadingView, DeviceInfoView, ReadingInput, BulkInput, DeviceInfoInput, RecordOutcome, Summary,
@@ -78,7 +80,7 @@ use crate::pipeline::wire::{DeviceInfoInput, ReadingInput};
         AlertSettingsEnvelope, AlertEnvelope, AlertListEnvelope, EndpointInputDoc, EndpointView,
         EndpointList, EndpointEnvelope, EndpointListEnvelope, StreamTokenView, StreamTokenEnvelope,
         AccountView, SessionView, MeView, RegisterInput, LoginInput, RefreshTokenInput,
-        SessionEnvelope, MeEnvelope
+        SessionEnvelope, MeEnvelope, InvitationInput, InvitationView, InvitationEnvelope, PendingShareView, PendingShareEnvelope
     )),
     modifiers(&BearerAuth, &GateResponses),
     security(("bearer" = [])),
@@ -266,6 +268,24 @@ pub struct SessionEnvelope {
     #[schema(example = "success")]
     status: String,
     data: SessionView,
+}
+
+/// `{"status":"success","data":{"email","expires_at","mail","invitation_token"}}`
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct InvitationEnvelope {
+    #[schema(example = "success")]
+    status: String,
+    data: InvitationView,
+}
+
+/// `{"status":"success","data":{"status":"pending","email","role","expires_at","mail","invitation_token"}}`
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct PendingShareEnvelope {
+    #[schema(example = "success")]
+    status: String,
+    data: PendingShareView,
 }
 
 /// `{"status":"success","data":{"user","profile"}}`

@@ -357,8 +357,18 @@ impl From<AccountError> for ApiError {
                 retry_after,
                 message: e.to_string(),
             },
-            AccountError::Busy | AccountError::Disabled => ApiError::Unavailable(e.to_string()),
+            AccountError::Busy | AccountError::Disabled | AccountError::Mail(_) => {
+                ApiError::Unavailable(e.to_string())
+            }
             AccountError::RegistrationClosed(_) => ApiError::Forbidden(e.to_string()),
+            AccountError::InvalidInvitation(_) => ApiError::unprocessable(
+                "invalid invitation",
+                vec![FieldError::new("invitation_token", e.to_string())],
+            ),
+            AccountError::InvitationRequired => ApiError::unprocessable(
+                "invitation required",
+                vec![FieldError::new("invitation_token", e.to_string())],
+            ),
             AccountError::Store(e) => e.into(),
             AccountError::Internal(m) => ApiError::Internal(m),
         }

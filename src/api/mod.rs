@@ -366,6 +366,12 @@ fn routes() -> Vec<(Route, MethodRouter<AppState>)> {
             accounts::logout,
         ),
         route(Method::GET, "/api/v1/auth/me", Bearer, accounts::me),
+        route(
+            Method::POST,
+            "/api/v1/auth/invitations",
+            Bearer,
+            accounts::invite,
+        ),
     ]
 }
 

@@ -17,16 +17,22 @@ use super::error::{json_body, query_params, ApiError, ErrorEnvelope};
 use super::readings::{path_user, UserPath};
 use super::views::success;
 use super::AppState;
-use crate::domain::{FieldError, UserId};
+use crate::domain::{Email, FieldError, UserId};
 use crate::records::audit::Action;
+use crate::records::invitations::PendingShare;
 use crate::records::shares::{Share, ShareRole};
 use crate::records::shares::{SharePage, ShareWrite};
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ShareInput {
+    /// The grantee's user id; exactly one of grantee_id and grantee_email.
     #[schema(example = "mom-42", pattern = "^[A-Za-z0-9_-]{1,64}$")]
-    pub grantee_id: String,
+    pub grantee_id: Option<String>,
+    /// The grantee's email: the share is made at once for the account with
+    /// this email, or (none yet) an invitation carrying it is made (202).
+    #[schema(example = "mom@example.com")]
+    pub grantee_email: Option<String>,
     /// caregiver or clinician
     #[schema(example = "caregiver")]
     pub role: String,
@@ -86,12 +92,71 @@ pub struct ShareListParams {
     cursor: Option<String>,
 }
 
-fn parse(patient: &UserId, input: ShareInput, now: DateTime<Utc>) -> Result<Share, ApiError> {
+/// A share by email for someone without an account yet: an invitation that
+/// makes the share when they sign up with it (202).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PendingShareView {
+    #[schema(example = "pending")]
+    pub status: &'static str,
+    pub grantee_email: String,
+    #[schema(example = "caregiver")]
+    pub role: &'static str,
+    /// When the invitation's token stops working.
+    pub invitation_expires_at: DateTime<Utc>,
+    /// `sent`: the link was mailed; `off`: nothing was mailed (no SMTP_URL).
+    #[schema(example = "sent")]
+    pub mail: &'static str,
+    /// The single-use sign-up token (present while mail is off): hand it to
+    /// the grantee for `POST /api/v1/auth/register`'s `invitation_token`.
+    pub invitation_token: Option<String>,
+}
+
+/// Who the grant is for, as the body names them.
+enum Grantee {
+    Id(UserId),
+    Email(Email),
+}
+
+fn parse(
+    patient: &UserId,
+    input: ShareInput,
+    now: DateTime<Utc>,
+) -> Result<(Grantee, ShareRole, Option<DateTime<Utc>>), ApiError> {
     let mut errors = Vec::new();
-    let grantee = UserId::parse(&input.grantee_id)
-        .map_err(|e| errors.push(FieldError::new("/grantee_id", e.message)))
-        .ok();
-    if grantee.as_ref() == Some(patient) {
+    let grantee = match (input.grantee_id.as_deref(), input.grantee_email.as_deref()) {
+        (Some(id), None) => UserId::parse(id)
+            .map(Grantee::Id)
+            .map_err(|e| errors.push(FieldError::new("/grantee_id", e.message)))
+            .ok(),
+        (None, Some(email)) => Email::parse(email)
+            .map(Grantee::Email)
+            .map_err(|_| {
+                errors.push(FieldError::new(
+                    "/grantee_email",
+                    "must be an email address",
+                ))
+            })
+            .ok(),
+        (Some(_), Some(_)) => {
+            errors.push(FieldError::new(
+                "/grantee_email",
+                "give exactly one of grantee_id and grantee_email",
+            ));
+            None
+        }
+        (None, None) => {
+            errors.push(FieldError::new(
+                "/grantee_id",
+                "is required (or grantee_email)",
+            ));
+            None
+        }
+    };
+    let grantee_id = match &grantee {
+        Some(Grantee::Id(id)) => Some(id.clone()),
+        _ => None,
+    };
+    if grantee_id.as_ref() == Some(patient) {
         errors.push(FieldError::new(
             "/grantee_id",
             "a patient cannot share with themselves",
@@ -120,13 +185,7 @@ fn parse(patient: &UserId, input: ShareInput, now: DateTime<Utc>) -> Result<Shar
         }
     };
     match (grantee, role) {
-        (Some(grantee_id), Some(role)) if errors.is_empty() => Ok(Share {
-            patient_id: patient.clone(),
-            grantee_id,
-            role,
-            created_at: now,
-            expires_at,
-        }),
+        (Some(grantee), Some(role)) if errors.is_empty() => Ok((grantee, role, expires_at)),
         _ => Err(ApiError::unprocessable("invalid share", errors)),
     }
 }
@@ -138,7 +197,8 @@ fn parse(patient: &UserId, input: ShareInput, now: DateTime<Utc>) -> Result<Shar
     request_body = ShareInput,
     security(("bearer" = [])),
     responses(
-        (status = 201, description = "The grant", body = super::docs::ShareEnvelope),
+        (status = 201, description = "The grant (grantee_id, or grantee_email of an existing account)", body = super::docs::ShareEnvelope),
+        (status = 202, description = "grantee_email has no account yet: an invitation carrying the share was made; the share is created when they sign up with its token", body = super::docs::PendingShareEnvelope),
         (status = 400, description = "Malformed body or user id", body = ErrorEnvelope),
         (status = 401, description = "No or bad credentials", body = ErrorEnvelope),
         (status = 403, description = "Only the patient (or an admin) shares", body = ErrorEnvelope),
@@ -154,7 +214,51 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     authorize(&state, &caller, Action::ManageShares, &patient).await?;
     let input: ShareInput = json_body(&body)?;
-    let share = parse(&patient, input, Utc::now())?;
+    let now = Utc::now();
+    let (grantee, role, expires_at) = parse(&patient, input, now)?;
+    let grantee_id = match grantee {
+        Grantee::Id(id) => id,
+        Grantee::Email(email) => match state.accounts.account_by_email(&email).await? {
+            Some(account) if account.id == patient => {
+                return Err(ApiError::unprocessable(
+                    "invalid share",
+                    vec![FieldError::new(
+                        "/grantee_email",
+                        "a patient cannot share with themselves",
+                    )],
+                ))
+            }
+            Some(account) => account.id,
+            None => {
+                let pending = PendingShare {
+                    patient: patient.clone(),
+                    role,
+                    expires_at,
+                };
+                let invited = state
+                    .accounts
+                    .invite(email, caller.principal.user_id.clone(), Some(pending))
+                    .await?;
+                tracing::info!(patient_id = %patient, role = role.as_str(), "share pending: invitation made");
+                let view = PendingShareView {
+                    status: "pending",
+                    grantee_email: invited.invitation.email.to_string(),
+                    role: role.as_str(),
+                    invitation_expires_at: invited.invitation.expires_at,
+                    mail: if invited.mailed { "sent" } else { "off" },
+                    invitation_token: (!invited.mailed).then(|| invited.token.expose().clone()),
+                };
+                return Ok((StatusCode::ACCEPTED, success(view)).into_response());
+            }
+        },
+    };
+    let share = Share {
+        patient_id: patient.clone(),
+        grantee_id,
+        role,
+        created_at: now,
+        expires_at,
+    };
     let max = state.limits.max_shares_per_patient;
     if state.store.put_share(share.clone(), max).await? == ShareWrite::LimitReached {
         return Err(ApiError::Conflict(format!(

@@ -47,6 +47,10 @@ pub fn decide(
     if matches!(action, Action::ReadAudit | Action::DeliverWebhook) {
         return None;
     }
+    // Admins only (above); the "owner" of an invitation is the caller itself.
+    if action == Action::InviteUser {
+        return None;
+    }
     // Before the owner rule: a system task's "owner" is the caller itself.
     if action == Action::ReadSystemTasks {
         return principal.has(Role::Service).then_some(Basis::Service);
@@ -187,5 +191,17 @@ mod tests {
         assert_eq!(decide(&service, Action::ReadAccount, &mom, None), None);
         let other = p("dad", &[Role::Patient]);
         assert_eq!(decide(&other, Action::ReadAccount, &mom, None), None);
+    }
+
+    #[test]
+    fn only_admins_invite() {
+        let pat = UserId::parse("pat").unwrap();
+        let patient = p("pat", &[Role::Patient]);
+        assert_eq!(decide(&patient, Action::InviteUser, &pat, None), None);
+        let admin = p("pat", &[Role::Admin]);
+        assert_eq!(
+            decide(&admin, Action::InviteUser, &pat, None),
+            Some(Basis::Admin)
+        );
     }
 }

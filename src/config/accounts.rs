@@ -64,6 +64,16 @@ pub struct AccountSettings {
     /// Browser-session cookies carry `Secure`: every SERVICE_ENV but development
     /// (no variable of its own; over plain http browsers drop `Secure` cookies).
     pub secure_cookies: bool,
+    /// INVITATION_TTL_HOURS: how long an invitation's token works.
+    pub invitation_ttl: Duration,
+    /// SMTP_URL: where invitation mail goes; none: mail is off.
+    pub smtp_url: Option<crate::secret::Secret<String>>,
+    /// MAIL_FROM: the sender of that mail.
+    pub mail_from: String,
+    /// PUBLIC_BASE_URL (from the HTTP settings): the base of mailed links.
+    pub public_base_url: Option<String>,
+    /// Development: with mail off, invitation links are logged at info.
+    pub log_links: bool,
 }
 
 impl AccountSettings {
@@ -89,6 +99,11 @@ impl AccountSettings {
                 max_delay: Duration::from_secs(900),
             },
             secure_cookies: false,
+            invitation_ttl: Duration::from_secs(7 * 86_400),
+            smtp_url: None,
+            mail_from: "cgm-hub <no-reply@localhost>".into(),
+            public_base_url: None,
+            log_links: true,
         }
     }
 }
@@ -110,7 +125,19 @@ pub(super) fn parse(v: &Vars<'_>, env: ServiceEnv) -> Result<AccountSettings, Co
         },
     };
     Ok(AccountSettings {
+        smtp_url: v
+            .optional("SMTP_URL")
+            .map(|u| crate::secret::Secret::new(u.trim().to_owned())),
+        mail_from: v.optional("MAIL_FROM").map_or_else(
+            || "cgm-hub <no-reply@localhost>".to_owned(),
+            |f| f.trim().to_owned(),
+        ),
+        public_base_url: None,
+        log_links: env == ServiceEnv::Development,
         registration,
+        invitation_ttl: Duration::from_secs(
+            3600 * v.number("INVITATION_TTL_HOURS", 1_u64, 90 * 24)?,
+        ),
         access_ttl: Duration::from_secs(v.number(
             "ACCOUNT_ACCESS_TOKEN_TTL_SECONDS",
             60,

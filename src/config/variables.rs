@@ -508,6 +508,27 @@ pub const VARIABLES: &[Variable] = &[
     ),
     var(
         Security,
+        "SMTP_URL",
+        "",
+        "SMTP server for invitation mail: smtp://host:port (plain, a local relay), \
+         smtps://user:pass@host:465 (TLS) or smtp://user:pass@host:587?tls=required (STARTTLS). \
+         Unset: mail is off (invitation answers carry the token instead).",
+    ),
+    var(
+        Security,
+        "MAIL_FROM",
+        "cgm-hub <no-reply@localhost>",
+        "Sender of invitation mail.",
+    ),
+    var(
+        Security,
+        "INVITATION_TTL_HOURS",
+        "168",
+        "How long an invitation (admin invitation or share by email) can be used to sign up, \
+         1-2160 hours.",
+    ),
+    var(
+        Security,
         "ARGON2_MEMORY_KIB",
         "19456",
         "Argon2id memory cost of new password hashes, in KiB (stored hashes keep their own); \

@@ -9,6 +9,7 @@ pub mod connections;
 pub mod daily;
 pub mod events;
 pub mod inbox;
+pub mod invitations;
 pub mod jobs;
 pub mod notifications;
 pub mod readings;

@@ -21,6 +21,14 @@ impl ShareRole {
         }
     }
 
+    /// The account role a grantee of this kind needs to read shared data.
+    pub fn as_role(self) -> crate::records::roles::Role {
+        match self {
+            ShareRole::Caregiver => crate::records::roles::Role::Caregiver,
+            ShareRole::Clinician => crate::records::roles::Role::Clinician,
+        }
+    }
+
     pub fn parse(raw: &str) -> Option<Self> {
         match raw {
             "caregiver" => Some(ShareRole::Caregiver),

@@ -32,6 +32,7 @@ use crate::records::connections::{
 use crate::records::daily::DailyRow;
 use crate::records::events::Message;
 use crate::records::inbox::{Accepted, Delivery, DeliveryEnd, NewDelivery};
+use crate::records::invitations::Invitation;
 use crate::records::jobs::{Checkpoint, Created, JobBacklog, JobEnd, NewJob, SyncJob};
 use crate::records::notifications::{EndpointId, EndpointWrite, NotificationEndpoint};
 use crate::records::readings::Upserted;
@@ -620,6 +621,21 @@ pub trait AccountStore: Send + Sync {
     async fn account_disabled(&self, id: &UserId) -> Result<bool, StoreError>;
 }
 
+/// Invitations to sign up (`/api/v1/auth/invitations`, shares by email),
+/// keyed by the SHA-256 of their token.
+#[async_trait]
+pub trait InvitationStore: Send + Sync {
+    /// Stores a new invitation (a token hash already stored is an error).
+    async fn put_invitation(&self, invitation: Invitation) -> Result<(), StoreError>;
+
+    /// The invitation with this token hash, used or expired or not (callers check).
+    async fn get_invitation(&self, token_hash: &str) -> Result<Option<Invitation>, StoreError>;
+
+    /// Marks the invitation used; false when there is none or it was used
+    /// already (atomic: of two concurrent calls, one gets true).
+    async fn use_invitation(&self, token_hash: &str) -> Result<bool, StoreError>;
+}
+
 /// Every storage concern of one backend, and what is the backend's as a whole.
 /// Writes that span concerns (an upsert and its outbox events, a finished job
 /// with its connection and events, a connection and its events) stay one
@@ -640,6 +656,7 @@ pub trait Store:
     + StaleStore
     + NotificationStore
     + AccountStore
+    + InvitationStore
     + Send
     + Sync
     + 'static

@@ -332,6 +332,15 @@ const ENDPOINTS: &[Endpoint] = &[
         access: Access::AdminOnly,
         ok: 200,
     },
+    // Invitations: admins only; the caller is the inviter (no user in the path).
+    Endpoint {
+        method: Method::POST,
+        template: "/api/v1/auth/invitations",
+        path: "/api/v1/auth/invitations",
+        body: Some(|| json!({"email": "invitee@example.com"})),
+        access: Access::AdminOnly,
+        ok: 201,
+    },
 ];
 
 /// Routes that need no token.

@@ -18,6 +18,7 @@ mod hardening_work;
 mod helpers;
 mod http_errors;
 mod http_readings;
+mod invitations;
 mod layering;
 mod live_stream;
 mod notifications;

@@ -14,6 +14,7 @@ mod audit;
 mod connections;
 mod daily;
 mod inbox;
+mod invitations;
 mod item;
 mod jobs;
 mod notifications;

@@ -30,6 +30,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("migrations/0015_latest_readings_by_ts.sql"),
     ),
     (16, include_str!("migrations/0016_account_disabled.sql")),
+    (17, include_str!("migrations/0017_invitations.sql")),
 ];
 
 /// Migration 1 where TimescaleDB is available: `readings` as a hypertable.

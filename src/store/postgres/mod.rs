@@ -19,6 +19,7 @@ mod audit;
 mod connections;
 mod daily;
 mod inbox;
+mod invitations;
 mod jobs;
 mod migrations;
 mod notifications;

@@ -24,6 +24,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (13, include_str!("migrations/0013_accounts.sql")),
     (14, include_str!("migrations/0014_newest_readings.sql")),
     (15, include_str!("migrations/0015_account_disabled.sql")),
+    (16, include_str!("migrations/0016_invitations.sql")),
 ];
 
 /// The newest schema version this build knows.

@@ -16,6 +16,7 @@ mod audit;
 mod connections;
 mod daily;
 mod inbox;
+mod invitations;
 mod jobs;
 mod latest_cache;
 mod migrations;

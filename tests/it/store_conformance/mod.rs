@@ -20,6 +20,7 @@ mod accounts;
 mod alerts;
 mod daily;
 mod encoded;
+mod invitations;
 mod limits;
 mod notifications;
 mod outbox;
@@ -30,6 +31,7 @@ use accounts::*;
 use alerts::*;
 use daily::*;
 use encoded::*;
+use invitations::*;
 use limits::*;
 use notifications::*;
 use outbox::*;
@@ -993,7 +995,8 @@ macro_rules! conformance {
                 notification_endpoints_are_capped_per_user_even_concurrently,
                 accounts_are_unique_by_email_case_insensitively,
                 a_disabled_account_is_known_as_such_and_loses_its_sessions,
-                refresh_tokens_rotate_once_and_reuse_revokes_the_family
+                refresh_tokens_rotate_once_and_reuse_revokes_the_family,
+                invitations_round_trip_and_are_used_once
             );
         }
     };
