@@ -126,10 +126,12 @@ pub async fn stream(
         .interval(state.live.settings().keepalive)
         .text("keep-alive");
     let mut response = Sse::new(events).keep_alive(keepalive).into_response();
-    // Proxies that buffer responses (nginx) would hold events back.
-    response
-        .headers_mut()
-        .insert("x-accel-buffering", HeaderValue::from_static("no"));
+    // Proxies that buffer responses (nginx) would hold events back; and like
+    // every answer of this API it is stored by no cache (axum's SSE says
+    // only `no-cache`).
+    let headers = response.headers_mut();
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
 }
 
