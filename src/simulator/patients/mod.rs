@@ -21,6 +21,7 @@
 //! pipeline (tests and benchmarks).
 
 mod curves;
+mod diary;
 mod events;
 pub mod feed;
 mod hypos;
@@ -33,6 +34,7 @@ mod tests;
 
 use chrono::{DateTime, FixedOffset, Offset, Utc};
 
+pub use diary::{DiaryEntry, DiaryMeal};
 pub use roster::{demo_patient, demo_patients};
 
 /// Seconds between two readings of a demo sensor.

@@ -40,6 +40,8 @@ pub(super) enum Stream {
     Noise = 8,
     FineNoise = 9,
     SensorBias = 10,
+    /// What the patient writes in the journal (sleep times, exercise kind, which snacks are logged).
+    Diary = 11,
 }
 
 /// A SplitMix64 generator positioned at the start of one keyed sequence.
