@@ -133,9 +133,11 @@ pub struct ReadingsParams {
     start: Option<String>,
     /// Exclusive end: RFC 3339 or YYYY-MM-DD. Alias `endDate`.
     end: Option<String>,
+    /// The contract's name for `start` (give one of the two).
     #[serde(rename = "startDate")]
     #[param(rename = "startDate")]
     start_date: Option<String>,
+    /// The contract's name for `end` (give one of the two).
     #[serde(rename = "endDate")]
     #[param(rename = "endDate")]
     end_date: Option<String>,
