@@ -13,7 +13,7 @@ use super::error::{query_params, ApiError, ErrorEnvelope};
 use super::readings::{parse_date, UserPath};
 use super::views::success;
 use super::AppState;
-use crate::domain::{FieldError, TimeZoneName};
+use crate::domain::{FieldError, Profile, TimeZoneName, UserId};
 use crate::records::audit::Action;
 use crate::records::daily::{DailyRow, DayBasis};
 use crate::store::daily::daily_aggregates;
@@ -187,14 +187,28 @@ pub async fn daily(
     let params: DailyParams = query_params(query.as_deref())?;
     let profile = profile_or_default(state.store.as_ref(), &user).await?;
     let (timezone, from, until) = window(params, profile.timezone)?;
+    let days = day_views(&state, &user, &profile, timezone, from, until).await?;
+    Ok(success(DailyView { days }).into_response())
+}
+
+/// The aggregates of the local dates `[from, until)` in `timezone` with the
+/// profile's target range, as every daily route presents them (days without
+/// figures left out). The caller has authorized the read.
+pub(super) async fn day_views(
+    state: &AppState,
+    user: &UserId,
+    profile: &Profile,
+    timezone: TimeZoneName,
+    from: NaiveDate,
+    until: NaiveDate,
+) -> Result<Vec<DayView>, ApiError> {
     let basis = DayBasis {
         timezone,
         target: profile.target,
     };
-    let daily = daily_aggregates(state.store.as_ref(), &user, basis, from, until).await?;
+    let daily = daily_aggregates(state.store.as_ref(), user, basis, from, until).await?;
     tracing::debug!(user_id = %user, days = daily.days.len(), recomputed = daily.recomputed.len(), "daily aggregates");
-    let days = daily.days.iter().filter_map(DayView::of).collect();
-    Ok(success(DailyView { days }).into_response())
+    Ok(daily.days.iter().filter_map(DayView::of).collect())
 }
 
 #[cfg(test)]

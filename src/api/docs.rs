@@ -19,6 +19,7 @@ use super::audit::{AuditPage, AuditView};
 use super::connections::{ConnectionList, ConnectionView};
 use super::daily::{DailyView, DayView};
 use super::error::{ErrorBody, ErrorEnvelope};
+use super::glucolens::{AuthorizeUrlView, CgmInput, DailySummaryView, GlucoseBulkInput};
 use super::jobs::{JobList, JobView, RangeView};
 use super::notifications::{EndpointInputDoc, EndpointList, EndpointView};
 use super::oauth::{BackfillView, Connected, RefreshInput, RefreshView};
@@ -32,12 +33,12 @@ use super::tasks::TaskView;
 use super::views::JobCountsView;
 use super::views::{DeviceInfoView, ReadingView};
 use super::webhook::DeliveryReceipt;
-use super::{accounts, alerts, daily, notifications, profile};
+use super::{accounts, alerts, daily, glucolens, notifications, profile};
 use super::{
     analytics, audit, connections, health, jobs, oauth, readings, shares, stream, tasks, webhook,
     AppState,
 };
-use crate::pipeline::wire::{DeviceInfoInput, ReadingInput};
+use crate::pipeline::wire::{DeviceInfoInput, GlucoseInput, ReadingInput};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -64,7 +65,10 @@ use crate::pipeline::wire::{DeviceInfoInput, ReadingInput};
         notifications::create, notifications::list, notifications::delete,
         stream::stream, stream::token,
         accounts::register, accounts::login, accounts::refresh, accounts::logout, accounts::me,
-        accounts::invite
+        accounts::invite,
+        glucolens::post_reading, glucolens::post_bulk, glucolens::list_readings,
+        glucolens::latest, glucolens::daily_summary, glucolens::dashboard,
+        glucolens::cgm_connect, glucolens::cgm_sync
     ),
     components(schemas(
         ReadingView, DeviceInfoView, ReadingInput, BulkInput, DeviceInfoInput, RecordOutcome, Summary,
@@ -80,7 +84,9 @@ use crate::pipeline::wire::{DeviceInfoInput, ReadingInput};
         AlertSettingsEnvelope, AlertEnvelope, AlertListEnvelope, EndpointInputDoc, EndpointView,
         EndpointList, EndpointEnvelope, EndpointListEnvelope, StreamTokenView, StreamTokenEnvelope,
         AccountView, SessionView, MeView, RegisterInput, LoginInput, RefreshTokenInput,
-        SessionEnvelope, MeEnvelope, InvitationInput, InvitationView, InvitationEnvelope, PendingShareView, PendingShareEnvelope
+        SessionEnvelope, MeEnvelope, InvitationInput, InvitationView, InvitationEnvelope, PendingShareView, PendingShareEnvelope,
+        GlucoseInput, GlucoseBulkInput, DailySummaryView, DailySummaryEnvelope, DashboardData,
+        DashboardEnvelope, CgmInput, AuthorizeUrlView, AuthorizeUrlEnvelope
     )),
     modifiers(&BearerAuth, &GateResponses),
     security(("bearer" = [])),
@@ -95,6 +101,7 @@ use crate::pipeline::wire::{DeviceInfoInput, ReadingInput};
         (name = "alerts", description = "Alert settings, alert history and acknowledgement (alerts are raised and resolved as readings are stored), and the per-user live stream of readings and alerts (Server-Sent Events)"),
         (name = "operations", description = "Health and metrics"),
         (name = "profile", description = "A user's time zone, target range, display unit and diabetes type"),
+        (name = "glucolens", description = "GlucoLens and Nutri paths: the caller's own data (the token's `sub` is the user), with the rules, answers and errors of the equivalent /api/bg/{userId} routes (the caller being the owner)"),
         (name = "accounts", description = "Built-in accounts: sign-up, login, refresh-token rotation, logout (docs/accounts.md); the access tokens are the bearer JWTs every other route takes"),
     )
 )]
@@ -304,6 +311,53 @@ pub struct DailyEnvelope {
     #[schema(example = "success")]
     status: String,
     data: DailyView,
+}
+
+/// `{"status":"success","data":{"date","tz","start","end","summary"}}`
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct DailySummaryEnvelope {
+    #[schema(example = "success")]
+    status: String,
+    data: DailySummaryView,
+}
+
+/// `data` of `GET /api/v1/dashboard/summary`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct DashboardData {
+    #[schema(example = "user123")]
+    user_id: String,
+    /// The instant both windows end at (RFC 3339, whole seconds).
+    generated_at: chrono::DateTime<chrono::Utc>,
+    /// The IANA zone the statistics count days in.
+    #[schema(example = "Europe/Berlin")]
+    tz: String,
+    /// The newest reading; null without readings.
+    #[schema(required = true)]
+    latest: Option<ReadingView<'static>>,
+    /// Statistics of [generated_at − 7 days, generated_at), as `/stats` gives them.
+    last_7_days: StatsData,
+    /// Statistics of [generated_at − 30 days, generated_at).
+    last_30_days: StatsData,
+}
+
+/// `{"status":"success","data":{"user_id","generated_at","tz","latest","last_7_days","last_30_days"}}`
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct DashboardEnvelope {
+    #[schema(example = "success")]
+    status: String,
+    data: DashboardData,
+}
+
+/// `{"status":"success","data":{"authorize_url","provider"}}`
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct AuthorizeUrlEnvelope {
+    #[schema(example = "success")]
+    status: String,
+    data: AuthorizeUrlView,
 }
 
 /// `{"status":"success","data":<alert settings>}`

@@ -17,7 +17,7 @@ use super::readings::{parse_date, UserPath};
 use super::views::{success, JobCountsView};
 use super::AppState;
 use crate::digest::sha256_hex;
-use crate::domain::FieldError;
+use crate::domain::{FieldError, UserId};
 use crate::records::audit::Action;
 use crate::records::connections::Provider;
 use crate::records::jobs::{Created, Idempotency, NewJob, SyncJob, TimeRange, Trigger};
@@ -125,7 +125,9 @@ struct ListQuery {
 
 /// The requested range: none (incremental), or `startDate` (until now) with
 /// an optional `endDate`; and the provider, if one is named.
-fn requested_range(query: Option<&str>) -> Result<(Option<TimeRange>, Option<Provider>), ApiError> {
+pub(super) fn requested_range(
+    query: Option<&str>,
+) -> Result<(Option<TimeRange>, Option<Provider>), ApiError> {
     let q: SyncQuery = query_params(query)?;
     let range = sync_range(q.start_date.as_deref(), q.end_date.as_deref())?;
     let provider = q
@@ -226,7 +228,21 @@ pub async fn sync(
 ) -> Result<Response, ApiError> {
     authorize(&state, &caller, Action::Sync, &user).await?;
     let (range, asked) = requested_range(query.as_deref())?;
-    let key = idempotency_key(&headers)?;
+    queue_sync(&state, &user, range, asked, &headers).await
+}
+
+/// Queues a manual sync of `user`'s data (the caller has been authorized for
+/// `Action::Sync`): from `asked` if named, else the one source the user has a
+/// working connection to; 202 with the job, `Location` and, for a replayed
+/// `Idempotency-Key`, `Idempotent-Replayed`.
+pub(super) async fn queue_sync(
+    state: &AppState,
+    user: &UserId,
+    range: Option<TimeRange>,
+    asked: Option<Provider>,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(headers)?;
     let engine = state.sync_engine()?;
     let registered = engine.sources().providers();
     if let Some(p) = asked.filter(|p| !registered.contains(p)) {
@@ -235,7 +251,7 @@ pub async fn sync(
             provider_name(p)
         )));
     }
-    let provider = match sync_target(state.store.as_ref(), &user, asked, &registered).await? {
+    let provider = match sync_target(state.store.as_ref(), user, asked, &registered).await? {
         SyncTarget::Ready(provider) => provider,
         SyncTarget::NotSyncable(reason) => {
             return Err(ApiError::Conflict(format!(

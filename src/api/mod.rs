@@ -13,6 +13,7 @@ mod cursor;
 mod daily;
 mod docs;
 pub mod error;
+mod glucolens;
 mod health;
 mod jobs;
 mod middleware;
@@ -371,6 +372,55 @@ fn routes() -> Vec<(Route, MethodRouter<AppState>)> {
             "/api/v1/auth/invitations",
             Bearer,
             accounts::invite,
+        ),
+        // GlucoLens and Nutri: the caller's own data (src/api/glucolens.rs).
+        route(
+            Method::POST,
+            "/api/v1/glucose/readings",
+            Bearer,
+            glucolens::post_reading,
+        ),
+        route(
+            Method::GET,
+            "/api/v1/glucose/readings",
+            Bearer,
+            glucolens::list_readings,
+        ),
+        route(
+            Method::POST,
+            "/api/v1/glucose/bulk",
+            Bearer,
+            glucolens::post_bulk,
+        ),
+        route(
+            Method::GET,
+            "/api/v1/glucose/latest",
+            Bearer,
+            glucolens::latest,
+        ),
+        route(
+            Method::GET,
+            "/api/v1/glucose/daily-summary",
+            Bearer,
+            glucolens::daily_summary,
+        ),
+        route(
+            Method::GET,
+            "/api/v1/dashboard/summary",
+            Bearer,
+            glucolens::dashboard,
+        ),
+        route(
+            Method::POST,
+            "/api/v1/integrations/cgm/connect",
+            Bearer,
+            glucolens::cgm_connect,
+        ),
+        route(
+            Method::POST,
+            "/api/v1/integrations/cgm/sync",
+            Bearer,
+            glucolens::cgm_sync,
         ),
     ]
 }

@@ -31,7 +31,7 @@ struct AuthorizeQuery {
 }
 
 /// The `provider` a request names; Dexcom when it names none.
-fn parse_provider(raw: Option<&str>) -> Result<Provider, ApiError> {
+pub(super) fn parse_provider(raw: Option<&str>) -> Result<Provider, ApiError> {
     match raw {
         None => Ok(Provider::Dexcom),
         Some(raw) => Provider::parse(raw).ok_or_else(|| {
@@ -71,23 +71,45 @@ pub async fn authorize(
     let q: AuthorizeQuery = query_params(query.as_deref())?;
     let user = parse_user(q.user_id.as_deref())?;
     let provider = parse_provider(q.provider.as_deref())?;
-    // A user connects only their own account (or an admin, anyone's).
-    access::authorize(&state, &caller, Action::ManageConnections, &user).await?;
+    let started = start_connect(&state, &caller, &user, provider).await?;
+    Ok((
+        StatusCode::FOUND,
+        [
+            (header::LOCATION, started.login_url),
+            (header::CACHE_CONTROL, "no-store".to_owned()),
+            (header::SET_COOKIE, started.cookie),
+        ],
+    )
+        .into_response())
+}
+
+/// A connection begun: where to send the browser, and the Set-Cookie value
+/// that the browser must carry back to the callback.
+pub struct ConnectStart {
+    pub login_url: String,
+    pub cookie: String,
+}
+
+/// Begins connecting `user`'s account at `provider`, if `caller` may (a user
+/// connects only their own account, an admin anyone's): the login URL and the
+/// cookie that ties the callback to the browser given it.
+pub async fn start_connect(
+    state: &AppState,
+    caller: &Caller,
+    user: &UserId,
+    provider: Provider,
+) -> Result<ConnectStart, ApiError> {
+    access::authorize(state, caller, Action::ManageConnections, user).await?;
     let connector = state.connector(provider)?;
-    let started = connector.begin(&user).await?;
+    let started = connector.begin(user).await?;
     // Ties the callback to this browser; Lax so that it rides along on the
     // top-level redirect back from the provider.
     let cookie = BrowserCookie::new(connector.redirect_uri(), &started.cookie_name)
         .set(started.browser_secret.expose(), STATE_TTL.as_secs());
-    Ok((
-        StatusCode::FOUND,
-        [
-            (header::LOCATION, started.login_url.to_string()),
-            (header::CACHE_CONTROL, "no-store".to_owned()),
-            (header::SET_COOKIE, cookie),
-        ],
-    )
-        .into_response())
+    Ok(ConnectStart {
+        login_url: started.login_url.to_string(),
+        cookie,
+    })
 }
 
 /// The cookie that ties a sign-in to the browser that started it. When the

@@ -37,12 +37,22 @@ impl ReadingType {
     }
 }
 
-/// Where a reading came from: a lowercase token such as `dexcom`, `manual`, `api`, `demo`.
+/// Where a reading came from: a lowercase token such as `dexcom`, `manual`, `api`, `demo`
+/// (and the GlucoLens names `dexcom_g7`, `apple_health`, `libre`).
 /// The well-known names are static (no allocation per stored reading).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Source(Cow<'static, str>);
 
-const KNOWN_SOURCES: [&str; 6] = ["dexcom", "manual", "api", "demo", "nightscout", "libre"];
+const KNOWN_SOURCES: [&str; 8] = [
+    "dexcom",
+    "manual",
+    "api",
+    "demo",
+    "nightscout",
+    "libre",
+    "dexcom_g7",
+    "apple_health",
+];
 
 impl Source {
     pub fn parse(raw: &str) -> Result<Self, FieldError> {

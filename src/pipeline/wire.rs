@@ -216,6 +216,93 @@ pub fn parse_record(json: &str, owner: &UserId) -> Result<Reading, Vec<FieldErro
     }
 }
 
+/// A reading in the GlucoLens and Nutri format (`POST /api/v1/glucose/readings`
+/// and `/bulk`): `value` always in mg/dL, the owner is the caller. Unknown
+/// fields are rejected, as in `ReadingInput`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GlucoseInput {
+    /// RFC 3339; offsets are converted to UTC, sub-seconds dropped. At most 5
+    /// minutes in the future and 10 years (READING_MAX_AGE_YEARS) in the past.
+    #[schema(value_type = String, format = DateTime, example = "2023-08-15T14:30:00Z")]
+    pub timestamp: Option<String>,
+    /// mg/dL, 20–600 (rounded to a whole mg/dL).
+    #[schema(example = 120, minimum = 20, maximum = 600)]
+    pub value: Option<f64>,
+    /// Lowercase source name such as `dexcom_g7`, `dexcom`, `libre`,
+    /// `apple_health` or `manual`; default `api`. `manual` marks a manual
+    /// (fingerstick) reading, which the CGM statistics leave out; any other
+    /// source is a CGM reading.
+    #[schema(pattern = "^[a-z0-9_-]{1,32}$", example = "dexcom_g7")]
+    pub source: Option<String>,
+    /// The device's id (stored as `device_info.device_id`).
+    #[schema(max_length = 64, example = "G7-12345")]
+    pub device_id: Option<String>,
+}
+
+impl GlucoseInput {
+    /// Parses into a `Reading` for `owner`, collecting every field error with
+    /// this format's pointers (`/timestamp`, `/value`, `/source`, `/device_id`).
+    pub fn into_reading(self, owner: &UserId) -> Result<Reading, Vec<FieldError>> {
+        let mut errors = Errors(Vec::new());
+        let timestamp = errors.keep(match &self.timestamp {
+            Some(raw) => ReadingTime::parse_rfc3339(raw),
+            None => Err(FieldError::new("timestamp", "is required")),
+        });
+        let glucose = errors.keep(
+            Glucose::parse(self.value, GlucoseUnit::default(), None)
+                .map_err(|e| FieldError::new("value", e.message)),
+        );
+        let source = errors.keep(
+            self.source
+                .as_deref()
+                .map_or(Ok(Source::api()), Source::parse),
+        );
+        let device = errors.keep(
+            DeviceInfo::parse(self.device_id, None, None)
+                .map_err(|e| FieldError::new("device_id", e.message)),
+        );
+        let reading = (|| {
+            let source = source?;
+            let reading_type = if source == Source::manual() {
+                ReadingType::Manual
+            } else {
+                ReadingType::Cgm
+            };
+            Some(Reading {
+                user_id: owner.clone(),
+                timestamp: timestamp?,
+                glucose: glucose?,
+                trend: None,
+                trend_rate: None,
+                device: device?,
+                reading_type,
+                source,
+                source_record_id: None,
+                display_offset_minutes: None,
+            })
+        })();
+        match reading {
+            Some(reading) if errors.0.is_empty() => Ok(reading),
+            _ => Err(errors.0),
+        }
+    }
+}
+
+/// Parses one JSON record (raw text) of the GlucoLens format into a reading,
+/// with pointers as `parse_record` gives them.
+pub fn parse_glucose_record(json: &str, owner: &UserId) -> Result<Reading, Vec<FieldError>> {
+    let mut de = serde_json::Deserializer::from_str(json);
+    match serde_path_to_error::deserialize::<_, GlucoseInput>(&mut de) {
+        Ok(input) => input.into_reading(owner),
+        Err(err) => {
+            let pointer = json_pointer(err.path());
+            let message = describe_serde_error(&err.into_inner());
+            Err(vec![FieldError::new(&pointer, message)])
+        }
+    }
+}
+
 /// serde's messages end in "at line 1 column 42"; the pointer already says where.
 fn describe_serde_error(err: &serde_json::Error) -> String {
     let text = err.to_string();
@@ -291,6 +378,51 @@ mod tests {
             let errors = parse_record(json, &owner()).unwrap_err();
             assert_eq!(errors[0].pointer, pointer, "{json}");
         }
+    }
+
+    #[test]
+    fn the_glucolens_format_parses_and_names_its_fields() {
+        let json = r#"{"timestamp":"2023-08-15T16:30:00+02:00","value":131.6,"source":"dexcom_g7","device_id":"G7-1"}"#;
+        let r = parse_glucose_record(json, &owner()).unwrap();
+        assert_eq!(r.glucose.mg_dl().get(), 132);
+        assert_eq!(r.timestamp.to_rfc3339(), "2023-08-15T14:30:00Z");
+        assert_eq!(r.source.as_str(), "dexcom_g7");
+        assert_eq!(r.reading_type, ReadingType::Cgm);
+        assert_eq!(r.device.device_id(), Some("G7-1"));
+        let manual = parse_glucose_record(
+            r#"{"timestamp":"2023-08-15T14:30:00Z","value":100,"source":"manual"}"#,
+            &owner(),
+        )
+        .unwrap();
+        assert_eq!(manual.reading_type, ReadingType::Manual);
+        let default = parse_glucose_record(
+            r#"{"timestamp":"2023-08-15T14:30:00Z","value":100}"#,
+            &owner(),
+        )
+        .unwrap();
+        assert_eq!(
+            (default.source.as_str(), default.reading_type),
+            ("api", ReadingType::Cgm)
+        );
+        let pointers = |json: &str| -> Vec<String> {
+            parse_glucose_record(json, &owner())
+                .unwrap_err()
+                .into_iter()
+                .map(|e| e.pointer)
+                .collect()
+        };
+        assert_eq!(
+            pointers(r#"{"value":700,"source":"Dexcom G7","device_id":"\u0001"}"#),
+            ["/timestamp", "/value", "/source", "/device_id"]
+        );
+        assert_eq!(
+            pointers(r#"{"timestamp":"2023-08-15T14:30:00Z","value":"x"}"#),
+            ["/value"]
+        );
+        assert_eq!(
+            pointers(r#"{"timestamp":"2023-08-15T14:30:00Z","value":100,"glucose_value":100}"#),
+            ["/glucose_value"]
+        );
     }
 
     #[test]

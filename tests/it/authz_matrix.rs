@@ -64,6 +64,13 @@ enum Access {
     /// Acting on what a reader is shown (acknowledging alerts): the patient,
     /// their caregivers and clinicians, admin; not a service.
     Follow,
+    /// The caller's own readings and figures (`/api/v1` paths, no user in the
+    /// path): whoever may read a patient's data reading their own, so any
+    /// patient, a service and admin; not a caregiver or clinician (their token
+    /// is not a patient's).
+    SelfRead,
+    /// Changing the caller's own data (`/api/v1` paths): any patient and admin.
+    SelfOwn,
 }
 
 struct Endpoint {
@@ -80,6 +87,13 @@ struct Endpoint {
 
 fn reading() -> Value {
     reading_json(chrono::Utc::now() - chrono::Duration::hours(1), 110)
+}
+
+/// A reading in the GlucoLens format.
+fn v1_reading() -> Value {
+    let at = chrono::Utc::now() - chrono::Duration::minutes(50);
+    json!({"timestamp": at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+           "value": 115, "source": "dexcom_g7"})
 }
 
 const ENDPOINTS: &[Endpoint] = &[
@@ -332,6 +346,73 @@ const ENDPOINTS: &[Endpoint] = &[
         access: Access::AdminOnly,
         ok: 200,
     },
+    // GlucoLens and Nutri paths: each caller acts on their own data (every
+    // caller's subject has a reading, see `secured_app`).
+    Endpoint {
+        method: Method::POST,
+        template: "/api/v1/glucose/readings",
+        path: "/api/v1/glucose/readings",
+        body: Some(v1_reading),
+        access: Access::SelfOwn,
+        ok: 201,
+    },
+    Endpoint {
+        method: Method::POST,
+        template: "/api/v1/glucose/bulk",
+        path: "/api/v1/glucose/bulk",
+        body: Some(|| json!({"readings": [v1_reading()]})),
+        access: Access::SelfOwn,
+        ok: 201,
+    },
+    Endpoint {
+        method: Method::GET,
+        template: "/api/v1/glucose/readings",
+        path: "/api/v1/glucose/readings?limit=5",
+        body: None,
+        access: Access::SelfRead,
+        ok: 200,
+    },
+    Endpoint {
+        method: Method::GET,
+        template: "/api/v1/glucose/latest",
+        path: "/api/v1/glucose/latest",
+        body: None,
+        access: Access::SelfRead,
+        ok: 200,
+    },
+    Endpoint {
+        method: Method::GET,
+        template: "/api/v1/glucose/daily-summary",
+        path: "/api/v1/glucose/daily-summary",
+        body: None,
+        access: Access::SelfRead,
+        ok: 200,
+    },
+    Endpoint {
+        method: Method::GET,
+        template: "/api/v1/dashboard/summary",
+        path: "/api/v1/dashboard/summary",
+        body: None,
+        access: Access::SelfRead,
+        ok: 200,
+    },
+    Endpoint {
+        method: Method::POST,
+        template: "/api/v1/integrations/cgm/connect",
+        path: "/api/v1/integrations/cgm/connect",
+        body: Some(|| json!({"provider": "dexcom"})),
+        access: Access::SelfOwn,
+        ok: 200,
+    },
+    Endpoint {
+        method: Method::POST,
+        template: "/api/v1/integrations/cgm/sync",
+        path: "/api/v1/integrations/cgm/sync",
+        body: None,
+        access: Access::SelfOwn,
+        // No caller has a Dexcom connection.
+        ok: 409,
+    },
     // Invitations: admins only; the caller is the inviter (no user in the path).
     Endpoint {
         method: Method::POST,
@@ -373,6 +454,8 @@ fn expected(caller: Caller, e: &Endpoint) -> u16 {
         PatientOwn => e.ok,
         CaregiverWithShare | Clinician | Service if e.access == Access::Read => e.ok,
         CaregiverWithShare | Clinician if e.access == Access::Follow => e.ok,
+        PatientOther if matches!(e.access, Access::SelfRead | Access::SelfOwn) => e.ok,
+        Service if e.access == Access::SelfRead => e.ok,
         _ => 403,
     }
 }
@@ -469,8 +552,19 @@ async fn secured_app(sim: &cgm_hub::simulator::dexcom::RunningSimulator) -> Test
     ] {
         app.store.put_share(s, 100).await.unwrap();
     }
+    // A reading for every caller's own subject too (the `/api/v1` paths).
+    let subjects = [
+        PATIENT,
+        "other",
+        "mom",
+        "aunt",
+        "uncle",
+        "doc",
+        "ml-pipeline",
+        "ops",
+    ];
     app.store
-        .upsert_readings(vec![cgm(PATIENT, slot(1), 120)])
+        .upsert_readings(subjects.iter().map(|s| cgm(s, slot(1), 120)).collect())
         .await
         .unwrap();
     // The job of `GET /api/jobs/{jobId}` (pat has no connection, so it never runs).

@@ -11,6 +11,7 @@ mod dexcom_client;
 mod dexcom_oauth;
 mod event_subscriptions;
 mod events_rabbitmq;
+mod glucolens_paths;
 mod hardening_core;
 mod hardening_edge;
 mod hardening_store;

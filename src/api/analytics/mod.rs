@@ -94,7 +94,7 @@ pub async fn load_samples(
 
 /// The window's statistics: computed once per distinct set of readings and
 /// time zone, then served from the cache until a reading in it changes.
-async fn window_stats(
+pub(super) async fn window_stats(
     state: &AppState,
     samples: &WindowSamples,
     tz: chrono_tz::Tz,

@@ -11,7 +11,7 @@ use crate::api::docs;
 use crate::api::error::{ApiError, ErrorEnvelope};
 use crate::api::views::{success, ReadingView};
 use crate::api::AppState;
-use crate::domain::StoredReading;
+use crate::domain::{StoredReading, UserId};
 use crate::records::audit::Action;
 
 /// The newest reading of a user.
@@ -34,10 +34,21 @@ pub async fn latest(
     caller: Caller,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    authorize(&state, &caller, Action::ReadReadings, &user).await?;
+    latest_of(&state, &caller, &user, &headers).await
+}
+
+/// The newest reading of `user` as `caller` may see it, with its validators
+/// and a 304 when the client's copy is current.
+pub async fn latest_of(
+    state: &AppState,
+    caller: &Caller,
+    user: &UserId,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize(state, caller, Action::ReadReadings, user).await?;
     let reading = state
         .store
-        .latest_reading(&user)
+        .latest_reading(user)
         .await?
         .ok_or_else(|| ApiError::NotFound("reading".into()))?;
     let etag = format!(
@@ -47,7 +58,7 @@ pub async fn latest(
     );
     // HTTP dates have whole seconds; Last-Modified is never later than the change.
     let last_modified = httpdate::fmt_http_date(reading.updated_at.into());
-    let mut response = if not_modified(&headers, &etag, &reading) {
+    let mut response = if not_modified(headers, &etag, &reading) {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
         success(ReadingView::from(&reading)).into_response()

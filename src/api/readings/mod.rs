@@ -12,10 +12,15 @@ use super::error::ApiError;
 use super::middleware::RequestUser;
 use crate::domain::{FieldError, UserId};
 
-pub use latest::{__path_latest, latest};
+pub use latest::{__path_latest, latest, latest_of};
 pub(super) use range::parse_date;
-pub use range::{__path_range, range, OrderName, Pagination, ReadingsPage};
-pub use write::{__path_write, write, BulkInput, BulkResult, RecordOutcome, Summary};
+pub use range::{
+    __path_range, page_request, range, read_page, OrderName, Pagination, RangeNames, RawRange,
+    ReadingsPage,
+};
+pub use write::{
+    __path_write, write, write_readings, BulkInput, BulkResult, RecordOutcome, Shape, Summary,
+};
 
 /// A user id taken from a path segment (400 VALIDATION_ERROR if invalid); for
 /// routes with more segments than `UserPath` reads.

@@ -113,30 +113,58 @@ fn either(
     }
 }
 
-/// Parses and checks the query, collecting every problem.
-fn page_request(user: UserId, query: Option<&str>) -> Result<PageRequest, ApiError> {
-    let params: RangeParams = query_params(query)?;
+/// How a range route names its bounds (each with an alias) and where its page
+/// links point; the paging itself is the same on every such route.
+#[derive(Debug, Clone, Copy)]
+pub struct RangeNames {
+    /// The inclusive start and its alias.
+    pub start: (&'static str, &'static str),
+    /// The exclusive end and its alias.
+    pub end: (&'static str, &'static str),
+}
+
+/// `GET /api/bg/{userId}`'s names.
+const BG_NAMES: RangeNames = RangeNames {
+    start: ("startDate", "from"),
+    end: ("endDate", "to"),
+};
+
+/// A range query's raw values, under whichever names the route gives the bounds.
+#[derive(Debug, Default)]
+pub struct RawRange {
+    /// The start under its name and under its alias.
+    pub start: (Option<String>, Option<String>),
+    pub end: (Option<String>, Option<String>),
+    pub limit: Option<String>,
+    pub cursor: Option<String>,
+    pub order: Option<String>,
+}
+
+/// Parses and checks a range query, collecting every problem.
+pub fn page_request(
+    user: UserId,
+    raw: RawRange,
+    names: RangeNames,
+) -> Result<PageRequest, ApiError> {
     let mut errors = Vec::new();
-    let start = either(("startDate", params.start_date), ("from", params.from))
+    let start = either((names.start.0, raw.start.0), (names.start.1, raw.start.1))
         .map_err(|e| errors.push(e))
         .ok()
         .flatten();
-    let end = either(("endDate", params.end_date), ("to", params.to))
+    let end = either((names.end.0, raw.end.0), (names.end.1, raw.end.1))
         .map_err(|e| errors.push(e))
         .ok()
         .flatten();
     if let (Some(s), Some(e)) = (start, end) {
         if s >= e {
-            errors.push(FieldError::new("endDate", "must be after startDate"));
+            errors.push(FieldError::new(
+                names.end.0,
+                format!("must be after {}", names.start.0),
+            ));
         }
     }
-    let limit = crate::api::cursor::page_limit(params.limit.as_deref(), &mut errors);
-    let order = match params
-        .order
-        .as_deref()
-        .map(str::to_ascii_lowercase)
-        .as_deref()
-    {
+    let limit = crate::api::cursor::page_limit(raw.limit.as_deref(), &mut errors);
+    let order = match raw.order.as_deref().map(str::to_ascii_lowercase).as_deref() {
         None | Some("asc") => Order::Asc,
         Some("desc") => Order::Desc,
         Some(_) => {
@@ -152,7 +180,7 @@ fn page_request(user: UserId, query: Option<&str>) -> Result<PageRequest, ApiErr
         limit,
         seek: None,
     };
-    if let Some(raw) = params.cursor.as_deref() {
+    if let Some(raw) = raw.cursor.as_deref() {
         match cursor::decode(raw, cursor::fingerprint(&req)) {
             Ok(seek) => req.seek = Some(seek),
             Err(e) if errors.is_empty() => errors.push(e),
@@ -185,11 +213,37 @@ pub async fn range(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     authorize(&state, &caller, Action::ReadReadings, &user).await?;
-    let req = page_request(user, query.as_deref())?;
-    let mut body = Vec::with_capacity(body_capacity(&req));
+    let params: RangeParams = query_params(query.as_deref())?;
+    let raw = RawRange {
+        start: (params.start_date, params.from),
+        end: (params.end_date, params.to),
+        limit: params.limit,
+        cursor: params.cursor,
+        order: params.order,
+    };
+    let req = page_request(user, raw, BG_NAMES)?;
+    let link_path = format!("/api/bg/{}", req.user_id);
+    read_page(&state, &req, &headers, &link_path, BG_NAMES).await
+}
+
+/// One page of `req` with its cursors and links to `link_path` (after
+/// authorization): the body every range route answers with.
+pub async fn read_page(
+    state: &AppState,
+    req: &PageRequest,
+    headers: &HeaderMap,
+    link_path: &str,
+    names: RangeNames,
+) -> Result<Response, ApiError> {
+    let mut body = Vec::with_capacity(body_capacity(req));
     body.extend_from_slice(PAGE_PREFIX);
-    let page = fetch_page_encoded(state.store.as_ref(), &req, encode_reading, body).await?;
-    let pagination = pagination(&state.base_url(&headers), &req, page.next, page.prev);
+    let page = fetch_page_encoded(state.store.as_ref(), req, encode_reading, body).await?;
+    let links = Links {
+        base: &state.base_url(headers),
+        path: link_path,
+        names,
+    };
+    let pagination = pagination(&links, req, page.next, page.prev);
     Ok((
         StatusCode::OK,
         [(axum::http::header::CONTENT_TYPE, "application/json")],
@@ -218,11 +272,24 @@ fn page_body(mut body: Vec<u8>, pagination: &Pagination) -> Result<Vec<u8>, ApiE
     Ok(body)
 }
 
-fn pagination(base: &str, req: &PageRequest, next: Option<Seek>, prev: Option<Seek>) -> Pagination {
+/// Where a page's links point.
+struct Links<'a> {
+    /// Scheme and authority.
+    base: &'a str,
+    path: &'a str,
+    names: RangeNames,
+}
+
+fn pagination(
+    links: &Links,
+    req: &PageRequest,
+    next: Option<Seek>,
+    prev: Option<Seek>,
+) -> Pagination {
     let fp = cursor::fingerprint(req);
     let next_cursor = next.map(|s| cursor::encode(s, fp));
     let prev_cursor = prev.map(|s| cursor::encode(s, fp));
-    let link = |c: &Option<String>| c.as_ref().map(|c| page_link(base, req, c));
+    let link = |c: &Option<String>| c.as_ref().map(|c| page_link(links, req, c));
     Pagination {
         next: link(&next_cursor),
         prev: link(&prev_cursor),
@@ -232,13 +299,13 @@ fn pagination(base: &str, req: &PageRequest, next: Option<Seek>, prev: Option<Se
     }
 }
 
-fn page_link(base: &str, req: &PageRequest, cursor: &str) -> String {
+fn page_link(links: &Links, req: &PageRequest, cursor: &str) -> String {
     let mut query = vec![];
     if let Some(s) = req.start {
-        query.push(("startDate", s.to_rfc3339()));
+        query.push((links.names.start.0, s.to_rfc3339()));
     }
     if let Some(e) = req.end {
-        query.push(("endDate", e.to_rfc3339()));
+        query.push((links.names.end.0, e.to_rfc3339()));
     }
     if req.order == Order::Desc {
         query.push(("order", "desc".to_owned()));
@@ -246,7 +313,7 @@ fn page_link(base: &str, req: &PageRequest, cursor: &str) -> String {
     query.push(("limit", req.limit.to_string()));
     query.push(("cursor", cursor.to_owned()));
     let query = serde_urlencoded::to_string(&query).unwrap_or_default();
-    format!("{base}/api/bg/{}?{query}", req.user_id)
+    format!("{}{}?{query}", links.base, links.path)
 }
 
 #[cfg(test)]
@@ -324,7 +391,13 @@ mod tests {
         }
         store.upsert_readings(again).await.unwrap();
 
-        let base = "http://h:1";
+        let path = format!("/api/bg/{user}");
+        let base = Links {
+            base: "http://h:1",
+            path: &path,
+            names: BG_NAMES,
+        };
+        let base = &base;
         let mut pages = 0;
         for order in [Order::Asc, Order::Desc] {
             for limit in [1, 7, 40, 1000] {

@@ -18,7 +18,7 @@ use crate::api::docs;
 use crate::api::error::{ApiError, ErrorBody, ErrorEnvelope};
 use crate::api::views::{success, success_sized, Rfc3339};
 use crate::api::AppState;
-use crate::domain::FieldError;
+use crate::domain::{FieldError, Reading, UserId};
 use crate::pipeline::{wire, RecordResult, Tally};
 use crate::records::audit::Action;
 use crate::records::readings::{DuplicateKind, Outcome};
@@ -90,7 +90,43 @@ pub async fn write(
     caller: Caller,
     body: Result<RawBody, ApiError>,
 ) -> Result<Response, ApiError> {
-    authorize(&state, &caller, Action::WriteReadings, &user).await?;
+    write_readings(
+        &state,
+        &caller,
+        &user,
+        body,
+        Shape::SingleOrBulk,
+        wire::parse_record,
+    )
+    .await
+}
+
+/// What a write route takes in its body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// One reading, or `{"readings":[...]}` (`POST /api/bg/{userId}/readings`).
+    SingleOrBulk,
+    /// One reading only.
+    Single,
+    /// `{"readings":[...]}` only.
+    Bulk,
+}
+
+/// Parses one record of a route's format into a reading of `owner`.
+pub type ParseRecord = fn(&str, &UserId) -> Result<Reading, Vec<FieldError>>;
+
+/// Stores what `body` holds for `user`, after asking whether `caller` may write
+/// it: the pipeline, write quota, batch limit and outcomes of every write route,
+/// whatever the format of its records (`parse`) and the shape of its body.
+pub async fn write_readings(
+    state: &AppState,
+    caller: &Caller,
+    user: &UserId,
+    body: Result<RawBody, ApiError>,
+    shape: Shape,
+    parse: ParseRecord,
+) -> Result<Response, ApiError> {
+    authorize(state, caller, Action::WriteReadings, user).await?;
     let RawBody(body) = body?;
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::bad_request("request body is not UTF-8", vec![]))?;
@@ -122,49 +158,75 @@ pub async fn write(
         }
     };
 
-    if let Batch::Bulk { records, extra } = batch {
-        if let Some(extra) = extra {
-            return Err(ApiError::unprocessable(
-                format!("unknown field {extra:?} next to \"readings\""),
-                vec![FieldError::new(&format!("/{extra}"), "unknown field")],
-            ));
-        }
-        state.write_quota.admit(&user, records.len())?;
-        let parsed = records
-            .iter()
-            .enumerate()
-            .map(|(i, raw)| {
-                wire::parse_record(raw.get(), &user).map_err(|errors| {
-                    let parent = format!("/readings/{i}");
-                    errors.into_iter().map(|e| e.within(&parent)).collect()
-                })
-            })
-            .collect();
-        let results = state.pipeline.ingest(parsed).await?;
-        let tally = Tally::of(&results);
-        let summary = Summary {
-            received: results.len(),
-            inserted: tally.inserted as usize,
-            updated: tally.updated as usize,
-            duplicates: tally.duplicates as usize,
-            rejected: tally.rejected as usize,
-        };
-        let results: Vec<_> = results
-            .into_iter()
-            .enumerate()
-            .map(|(i, r)| record_outcome(i, r))
-            .collect();
-        // About 130 bytes of JSON per outcome.
-        let size_hint = 256 + results.len() * 160;
-        return Ok(success_sized(
-            StatusCode::CREATED,
-            BulkResult { summary, results },
-            size_hint,
+    match (batch, shape) {
+        (Batch::Bulk { .. }, Shape::Single) => Err(ApiError::unprocessable(
+            "this route takes one reading; send a batch to the bulk route",
+            vec![FieldError::new("/readings", "unknown field")],
+        )),
+        (Batch::Single, Shape::Bulk) => Err(ApiError::unprocessable(
+            "a bulk upload is {\"readings\":[...]}",
+            vec![FieldError::new("/readings", "is required")],
+        )),
+        (Batch::Bulk { records, extra }, _) => write_bulk(state, user, records, extra, parse).await,
+        (Batch::Single, _) => write_single(state, user, text, parse).await,
+    }
+}
+
+async fn write_bulk(
+    state: &AppState,
+    user: &UserId,
+    records: Vec<&RawValue>,
+    extra: Option<String>,
+    parse: ParseRecord,
+) -> Result<Response, ApiError> {
+    if let Some(extra) = extra {
+        return Err(ApiError::unprocessable(
+            format!("unknown field {extra:?} next to \"readings\""),
+            vec![FieldError::new(&format!("/{extra}"), "unknown field")],
         ));
     }
+    state.write_quota.admit(user, records.len())?;
+    let parsed = records
+        .iter()
+        .enumerate()
+        .map(|(i, raw)| {
+            parse(raw.get(), user).map_err(|errors| {
+                let parent = format!("/readings/{i}");
+                errors.into_iter().map(|e| e.within(&parent)).collect()
+            })
+        })
+        .collect();
+    let results = state.pipeline.ingest(parsed).await?;
+    let tally = Tally::of(&results);
+    let summary = Summary {
+        received: results.len(),
+        inserted: tally.inserted as usize,
+        updated: tally.updated as usize,
+        duplicates: tally.duplicates as usize,
+        rejected: tally.rejected as usize,
+    };
+    let results: Vec<_> = results
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| record_outcome(i, r))
+        .collect();
+    // About 130 bytes of JSON per outcome.
+    let size_hint = 256 + results.len() * 160;
+    Ok(success_sized(
+        StatusCode::CREATED,
+        BulkResult { summary, results },
+        size_hint,
+    ))
+}
 
-    state.write_quota.admit(&user, 1)?;
-    let parsed = wire::parse_record(text, &user);
+async fn write_single(
+    state: &AppState,
+    user: &UserId,
+    text: &str,
+    parse: ParseRecord,
+) -> Result<Response, ApiError> {
+    state.write_quota.admit(user, 1)?;
+    let parsed = parse(text, user);
     let result = state
         .pipeline
         .ingest(vec![parsed])
