@@ -660,7 +660,11 @@ pub fn import_summary(user: &UserId, file: &Path, s: &ImportSummary) -> String {
             format!("{what}: {n} parsed, not stored (journal storage is not wired yet)")
         }
     };
-    let _ = writeln!(out, "{}", journal("sleep sessions", s.sleep_sessions, s.sleep));
+    let _ = writeln!(
+        out,
+        "{}",
+        journal("sleep sessions", s.sleep_sessions, s.sleep)
+    );
     let _ = writeln!(out, "{}", journal("workouts", s.workouts, s.workouts_put));
     let _ = writeln!(out, "skipped records: {}", s.skips.total());
     for (reason, group) in &s.skips.by_reason {

@@ -127,7 +127,9 @@ impl Skips {
     }
 
     fn skip(&mut self, skip: Skip) {
-        self.add(skip.reason, || format!("line {}: {}", skip.line, skip.detail));
+        self.add(skip.reason, || {
+            format!("line {}: {}", skip.line, skip.detail)
+        });
     }
 
     pub fn total(&self) -> u64 {
@@ -165,7 +167,9 @@ fn with_export<T>(
     };
     let mut file = File::open(path).map_err(|e| open_error(e.to_string()))?;
     let mut magic = [0u8; 4];
-    let n = file.read(&mut magic).map_err(|e| open_error(e.to_string()))?;
+    let n = file
+        .read(&mut magic)
+        .map_err(|e| open_error(e.to_string()))?;
     file.seek(SeekFrom::Start(0))
         .map_err(|e| open_error(e.to_string()))?;
     if n == 4 && magic == *b"PK\x03\x04" {

@@ -115,17 +115,15 @@ pub enum SleepStage {
 
 impl SleepStage {
     pub fn parse(raw: &str) -> Option<Self> {
-        Some(
-            match raw.strip_prefix("HKCategoryValueSleepAnalysis")? {
-                "InBed" => Self::InBed,
-                "Asleep" | "AsleepUnspecified" => Self::Asleep,
-                "AsleepCore" => Self::Core,
-                "AsleepDeep" => Self::Deep,
-                "AsleepREM" => Self::Rem,
-                "Awake" => Self::Awake,
-                _ => return None,
-            },
-        )
+        Some(match raw.strip_prefix("HKCategoryValueSleepAnalysis")? {
+            "InBed" => Self::InBed,
+            "Asleep" | "AsleepUnspecified" => Self::Asleep,
+            "AsleepCore" => Self::Core,
+            "AsleepDeep" => Self::Deep,
+            "AsleepREM" => Self::Rem,
+            "Awake" => Self::Awake,
+            _ => return None,
+        })
     }
 }
 
@@ -296,7 +294,9 @@ impl<R: Read> ExportParser<R> {
                 // A cut inside a tag is a truncation too; name the element it is in.
                 let message = match (&e, self.stack.last()) {
                     (quick_xml::Error::Syntax(_), Some((name, opened))) => {
-                        format!("{e} (inside <{name}> opened at line {opened}; a truncated export?)")
+                        format!(
+                            "{e} (inside <{name}> opened at line {opened}; a truncated export?)"
+                        )
                     }
                     _ => e.to_string(),
                 };

@@ -56,7 +56,10 @@ fn sleep_record(stage: &str, start: &str, end: &str, source: &str) -> String {
 }
 
 fn line_of(xml: &str, needle: &str) -> u64 {
-    xml[..xml.find(needle).expect("needle")].matches('\n').count() as u64 + 1
+    xml[..xml.find(needle).expect("needle")]
+        .matches('\n')
+        .count() as u64
+        + 1
 }
 
 #[test]
@@ -64,7 +67,11 @@ fn glucose_in_mg_dl_and_mmol_l_through_the_dtd() {
     let xml = doc(&format!(
         "{}{}{}",
         glucose_record("mg/dL", "120", "2024-03-01 07:15:00 +0100"),
-        glucose_record("mmol<180.1558800000541>/L", "5.5", "2024-03-01 07:20:00 +0100"),
+        glucose_record(
+            "mmol<180.1558800000541>/L",
+            "5.5",
+            "2024-03-01 07:20:00 +0100"
+        ),
         r#" <Record type="HKQuantityTypeIdentifierStepCount" sourceName="iPhone" unit="count" startDate="2024-03-01 07:00:00 +0100" endDate="2024-03-01 07:10:00 +0100" value="120">
   <MetadataEntry key="HKMetadataKeySyncVersion" value="1"/>
  </Record>
@@ -108,7 +115,10 @@ fn glucose_in_mg_dl_and_mmol_l_through_the_dtd() {
 #[test]
 fn units_apple_writes() {
     assert_eq!(glucose_unit("mg/dL"), Some(GlucoseUnit::MgDl));
-    assert_eq!(glucose_unit("mmol<180.1558800000541>/L"), Some(GlucoseUnit::MmolL));
+    assert_eq!(
+        glucose_unit("mmol<180.1558800000541>/L"),
+        Some(GlucoseUnit::MmolL)
+    );
     assert_eq!(glucose_unit("mmol/L"), Some(GlucoseUnit::MmolL));
     assert_eq!(glucose_unit("mmol<18.0>/L"), None);
     assert_eq!(glucose_unit("g/L"), None);
@@ -260,17 +270,57 @@ fn sleep_stages_group_into_sessions_split_by_a_two_hour_gap() {
     let phone = "iPhone";
     let xml = doc(&[
         // Night 1: the phone's in-bed span over the watch's stages.
-        sleep_record("InBed", "2024-03-01 22:30:00 +0100", "2024-03-02 06:45:00 +0100", phone),
-        sleep_record("AsleepCore", "2024-03-01 23:00:00 +0100", "2024-03-02 01:00:00 +0100", watch),
-        sleep_record("AsleepDeep", "2024-03-02 01:00:00 +0100", "2024-03-02 02:00:00 +0100", watch),
-        sleep_record("Awake", "2024-03-02 02:00:00 +0100", "2024-03-02 02:10:00 +0100", watch),
-        sleep_record("AsleepREM", "2024-03-02 02:10:00 +0100", "2024-03-02 03:00:00 +0100", watch),
+        sleep_record(
+            "InBed",
+            "2024-03-01 22:30:00 +0100",
+            "2024-03-02 06:45:00 +0100",
+            phone,
+        ),
+        sleep_record(
+            "AsleepCore",
+            "2024-03-01 23:00:00 +0100",
+            "2024-03-02 01:00:00 +0100",
+            watch,
+        ),
+        sleep_record(
+            "AsleepDeep",
+            "2024-03-02 01:00:00 +0100",
+            "2024-03-02 02:00:00 +0100",
+            watch,
+        ),
+        sleep_record(
+            "Awake",
+            "2024-03-02 02:00:00 +0100",
+            "2024-03-02 02:10:00 +0100",
+            watch,
+        ),
+        sleep_record(
+            "AsleepREM",
+            "2024-03-02 02:10:00 +0100",
+            "2024-03-02 03:00:00 +0100",
+            watch,
+        ),
         // 1 h 59 min later: the same session.
-        sleep_record("AsleepCore", "2024-03-02 04:59:00 +0100", "2024-03-02 06:30:00 +0100", watch),
+        sleep_record(
+            "AsleepCore",
+            "2024-03-02 04:59:00 +0100",
+            "2024-03-02 06:30:00 +0100",
+            watch,
+        ),
         // Night 2, out of order in the file, an older watch: Asleep only.
-        sleep_record("Asleep", "2024-03-02 23:00:00 +0100", "2024-03-03 06:00:00 +0100", watch),
+        sleep_record(
+            "Asleep",
+            "2024-03-02 23:00:00 +0100",
+            "2024-03-03 06:00:00 +0100",
+            watch,
+        ),
         // A nap more than 2 h after night 1's end.
-        sleep_record("AsleepUnspecified", "2024-03-02 13:00:00 +0100", "2024-03-02 13:40:00 +0100", watch),
+        sleep_record(
+            "AsleepUnspecified",
+            "2024-03-02 13:00:00 +0100",
+            "2024-03-02 13:40:00 +0100",
+            watch,
+        ),
     ]
     .concat());
     let (rows, sources) = sleep_rows(&xml);
@@ -307,11 +357,31 @@ fn sleep_stages_group_into_sessions_split_by_a_two_hour_gap() {
 fn overlapping_samples_of_one_stage_count_once_and_too_long_sessions_are_skipped() {
     let w = "Watch";
     let xml = doc(&[
-        sleep_record("AsleepCore", "2024-03-01 23:00:00 +0000", "2024-03-02 01:00:00 +0000", w),
-        sleep_record("AsleepCore", "2024-03-02 00:00:00 +0000", "2024-03-02 02:00:00 +0000", w),
+        sleep_record(
+            "AsleepCore",
+            "2024-03-01 23:00:00 +0000",
+            "2024-03-02 01:00:00 +0000",
+            w,
+        ),
+        sleep_record(
+            "AsleepCore",
+            "2024-03-02 00:00:00 +0000",
+            "2024-03-02 02:00:00 +0000",
+            w,
+        ),
         // 30 h of samples with no 2 h gap.
-        sleep_record("Asleep", "2024-03-05 00:00:00 +0000", "2024-03-05 20:00:00 +0000", w),
-        sleep_record("Asleep", "2024-03-05 21:00:00 +0000", "2024-03-06 06:00:00 +0000", w),
+        sleep_record(
+            "Asleep",
+            "2024-03-05 00:00:00 +0000",
+            "2024-03-05 20:00:00 +0000",
+            w,
+        ),
+        sleep_record(
+            "Asleep",
+            "2024-03-05 21:00:00 +0000",
+            "2024-03-06 06:00:00 +0000",
+            w,
+        ),
     ]
     .concat());
     let (rows, sources) = sleep_rows(&xml);
@@ -325,7 +395,8 @@ fn overlapping_samples_of_one_stage_count_once_and_too_long_sessions_are_skipped
 
 #[test]
 fn workouts_map_to_activity_types_with_duration_and_energy() {
-    let xml = doc(r#" <Workout workoutActivityType="HKWorkoutActivityTypeWalking" duration="32.5" durationUnit="min" totalDistance="2.8" totalDistanceUnit="km" totalEnergyBurned="140.2" totalEnergyBurnedUnit="Cal" sourceName="Apple Watch" sourceVersion="9.1" creationDate="2024-03-01 18:33:00 +0100" startDate="2024-03-01 18:00:00 +0100" endDate="2024-03-01 18:32:30 +0100">
+    let xml = doc(
+        r#" <Workout workoutActivityType="HKWorkoutActivityTypeWalking" duration="32.5" durationUnit="min" totalDistance="2.8" totalDistanceUnit="km" totalEnergyBurned="140.2" totalEnergyBurnedUnit="Cal" sourceName="Apple Watch" sourceVersion="9.1" creationDate="2024-03-01 18:33:00 +0100" startDate="2024-03-01 18:00:00 +0100" endDate="2024-03-01 18:32:30 +0100">
   <MetadataEntry key="HKIndoorWorkout" value="0"/>
   <WorkoutEvent type="HKWorkoutEventTypeSegment" date="2024-03-01 18:00:00 +0100" duration="10" durationUnit="min"/>
  </Workout>
@@ -335,7 +406,8 @@ fn workouts_map_to_activity_types_with_duration_and_energy() {
  </Workout>
  <Workout workoutActivityType="HKWorkoutActivityTypeYoga" sourceName="Yoga App" startDate="2024-03-03 07:00:00 +0100" endDate="2024-03-03 07:20:00 +0100"/>
  <Workout workoutActivityType="HKWorkoutActivityTypeRunning" duration="0.2" durationUnit="min" sourceName="Apple Watch" startDate="2024-03-04 07:00:00 +0100" endDate="2024-03-04 07:00:12 +0100"/>
-"#);
+"#,
+    );
     let items = parse_all(&xml).unwrap();
     let workouts: Vec<Result<AppleWorkout, Skip>> = items
         .iter()
@@ -346,7 +418,11 @@ fn workouts_map_to_activity_types_with_duration_and_energy() {
         .collect();
     let walk = workouts[0].as_ref().unwrap();
     assert_eq!(
-        (walk.activity_type, walk.duration_minutes, walk.calories_burned),
+        (
+            walk.activity_type,
+            walk.duration_minutes,
+            walk.calories_burned
+        ),
         (ActivityKind::Walking, 33, Some(140))
     );
     assert_eq!(walk.start.to_rfc3339(), "2024-03-01T17:00:00+00:00");
@@ -389,7 +465,12 @@ fn read_export_reads_the_xml_inside_a_zip_and_skips_are_summarised() {
         "{}{}{}",
         glucose_record("mg/dL", "120", "2024-03-01 07:15:00 +0100"),
         glucose_record("mg/dL", "700", "2024-03-01 07:20:00 +0100"),
-        sleep_record("AsleepCore", "2024-03-01 23:00:00 +0100", "2024-03-02 01:00:00 +0100", "W"),
+        sleep_record(
+            "AsleepCore",
+            "2024-03-01 23:00:00 +0100",
+            "2024-03-02 01:00:00 +0100",
+            "W"
+        ),
     ));
     let dir = tempfile::tempdir().unwrap();
     let zip_path = dir.path().join("export.zip");

@@ -5,10 +5,11 @@
 
 use chrono::{DateTime, Utc};
 
-use super::parse::{GlucoseSample, SleepSample, SleepStage, Skip, WorkoutSample, GLUCOSE_TYPE};
+use super::parse::{GlucoseSample, Skip, SleepSample, SleepStage, WorkoutSample, GLUCOSE_TYPE};
 use crate::digest::sha256_hex;
 use crate::domain::{
-    DeviceInfo, FieldError, Glucose, GlucoseUnit, MgDl, Reading, ReadingTime, ReadingType, Source, UserId,
+    DeviceInfo, FieldError, Glucose, GlucoseUnit, MgDl, Reading, ReadingTime, ReadingType, Source,
+    UserId,
 };
 
 /// A gap longer than this between one sleep sample's end (the latest end so
@@ -189,7 +190,10 @@ pub const SLEEP_TOO_LONG: &str = "sleep session longer than 24 h";
 /// with stage detail, then the most asleep time), because a phone and a
 /// watch (or a third-party app) record the same night over each other;
 /// overlapping samples of one stage count once.
-pub fn sleep_sessions(mut rows: Vec<SleepRow>, sources: &SourceNames) -> (Vec<AppleSleep>, Vec<Skip>) {
+pub fn sleep_sessions(
+    mut rows: Vec<SleepRow>,
+    sources: &SourceNames,
+) -> (Vec<AppleSleep>, Vec<Skip>) {
     rows.sort_by_key(|r| (r.start, r.end));
     let mut sessions = Vec::new();
     let mut skips = Vec::new();
@@ -269,7 +273,10 @@ fn session(
     };
     // The session spans the stage samples; only in-bed ones when there are no others.
     let spanning: Vec<&&SleepRow> = {
-        let staged: Vec<_> = rows.iter().filter(|r| r.stage != SleepStage::InBed).collect();
+        let staged: Vec<_> = rows
+            .iter()
+            .filter(|r| r.stage != SleepStage::InBed)
+            .collect();
         if staged.is_empty() {
             rows.iter().collect()
         } else {
