@@ -143,31 +143,47 @@ def offset_for(month):
 
 
 class Clock:
-    """Local date-time strings for seconds since the first day's local midnight."""
+    """Local date-time strings for seconds since the first day's 00:00 UTC. The
+    offset follows the UTC instant (+0200 April-October, else +0100), so that
+    local times stay in order across the switch, as in real exports."""
 
     def __init__(self, first_day_epoch):
-        self.first = first_day_epoch  # UTC epoch of day 0 at 00:00 (used as a calendar)
+        self.first = first_day_epoch
         self.days = {}
+        self.offsets = {}
+
+    def offset(self, utc):
+        day = utc // 86400
+        off = self.offsets.get(day)
+        if off is None:
+            off = 7200 if 4 <= time.gmtime(utc).tm_mon <= 10 else 3600
+            self.offsets[day] = off
+        return off
 
     def day(self, d):
-        s = self.days.get(d)
+        """The local date of day d (days since the first, in UTC)."""
+        local_day = (self.first + d * 86400 + 43200) // 86400
+        s = self.days.get(local_day)
         if s is None:
-            t = time.gmtime(self.first + d * 86400)
-            s = (time.strftime("%Y-%m-%d", t), offset_for(t.tm_mon))
-            self.days[d] = s
-        return s
+            s = time.strftime("%Y-%m-%d", time.gmtime(local_day * 86400))
+            self.days[local_day] = s
+        return s, None
 
     def fmt(self, secs):
-        d, rest = divmod(int(secs), 86400)
-        date, off = self.day(d)
+        utc = self.first + int(secs)
+        off = self.offset(utc)
+        local = utc + off
+        local_day, rest = divmod(local, 86400)
+        date = self.days.get(local_day)
+        if date is None:
+            date = time.strftime("%Y-%m-%d", time.gmtime(local_day * 86400))
+            self.days[local_day] = date
         h, rest = divmod(rest, 3600)
         m, s = divmod(rest, 60)
-        return f"{date} {h:02d}:{m:02d}:{s:02d} {off}"
+        return f"{date} {h:02d}:{m:02d}:{s:02d} {'+0200' if off == 7200 else '+0100'}"
 
     def utc_epoch(self, secs):
-        d = int(secs) // 86400
-        off = self.day(d)[1]
-        return self.first + int(secs) - (7200 if off == "+0200" else 3600)
+        return self.first + int(secs)
 
 
 def record(w, clock, rtype, source, version, device, unit, start, end, value, meta=None):
