@@ -216,6 +216,7 @@ pub fn read_export(
             ..Contents::default()
         };
         let mut sleep_rows = Vec::new();
+        let now = chrono::Utc::now().timestamp();
         while let Some(item) = parser.next_item().map_err(parse_error)? {
             match item {
                 Parsed::Glucose(sample) => {
@@ -227,7 +228,7 @@ pub fn read_export(
                 Parsed::Sleep(sample) => {
                     sleep_rows.push(translate::sleep_row(&sample, &mut contents.sources))
                 }
-                Parsed::Workout(sample) => match translate::workout(&sample) {
+                Parsed::Workout(sample) => match translate::workout(&sample, now) {
                     Ok(workout) => contents.workouts.push(workout),
                     Err(skip) => contents.skips.skip(skip),
                 },
@@ -245,7 +246,7 @@ pub fn read_export(
         }
         contents.position = parser.position();
         contents.same_instant = translate::one_per_instant(&mut contents.glucose);
-        let (sessions, skips) = translate::sleep_sessions(sleep_rows, &contents.sources);
+        let (sessions, skips) = translate::sleep_sessions(sleep_rows, &contents.sources, now);
         contents.sleep = sessions;
         for skip in skips {
             contents.skips.skip(skip);

@@ -28,6 +28,9 @@ const HEAD: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
  <Me HKCharacteristicTypeIdentifierDateOfBirth="1980-01-01" HKCharacteristicTypeIdentifierBiologicalSex="HKBiologicalSexFemale"/>
 "#;
 
+/// 2024-06-01T00:00:00Z: after every sample below but the future ones.
+const NOW: i64 = 1_717_200_000;
+
 fn doc(body: &str) -> String {
     format!("{HEAD}{body}</HealthData>\n")
 }
@@ -324,7 +327,7 @@ fn sleep_stages_group_into_sessions_split_by_a_two_hour_gap() {
     ]
     .concat());
     let (rows, sources) = sleep_rows(&xml);
-    let (sessions, skips) = sleep_sessions(rows, &sources);
+    let (sessions, skips) = sleep_sessions(rows, &sources, NOW);
     assert!(skips.is_empty(), "{skips:?}");
     assert_eq!(sessions.len(), 3, "{sessions:#?}");
     let night = &sessions[0];
@@ -348,7 +351,7 @@ fn sleep_stages_group_into_sessions_split_by_a_two_hour_gap() {
     assert_eq!(sessions[2].asleep_unspecified_minutes, 420);
     // Deterministic ids, distinct per session.
     let (rows, sources) = sleep_rows(&xml);
-    let again = sleep_sessions(rows, &sources).0;
+    let again = sleep_sessions(rows, &sources, NOW).0;
     assert_eq!(sessions, again);
     assert_ne!(sessions[0].external_id, sessions[2].external_id);
 }
@@ -385,7 +388,7 @@ fn overlapping_samples_of_one_stage_count_once_and_too_long_sessions_are_skipped
     ]
     .concat());
     let (rows, sources) = sleep_rows(&xml);
-    let (sessions, skips) = sleep_sessions(rows, &sources);
+    let (sessions, skips) = sleep_sessions(rows, &sources, NOW);
     assert_eq!(sessions.len(), 1);
     assert_eq!(sessions[0].light_minutes, 180);
     assert_eq!(skips.len(), 1);
@@ -412,7 +415,7 @@ fn workouts_map_to_activity_types_with_duration_and_energy() {
     let workouts: Vec<Result<AppleWorkout, Skip>> = items
         .iter()
         .map(|item| match item {
-            Parsed::Workout(w) => workout(w),
+            Parsed::Workout(w) => workout(w, NOW),
             other => panic!("{other:?}"),
         })
         .collect();
@@ -510,4 +513,39 @@ fn read_export_reads_the_xml_inside_a_zip_and_skips_are_summarised() {
     let err = read_export(&xml_path, &mut |_| {}).unwrap_err();
     assert!(matches!(err, ImportError::Parse { .. }), "{err}");
     assert!(err.to_string().contains("nothing was stored"), "{err}");
+}
+
+#[test]
+fn sleep_and_workouts_ending_in_the_future_are_skipped() {
+    let xml = doc(&[
+        sleep_record(
+            "AsleepCore",
+            "2024-05-31 23:00:00 +0000",
+            "2024-06-01 00:05:00 +0000",
+            "W",
+        ),
+        sleep_record(
+            "AsleepCore",
+            "2024-06-01 23:00:00 +0000",
+            "2024-06-02 06:00:00 +0000",
+            "W",
+        ),
+    ]
+    .concat());
+    let (rows, sources) = sleep_rows(&xml);
+    let (sessions, skips) = sleep_sessions(rows, &sources, NOW);
+    assert_eq!(sessions.len(), 1, "ends 5 min after now: kept");
+    assert_eq!(
+        (skips.len(), skips[0].reason, skips[0].line),
+        (1, IN_THE_FUTURE, line_of(&xml, "2024-06-01 23:00:00"))
+    );
+    let xml = doc(
+        r#" <Workout workoutActivityType="HKWorkoutActivityTypeRunning" duration="30" durationUnit="min" sourceName="W" startDate="2024-06-01 00:00:00 +0000" endDate="2024-06-01 00:30:00 +0000"/>
+"#,
+    );
+    let Parsed::Workout(sample) = &parse_all(&xml).unwrap()[0] else {
+        panic!()
+    };
+    assert_eq!(workout(sample, NOW).unwrap_err().reason, IN_THE_FUTURE);
+    assert!(workout(sample, NOW + 1800).is_ok());
 }

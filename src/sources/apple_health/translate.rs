@@ -17,6 +17,10 @@ use crate::domain::{
 pub const SESSION_GAP_SECONDS: i64 = 2 * 3600;
 /// The longest session kept (the journal refuses longer ones).
 pub const MAX_SESSION_SECONDS: i64 = 24 * 3600;
+/// How far past `now` a sleep session or workout may end (clocks drift; the
+/// reading pipeline's time policy allows the same).
+pub const MAX_FUTURE_SECONDS: i64 = 300;
+pub const IN_THE_FUTURE: &str = "sleep session or workout ending in the future";
 
 /// `ah-` and 32 hex digits of SHA-256 over the item's kind, start, end and source.
 pub fn external_id(kind: &str, start: i64, end: i64, source: &str) -> String {
@@ -193,6 +197,7 @@ pub const SLEEP_TOO_LONG: &str = "sleep session longer than 24 h";
 pub fn sleep_sessions(
     mut rows: Vec<SleepRow>,
     sources: &SourceNames,
+    now: i64,
 ) -> (Vec<AppleSleep>, Vec<Skip>) {
     rows.sort_by_key(|r| (r.start, r.end));
     let mut sessions = Vec::new();
@@ -201,7 +206,7 @@ pub fn sleep_sessions(
     let mut latest_end = i64::MIN;
     for row in rows {
         if !group.is_empty() && row.start > latest_end.saturating_add(SESSION_GAP_SECONDS) {
-            session(&group, sources, &mut sessions, &mut skips);
+            session(&group, sources, now, &mut sessions, &mut skips);
             group.clear();
         }
         latest_end = if group.is_empty() {
@@ -212,7 +217,7 @@ pub fn sleep_sessions(
         group.push(row);
     }
     if !group.is_empty() {
-        session(&group, sources, &mut sessions, &mut skips);
+        session(&group, sources, now, &mut sessions, &mut skips);
     }
     (sessions, skips)
 }
@@ -238,6 +243,7 @@ fn minutes(seconds: i64) -> u32 {
 fn session(
     group: &[SleepRow],
     sources: &SourceNames,
+    now: i64,
     out: &mut Vec<AppleSleep>,
     skips: &mut Vec<Skip>,
 ) {
@@ -295,6 +301,17 @@ fn session(
                 "sleep samples of {source_name:?} from line {} span {} h without a 2 h gap",
                 first.line,
                 (end - start) / 3600
+            ),
+        });
+        return;
+    }
+    if end > now + MAX_FUTURE_SECONDS {
+        skips.push(Skip {
+            line: first.line,
+            reason: IN_THE_FUTURE,
+            detail: format!(
+                "sleep of {source_name:?} from line {} ends after now",
+                first.line
             ),
         });
         return;
@@ -376,9 +393,16 @@ pub const WORKOUT_DURATION: &str = "workout shorter than 30 s or longer than 24 
 
 /// The workout's duration (Apple's `duration`, else end - start) rounded to
 /// whole minutes; outside 1-1440 it is skipped.
-pub fn workout(sample: &WorkoutSample) -> Result<AppleWorkout, Skip> {
+pub fn workout(sample: &WorkoutSample, now: i64) -> Result<AppleWorkout, Skip> {
     let start = sample.start.timestamp();
     let end = sample.end.timestamp();
+    if end > now + MAX_FUTURE_SECONDS {
+        return Err(Skip {
+            line: sample.line,
+            reason: IN_THE_FUTURE,
+            detail: format!("{} ending {} is after now", sample.activity, sample.end),
+        });
+    }
     let minutes_f = sample
         .duration_minutes
         .unwrap_or((end - start) as f64 / 60.0)
