@@ -292,7 +292,7 @@ impl<R: Read> ExportParser<R> {
             Err(quick_xml::Error::Io(e)) => return Err(ParseError::Io(e.to_string())),
             Err(e) => {
                 // A cut inside a tag is a truncation too; name the element it is in.
-                let message = match (&e, self.stack.last()) {
+                let message = match (&e, self.stack[..self.depth].last()) {
                     (quick_xml::Error::Syntax(_), Some((name, opened))) => {
                         format!(
                             "{e} (inside <{name}> opened at line {opened}; a truncated export?)"
