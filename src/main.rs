@@ -90,6 +90,11 @@ enum Command {
         #[command(subcommand)]
         action: JobsAction,
     },
+    /// Import a file of readings (and journal entries) for a user.
+    Import {
+        #[command(subcommand)]
+        source: ImportSource,
+    },
     /// GET /health of the local instance (or --url); exit 0 only on 200 (for
     /// container health checks).
     Healthcheck {
@@ -170,6 +175,20 @@ enum JobsAction {
         limit: usize,
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImportSource {
+    /// An Apple Health export (export.zip, or the export.xml in it): blood glucose
+    /// as readings, sleep analysis and workouts for the journal. Streams the file;
+    /// stores nothing unless it parses to its end; importing it again stores
+    /// nothing new.
+    AppleHealth {
+        #[arg(long)]
+        user: String,
+        /// export.zip or export.xml.
+        file: std::path::PathBuf,
     },
 }
 
@@ -316,6 +335,9 @@ fn main() -> ExitCode {
         Command::Jobs {
             action: JobsAction::List { user, limit, json },
         } => operate(|| operator::jobs_list(s, &user, limit, output(json))),
+        Command::Import {
+            source: ImportSource::AppleHealth { user, file },
+        } => operate(|| operator::import_apple_health(s, &user, &file)),
         Command::Simulate { .. }
         | Command::Healthcheck { .. }
         | Command::Config {

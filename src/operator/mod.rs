@@ -1,9 +1,10 @@
-//! The operator CLI's work (`cgm-hub config|migrate|users|connections|sync|jobs|healthcheck`):
+//! The operator CLI's work (`cgm-hub config|migrate|users|connections|sync|jobs|import|healthcheck`):
 //! what someone running cgm-hub needs besides the HTTP API. Each command reads the same
 //! settings as `serve` and works on the configured store directly (docs/cli.md).
 
 mod table;
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,9 +13,14 @@ use serde::Serialize;
 
 use crate::app::{open_store, BuildError, Opening};
 use crate::config::{EventBusKind, Settings, StorageSettings, VARIABLES};
-use crate::domain::UserId;
+use crate::domain::{TimePolicy, UserId};
+use crate::pipeline::Pipeline;
 use crate::records::connections::{Connection, ConnectionStatus, Provider};
 use crate::records::jobs::{Created, JobStatus, NewJob, Trigger};
+use crate::sources::apple_health::{
+    self, AppleSleep, AppleWorkout, ImportSummary, JournalImportSink, Progress as ImportProgress,
+    PutCounts,
+};
 use crate::store::{Store, StoreError};
 use crate::sync::provider::{sync_target, SyncTarget};
 use table::Table;
@@ -532,4 +538,143 @@ pub async fn healthcheck(settings: Option<&Settings>, url: Option<&str>) -> Resu
     } else {
         Err(OperatorError::Failed(format!("{url}: {status} {body}")))
     }
+}
+
+/// Counts the sleep sessions and workouts of an import while no journal
+/// storage is connected (the lead connects the journal store here).
+struct UnwiredJournal;
+
+#[async_trait::async_trait]
+impl JournalImportSink for UnwiredJournal {
+    async fn put_sleep(
+        &self,
+        _user: &UserId,
+        _sessions: Vec<AppleSleep>,
+    ) -> std::result::Result<PutCounts, StoreError> {
+        Ok(PutCounts::default())
+    }
+
+    async fn put_workouts(
+        &self,
+        _user: &UserId,
+        _workouts: Vec<AppleWorkout>,
+    ) -> std::result::Result<PutCounts, StoreError> {
+        Ok(PutCounts::default())
+    }
+
+    fn stores(&self) -> bool {
+        false
+    }
+}
+
+fn megabytes(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
+}
+
+fn per_second(count: u64, elapsed: Duration) -> u64 {
+    (count as f64 / elapsed.as_secs_f64().max(1e-3)) as u64
+}
+
+/// Progress on standard error (the parser reports at most once a second).
+fn print_progress(progress: &ImportProgress) {
+    match *progress {
+        ImportProgress::Reading {
+            bytes,
+            total_bytes,
+            records,
+            elapsed,
+        } => eprintln!(
+            "reading: {} of {} ({:.0}%), {records} records, {} records/s",
+            megabytes(bytes),
+            megabytes(total_bytes),
+            100.0 * bytes as f64 / total_bytes.max(1) as f64,
+            per_second(records, elapsed)
+        ),
+        ImportProgress::Storing {
+            readings_done,
+            readings_total,
+            ..
+        } => eprintln!("storing: {readings_done} of {readings_total} glucose readings"),
+    }
+}
+
+/// `import apple-health --user ID FILE`: an Apple Health `export.zip` or
+/// `export.xml` (docs: "Apple Health import"). Blood glucose becomes readings
+/// (source `apple_health`) through the pipeline; sleep sessions and workouts
+/// go to the journal sink. Nothing is stored when the file does not parse to
+/// its end; a second import of the same file stores nothing new.
+pub async fn import_apple_health(settings: &Settings, user: &str, file: &Path) -> Result<()> {
+    let user = user_id(user)?;
+    if !file.is_file() {
+        return Err(OperatorError::Usage(format!(
+            "{}: no such file (give the export.zip or export.xml)",
+            file.display()
+        )));
+    }
+    let store = store(settings).await?;
+    let policy = TimePolicy {
+        max_age_years: settings.reading_max_age_years,
+        ..TimePolicy::default()
+    };
+    // No alert evaluation: an import is history, not a live reading.
+    let pipeline = Pipeline::new(store, policy);
+    let summary = apple_health::import(
+        file.to_path_buf(),
+        &user,
+        &pipeline,
+        &UnwiredJournal,
+        print_progress,
+    )
+    .await
+    .map_err(|e| OperatorError::Failed(e.to_string()))?;
+    print!("{}", import_summary(&user, file, &summary));
+    Ok(())
+}
+
+/// The summary `import apple-health` prints.
+pub fn import_summary(user: &UserId, file: &Path, s: &ImportSummary) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "imported {} for user {user}: {} read, {} records and {} workouts in {:.1} s \
+         ({} records/s), {:.1} s in all",
+        file.display(),
+        megabytes(s.bytes),
+        s.records,
+        s.workout_elements,
+        s.read_time.as_secs_f64(),
+        per_second(s.records + s.workout_elements, s.read_time),
+        s.total_time.as_secs_f64(),
+    );
+    let _ = writeln!(
+        out,
+        "glucose readings: {} new, {} updated, {} duplicate (already stored), {} refused; \
+         {} more at an instant that already had one",
+        s.tally.inserted, s.tally.updated, s.tally.duplicates, s.tally.rejected, s.same_instant
+    );
+    let journal = |what: &str, n: u64, put: PutCounts| {
+        if s.journal_stored {
+            format!("{what}: {n} ({} new, {} duplicate)", put.new, put.duplicate)
+        } else {
+            format!("{what}: {n} parsed, not stored (journal storage is not wired yet)")
+        }
+    };
+    let _ = writeln!(
+        out,
+        "{}",
+        journal("sleep sessions", s.sleep_sessions, s.sleep)
+    );
+    let _ = writeln!(out, "{}", journal("workouts", s.workouts, s.workouts_put));
+    let _ = writeln!(out, "skipped records: {}", s.skips.total());
+    for (reason, group) in &s.skips.by_reason {
+        let _ = writeln!(out, "  {reason}: {}", group.count);
+        for example in &group.examples {
+            let _ = writeln!(out, "    {example}");
+        }
+        if group.count > group.examples.len() as u64 {
+            let _ = writeln!(out, "    ...");
+        }
+    }
+    out
 }

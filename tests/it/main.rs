@@ -4,6 +4,7 @@ mod accounts;
 mod alerts;
 mod analytics_http;
 mod analytics_parity;
+mod apple_health_import;
 mod authz_matrix;
 mod daily_http;
 mod demo;
