@@ -20,6 +20,7 @@ use super::connections::{ConnectionList, ConnectionView};
 use super::daily::{DailyView, DayView};
 use super::error::{ErrorBody, ErrorEnvelope};
 use super::jobs::{JobList, JobView, RangeView};
+use super::journal::JournalPagination;
 use super::notifications::{EndpointInputDoc, EndpointList, EndpointView};
 use super::oauth::{BackfillView, Connected, RefreshInput, RefreshView};
 use super::profile::{ProfileInput, ProfileView};
@@ -32,10 +33,13 @@ use super::tasks::TaskView;
 use super::views::JobCountsView;
 use super::views::{DeviceInfoView, ReadingView};
 use super::webhook::DeliveryReceipt;
-use super::{accounts, alerts, daily, notifications, profile};
+use super::{accounts, alerts, daily, journal, notifications, profile};
 use super::{
     analytics, audit, connections, health, jobs, oauth, readings, shares, stream, tasks, webhook,
     AppState,
+};
+use crate::domain::{
+    ActivityInput, ActivityType, Food, Intensity, MealInput, MealType, SleepInput,
 };
 use crate::pipeline::wire::{DeviceInfoInput, ReadingInput};
 
@@ -64,7 +68,12 @@ use crate::pipeline::wire::{DeviceInfoInput, ReadingInput};
         notifications::create, notifications::list, notifications::delete,
         stream::stream, stream::token,
         accounts::register, accounts::login, accounts::refresh, accounts::logout, accounts::me,
-        accounts::invite
+        accounts::invite,
+        journal::create_meal, journal::list_meals, journal::get_meal, journal::patch_meal,
+        journal::delete_meal, journal::create_sleep, journal::list_sleep, journal::get_sleep,
+        journal::patch_sleep, journal::delete_sleep, journal::create_activity,
+        journal::list_activities, journal::get_activity, journal::patch_activity,
+        journal::delete_activity
     ),
     components(schemas(
         ReadingView, DeviceInfoView, ReadingInput, BulkInput, DeviceInfoInput, RecordOutcome, Summary,
@@ -80,7 +89,10 @@ use crate::pipeline::wire::{DeviceInfoInput, ReadingInput};
         AlertSettingsEnvelope, AlertEnvelope, AlertListEnvelope, EndpointInputDoc, EndpointView,
         EndpointList, EndpointEnvelope, EndpointListEnvelope, StreamTokenView, StreamTokenEnvelope,
         AccountView, SessionView, MeView, RegisterInput, LoginInput, RefreshTokenInput,
-        SessionEnvelope, MeEnvelope, InvitationInput, InvitationView, InvitationEnvelope, PendingShareView, PendingShareEnvelope
+        SessionEnvelope, MeEnvelope, InvitationInput, InvitationView, InvitationEnvelope, PendingShareView, PendingShareEnvelope,
+        MealInput, SleepInput, ActivityInput, Food, MealType, ActivityType, Intensity,
+        MealView, SleepView, ActivityView, MealEnvelope, SleepEnvelope, ActivityEnvelope,
+        JournalPagination, JournalPage, JournalPageEnvelope
     )),
     modifiers(&BearerAuth, &GateResponses),
     security(("bearer" = [])),
@@ -95,6 +107,7 @@ use crate::pipeline::wire::{DeviceInfoInput, ReadingInput};
         (name = "alerts", description = "Alert settings, alert history and acknowledgement (alerts are raised and resolved as readings are stored), and the per-user live stream of readings and alerts (Server-Sent Events)"),
         (name = "operations", description = "Health and metrics"),
         (name = "profile", description = "A user's time zone, target range, display unit and diabetes type"),
+        (name = "journal", description = "The health journal: meals, sleep sessions and activities (docs/journal.md); each change is announced on the event bus (meal.*, sleep.*, activity.*)"),
         (name = "accounts", description = "Built-in accounts: sign-up, login, refresh-token rotation, logout (docs/accounts.md); the access tokens are the bearer JWTs every other route takes"),
     )
 )]
@@ -295,6 +308,132 @@ pub struct MeEnvelope {
     #[schema(example = "success")]
     status: String,
     data: MeView,
+}
+
+/// A stored meal.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct MealView {
+    #[schema(format = "uuid")]
+    id: String,
+    user_id: String,
+    #[schema(value_type = String, format = DateTime)]
+    timestamp: String,
+    meal_type: Option<MealType>,
+    carbs_grams: Option<f64>,
+    protein_grams: Option<f64>,
+    fat_grams: Option<f64>,
+    calories: Option<f64>,
+    glycemic_load: Option<f64>,
+    description: Option<String>,
+    photo_url: Option<String>,
+    foods: Vec<Food>,
+    #[schema(example = "manual")]
+    source: String,
+    external_id: Option<String>,
+    #[schema(value_type = String, format = DateTime)]
+    created_at: String,
+    #[schema(value_type = String, format = DateTime)]
+    updated_at: String,
+}
+
+/// A stored sleep session.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct SleepView {
+    #[schema(format = "uuid")]
+    id: String,
+    user_id: String,
+    #[schema(value_type = String, format = DateTime)]
+    sleep_start: String,
+    #[schema(value_type = String, format = DateTime)]
+    sleep_end: String,
+    /// The day the session counts for (daily aggregates).
+    #[schema(value_type = String, format = Date)]
+    date: String,
+    duration_minutes: u32,
+    deep_sleep_minutes: Option<u32>,
+    rem_sleep_minutes: Option<u32>,
+    light_sleep_minutes: Option<u32>,
+    awake_minutes: Option<u32>,
+    quality_score: Option<f64>,
+    #[schema(example = "manual")]
+    source: String,
+    external_id: Option<String>,
+    #[schema(value_type = String, format = DateTime)]
+    created_at: String,
+    #[schema(value_type = String, format = DateTime)]
+    updated_at: String,
+}
+
+/// A stored activity.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ActivityView {
+    #[schema(format = "uuid")]
+    id: String,
+    user_id: String,
+    #[schema(value_type = String, format = DateTime)]
+    timestamp: String,
+    activity_type: ActivityType,
+    duration_minutes: u32,
+    intensity: Option<Intensity>,
+    calories_burned: Option<f64>,
+    heart_rate_avg: Option<u16>,
+    steps: Option<u32>,
+    #[schema(example = "manual")]
+    source: String,
+    external_id: Option<String>,
+    #[schema(value_type = String, format = DateTime)]
+    created_at: String,
+    #[schema(value_type = String, format = DateTime)]
+    updated_at: String,
+}
+
+/// `{"status":"success","data":<meal>}`
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct MealEnvelope {
+    #[schema(example = "success")]
+    status: String,
+    data: MealView,
+}
+
+/// `{"status":"success","data":<sleep session>}`
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct SleepEnvelope {
+    #[schema(example = "success")]
+    status: String,
+    data: SleepView,
+}
+
+/// `{"status":"success","data":<activity>}`
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ActivityEnvelope {
+    #[schema(example = "success")]
+    status: String,
+    data: ActivityView,
+}
+
+/// A page of one kind: the list under `meals`, `sleep` or `activities`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct JournalPage {
+    meals: Option<Vec<MealView>>,
+    sleep: Option<Vec<SleepView>>,
+    activities: Option<Vec<ActivityView>>,
+    pagination: JournalPagination,
+}
+
+/// `{"status":"success","data":{"<kind>":[...],"pagination":{...}}}`
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct JournalPageEnvelope {
+    #[schema(example = "success")]
+    status: String,
+    data: JournalPage,
 }
 
 /// `{"status":"success","data":{"days":[...]}}`

@@ -15,6 +15,7 @@ mod docs;
 pub mod error;
 mod health;
 mod jobs;
+mod journal;
 mod middleware;
 mod notifications;
 pub mod oauth;
@@ -333,6 +334,96 @@ fn routes() -> Vec<(Route, MethodRouter<AppState>)> {
             "/api/users/{user_id}/stream-token",
             Bearer,
             stream::token,
+        ),
+        route(
+            Method::POST,
+            "/api/users/{user_id}/meals",
+            Bearer,
+            journal::create_meal,
+        ),
+        route(
+            Method::GET,
+            "/api/users/{user_id}/meals",
+            Bearer,
+            journal::list_meals,
+        ),
+        route(
+            Method::GET,
+            "/api/users/{user_id}/meals/{entry_id}",
+            Bearer,
+            journal::get_meal,
+        ),
+        route(
+            Method::PATCH,
+            "/api/users/{user_id}/meals/{entry_id}",
+            Bearer,
+            journal::patch_meal,
+        ),
+        route(
+            Method::DELETE,
+            "/api/users/{user_id}/meals/{entry_id}",
+            Bearer,
+            journal::delete_meal,
+        ),
+        route(
+            Method::POST,
+            "/api/users/{user_id}/sleep",
+            Bearer,
+            journal::create_sleep,
+        ),
+        route(
+            Method::GET,
+            "/api/users/{user_id}/sleep",
+            Bearer,
+            journal::list_sleep,
+        ),
+        route(
+            Method::GET,
+            "/api/users/{user_id}/sleep/{entry_id}",
+            Bearer,
+            journal::get_sleep,
+        ),
+        route(
+            Method::PATCH,
+            "/api/users/{user_id}/sleep/{entry_id}",
+            Bearer,
+            journal::patch_sleep,
+        ),
+        route(
+            Method::DELETE,
+            "/api/users/{user_id}/sleep/{entry_id}",
+            Bearer,
+            journal::delete_sleep,
+        ),
+        route(
+            Method::POST,
+            "/api/users/{user_id}/activities",
+            Bearer,
+            journal::create_activity,
+        ),
+        route(
+            Method::GET,
+            "/api/users/{user_id}/activities",
+            Bearer,
+            journal::list_activities,
+        ),
+        route(
+            Method::GET,
+            "/api/users/{user_id}/activities/{entry_id}",
+            Bearer,
+            journal::get_activity,
+        ),
+        route(
+            Method::PATCH,
+            "/api/users/{user_id}/activities/{entry_id}",
+            Bearer,
+            journal::patch_activity,
+        ),
+        route(
+            Method::DELETE,
+            "/api/users/{user_id}/activities/{entry_id}",
+            Bearer,
+            journal::delete_activity,
         ),
         route(Method::GET, "/api/jobs/{job_id}", Bearer, jobs::get),
         route(Method::GET, "/api/users/{user_id}/jobs", Bearer, jobs::list),

@@ -10,6 +10,7 @@ pub mod daily;
 pub mod events;
 pub mod inbox;
 pub mod invitations;
+pub mod journal;
 pub mod jobs;
 pub mod notifications;
 pub mod readings;

@@ -15,6 +15,7 @@ mod connections;
 mod daily;
 mod inbox;
 mod invitations;
+mod journal;
 mod item;
 mod jobs;
 mod notifications;

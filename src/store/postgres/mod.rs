@@ -20,6 +20,7 @@ mod connections;
 mod daily;
 mod inbox;
 mod invitations;
+mod journal;
 mod jobs;
 mod migrations;
 mod notifications;

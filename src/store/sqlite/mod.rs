@@ -17,6 +17,7 @@ mod connections;
 mod daily;
 mod inbox;
 mod invitations;
+mod journal;
 mod jobs;
 mod latest_cache;
 mod migrations;
