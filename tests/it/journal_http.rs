@@ -83,9 +83,9 @@ async fn kind_round_trip(app: &TestApp, plural: &str, body: Value, change: Value
 
     let deleted = send(app, reqwest::Method::DELETE, &one, None, None).await;
     assert_eq!(deleted.status().as_u16(), 204);
-    expect_error(app.get(&one).await, 404, "NOT_FOUND").await;
+    expect_error(app.get(&one).await, 404, "RESOURCE_NOT_FOUND").await;
     let again = send(app, reqwest::Method::DELETE, &one, None, None).await;
-    expect_error(again, 404, "NOT_FOUND").await;
+    expect_error(again, 404, "RESOURCE_NOT_FOUND").await;
     let listed = json_of(app.get(&base).await, 200).await;
     assert!(listed[plural].as_array().unwrap().is_empty());
 }
@@ -285,7 +285,7 @@ async fn bad_input_case(app: &TestApp) {
         None,
     )
     .await;
-    expect_error(missing, 404, "NOT_FOUND").await;
+    expect_error(missing, 404, "RESOURCE_NOT_FOUND").await;
 }
 
 async fn postgres_app() -> (PgSchema, TestApp) {
