@@ -27,7 +27,9 @@ use crate::domain::{
 };
 use crate::pipeline::wire::json_pointer;
 use crate::records::audit::Action;
-use crate::records::journal::{JournalBody, JournalCreated, JournalEntry, JournalKind, JournalQuery};
+use crate::records::journal::{
+    JournalBody, JournalCreated, JournalEntry, JournalKind, JournalQuery,
+};
 use crate::store::profile_or_default;
 
 /// The path segment of a kind, and the key of its list.
@@ -60,7 +62,10 @@ fn object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
             "request body must be a JSON object",
             vec![],
         )),
-        Err(e) => Err(ApiError::bad_request(format!("malformed JSON: {e}"), vec![])),
+        Err(e) => Err(ApiError::bad_request(
+            format!("malformed JSON: {e}"),
+            vec![],
+        )),
     }
 }
 
@@ -68,10 +73,7 @@ fn invalid(kind: JournalKind, errors: Vec<FieldError>) -> ApiError {
     let what = kind.as_str();
     match errors.as_slice() {
         [one] => ApiError::unprocessable(format!("invalid {what}: {one}"), errors),
-        many => ApiError::unprocessable(
-            format!("invalid {what}: {} problems", many.len()),
-            errors,
-        ),
+        many => ApiError::unprocessable(format!("invalid {what}: {} problems", many.len()), errors),
     }
 }
 
@@ -98,11 +100,12 @@ async fn parse_entry(
         JournalKind::Sleep => {
             let input: SleepInput = typed(value)?;
             let origin = input.origin();
-            let tz = profile_or_default(state.store.as_ref(), user).await?.timezone;
+            let tz = profile_or_default(state.store.as_ref(), user)
+                .await?
+                .timezone;
             (
                 origin,
-                SleepSession::parse(input, user.as_str(), tz, &policy, now)
-                    .map(JournalBody::Sleep),
+                SleepSession::parse(input, user.as_str(), tz, &policy, now).map(JournalBody::Sleep),
             )
         }
         JournalKind::Activity => {

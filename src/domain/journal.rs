@@ -608,16 +608,16 @@ impl Activity {
             }
             d => d,
         };
-        let calories_burned =
-            e.amount("calories_burned", input.calories_burned, MAX_CALORIES_BURNED);
+        let calories_burned = e.amount(
+            "calories_burned",
+            input.calories_burned,
+            MAX_CALORIES_BURNED,
+        );
         let heart_rate_avg = match input.heart_rate_avg {
             Some(h) if !(HEART_RATE.0..=HEART_RATE.1).contains(&h) => {
                 e.push(
                     "heart_rate_avg",
-                    format!(
-                        "must be {}-{} beats per minute",
-                        HEART_RATE.0, HEART_RATE.1
-                    ),
+                    format!("must be {}-{} beats per minute", HEART_RATE.0, HEART_RATE.1),
                 );
                 None
             }
@@ -711,9 +711,11 @@ mod tests {
             )),
             ["/sleep_end"]
         );
-        assert!(sleep(serde_json::json!({"sleep_start": "2025-01-12T06:00:00Z",
+        assert!(
+            sleep(serde_json::json!({"sleep_start": "2025-01-12T06:00:00Z",
             "sleep_end": "2025-01-13T06:00:00Z"}))
-        .is_ok());
+            .is_ok()
+        );
         assert_eq!(
             pointers(sleep(
                 serde_json::json!({"sleep_start": "2025-01-13T22:00:00Z",
@@ -774,9 +776,11 @@ mod tests {
             let input: ActivityInput = serde_json::from_value(json).unwrap();
             Activity::parse(input, "u1", &TimePolicy::default(), now())
         };
-        assert!(activity(serde_json::json!({"timestamp": "2025-01-14T11:00:00Z",
+        assert!(
+            activity(serde_json::json!({"timestamp": "2025-01-14T11:00:00Z",
             "activity_type": "running", "duration_minutes": 30, "heart_rate_avg": 150}))
-        .is_ok());
+            .is_ok()
+        );
         assert_eq!(
             pointers(activity(
                 serde_json::json!({"timestamp": "2025-01-14T11:00:00Z",

@@ -22,11 +22,11 @@ pub use account::{
 pub use alert_settings::{AlertSettings, AlertSettingsInput};
 pub use device::DeviceInfo;
 pub use error::FieldError;
+pub use glucose::{Glucose, GlucoseUnit, MgDl, SensorStatus, MMOL_TO_MG_DL};
 pub use journal::{
     Activity, ActivityInput, ActivityType, EntryOrigin, Food, Intensity, Meal, MealInput, MealType,
     OriginInput, SleepInput, SleepSession,
 };
-pub use glucose::{Glucose, GlucoseUnit, MgDl, SensorStatus, MMOL_TO_MG_DL};
 pub use profile::{
     target_from_parts, DiabetesType, DisplayUnit, Profile, TargetRange, TimeZoneName,
 };

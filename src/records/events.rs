@@ -14,8 +14,8 @@ use uuid::Uuid;
 use crate::domain::{Reading, UserId};
 use crate::records::alerts::Alert;
 use crate::records::connections::{ConnectionStatus, Provider};
-use crate::records::journal::{JournalChange, JournalEntry, JournalKind};
 use crate::records::jobs::{JobCounts, JobStatus, SyncJob};
+use crate::records::journal::{JournalChange, JournalEntry, JournalKind};
 use crate::records::readings::{Outcome, Upserted};
 
 /// Bumped whenever an event's JSON shape changes incompatibly.
@@ -86,7 +86,15 @@ impl EventKind {
             EventKind::AlertRaised(a)
             | EventKind::AlertAcknowledged(a)
             | EventKind::AlertResolved(a) => &a.user_id,
-            EventKind::MealCreated(c) | EventKind::MealUpdated(c) | EventKind::MealDeleted(c) | EventKind::SleepCreated(c) | EventKind::SleepUpdated(c) | EventKind::SleepDeleted(c) | EventKind::ActivityCreated(c) | EventKind::ActivityUpdated(c) | EventKind::ActivityDeleted(c) => &c.user_id,
+            EventKind::MealCreated(c)
+            | EventKind::MealUpdated(c)
+            | EventKind::MealDeleted(c)
+            | EventKind::SleepCreated(c)
+            | EventKind::SleepUpdated(c)
+            | EventKind::SleepDeleted(c)
+            | EventKind::ActivityCreated(c)
+            | EventKind::ActivityUpdated(c)
+            | EventKind::ActivityDeleted(c) => &c.user_id,
         }
     }
 

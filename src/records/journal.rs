@@ -18,7 +18,8 @@ pub enum JournalKind {
 }
 
 impl JournalKind {
-    pub const ALL: [JournalKind; 3] = [JournalKind::Meal, JournalKind::Sleep, JournalKind::Activity];
+    pub const ALL: [JournalKind; 3] =
+        [JournalKind::Meal, JournalKind::Sleep, JournalKind::Activity];
 
     /// The stored name, and the first part of the kind's event types.
     pub fn as_str(self) -> &'static str {

@@ -239,7 +239,10 @@ where
                 continue;
             }
             let day = days.entry(s.date()).or_default();
-            add(&mut day.total_sleep_minutes, f64::from(s.duration_minutes()));
+            add(
+                &mut day.total_sleep_minutes,
+                f64::from(s.duration_minutes()),
+            );
             if let Some(q) = s.quality_score() {
                 let (sum, n) = quality.entry(s.date()).or_default();
                 *sum += q;

@@ -427,7 +427,9 @@ const ENDPOINTS: &[Endpoint] = &[
         method: Method::POST,
         template: "/api/users/{userId}/activities",
         path: "/api/users/pat/activities",
-        body: Some(|| json!({"timestamp": hour_ago(), "activity_type": "walking", "duration_minutes": 20})),
+        body: Some(
+            || json!({"timestamp": hour_ago(), "activity_type": "walking", "duration_minutes": 20}),
+        ),
         access: Access::Own,
         ok: 201,
     },

@@ -187,7 +187,10 @@ async fn crud_case(app: &TestApp) {
             None => break,
         }
     }
-    let mut want: Vec<String> = (1..=3).rev().map(|i| at(t + Duration::minutes(i))).collect();
+    let mut want: Vec<String> = (1..=3)
+        .rev()
+        .map(|i| at(t + Duration::minutes(i)))
+        .collect();
     want.push(at(t));
     assert_eq!(seen, want);
     let tampered = app
@@ -210,8 +213,16 @@ async fn bad_input_case(app: &TestApp) {
             json!({"sleep_start": at(t - Duration::hours(25)), "sleep_end": at(t)}),
             "/sleep_end",
         ),
-        ("meals", json!({"timestamp": at(t), "carbs_grams": -5}), "/carbs_grams"),
-        ("meals", json!({"timestamp": at(t), "meal_type": "brunch"}), "/meal_type"),
+        (
+            "meals",
+            json!({"timestamp": at(t), "carbs_grams": -5}),
+            "/carbs_grams",
+        ),
+        (
+            "meals",
+            json!({"timestamp": at(t), "meal_type": "brunch"}),
+            "/meal_type",
+        ),
         (
             "activities",
             json!({"timestamp": at(t), "activity_type": "skydiving", "duration_minutes": 5}),
@@ -223,8 +234,16 @@ async fn bad_input_case(app: &TestApp) {
             json!({"timestamp": at(future), "activity_type": "walking", "duration_minutes": 5}),
             "/timestamp",
         ),
-        ("meals", json!({"timestamp": at(t), "colour": "red"}), "/colour"),
-        ("meals", json!({"timestamp": at(t), "carbs_grams": "lots"}), "/carbs_grams"),
+        (
+            "meals",
+            json!({"timestamp": at(t), "colour": "red"}),
+            "/colour",
+        ),
+        (
+            "meals",
+            json!({"timestamp": at(t), "carbs_grams": "lots"}),
+            "/carbs_grams",
+        ),
         (
             "meals",
             json!({"timestamp": at(t), "foods": [{"name": "x", "sugar": 1}]}),
@@ -260,8 +279,11 @@ async fn bad_input_case(app: &TestApp) {
     }
     // A patch whose result is invalid changes nothing.
     let meal = json_of(
-        app.post_json("/api/users/pat/meals", &json!({"timestamp": at(t), "carbs_grams": 10}))
-            .await,
+        app.post_json(
+            "/api/users/pat/meals",
+            &json!({"timestamp": at(t), "carbs_grams": 10}),
+        )
+        .await,
         201,
     )
     .await;
@@ -291,10 +313,7 @@ async fn bad_input_case(app: &TestApp) {
 async fn postgres_app() -> (PgSchema, TestApp) {
     let schema = PgSchema::new();
     let _migrated = schema.store().await;
-    let url = format!(
-        "{}?options=-c%20search_path%3D{}",
-        schema.url, schema.name
-    );
+    let url = format!("{}?options=-c%20search_path%3D{}", schema.url, schema.name);
     let app = TestApp::spawn_with(&[
         ("STORAGE_BACKEND", "postgres"),
         ("DATABASE_URL", url.as_str()),
@@ -367,29 +386,64 @@ async fn a_share_reader_reads_the_journal_but_cannot_write_it() {
     );
     let meal = json!({"timestamp": at(hour()), "carbs_grams": 20});
     let created = json_of(
-        send(&app, reqwest::Method::POST, "/api/users/pat/meals", Some(&meal), Some(&pat)).await,
+        send(
+            &app,
+            reqwest::Method::POST,
+            "/api/users/pat/meals",
+            Some(&meal),
+            Some(&pat),
+        )
+        .await,
         201,
     )
     .await;
     let one = format!("/api/users/pat/meals/{}", created["id"].as_str().unwrap());
     let listed = json_of(
-        send(&app, reqwest::Method::GET, "/api/users/pat/meals", None, Some(&mom)).await,
+        send(
+            &app,
+            reqwest::Method::GET,
+            "/api/users/pat/meals",
+            None,
+            Some(&mom),
+        )
+        .await,
         200,
     )
     .await;
     assert_eq!(listed["meals"][0], created);
-    json_of(send(&app, reqwest::Method::GET, &one, None, Some(&mom)).await, 200).await;
+    json_of(
+        send(&app, reqwest::Method::GET, &one, None, Some(&mom)).await,
+        200,
+    )
+    .await;
     let denied = [
-        send(&app, reqwest::Method::POST, "/api/users/pat/meals", Some(&meal), Some(&mom)).await,
-        send(&app, reqwest::Method::PATCH, &one, Some(&json!({"carbs_grams": 1})), Some(&mom))
-            .await,
+        send(
+            &app,
+            reqwest::Method::POST,
+            "/api/users/pat/meals",
+            Some(&meal),
+            Some(&mom),
+        )
+        .await,
+        send(
+            &app,
+            reqwest::Method::PATCH,
+            &one,
+            Some(&json!({"carbs_grams": 1})),
+            Some(&mom),
+        )
+        .await,
         send(&app, reqwest::Method::DELETE, &one, None, Some(&mom)).await,
         send(&app, reqwest::Method::GET, &one, None, Some(&aunt)).await,
     ];
     for response in denied {
         expect_error(response, 403, "FORBIDDEN").await;
     }
-    let still = json_of(send(&app, reqwest::Method::GET, &one, None, Some(&pat)).await, 200).await;
+    let still = json_of(
+        send(&app, reqwest::Method::GET, &one, None, Some(&pat)).await,
+        200,
+    )
+    .await;
     assert_eq!(still, created, "nothing changed");
 }
 
@@ -417,7 +471,14 @@ async fn daily_rows_follow_the_journal() {
         let app_url = app.url(&query);
         let client = app.client.clone();
         async move {
-            let body: Value = client.get(app_url).send().await.unwrap().json().await.unwrap();
+            let body: Value = client
+                .get(app_url)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
             daily_day(&body["data"]["days"], &date)
         }
     };

@@ -61,7 +61,11 @@ fn to_item(entry: &JournalEntry, sk: String, rev: u64) -> Result<Item, StoreErro
     item.insert("kind".into(), s(entry.kind().as_str()));
     item.insert("at_ms".into(), ms(entry.at()));
     item.insert("source".into(), s(&entry.source));
-    put_opt(&mut item, "external_id", entry.external_id.as_deref().map(s));
+    put_opt(
+        &mut item,
+        "external_id",
+        entry.external_id.as_deref().map(s),
+    );
     item.insert("created_at_ms".into(), ms(entry.created_at));
     item.insert("updated_at_ms".into(), ms(entry.updated_at));
     item.insert("body".into(), s(body));
@@ -110,7 +114,11 @@ fn create_items(table: &str, entry: &JournalEntry) -> Result<Vec<TransactWriteIt
     let new = Some("attribute_not_exists(pk)");
     let mut items = vec![
         put(table, to_item(entry, format!("I#{}", entry.id), 0)?, new)?,
-        put(table, to_item(entry, time_sk(entry.at(), entry.id), 0)?, new)?,
+        put(
+            table,
+            to_item(entry, time_sk(entry.at(), entry.id), 0)?,
+            new,
+        )?,
     ];
     if let Some(external_id) = &entry.external_id {
         let mut marker = marker_key(entry, external_id);
@@ -183,7 +191,11 @@ impl DynamoStore {
                     items.extend(create_items(&table, entry)?);
                 }
             }
-            if items.is_empty() || self.transact("TransactWriteItems journal create", items).await? {
+            if items.is_empty()
+                || self
+                    .transact("TransactWriteItems journal create", items)
+                    .await?
+            {
                 self.wrote_outbox();
                 return Ok(chunk
                     .into_iter()
@@ -255,7 +267,10 @@ impl JournalStore for DynamoStore {
             let chunk: Vec<(usize, JournalEntry)> =
                 fresh.by_ref().take(JOURNAL_BATCH_ATOMIC).collect();
             let (indexes, chunk): (Vec<usize>, Vec<JournalEntry>) = chunk.into_iter().unzip();
-            for (i, created) in indexes.into_iter().zip(self.create_journal_chunk(chunk).await?) {
+            for (i, created) in indexes
+                .into_iter()
+                .zip(self.create_journal_chunk(chunk).await?)
+            {
                 out[i] = Some(created);
             }
         }
@@ -361,14 +376,20 @@ impl JournalStore for DynamoStore {
             let old_sk = time_sk(stored.at(), stored.id);
             let new_sk = time_sk(entry.at(), entry.id);
             if old_sk != new_sk {
-                items.push(delete(&table, key(pk(entry.user_id.as_str(), entry.kind()), old_sk))?);
+                items.push(delete(
+                    &table,
+                    key(pk(entry.user_id.as_str(), entry.kind()), old_sk),
+                )?);
             }
             items.push(put(&table, to_item(&entry, new_sk, rev + 1)?, None)?);
             items.push(outbox::append(
                 &table,
                 &Event::journal_changed(&entry, JournalChangeKind::Updated),
             )?);
-            if self.transact("TransactWriteItems journal update", items).await? {
+            if self
+                .transact("TransactWriteItems journal update", items)
+                .await?
+            {
                 self.wrote_outbox();
                 return Ok(Some(entry));
             }
@@ -412,7 +433,10 @@ impl JournalStore for DynamoStore {
                 &table,
                 &Event::journal_changed(&stored, JournalChangeKind::Deleted),
             )?);
-            if self.transact("TransactWriteItems journal delete", items).await? {
+            if self
+                .transact("TransactWriteItems journal delete", items)
+                .await?
+            {
                 self.wrote_outbox();
                 return Ok(true);
             }

@@ -24,8 +24,8 @@ macro_rules! columns {
 
 fn read_entry(row: &PgRow) -> Result<JournalEntry, StoreError> {
     let kind: &str = col(row, 2)?;
-    let kind =
-        JournalKind::parse(kind).ok_or_else(|| StoreError::Corrupt(format!("journal kind {kind:?}")))?;
+    let kind = JournalKind::parse(kind)
+        .ok_or_else(|| StoreError::Corrupt(format!("journal kind {kind:?}")))?;
     let body: &str = col(row, 7)?;
     Ok(JournalEntry {
         id: col(row, 0)?,

@@ -16,8 +16,7 @@ use crate::records::journal::{
 };
 use crate::store::{JournalStore, StoreError};
 
-const COLUMNS: &str =
-    "id, user_id, kind, source, external_id, created_at_ms, updated_at_ms, body";
+const COLUMNS: &str = "id, user_id, kind, source, external_id, created_at_ms, updated_at_ms, body";
 
 fn time(ms: i64) -> Result<DateTime<Utc>, StoreError> {
     Utc.timestamp_millis_opt(ms)
@@ -38,7 +37,8 @@ fn read_entry(row: &Row<'_>) -> rusqlite::Result<Result<JournalEntry, StoreError
         let kind = JournalKind::parse(&kind)
             .ok_or_else(|| StoreError::Corrupt(format!("journal kind {kind:?}")))?;
         Ok(JournalEntry {
-            id: Uuid::parse_str(&id).map_err(|e| StoreError::Corrupt(format!("journal id: {e}")))?,
+            id: Uuid::parse_str(&id)
+                .map_err(|e| StoreError::Corrupt(format!("journal id: {e}")))?,
             user_id: UserId::parse(&user)
                 .map_err(|e| StoreError::Corrupt(format!("journal user: {e}")))?,
             source,

@@ -3,9 +3,7 @@
 //! keep identity and announce themselves, users and kinds stay apart, and a
 //! batch is stored whole or not at all.
 
-use cgm_hub::domain::{
-    Activity, ActivityInput, ActivityType, Meal, MealInput, TimePolicy,
-};
+use cgm_hub::domain::{Activity, ActivityInput, ActivityType, Meal, MealInput, TimePolicy};
 use cgm_hub::records::journal::{
     JournalBody, JournalCreated, JournalEntry, JournalKind, JournalQuery,
 };
@@ -142,7 +140,10 @@ pub(super) async fn journal_uploads_are_idempotent_by_external_id(s: S) {
     assert_eq!(events.len(), 6, "{events:?}");
     assert_eq!(events[0], ("meal.created".into(), first.id.to_string()));
     assert_eq!(
-        events.iter().filter(|(k, _)| k == "activity.created").count(),
+        events
+            .iter()
+            .filter(|(k, _)| k == "activity.created")
+            .count(),
         1
     );
 }
@@ -332,7 +333,10 @@ pub(super) async fn journal_batches_are_stored_whole_or_not_at_all(s: S) {
         .unwrap();
     assert_eq!(
         again,
-        [JournalCreated::Existing(a.clone()), JournalCreated::Existing(b.clone())]
+        [
+            JournalCreated::Existing(a.clone()),
+            JournalCreated::Existing(b.clone())
+        ]
     );
     let before = journal_events(&s).await.len();
     assert_eq!(before, 3);
@@ -358,7 +362,11 @@ pub(super) async fn journal_batches_are_stored_whole_or_not_at_all(s: S) {
         .await
         .unwrap();
     assert_eq!(listed.len(), 3);
-    assert_eq!(journal_events(&s).await.len(), 0, "no event of the failed batch");
+    assert_eq!(
+        journal_events(&s).await.len(),
+        0,
+        "no event of the failed batch"
+    );
     // The key "c" was not taken by the failed batch.
     assert!(matches!(
         s.create_journal_entry(c.clone()).await.unwrap(),
