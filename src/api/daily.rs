@@ -1,6 +1,9 @@
 //! `GET /api/bg/{userId}/daily`: the daily aggregates of a window of local
 //! days, kept current as readings arrive (`store::daily` decides which stored
-//! rows are fresh and recomputes the rest).
+//! rows are fresh and recomputes the rest), with the journal's totals of each
+//! day computed from the entries when asked.
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Response};
@@ -15,8 +18,8 @@ use super::views::success;
 use super::AppState;
 use crate::domain::{FieldError, Profile, TimeZoneName, UserId};
 use crate::records::audit::Action;
-use crate::records::daily::{DailyRow, DayBasis};
-use crate::store::daily::daily_aggregates;
+use crate::records::daily::{DailyRow, DayBasis, GlucoseFigures, JournalFigures};
+use crate::store::daily::{daily_aggregates, journal_figures};
 use crate::store::profile_or_default;
 
 /// The longest window, in days.
@@ -52,18 +55,22 @@ pub struct DayView {
     /// The local date in the window's zone.
     #[schema(value_type = String, example = "2025-01-14")]
     pub date: NaiveDate,
+    /// 0 on a day with journal entries and no reading (its glucose figures are null).
     pub readings: u32,
     /// mg/dL.
-    pub avg_glucose: f64,
-    pub min_glucose: f64,
-    pub max_glucose: f64,
+    pub avg_glucose: Option<f64>,
+    pub min_glucose: Option<f64>,
+    pub max_glucose: Option<f64>,
     /// Sample standard deviation; null for a day with one reading.
     pub std_glucose: Option<f64>,
     /// Percent of the day's readings within the profile's target range (inclusive).
-    pub time_in_range_percent: f64,
-    pub time_above_range_percent: f64,
-    pub time_below_range_percent: f64,
-    /// Journal totals: null until the journal has entries that day.
+    pub time_in_range_percent: Option<f64>,
+    pub time_above_range_percent: Option<f64>,
+    pub time_below_range_percent: Option<f64>,
+    /// Journal totals, null until the journal has entries that give them that
+    /// day: minutes of the sleep sessions of that `date`, the mean of their
+    /// quality scores, minutes of the activities started that day, carbs and
+    /// calories of the meals eaten that day (docs/journal.md).
     pub total_sleep_minutes: Option<f64>,
     pub sleep_quality_score: Option<f64>,
     pub total_exercise_minutes: Option<f64>,
@@ -73,30 +80,50 @@ pub struct DayView {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DailyView {
-    /// The days with readings, oldest first (days without any are omitted).
+    /// The days with readings or journal entries, oldest first (days without
+    /// either are omitted).
     pub days: Vec<DayView>,
 }
 
 impl DayView {
-    fn of(row: &DailyRow) -> Option<Self> {
-        let g = row.glucose?;
-        Some(Self {
-            date: row.date,
-            readings: g.readings,
-            avg_glucose: g.avg_glucose,
-            min_glucose: g.min_glucose,
-            max_glucose: g.max_glucose,
-            std_glucose: g.std_glucose,
-            time_in_range_percent: g.time_in_range_percent,
-            time_above_range_percent: g.time_above_range_percent,
-            time_below_range_percent: g.time_below_range_percent,
-            total_sleep_minutes: row.journal.total_sleep_minutes,
-            sleep_quality_score: row.journal.sleep_quality_score,
-            total_exercise_minutes: row.journal.total_exercise_minutes,
-            total_carbs_grams: row.journal.total_carbs_grams,
-            total_calories: row.journal.total_calories,
-        })
+    fn of(date: NaiveDate, glucose: Option<GlucoseFigures>, journal: JournalFigures) -> Self {
+        Self {
+            date,
+            readings: glucose.map_or(0, |g| g.readings),
+            avg_glucose: glucose.map(|g| g.avg_glucose),
+            min_glucose: glucose.map(|g| g.min_glucose),
+            max_glucose: glucose.map(|g| g.max_glucose),
+            std_glucose: glucose.and_then(|g| g.std_glucose),
+            time_in_range_percent: glucose.map(|g| g.time_in_range_percent),
+            time_above_range_percent: glucose.map(|g| g.time_above_range_percent),
+            time_below_range_percent: glucose.map(|g| g.time_below_range_percent),
+            total_sleep_minutes: journal.total_sleep_minutes,
+            sleep_quality_score: journal.sleep_quality_score,
+            total_exercise_minutes: journal.total_exercise_minutes,
+            total_carbs_grams: journal.total_carbs_grams,
+            total_calories: journal.total_calories,
+        }
     }
+}
+
+/// The glucose figures of the rows and the journal totals, one view per day
+/// that has either, by date.
+fn days(rows: &[DailyRow], mut journal: BTreeMap<NaiveDate, JournalFigures>) -> Vec<DayView> {
+    let mut glucose: BTreeMap<NaiveDate, GlucoseFigures> = rows
+        .iter()
+        .filter_map(|r| r.glucose.map(|g| (r.date, g)))
+        .collect();
+    let dates: BTreeSet<NaiveDate> = glucose.keys().chain(journal.keys()).copied().collect();
+    dates
+        .into_iter()
+        .map(|date| {
+            DayView::of(
+                date,
+                glucose.remove(&date),
+                journal.remove(&date).unwrap_or_default(),
+            )
+        })
+        .collect()
 }
 
 /// A window bound as a local date: `YYYY-MM-DD` as it is, RFC 3339 as the
@@ -171,7 +198,7 @@ fn window(
     params(("userId" = String, Path, pattern = "^[A-Za-z0-9_-]{1,64}$"), DailyParams),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "The days of the window that have readings, oldest first", body = super::docs::DailyEnvelope),
+        (status = 200, description = "The days of the window that have readings or journal entries, oldest first", body = super::docs::DailyEnvelope),
         (status = 400, description = "VALIDATION_ERROR: invalid user id, startDate, endDate (before startDate, or more than 366 days after it) or tz (pointer /tz)", body = ErrorEnvelope),
         (status = 401, description = "No or bad credentials", body = ErrorEnvelope),
         (status = 403, description = "Not allowed to read this user's data", body = ErrorEnvelope),
@@ -208,7 +235,8 @@ pub(super) async fn day_views(
     };
     let daily = daily_aggregates(state.store.as_ref(), user, basis, from, until).await?;
     tracing::debug!(user_id = %user, days = daily.days.len(), recomputed = daily.recomputed.len(), "daily aggregates");
-    Ok(daily.days.iter().filter_map(DayView::of).collect())
+    let journal = journal_figures(state.store.as_ref(), user, timezone, from, until).await?;
+    Ok(days(&daily.days, journal))
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ use super::daily::{DailyView, DayView};
 use super::error::{ErrorBody, ErrorEnvelope};
 use super::glucolens::{AuthorizeUrlView, CgmInput, DailySummaryView, GlucoseBulkInput};
 use super::jobs::{JobList, JobView, RangeView};
+use super::journal::JournalPagination;
 use super::notifications::{EndpointInputDoc, EndpointList, EndpointView};
 use super::oauth::{BackfillView, Connected, RefreshInput, RefreshView};
 use super::profile::{ProfileInput, ProfileView};
@@ -33,10 +34,13 @@ use super::tasks::TaskView;
 use super::views::JobCountsView;
 use super::views::{DeviceInfoView, ReadingView};
 use super::webhook::DeliveryReceipt;
-use super::{accounts, alerts, daily, glucolens, notifications, profile};
+use super::{accounts, alerts, daily, glucolens, journal, notifications, profile};
 use super::{
     analytics, audit, connections, health, jobs, oauth, readings, shares, stream, tasks, webhook,
     AppState,
+};
+use crate::domain::{
+    ActivityInput, ActivityType, Food, Intensity, MealInput, MealType, SleepInput,
 };
 use crate::pipeline::wire::{DeviceInfoInput, GlucoseInput, ReadingInput};
 
@@ -68,7 +72,12 @@ use crate::pipeline::wire::{DeviceInfoInput, GlucoseInput, ReadingInput};
         accounts::invite,
         glucolens::post_reading, glucolens::post_bulk, glucolens::list_readings,
         glucolens::latest, glucolens::daily_summary, glucolens::dashboard,
-        glucolens::cgm_connect, glucolens::cgm_sync
+        glucolens::cgm_connect, glucolens::cgm_sync,
+        journal::create_meal, journal::list_meals, journal::get_meal, journal::patch_meal,
+        journal::delete_meal, journal::create_sleep, journal::list_sleep, journal::get_sleep,
+        journal::patch_sleep, journal::delete_sleep, journal::create_activity,
+        journal::list_activities, journal::get_activity, journal::patch_activity,
+        journal::delete_activity
     ),
     components(schemas(
         ReadingView, DeviceInfoView, ReadingInput, BulkInput, DeviceInfoInput, RecordOutcome, Summary,
@@ -86,7 +95,10 @@ use crate::pipeline::wire::{DeviceInfoInput, GlucoseInput, ReadingInput};
         AccountView, SessionView, MeView, RegisterInput, LoginInput, RefreshTokenInput,
         SessionEnvelope, MeEnvelope, InvitationInput, InvitationView, InvitationEnvelope, PendingShareView, PendingShareEnvelope,
         GlucoseInput, GlucoseBulkInput, DailySummaryView, DailySummaryEnvelope, DashboardData,
-        DashboardEnvelope, CgmInput, AuthorizeUrlView, AuthorizeUrlEnvelope
+        DashboardEnvelope, CgmInput, AuthorizeUrlView, AuthorizeUrlEnvelope,
+        MealInput, SleepInput, ActivityInput, Food, MealType, ActivityType, Intensity,
+        MealView, SleepView, ActivityView, MealEnvelope, SleepEnvelope, ActivityEnvelope,
+        JournalPagination, JournalPage, JournalPageEnvelope
     )),
     modifiers(&BearerAuth, &GateResponses),
     security(("bearer" = [])),
@@ -102,6 +114,7 @@ use crate::pipeline::wire::{DeviceInfoInput, GlucoseInput, ReadingInput};
         (name = "operations", description = "Health and metrics"),
         (name = "profile", description = "A user's time zone, target range, display unit and diabetes type"),
         (name = "glucolens", description = "GlucoLens and Nutri paths: the caller's own data (the token's `sub` is the user), with the rules, answers and errors of the equivalent /api/bg/{userId} routes (the caller being the owner)"),
+        (name = "journal", description = "The health journal: meals, sleep sessions and activities (docs/journal.md); each change is announced on the event bus (meal.*, sleep.*, activity.*)"),
         (name = "accounts", description = "Built-in accounts: sign-up, login, refresh-token rotation, logout (docs/accounts.md); the access tokens are the bearer JWTs every other route takes"),
     )
 )]
@@ -302,6 +315,132 @@ pub struct MeEnvelope {
     #[schema(example = "success")]
     status: String,
     data: MeView,
+}
+
+/// A stored meal.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct MealView {
+    #[schema(format = "uuid")]
+    id: String,
+    user_id: String,
+    #[schema(value_type = String, format = DateTime)]
+    timestamp: String,
+    meal_type: Option<MealType>,
+    carbs_grams: Option<f64>,
+    protein_grams: Option<f64>,
+    fat_grams: Option<f64>,
+    calories: Option<f64>,
+    glycemic_load: Option<f64>,
+    description: Option<String>,
+    photo_url: Option<String>,
+    foods: Vec<Food>,
+    #[schema(example = "manual")]
+    source: String,
+    external_id: Option<String>,
+    #[schema(value_type = String, format = DateTime)]
+    created_at: String,
+    #[schema(value_type = String, format = DateTime)]
+    updated_at: String,
+}
+
+/// A stored sleep session.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct SleepView {
+    #[schema(format = "uuid")]
+    id: String,
+    user_id: String,
+    #[schema(value_type = String, format = DateTime)]
+    sleep_start: String,
+    #[schema(value_type = String, format = DateTime)]
+    sleep_end: String,
+    /// The day the session counts for (daily aggregates).
+    #[schema(value_type = String, format = Date)]
+    date: String,
+    duration_minutes: u32,
+    deep_sleep_minutes: Option<u32>,
+    rem_sleep_minutes: Option<u32>,
+    light_sleep_minutes: Option<u32>,
+    awake_minutes: Option<u32>,
+    quality_score: Option<f64>,
+    #[schema(example = "manual")]
+    source: String,
+    external_id: Option<String>,
+    #[schema(value_type = String, format = DateTime)]
+    created_at: String,
+    #[schema(value_type = String, format = DateTime)]
+    updated_at: String,
+}
+
+/// A stored activity.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ActivityView {
+    #[schema(format = "uuid")]
+    id: String,
+    user_id: String,
+    #[schema(value_type = String, format = DateTime)]
+    timestamp: String,
+    activity_type: ActivityType,
+    duration_minutes: u32,
+    intensity: Option<Intensity>,
+    calories_burned: Option<f64>,
+    heart_rate_avg: Option<u16>,
+    steps: Option<u32>,
+    #[schema(example = "manual")]
+    source: String,
+    external_id: Option<String>,
+    #[schema(value_type = String, format = DateTime)]
+    created_at: String,
+    #[schema(value_type = String, format = DateTime)]
+    updated_at: String,
+}
+
+/// `{"status":"success","data":<meal>}`
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct MealEnvelope {
+    #[schema(example = "success")]
+    status: String,
+    data: MealView,
+}
+
+/// `{"status":"success","data":<sleep session>}`
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct SleepEnvelope {
+    #[schema(example = "success")]
+    status: String,
+    data: SleepView,
+}
+
+/// `{"status":"success","data":<activity>}`
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ActivityEnvelope {
+    #[schema(example = "success")]
+    status: String,
+    data: ActivityView,
+}
+
+/// A page of one kind: the list under `meals`, `sleep` or `activities`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct JournalPage {
+    meals: Option<Vec<MealView>>,
+    sleep: Option<Vec<SleepView>>,
+    activities: Option<Vec<ActivityView>>,
+    pagination: JournalPagination,
+}
+
+/// `{"status":"success","data":{"<kind>":[...],"pagination":{...}}}`
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct JournalPageEnvelope {
+    #[schema(example = "success")]
+    status: String,
+    data: JournalPage,
 }
 
 /// `{"status":"success","data":{"days":[...]}}`

@@ -28,6 +28,7 @@ pub fn needs_share(principal: &Principal, action: Action, owner: &UserId) -> boo
             | Action::ReadAnalytics
             | Action::ReadAlerts
             | Action::ReadStream
+            | Action::ReadJournal
             | Action::AcknowledgeAlerts
     ) && &principal.user_id != owner
         && (principal.has(Role::Caregiver) || principal.has(Role::Clinician))
@@ -75,7 +76,11 @@ pub fn decide(
     }
     let reads = matches!(
         action,
-        Action::ReadReadings | Action::ReadAnalytics | Action::ReadAlerts | Action::ReadStream
+        Action::ReadReadings
+            | Action::ReadAnalytics
+            | Action::ReadAlerts
+            | Action::ReadStream
+            | Action::ReadJournal
     );
     // Following a patient's alerts includes acknowledging them; a service
     // reads, it does not acknowledge.

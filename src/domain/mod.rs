@@ -8,6 +8,7 @@ mod alert_settings;
 mod device;
 mod error;
 mod glucose;
+pub mod journal;
 mod profile;
 mod reading;
 mod time;
@@ -22,6 +23,10 @@ pub use alert_settings::{AlertSettings, AlertSettingsInput};
 pub use device::DeviceInfo;
 pub use error::FieldError;
 pub use glucose::{Glucose, GlucoseUnit, MgDl, SensorStatus, MMOL_TO_MG_DL};
+pub use journal::{
+    Activity, ActivityInput, ActivityType, EntryOrigin, Food, Intensity, Meal, MealInput, MealType,
+    OriginInput, SleepInput, SleepSession,
+};
 pub use profile::{
     target_from_parts, DiabetesType, DisplayUnit, Profile, TargetRange, TimeZoneName,
 };

@@ -111,10 +111,15 @@ pub enum Action {
     VerifyEmail,
     /// An admin inviting someone by email.
     InviteUser,
+    /// The user's journal (meals, sleep, activities): whoever may read the
+    /// readings.
+    ReadJournal,
+    /// Adding, changing or removing journal entries: owner or admin.
+    WriteJournal,
 }
 
 impl Action {
-    pub const ALL: [Action; 30] = [
+    pub const ALL: [Action; 32] = [
         Action::ReadReadings,
         Action::WriteReadings,
         Action::ReadConnections,
@@ -145,6 +150,8 @@ impl Action {
         Action::ResetPassword,
         Action::VerifyEmail,
         Action::InviteUser,
+        Action::ReadJournal,
+        Action::WriteJournal,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -179,6 +186,8 @@ impl Action {
             Action::ResetPassword => "reset_password",
             Action::VerifyEmail => "verify_email",
             Action::InviteUser => "invite_user",
+            Action::ReadJournal => "read_journal",
+            Action::WriteJournal => "write_journal",
         }
     }
 }

@@ -28,7 +28,9 @@ pub struct GlucoseFigures {
     pub time_below_range_percent: f64,
 }
 
-/// The journal totals of one day: written by the journal (not yet), kept as
+/// The journal totals of one day. `GET .../daily` computes them from the
+/// journal entries when asked (`store::daily::journal_figures`); the stored
+/// rows carry none (these columns stay unwritten), kept as
 /// they are when the glucose figures are recomputed.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct JournalFigures {

@@ -15,6 +15,7 @@ use crate::domain::{Reading, UserId};
 use crate::records::alerts::Alert;
 use crate::records::connections::{ConnectionStatus, Provider};
 use crate::records::jobs::{JobCounts, JobStatus, SyncJob};
+use crate::records::journal::{JournalChange, JournalEntry, JournalKind};
 use crate::records::readings::{Outcome, Upserted};
 
 /// Bumped whenever an event's JSON shape changes incompatibly.
@@ -53,6 +54,26 @@ pub enum EventKind {
     AlertAcknowledged(Alert),
     #[serde(rename = "alert.resolved")]
     AlertResolved(Alert),
+    /// Journal entries: `meal.*`, `sleep.*`, `activity.*` (created, updated,
+    /// deleted), the item as the API shows it (a deleted one as it was).
+    #[serde(rename = "meal.created")]
+    MealCreated(JournalChange),
+    #[serde(rename = "meal.updated")]
+    MealUpdated(JournalChange),
+    #[serde(rename = "meal.deleted")]
+    MealDeleted(JournalChange),
+    #[serde(rename = "sleep.created")]
+    SleepCreated(JournalChange),
+    #[serde(rename = "sleep.updated")]
+    SleepUpdated(JournalChange),
+    #[serde(rename = "sleep.deleted")]
+    SleepDeleted(JournalChange),
+    #[serde(rename = "activity.created")]
+    ActivityCreated(JournalChange),
+    #[serde(rename = "activity.updated")]
+    ActivityUpdated(JournalChange),
+    #[serde(rename = "activity.deleted")]
+    ActivityDeleted(JournalChange),
 }
 
 impl EventKind {
@@ -65,6 +86,15 @@ impl EventKind {
             EventKind::AlertRaised(a)
             | EventKind::AlertAcknowledged(a)
             | EventKind::AlertResolved(a) => &a.user_id,
+            EventKind::MealCreated(c)
+            | EventKind::MealUpdated(c)
+            | EventKind::MealDeleted(c)
+            | EventKind::SleepCreated(c)
+            | EventKind::SleepUpdated(c)
+            | EventKind::SleepDeleted(c)
+            | EventKind::ActivityCreated(c)
+            | EventKind::ActivityUpdated(c)
+            | EventKind::ActivityDeleted(c) => &c.user_id,
         }
     }
 
@@ -83,6 +113,15 @@ impl EventKind {
             EventKind::AlertRaised(_) => "alert.raised",
             EventKind::AlertAcknowledged(_) => "alert.acknowledged",
             EventKind::AlertResolved(_) => "alert.resolved",
+            EventKind::MealCreated(_) => "meal.created",
+            EventKind::MealUpdated(_) => "meal.updated",
+            EventKind::MealDeleted(_) => "meal.deleted",
+            EventKind::SleepCreated(_) => "sleep.created",
+            EventKind::SleepUpdated(_) => "sleep.updated",
+            EventKind::SleepDeleted(_) => "sleep.deleted",
+            EventKind::ActivityCreated(_) => "activity.created",
+            EventKind::ActivityUpdated(_) => "activity.updated",
+            EventKind::ActivityDeleted(_) => "activity.deleted",
         }
     }
 }
@@ -194,6 +233,29 @@ impl Event {
         })
     }
 
+    /// The event of a journal change: `<kind>.created`, `.updated` or
+    /// `.deleted`, carrying the entry as the API shows it.
+    pub fn journal_changed(entry: &JournalEntry, change: JournalChangeKind) -> Self {
+        let mut item = entry.item();
+        item.remove("user_id");
+        let c = JournalChange {
+            user_id: entry.user_id.to_string(),
+            item,
+        };
+        use JournalChangeKind as C;
+        Self::new(match (entry.kind(), change) {
+            (JournalKind::Meal, C::Created) => EventKind::MealCreated(c),
+            (JournalKind::Meal, C::Updated) => EventKind::MealUpdated(c),
+            (JournalKind::Meal, C::Deleted) => EventKind::MealDeleted(c),
+            (JournalKind::Sleep, C::Created) => EventKind::SleepCreated(c),
+            (JournalKind::Sleep, C::Updated) => EventKind::SleepUpdated(c),
+            (JournalKind::Sleep, C::Deleted) => EventKind::SleepDeleted(c),
+            (JournalKind::Activity, C::Created) => EventKind::ActivityCreated(c),
+            (JournalKind::Activity, C::Updated) => EventKind::ActivityUpdated(c),
+            (JournalKind::Activity, C::Deleted) => EventKind::ActivityDeleted(c),
+        })
+    }
+
     /// The form the outbox keeps and the buses carry.
     pub fn to_message(&self) -> Message {
         Message {
@@ -205,6 +267,14 @@ impl Event {
             created_at: self.occurred_at,
         }
     }
+}
+
+/// Which journal change an event announces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JournalChangeKind {
+    Created,
+    Updated,
+    Deleted,
 }
 
 /// An event as committed to the outbox: serialized once, published as is.

@@ -11,6 +11,7 @@ pub mod events;
 pub mod inbox;
 pub mod invitations;
 pub mod jobs;
+pub mod journal;
 pub mod notifications;
 pub mod readings;
 pub mod roles;

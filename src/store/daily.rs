@@ -14,13 +14,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use chrono::{Duration, NaiveDate};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 
 use super::samples::scan_samples;
-use super::{DailyStore, ReadingStore, StoreError};
+use super::{DailyStore, JournalStore, ReadingStore, StoreError};
 use crate::analytics::{self, Band, DayGlucose};
 use crate::domain::{TimeZoneName, UserId};
-use crate::records::daily::{DailyRow, DayBasis, GlucoseFigures};
+use crate::records::daily::{DailyRow, DayBasis, GlucoseFigures, JournalFigures};
+use crate::records::journal::{JournalBody, JournalEntry, JournalKind, JournalQuery};
 
 /// The answer for a window of local days.
 #[derive(Debug, Clone, PartialEq)]
@@ -162,4 +163,117 @@ impl From<&DayGlucose> for GlucoseFigures {
             time_below_range_percent: d.time_below_range_percent,
         }
     }
+}
+
+/// Entries read per page when totalling a window's journal.
+const JOURNAL_PAGE: usize = 1000;
+
+/// Every entry of one kind with `at` in `[from, until)`.
+async fn journal_window<S>(
+    store: &S,
+    user: &UserId,
+    kind: JournalKind,
+    from: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Result<Vec<JournalEntry>, StoreError>
+where
+    S: JournalStore + ?Sized,
+{
+    let mut out: Vec<JournalEntry> = Vec::new();
+    loop {
+        let page = store
+            .list_journal_entries(JournalQuery {
+                user_id: user.clone(),
+                kind,
+                from: Some(from),
+                until: Some(until),
+                descending: false,
+                after: out.last().map(|e| (e.at(), e.id)),
+                limit: JOURNAL_PAGE,
+            })
+            .await?;
+        let last = page.len() < JOURNAL_PAGE;
+        out.extend(page);
+        if last {
+            return Ok(out);
+        }
+    }
+}
+
+/// The journal totals of the local dates `[from, until)` in `tz`, computed
+/// from the entries as they are now (so adding, changing or deleting one
+/// shows at once): sleep by each session's `date` (minutes summed, quality
+/// the mean of the sessions that have one), exercise minutes by the local
+/// date of each activity's start, carbs and calories eaten by the local date
+/// of each meal. A total is None when no entry of the day gives a value for it;
+/// days without entries are absent.
+pub async fn journal_figures<S>(
+    store: &S,
+    user: &UserId,
+    tz: TimeZoneName,
+    from: NaiveDate,
+    until: NaiveDate,
+) -> Result<BTreeMap<NaiveDate, JournalFigures>, StoreError>
+where
+    S: JournalStore + ?Sized,
+{
+    let start = tz.day_start(from);
+    let end = tz.day_start(until);
+    let mut days: BTreeMap<NaiveDate, JournalFigures> = BTreeMap::new();
+    let add = |slot: &mut Option<f64>, v: f64| *slot = Some(slot.unwrap_or(0.0) + v);
+    let in_window = |d: NaiveDate| d >= from && d < until;
+    // A session's date is within a day of its end's local date, and it ends
+    // at most 24 h after it starts.
+    let sleep = journal_window(
+        store,
+        user,
+        JournalKind::Sleep,
+        start - Duration::days(3),
+        end + Duration::days(2),
+    )
+    .await?;
+    let mut quality: BTreeMap<NaiveDate, (f64, u32)> = BTreeMap::new();
+    for entry in &sleep {
+        if let JournalBody::Sleep(s) = &entry.body {
+            if !in_window(s.date()) {
+                continue;
+            }
+            let day = days.entry(s.date()).or_default();
+            add(
+                &mut day.total_sleep_minutes,
+                f64::from(s.duration_minutes()),
+            );
+            if let Some(q) = s.quality_score() {
+                let (sum, n) = quality.entry(s.date()).or_default();
+                *sum += q;
+                *n += 1;
+            }
+        }
+    }
+    for (date, (sum, n)) in quality {
+        if let Some(day) = days.get_mut(&date) {
+            day.sleep_quality_score = Some(sum / f64::from(n));
+        }
+    }
+    for entry in journal_window(store, user, JournalKind::Activity, start, end).await? {
+        if let JournalBody::Activity(a) = &entry.body {
+            let day = days.entry(tz.date_of(a.timestamp())).or_default();
+            add(
+                &mut day.total_exercise_minutes,
+                f64::from(a.duration_minutes()),
+            );
+        }
+    }
+    for entry in journal_window(store, user, JournalKind::Meal, start, end).await? {
+        if let JournalBody::Meal(m) = &entry.body {
+            let day = days.entry(tz.date_of(m.timestamp())).or_default();
+            if let Some(c) = m.carbs_grams() {
+                add(&mut day.total_carbs_grams, c);
+            }
+            if let Some(c) = m.calories() {
+                add(&mut day.total_calories, c);
+            }
+        }
+    }
+    Ok(days)
 }

@@ -1,7 +1,7 @@
 //! Storage: one trait per storage concern (`ReadingStore`, `OutboxStore`,
 //! `AuditStore`, `ShareStore`, `ConnectionStore`, `JobStore`, `InboxStore`,
 //! `TaskStore`, `ProfileStore`, `DailyStore`, `AlertStore`, `StaleStore`,
-//! `NotificationStore`, `AccountStore`),
+//! `NotificationStore`, `AccountStore`, `InvitationStore`, `JournalStore`),
 //! `Store` as their supertrait (used as `Arc<dyn Store>`, upcast to the narrow
 //! trait a consumer needs), and one module per backend, whose concern files
 //! implement those traits.
@@ -34,6 +34,7 @@ use crate::records::events::Message;
 use crate::records::inbox::{Accepted, Delivery, DeliveryEnd, NewDelivery};
 use crate::records::invitations::Invitation;
 use crate::records::jobs::{Checkpoint, Created, JobBacklog, JobEnd, NewJob, SyncJob};
+use crate::records::journal::{JournalCreated, JournalEntry, JournalKind, JournalQuery};
 use crate::records::notifications::{EndpointId, EndpointWrite, NotificationEndpoint};
 use crate::records::readings::Upserted;
 use crate::records::shares::{Share, SharePage, ShareWrite};
@@ -557,6 +558,67 @@ pub trait AlertStore: Send + Sync {
     async fn list_alerts(&self, query: AlertQuery) -> Result<Vec<Alert>, StoreError>;
 }
 
+/// The health journal: each user's meals, sleep sessions and activities.
+/// (user, kind, source, external_id) is unique among entries with an external
+/// id, under concurrency; every change commits its `meal.*`, `sleep.*` or
+/// `activity.*` event to the outbox in the same transaction.
+#[async_trait]
+pub trait JournalStore: Send + Sync {
+    /// Stores a new entry with its `<kind>.created` event: `Created`. When one
+    /// with its (user, kind, source, external_id) exists: `Existing` (that
+    /// one), nothing written.
+    async fn create_journal_entry(&self, entry: JournalEntry)
+        -> Result<JournalCreated, StoreError>;
+
+    /// Stores a batch (an import) as `create_journal_entry` would, one result
+    /// per entry in order; an entry whose key an earlier one of the batch
+    /// has is `Existing` (that one). All or none: an error (an id stored
+    /// before, the backend failing) stores nothing of the batch. DynamoDB
+    /// holds this per transaction of `JOURNAL_BATCH_ATOMIC` entries; a
+    /// longer batch is several (docs/journal.md).
+    async fn create_journal_entries(
+        &self,
+        entries: Vec<JournalEntry>,
+    ) -> Result<Vec<JournalCreated>, StoreError>;
+
+    async fn get_journal_entry(
+        &self,
+        user: &UserId,
+        kind: JournalKind,
+        id: uuid::Uuid,
+    ) -> Result<Option<JournalEntry>, StoreError>;
+
+    /// Up to `query.limit` entries (see `JournalQuery`).
+    async fn list_journal_entries(
+        &self,
+        query: JournalQuery,
+    ) -> Result<Vec<JournalEntry>, StoreError>;
+
+    /// Replaces the fields (`body`, and so `at`) and `updated_at` of the
+    /// stored entry `next.id` of `next.user_id` and `next.kind()`, with its
+    /// `<kind>.updated` event: the entry as stored now. None, nothing written,
+    /// when there is no such entry. Id, source, external id and `created_at`
+    /// are the stored ones.
+    async fn update_journal_entry(
+        &self,
+        next: JournalEntry,
+    ) -> Result<Option<JournalEntry>, StoreError>;
+
+    /// Removes an entry with its `<kind>.deleted` event; false if there was none.
+    async fn delete_journal_entry(
+        &self,
+        user: &UserId,
+        kind: JournalKind,
+        id: uuid::Uuid,
+    ) -> Result<bool, StoreError>;
+}
+
+/// How many entries one DynamoDB transaction of `create_journal_entries`
+/// holds (four items each: the entry by id and by time, its external-id
+/// marker, its event;
+/// a transaction holds at most 100 items).
+pub const JOURNAL_BATCH_ATOMIC: usize = 25;
+
 /// Each user's newest reading time, written by `ReadingStore::upsert_readings`
 /// (the maximum timestamp it wrote: a backfill never moves it back), read by
 /// the stale-alert timer (`pipeline::stale`) to find the users gone quiet.
@@ -657,6 +719,7 @@ pub trait Store:
     + NotificationStore
     + AccountStore
     + InvitationStore
+    + JournalStore
     + Send
     + Sync
     + 'static

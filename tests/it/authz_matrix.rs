@@ -85,6 +85,14 @@ struct Endpoint {
     ok: u16,
 }
 
+fn hours_ago(h: i64) -> String {
+    (chrono::Utc::now() - chrono::Duration::hours(h)).to_rfc3339()
+}
+
+fn hour_ago() -> String {
+    hours_ago(1)
+}
+
 fn reading() -> Value {
     reading_json(chrono::Utc::now() - chrono::Duration::hours(1), 110)
 }
@@ -412,6 +420,132 @@ const ENDPOINTS: &[Endpoint] = &[
         access: Access::SelfOwn,
         // No caller has a Dexcom connection.
         ok: 409,
+    },
+    // The journal: read like readings, written by the owner (or an admin).
+    Endpoint {
+        method: Method::POST,
+        template: "/api/users/{userId}/meals",
+        path: "/api/users/pat/meals",
+        body: Some(|| json!({"timestamp": hour_ago(), "carbs_grams": 30})),
+        access: Access::Own,
+        ok: 201,
+    },
+    Endpoint {
+        method: Method::GET,
+        template: "/api/users/{userId}/meals",
+        path: "/api/users/pat/meals?limit=5",
+        body: None,
+        access: Access::Read,
+        ok: 200,
+    },
+    Endpoint {
+        method: Method::GET,
+        template: "/api/users/{userId}/meals/{entryId}",
+        // No such entry.
+        path: "/api/users/pat/meals/00000000-0000-4000-8000-00000000000c",
+        body: None,
+        access: Access::Read,
+        ok: 404,
+    },
+    Endpoint {
+        method: Method::PATCH,
+        template: "/api/users/{userId}/meals/{entryId}",
+        path: "/api/users/pat/meals/00000000-0000-4000-8000-00000000000c",
+        body: Some(|| json!({})),
+        access: Access::Own,
+        ok: 404,
+    },
+    Endpoint {
+        method: Method::DELETE,
+        template: "/api/users/{userId}/meals/{entryId}",
+        path: "/api/users/pat/meals/00000000-0000-4000-8000-00000000000c",
+        body: None,
+        access: Access::Own,
+        ok: 404,
+    },
+    Endpoint {
+        method: Method::POST,
+        template: "/api/users/{userId}/sleep",
+        path: "/api/users/pat/sleep",
+        body: Some(|| json!({"sleep_start": hours_ago(8), "sleep_end": hour_ago()})),
+        access: Access::Own,
+        ok: 201,
+    },
+    Endpoint {
+        method: Method::GET,
+        template: "/api/users/{userId}/sleep",
+        path: "/api/users/pat/sleep?limit=5",
+        body: None,
+        access: Access::Read,
+        ok: 200,
+    },
+    Endpoint {
+        method: Method::GET,
+        template: "/api/users/{userId}/sleep/{entryId}",
+        // No such entry.
+        path: "/api/users/pat/sleep/00000000-0000-4000-8000-00000000000c",
+        body: None,
+        access: Access::Read,
+        ok: 404,
+    },
+    Endpoint {
+        method: Method::PATCH,
+        template: "/api/users/{userId}/sleep/{entryId}",
+        path: "/api/users/pat/sleep/00000000-0000-4000-8000-00000000000c",
+        body: Some(|| json!({})),
+        access: Access::Own,
+        ok: 404,
+    },
+    Endpoint {
+        method: Method::DELETE,
+        template: "/api/users/{userId}/sleep/{entryId}",
+        path: "/api/users/pat/sleep/00000000-0000-4000-8000-00000000000c",
+        body: None,
+        access: Access::Own,
+        ok: 404,
+    },
+    Endpoint {
+        method: Method::POST,
+        template: "/api/users/{userId}/activities",
+        path: "/api/users/pat/activities",
+        body: Some(
+            || json!({"timestamp": hour_ago(), "activity_type": "walking", "duration_minutes": 20}),
+        ),
+        access: Access::Own,
+        ok: 201,
+    },
+    Endpoint {
+        method: Method::GET,
+        template: "/api/users/{userId}/activities",
+        path: "/api/users/pat/activities?limit=5",
+        body: None,
+        access: Access::Read,
+        ok: 200,
+    },
+    Endpoint {
+        method: Method::GET,
+        template: "/api/users/{userId}/activities/{entryId}",
+        // No such entry.
+        path: "/api/users/pat/activities/00000000-0000-4000-8000-00000000000c",
+        body: None,
+        access: Access::Read,
+        ok: 404,
+    },
+    Endpoint {
+        method: Method::PATCH,
+        template: "/api/users/{userId}/activities/{entryId}",
+        path: "/api/users/pat/activities/00000000-0000-4000-8000-00000000000c",
+        body: Some(|| json!({})),
+        access: Access::Own,
+        ok: 404,
+    },
+    Endpoint {
+        method: Method::DELETE,
+        template: "/api/users/{userId}/activities/{entryId}",
+        path: "/api/users/pat/activities/00000000-0000-4000-8000-00000000000c",
+        body: None,
+        access: Access::Own,
+        ok: 404,
     },
     // Invitations: admins only; the caller is the inviter (no user in the path).
     Endpoint {

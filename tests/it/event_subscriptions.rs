@@ -320,3 +320,64 @@ async fn a_slow_subscriber_misses_the_oldest_events_without_holding_up_ingest_or
     );
     app.stop().await;
 }
+
+/// Journal changes made over HTTP reach a subscriber as `meal.created`,
+/// `meal.updated` and `meal.deleted`, each with the item; a repeated upload
+/// announces nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn journal_changes_reach_subscribers_as_events() {
+    let recorder = Recorder::new("recorder-journal");
+    let app = Instance::start(&[], vec![recorder.clone()]).await;
+    let client = reqwest::Client::new();
+    let at = (chrono::Utc::now() - chrono::Duration::hours(1))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let meal = json!({"timestamp": at, "carbs_grams": 40, "external_id": "ev-1"});
+    let url = format!("{}/api/users/sub-journal/meals", app.base);
+    let created: Value = client
+        .post(&url)
+        .json(&meal)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["data"]["id"].as_str().unwrap().to_owned();
+    let repeat = client.post(&url).json(&meal).send().await.unwrap();
+    assert_eq!(repeat.status(), 200);
+    let one = format!("{url}/{id}");
+    let patched = client
+        .patch(&one)
+        .json(&json!({"carbs_grams": 45}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patched.status(), 200);
+    assert_eq!(client.delete(&one).send().await.unwrap().status(), 204);
+    let journal = |r: &Recorder| -> Vec<(String, Value)> {
+        r.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|m| m.routing_key.starts_with("meal."))
+            .map(|m| (m.routing_key.clone(), m.json()))
+            .collect()
+    };
+    eventually("the meal's three events", Duration::from_secs(20), || {
+        let n = journal(&recorder).len();
+        async move { n >= 3 }
+    })
+    .await;
+    let events = journal(&recorder);
+    let keys: Vec<&str> = events.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, ["meal.created", "meal.updated", "meal.deleted"]);
+    for (_, json) in &events {
+        assert_eq!(json["user_id"], "sub-journal");
+        assert_eq!(json["data"]["id"], id.as_str());
+        assert_eq!(json["data"]["external_id"], "ev-1");
+    }
+    assert_eq!(events[0].1["data"]["carbs_grams"], 40.0);
+    assert_eq!(events[1].1["data"]["carbs_grams"], 45.0);
+    assert_eq!(events[2].1["data"]["carbs_grams"], 45.0, "as it was");
+    app.stop().await;
+}

@@ -21,6 +21,7 @@ mod helpers;
 mod http_errors;
 mod http_readings;
 mod invitations;
+mod journal_http;
 mod layering;
 mod live_stream;
 mod notifications;

@@ -17,6 +17,7 @@ mod inbox;
 mod invitations;
 mod item;
 mod jobs;
+mod journal;
 mod notifications;
 mod outbox;
 mod profiles;

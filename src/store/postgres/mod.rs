@@ -21,6 +21,7 @@ mod daily;
 mod inbox;
 mod invitations;
 mod jobs;
+mod journal;
 mod migrations;
 mod notifications;
 mod outbox;

@@ -18,6 +18,7 @@ mod daily;
 mod inbox;
 mod invitations;
 mod jobs;
+mod journal;
 mod latest_cache;
 mod migrations;
 mod notifications;

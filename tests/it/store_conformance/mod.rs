@@ -21,6 +21,7 @@ mod alerts;
 mod daily;
 mod encoded;
 mod invitations;
+mod journal;
 mod limits;
 mod notifications;
 mod outbox;
@@ -32,6 +33,7 @@ use alerts::*;
 use daily::*;
 use encoded::*;
 use invitations::*;
+use journal::*;
 use limits::*;
 use notifications::*;
 use outbox::*;
@@ -996,7 +998,11 @@ macro_rules! conformance {
                 accounts_are_unique_by_email_case_insensitively,
                 a_disabled_account_is_known_as_such_and_loses_its_sessions,
                 refresh_tokens_rotate_once_and_reuse_revokes_the_family,
-                invitations_round_trip_and_are_used_once
+                invitations_round_trip_and_are_used_once,
+                journal_uploads_are_idempotent_by_external_id,
+                journal_windows_page_by_time_and_id_in_both_orders,
+                journal_updates_and_deletes_keep_identity,
+                journal_batches_are_stored_whole_or_not_at_all
             );
         }
     };
