@@ -21,6 +21,7 @@ mod http_readings;
 mod invitations;
 mod layering;
 mod live_stream;
+mod meal_response_oracle;
 mod notifications;
 mod operator_kit;
 mod pipeline;
