@@ -181,7 +181,7 @@ fn groups(acc: BTreeMap<String, (Vec<f64>, Vec<f64>)>, min_meals: usize) -> Grou
     // Names are already in order (BTreeMap) and the sorts are stable.
     out.ranked
         .sort_by(|a, b| a.iauc_120.mean.total_cmp(&b.iauc_120.mean));
-    out.not_enough_meals.sort_by(|a, b| b.n.cmp(&a.n));
+    out.not_enough_meals.sort_by_key(|g| std::cmp::Reverse(g.n));
     out
 }
 
