@@ -4,19 +4,27 @@
 //! parity target iglu-python 0.4.3, used only as a black-box oracle in tests.
 //!
 //! The entry points are [`stats`], [`agp`] and [`daily`]; each takes the samples in
-//! any order and the time zone that decides what a day is.
+//! any order and the time zone that decides what a day is. Meals: [`meal_response`]
+//! (`meal-response.md`), [`food_insights`] and [`unlogged_meals`] take samples sorted
+//! by time, as the store returns them.
 
 mod agp;
 mod descriptive;
 pub mod episodes;
 mod grid;
 mod mage;
+pub mod meal_insights;
+pub mod meal_response;
 mod readings;
 mod sufficiency;
 mod variability;
 mod wear;
 
 pub use episodes::{episodes, Episode, EpisodeKind};
+pub use meal_insights::{
+    food_insights, unlogged_meals, FoodInsights, LoggedMeal, MealSuggestion, DEFAULT_MIN_MEALS,
+};
+pub use meal_response::{meal_response, MealResponse, MealResponseStatus};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
