@@ -6,8 +6,9 @@ use utoipa::{OpenApi, ToSchema};
 use utoipa_swagger_ui::SwaggerUi;
 
 use super::accounts::{
-    AccountView, InvitationInput, InvitationView, LoginInput, MeView, RefreshTokenInput,
-    RegisterInput, SessionView,
+    AcceptedView, AccountView, InvitationInput, InvitationView, LoginInput, MeView,
+    RefreshTokenInput, RegisterInput, ResetConfirmInput, ResetRequestInput, SessionView,
+    VerifiedView, VerifyEmailInput,
 };
 use super::alerts::{
     AlertList, AlertPagination, AlertSettingsInputDoc, AlertSettingsView, AlertView,
@@ -64,7 +65,8 @@ use crate::pipeline::wire::{DeviceInfoInput, ReadingInput};
         notifications::create, notifications::list, notifications::delete,
         stream::stream, stream::token,
         accounts::register, accounts::login, accounts::refresh, accounts::logout, accounts::me,
-        accounts::invite
+        accounts::invite, accounts::password_reset, accounts::password_reset_confirm,
+        accounts::verify_email, accounts::verify_email_resend
     ),
     components(schemas(
         ReadingView, DeviceInfoView, ReadingInput, BulkInput, DeviceInfoInput, RecordOutcome, Summary,
@@ -80,7 +82,9 @@ use crate::pipeline::wire::{DeviceInfoInput, ReadingInput};
         AlertSettingsEnvelope, AlertEnvelope, AlertListEnvelope, EndpointInputDoc, EndpointView,
         EndpointList, EndpointEnvelope, EndpointListEnvelope, StreamTokenView, StreamTokenEnvelope,
         AccountView, SessionView, MeView, RegisterInput, LoginInput, RefreshTokenInput,
-        SessionEnvelope, MeEnvelope, InvitationInput, InvitationView, InvitationEnvelope, PendingShareView, PendingShareEnvelope
+        SessionEnvelope, MeEnvelope, InvitationInput, InvitationView, InvitationEnvelope, PendingShareView, PendingShareEnvelope,
+        ResetRequestInput, ResetConfirmInput, VerifyEmailInput, AcceptedView, VerifiedView,
+        AcceptedEnvelope, VerifiedEnvelope
     )),
     modifiers(&BearerAuth, &GateResponses),
     security(("bearer" = [])),
@@ -286,6 +290,24 @@ pub struct PendingShareEnvelope {
     #[schema(example = "success")]
     status: String,
     data: PendingShareView,
+}
+
+/// `{"status":"success","data":{"message"}}`
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct AcceptedEnvelope {
+    #[schema(example = "success")]
+    status: String,
+    data: AcceptedView,
+}
+
+/// `{"status":"success","data":{"user"}}`
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct VerifiedEnvelope {
+    #[schema(example = "success")]
+    status: String,
+    data: VerifiedView,
 }
 
 /// `{"status":"success","data":{"user","profile"}}`
@@ -498,7 +520,8 @@ impl utoipa::Modify for BearerAuth {
                          reads all; admin does everything. Built-in accounts get one from \
                          `POST /api/v1/auth/login` (HS256, signed with AUTH_JWT_SECRET). `/health`, \
                          `/metrics`, `/docs`, `/openapi.json`, `/oauth/callback` and \
-                         `/api/v1/auth/{register,login,refresh,logout}` need no token. A browser \
+                         `/api/v1/auth/{register,login,refresh,logout,password-reset,\
+                         password-reset/confirm,verify-email}` need no token. A browser \
                          session keeps its refresh token in a cookie instead (the \
                          `refresh_cookie` scheme).",
                     ))

@@ -16,6 +16,7 @@ use chrono::Utc;
 
 use crate::helpers::*;
 
+mod account_tokens;
 mod accounts;
 mod alerts;
 mod daily;
@@ -27,6 +28,7 @@ mod outbox;
 mod stale;
 mod sync;
 mod tasks;
+use account_tokens::*;
 use accounts::*;
 use alerts::*;
 use daily::*;
@@ -996,7 +998,10 @@ macro_rules! conformance {
                 accounts_are_unique_by_email_case_insensitively,
                 a_disabled_account_is_known_as_such_and_loses_its_sessions,
                 refresh_tokens_rotate_once_and_reuse_revokes_the_family,
-                invitations_round_trip_and_are_used_once
+                invitations_round_trip_and_are_used_once,
+                account_tokens_round_trip_and_are_used_once,
+                a_new_password_revokes_every_session_of_its_account_only,
+                verified_emails_and_enabled_accounts_stick
             );
         }
     };
