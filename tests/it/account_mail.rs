@@ -99,8 +99,9 @@ async fn confirm(app: &TestApp, token: &str, password: &str) -> reqwest::Respons
     .await
 }
 
-fn pointers(body: &Value) -> String {
-    body["error"]["details"].to_string()
+/// The details of an error (what `expect_error` returns).
+fn pointers(error: &Value) -> String {
+    error["details"].to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
