@@ -143,6 +143,14 @@ enum UsersAction {
         #[arg(long)]
         json: bool,
     },
+    /// Enable a disabled built-in account again (docs/accounts.md): it can log
+    /// in; the sessions revoked by the disabling stay revoked.
+    Enable {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -308,6 +316,9 @@ fn main() -> ExitCode {
         Command::Users {
             action: UsersAction::Disable { email, json },
         } => operate(|| operator::users_disable(s, &email, output(json))),
+        Command::Users {
+            action: UsersAction::Enable { email, json },
+        } => operate(|| operator::users_enable(s, &email, output(json))),
         Command::Connections {
             action: ConnectionsAction::List { user, status, json },
         } => operate(|| {

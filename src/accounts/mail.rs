@@ -1,4 +1,4 @@
-//! Mail for accounts: invitation links sent over SMTP (`SMTP_URL`, `lettre`
+//! Mail for accounts: invitation, password-reset and verification links sent over SMTP (`SMTP_URL`, `lettre`
 //! on tokio). `smtp://host:port` is plain SMTP (a local relay, the test sink);
 //! `smtps://` is TLS from the start; `smtp://...?tls=required` is STARTTLS.
 
@@ -33,10 +33,6 @@ impl Mailer {
         link: &Secret<String>,
         pending_share: bool,
     ) -> Result<(), AccountError> {
-        let to: Mailbox = to
-            .as_str()
-            .parse()
-            .map_err(|e| AccountError::Internal(format!("recipient: {e}")))?;
         let why = if pending_share {
             "Someone wants to share their glucose readings with you on cgm-hub."
         } else {
@@ -46,12 +42,51 @@ impl Mailer {
             "{why}\n\nSign up with this invitation (it works once):\n\n{}\n",
             link.expose()
         );
+        self.send(to.as_str(), "Your cgm-hub invitation", body)
+            .await
+    }
+
+    /// Sends a password-reset link (it works once, for an hour).
+    pub async fn send_password_reset(
+        &self,
+        to: &Email,
+        link: &Secret<String>,
+    ) -> Result<(), AccountError> {
+        let body = format!(
+            "Someone (hopefully you) asked to reset the password of your cgm-hub account.\n\n\
+             Choose a new password with this link (it works once, for one hour):\n\n{}\n\n\
+             If you did not ask for this, ignore this mail: your password stays as it is.\n",
+            link.expose()
+        );
+        self.send(to.as_str(), "Reset your cgm-hub password", body)
+            .await
+    }
+
+    /// Sends an email-verification link (it works once, for 48 hours).
+    pub async fn send_verification(
+        &self,
+        to: &Email,
+        link: &Secret<String>,
+    ) -> Result<(), AccountError> {
+        let body = format!(
+            "Please confirm that this is your email address for cgm-hub.\n\n\
+             Confirm with this link (it works once, for 48 hours):\n\n{}\n",
+            link.expose()
+        );
+        self.send(to.as_str(), "Confirm your email for cgm-hub", body)
+            .await
+    }
+
+    async fn send(&self, to: &str, subject: &str, body: String) -> Result<(), AccountError> {
+        let to: Mailbox = to
+            .parse()
+            .map_err(|e| AccountError::Internal(format!("recipient: {e}")))?;
         let message = Message::builder()
             .from(self.from.clone())
             .to(to)
-            .subject("Your cgm-hub invitation")
+            .subject(subject)
             .body(body)
-            .map_err(|e| AccountError::Internal(format!("building the invitation mail: {e}")))?;
+            .map_err(|e| AccountError::Internal(format!("building the mail: {e}")))?;
         self.transport
             .send(message)
             .await

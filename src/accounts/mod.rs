@@ -3,7 +3,8 @@
 //! are the HS256 bearer JWTs `auth::jwt::Authenticator` verifies (same secret,
 //! issuer and audience), so the rest of the API treats them like any other.
 //! Passwords are hashed with Argon2id in a bounded pool (`hashing`); failed
-//! logins are slowed down per email and per client IP (`throttle`).
+//! logins are slowed down per email and per client IP (`throttle`). Password
+//! reset and email verification mail single-use tokens (`mail`).
 
 pub mod hashing;
 pub mod mail;
@@ -20,6 +21,7 @@ use crate::auth::jwt::mint_hs256;
 use crate::config::{AccountSettings, Registration};
 use crate::digest::sha256_hex;
 use crate::domain::{Email, Password, PasswordAttempt, Profile, TimeZoneName, UserId};
+use crate::records::account_tokens::{AccountToken, TokenPurpose};
 use crate::records::accounts::{Account, AccountCreated, NewRefreshToken, Rotation};
 use crate::records::invitations::{Invitation, PendingShare};
 use crate::records::roles::{Role, Roles};
@@ -57,6 +59,16 @@ pub enum AccountError {
     /// The SMTP server refused or could not be reached.
     #[error("sending mail failed: {0}")]
     Mail(String),
+    /// No SMTP_URL outside development: password reset and email
+    /// verification are off (the feature is named).
+    #[error("{0} is off on this service: it needs mail (SMTP_URL)")]
+    MailOff(&'static str),
+    /// A reset or verification token that is unknown, used, expired or for
+    /// the other purpose.
+    #[error("{0}")]
+    InvalidToken(&'static str),
+    #[error("the email is verified already")]
+    AlreadyVerified,
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{0}")]
@@ -118,7 +130,25 @@ pub struct AccountService {
     /// Whether an account id is disabled, as the store said within the last
     /// ACCOUNT_STATUS_CACHE_SECONDS (the revocation delay of access tokens).
     disabled: moka::sync::Cache<String, bool>,
-    mailer: Option<mail::Mailer>,
+    mailer: Option<Arc<mail::Mailer>>,
+    /// Emails a reset was asked for within the last RESET_REQUEST_INTERVAL
+    /// (further requests get the same 202 and send nothing).
+    recent_resets: moka::sync::Cache<String, ()>,
+}
+
+/// How long a password-reset token works.
+pub const RESET_TOKEN_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
+/// How long an email-verification token works.
+pub const VERIFY_TOKEN_TTL: std::time::Duration = std::time::Duration::from_secs(48 * 3600);
+/// At most one reset mail per email in this time (per instance).
+pub const RESET_REQUEST_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Where a reset or verification link goes.
+#[derive(Clone)]
+enum LinkRoute {
+    Mail(Arc<mail::Mailer>),
+    /// Development without SMTP_URL: logged at info.
+    Log,
 }
 
 /// `u` and 32 lower-case hex digits: the shape of the ids accounts get
@@ -149,7 +179,7 @@ impl AccountService {
         let mailer = settings
             .smtp_url
             .as_ref()
-            .map(|url| mail::Mailer::new(url, &settings.mail_from))
+            .map(|url| mail::Mailer::new(url, &settings.mail_from).map(Arc::new))
             .transpose()?;
         Ok(Self {
             mailer,
@@ -167,6 +197,10 @@ impl AccountService {
             disabled: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(settings.status_cache_ttl)
+                .build(),
+            recent_resets: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(RESET_REQUEST_INTERVAL)
                 .build(),
             settings,
         })
@@ -237,7 +271,9 @@ impl AccountService {
                 }
             }
         }
-        self.start_session(account).await
+        let session = self.start_session(account).await?;
+        self.send_verification(&session.account);
+        Ok(session)
     }
 
     async fn check_invitation(
@@ -320,6 +356,176 @@ impl AccountService {
             invitation,
             mailed,
         })
+    }
+
+    /// Where reset and verification links go: the mail, or the log in
+    /// development; elsewhere without SMTP_URL the feature is off.
+    fn link_route(&self, feature: &'static str) -> Result<LinkRoute, AccountError> {
+        match &self.mailer {
+            Some(mailer) => Ok(LinkRoute::Mail(mailer.clone())),
+            None if self.settings.log_links => Ok(LinkRoute::Log),
+            None => Err(AccountError::MailOff(feature)),
+        }
+    }
+
+    /// Mails a reset link if an active account has this email. The caller
+    /// answers the same whatever happens here: the lookup, the token and the
+    /// mail run after the answer (a task), so neither the answer nor its
+    /// timing tells whether the email has an account. At most one mail per
+    /// email per RESET_REQUEST_INTERVAL. Off (MailOff) without mail outside
+    /// development, for every email alike.
+    pub fn request_password_reset(&self, email: Email) -> Result<(), AccountError> {
+        self.signer()?;
+        let route = self.link_route("password reset")?;
+        let key = email.key().to_owned();
+        if self.recent_resets.contains_key(&key) {
+            return Ok(());
+        }
+        self.recent_resets.insert(key, ());
+        let store = self.store.clone();
+        let base = self.settings.public_base_url.clone();
+        tokio::spawn(async move {
+            let account = match store.account_by_email(&email).await {
+                Ok(Some(a)) => a,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "password reset: account lookup failed");
+                    return;
+                }
+            };
+            match store.account_disabled(&account.id).await {
+                Ok(false) => {}
+                Ok(true) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "password reset: account check failed");
+                    return;
+                }
+            }
+            if let Err(e) = send_link(
+                store.as_ref(),
+                &route,
+                base.as_deref(),
+                TokenPurpose::PasswordReset,
+                &account,
+            )
+            .await
+            {
+                tracing::warn!(user_id = %account.id, error = %e, "password reset mail not sent");
+            }
+        });
+        Ok(())
+    }
+
+    /// Sets a new password with a reset token: the token is used up, every
+    /// refresh family of the account revoked. The password is hashed before
+    /// the token is spent, so a busy pool does not burn it.
+    pub async fn confirm_password_reset(
+        &self,
+        token: &Secret<String>,
+        password: Password,
+    ) -> Result<UserId, AccountError> {
+        self.signer()?;
+        self.link_route("password reset")?;
+        let found = self.check_token(token, TokenPurpose::PasswordReset).await?;
+        let hash = self.pool.hash(password.expose().to_owned()).await?;
+        if !self.store.use_account_token(&found.token_hash).await? {
+            return Err(AccountError::InvalidToken(TOKEN_USED));
+        }
+        if !self.store.set_password(&found.account, &hash).await? {
+            return Err(AccountError::InvalidToken(TOKEN_UNKNOWN));
+        }
+        tracing::info!(user_id = %found.account, "password reset: every session revoked");
+        Ok(found.account)
+    }
+
+    /// Marks the email of the token's account verified; the account after.
+    pub async fn verify_email(&self, token: &Secret<String>) -> Result<Account, AccountError> {
+        self.signer()?;
+        self.link_route("email verification")?;
+        let found = self.check_token(token, TokenPurpose::VerifyEmail).await?;
+        if !self.store.use_account_token(&found.token_hash).await? {
+            return Err(AccountError::InvalidToken(TOKEN_USED));
+        }
+        self.store.set_email_verified(&found.account).await?;
+        let Some(account) = self.store.get_account(&found.account).await? else {
+            return Err(AccountError::InvalidToken(TOKEN_UNKNOWN));
+        };
+        tracing::info!(user_id = %account.id, "email verified");
+        Ok(account)
+    }
+
+    /// Sends the account a new verification link (`verify-email/resend`).
+    pub async fn resend_verification(&self, id: &UserId) -> Result<(), AccountError> {
+        self.signer()?;
+        self.link_route("email verification")?;
+        let Some(account) = self.store.get_account(id).await? else {
+            return Err(AccountError::InvalidToken(TOKEN_UNKNOWN));
+        };
+        if account.email_verified {
+            return Err(AccountError::AlreadyVerified);
+        }
+        self.send_verification(&account);
+        Ok(())
+    }
+
+    /// Mails (or in development logs) a verification link for a new or
+    /// unverified account, after the answer (a task); nothing without mail
+    /// outside development. A failure is logged: sign-up does not depend on it.
+    fn send_verification(&self, account: &Account) {
+        if account.email_verified {
+            return;
+        }
+        let Ok(route) = self.link_route("email verification") else {
+            return;
+        };
+        let store = self.store.clone();
+        let base = self.settings.public_base_url.clone();
+        let account = account.clone();
+        tokio::spawn(async move {
+            if let Err(e) = send_link(
+                store.as_ref(),
+                &route,
+                base.as_deref(),
+                TokenPurpose::VerifyEmail,
+                &account,
+            )
+            .await
+            {
+                tracing::warn!(user_id = %account.id, error = %e, "verification mail not sent");
+            }
+        });
+    }
+
+    async fn check_token(
+        &self,
+        token: &Secret<String>,
+        purpose: TokenPurpose,
+    ) -> Result<AccountToken, AccountError> {
+        let hash = sha256_hex(token.expose().as_bytes());
+        let found = match self.store.get_account_token(&hash).await? {
+            Some(t) if t.purpose == purpose => t,
+            _ => return Err(AccountError::InvalidToken(TOKEN_UNKNOWN)),
+        };
+        if found.used {
+            return Err(AccountError::InvalidToken(TOKEN_USED));
+        }
+        if found.expires_at <= Utc::now() {
+            return Err(AccountError::InvalidToken("the token has expired"));
+        }
+        Ok(found)
+    }
+
+    /// Enables a disabled account again (`cgm-hub users enable`); its
+    /// sessions revoked by the disabling stay revoked. None when no account
+    /// has the email.
+    pub async fn enable(&self, email: &Email) -> Result<Option<UserId>, AccountError> {
+        let Some(account) = self.store.account_by_email(email).await? else {
+            return Ok(None);
+        };
+        self.store.enable_account(&account.id).await?;
+        self.disabled.insert(account.id.as_str().to_owned(), false);
+        tracing::info!(user_id = %account.id, "account enabled");
+        Ok(Some(account.id))
     }
 
     /// The account with this email, if any (shares by email).
@@ -572,6 +778,56 @@ impl AccountService {
         )
         .map(Secret::new)
         .map_err(|e| AccountError::Internal(format!("minting an access token: {e}")))
+    }
+}
+
+const TOKEN_UNKNOWN: &str = "the token is unknown";
+const TOKEN_USED: &str = "the token was used already";
+
+/// Makes a reset or verification token for the account, stores its hash and
+/// mails the link (in development without mail: logs it at info).
+async fn send_link(
+    store: &dyn Store,
+    route: &LinkRoute,
+    base: Option<&str>,
+    purpose: TokenPurpose,
+    account: &Account,
+) -> Result<(), AccountError> {
+    let (token, token_hash) = new_refresh_token();
+    let (ttl, page) = match purpose {
+        TokenPurpose::PasswordReset => (RESET_TOKEN_TTL, "reset-password"),
+        TokenPurpose::VerifyEmail => (VERIFY_TOKEN_TTL, "verify-email"),
+    };
+    let now = now_ms();
+    store
+        .put_account_token(AccountToken {
+            token_hash,
+            purpose,
+            account: account.id.clone(),
+            created_at: now,
+            expires_at: now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::hours(1)),
+            used: false,
+        })
+        .await?;
+    let link = Secret::new(match base {
+        Some(base) => format!(
+            "{}/{page}?token={}",
+            base.trim_end_matches('/'),
+            token.expose()
+        ),
+        None => format!("token={}", token.expose()),
+    });
+    match (route, purpose) {
+        (LinkRoute::Mail(mailer), TokenPurpose::PasswordReset) => {
+            mailer.send_password_reset(&account.email, &link).await
+        }
+        (LinkRoute::Mail(mailer), TokenPurpose::VerifyEmail) => {
+            mailer.send_verification(&account.email, &link).await
+        }
+        (LinkRoute::Log, _) => {
+            tracing::info!(user_id = %account.id, purpose = purpose.as_str(), link = %link.expose(), "mail is off (development): account link");
+            Ok(())
+        }
     }
 }
 

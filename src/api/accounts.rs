@@ -1,4 +1,5 @@
-//! `/api/v1/auth/*`: sign-up, login, refresh, logout and `me` over the
+//! `/api/v1/auth/*`: sign-up, login, refresh, logout, `me`, password reset
+//! and email verification over the
 //! built-in accounts (`crate::accounts`). The wire bodies are parsed once into
 //! domain values here; every bad field is named by its JSON pointer.
 
@@ -23,6 +24,7 @@ use crate::accounts::{AccountError, NewAccount, Session};
 use crate::domain::{Email, FieldError, Password, PasswordAttempt, TimeZoneName, UserId};
 use crate::records::accounts::Account;
 use crate::records::audit::Action;
+use crate::secret::Secret;
 use crate::store::profile_or_default;
 
 /// Longest `full_name` taken, in characters.
@@ -184,6 +186,64 @@ pub struct RefreshTokenInput {
     /// Required unless the `refresh_token` cookie is sent.
     #[schema(value_type = Option<String>)]
     refresh_token: Option<Value>,
+}
+
+/// The body of a password-reset request.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResetRequestInput {
+    #[schema(value_type = String, example = "alice@example.com")]
+    email: Option<Value>,
+}
+
+/// The body of a password-reset confirmation.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResetConfirmInput {
+    /// The token from the reset mail (single use, one hour).
+    #[schema(value_type = String)]
+    token: Option<Value>,
+    /// The new password: 8-256 characters, not a commonly breached one.
+    #[schema(value_type = String, example = "a new and better passphrase")]
+    password: Option<Value>,
+}
+
+/// The body of an email verification.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyEmailInput {
+    /// The token from the verification mail (single use, 48 hours).
+    #[schema(value_type = String)]
+    token: Option<Value>,
+}
+
+/// A request taken; what it leads to is not said (no enumeration of emails).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AcceptedView {
+    #[schema(example = "if an account has this email, a link is on its way")]
+    pub message: &'static str,
+}
+
+/// The account after verifying its email.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VerifiedView {
+    pub user: AccountView,
+}
+
+/// A required token field (1-512 characters), or its error.
+fn token_field(value: Option<Value>, errors: &mut Vec<FieldError>) -> Option<Secret<String>> {
+    text("token", value, errors)
+        .filter(|token| {
+            let ok = !token.is_empty() && token.len() <= MAX_REFRESH_TOKEN_LEN;
+            if !ok {
+                errors.push(FieldError::new(
+                    "token",
+                    format!("must be 1-{MAX_REFRESH_TOKEN_LEN} characters"),
+                ));
+            }
+            ok
+        })
+        .map(Secret::new)
 }
 
 /// A required string field, or its error.
@@ -670,6 +730,197 @@ pub async fn invite(
     Ok((
         StatusCode::CREATED,
         success(InvitationView::from_invited(&invited)),
+    )
+        .into_response())
+}
+
+/// Asks for a password-reset link. 202 whether or not an account has the
+/// email, in about the same time: the mail (if any) goes out after the answer.
+#[utoipa::path(
+    post, path = "/api/v1/auth/password-reset", tag = "accounts", security(()),
+    request_body = ResetRequestInput,
+    responses(
+        (status = 202, description = "Taken: if an active account has this email, a single-use reset link (valid one hour) is mailed to it; the same answer for every email", body = super::docs::AcceptedEnvelope),
+        (status = 422, description = "VALIDATION_ERROR: /email", body = ErrorEnvelope),
+        (status = 503, description = "Password reset is off: no SMTP_URL outside development (or accounts are off)", body = ErrorEnvelope),
+    )
+)]
+pub async fn password_reset(
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let incoming = incoming(&state, request).await?;
+    let input: ResetRequestInput = json_body(&incoming.body)?;
+    let mut errors = Vec::new();
+    let Some(email) = text("email", input.email, &mut errors)
+        .and_then(|raw| Email::parse(&raw).map_err(|e| errors.push(e)).ok())
+    else {
+        return Err(ApiError::unprocessable("invalid request", errors));
+    };
+    let status = match state.accounts.request_password_reset(email) {
+        Ok(()) => StatusCode::ACCEPTED,
+        Err(e) => {
+            let e = ApiError::from(e);
+            audit(
+                &state,
+                None,
+                Action::ResetPassword,
+                &incoming.headers,
+                e.status(),
+            )
+            .await;
+            return Err(e);
+        }
+    };
+    audit(
+        &state,
+        None,
+        Action::ResetPassword,
+        &incoming.headers,
+        status,
+    )
+    .await;
+    Ok((
+        status,
+        success(AcceptedView {
+            message: "if an account has this email, a reset link is on its way",
+        }),
+    )
+        .into_response())
+}
+
+/// Sets a new password with the token of a reset mail. The token works once;
+/// every session (refresh token) of the account is revoked.
+#[utoipa::path(
+    post, path = "/api/v1/auth/password-reset/confirm", tag = "accounts", security(()),
+    request_body = ResetConfirmInput,
+    responses(
+        (status = 204, description = "The password is set; every refresh token of the account is revoked"),
+        (status = 422, description = "VALIDATION_ERROR: /token unknown, used already or expired; /password 8-256 characters and not a commonly breached password", body = ErrorEnvelope),
+        (status = 503, description = "Password reset is off (no SMTP_URL outside development), or password hashing is busy", body = ErrorEnvelope),
+    )
+)]
+pub async fn password_reset_confirm(
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let incoming = incoming(&state, request).await?;
+    let input: ResetConfirmInput = json_body(&incoming.body)?;
+    let mut errors = Vec::new();
+    let token = token_field(input.token, &mut errors);
+    let password = text("password", input.password, &mut errors)
+        .and_then(|raw| Password::parse(&raw).map_err(|e| errors.push(e)).ok());
+    let (Some(token), Some(password)) = (token, password) else {
+        return Err(ApiError::unprocessable("invalid password reset", errors));
+    };
+    match state
+        .accounts
+        .confirm_password_reset(&token, password)
+        .await
+    {
+        Ok(account) => {
+            audit(
+                &state,
+                Some(&account),
+                Action::ResetPassword,
+                &incoming.headers,
+                StatusCode::NO_CONTENT,
+            )
+            .await;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        Err(e) => {
+            let e = ApiError::from(e);
+            audit(
+                &state,
+                None,
+                Action::ResetPassword,
+                &incoming.headers,
+                e.status(),
+            )
+            .await;
+            Err(e)
+        }
+    }
+}
+
+/// Confirms the account's email with the token of a verification mail
+/// (sent at sign-up while mail is on). The token works once.
+#[utoipa::path(
+    post, path = "/api/v1/auth/verify-email", tag = "accounts", security(()),
+    request_body = VerifyEmailInput,
+    responses(
+        (status = 200, description = "The account, now with email_verified true", body = super::docs::VerifiedEnvelope),
+        (status = 422, description = "VALIDATION_ERROR: /token unknown, used already or expired", body = ErrorEnvelope),
+        (status = 503, description = "Email verification is off: no SMTP_URL outside development", body = ErrorEnvelope),
+    )
+)]
+pub async fn verify_email(
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let incoming = incoming(&state, request).await?;
+    let input: VerifyEmailInput = json_body(&incoming.body)?;
+    let mut errors = Vec::new();
+    let Some(token) = token_field(input.token, &mut errors) else {
+        return Err(ApiError::unprocessable("invalid verification", errors));
+    };
+    match state.accounts.verify_email(&token).await {
+        Ok(account) => {
+            audit(
+                &state,
+                Some(&account.id),
+                Action::VerifyEmail,
+                &incoming.headers,
+                StatusCode::OK,
+            )
+            .await;
+            Ok(success(VerifiedView {
+                user: AccountView::from(&account),
+            })
+            .into_response())
+        }
+        Err(e) => {
+            let e = ApiError::from(e);
+            audit(
+                &state,
+                None,
+                Action::VerifyEmail,
+                &incoming.headers,
+                e.status(),
+            )
+            .await;
+            Err(e)
+        }
+    }
+}
+
+/// Mails the caller a new verification link.
+#[utoipa::path(
+    post, path = "/api/v1/auth/verify-email/resend", tag = "accounts",
+    security(("bearer" = [])),
+    responses(
+        (status = 202, description = "A new single-use link (valid 48 hours) is on its way", body = super::docs::AcceptedEnvelope),
+        (status = 404, description = "The token's user has no built-in account", body = ErrorEnvelope),
+        (status = 409, description = "CONFLICT: the email is verified already", body = ErrorEnvelope),
+        (status = 503, description = "Email verification is off: no SMTP_URL outside development", body = ErrorEnvelope),
+    )
+)]
+pub async fn verify_email_resend(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    let user = caller.principal.user_id.clone();
+    authorize(&state, &caller, Action::VerifyEmail, &user).await?;
+    if state.accounts.account(&user).await?.is_none() {
+        return Err(ApiError::NotFound("account".into()));
+    }
+    state.accounts.resend_verification(&user).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        success(AcceptedView {
+            message: "a verification link is on its way",
+        }),
     )
         .into_response())
 }

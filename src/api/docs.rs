@@ -6,8 +6,9 @@ use utoipa::{OpenApi, ToSchema};
 use utoipa_swagger_ui::SwaggerUi;
 
 use super::accounts::{
-    AccountView, InvitationInput, InvitationView, LoginInput, MeView, RefreshTokenInput,
-    RegisterInput, SessionView,
+    AcceptedView, AccountView, InvitationInput, InvitationView, LoginInput, MeView,
+    RefreshTokenInput, RegisterInput, ResetConfirmInput, ResetRequestInput, SessionView,
+    VerifiedView, VerifyEmailInput,
 };
 use super::alerts::{
     AlertList, AlertPagination, AlertSettingsInputDoc, AlertSettingsView, AlertView,
@@ -77,7 +78,9 @@ use crate::pipeline::wire::{DeviceInfoInput, GlucoseInput, ReadingInput};
         journal::delete_meal, journal::create_sleep, journal::list_sleep, journal::get_sleep,
         journal::patch_sleep, journal::delete_sleep, journal::create_activity,
         journal::list_activities, journal::get_activity, journal::patch_activity,
-        journal::delete_activity
+        journal::delete_activity,
+        accounts::password_reset, accounts::password_reset_confirm,
+        accounts::verify_email, accounts::verify_email_resend
     ),
     components(schemas(
         ReadingView, DeviceInfoView, ReadingInput, BulkInput, DeviceInfoInput, RecordOutcome, Summary,
@@ -98,7 +101,9 @@ use crate::pipeline::wire::{DeviceInfoInput, GlucoseInput, ReadingInput};
         DashboardEnvelope, CgmInput, AuthorizeUrlView, AuthorizeUrlEnvelope,
         MealInput, SleepInput, ActivityInput, Food, MealType, ActivityType, Intensity,
         MealView, SleepView, ActivityView, MealEnvelope, SleepEnvelope, ActivityEnvelope,
-        JournalPagination, JournalPage, JournalPageEnvelope
+        JournalPagination, JournalPage, JournalPageEnvelope,
+        ResetRequestInput, ResetConfirmInput, VerifyEmailInput, AcceptedView, VerifiedView,
+        AcceptedEnvelope, VerifiedEnvelope
     )),
     modifiers(&BearerAuth, &GateResponses),
     security(("bearer" = [])),
@@ -306,6 +311,24 @@ pub struct PendingShareEnvelope {
     #[schema(example = "success")]
     status: String,
     data: PendingShareView,
+}
+
+/// `{"status":"success","data":{"message"}}`
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct AcceptedEnvelope {
+    #[schema(example = "success")]
+    status: String,
+    data: AcceptedView,
+}
+
+/// `{"status":"success","data":{"user"}}`
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct VerifiedEnvelope {
+    #[schema(example = "success")]
+    status: String,
+    data: VerifiedView,
 }
 
 /// `{"status":"success","data":{"user","profile"}}`
@@ -691,7 +714,8 @@ impl utoipa::Modify for BearerAuth {
                          reads all; admin does everything. Built-in accounts get one from \
                          `POST /api/v1/auth/login` (HS256, signed with AUTH_JWT_SECRET). `/health`, \
                          `/metrics`, `/docs`, `/openapi.json`, `/oauth/callback` and \
-                         `/api/v1/auth/{register,login,refresh,logout}` need no token. A browser \
+                         `/api/v1/auth/{register,login,refresh,logout,password-reset,\
+                         password-reset/confirm,verify-email}` need no token. A browser \
                          session keeps its refresh token in a cookie instead (the \
                          `refresh_cookie` scheme).",
                     ))

@@ -357,9 +357,15 @@ impl From<AccountError> for ApiError {
                 retry_after,
                 message: e.to_string(),
             },
-            AccountError::Busy | AccountError::Disabled | AccountError::Mail(_) => {
-                ApiError::Unavailable(e.to_string())
-            }
+            AccountError::Busy
+            | AccountError::Disabled
+            | AccountError::Mail(_)
+            | AccountError::MailOff(_) => ApiError::Unavailable(e.to_string()),
+            AccountError::AlreadyVerified => ApiError::Conflict(e.to_string()),
+            AccountError::InvalidToken(_) => ApiError::unprocessable(
+                "invalid token",
+                vec![FieldError::new("token", e.to_string())],
+            ),
             AccountError::RegistrationClosed(_) => ApiError::Forbidden(e.to_string()),
             AccountError::InvalidInvitation(_) => ApiError::unprocessable(
                 "invalid invitation",

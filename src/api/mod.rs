@@ -460,6 +460,30 @@ fn routes() -> Vec<(Route, MethodRouter<AppState>)> {
         route(Method::GET, "/api/v1/auth/me", Bearer, accounts::me),
         route(
             Method::POST,
+            "/api/v1/auth/password-reset",
+            Anonymous,
+            accounts::password_reset,
+        ),
+        route(
+            Method::POST,
+            "/api/v1/auth/password-reset/confirm",
+            Anonymous,
+            accounts::password_reset_confirm,
+        ),
+        route(
+            Method::POST,
+            "/api/v1/auth/verify-email",
+            Anonymous,
+            accounts::verify_email,
+        ),
+        route(
+            Method::POST,
+            "/api/v1/auth/verify-email/resend",
+            Bearer,
+            accounts::verify_email_resend,
+        ),
+        route(
+            Method::POST,
             "/api/v1/auth/invitations",
             Bearer,
             accounts::invite,

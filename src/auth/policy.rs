@@ -61,7 +61,7 @@ pub fn decide(
     }
     // An account is read by its owner, whatever their roles (a caregiver's
     // account is theirs too).
-    if action == Action::ReadAccount && &principal.user_id == owner {
+    if matches!(action, Action::ReadAccount | Action::VerifyEmail) && &principal.user_id == owner {
         return Some(Basis::Own);
     }
     // Notification endpoints belong to whoever receives them: a caregiver

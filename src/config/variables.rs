@@ -510,15 +510,17 @@ pub const VARIABLES: &[Variable] = &[
         Security,
         "SMTP_URL",
         "",
-        "SMTP server for invitation mail: smtp://host:port (plain, a local relay), \
-         smtps://user:pass@host:465 (TLS) or smtp://user:pass@host:587?tls=required (STARTTLS). \
-         Unset: mail is off (invitation answers carry the token instead).",
+        "SMTP server for invitation, password-reset and verification mail: smtp://host:port \
+         (plain, a local relay), smtps://user:pass@host:465 (TLS) or \
+         smtp://user:pass@host:587?tls=required (STARTTLS). Unset: mail is off (invitation \
+         answers carry the token instead; password reset and email verification log their \
+         links in development and are off, 503, elsewhere).",
     ),
     var(
         Security,
         "MAIL_FROM",
         "cgm-hub <no-reply@localhost>",
-        "Sender of invitation mail.",
+        "Sender of invitation, password-reset and verification mail.",
     ),
     var(
         Security,

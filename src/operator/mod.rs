@@ -362,6 +362,29 @@ pub async fn users_disable(settings: &Settings, email: &str, output: Output) -> 
     Ok(())
 }
 
+/// `users enable --email E`: a disabled account can log in again (its revoked
+/// sessions stay revoked; a running instance accepts its new access tokens
+/// within ACCOUNT_STATUS_CACHE_SECONDS). Fails when no account has E.
+pub async fn users_enable(settings: &Settings, email: &str, output: Output) -> Result<()> {
+    use crate::accounts::AccountError;
+    use crate::domain::Email;
+    let email = Email::parse(email).map_err(|e| OperatorError::Usage(format!("email: {e}")))?;
+    let store = store(settings).await?;
+    let accounts = crate::app::account_service(settings, store)?;
+    let id = match accounts.enable(&email).await {
+        Ok(Some(id)) => id,
+        Ok(None) => return Err(OperatorError::Failed("no account has this email".into())),
+        Err(AccountError::Store(e)) => return Err(e.into()),
+        Err(e) => return Err(OperatorError::Failed(e.to_string())),
+    };
+    if output == Output::Json {
+        print_json(&serde_json::json!({"id": id.as_str(), "disabled": false}));
+    } else {
+        println!("enabled account {id} ({email})");
+    }
+    Ok(())
+}
+
 /// `sync --user ID [--start-date D] [--end-date D] [--wait]`: queues a manual sync
 /// job, exactly as `POST /api/bg/{userId}/sync` does; a running instance's workers
 /// claim it within a second. With `wait`, polls until it has finished. It syncs

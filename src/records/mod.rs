@@ -2,6 +2,7 @@
 //! uses them: plain data that imports only `domain`, `digest`, `secret` and each
 //! other, so that the store's traits need nothing from the layers above.
 
+pub mod account_tokens;
 pub mod accounts;
 pub mod alerts;
 pub mod audit;

@@ -23,6 +23,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::domain::{AlertSettings, Email, Profile, Reading, StoredReading, UserId};
+use crate::records::account_tokens::AccountToken;
 use crate::records::accounts::{Account, AccountCreated, NewRefreshToken, Rotation};
 use crate::records::alerts::{Alert, AlertQuery, AlertStatus};
 use crate::records::audit::{AuditBatch, AuditQuery, AuditRecord};
@@ -681,6 +682,35 @@ pub trait AccountStore: Send + Sync {
     /// Whether an account with this id exists and is disabled (false for an
     /// unknown id: a token of another issuer is never refused by this).
     async fn account_disabled(&self, id: &UserId) -> Result<bool, StoreError>;
+
+    /// Enables a disabled account again (`cgm-hub users enable`); its revoked
+    /// sessions stay revoked. False when there is no such account.
+    async fn enable_account(&self, id: &UserId) -> Result<bool, StoreError>;
+
+    /// Replaces the account's password hash (a password reset) and revokes
+    /// every refresh family it has, on every backend (DynamoDB: found by a
+    /// filtered scan of the aux table; resets are rare). False when there is
+    /// no such account.
+    async fn set_password(&self, id: &UserId, password_hash: &str) -> Result<bool, StoreError>;
+
+    /// Marks the account's email verified; false when there is no such account.
+    async fn set_email_verified(&self, id: &UserId) -> Result<bool, StoreError>;
+}
+
+/// Single-use account tokens (password reset, email verification), keyed by
+/// the SHA-256 of the token.
+#[async_trait]
+pub trait AccountTokenStore: Send + Sync {
+    /// Stores a new token (a token hash already stored is an error).
+    async fn put_account_token(&self, token: AccountToken) -> Result<(), StoreError>;
+
+    /// The token with this hash, used or expired or not (callers check).
+    async fn get_account_token(&self, token_hash: &str)
+        -> Result<Option<AccountToken>, StoreError>;
+
+    /// Marks the token used; false when there is none or it was used already
+    /// (atomic: of two concurrent calls, one gets true).
+    async fn use_account_token(&self, token_hash: &str) -> Result<bool, StoreError>;
 }
 
 /// Invitations to sign up (`/api/v1/auth/invitations`, shares by email),
@@ -720,6 +750,7 @@ pub trait Store:
     + AccountStore
     + InvitationStore
     + JournalStore
+    + AccountTokenStore
     + Send
     + Sync
     + 'static

@@ -874,7 +874,7 @@ async fn a_disabled_account_cannot_log_in_refresh_or_use_its_access_token() {
 }
 
 /// `cgm-hub users disable`: exit 1 for an email without an account, 0 (with
-/// the id) for one; the account then cannot log in.
+/// the id) for one; the account then cannot log in. `users enable` undoes it.
 #[tokio::test]
 async fn the_cli_disables_an_account() {
     let dir = tempfile::TempDir::new().unwrap();
@@ -914,6 +914,35 @@ async fn the_cli_disables_an_account() {
     assert_eq!(disabled, json!({"id": created["id"], "disabled": true}));
     let app = spawn(&[("SQLITE_PATH", db.as_str())]).await;
     expect_error(login(&app, &person, PASSWORD).await, 401, "AUTH_ERROR").await;
+
+    // `users enable` (beside the running service): the account logs in again.
+    let unknown = run_cgm_hub(
+        dir.path(),
+        &["users", "enable", "--email", "nobody@example.org"],
+        &sqlite,
+    );
+    assert_eq!(unknown.status.code(), Some(1));
+    let out = run_cgm_hub(
+        dir.path(),
+        &["users", "enable", "--email", &person, "--json"],
+        &sqlite,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let enabled: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(enabled, json!({"id": created["id"], "disabled": false}));
+    let session = data(login(&app, &person, PASSWORD).await, 200).await;
+    let r = app
+        .client
+        .get(app.url("/api/v1/auth/me"))
+        .bearer_auth(session["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
 }
 
 /// A token used (and its account's status cached as active) before the

@@ -571,12 +571,19 @@ const PUBLIC: &[(&str, &str)] = &[
     ("post", "/api/v1/auth/login"),
     ("post", "/api/v1/auth/refresh"),
     ("post", "/api/v1/auth/logout"),
+    // A mailed single-use token in the body instead (tests/it/account_mail.rs).
+    ("post", "/api/v1/auth/password-reset"),
+    ("post", "/api/v1/auth/password-reset/confirm"),
+    ("post", "/api/v1/auth/verify-email"),
 ];
 
 /// Routes about the caller alone, whatever their roles (no user in the path, so
 /// no cell of the table): any valid token reads its own account, none another's
 /// (tests/it/accounts.rs).
-const SELF_ONLY: &[(&str, &str)] = &[("get", "/api/v1/auth/me")];
+const SELF_ONLY: &[(&str, &str)] = &[
+    ("get", "/api/v1/auth/me"),
+    ("post", "/api/v1/auth/verify-email/resend"),
+];
 
 /// The one rule the table is checked against.
 fn expected(caller: Caller, e: &Endpoint) -> u16 {

@@ -1,5 +1,7 @@
 //! The one integration-test binary (one link step instead of one per file).
 
+mod account_mail;
+mod account_story;
 mod accounts;
 mod alerts;
 mod analytics_http;

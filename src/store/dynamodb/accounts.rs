@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{ConditionCheck, Put, TransactWriteItem};
 use chrono::{DateTime, Utc};
 
-use super::item::{ms, s, transact_update, Changes, Condition, Fields, Item};
+use super::item::{ms, s, sdk_error, transact_update, Changes, Condition, Fields, Item};
 use super::DynamoStore;
 use crate::domain::{Email, UserId};
 use crate::records::accounts::{roles_to_text, Account, AccountCreated, NewRefreshToken, Rotation};
@@ -265,6 +265,76 @@ impl AccountStore for DynamoStore {
             .get(&self.tables().aux, account_key(id.as_str()))
             .await?
             .is_some_and(|item| item.contains_key("disabled_at_ms")))
+    }
+
+    async fn enable_account(&self, id: &UserId) -> Result<bool, StoreError> {
+        Ok(self
+            .update_if(
+                &self.tables().aux,
+                account_key(id.as_str()),
+                Changes::default().remove("disabled_at_ms"),
+                Condition::new("attribute_exists(pk)"),
+            )
+            .await?
+            .is_some())
+    }
+
+    async fn set_password(&self, id: &UserId, password_hash: &str) -> Result<bool, StoreError> {
+        let found = self
+            .update_if(
+                &self.tables().aux,
+                account_key(id.as_str()),
+                Changes::default().set("password_hash", s(password_hash)),
+                Condition::new("attribute_exists(pk)"),
+            )
+            .await?
+            .is_some();
+        if !found {
+            return Ok(false);
+        }
+        // No index of an account's families: a filtered scan (resets are rare).
+        let mut start = None;
+        loop {
+            let page = self
+                .client()
+                .scan()
+                .table_name(&self.tables().aux)
+                .filter_expression("begins_with(pk, :p) AND user_id = :u AND revoked = :f")
+                .expression_attribute_values(":p", s("RFAMILY#"))
+                .expression_attribute_values(":u", s(id.as_str()))
+                .expression_attribute_values(":f", boolean(false))
+                .projection_expression("pk")
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| sdk_error("Scan refresh families", e))?;
+            for item in page.items() {
+                let pk = Fields::new(item, "refresh family").s("pk")?;
+                let family = pk
+                    .strip_prefix("RFAMILY#")
+                    .and_then(|f| uuid::Uuid::parse_str(f).ok())
+                    .ok_or_else(|| StoreError::Corrupt(format!("refresh family key {pk:?}")))?;
+                self.revoke_family(family).await?;
+            }
+            match page.last_evaluated_key() {
+                Some(last) if !last.is_empty() => start = Some(last.clone()),
+                _ => break,
+            }
+        }
+        Ok(true)
+    }
+
+    async fn set_email_verified(&self, id: &UserId) -> Result<bool, StoreError> {
+        Ok(self
+            .update_if(
+                &self.tables().aux,
+                account_key(id.as_str()),
+                Changes::default().set("email_verified", boolean(true)),
+                Condition::new("attribute_exists(pk)"),
+            )
+            .await?
+            .is_some())
     }
 
     async fn revoke_refresh_family(&self, presented: &str) -> Result<bool, StoreError> {

@@ -8,6 +8,7 @@
 //! retries. Events are committed with their change by `TransactWriteItems`.
 //! The table design and every access pattern are in docs/dynamodb.md.
 
+mod account_tokens;
 mod accounts;
 mod alerts;
 mod audit;

@@ -211,6 +211,44 @@ impl AccountStore for PostgresStore {
         }
     }
 
+    async fn enable_account(&self, id: &UserId) -> Result<bool, StoreError> {
+        let found = sqlx::query("UPDATE accounts SET disabled_at = NULL WHERE user_id = $1")
+            .bind(id.as_str())
+            .execute(self.pool())
+            .await
+            .map_err(db_error)?
+            .rows_affected();
+        Ok(found > 0)
+    }
+
+    async fn set_password(&self, id: &UserId, password_hash: &str) -> Result<bool, StoreError> {
+        let mut tx = self.pool().begin().await.map_err(db_error)?;
+        let found = sqlx::query("UPDATE accounts SET password_hash = $2 WHERE user_id = $1")
+            .bind(id.as_str())
+            .bind(password_hash)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?
+            .rows_affected();
+        sqlx::query("UPDATE refresh_families SET revoked = true WHERE user_id = $1")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(found > 0)
+    }
+
+    async fn set_email_verified(&self, id: &UserId) -> Result<bool, StoreError> {
+        let found = sqlx::query("UPDATE accounts SET email_verified = true WHERE user_id = $1")
+            .bind(id.as_str())
+            .execute(self.pool())
+            .await
+            .map_err(db_error)?
+            .rows_affected();
+        Ok(found > 0)
+    }
+
     async fn revoke_refresh_family(&self, presented: &str) -> Result<bool, StoreError> {
         let changed = sqlx::query(
             "UPDATE refresh_families SET revoked = true WHERE family = \

@@ -31,6 +31,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ),
     (16, include_str!("migrations/0016_account_disabled.sql")),
     (17, include_str!("migrations/0017_invitations.sql")),
+    (18, include_str!("migrations/0018_account_tokens.sql")),
     (19, include_str!("migrations/0019_journal.sql")),
 ];
 

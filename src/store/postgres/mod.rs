@@ -13,6 +13,7 @@
 //! Times are kept to the millisecond, like the SQLite backend, so both hand back
 //! the same values; reading times are whole seconds.
 
+mod account_tokens;
 mod accounts;
 mod alerts;
 mod audit;

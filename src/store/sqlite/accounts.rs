@@ -217,6 +217,52 @@ impl AccountStore for SqliteStore {
         .await
     }
 
+    async fn enable_account(&self, id: &UserId) -> Result<bool, StoreError> {
+        let id = id.clone();
+        self.write(move |conn| {
+            let found = conn
+                .prepare_cached("UPDATE accounts SET disabled_at_ms = NULL WHERE user_id = ?1")
+                .map_err(internal)?
+                .execute([id.as_str()])
+                .map_err(internal)?;
+            Ok(found > 0)
+        })
+        .await
+    }
+
+    async fn set_password(&self, id: &UserId, password_hash: &str) -> Result<bool, StoreError> {
+        let id = id.clone();
+        let hash = password_hash.to_owned();
+        self.write(move |conn| {
+            let tx = conn.transaction().map_err(internal)?;
+            let found = tx
+                .prepare_cached("UPDATE accounts SET password_hash = ?2 WHERE user_id = ?1")
+                .map_err(internal)?
+                .execute(params![id.as_str(), hash])
+                .map_err(internal)?;
+            tx.prepare_cached("UPDATE refresh_families SET revoked = 1 WHERE user_id = ?1")
+                .map_err(internal)?
+                .execute([id.as_str()])
+                .map_err(internal)?;
+            tx.commit().map_err(internal)?;
+            Ok(found > 0)
+        })
+        .await
+    }
+
+    async fn set_email_verified(&self, id: &UserId) -> Result<bool, StoreError> {
+        let id = id.clone();
+        self.write(move |conn| {
+            let found = conn
+                .prepare_cached("UPDATE accounts SET email_verified = 1 WHERE user_id = ?1")
+                .map_err(internal)?
+                .execute([id.as_str()])
+                .map_err(internal)?;
+            Ok(found > 0)
+        })
+        .await
+    }
+
     async fn revoke_refresh_family(&self, presented: &str) -> Result<bool, StoreError> {
         let presented = presented.to_owned();
         self.write(move |conn| {

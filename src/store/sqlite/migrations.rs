@@ -25,6 +25,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (14, include_str!("migrations/0014_newest_readings.sql")),
     (15, include_str!("migrations/0015_account_disabled.sql")),
     (16, include_str!("migrations/0016_invitations.sql")),
+    (17, include_str!("migrations/0017_account_tokens.sql")),
     (18, include_str!("migrations/0018_journal.sql")),
 ];
 

@@ -10,6 +10,7 @@
 //! lines here rather than r2d2/deadpool, whose SQLite adapters pin rusqlite
 //! versions other than the 0.39 that can sit beside sqlx (PostgreSQL, later).
 
+mod account_tokens;
 mod accounts;
 mod alerts;
 mod audit;

@@ -9,7 +9,7 @@ use chrono::{Duration, DurationRound, Utc};
 
 use super::*;
 
-fn account(id: &str, email: &str) -> Account {
+pub(super) fn account(id: &str, email: &str) -> Account {
     Account {
         id: user(id),
         email: Email::parse(email).unwrap(),
@@ -23,7 +23,7 @@ fn account(id: &str, email: &str) -> Account {
     }
 }
 
-fn token(hash: &str, owner: &str, expires_in: Duration) -> NewRefreshToken {
+pub(super) fn token(hash: &str, owner: &str, expires_in: Duration) -> NewRefreshToken {
     let now = Utc::now()
         .duration_trunc(Duration::milliseconds(1))
         .unwrap();

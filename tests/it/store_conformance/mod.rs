@@ -16,6 +16,7 @@ use chrono::Utc;
 
 use crate::helpers::*;
 
+mod account_tokens;
 mod accounts;
 mod alerts;
 mod daily;
@@ -28,6 +29,7 @@ mod outbox;
 mod stale;
 mod sync;
 mod tasks;
+use account_tokens::*;
 use accounts::*;
 use alerts::*;
 use daily::*;
@@ -1002,7 +1004,10 @@ macro_rules! conformance {
                 journal_uploads_are_idempotent_by_external_id,
                 journal_windows_page_by_time_and_id_in_both_orders,
                 journal_updates_and_deletes_keep_identity,
-                journal_batches_are_stored_whole_or_not_at_all
+                journal_batches_are_stored_whole_or_not_at_all,
+                account_tokens_round_trip_and_are_used_once,
+                a_new_password_revokes_every_session_of_its_account_only,
+                verified_emails_and_enabled_accounts_stick
             );
         }
     };
