@@ -22,6 +22,7 @@ use super::error::{ErrorBody, ErrorEnvelope};
 use super::glucolens::{AuthorizeUrlView, CgmInput, DailySummaryView, GlucoseBulkInput};
 use super::jobs::{JobList, JobView, RangeView};
 use super::journal::JournalPagination;
+use super::journal_v1::{AppleHealthEnvelope, AppleHealthSynced, AppleHealthUpload, GlucoseCounts};
 use super::notifications::{EndpointInputDoc, EndpointList, EndpointView};
 use super::oauth::{BackfillView, Connected, RefreshInput, RefreshView};
 use super::profile::{ProfileInput, ProfileView};
@@ -34,7 +35,7 @@ use super::tasks::TaskView;
 use super::views::JobCountsView;
 use super::views::{DeviceInfoView, ReadingView};
 use super::webhook::DeliveryReceipt;
-use super::{accounts, alerts, daily, glucolens, journal, notifications, profile};
+use super::{accounts, alerts, daily, glucolens, journal, journal_v1, notifications, profile};
 use super::{
     analytics, audit, connections, health, jobs, oauth, readings, shares, stream, tasks, webhook,
     AppState,
@@ -77,7 +78,9 @@ use crate::pipeline::wire::{DeviceInfoInput, GlucoseInput, ReadingInput};
         journal::delete_meal, journal::create_sleep, journal::list_sleep, journal::get_sleep,
         journal::patch_sleep, journal::delete_sleep, journal::create_activity,
         journal::list_activities, journal::get_activity, journal::patch_activity,
-        journal::delete_activity
+        journal::delete_activity,
+        journal_v1::post_meal, journal_v1::post_sleep, journal_v1::post_activity,
+        journal_v1::apple_health
     ),
     components(schemas(
         ReadingView, DeviceInfoView, ReadingInput, BulkInput, DeviceInfoInput, RecordOutcome, Summary,
@@ -98,7 +101,8 @@ use crate::pipeline::wire::{DeviceInfoInput, GlucoseInput, ReadingInput};
         DashboardEnvelope, CgmInput, AuthorizeUrlView, AuthorizeUrlEnvelope,
         MealInput, SleepInput, ActivityInput, Food, MealType, ActivityType, Intensity,
         MealView, SleepView, ActivityView, MealEnvelope, SleepEnvelope, ActivityEnvelope,
-        JournalPagination, JournalPage, JournalPageEnvelope
+        JournalPagination, JournalPage, JournalPageEnvelope,
+        AppleHealthUpload, AppleHealthSynced, GlucoseCounts, AppleHealthEnvelope
     )),
     modifiers(&BearerAuth, &GateResponses),
     security(("bearer" = [])),
