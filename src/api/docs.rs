@@ -23,6 +23,7 @@ use super::error::{ErrorBody, ErrorEnvelope};
 use super::glucolens::{AuthorizeUrlView, CgmInput, DailySummaryView, GlucoseBulkInput};
 use super::jobs::{JobList, JobView, RangeView};
 use super::journal::JournalPagination;
+use super::journal_v1::{AppleHealthEnvelope, AppleHealthSynced, AppleHealthUpload, GlucoseCounts};
 use super::notifications::{EndpointInputDoc, EndpointList, EndpointView};
 use super::oauth::{BackfillView, Connected, RefreshInput, RefreshView};
 use super::profile::{ProfileInput, ProfileView};
@@ -35,7 +36,7 @@ use super::tasks::TaskView;
 use super::views::JobCountsView;
 use super::views::{DeviceInfoView, ReadingView};
 use super::webhook::DeliveryReceipt;
-use super::{accounts, alerts, daily, glucolens, journal, notifications, profile};
+use super::{accounts, alerts, daily, glucolens, journal, journal_v1, notifications, profile};
 use super::{
     analytics, audit, connections, health, jobs, oauth, readings, shares, stream, tasks, webhook,
     AppState,
@@ -80,7 +81,9 @@ use crate::pipeline::wire::{DeviceInfoInput, GlucoseInput, ReadingInput};
         journal::list_activities, journal::get_activity, journal::patch_activity,
         journal::delete_activity,
         accounts::password_reset, accounts::password_reset_confirm,
-        accounts::verify_email, accounts::verify_email_resend
+        accounts::verify_email, accounts::verify_email_resend,
+        journal_v1::post_meal, journal_v1::post_sleep, journal_v1::post_activity,
+        journal_v1::apple_health
     ),
     components(schemas(
         ReadingView, DeviceInfoView, ReadingInput, BulkInput, DeviceInfoInput, RecordOutcome, Summary,
@@ -103,7 +106,8 @@ use crate::pipeline::wire::{DeviceInfoInput, GlucoseInput, ReadingInput};
         MealView, SleepView, ActivityView, MealEnvelope, SleepEnvelope, ActivityEnvelope,
         JournalPagination, JournalPage, JournalPageEnvelope,
         ResetRequestInput, ResetConfirmInput, VerifyEmailInput, AcceptedView, VerifiedView,
-        AcceptedEnvelope, VerifiedEnvelope
+        AcceptedEnvelope, VerifiedEnvelope,
+        AppleHealthUpload, AppleHealthSynced, GlucoseCounts, AppleHealthEnvelope
     )),
     modifiers(&BearerAuth, &GateResponses),
     security(("bearer" = [])),

@@ -130,7 +130,7 @@ fn item(entry: &JournalEntry) -> Value {
     Value::Object(entry.item())
 }
 
-async fn create(
+pub(super) async fn create(
     state: AppState,
     user: UserId,
     caller: Caller,

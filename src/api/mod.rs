@@ -17,6 +17,7 @@ mod glucolens;
 mod health;
 mod jobs;
 mod journal;
+mod journal_v1;
 mod middleware;
 mod notifications;
 pub mod oauth;
@@ -536,6 +537,26 @@ fn routes() -> Vec<(Route, MethodRouter<AppState>)> {
             "/api/v1/integrations/cgm/sync",
             Bearer,
             glucolens::cgm_sync,
+        ),
+        // The journal's GlucoLens and Nutri paths (src/api/journal_v1.rs).
+        route(Method::POST, "/api/v1/meals", Bearer, journal_v1::post_meal),
+        route(
+            Method::POST,
+            "/api/v1/sleep",
+            Bearer,
+            journal_v1::post_sleep,
+        ),
+        route(
+            Method::POST,
+            "/api/v1/activities",
+            Bearer,
+            journal_v1::post_activity,
+        ),
+        route(
+            Method::POST,
+            "/api/v1/integrations/apple-health",
+            Bearer,
+            journal_v1::apple_health,
         ),
     ]
 }

@@ -18,8 +18,7 @@ use crate::pipeline::Pipeline;
 use crate::records::connections::{Connection, ConnectionStatus, Provider};
 use crate::records::jobs::{Created, JobStatus, NewJob, Trigger};
 use crate::sources::apple_health::{
-    self, AppleSleep, AppleWorkout, ImportSummary, JournalImportSink, Progress as ImportProgress,
-    PutCounts,
+    self, ImportSummary, Progress as ImportProgress, PutCounts, StoreJournal,
 };
 use crate::store::{Store, StoreError};
 use crate::sync::provider::{sync_target, SyncTarget};
@@ -563,33 +562,6 @@ pub async fn healthcheck(settings: Option<&Settings>, url: Option<&str>) -> Resu
     }
 }
 
-/// Counts the sleep sessions and workouts of an import while no journal
-/// storage is connected (the lead connects the journal store here).
-struct UnwiredJournal;
-
-#[async_trait::async_trait]
-impl JournalImportSink for UnwiredJournal {
-    async fn put_sleep(
-        &self,
-        _user: &UserId,
-        _sessions: Vec<AppleSleep>,
-    ) -> std::result::Result<PutCounts, StoreError> {
-        Ok(PutCounts::default())
-    }
-
-    async fn put_workouts(
-        &self,
-        _user: &UserId,
-        _workouts: Vec<AppleWorkout>,
-    ) -> std::result::Result<PutCounts, StoreError> {
-        Ok(PutCounts::default())
-    }
-
-    fn stores(&self) -> bool {
-        false
-    }
-}
-
 fn megabytes(bytes: u64) -> String {
     format!("{:.1} MB", bytes as f64 / 1e6)
 }
@@ -624,7 +596,7 @@ fn print_progress(progress: &ImportProgress) {
 /// `import apple-health --user ID FILE`: an Apple Health `export.zip` or
 /// `export.xml` (docs: "Apple Health import"). Blood glucose becomes readings
 /// (source `apple_health`) through the pipeline; sleep sessions and workouts
-/// go to the journal sink. Nothing is stored when the file does not parse to
+/// go to the journal (source `apple_health`). Nothing is stored when the file does not parse to
 /// its end; a second import of the same file stores nothing new.
 pub async fn import_apple_health(settings: &Settings, user: &str, file: &Path) -> Result<()> {
     let user = user_id(user)?;
@@ -640,12 +612,13 @@ pub async fn import_apple_health(settings: &Settings, user: &str, file: &Path) -
         ..TimePolicy::default()
     };
     // No alert evaluation: an import is history, not a live reading.
+    let journal = StoreJournal::new(store.clone(), policy);
     let pipeline = Pipeline::new(store, policy);
     let summary = apple_health::import(
         file.to_path_buf(),
         &user,
         &pipeline,
-        &UnwiredJournal,
+        &journal,
         print_progress,
     )
     .await
@@ -678,7 +651,10 @@ pub fn import_summary(user: &UserId, file: &Path, s: &ImportSummary) -> String {
     );
     let journal = |what: &str, n: u64, put: PutCounts| {
         if s.journal_stored {
-            format!("{what}: {n} ({} new, {} duplicate)", put.new, put.duplicate)
+            format!(
+                "{what}: {n} ({} new, {} duplicate, {} refused)",
+                put.new, put.duplicate, put.refused
+            )
         } else {
             format!("{what}: {n} parsed, not stored (journal storage is not wired yet)")
         }

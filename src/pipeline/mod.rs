@@ -82,6 +82,11 @@ impl Pipeline {
         }
     }
 
+    /// The time rule readings are held to when stored.
+    pub fn policy(&self) -> TimePolicy {
+        self.policy
+    }
+
     /// The same pipeline, evaluating alerts after every stored batch.
     pub fn with_alerts(mut self, alerts: Arc<dyn AlertStore>) -> Self {
         self.alerts = Some(alerts::AlertEvaluator::new(self.readings.clone(), alerts));

@@ -3,19 +3,16 @@
 //! into SQLite and PostgreSQL through the pipeline; the readings stored are the
 //! generator's; a second import stores nothing new; a truncated file stores nothing.
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use async_trait::async_trait;
 use serde_json::Value;
 
 use cgm_hub::domain::{TimePolicy, UserId};
 use cgm_hub::pipeline::Pipeline;
-use cgm_hub::sources::apple_health::{
-    import, AppleSleep, AppleWorkout, ImportError, JournalImportSink, PutCounts,
-};
-use cgm_hub::store::{Order, Scan, Store, StoreError};
+use cgm_hub::records::journal::{JournalBody, JournalEntry, JournalKind, JournalQuery};
+use cgm_hub::sources::apple_health::{import, ImportError, StoreJournal};
+use cgm_hub::store::{Order, Scan, Store};
 
 use crate::helpers::{postgres_store, run_cgm_hub, sqlite_store};
 
@@ -47,50 +44,20 @@ fn generate(dir: &Path, name: &str, zip: bool) -> (PathBuf, Value) {
     (out, serde_json::from_slice(&run.stdout).expect("summary"))
 }
 
-/// A journal that stores by external_id, as the journal store must.
-#[derive(Default)]
-struct Journal {
-    ids: Mutex<HashSet<String>>,
-}
-
-impl Journal {
-    fn put(&self, ids: impl Iterator<Item = String>) -> PutCounts {
-        let mut stored = self.ids.lock().unwrap();
-        let mut counts = PutCounts::default();
-        for id in ids {
-            if stored.insert(id) {
-                counts.new += 1;
-            } else {
-                counts.duplicate += 1;
-            }
-        }
-        counts
-    }
-}
-
-#[async_trait]
-impl JournalImportSink for Journal {
-    async fn put_sleep(
-        &self,
-        _user: &UserId,
-        sessions: Vec<AppleSleep>,
-    ) -> Result<PutCounts, StoreError> {
-        assert!(sessions
-            .iter()
-            .all(|s| s.sleep_end > s.sleep_start && s.asleep_minutes() > 300));
-        Ok(self.put(sessions.into_iter().map(|s| s.external_id)))
-    }
-
-    async fn put_workouts(
-        &self,
-        _user: &UserId,
-        workouts: Vec<AppleWorkout>,
-    ) -> Result<PutCounts, StoreError> {
-        assert!(workouts
-            .iter()
-            .all(|w| (20..=75).contains(&w.duration_minutes) && w.calories_burned.is_some()));
-        Ok(self.put(workouts.into_iter().map(|w| w.external_id)))
-    }
+/// The journal entries of one kind stored for `user`.
+async fn entries_of(store: &dyn Store, user: &UserId, kind: JournalKind) -> Vec<JournalEntry> {
+    store
+        .list_journal_entries(JournalQuery {
+            user_id: user.clone(),
+            kind,
+            from: None,
+            until: None,
+            descending: false,
+            after: None,
+            limit: 100_000,
+        })
+        .await
+        .expect("list journal")
 }
 
 async fn stored(store: &dyn Store, user: &UserId) -> Vec<cgm_hub::domain::StoredReading> {
@@ -113,7 +80,7 @@ async fn import_twice(store: Arc<dyn Store>) {
     assert!(glucose > 500, "{written}");
     let user = UserId::parse("apple-user").unwrap();
     let pipeline = Pipeline::new(store.clone(), TimePolicy::default());
-    let journal = Journal::default();
+    let journal = StoreJournal::new(store.clone(), TimePolicy::default());
 
     let first = import(zip.clone(), &user, &pipeline, &journal, |_| {})
         .await
@@ -132,6 +99,37 @@ async fn import_twice(store: Arc<dyn Store>) {
     assert_eq!(first.sleep.new, first.sleep_sessions);
     assert_eq!(first.workouts, written["workouts"].as_u64().unwrap());
     assert_eq!(first.workouts_put.new, first.workouts);
+    assert_eq!((first.sleep.refused, first.workouts_put.refused), (0, 0));
+
+    // Sleep sessions and activities are in the journal, from Apple Health.
+    let nights = entries_of(store.as_ref(), &user, JournalKind::Sleep).await;
+    assert_eq!(nights.len() as u64, first.sleep_sessions);
+    for night in &nights {
+        assert_eq!(night.source, "apple_health");
+        assert!(night
+            .external_id
+            .as_deref()
+            .is_some_and(|id| id.starts_with("ah-")));
+        let JournalBody::Sleep(s) = &night.body else {
+            panic!("{night:?}")
+        };
+        assert!(s.sleep_end() > s.sleep_start());
+        assert!(s.duration_minutes() > 300, "{s:?}");
+        assert_eq!(
+            s.date(),
+            s.sleep_end().date_naive(),
+            "UTC without a profile"
+        );
+    }
+    let activities = entries_of(store.as_ref(), &user, JournalKind::Activity).await;
+    assert_eq!(activities.len() as u64, first.workouts);
+    for activity in &activities {
+        assert_eq!(activity.source, "apple_health");
+        let item = activity.item();
+        let minutes = item["duration_minutes"].as_u64().unwrap();
+        assert!((20..=75).contains(&minutes), "{item:?}");
+        assert!(item["calories_burned"].as_f64().is_some(), "{item:?}");
+    }
 
     let readings = stored(store.as_ref(), &user).await;
     assert_eq!(readings.len() as u64, glucose);
@@ -168,7 +166,16 @@ async fn import_twice(store: Arc<dyn Store>) {
     );
     assert_eq!((second.sleep.new, second.workouts_put.new), (0, 0));
     assert_eq!(second.sleep.duplicate, first.sleep_sessions);
+    assert_eq!(second.workouts_put.duplicate, first.workouts);
     assert_eq!(stored(store.as_ref(), &user).await, readings);
+    assert_eq!(
+        entries_of(store.as_ref(), &user, JournalKind::Sleep).await,
+        nights
+    );
+    assert_eq!(
+        entries_of(store.as_ref(), &user, JournalKind::Activity).await,
+        activities
+    );
 
     // A truncated copy stores nothing, and says where it ends.
     let text = std::fs::read_to_string(dir.path().join("export.xml")).unwrap();
@@ -181,6 +188,9 @@ async fn import_twice(store: Arc<dyn Store>) {
     assert!(matches!(err, ImportError::Parse { .. }), "{err}");
     assert!(err.to_string().contains("line "), "{err}");
     assert!(stored(store.as_ref(), &other).await.is_empty());
+    assert!(entries_of(store.as_ref(), &other, JournalKind::Sleep)
+        .await
+        .is_empty());
 }
 
 #[tokio::test]
@@ -224,8 +234,15 @@ fn the_cli_imports_an_export_and_reports_what_it_stored() {
     );
     assert!(
         stdout.contains(&format!(
-            "sleep sessions: {} parsed, not stored (journal storage is not wired yet)",
-            written["nights"]
+            "sleep sessions: {n} ({n} new, 0 duplicate, 0 refused)",
+            n = written["nights"]
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "workouts: {n} ({n} new, 0 duplicate, 0 refused)",
+            n = written["workouts"]
         )),
         "{stdout}"
     );
@@ -237,6 +254,13 @@ fn the_cli_imports_an_export_and_reports_what_it_stored() {
     assert!(
         stdout.contains(&format!(
             "glucose readings: 0 new, 0 updated, {glucose} duplicate"
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "sleep sessions: {n} (0 new, {n} duplicate, 0 refused)",
+            n = written["nights"]
         )),
         "{stdout}"
     );

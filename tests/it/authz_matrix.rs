@@ -421,6 +421,47 @@ const ENDPOINTS: &[Endpoint] = &[
         // No caller has a Dexcom connection.
         ok: 409,
     },
+    // The journal's GlucoLens and Nutri paths: the caller's own entries.
+    Endpoint {
+        method: Method::POST,
+        template: "/api/v1/meals",
+        path: "/api/v1/meals",
+        body: Some(|| json!({"timestamp": hour_ago(), "carbs_grams": 30})),
+        access: Access::SelfOwn,
+        ok: 201,
+    },
+    Endpoint {
+        method: Method::POST,
+        template: "/api/v1/sleep",
+        path: "/api/v1/sleep",
+        body: Some(|| json!({"sleep_start": hours_ago(9), "sleep_end": hours_ago(1)})),
+        access: Access::SelfOwn,
+        ok: 201,
+    },
+    Endpoint {
+        method: Method::POST,
+        template: "/api/v1/activities",
+        path: "/api/v1/activities",
+        body: Some(
+            || json!({"timestamp": hour_ago(), "activity_type": "walking", "duration_minutes": 30}),
+        ),
+        access: Access::SelfOwn,
+        ok: 201,
+    },
+    Endpoint {
+        method: Method::POST,
+        template: "/api/v1/integrations/apple-health",
+        path: "/api/v1/integrations/apple-health",
+        // A new external id each time: something new is stored (201).
+        body: Some(|| {
+            json!({"glucose_readings": [v1_reading()],
+                   "activities": [{"timestamp": hour_ago(), "activity_type": "running",
+                                   "duration_minutes": 20,
+                                   "external_id": uuid::Uuid::new_v4().to_string()}]})
+        }),
+        access: Access::SelfOwn,
+        ok: 201,
+    },
     // The journal: read like readings, written by the owner (or an admin).
     Endpoint {
         method: Method::POST,

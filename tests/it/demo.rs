@@ -185,4 +185,51 @@ async fn the_demo_patients_have_profiles_and_believable_different_stats() {
     assert!(alice.1 < carol.1, "means: {stats:?}");
     assert!(alice.2 > carol.2, "times in range: {stats:?}");
     assert!(alice.2 > 60.0, "times in range: {stats:?}");
+
+    // Their diaries are in the journal: meals, nights and exercise of the
+    // backfill window, and the daily rows have the journal totals.
+    let mut activities = 0;
+    for user in ["demo-alice", "demo-bob", "demo-carol"] {
+        let meals = wait_for(
+            &app.client,
+            &app.url(&format!("/api/users/{user}/meals?limit=1000")),
+            std::time::Duration::from_secs(30),
+            |b| {
+                b["data"]["meals"]
+                    .as_array()
+                    .is_some_and(|m| m.len() >= 7 * 3 - 3)
+            },
+        )
+        .await;
+        let meals = meals["data"]["meals"].as_array().unwrap();
+        assert!(meals.iter().all(|m| m["source"] == "demo"
+            && m["external_id"].as_str().unwrap().starts_with("demo-meal-")
+            && m["carbs_grams"].as_f64().unwrap() > 0.0));
+        let sleep = get_json(
+            &app.client,
+            &app.url(&format!("/api/users/{user}/sleep?limit=1000")),
+        )
+        .await;
+        let nights = sleep["data"]["sleep"].as_array().unwrap();
+        assert!((6..=8).contains(&nights.len()), "{user}: {sleep}");
+        assert!(nights
+            .iter()
+            .all(|n| n["duration_minutes"].as_u64().unwrap() > 240));
+        let exercise = get_json(
+            &app.client,
+            &app.url(&format!("/api/users/{user}/activities?limit=1000")),
+        )
+        .await;
+        activities += exercise["data"]["activities"].as_array().unwrap().len();
+    }
+    assert!(activities > 0, "three patients exercise within a week");
+    let daily = get_json(&app.client, &app.url("/api/bg/demo-alice/daily")).await;
+    let days = daily["data"]["days"].as_array().unwrap();
+    assert!(
+        days.iter().any(
+            |d| d["total_carbs_grams"].as_f64().is_some_and(|c| c > 50.0)
+                && d["total_sleep_minutes"].as_f64().is_some_and(|m| m > 240.0)
+        ),
+        "{daily}"
+    );
 }

@@ -24,6 +24,7 @@ mod http_errors;
 mod http_readings;
 mod invitations;
 mod journal_http;
+mod journal_v1;
 mod layering;
 mod live_stream;
 mod meal_response_oracle;

@@ -14,6 +14,7 @@
 //! deterministic `external_id`), so a run cut short by the store is completed
 //! by running it again, and a second import of the same file stores nothing new.
 
+pub mod journal;
 pub mod parse;
 pub mod translate;
 
@@ -28,6 +29,7 @@ use async_trait::async_trait;
 use crate::domain::UserId;
 use crate::pipeline::{Pipeline, RecordResult, Tally};
 use crate::store::StoreError;
+pub use journal::StoreJournal;
 pub use parse::{ExportParser, ParseError, Parsed, Skip};
 pub use translate::{ActivityKind, AppleSleep, AppleWorkout};
 use translate::{GlucoseRow, SourceNames};
@@ -41,6 +43,8 @@ pub struct PutCounts {
     pub new: u64,
     /// Already stored (same `external_id`): nothing written.
     pub duplicate: u64,
+    /// Refused by the journal's rules (logged with the reasons): not stored.
+    pub refused: u64,
 }
 
 /// Where imported sleep sessions and workouts go: the journal store, which
