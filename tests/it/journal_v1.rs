@@ -194,7 +194,10 @@ async fn journal_paths(app: &TestApp) {
     assert_eq!(status, 403);
 
     // The Apple Health upload: everything stored.
-    let (status, synced) = post(app, "/api/v1/integrations/apple-health", &alice, &upload()).await;
+    // One body for the upload and its repeat: built twice, a minute boundary
+    // between them would move every time in it (`ago` is whole minutes).
+    let body = upload();
+    let (status, synced) = post(app, "/api/v1/integrations/apple-health", &alice, &body).await;
     assert_eq!(status, 201, "{synced}");
     assert_eq!(
         synced["data"],
@@ -216,7 +219,7 @@ async fn journal_paths(app: &TestApp) {
         .any(|a| a["external_id"] == "hk-workout-1" && a["calories_burned"] == 210.0));
 
     // A repeat (a client's retry): nothing new.
-    let (status, repeat) = post(app, "/api/v1/integrations/apple-health", &alice, &upload()).await;
+    let (status, repeat) = post(app, "/api/v1/integrations/apple-health", &alice, &body).await;
     assert_eq!(status, 200, "{repeat}");
     assert_eq!(repeat["data"]["records_synced"], 7);
     assert_eq!(
