@@ -17,6 +17,7 @@ mod glucolens;
 mod health;
 mod jobs;
 mod journal;
+mod meals;
 mod middleware;
 mod notifications;
 pub mod oauth;
@@ -350,9 +351,21 @@ fn routes() -> Vec<(Route, MethodRouter<AppState>)> {
         ),
         route(
             Method::GET,
+            "/api/users/{user_id}/meals/insights",
+            Bearer,
+            meals::get_insights,
+        ),
+        route(
+            Method::GET,
             "/api/users/{user_id}/meals/{entry_id}",
             Bearer,
             journal::get_meal,
+        ),
+        route(
+            Method::GET,
+            "/api/users/{user_id}/meals/{entry_id}/response",
+            Bearer,
+            meals::get_response,
         ),
         route(
             Method::PATCH,
@@ -512,6 +525,18 @@ fn routes() -> Vec<(Route, MethodRouter<AppState>)> {
             "/api/v1/integrations/cgm/sync",
             Bearer,
             glucolens::cgm_sync,
+        ),
+        route(
+            Method::GET,
+            "/api/v1/glucose/meal-response/{meal_id}",
+            Bearer,
+            glucolens::meal_response,
+        ),
+        route(
+            Method::GET,
+            "/api/v1/glucose/insights",
+            Bearer,
+            glucolens::insights,
         ),
     ]
 }

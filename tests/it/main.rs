@@ -24,6 +24,7 @@ mod invitations;
 mod journal_http;
 mod layering;
 mod live_stream;
+mod meal_response_http;
 mod meal_response_oracle;
 mod notifications;
 mod operator_kit;
