@@ -24,6 +24,7 @@ use super::glucolens::{AuthorizeUrlView, CgmInput, DailySummaryView, GlucoseBulk
 use super::jobs::{JobList, JobView, RangeView};
 use super::journal::JournalPagination;
 use super::journal_v1::{AppleHealthEnvelope, AppleHealthSynced, AppleHealthUpload, GlucoseCounts};
+use super::meals::SuggestionView;
 use super::notifications::{EndpointInputDoc, EndpointList, EndpointView};
 use super::oauth::{BackfillView, Connected, RefreshInput, RefreshView};
 use super::profile::{ProfileInput, ProfileView};
@@ -36,7 +37,9 @@ use super::tasks::TaskView;
 use super::views::JobCountsView;
 use super::views::{DeviceInfoView, ReadingView};
 use super::webhook::DeliveryReceipt;
-use super::{accounts, alerts, daily, glucolens, journal, journal_v1, notifications, profile};
+use super::{
+    accounts, alerts, daily, glucolens, journal, journal_v1, meals, notifications, profile,
+};
 use super::{
     analytics, audit, connections, health, jobs, oauth, readings, shares, stream, tasks, webhook,
     AppState,
@@ -83,7 +86,9 @@ use crate::pipeline::wire::{DeviceInfoInput, GlucoseInput, ReadingInput};
         accounts::password_reset, accounts::password_reset_confirm,
         accounts::verify_email, accounts::verify_email_resend,
         journal_v1::post_meal, journal_v1::post_sleep, journal_v1::post_activity,
-        journal_v1::apple_health
+        journal_v1::apple_health,
+        meals::get_response, meals::get_insights,
+        glucolens::meal_response, glucolens::insights
     ),
     components(schemas(
         ReadingView, DeviceInfoView, ReadingInput, BulkInput, DeviceInfoInput, RecordOutcome, Summary,
@@ -107,7 +112,9 @@ use crate::pipeline::wire::{DeviceInfoInput, GlucoseInput, ReadingInput};
         JournalPagination, JournalPage, JournalPageEnvelope,
         ResetRequestInput, ResetConfirmInput, VerifyEmailInput, AcceptedView, VerifiedView,
         AcceptedEnvelope, VerifiedEnvelope,
-        AppleHealthUpload, AppleHealthSynced, GlucoseCounts, AppleHealthEnvelope
+        AppleHealthUpload, AppleHealthSynced, GlucoseCounts, AppleHealthEnvelope, MealResponseView,
+        MealResponseStatusName, MealResponseEnvelope, SpreadView, GroupStatsView, GroupsView,
+        MealInsightsView, MealInsightsEnvelope, SuggestionView
     )),
     modifiers(&BearerAuth, &GateResponses),
     security(("bearer" = [])),
@@ -771,4 +778,115 @@ impl utoipa::Modify for BearerAuth {
 
 pub fn routes() -> Router<AppState> {
     Router::new().merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
+}
+
+/// Where a meal's response stands.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum MealResponseStatusName {
+    /// The window is over and its readings are in: the metrics are final.
+    Complete,
+    /// The 180-minute window has not ended, or its readings may still arrive
+    /// (up to 3 h late): the metrics are null.
+    Pending,
+    /// The window's readings are too few or too sparse (metrics null).
+    InsufficientData,
+}
+
+/// The glucose response to a meal (docs/journal.md, "Meal glucose response"):
+/// times in minutes from the meal, glucose in mg/dL, areas in mg/dL·min; the
+/// metrics are null unless `status` is `complete`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct MealResponseView {
+    #[schema(format = "uuid")]
+    meal_id: String,
+    status: MealResponseStatusName,
+    /// Mean of the readings in the 30 minutes before the meal.
+    baseline: Option<f64>,
+    /// Highest reading in (0, 180] minutes.
+    peak: Option<f64>,
+    /// Minutes from the meal to the peak.
+    time_to_peak: Option<f64>,
+    /// peak − baseline.
+    delta_g: Option<f64>,
+    /// Incremental area above the baseline over the first 120 minutes.
+    iauc_120: Option<f64>,
+    /// Incremental area above the baseline over the first 180 minutes.
+    iauc_180: Option<f64>,
+    /// Minutes until the trace is back at the baseline (searched to 240); null if it is not.
+    return_to_baseline: Option<f64>,
+    /// Readings in [0, 180] ÷ 37, at most 1.
+    coverage: f64,
+    /// Another meal was logged within 180 minutes after this one.
+    overlap: bool,
+    /// 0-100, higher is gentler: a NON-CLINICAL summary of delta_g, peak and
+    /// return time, for comparing one's own meals; not a medical assessment.
+    score: Option<f64>,
+}
+
+/// `{"status":"success","data":<meal response>}`
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct MealResponseEnvelope {
+    #[schema(example = "success")]
+    status: String,
+    data: MealResponseView,
+}
+
+/// Mean and sample SD (null for one meal).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct SpreadView {
+    mean: f64,
+    sd: Option<f64>,
+}
+
+/// One food (name trimmed and lower-cased) or meal type.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct GroupStatsView {
+    name: String,
+    /// Meals with a complete response.
+    n: usize,
+    iauc_120: SpreadView,
+    delta_g: SpreadView,
+}
+
+/// Groups of at least `min_meals` meals ranked by mean iauc_120 (gentlest
+/// first), and the others.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct GroupsView {
+    ranked: Vec<GroupStatsView>,
+    not_enough_meals: Vec<GroupStatsView>,
+}
+
+/// Food insights and unlogged-meal suggestions of a window.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct MealInsightsView {
+    user_id: String,
+    #[schema(value_type = String, format = DateTime)]
+    start: String,
+    #[schema(value_type = String, format = DateTime)]
+    end: String,
+    /// Fewest meals for a group to be ranked (3).
+    min_meals: usize,
+    /// Meals of the window with a complete response (the others are left out).
+    meals: usize,
+    foods: GroupsView,
+    meal_types: GroupsView,
+    /// Rises of the trace with no meal logged within 30 minutes of their start.
+    unlogged_meals: Vec<SuggestionView>,
+}
+
+/// `{"status":"success","data":<insights>}`
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct MealInsightsEnvelope {
+    #[schema(example = "success")]
+    status: String,
+    data: MealInsightsView,
 }

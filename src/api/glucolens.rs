@@ -513,6 +513,43 @@ pub async fn cgm_sync(
     jobs::queue_sync(&state, &me.user, range, asked, &headers).await
 }
 
+/// The glucose response to one of the caller's meals, as
+/// GET /api/users/{userId}/meals/{mealId}/response answers it.
+#[utoipa::path(
+    get, path = "/api/v1/glucose/meal-response/{mealId}", tag = "glucolens",
+    params(("mealId" = String, Path, format = "uuid")),
+    responses(
+        (status = 200, description = "The response (status complete, pending or insufficient_data)", body = docs::MealResponseEnvelope),
+        (status = 400, description = "Invalid meal id", body = ErrorEnvelope),
+        (status = 404, description = "No such meal of the caller's", body = ErrorEnvelope),
+    )
+)]
+pub async fn meal_response(
+    State(state): State<AppState>,
+    me: Me,
+    axum::extract::Path(meal_id): axum::extract::Path<String>,
+) -> Result<Response, ApiError> {
+    super::meals::meal_response_of(&state, &me.caller, &me.user, &meal_id).await
+}
+
+/// The caller's food insights and unlogged-meal suggestions, as
+/// GET /api/users/{userId}/meals/insights answers them.
+#[utoipa::path(
+    get, path = "/api/v1/glucose/insights", tag = "glucolens",
+    params(super::meals::InsightParams),
+    responses(
+        (status = 200, description = "The insights", body = docs::MealInsightsEnvelope),
+        (status = 400, description = "Invalid dates, or a window with too many meals or readings", body = ErrorEnvelope),
+    )
+)]
+pub async fn insights(
+    State(state): State<AppState>,
+    me: Me,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    super::meals::insights_of(&state, &me.caller, &me.user, query.as_deref()).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

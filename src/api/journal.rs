@@ -171,6 +171,10 @@ pub struct JournalListParams {
     /// `asc` (default, oldest first) or `desc`.
     #[param(value_type = Option<super::readings::OrderName>)]
     order: Option<String>,
+    /// Meals only: `response` adds each meal's glucose response (as
+    /// `GET .../meals/{id}/response` answers it) under `response`.
+    #[param(value_type = Option<String>, pattern = "^response$")]
+    include: Option<String>,
 }
 
 /// Where the next page starts.
@@ -214,6 +218,18 @@ async fn list(
         Some("desc") => true,
         Some(_) => {
             errors.push(FieldError::new("order", "must be asc or desc"));
+            false
+        }
+    };
+    let include_response = match params.include.as_deref() {
+        None => false,
+        Some("response") if kind == JournalKind::Meal => true,
+        Some(_) if kind == JournalKind::Meal => {
+            errors.push(FieldError::new("include", "must be response"));
+            false
+        }
+        Some(_) => {
+            errors.push(FieldError::new("include", "only meals include a response"));
             false
         }
     };
@@ -280,6 +296,9 @@ async fn list(
         if descending {
             query.push(("order", "desc".to_owned()));
         }
+        if include_response {
+            query.push(("include", "response".to_owned()));
+        }
         query.push(("limit", limit.to_string()));
         query.push(("cursor", c.clone()));
         let query = serde_urlencoded::to_string(&query).unwrap_or_default();
@@ -289,11 +308,12 @@ async fn list(
             plural(kind)
         )
     });
+    let mut items: Vec<Value> = entries.iter().map(item).collect();
+    if include_response {
+        super::meals::with_responses(&state, &user, &entries, &mut items).await?;
+    }
     let mut data = Map::new();
-    data.insert(
-        plural(kind).to_owned(),
-        Value::Array(entries.iter().map(item).collect()),
-    );
+    data.insert(plural(kind).to_owned(), Value::Array(items));
     let pagination = JournalPagination {
         next_cursor,
         next,

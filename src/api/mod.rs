@@ -18,6 +18,7 @@ mod health;
 mod jobs;
 mod journal;
 mod journal_v1;
+mod meals;
 mod middleware;
 mod notifications;
 pub mod oauth;
@@ -351,9 +352,21 @@ fn routes() -> Vec<(Route, MethodRouter<AppState>)> {
         ),
         route(
             Method::GET,
+            "/api/users/{user_id}/meals/insights",
+            Bearer,
+            meals::get_insights,
+        ),
+        route(
+            Method::GET,
             "/api/users/{user_id}/meals/{entry_id}",
             Bearer,
             journal::get_meal,
+        ),
+        route(
+            Method::GET,
+            "/api/users/{user_id}/meals/{entry_id}/response",
+            Bearer,
+            meals::get_response,
         ),
         route(
             Method::PATCH,
@@ -557,6 +570,18 @@ fn routes() -> Vec<(Route, MethodRouter<AppState>)> {
             "/api/v1/integrations/apple-health",
             Bearer,
             journal_v1::apple_health,
+        ),
+        route(
+            Method::GET,
+            "/api/v1/glucose/meal-response/{meal_id}",
+            Bearer,
+            glucolens::meal_response,
+        ),
+        route(
+            Method::GET,
+            "/api/v1/glucose/insights",
+            Bearer,
+            glucolens::insights,
         ),
     ]
 }

@@ -597,6 +597,40 @@ const ENDPOINTS: &[Endpoint] = &[
         access: Access::AdminOnly,
         ok: 201,
     },
+    // Meal responses and insights: read like the journal.
+    Endpoint {
+        method: Method::GET,
+        template: "/api/users/{userId}/meals/{entryId}/response",
+        // No such meal.
+        path: "/api/users/pat/meals/00000000-0000-4000-8000-00000000000c/response",
+        body: None,
+        access: Access::Read,
+        ok: 404,
+    },
+    Endpoint {
+        method: Method::GET,
+        template: "/api/users/{userId}/meals/insights",
+        path: "/api/users/pat/meals/insights",
+        body: None,
+        access: Access::Read,
+        ok: 200,
+    },
+    Endpoint {
+        method: Method::GET,
+        template: "/api/v1/glucose/meal-response/{mealId}",
+        path: "/api/v1/glucose/meal-response/00000000-0000-4000-8000-00000000000c",
+        body: None,
+        access: Access::SelfRead,
+        ok: 404,
+    },
+    Endpoint {
+        method: Method::GET,
+        template: "/api/v1/glucose/insights",
+        path: "/api/v1/glucose/insights",
+        body: None,
+        access: Access::SelfRead,
+        ok: 200,
+    },
 ];
 
 /// Routes that need no token.

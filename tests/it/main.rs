@@ -27,6 +27,7 @@ mod journal_http;
 mod journal_v1;
 mod layering;
 mod live_stream;
+mod meal_response_http;
 mod meal_response_oracle;
 mod notifications;
 mod operator_kit;
