@@ -86,8 +86,10 @@ pub async fn post_reading(
 #[derive(Debug, ToSchema)]
 #[allow(dead_code)]
 pub struct GlucoseBulkInput {
-    /// At most MAX_BATCH_RECORDS readings.
-    readings: Vec<wire::GlucoseInput>,
+    /// At most MAX_BATCH_RECORDS readings, each a GlucoseInput. Each is
+    /// validated on its own: a bad one is rejected in its outcome and the
+    /// others are stored, so the items are not constrained here.
+    readings: Vec<serde_json::Value>,
 }
 
 /// Stores a batch of the caller's readings, each with its outcome.
@@ -441,7 +443,7 @@ pub struct AuthorizeUrlView {
 /// `GET /oauth/authorize`, answered as JSON instead of a redirect).
 #[utoipa::path(
     post, path = "/api/v1/integrations/cgm/connect", tag = "glucolens",
-    request_body(content = CgmInput, description = "The provider; an empty body means dexcom"),
+    request_body(content = Option<CgmInput>, description = "The provider; an empty body means dexcom"),
     responses(
         (status = 200, description = "The login URL. The response sets the cookie (HttpOnly, SameSite=Lax, scoped to the redirect URI) that ties the callback to this browser: the callback is accepted only from a browser that carries it, so open the URL in the browser (or web view) that made this request", body = docs::AuthorizeUrlEnvelope),
         (status = 422, description = "An unknown provider (pointer /provider) or field", body = ErrorEnvelope),
@@ -479,7 +481,7 @@ pub async fn cgm_connect(
         ("provider" = Option<String>, Query, description = "The source (dexcom), as the body may name it too; default: the one the caller has a working connection to"),
         ("Idempotency-Key" = Option<String>, Header, description = "The same key returns the same job; reused with a different range: 422"),
     ),
-    request_body(content = CgmInput, description = "Optional: the provider"),
+    request_body(content = Option<CgmInput>, description = "Optional: the provider"),
     responses(
         (status = 202, description = "Queued (or the job already queued for the same request, or the job of a known Idempotency-Key); `Location` is /api/jobs/{jobId}", body = docs::JobEnvelope),
         (status = 400, description = "Invalid dates, key or provider; body and query naming different providers (pointer /provider); several working connections and no provider named", body = ErrorEnvelope),

@@ -508,7 +508,9 @@ macro_rules! journal_routes {
             patch, path = $one, tag = "journal",
             params(("userId" = String, Path, pattern = "^[A-Za-z0-9_-]{1,64}$"),
                    ("entryId" = String, Path, format = "uuid")),
-            request_body = $input,
+            // Any subset of the create fields: none is required in a patch,
+            // and the merged result is what gets validated.
+            request_body(content = serde_json::Value, description = "A JSON merge patch (RFC 7396): an object with any of the fields the create request takes; null removes an optional field"),
             security(("bearer" = [])),
             responses(
                 (status = 200, description = "The entry as stored now", body = $item),
