@@ -388,8 +388,16 @@ pub struct CgmInput {
 /// The body's provider, if it names one. An empty body names none; bad JSON
 /// is a 400, an unknown field or provider a 422 with its pointer.
 fn cgm_provider(body: &[u8]) -> Result<Option<Provider>, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
+    let text = body.trim_ascii();
+    if text.is_empty() || text == b"null" {
         return Ok(None);
+    }
+    // serde reads a struct from an array too (`[null]` would pass as `{}`).
+    if !text.starts_with(b"{") {
+        return Err(ApiError::bad_request(
+            "request body must be a JSON object",
+            vec![],
+        ));
     }
     let mut de = serde_json::Deserializer::from_slice(body);
     let input: CgmInput = serde_path_to_error::deserialize(&mut de).map_err(|e| {

@@ -308,6 +308,13 @@ pub async fn apple_health(
     authorize(&state, &me.caller, Action::WriteReadings, &user).await?;
     authorize(&state, &me.caller, Action::WriteJournal, &user).await?;
     let RawBody(body) = body?;
+    // serde reads a struct from an array too: only an object is an upload.
+    if !body.trim_ascii_start().starts_with(b"{") {
+        return Err(ApiError::bad_request(
+            "request body must be a JSON object",
+            vec![],
+        ));
+    }
     let upload: AppleHealthUpload = {
         let mut de = serde_json::Deserializer::from_slice(&body);
         serde_path_to_error::deserialize(&mut de).map_err(|err| {

@@ -807,6 +807,11 @@ async fn cgm_connect_gives_the_dexcom_login_and_sync_queues_a_job() {
     )
     .await;
     assert_eq!(r.status(), 200);
+    // Not an object: serde would read `[null]` as `{}`; refused.
+    for body in [json!([null]), json!(["dexcom"]), json!("dexcom")] {
+        let r = post(&app, "/api/v1/integrations/cgm/connect", &alice, &body).await;
+        expect_error(r, 400, "VALIDATION_ERROR").await;
+    }
     // A service token may not connect (it acts on no account of its own).
     let service = token("gl-ml", Role::Service);
     expect_error(

@@ -274,6 +274,15 @@ async fn journal_paths(app: &TestApp) {
     )
     .await;
     assert_eq!(status, 422);
+    // Not an object: serde would read the three lists from an array; refused.
+    let (status, _) = post(
+        app,
+        "/api/v1/integrations/apple-health",
+        &carol,
+        &json!([[], [], []]),
+    )
+    .await;
+    assert_eq!(status, 400);
     // Over MAX_BATCH_RECORDS (12 here) items in all: 413, nothing stored.
     let mut big = upload();
     big["sleep_sessions"] = json!((0..8).map(|i| night(20 + 24 * i)).collect::<Vec<_>>());
