@@ -98,7 +98,10 @@ pub(super) async fn health_uploads_are_stored_whole_or_not_at_all(s: S) {
     assert!(failed.is_err(), "{failed:?}");
     assert_eq!(stored_readings(&s, "hu").await, 0);
     assert!(s.latest_reading(&user("hu")).await.unwrap().is_none());
-    assert_eq!(stored_activities(&s, "hu").await, [taken.clone()]);
+    assert_eq!(
+        stored_activities(&s, "hu").await,
+        std::slice::from_ref(&taken)
+    );
     assert_eq!(new_events(&s).await, Vec::<String>::new());
 
     // The same upload with the clash fixed: everything, once, with its events.
