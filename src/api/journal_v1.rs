@@ -4,8 +4,11 @@
 //! `POST /api/v1/integrations/apple-health` takes a phone's Apple Health
 //! upload (readings, sleep sessions, activities) and stores all of it or none
 //! (docs/journal.md, "Apple Health upload"): every item is validated before
-//! anything is written, and every item has a deterministic key, so a retry
-//! after a failed write completes the same set without duplicates.
+//! anything is written, then the readings (through the pipeline) and the
+//! entries are stored by one `store_health_upload` call, one transaction on
+//! SQL. Every item has a deterministic key, so a retry after a failed write
+//! (on DynamoDB, which is not one transaction) completes the same set without
+//! duplicates.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -29,10 +32,10 @@ use crate::domain::{
     TimePolicy, UserId,
 };
 use crate::pipeline::wire::{self, json_pointer};
-use crate::pipeline::{RecordResult, Tally};
+use crate::pipeline::Tally;
 use crate::records::audit::Action;
 use crate::records::journal::{JournalBody, JournalCreated, JournalEntry, JournalKind};
-use crate::store::profile_or_default;
+use crate::store::{profile_or_default, StoreError};
 
 /// Stores a meal of the caller's, as `POST /api/users/{userId}/meals` does.
 #[utoipa::path(
@@ -296,7 +299,7 @@ async fn parse_upload(
         (status = 413, description = "More than MAX_BATCH_RECORDS items in all (pointer empty); nothing stored", body = ErrorEnvelope),
         (status = 422, description = "VALIDATION_ERROR naming every bad item's field (/glucose_readings/{i}/value, /sleep_sessions/{i}/sleep_end, /activities/{i}/duration_minutes, an unknown field); nothing stored", body = ErrorEnvelope),
         (status = 429, description = "Over the rate limit, or the readings would cross the hourly write quota; nothing stored", body = ErrorEnvelope),
-        (status = 500, description = "A store failed part-way: send the same upload again, which completes it without duplicates (docs/journal.md)", body = ErrorEnvelope),
+        (status = 500, description = "A store failed: on SQLite and PostgreSQL nothing of the upload was stored (one transaction); on DynamoDB a part may be. Send the same upload again: it stores what is missing, without duplicates (docs/journal.md)", body = ErrorEnvelope),
     )
 )]
 pub async fn apple_health(
@@ -347,14 +350,24 @@ pub async fn apple_health(
         JournalKind::Sleep => (s + 1, a),
         _ => (s, a + 1),
     });
-    // The journal first: one call, all or none on SQL (per 25 on DynamoDB).
-    // Then the readings: one upsert, idempotent on (user, timestamp). A
-    // failure in between leaves entries that a retry finds as `Existing`.
-    let created = if entries.is_empty() {
-        Vec::new()
-    } else {
-        state.store.create_journal_entries(entries).await?
-    };
+    // The readings through the pipeline (time policy, metrics, alerts), stored
+    // with the journal entries by one call: one transaction on SQL; on
+    // DynamoDB the journal batch, then the readings (docs/journal.md).
+    let store = state.store.clone();
+    let (results, created) = state
+        .pipeline
+        .ingest_with(readings.into_iter().map(Ok).collect(), |valid| async move {
+            if valid.len() != received {
+                // Checked above against the same policy a minute ahead: not
+                // reached. Refused before anything is written.
+                return Err(StoreError::Internal(format!(
+                    "{} of {received} validated readings were refused when stored",
+                    received - valid.len()
+                )));
+            }
+            store.store_health_upload(valid, entries).await
+        })
+        .await?;
     let mut new = (0, 0);
     for c in &created {
         if let JournalCreated::Created(e) = c {
@@ -363,23 +376,6 @@ pub async fn apple_health(
                 _ => new.1 += 1,
             }
         }
-    }
-    let results = if readings.is_empty() {
-        Vec::new()
-    } else {
-        state
-            .pipeline
-            .ingest(readings.into_iter().map(Ok).collect())
-            .await?
-    };
-    if let Some(RecordResult::Rejected(errors)) = results
-        .iter()
-        .find(|r| matches!(r, RecordResult::Rejected(_)))
-    {
-        // Checked above against the same policy a minute ahead: not reached.
-        return Err(ApiError::Internal(format!(
-            "a validated reading was refused when stored: {errors:?}"
-        )));
     }
     let tally = Tally::of(&results);
     tracing::info!(

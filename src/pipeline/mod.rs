@@ -11,6 +11,7 @@ pub mod stale;
 pub mod wire;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -99,6 +100,34 @@ impl Pipeline {
         &self,
         batch: Vec<Result<Reading, Vec<FieldError>>>,
     ) -> Result<Vec<RecordResult>, StoreError> {
+        let store = self.readings.clone();
+        let (results, ()) = self
+            .ingest_with(batch, |valid| async move {
+                if valid.is_empty() {
+                    return Ok((Vec::new(), ()));
+                }
+                Ok((store.upsert_readings(valid).await?, ()))
+            })
+            .await?;
+        Ok(results)
+    }
+
+    /// `ingest`, with the valid readings stored by `write` instead of
+    /// `upsert_readings`: a caller storing something else in the same
+    /// transaction (the Apple Health upload its journal entries) passes a
+    /// write that stores both and returns the readings' results (one per
+    /// reading, in order) and its own. `write` is called once, also when no
+    /// reading is valid (with none); its error is this call's, and then no
+    /// alert is evaluated.
+    pub async fn ingest_with<T, W, F>(
+        &self,
+        batch: Vec<Result<Reading, Vec<FieldError>>>,
+        write: W,
+    ) -> Result<(Vec<RecordResult>, T), StoreError>
+    where
+        W: FnOnce(Vec<Reading>) -> F,
+        F: Future<Output = Result<(Vec<Upserted>, T), StoreError>>,
+    {
         let now = Utc::now();
         let mut results: Vec<Option<RecordResult>> = Vec::with_capacity(batch.len());
         let mut valid = Vec::new();
@@ -122,11 +151,7 @@ impl Pipeline {
                 }
             }
         }
-        if valid.is_empty() {
-            return Ok(results.into_iter().flatten().collect());
-        }
-
-        let stored = self.readings.upsert_readings(valid.clone()).await?;
+        let (stored, also) = write(valid.clone()).await?;
         if stored.len() != valid.len() {
             // A backend bug; refuse rather than misattribute outcomes.
             return Err(StoreError::Internal(format!(
@@ -172,7 +197,7 @@ impl Pipeline {
                 }
             }
         }
-        Ok(results.into_iter().flatten().collect())
+        Ok((results.into_iter().flatten().collect(), also))
     }
 }
 

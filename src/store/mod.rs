@@ -1,7 +1,8 @@
 //! Storage: one trait per storage concern (`ReadingStore`, `OutboxStore`,
 //! `AuditStore`, `ShareStore`, `ConnectionStore`, `JobStore`, `InboxStore`,
 //! `TaskStore`, `ProfileStore`, `DailyStore`, `AlertStore`, `StaleStore`,
-//! `NotificationStore`, `AccountStore`, `InvitationStore`, `JournalStore`),
+//! `NotificationStore`, `AccountStore`, `InvitationStore`, `JournalStore`,
+//! `HealthUploadStore`),
 //! `Store` as their supertrait (used as `Arc<dyn Store>`, upcast to the narrow
 //! trait a consumer needs), and one module per backend, whose concern files
 //! implement those traits.
@@ -614,6 +615,27 @@ pub trait JournalStore: Send + Sync {
     ) -> Result<bool, StoreError>;
 }
 
+/// An Apple Health upload (`POST /api/v1/integrations/apple-health`): its
+/// readings and its journal entries stored as one unit (docs/journal.md,
+/// "Apple Health upload").
+#[async_trait]
+pub trait HealthUploadStore: Send + Sync {
+    /// Stores `readings` as `ReadingStore::upsert_readings` does (conflict
+    /// rule, day marks, newest times, outbox events) and `entries` as
+    /// `JournalStore::create_journal_entries` does (an entry whose key is
+    /// stored is `Existing`), and returns both results in input order.
+    /// SQLite and PostgreSQL: one transaction, all or none; an error stores
+    /// nothing of either. DynamoDB: the journal batch (per
+    /// `JOURNAL_BATCH_ATOMIC` entries), then the readings upsert; an error
+    /// may leave a part stored, which the same call again completes without
+    /// duplicates (every item has a deterministic key).
+    async fn store_health_upload(
+        &self,
+        readings: Vec<Reading>,
+        entries: Vec<JournalEntry>,
+    ) -> Result<(Vec<Upserted>, Vec<JournalCreated>), StoreError>;
+}
+
 /// How many entries one DynamoDB transaction of `create_journal_entries`
 /// holds (four items each: the entry by id and by time, its external-id
 /// marker, its event;
@@ -750,6 +772,7 @@ pub trait Store:
     + AccountStore
     + InvitationStore
     + JournalStore
+    + HealthUploadStore
     + AccountTokenStore
     + Send
     + Sync

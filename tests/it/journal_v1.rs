@@ -3,11 +3,25 @@
 //! caller's own entries; `POST /api/v1/integrations/apple-health` stores a whole
 //! upload or nothing (a bad item in the middle stores no reading and no entry),
 //! a repeat stores nothing new, and a caller cannot write another user's data.
+//! The upload is one transaction on SQL: a journal insert made to fail by a
+//! trigger, after the upload's readings were written, leaves no reading, no
+//! entry and no event of it, and the retry stores it once.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cgm_hub::auth::jwt::mint_hs256;
+use cgm_hub::config::Durability;
+use cgm_hub::domain::{
+    Activity, ActivityInput, ActivityType, SleepInput, SleepSession, TimePolicy, TimeZoneName,
+};
+use cgm_hub::records::journal::{
+    JournalBody, JournalCreated, JournalEntry, JournalKind, JournalQuery,
+};
+use cgm_hub::records::readings::Outcome;
 use cgm_hub::records::roles::Role;
+use cgm_hub::store::sqlite::SqliteStore;
+use cgm_hub::store::{Order, Scan, Store};
 use chrono::{DateTime, DurationRound, SecondsFormat, Utc};
 use serde_json::{json, Value};
 
@@ -308,4 +322,249 @@ async fn journal_v1_paths_on_postgres() {
     ]))
     .await;
     journal_paths(&app).await;
+}
+
+/// Makes the journal insert of an entry with external id `boom` fail, behind
+/// the store: a trigger on `journal_entries` (created and dropped by the test).
+enum Behind {
+    Sqlite(PathBuf),
+    Postgres(PgSchema),
+}
+
+const SQLITE_REFUSE: &str = "CREATE TRIGGER refuse_boom BEFORE INSERT ON journal_entries \
+     WHEN NEW.external_id = 'boom' BEGIN SELECT RAISE(ABORT, 'refused by the test'); END";
+const POSTGRES_REFUSE: &str = "CREATE OR REPLACE FUNCTION refuse_boom() RETURNS trigger \
+     LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$; \
+     CREATE TRIGGER refuse_boom BEFORE INSERT ON journal_entries FOR EACH ROW \
+     WHEN (NEW.external_id = 'boom') EXECUTE FUNCTION refuse_boom()";
+
+impl Behind {
+    async fn run(&self, sqlite: &str, postgres: &str) {
+        match self {
+            Behind::Sqlite(path) => sqlite_batch(path, sqlite),
+            Behind::Postgres(schema) => {
+                let mut conn = schema.connection().await;
+                sqlx::raw_sql(sqlx::AssertSqlSafe(postgres.to_owned()))
+                    .execute(&mut conn)
+                    .await
+                    .expect("postgres DDL");
+            }
+        }
+    }
+
+    async fn refuse_boom(&self) {
+        self.run(SQLITE_REFUSE, POSTGRES_REFUSE).await;
+    }
+
+    async fn allow_boom(&self) {
+        self.run(
+            "DROP TRIGGER refuse_boom",
+            "DROP TRIGGER refuse_boom ON journal_entries",
+        )
+        .await;
+    }
+}
+
+fn sqlite_batch(path: &Path, sql: &str) {
+    let conn = rusqlite::Connection::open(path).expect("open the database");
+    conn.busy_timeout(Duration::from_secs(10)).unwrap();
+    conn.execute_batch(sql).expect("sqlite DDL");
+}
+
+/// An upload of `u`'s as the store gets it: three readings, a sleep session
+/// and two activities, the last with external id `boom`.
+fn parsed_upload(u: &str) -> (Vec<cgm_hub::domain::Reading>, Vec<JournalEntry>) {
+    let now = Utc::now();
+    let policy = TimePolicy::default();
+    let readings = vec![
+        cgm(u, slot(1), 101),
+        cgm(u, slot(2), 102),
+        cgm(u, slot(3), 103),
+    ];
+    let sleep = SleepSession::parse(
+        SleepInput {
+            sleep_start: Some(ago(20 * 60)),
+            sleep_end: Some(ago(12 * 60)),
+            ..Default::default()
+        },
+        u,
+        TimeZoneName::UTC,
+        &policy,
+        now,
+    )
+    .unwrap();
+    let activity = |minutes: i64| {
+        let input = ActivityInput {
+            timestamp: Some(ago(minutes)),
+            activity_type: Some(ActivityType::Walking),
+            duration_minutes: Some(30),
+            ..Default::default()
+        };
+        JournalBody::Activity(Activity::parse(input, u, &policy, now).unwrap())
+    };
+    let entry = |external_id: &str, body| {
+        JournalEntry::new(
+            user(u),
+            "apple_health".into(),
+            Some(external_id.into()),
+            body,
+            now,
+        )
+    };
+    let entries = vec![
+        entry("night-1", JournalBody::Sleep(sleep)),
+        entry("walk-1", activity(300)),
+        entry("boom", activity(200)),
+    ];
+    (readings, entries)
+}
+
+/// What `u` has in the store: readings, sleep sessions, activities, and the
+/// outbox's unpublished events (no relay runs on a bare store).
+async fn stored(store: &dyn Store, u: &str) -> (usize, usize, usize, u64) {
+    let readings = store
+        .scan_readings(Scan {
+            user_id: user(u),
+            from: slot(-10_000).unix_seconds(),
+            until: slot(10_000).unix_seconds(),
+            order: Order::Asc,
+            limit: 1000,
+        })
+        .await
+        .unwrap()
+        .len();
+    let mut n = Vec::new();
+    for kind in [JournalKind::Sleep, JournalKind::Activity] {
+        let listed = store
+            .list_journal_entries(JournalQuery {
+                user_id: user(u),
+                kind,
+                from: None,
+                until: None,
+                descending: false,
+                after: None,
+                limit: 100,
+            })
+            .await
+            .unwrap();
+        n.push(listed.len());
+    }
+    (readings, n[0], n[1], store.outbox_backlog().await.unwrap())
+}
+
+/// The store's `store_health_upload` with the last entry refused inside its
+/// transaction (after the readings and the first entries were written):
+/// nothing of the upload stored, no event; the retry stores it all once.
+async fn one_transaction_in_the_store(store: &dyn Store, behind: &Behind) {
+    let (readings, entries) = parsed_upload("tx-store");
+    behind.refuse_boom().await;
+    let failed = store
+        .store_health_upload(readings.clone(), entries.clone())
+        .await;
+    assert!(
+        format!("{failed:?}").contains("refused by the test"),
+        "{failed:?}"
+    );
+    assert_eq!(stored(store, "tx-store").await, (0, 0, 0, 0));
+    assert!(store
+        .latest_reading(&user("tx-store"))
+        .await
+        .unwrap()
+        .is_none());
+
+    behind.allow_boom().await;
+    let (upserted, created) = store
+        .store_health_upload(readings.clone(), entries.clone())
+        .await
+        .unwrap();
+    assert!(upserted.iter().all(|u| u.outcome == Outcome::Inserted));
+    assert_eq!(
+        created,
+        entries
+            .iter()
+            .cloned()
+            .map(JournalCreated::Created)
+            .collect::<Vec<_>>()
+    );
+    // Three readings and three entries, each with its event.
+    assert_eq!(stored(store, "tx-store").await, (3, 1, 2, 6));
+    assert_eq!(
+        store
+            .latest_reading(&user("tx-store"))
+            .await
+            .unwrap()
+            .unwrap()
+            .reading,
+        readings[2]
+    );
+    // Once: the same upload again stores nothing and writes no event.
+    let (upserted, created) = store.store_health_upload(readings, entries).await.unwrap();
+    assert!(upserted
+        .iter()
+        .all(|u| matches!(u.outcome, Outcome::Duplicate(_))));
+    assert!(created
+        .iter()
+        .all(|c| matches!(c, JournalCreated::Existing(_))));
+    assert_eq!(stored(store, "tx-store").await, (3, 1, 2, 6));
+}
+
+/// The same through `POST /api/v1/integrations/apple-health`: 500 and
+/// nothing stored, then the retry answers 201 with everything new.
+async fn one_transaction_over_http(app: &TestApp, behind: &Behind) {
+    let dave = token("jv-dave");
+    let mut body = upload();
+    body["activities"][1]["external_id"] = json!("boom");
+    behind.refuse_boom().await;
+    let r = app
+        .client
+        .post(app.url("/api/v1/integrations/apple-health"))
+        .bearer_auth(&dave)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 500);
+    assert_eq!(counts(app, "jv-dave").await, (0, 0, 0, 0));
+
+    behind.allow_boom().await;
+    let (status, synced) = post(app, "/api/v1/integrations/apple-health", &dave, &body).await;
+    assert_eq!(status, 201, "{synced}");
+    assert_eq!(
+        synced["data"],
+        json!({"records_synced": 7,
+               "glucose_readings": {"received": 3, "inserted": 3, "updated": 0, "duplicate": 0},
+               "sleep_sessions": 2, "activities": 2,
+               "new_sleep_sessions": 2, "new_activities": 2})
+    );
+    assert_eq!(counts(app, "jv-dave").await, (0, 2, 2, 3));
+}
+
+#[tokio::test]
+async fn apple_health_all_or_none_on_sqlite() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let path = dir.path().join("store.db");
+    let store = SqliteStore::open(&path, Durability::Normal).unwrap();
+    one_transaction_in_the_store(&store, &Behind::Sqlite(path)).await;
+
+    let app = TestApp::spawn_with(&vars(&[])).await;
+    one_transaction_over_http(&app, &Behind::Sqlite(app.db_path.clone())).await;
+}
+
+#[tokio::test]
+async fn apple_health_all_or_none_on_postgres() {
+    let schema = PgSchema::new();
+    let store = schema.store().await;
+    let behind = Behind::Postgres(schema);
+    one_transaction_in_the_store(&store, &behind).await;
+
+    let Behind::Postgres(schema) = &behind else {
+        unreachable!()
+    };
+    let url = format!("{}?options=-c%20search_path%3D{}", schema.url, schema.name);
+    let app = TestApp::spawn_with(&vars(&[
+        ("STORAGE_BACKEND", "postgres"),
+        ("DATABASE_URL", url.as_str()),
+    ]))
+    .await;
+    one_transaction_over_http(&app, &behind).await;
 }

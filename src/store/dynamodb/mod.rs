@@ -14,6 +14,7 @@ mod alerts;
 mod audit;
 mod connections;
 mod daily;
+mod health_upload;
 mod inbox;
 mod invitations;
 mod item;

@@ -93,6 +93,23 @@ async fn create(
     Ok((JournalCreated::Created(entry), events))
 }
 
+/// Stores a batch as `create_journal_entries` does, in the caller's
+/// transaction (also the Apple Health upload's, `health_upload`): one result
+/// per entry, and the outbox events written.
+pub(super) async fn create_all(
+    tx: &mut PgConnection,
+    entries: Vec<JournalEntry>,
+) -> Result<(Vec<JournalCreated>, usize), StoreError> {
+    let mut out = Vec::with_capacity(entries.len());
+    let mut events = 0;
+    for entry in entries {
+        let (created, n) = create(&mut *tx, entry).await?;
+        out.push(created);
+        events += n;
+    }
+    Ok((out, events))
+}
+
 #[async_trait]
 impl JournalStore for PostgresStore {
     async fn create_journal_entry(
@@ -110,13 +127,7 @@ impl JournalStore for PostgresStore {
         entries: Vec<JournalEntry>,
     ) -> Result<Vec<JournalCreated>, StoreError> {
         let mut tx = self.begin().await?;
-        let mut out = Vec::with_capacity(entries.len());
-        let mut events = 0;
-        for entry in entries {
-            let (created, n) = create(&mut tx, entry).await?;
-            out.push(created);
-            events += n;
-        }
+        let (out, events) = create_all(&mut tx, entries).await?;
         tx.commit().await.map_err(db_error)?;
         self.written(events);
         Ok(out)

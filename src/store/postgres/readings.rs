@@ -350,12 +350,15 @@ async fn raise_latest(
     Ok(())
 }
 
-#[async_trait]
-impl ReadingStore for PostgresStore {
-    async fn upsert_readings(&self, readings: Vec<Reading>) -> Result<Vec<Upserted>, StoreError> {
-        if readings.is_empty() {
-            return Ok(Vec::new());
-        }
+impl PostgresStore {
+    /// What an upsert of `readings` needs before its transaction: every time
+    /// storable, every month's partition there (created outside the
+    /// transaction, so a partition created stays, empty, when the upsert
+    /// fails). The batch's write time.
+    pub(super) async fn prepare_upsert(
+        &self,
+        readings: &[Reading],
+    ) -> Result<DateTime<Utc>, StoreError> {
         if let Some(r) = readings
             .iter()
             .find(|r| !(STORABLE_FROM..STORABLE_UNTIL).contains(&r.timestamp.unix_seconds()))
@@ -376,93 +379,116 @@ impl ReadingStore for PostgresStore {
                 now,
             )
             .await?;
+        Ok(now)
+    }
+}
 
-        let keys = keys(&readings);
-        let mut settled: Vec<Option<Settled>> = (0..keys.len()).map(|_| None).collect();
-        let mut updates: Vec<Write> = Vec::new();
-        // The keys this batch inserted, for `latest_readings`.
-        let mut inserted_keys: Vec<(&str, i64)> = Vec::new();
-        let mut tx = self.begin().await?;
-        // Keys not settled yet, in lock order. Normally one round settles all:
-        // the INSERT takes the new keys, the SELECT finds the others.
-        let mut pending: Vec<usize> = (0..keys.len()).collect();
-        for _ in 0..MAX_ROUNDS {
-            if pending.is_empty() {
-                break;
-            }
-            let fresh: Vec<Settled> = pending
-                .iter()
-                .map(|&k| settle(None, &keys[k].inputs, &readings, now))
-                .collect();
-            let rows: Vec<Write> = fresh.iter().filter_map(|s| s.write).collect();
-            let inserted = insert_new(&mut tx, &readings, &rows, now).await?;
-            let inserted: std::collections::HashSet<(&str, i64)> =
-                inserted.iter().map(|(u, t)| (u.as_str(), *t)).collect();
-            let mut stored_keys = Vec::new();
-            for (k, fresh) in pending.iter().copied().zip(fresh) {
-                if inserted.contains(&(keys[k].user, keys[k].ts)) {
-                    inserted_keys.push((keys[k].user, keys[k].ts));
-                    settled[k] = Some(fresh);
-                } else {
-                    stored_keys.push(k);
-                }
-            }
-            if stored_keys.is_empty() {
-                pending.clear();
-                break;
-            }
-            let locked: Vec<&Key<'_>> = stored_keys.iter().map(|&k| &keys[k]).collect();
-            let stored = lock_stored(&mut tx, &locked).await?;
-            pending.clear();
-            for k in stored_keys {
-                let key = &keys[k];
-                match stored.get(&(key.user.to_owned(), key.ts)) {
-                    Some(s) => {
-                        let result = settle(Some(s), &key.inputs, &readings, now);
-                        updates.extend(result.write);
-                        settled[k] = Some(result);
-                    }
-                    // Gone between the INSERT and the SELECT: insert it next round.
-                    None => pending.push(k),
-                }
-            }
+/// The batch upsert in the caller's transaction (`prepare_upsert` first):
+/// each reading's outcome in batch order, and the outbox events it wrote.
+/// `upsert_readings` commits it alone, the Apple Health upload
+/// (`health_upload`) with its journal entries.
+pub(super) async fn upsert_in(
+    tx: &mut PgConnection,
+    readings: &[Reading],
+    now: DateTime<Utc>,
+) -> Result<(Vec<Upserted>, usize), StoreError> {
+    let keys = keys(readings);
+    let mut settled: Vec<Option<Settled>> = (0..keys.len()).map(|_| None).collect();
+    let mut updates: Vec<Write> = Vec::new();
+    // The keys this batch inserted, for `latest_readings`.
+    let mut inserted_keys: Vec<(&str, i64)> = Vec::new();
+    // Keys not settled yet, in lock order. Normally one round settles all:
+    // the INSERT takes the new keys, the SELECT finds the others.
+    let mut pending: Vec<usize> = (0..keys.len()).collect();
+    for _ in 0..MAX_ROUNDS {
+        if pending.is_empty() {
+            break;
         }
-        if !pending.is_empty() {
-            return Err(StoreError::Unavailable(
-                "readings kept changing under the batch; try again".into(),
-            ));
-        }
-        update_stored(&mut tx, &readings, &updates, now).await?;
-        // The UTC dates of every key inserted or changed, for their day marks
-        // (bumped last: the mark rows are the last locks a batch takes).
-        let marks: Vec<(&str, chrono::NaiveDate)> = inserted_keys
+        let fresh: Vec<Settled> = pending
             .iter()
-            .copied()
-            .chain(updates.iter().map(|w| {
-                let r = &readings[w.input];
-                (r.user_id.as_str(), r.timestamp.unix_seconds())
-            }))
-            .map(|(user, ts)| (user, at(ts).date_naive()))
+            .map(|&k| settle(None, &keys[k].inputs, readings, now))
             .collect();
-        raise_latest(&mut tx, inserted_keys).await?;
-        super::daily::bump_marks(&mut tx, marks).await?;
-
-        let mut results: Vec<Option<Upserted>> = vec![None; readings.len()];
-        for (i, upserted) in settled.into_iter().flatten().flat_map(|s| s.outcomes) {
-            results[i] = Some(upserted);
+        let rows: Vec<Write> = fresh.iter().filter_map(|s| s.write).collect();
+        let inserted = insert_new(&mut *tx, readings, &rows, now).await?;
+        let inserted: std::collections::HashSet<(&str, i64)> =
+            inserted.iter().map(|(u, t)| (u.as_str(), *t)).collect();
+        let mut stored_keys = Vec::new();
+        for (k, fresh) in pending.iter().copied().zip(fresh) {
+            if inserted.contains(&(keys[k].user, keys[k].ts)) {
+                inserted_keys.push((keys[k].user, keys[k].ts));
+                settled[k] = Some(fresh);
+            } else {
+                stored_keys.push(k);
+            }
         }
-        let results: Vec<Upserted> = results
-            .into_iter()
-            .collect::<Option<_>>()
-            .ok_or_else(|| StoreError::Internal("a reading of the batch was not settled".into()))?;
-        let events = super::outbox::append(
-            &mut tx,
-            readings
-                .iter()
-                .zip(&results)
-                .filter_map(|(r, u)| Event::reading_changed(r, u)),
-        )
-        .await?;
+        if stored_keys.is_empty() {
+            pending.clear();
+            break;
+        }
+        let locked: Vec<&Key<'_>> = stored_keys.iter().map(|&k| &keys[k]).collect();
+        let stored = lock_stored(&mut *tx, &locked).await?;
+        pending.clear();
+        for k in stored_keys {
+            let key = &keys[k];
+            match stored.get(&(key.user.to_owned(), key.ts)) {
+                Some(s) => {
+                    let result = settle(Some(s), &key.inputs, readings, now);
+                    updates.extend(result.write);
+                    settled[k] = Some(result);
+                }
+                // Gone between the INSERT and the SELECT: insert it next round.
+                None => pending.push(k),
+            }
+        }
+    }
+    if !pending.is_empty() {
+        return Err(StoreError::Unavailable(
+            "readings kept changing under the batch; try again".into(),
+        ));
+    }
+    update_stored(&mut *tx, readings, &updates, now).await?;
+    // The UTC dates of every key inserted or changed, for their day marks
+    // (bumped last: the mark rows are the last locks a batch takes).
+    let marks: Vec<(&str, chrono::NaiveDate)> = inserted_keys
+        .iter()
+        .copied()
+        .chain(updates.iter().map(|w| {
+            let r = &readings[w.input];
+            (r.user_id.as_str(), r.timestamp.unix_seconds())
+        }))
+        .map(|(user, ts)| (user, at(ts).date_naive()))
+        .collect();
+    raise_latest(&mut *tx, inserted_keys).await?;
+    super::daily::bump_marks(&mut *tx, marks).await?;
+
+    let mut results: Vec<Option<Upserted>> = vec![None; readings.len()];
+    for (i, upserted) in settled.into_iter().flatten().flat_map(|s| s.outcomes) {
+        results[i] = Some(upserted);
+    }
+    let results: Vec<Upserted> = results
+        .into_iter()
+        .collect::<Option<_>>()
+        .ok_or_else(|| StoreError::Internal("a reading of the batch was not settled".into()))?;
+    let events = super::outbox::append(
+        &mut *tx,
+        readings
+            .iter()
+            .zip(&results)
+            .filter_map(|(r, u)| Event::reading_changed(r, u)),
+    )
+    .await?;
+    Ok((results, events))
+}
+
+#[async_trait]
+impl ReadingStore for PostgresStore {
+    async fn upsert_readings(&self, readings: Vec<Reading>) -> Result<Vec<Upserted>, StoreError> {
+        if readings.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = self.prepare_upsert(&readings).await?;
+        let mut tx = self.begin().await?;
+        let (results, events) = upsert_in(&mut tx, &readings, now).await?;
         tx.commit().await.map_err(db_error)?;
         self.written(events);
         Ok(results)

@@ -112,6 +112,22 @@ fn create(tx: &Transaction<'_>, entry: JournalEntry) -> Result<JournalCreated, S
     Ok(JournalCreated::Created(entry))
 }
 
+/// Stores a batch as `create_journal_entries` does, in the caller's
+/// transaction (also the Apple Health upload's, `health_upload`).
+pub(super) fn create_all(
+    tx: &Transaction<'_>,
+    entries: Vec<JournalEntry>,
+) -> Result<Vec<JournalCreated>, StoreError> {
+    entries.into_iter().map(|entry| create(tx, entry)).collect()
+}
+
+/// Whether a batch wrote anything (and so an outbox event).
+pub(super) fn any_created(created: &[JournalCreated]) -> bool {
+    created
+        .iter()
+        .any(|c| matches!(c, JournalCreated::Created(_)))
+}
+
 fn get(
     conn: &rusqlite::Connection,
     user: &UserId,
@@ -152,12 +168,9 @@ impl JournalStore for SqliteStore {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(internal)?;
-            let mut out = Vec::with_capacity(entries.len());
-            for entry in entries {
-                out.push(create(&tx, entry)?);
-            }
+            let out = create_all(&tx, entries)?;
             tx.commit().map_err(internal)?;
-            if out.iter().any(|c| matches!(c, JournalCreated::Created(_))) {
+            if any_created(&out) {
                 inner.outbox_written.notify_one();
             }
             Ok(out)

@@ -8,9 +8,9 @@ use std::collections::{BTreeSet, HashMap};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use rusqlite::{CachedStatement, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{CachedStatement, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
-use super::{daily, internal, outbox, rows, stale, SqliteStore};
+use super::{daily, internal, outbox, rows, stale, Inner, SqliteStore};
 use crate::domain::{Reading, Resolution, StoredReading, UserId};
 use crate::records::readings::{DuplicateKind, Outcome, Upserted};
 use crate::store::query::{EncodeReading, EncodedScan};
@@ -21,100 +21,7 @@ impl ReadingStore for SqliteStore {
     async fn upsert_readings(&self, readings: Vec<Reading>) -> Result<Vec<Upserted>, StoreError> {
         let inner = self.inner.clone();
         self.write(move |conn| {
-            let latest = &inner.latest;
-            let now = Utc::now();
-            let now_ms = now.timestamp_millis();
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(internal)?;
-            let mut results = Vec::with_capacity(readings.len());
-            let mut newest = NewestWrites::default();
-            // The (user, UTC day) of every reading inserted or changed: their
-            // day marks are bumped once each, below.
-            let mut marked: BTreeSet<(&str, i64)> = BTreeSet::new();
-            {
-                let mut insert = tx
-                    .prepare_cached(&format!(
-                        "INSERT INTO readings ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, \
-                         ?10, ?11, ?12, ?13, ?14, ?15, ?16) ON CONFLICT (user_id, ts) DO NOTHING",
-                        rows::COLUMNS
-                    ))
-                    .map_err(internal)?;
-                let mut existing = tx
-                    .prepare_cached(&format!(
-                        "SELECT {} FROM readings WHERE user_id = ?1 AND ts = ?2",
-                        rows::COLUMNS
-                    ))
-                    .map_err(internal)?;
-                let mut replace = tx
-                    .prepare_cached(
-                        "UPDATE readings SET glucose_mg_dl = ?3, status = ?4, trend = ?5, \
-                         trend_rate = ?6, reading_type = ?7, source = ?8, device_id = ?9, \
-                         serial_number = ?10, transmitter_id = ?11, source_record_id = ?12, \
-                         display_offset_minutes = ?13, version = ?14, updated_at_ms = ?16 \
-                         WHERE user_id = ?1 AND ts = ?2",
-                    )
-                    .map_err(internal)?;
-                for (i, reading) in readings.iter().enumerate() {
-                    if rows::execute(&mut insert, reading, 1, now_ms, now_ms).map_err(internal)?
-                        == 1
-                    {
-                        results.push(Upserted {
-                            outcome: Outcome::Inserted,
-                            version: 1,
-                            updated_at: now,
-                        });
-                        newest.note(&readings, i, now);
-                        marked.insert(utc_day(reading));
-                        continue;
-                    }
-                    let stored = existing
-                        .query_row(
-                            (reading.user_id.as_str(), reading.timestamp.unix_seconds()),
-                            rows::read_row,
-                        )
-                        .map_err(internal)??;
-                    let result = match reading.resolve_against(&stored.reading) {
-                        Resolution::Identical => duplicate(&stored, DuplicateKind::Identical),
-                        Resolution::KeepExisting => {
-                            duplicate(&stored, DuplicateKind::SensorPrecedence)
-                        }
-                        Resolution::Replace => {
-                            rows::execute(
-                                &mut replace,
-                                reading,
-                                stored.version + 1,
-                                stored.created_at.timestamp_millis(),
-                                now_ms,
-                            )
-                            .map_err(internal)?;
-                            newest.note(&readings, i, stored.created_at);
-                            marked.insert(utc_day(reading));
-                            Upserted {
-                                outcome: Outcome::Updated,
-                                version: stored.version + 1,
-                                updated_at: now,
-                            }
-                        }
-                    };
-                    results.push(result);
-                }
-            }
-            daily::bump_marks(&tx, marked)?;
-            stale::raise_newest(&tx, newest.times(&readings))?;
-            let events = outbox::append(
-                &tx,
-                readings
-                    .iter()
-                    .zip(&results)
-                    .filter_map(|(r, u)| crate::records::events::Event::reading_changed(r, u)),
-            )?;
-            let pending = latest.begin_write(newest.users());
-            tx.commit().map_err(internal)?;
-            pending.committed(&newest.into_stored(&readings, &results));
-            if events > 0 {
-                inner.outbox_written.notify_one();
-            }
+            let (results, ()) = upsert_then(&inner, conn, readings, |_| Ok(()))?;
             Ok(results)
         })
         .await
@@ -188,6 +95,111 @@ impl ReadingStore for SqliteStore {
         })
         .await
     }
+}
+
+/// Upserts `readings` (dedup key, conflict rule, day marks, newest times,
+/// outbox events) and then runs `also` in the same write transaction, commits,
+/// and updates the latest-reading cache: `upsert_readings` with nothing else,
+/// the Apple Health upload with its journal entries (`health_upload`). An
+/// error of either rolls back both.
+pub(super) fn upsert_then<T>(
+    inner: &Inner,
+    conn: &mut Connection,
+    readings: Vec<Reading>,
+    also: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
+) -> Result<(Vec<Upserted>, T), StoreError> {
+    let latest = &inner.latest;
+    let now = Utc::now();
+    let now_ms = now.timestamp_millis();
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(internal)?;
+    let mut results = Vec::with_capacity(readings.len());
+    let mut newest = NewestWrites::default();
+    // The (user, UTC day) of every reading inserted or changed: their
+    // day marks are bumped once each, below.
+    let mut marked: BTreeSet<(&str, i64)> = BTreeSet::new();
+    {
+        let mut insert = tx
+            .prepare_cached(&format!(
+                "INSERT INTO readings ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, \
+                 ?10, ?11, ?12, ?13, ?14, ?15, ?16) ON CONFLICT (user_id, ts) DO NOTHING",
+                rows::COLUMNS
+            ))
+            .map_err(internal)?;
+        let mut existing = tx
+            .prepare_cached(&format!(
+                "SELECT {} FROM readings WHERE user_id = ?1 AND ts = ?2",
+                rows::COLUMNS
+            ))
+            .map_err(internal)?;
+        let mut replace = tx
+            .prepare_cached(
+                "UPDATE readings SET glucose_mg_dl = ?3, status = ?4, trend = ?5, \
+                 trend_rate = ?6, reading_type = ?7, source = ?8, device_id = ?9, \
+                 serial_number = ?10, transmitter_id = ?11, source_record_id = ?12, \
+                 display_offset_minutes = ?13, version = ?14, updated_at_ms = ?16 \
+                 WHERE user_id = ?1 AND ts = ?2",
+            )
+            .map_err(internal)?;
+        for (i, reading) in readings.iter().enumerate() {
+            if rows::execute(&mut insert, reading, 1, now_ms, now_ms).map_err(internal)? == 1 {
+                results.push(Upserted {
+                    outcome: Outcome::Inserted,
+                    version: 1,
+                    updated_at: now,
+                });
+                newest.note(&readings, i, now);
+                marked.insert(utc_day(reading));
+                continue;
+            }
+            let stored = existing
+                .query_row(
+                    (reading.user_id.as_str(), reading.timestamp.unix_seconds()),
+                    rows::read_row,
+                )
+                .map_err(internal)??;
+            let result = match reading.resolve_against(&stored.reading) {
+                Resolution::Identical => duplicate(&stored, DuplicateKind::Identical),
+                Resolution::KeepExisting => duplicate(&stored, DuplicateKind::SensorPrecedence),
+                Resolution::Replace => {
+                    rows::execute(
+                        &mut replace,
+                        reading,
+                        stored.version + 1,
+                        stored.created_at.timestamp_millis(),
+                        now_ms,
+                    )
+                    .map_err(internal)?;
+                    newest.note(&readings, i, stored.created_at);
+                    marked.insert(utc_day(reading));
+                    Upserted {
+                        outcome: Outcome::Updated,
+                        version: stored.version + 1,
+                        updated_at: now,
+                    }
+                }
+            };
+            results.push(result);
+        }
+    }
+    daily::bump_marks(&tx, marked)?;
+    stale::raise_newest(&tx, newest.times(&readings))?;
+    let events = outbox::append(
+        &tx,
+        readings
+            .iter()
+            .zip(&results)
+            .filter_map(|(r, u)| crate::records::events::Event::reading_changed(r, u)),
+    )?;
+    let extra = also(&tx)?;
+    let pending = latest.begin_write(newest.users());
+    tx.commit().map_err(internal)?;
+    pending.committed(&newest.into_stored(&readings, &results));
+    if events > 0 {
+        inner.outbox_written.notify_one();
+    }
+    Ok((results, extra))
 }
 
 // The limit is applied by reading no further rather than by `LIMIT ?`: SQLite

@@ -21,6 +21,7 @@ mod accounts;
 mod alerts;
 mod daily;
 mod encoded;
+mod health_upload;
 mod invitations;
 mod journal;
 mod limits;
@@ -34,6 +35,7 @@ use accounts::*;
 use alerts::*;
 use daily::*;
 use encoded::*;
+use health_upload::*;
 use invitations::*;
 use journal::*;
 use limits::*;
@@ -1005,6 +1007,7 @@ macro_rules! conformance {
                 journal_windows_page_by_time_and_id_in_both_orders,
                 journal_updates_and_deletes_keep_identity,
                 journal_batches_are_stored_whole_or_not_at_all,
+                health_uploads_are_stored_whole_or_not_at_all,
                 account_tokens_round_trip_and_are_used_once,
                 a_new_password_revokes_every_session_of_its_account_only,
                 verified_emails_and_enabled_accounts_stick
