@@ -649,12 +649,19 @@ pub fn import_summary(user: &UserId, file: &Path, s: &ImportSummary) -> String {
          {} more at an instant that already had one",
         s.tally.inserted, s.tally.updated, s.tally.duplicates, s.tally.rejected, s.same_instant
     );
-    let journal = |what: &str, n: u64, put: PutCounts| {
+    let journal = |what: &str, n: u64, put: &PutCounts| {
         if s.journal_stored {
-            format!(
+            let mut line = format!(
                 "{what}: {n} ({} new, {} duplicate, {} refused)",
                 put.new, put.duplicate, put.refused
-            )
+            );
+            for refusal in &put.refusals {
+                line.push_str(&format!("\n  refused {refusal}"));
+            }
+            if put.refused > put.refusals.len() as u64 {
+                line.push_str("\n  ...");
+            }
+            line
         } else {
             format!("{what}: {n} parsed, not stored (journal storage is not wired yet)")
         }
@@ -662,9 +669,9 @@ pub fn import_summary(user: &UserId, file: &Path, s: &ImportSummary) -> String {
     let _ = writeln!(
         out,
         "{}",
-        journal("sleep sessions", s.sleep_sessions, s.sleep)
+        journal("sleep sessions", s.sleep_sessions, &s.sleep)
     );
-    let _ = writeln!(out, "{}", journal("workouts", s.workouts, s.workouts_put));
+    let _ = writeln!(out, "{}", journal("workouts", s.workouts, &s.workouts_put));
     let _ = writeln!(out, "skipped records: {}", s.skips.total());
     for (reason, group) in &s.skips.by_reason {
         let _ = writeln!(out, "  {reason}: {}", group.count);

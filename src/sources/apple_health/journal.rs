@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use super::translate::{ActivityKind, AppleSleep, AppleWorkout};
-use super::{JournalImportSink, PutCounts};
+use super::{JournalImportSink, PutCounts, REFUSAL_EXAMPLES};
 use crate::domain::{
     Activity, ActivityInput, ActivityType, FieldError, SleepInput, SleepSession, TimePolicy, UserId,
 };
@@ -35,9 +35,15 @@ impl StoreJournal {
     }
 
     /// Stores `entries` in batches; counts what was new and what was there.
-    async fn put(&self, entries: Vec<JournalEntry>, refused: u64) -> Result<PutCounts, StoreError> {
+    async fn put(
+        &self,
+        entries: Vec<JournalEntry>,
+        refused: u64,
+        refusals: Vec<String>,
+    ) -> Result<PutCounts, StoreError> {
         let mut counts = PutCounts {
             refused,
+            refusals,
             ..PutCounts::default()
         };
         let mut entries = entries.into_iter().peekable();
@@ -63,7 +69,10 @@ fn rfc3339(t: DateTime<Utc>) -> String {
 pub fn sleep_input(s: &AppleSleep) -> SleepInput {
     let staged = s.deep_minutes + s.rem_minutes + s.light_minutes > 0;
     let stage = |m: u32| staged.then_some(m);
-    let asleep = s.asleep_minutes();
+    // Stages of one source that overlap each other (a broken app) could add
+    // up to more than the night: the time asleep is at most the session.
+    let session = u32::try_from((s.sleep_end - s.sleep_start).num_minutes()).unwrap_or(0);
+    let asleep = s.asleep_minutes().min(session);
     SleepInput {
         sleep_start: Some(rfc3339(s.sleep_start)),
         sleep_end: Some(rfc3339(s.sleep_end)),
@@ -102,9 +111,20 @@ pub fn activity_input(w: &AppleWorkout) -> ActivityInput {
     }
 }
 
-fn warn_refused(user: &UserId, what: &str, external_id: &str, errors: &[FieldError]) {
+/// Logs a refusal and keeps the first few for the summary.
+fn refuse(
+    refusals: &mut Vec<String>,
+    user: &UserId,
+    what: &str,
+    external_id: &str,
+    errors: &[FieldError],
+) {
     let why: Vec<String> = errors.iter().map(ToString::to_string).collect();
-    tracing::warn!(user_id = %user, external_id, "apple health import: {what} refused: {}", why.join("; "));
+    let why = why.join("; ");
+    tracing::warn!(user_id = %user, external_id, "apple health import: {what} refused: {why}");
+    if refusals.len() < REFUSAL_EXAMPLES {
+        refusals.push(format!("{external_id}: {why}"));
+    }
 }
 
 #[async_trait]
@@ -120,6 +140,7 @@ impl JournalImportSink for StoreJournal {
         let now = Utc::now();
         let mut entries = Vec::with_capacity(sessions.len());
         let mut refused = 0;
+        let mut refusals = Vec::new();
         for s in &sessions {
             match SleepSession::parse(sleep_input(s), user.as_str(), tz, &self.policy, now) {
                 Ok(session) => entries.push(JournalEntry::new(
@@ -131,11 +152,17 @@ impl JournalImportSink for StoreJournal {
                 )),
                 Err(errors) => {
                     refused += 1;
-                    warn_refused(user, "sleep session", &s.external_id, &errors);
+                    refuse(
+                        &mut refusals,
+                        user,
+                        "sleep session",
+                        &s.external_id,
+                        &errors,
+                    );
                 }
             }
         }
-        self.put(entries, refused).await
+        self.put(entries, refused, refusals).await
     }
 
     async fn put_workouts(
@@ -146,6 +173,7 @@ impl JournalImportSink for StoreJournal {
         let now = Utc::now();
         let mut entries = Vec::with_capacity(workouts.len());
         let mut refused = 0;
+        let mut refusals = Vec::new();
         for w in &workouts {
             match Activity::parse(activity_input(w), user.as_str(), &self.policy, now) {
                 Ok(activity) => entries.push(JournalEntry::new(
@@ -157,10 +185,10 @@ impl JournalImportSink for StoreJournal {
                 )),
                 Err(errors) => {
                     refused += 1;
-                    warn_refused(user, "workout", &w.external_id, &errors);
+                    refuse(&mut refusals, user, "workout", &w.external_id, &errors);
                 }
             }
         }
-        self.put(entries, refused).await
+        self.put(entries, refused, refusals).await
     }
 }

@@ -38,14 +38,20 @@ use translate::{GlucoseRow, SourceNames};
 pub const READING_BATCH: usize = 5_000;
 
 /// What a journal write did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PutCounts {
     pub new: u64,
     /// Already stored (same `external_id`): nothing written.
     pub duplicate: u64,
     /// Refused by the journal's rules (logged with the reasons): not stored.
     pub refused: u64,
+    /// The first `REFUSAL_EXAMPLES` refusals, as "<external id>: <reasons>",
+    /// for the summary (an import's operator sees why without the logs).
+    pub refusals: Vec<String>,
 }
+
+/// Refusals the summary shows per kind.
+pub const REFUSAL_EXAMPLES: usize = 5;
 
 /// Where imported sleep sessions and workouts go: the journal store, which
 /// must store them idempotently by `external_id`.

@@ -554,3 +554,49 @@ fn sleep_and_workouts_ending_in_the_future_are_skipped() {
     assert_eq!(workout(sample, NOW).unwrap_err().reason, IN_THE_FUTURE);
     assert!(workout(sample, NOW + 1800).is_ok());
 }
+
+#[test]
+fn stages_of_half_minutes_never_make_a_night_longer_than_itself() {
+    // Three stages of 100.5 min each, back to back: 301.5 min in all. Rounded
+    // each to the nearest minute they made 303 > 301, and the journal refused
+    // the night (duration_minutes over the session).
+    let watch = "Apple Watch";
+    let xml = doc(&[
+        sleep_record(
+            "AsleepCore",
+            "2024-03-01 23:00:00 +0000",
+            "2024-03-02 00:40:30 +0000",
+            watch,
+        ),
+        sleep_record(
+            "AsleepDeep",
+            "2024-03-02 00:40:30 +0000",
+            "2024-03-02 02:21:00 +0000",
+            watch,
+        ),
+        sleep_record(
+            "AsleepREM",
+            "2024-03-02 02:21:00 +0000",
+            "2024-03-02 04:01:30 +0000",
+            watch,
+        ),
+    ]
+    .concat());
+    let (rows, sources) = sleep_rows(&xml);
+    let (sessions, skips) = sleep_sessions(rows, &sources, NOW);
+    assert!(skips.is_empty(), "{skips:?}");
+    let night = &sessions[0];
+    assert_eq!(
+        (night.light_minutes, night.deep_minutes, night.rem_minutes),
+        (100, 100, 100),
+        "whole minutes, rounded down"
+    );
+    let parsed = crate::domain::SleepSession::parse(
+        super::journal::sleep_input(night),
+        "u1",
+        crate::domain::TimeZoneName::UTC,
+        &crate::domain::TimePolicy::default(),
+        chrono::DateTime::from_timestamp(NOW, 0).expect("now"),
+    );
+    assert!(parsed.is_ok(), "the journal takes the night: {parsed:?}");
+}

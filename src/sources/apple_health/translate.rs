@@ -236,8 +236,12 @@ fn covered(intervals: impl Iterator<Item = (i64, i64)>) -> i64 {
     total
 }
 
+/// Whole minutes, rounded down: the stages of a session then never add up to
+/// more than the session's own whole minutes (which the journal checks), as
+/// rounding each stage to the nearest minute could (three stages each half a
+/// minute up made a night one minute longer than itself).
 fn minutes(seconds: i64) -> u32 {
-    u32::try_from((seconds + 30) / 60).unwrap_or(u32::MAX)
+    u32::try_from(seconds.max(0) / 60).unwrap_or(u32::MAX)
 }
 
 fn session(
