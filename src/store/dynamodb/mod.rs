@@ -19,6 +19,7 @@ mod invitations;
 mod item;
 mod jobs;
 mod journal;
+mod meal_responses;
 mod notifications;
 mod outbox;
 mod profiles;
