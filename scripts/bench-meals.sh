@@ -8,6 +8,8 @@
 #
 #   scripts/bench-meals.sh                    # release build, 10 s per measurement
 #   PROFILE=debug DURATION=5s scripts/bench-meals.sh   # the debug binary (slower; say so)
+#   BIN=path/to/cgm-hub PROFILE=debug scripts/bench-meals.sh   # a binary built before (another
+#                                             # commit's, for a baseline), no build; PROFILE names it
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -20,12 +22,14 @@ if ! command -v wrk >/dev/null; then
 fi
 ulimit -n 65536 2>/dev/null || true
 
-if [ "$PROFILE" = release ]; then
+if [ -n "${BIN:-}" ]; then
+    echo "using $BIN (not built here)" >&2
+elif [ "$PROFILE" = release ]; then
     cargo build --release --locked --bin cgm-hub
 else
     cargo build --locked --bin cgm-hub
 fi
-BIN="$CARGO_TARGET_DIR/$PROFILE/cgm-hub"
+BIN="${BIN:-$CARGO_TARGET_DIR/$PROFILE/cgm-hub}"
 
 WORK=$(mktemp -d)
 PIDS=()

@@ -50,7 +50,7 @@
 //! `None` while `Pending`.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::Sample;
 
@@ -80,7 +80,7 @@ pub const SCORE_PEAK: (f64, f64) = (140.0, 200.0);
 pub const SCORE_RETURN_MIN: (f64, f64) = (120.0, 240.0);
 
 /// Where a meal's response stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MealResponseStatus {
     Complete,
@@ -90,7 +90,7 @@ pub enum MealResponseStatus {
 
 /// The response to one meal, under the contract's names (without `meal_id`, which the
 /// caller knows). Times in minutes from the meal, glucose in mg/dL, areas in mg/dL·min.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MealResponse {
     pub status: MealResponseStatus,
     pub baseline: Option<f64>,

@@ -24,16 +24,8 @@ use crate::analytics::{
 use crate::domain::{FieldError, UserId};
 use crate::records::audit::Action;
 use crate::records::journal::{JournalBody, JournalEntry, JournalKind, JournalQuery};
+use crate::store::meal_responses::{self, trace_span, OVERLAP_MIN};
 
-/// Readings loaded before a meal: the 30-minute baseline window and an hour
-/// more, so the analytics see the reading just before it as they would in the
-/// whole trace.
-const TRACE_BEFORE_MIN: i64 = 30 + 60;
-/// Readings loaded after a meal: the 240-minute return search and three hours
-/// more (a crossing between a reading before 240 and a later one still counts).
-const TRACE_AFTER_MIN: i64 = 240 + 180;
-/// Another meal this far after a meal overlaps it (the response window).
-const OVERLAP_MIN: i64 = 180;
 /// Most meals one insights window may hold (ten a day for over two years).
 pub const MAX_INSIGHT_MEALS: usize = 10_000;
 /// Days the insights look back by default.
@@ -114,8 +106,12 @@ async fn meals_between(
 }
 
 /// The responses of `meals` (any order, one user's), in their order, as of
-/// `now`: one read of the samples over the span they need and one list of the
-/// meals that may overlap them, whatever their number.
+/// `now`, whatever their number: one read of the day marks of their span, one
+/// list of the meals that may overlap them and one read of their stored
+/// responses (`store::meal_responses`); a stored response is used while its
+/// validity key matches, the others are computed from one read of the samples
+/// over the span they need, and those no longer pending are stored (a failure
+/// to store is logged and counted, never the request's).
 pub async fn responses_of(
     state: &AppState,
     user: &UserId,
@@ -128,13 +124,6 @@ pub async fn responses_of(
     ) else {
         return Ok(Vec::new());
     };
-    let trace = samples(
-        state,
-        user,
-        first - Duration::minutes(TRACE_BEFORE_MIN),
-        last + Duration::minutes(TRACE_AFTER_MIN),
-    )
-    .await?;
     // Meals in (t0, t0 + 180] of any of them; the bound is inclusive, the
     // list's end exclusive: one millisecond more (times are whole ms).
     let others = meals_between(
@@ -148,13 +137,37 @@ pub async fn responses_of(
     .unwrap_or_default();
     let mut times: Vec<DateTime<Utc>> = others.iter().map(JournalEntry::at).collect();
     times.sort_unstable();
-    Ok(meals
-        .iter()
-        .map(|meal| response_in(meal, &trace, &times, now))
-        .collect())
+    let wanted: Vec<(uuid::Uuid, DateTime<Utc>)> = meals.iter().map(|m| (m.id, m.at())).collect();
+    // The marks are read here, before the samples below.
+    let lookup = meal_responses::read_stored(state.store.as_ref(), user, &wanted, &times).await?;
+    let misses = lookup.misses();
+    metrics::counter!("meal_responses_total", "source" => "stored").increment(lookup.hits() as u64);
+    metrics::counter!("meal_responses_total", "source" => "computed")
+        .increment(misses.len() as u64);
+    let mut computed = Vec::with_capacity(misses.len());
+    if let (Some(from), Some(until)) = (
+        misses.iter().map(|&i| trace_span(meals[i].at()).0).min(),
+        misses.iter().map(|&i| trace_span(meals[i].at()).1).max(),
+    ) {
+        let trace = samples(state, user, from, until).await?;
+        for i in misses {
+            computed.push((i, response_in(&meals[i], &trace, &times, now)));
+        }
+    }
+    let (responses, to_store) = lookup.finish(user, computed, now)?;
+    if !to_store.is_empty() {
+        let count = to_store.len();
+        if let Err(e) = state.store.put_meal_responses(user, to_store).await {
+            metrics::counter!("meal_response_store_failures_total").increment(1);
+            tracing::warn!(error = %e, user = user.as_str(), count, "storing meal responses failed");
+        }
+    }
+    Ok(responses)
 }
 
-/// One meal's response from a trace and the sorted times of the user's meals
+/// One meal's response from a trace (any span holding the meal's
+/// `trace_span`: only that part is passed on, so the answer does not depend on
+/// the other meals asked with it) and the sorted times of the user's meals
 /// (only those in (t0, t0 + 180] are passed on).
 fn response_in(
     meal: &JournalEntry,
@@ -163,9 +176,15 @@ fn response_in(
     now: DateTime<Utc>,
 ) -> MealResponse {
     let t0 = meal.at();
-    let from = meal_times.partition_point(|t| *t <= t0);
-    let to = meal_times.partition_point(|t| *t <= t0 + Duration::minutes(OVERLAP_MIN));
-    meal_response(t0, trace, &meal_times[from..to.max(from)], now)
+    let (from, until) = trace_span(t0);
+    let start = trace.partition_point(|s| s.at < from);
+    let end = trace.partition_point(|s| s.at < until);
+    meal_response(
+        t0,
+        &trace[start..end.max(start)],
+        meal_responses::overlapping(t0, meal_times),
+        now,
+    )
 }
 
 /// The contract's response object of `meal`.

@@ -2,7 +2,7 @@
 //! `AuditStore`, `ShareStore`, `ConnectionStore`, `JobStore`, `InboxStore`,
 //! `TaskStore`, `ProfileStore`, `DailyStore`, `AlertStore`, `StaleStore`,
 //! `NotificationStore`, `AccountStore`, `InvitationStore`, `JournalStore`,
-//! `HealthUploadStore`),
+//! `HealthUploadStore`, `MealResponseStore`),
 //! `Store` as their supertrait (used as `Arc<dyn Store>`, upcast to the narrow
 //! trait a consumer needs), and one module per backend, whose concern files
 //! implement those traits.
@@ -15,6 +15,7 @@
 pub mod daily;
 #[cfg(feature = "dynamodb")]
 pub mod dynamodb;
+pub mod meal_responses;
 pub mod postgres;
 pub mod query;
 pub mod samples;
@@ -37,6 +38,7 @@ use crate::records::inbox::{Accepted, Delivery, DeliveryEnd, NewDelivery};
 use crate::records::invitations::Invitation;
 use crate::records::jobs::{Checkpoint, Created, JobBacklog, JobEnd, NewJob, SyncJob};
 use crate::records::journal::{JournalCreated, JournalEntry, JournalKind, JournalQuery};
+use crate::records::meal_response::StoredMealResponse;
 use crate::records::notifications::{EndpointId, EndpointWrite, NotificationEndpoint};
 use crate::records::readings::Upserted;
 use crate::records::shares::{Share, SharePage, ShareWrite};
@@ -636,6 +638,33 @@ pub trait HealthUploadStore: Send + Sync {
     ) -> Result<(Vec<Upserted>, Vec<JournalCreated>), StoreError>;
 }
 
+/// Finished meal glucose responses (`records::meal_response`), kept so that
+/// a list of meals with their responses need not read the trace again.
+/// `meal_responses::read_stored` decides whether a stored one is still the
+/// answer (its validity key); this concern only keeps them. A response lives
+/// no longer than its meal: deleting the meal (`delete_journal_entry`)
+/// deletes it in the same transaction, and a response of a meal that is not
+/// stored (any more) is not stored.
+#[async_trait]
+pub trait MealResponseStore: Send + Sync {
+    /// The stored responses of those of `meal_ids` that are `user`'s and have
+    /// one, in any order: one query (DynamoDB: `BatchGetItem`s of 100 keys).
+    async fn get_meal_responses(
+        &self,
+        user: &UserId,
+        meal_ids: &[uuid::Uuid],
+    ) -> Result<Vec<StoredMealResponse>, StoreError>;
+
+    /// Creates or replaces the response of each of `responses`' meals (all
+    /// of `user`; another user's are ignored); the response of a meal that
+    /// is not stored as `user`'s meal is skipped.
+    async fn put_meal_responses(
+        &self,
+        user: &UserId,
+        responses: Vec<StoredMealResponse>,
+    ) -> Result<(), StoreError>;
+}
+
 /// How many entries one DynamoDB transaction of `create_journal_entries`
 /// holds (four items each: the entry by id and by time, its external-id
 /// marker, its event;
@@ -773,6 +802,7 @@ pub trait Store:
     + InvitationStore
     + JournalStore
     + HealthUploadStore
+    + MealResponseStore
     + AccountTokenStore
     + Send
     + Sync

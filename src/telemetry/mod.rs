@@ -226,6 +226,14 @@ fn describe_metrics() {
         "webhook_inbox_backlog",
         "Webhook deliveries stored and not yet processed"
     );
+    describe_counter!(
+        "meal_responses_total",
+        "Meal glucose responses answered, by source (stored: a stored response still valid; computed)"
+    );
+    describe_counter!(
+        "meal_response_store_failures_total",
+        "Writes of computed meal responses that failed (the request was answered; the next one computes again)"
+    );
     describe_gauge!("build_info", "Always 1; labels carry the version");
     describe_counter!(
         "log_lines_dropped_total",
@@ -273,6 +281,7 @@ fn initialize_series() {
         "audit_entries_written_total",
         "log_lines_dropped_total",
         "sync_polls_coalesced_total",
+        "meal_response_store_failures_total",
     ] {
         metrics::counter!(name).absolute(0);
     }

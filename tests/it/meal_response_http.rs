@@ -3,12 +3,16 @@
 //! overlapping meals, a late upload completing a response, the list with
 //! `include=response`, 404 for an unknown meal, `/meals/insights` (not taken
 //! for a meal id) with its food groups and an unlogged-meal suggestion, the
-//! GlucoLens paths, and who may read.
+//! GlucoLens paths, who may read, and the stored responses (issue 20): what
+//! is stored, and that a late reading, another meal, a new time or a delete
+//! is never answered from a stale copy.
 
 use std::time::Duration as StdDuration;
 
+use cgm_hub::analytics::MealResponseStatus;
 use cgm_hub::auth::jwt::mint_hs256;
 use cgm_hub::domain::ReadingTime;
+use cgm_hub::records::meal_response::StoredMealResponse;
 use cgm_hub::records::roles::Role;
 use cgm_hub::records::shares::{Share, ShareRole};
 use chrono::{DateTime, Duration, DurationRound, Utc};
@@ -314,6 +318,237 @@ async fn insights_case(app: &TestApp) {
         "VALIDATION_ERROR",
     )
     .await;
+}
+
+/// The stored response of one meal, if any.
+async fn stored_of(app: &TestApp, user_id: &str, id: &str) -> Option<StoredMealResponse> {
+    let id = uuid::Uuid::parse_str(id).unwrap();
+    let mut got = app
+        .store
+        .get_meal_responses(&user(user_id), &[id])
+        .await
+        .unwrap();
+    assert!(got.len() <= 1);
+    got.pop()
+}
+
+async fn send(request: reqwest::RequestBuilder, status: u16) {
+    let response = request.send().await.unwrap();
+    let got = response.status().as_u16();
+    assert_eq!(got, status, "{}", response.text().await.unwrap_or_default());
+}
+
+/// Stored responses (issue 20): what is stored, when it is served, and that
+/// every change it depends on makes the next request compute it again.
+async fn stored_case(app: &TestApp) {
+    // A complete response is stored by the GET, as served.
+    let t0 = past_meal(1);
+    seed(app, "ms-one", t0, every5(-30, 300), rise_and_fall).await;
+    let id = meal(app, "ms-one", json!({"timestamp": at(t0)})).await;
+    assert!(stored_of(app, "ms-one", &id).await.is_none());
+    let r = response_of(app, "ms-one", &id).await;
+    assert_eq!(r["status"], "complete", "{r}");
+    let kept = stored_of(app, "ms-one", &id).await.expect("stored");
+    let mut as_json = serde_json::to_value(&kept.response).unwrap();
+    as_json["meal_id"] = json!(id);
+    assert_eq!(as_json, r);
+
+    // It is what the next GET serves: a stored copy doctored under the same
+    // key comes back (so the stored copy is read, not recomputed)...
+    let mut doctored = kept.clone();
+    doctored.response.peak = Some(999.0);
+    app.store
+        .put_meal_responses(&user("ms-one"), vec![doctored])
+        .await
+        .unwrap();
+    close(&response_of(app, "ms-one", &id).await["peak"], 999.0);
+    // ...until a reading inside the window arrives: a new answer (peak 200 at
+    // 60), computed and stored in place of the old one.
+    seed(app, "ms-one", t0, [60].into_iter(), |_| 200).await;
+    let r = response_of(app, "ms-one", &id).await;
+    close(&r["peak"], 200.0);
+    let again = stored_of(app, "ms-one", &id).await.unwrap();
+    assert_eq!(again.response.peak, Some(200.0));
+    assert_ne!(again.key, kept.key);
+    // A reading on another day (outside the span) leaves the key alone.
+    seed(
+        app,
+        "ms-one",
+        t0 - Duration::days(3),
+        [0].into_iter(),
+        |_| 120,
+    )
+    .await;
+    response_of(app, "ms-one", &id).await;
+    assert_eq!(stored_of(app, "ms-one", &id).await.unwrap().key, again.key);
+
+    // A late upload into a gap: insufficient_data is stored, then the upload
+    // makes it complete on the next GET.
+    let t0 = past_meal(1);
+    seed(app, "ms-late", t0, every5(-30, 90), rise_and_fall).await;
+    let id = meal(app, "ms-late", json!({"timestamp": at(t0)})).await;
+    assert_eq!(
+        response_of(app, "ms-late", &id).await["status"],
+        "insufficient_data"
+    );
+    let kept = stored_of(app, "ms-late", &id).await.expect("stored");
+    assert_eq!(kept.response.status, MealResponseStatus::InsufficientData);
+    let late: Vec<Value> = every5(95, 300)
+        .map(|m| reading_json(t0 + Duration::minutes(m), rise_and_fall(m)))
+        .collect();
+    send(
+        app.client
+            .post(app.url("/api/bg/ms-late/readings"))
+            .json(&json!({ "readings": late })),
+        201,
+    )
+    .await;
+    let r = response_of(app, "ms-late", &id).await;
+    assert_eq!(r["status"], "complete", "{r}");
+    close(&r["iauc_120"], 3600.0);
+    assert_eq!(
+        stored_of(app, "ms-late", &id)
+            .await
+            .unwrap()
+            .response
+            .status,
+        MealResponseStatus::Complete
+    );
+
+    // A new meal inside (t0, t0 + 180] flips the overlap flag, also in the list.
+    let t0 = past_meal(2);
+    seed(app, "ms-two", t0, every5(-30, 400), rise_and_fall).await;
+    let id = meal(app, "ms-two", json!({"timestamp": at(t0)})).await;
+    assert_eq!(response_of(app, "ms-two", &id).await["overlap"], false);
+    assert!(stored_of(app, "ms-two", &id).await.is_some());
+    let second = meal(
+        app,
+        "ms-two",
+        json!({"timestamp": at(t0 + Duration::minutes(180))}),
+    )
+    .await;
+    assert_eq!(response_of(app, "ms-two", &id).await["overlap"], true);
+    let listed = data(
+        app.get("/api/users/ms-two/meals?include=response").await,
+        200,
+    )
+    .await;
+    let first_listed = listed["meals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == id.as_str())
+        .unwrap();
+    assert_eq!(first_listed["response"]["overlap"], true, "{listed}");
+    // Deleting the second meal: no overlap again.
+    send(
+        app.client
+            .delete(app.url(&format!("/api/users/ms-two/meals/{second}"))),
+        204,
+    )
+    .await;
+    assert_eq!(response_of(app, "ms-two", &id).await["overlap"], false);
+
+    // PATCHing the meal's timestamp five minutes later: the peak (at 60 after
+    // the old time) is now 55 minutes after the meal.
+    send(
+        app.client
+            .patch(app.url(&format!("/api/users/ms-two/meals/{id}")))
+            .json(&json!({"timestamp": at(t0 + Duration::minutes(5))})),
+        200,
+    )
+    .await;
+    let r = response_of(app, "ms-two", &id).await;
+    close(&r["time_to_peak"], 55.0);
+    assert_eq!(
+        stored_of(app, "ms-two", &id)
+            .await
+            .unwrap()
+            .response
+            .time_to_peak,
+        Some(55.0)
+    );
+
+    // A pending answer is not stored.
+    let recent = (Utc::now() - Duration::minutes(30))
+        .duration_trunc(Duration::minutes(1))
+        .unwrap();
+    seed(app, "ms-pending", recent, every5(-30, 25), |_| 110).await;
+    let pending = meal(app, "ms-pending", json!({"timestamp": at(recent)})).await;
+    assert_eq!(
+        response_of(app, "ms-pending", &pending).await["status"],
+        "pending"
+    );
+    let listed = data(
+        app.get("/api/users/ms-pending/meals?include=response")
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(listed["meals"][0]["response"]["status"], "pending");
+    assert!(stored_of(app, "ms-pending", &pending).await.is_none());
+
+    // Deleting the meal removes its stored response.
+    assert!(stored_of(app, "ms-two", &id).await.is_some());
+    send(
+        app.client
+            .delete(app.url(&format!("/api/users/ms-two/meals/{id}"))),
+        204,
+    )
+    .await;
+    assert!(stored_of(app, "ms-two", &id).await.is_none());
+}
+
+/// The list of many meals: the first request stores every final response,
+/// the second serves them all from the store, equal to the first.
+async fn stored_list_case(app: &TestApp) {
+    let t0 = past_meal(3);
+    // The same rise and fall every 6 hours (each meal's baseline at 100).
+    let periodic = |m: i64| rise_and_fall((m + 30).rem_euclid(360) - 30);
+    seed(app, "ms-list", t0, every5(-30, 60 * 30), periodic).await;
+    for i in 0..5 {
+        meal(
+            app,
+            "ms-list",
+            json!({"timestamp": at(t0 + Duration::hours(6 * i))}),
+        )
+        .await;
+    }
+    let path = "/api/users/ms-list/meals?include=response";
+    let first = data(app.get(path).await, 200).await;
+    let ids: Vec<uuid::Uuid> = first["meals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| uuid::Uuid::parse_str(m["id"].as_str().unwrap()).unwrap())
+        .collect();
+    assert_eq!(ids.len(), 5);
+    let stored = app
+        .store
+        .get_meal_responses(&user("ms-list"), &ids)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 5, "every final response is stored");
+    let second = data(app.get(path).await, 200).await;
+    assert_eq!(first, second);
+    for m in second["meals"].as_array().unwrap() {
+        assert_eq!(m["response"]["status"], "complete", "{m}");
+        close(&m["response"]["iauc_120"], 3600.0);
+    }
+}
+
+#[tokio::test]
+async fn stored_meal_responses_on_sqlite() {
+    let app = TestApp::spawn().await;
+    stored_case(&app).await;
+    stored_list_case(&app).await;
+}
+
+#[tokio::test]
+async fn stored_meal_responses_on_postgres() {
+    let (_schema, app) = postgres_app().await;
+    stored_case(&app).await;
+    stored_list_case(&app).await;
 }
 
 async fn postgres_app() -> (PgSchema, TestApp) {

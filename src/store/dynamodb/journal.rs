@@ -4,7 +4,9 @@
 //! - sk `T#<at ms, 15 digits>#<id>`: the same entry, for listing by time (a
 //!   Query over a key range, consistent, newest or oldest first);
 //! - sk `X#<source>#<external_id>` (entries with an external id): the marker
-//!   that makes uploads idempotent, naming the entry's id.
+//!   that makes uploads idempotent, naming the entry's id;
+//! - sk `R#<id>` (meals): the meal's stored response (`meal_responses.rs`),
+//!   deleted in the transaction that deletes the meal.
 //!
 //! Every write is one `TransactWriteItems` of these items and its outbox
 //! event, conditional on what was read (`attribute_not_exists` for new items,
@@ -41,8 +43,13 @@ fn key(pk: String, sk: String) -> Item {
     Item::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))])
 }
 
-fn id_key(user: &str, kind: JournalKind, id: Uuid) -> Item {
+pub(super) fn id_key(user: &str, kind: JournalKind, id: Uuid) -> Item {
     key(pk(user, kind), format!("I#{id}"))
+}
+
+/// The key of a meal's stored response (`meal_responses.rs`), beside the meal.
+pub(super) fn response_key(user: &str, meal: Uuid) -> Item {
+    key(pk(user, JournalKind::Meal), format!("R#{meal}"))
 }
 
 fn marker_key(entry: &JournalEntry, external_id: &str) -> Item {
@@ -428,6 +435,9 @@ impl JournalStore for DynamoStore {
             ];
             if let Some(external_id) = &stored.external_id {
                 items.push(delete(&table, marker_key(&stored, external_id))?);
+            }
+            if kind == JournalKind::Meal {
+                items.push(delete(&table, response_key(user.as_str(), id))?);
             }
             items.push(outbox::append(
                 &table,

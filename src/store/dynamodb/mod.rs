@@ -20,6 +20,7 @@ mod invitations;
 mod item;
 mod jobs;
 mod journal;
+mod meal_responses;
 mod notifications;
 mod outbox;
 mod profiles;

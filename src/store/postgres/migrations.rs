@@ -33,6 +33,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (17, include_str!("migrations/0017_invitations.sql")),
     (18, include_str!("migrations/0018_account_tokens.sql")),
     (19, include_str!("migrations/0019_journal.sql")),
+    (20, include_str!("migrations/0020_meal_responses.sql")),
 ];
 
 /// Migration 1 where TimescaleDB is available: `readings` as a hypertable.

@@ -24,6 +24,7 @@ mod inbox;
 mod invitations;
 mod jobs;
 mod journal;
+mod meal_responses;
 mod migrations;
 mod notifications;
 mod outbox;

@@ -1,7 +1,7 @@
 //! SQLite side of the journal: one row per entry in `journal_entries`, the
 //! kind's fields as JSON; the partial unique index `journal_by_external_id`
 //! makes uploads idempotent, and every change writes its event to the outbox
-//! in the same transaction.
+//! in the same transaction (a deleted meal's stored response goes in it too).
 
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
@@ -288,6 +288,8 @@ impl JournalStore for SqliteStore {
                 [id.to_string()],
             )
             .map_err(internal)?;
+            // Its stored response goes with it (only a meal has one).
+            super::meal_responses::delete_of_meal(&tx, id)?;
             outbox::append(
                 &tx,
                 [Event::journal_changed(&stored, JournalChangeKind::Deleted)],

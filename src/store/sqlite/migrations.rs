@@ -27,6 +27,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (16, include_str!("migrations/0016_invitations.sql")),
     (17, include_str!("migrations/0017_account_tokens.sql")),
     (18, include_str!("migrations/0018_journal.sql")),
+    (19, include_str!("migrations/0019_meal_responses.sql")),
 ];
 
 /// The newest schema version this build knows.

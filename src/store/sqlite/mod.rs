@@ -22,6 +22,7 @@ mod invitations;
 mod jobs;
 mod journal;
 mod latest_cache;
+mod meal_responses;
 mod migrations;
 mod notifications;
 mod outbox;

@@ -25,6 +25,7 @@ mod health_upload;
 mod invitations;
 mod journal;
 mod limits;
+mod meal_responses;
 mod notifications;
 mod outbox;
 mod stale;
@@ -39,6 +40,7 @@ use health_upload::*;
 use invitations::*;
 use journal::*;
 use limits::*;
+use meal_responses::*;
 use notifications::*;
 use outbox::*;
 use stale::*;
@@ -1008,6 +1010,9 @@ macro_rules! conformance {
                 journal_updates_and_deletes_keep_identity,
                 journal_batches_are_stored_whole_or_not_at_all,
                 health_uploads_are_stored_whole_or_not_at_all,
+                meal_responses_round_trip_and_are_replaced,
+                meal_responses_are_read_many_at_once_and_per_user,
+                a_meal_response_goes_with_its_meal,
                 account_tokens_round_trip_and_are_used_once,
                 a_new_password_revokes_every_session_of_its_account_only,
                 verified_emails_and_enabled_accounts_stick
