@@ -10,7 +10,8 @@ use std::time::Instant;
 use cgm_hub::domain::{
     DeviceInfo, Glucose, MgDl, Reading, ReadingTime, ReadingType, Source, Trend, TrendRate, UserId,
 };
-use cgm_hub::store::dynamodb::{DynamoSettings, DynamoStore, Tables};
+use cgm_hub::secret::Secret;
+use cgm_hub::store::dynamodb::{AwsCredentials, DynamoSettings, DynamoStore, Tables};
 use cgm_hub::store::{Order, ReadingStore, Scan};
 
 fn env_number(name: &str, default: usize) -> usize {
@@ -55,7 +56,11 @@ fn main() {
             endpoint: Some(endpoint.clone()),
             region: "us-east-1".into(),
             tables: Tables::prefixed(&prefix),
-            static_credentials: Some(("test".into(), "test".into())),
+            static_credentials: Some(AwsCredentials {
+                access_key_id: "test".into(),
+                secret_access_key: Secret::new("test".into()),
+                session_token: None,
+            }),
         })
         .await
         .unwrap_or_else(|e| panic!("DynamoDB at {endpoint}: {e}"));

@@ -436,6 +436,7 @@ async fn dynamodb_store(storage: &StorageSettings) -> Result<Arc<dyn Store>, Bui
         user_tokens_table,
         sync_jobs_table,
         aux_table,
+        credentials,
     } = storage
     else {
         return Err(StoreError::Internal("not dynamodb settings".into()).into());
@@ -449,7 +450,7 @@ async fn dynamodb_store(storage: &StorageSettings) -> Result<Arc<dyn Store>, Bui
             sync_jobs: sync_jobs_table.clone(),
             aux: aux_table.clone(),
         },
-        static_credentials: None,
+        static_credentials: credentials.as_deref().cloned(),
     })
     .await?;
     Ok(Arc::new(store))

@@ -36,7 +36,7 @@ pub use notifications::NotificationSettings;
 pub use proxies::{canonical, Cidr, TrustedProxies};
 pub use reference::{env_example, markdown_reference};
 pub use service::{LogFormat, ServiceEnv};
-pub use storage::{Durability, StorageSettings};
+pub use storage::{AwsCredentials, Durability, StorageSettings};
 pub use stream::StreamSettings;
 pub use sync::SyncSettings;
 pub use variables::{Group, Variable, VARIABLES};
@@ -395,11 +395,13 @@ mod tests {
             user_tokens_table,
             sync_jobs_table,
             aux_table,
+            credentials,
         } = s.storage
         else {
             panic!("not dynamodb: {:?}", s.storage);
         };
         assert_eq!(endpoint, None);
+        assert!(credentials.is_none(), "the AWS default chain");
         assert_eq!(region, "us-east-1");
         assert_eq!(
             [
@@ -425,6 +427,65 @@ mod tests {
         ])
         .unwrap_err();
         assert_eq!(err.variable, "DYNAMODB_ENDPOINT");
+    }
+
+    #[test]
+    fn aws_credentials_are_both_or_neither_and_never_printed() {
+        let dynamo = |extra: &[(&'static str, &'static str)]| {
+            let mut vars = vec![("STORAGE_BACKEND", "dynamodb")];
+            vars.extend_from_slice(extra);
+            settings(&vars)
+        };
+        for (extra, variable) in [
+            (
+                &[("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")][..],
+                "AWS_SECRET_ACCESS_KEY",
+            ),
+            (
+                &[("AWS_SECRET_ACCESS_KEY", "wJalr-secret-value")][..],
+                "AWS_ACCESS_KEY_ID",
+            ),
+            (
+                &[("AWS_SESSION_TOKEN", "FwoG-token-value")][..],
+                "AWS_SESSION_TOKEN",
+            ),
+        ] {
+            let e = dynamo(extra).unwrap_err();
+            assert_eq!(e.variable, variable, "{extra:?}: {e}");
+            assert!(!e.to_string().contains("-value"), "{e}");
+        }
+        let full = dynamo(&[
+            ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", "wJalr-secret-value"),
+            ("AWS_SESSION_TOKEN", "FwoG-token-value"),
+        ])
+        .unwrap();
+        let StorageSettings::DynamoDb {
+            credentials: Some(ref c),
+            ..
+        } = full.storage
+        else {
+            panic!("no credentials: {:?}", full.storage);
+        };
+        assert_eq!(c.access_key_id, "AKIDEXAMPLE");
+        assert_eq!(c.secret_access_key.expose(), "wJalr-secret-value");
+        assert_eq!(
+            c.session_token.as_ref().map(|t| t.expose().as_str()),
+            Some("FwoG-token-value")
+        );
+        let printed = format!("{full:?}");
+        assert!(printed.contains("AKIDEXAMPLE"), "{printed}");
+        assert!(!printed.contains("wJalr-secret-value"), "{printed}");
+        assert!(!printed.contains("FwoG-token-value"), "{printed}");
+        let pair = dynamo(&[
+            ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", "wJalr-secret-value"),
+        ])
+        .unwrap();
+        assert!(matches!(
+            pair.storage,
+            StorageSettings::DynamoDb { credentials: Some(ref c), .. } if c.session_token.is_none()
+        ));
     }
 
     #[test]

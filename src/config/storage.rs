@@ -1,4 +1,4 @@
-//! The storage section (STORAGE_BACKEND, SQLITE_*, DATABASE_*, DYNAMODB_*, AWS_REGION):
+//! The storage section (STORAGE_BACKEND, SQLITE_*, DATABASE_*, DYNAMODB_*, AWS_*):
 //! which backend the readings live in and how to reach it.
 
 use std::path::PathBuf;
@@ -27,7 +27,20 @@ pub enum StorageSettings {
         sync_jobs_table: String,
         /// Shares, audit, OAuth states, leases, webhook inbox and outbox.
         aux_table: String,
+        /// None: the AWS default credential chain. Boxed: the variant is
+        /// large enough already.
+        credentials: Option<Box<AwsCredentials>>,
     },
+}
+
+/// Fixed AWS credentials for DynamoDB (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and
+/// AWS_SESSION_TOKEN): an emulator's, or keys an operator sets rather than a role.
+#[derive(Debug, Clone)]
+pub struct AwsCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: Secret<String>,
+    /// Temporary credentials (STS) come with one.
+    pub session_token: Option<Secret<String>>,
 }
 
 /// How hard a commit is pushed to disk. `Full` (the default) survives power loss;
@@ -81,6 +94,7 @@ pub(super) fn parse(v: &Vars<'_>) -> Result<StorageSettings, ConfigError> {
                 user_tokens_table: v.get("DYNAMODB_USER_TOKENS_TABLE").to_owned(),
                 sync_jobs_table: v.get("DYNAMODB_SYNC_JOBS_TABLE").to_owned(),
                 aux_table: v.get("DYNAMODB_AUX_TABLE").to_owned(),
+                credentials: aws_credentials(v)?,
             },
             other => {
                 return Err(invalid(
@@ -95,4 +109,37 @@ pub(super) fn parse(v: &Vars<'_>) -> Result<StorageSettings, ConfigError> {
         }
     }
     Ok(storage)
+}
+
+/// AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, both or neither; AWS_SESSION_TOKEN
+/// only with them. The AWS default chain reads the same variables from the
+/// environment, so the session token must travel with the pair: keys taken
+/// without it would be refused as incomplete temporary credentials.
+fn aws_credentials(v: &Vars<'_>) -> Result<Option<Box<AwsCredentials>>, ConfigError> {
+    let session_token = v
+        .optional("AWS_SESSION_TOKEN")
+        .map(|t| Secret::new(t.to_owned()));
+    match (
+        v.optional("AWS_ACCESS_KEY_ID"),
+        v.optional("AWS_SECRET_ACCESS_KEY"),
+    ) {
+        (Some(id), Some(secret)) => Ok(Some(Box::new(AwsCredentials {
+            access_key_id: id.to_owned(),
+            secret_access_key: Secret::new(secret.to_owned()),
+            session_token,
+        }))),
+        (Some(_), None) => Err(invalid(
+            "AWS_SECRET_ACCESS_KEY",
+            "is required with AWS_ACCESS_KEY_ID",
+        )),
+        (None, Some(_)) => Err(invalid(
+            "AWS_ACCESS_KEY_ID",
+            "is required with AWS_SECRET_ACCESS_KEY",
+        )),
+        (None, None) if session_token.is_some() => Err(invalid(
+            "AWS_SESSION_TOKEN",
+            "needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+        )),
+        (None, None) => Ok(None),
+    }
 }

@@ -195,6 +195,25 @@ pub const VARIABLES: &[Variable] = &[
     ),
     var(
         Storage,
+        "AWS_ACCESS_KEY_ID",
+        "",
+        "With AWS_SECRET_ACCESS_KEY (both or neither): fixed credentials of the DynamoDB \
+         client, e.g. an emulator's; unset: the AWS default chain (profile, container or \
+         instance role).",
+    ),
+    secret(
+        Storage,
+        "AWS_SECRET_ACCESS_KEY",
+        "The secret key of AWS_ACCESS_KEY_ID. Never printed.",
+    ),
+    secret(
+        Storage,
+        "AWS_SESSION_TOKEN",
+        "The session token of temporary AWS credentials (STS), only with \
+         AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY. Never printed.",
+    ),
+    var(
+        Storage,
         "DYNAMODB_TABLE",
         "bg_readings",
         "DynamoDB table of readings.",

@@ -1,7 +1,8 @@
 //! The profile and the daily aggregates over HTTP: the profile's defaults,
 //! validation and whole-replacement PUT; `/daily` rows checked against figures
 //! worked out by hand, a late reading for yesterday changing yesterday's row,
-//! and the profile's time zone and target range deciding the days and figures.
+//! and the profile's time zone and target range deciding the days and figures;
+//! each on SQLite, PostgreSQL and DynamoDB.
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use serde_json::{json, Value};
@@ -78,8 +79,22 @@ fn assert_day(d: &Value, n: u64, avg: f64, min: f64, max: f64, std: Option<f64>,
 }
 
 #[tokio::test]
-async fn the_profile_has_defaults_is_validated_and_replaced_whole() {
-    let app = TestApp::spawn().await;
+async fn the_profile_has_defaults_is_validated_and_replaced_whole_on_sqlite() {
+    the_profile_has_defaults_is_validated_and_replaced_whole(TestApp::spawn().await).await;
+}
+
+#[tokio::test]
+async fn the_profile_has_defaults_is_validated_and_replaced_whole_on_postgres() {
+    the_profile_has_defaults_is_validated_and_replaced_whole(postgres_app(&[]).await).await;
+}
+
+#[cfg(feature = "dynamodb")]
+#[tokio::test]
+async fn the_profile_has_defaults_is_validated_and_replaced_whole_on_dynamodb() {
+    the_profile_has_defaults_is_validated_and_replaced_whole(dynamodb_app(&[]).await).await;
+}
+
+async fn the_profile_has_defaults_is_validated_and_replaced_whole(app: TestApp) {
     let got: Value = app
         .get("/api/users/pat/profile")
         .await
@@ -156,8 +171,22 @@ async fn the_profile_has_defaults_is_validated_and_replaced_whole() {
 }
 
 #[tokio::test]
-async fn daily_rows_follow_late_readings_and_the_profile() {
-    let app = TestApp::spawn().await;
+async fn daily_rows_follow_late_readings_and_the_profile_on_sqlite() {
+    daily_rows_follow_late_readings_and_the_profile(TestApp::spawn().await).await;
+}
+
+#[tokio::test]
+async fn daily_rows_follow_late_readings_and_the_profile_on_postgres() {
+    daily_rows_follow_late_readings_and_the_profile(postgres_app(&[]).await).await;
+}
+
+#[cfg(feature = "dynamodb")]
+#[tokio::test]
+async fn daily_rows_follow_late_readings_and_the_profile_on_dynamodb() {
+    daily_rows_follow_late_readings_and_the_profile(dynamodb_app(&[]).await).await;
+}
+
+async fn daily_rows_follow_late_readings_and_the_profile(app: TestApp) {
     let today = Utc::now().duration_trunc(Duration::days(1)).unwrap();
     let (d2, d1) = (today - Duration::days(2), today - Duration::days(1));
     let at = |d: DateTime<Utc>, h: i64, m: i64| d + Duration::hours(h) + Duration::minutes(m);
@@ -267,8 +296,22 @@ async fn daily_rows_follow_late_readings_and_the_profile() {
 }
 
 #[tokio::test]
-async fn daily_windows_and_zones_are_validated() {
-    let app = TestApp::spawn().await;
+async fn daily_windows_and_zones_are_validated_on_sqlite() {
+    daily_windows_and_zones_are_validated(TestApp::spawn().await).await;
+}
+
+#[tokio::test]
+async fn daily_windows_and_zones_are_validated_on_postgres() {
+    daily_windows_and_zones_are_validated(postgres_app(&[]).await).await;
+}
+
+#[cfg(feature = "dynamodb")]
+#[tokio::test]
+async fn daily_windows_and_zones_are_validated_on_dynamodb() {
+    daily_windows_and_zones_are_validated(dynamodb_app(&[]).await).await;
+}
+
+async fn daily_windows_and_zones_are_validated(app: TestApp) {
     let pointer = |e: &Value| e["details"]["errors"][0]["pointer"].clone();
     let bad_tz = app.get("/api/bg/pat/daily?tz=Mars/Olympus").await;
     assert_eq!(
@@ -296,11 +339,25 @@ async fn daily_windows_and_zones_are_validated() {
     );
 }
 
+#[tokio::test]
+async fn daily_rows_count_cgm_readings_only_on_sqlite() {
+    daily_rows_count_cgm_readings_only(TestApp::spawn().await).await;
+}
+
+#[tokio::test]
+async fn daily_rows_count_cgm_readings_only_on_postgres() {
+    daily_rows_count_cgm_readings_only(postgres_app(&[]).await).await;
+}
+
+#[cfg(feature = "dynamodb")]
+#[tokio::test]
+async fn daily_rows_count_cgm_readings_only_on_dynamodb() {
+    daily_rows_count_cgm_readings_only(dynamodb_app(&[]).await).await;
+}
+
 /// Only CGM readings make a day's figures, as in `/stats`: a fingerstick
 /// (manual) reading stored the same day changes nothing.
-#[tokio::test]
-async fn daily_rows_count_cgm_readings_only() {
-    let app = TestApp::spawn().await;
+async fn daily_rows_count_cgm_readings_only(app: TestApp) {
     let today = Utc::now().duration_trunc(Duration::days(1)).unwrap();
     let at = today - Duration::days(2) + Duration::hours(10);
     post_readings(&app, &[(at, 100), (at + Duration::minutes(5), 120)]).await;

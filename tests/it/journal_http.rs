@@ -1,4 +1,4 @@
-//! The health journal over HTTP, on SQLite and PostgreSQL: create, list with
+//! The health journal over HTTP, on SQLite, PostgreSQL and DynamoDB: create, list with
 //! cursors, get, patch and delete of each kind; idempotent uploads by
 //! `external_id`; bad input refused with the field's pointer and nothing
 //! stored; a share reader reads but cannot write; and the daily aggregates'
@@ -310,18 +310,6 @@ async fn bad_input_case(app: &TestApp) {
     expect_error(missing, 404, "RESOURCE_NOT_FOUND").await;
 }
 
-async fn postgres_app() -> (PgSchema, TestApp) {
-    let schema = PgSchema::new();
-    let _migrated = schema.store().await;
-    let url = format!("{}?options=-c%20search_path%3D{}", schema.url, schema.name);
-    let app = TestApp::spawn_with(&[
-        ("STORAGE_BACKEND", "postgres"),
-        ("DATABASE_URL", url.as_str()),
-    ])
-    .await;
-    (schema, app)
-}
-
 #[tokio::test]
 async fn journal_round_trips_on_sqlite() {
     crud_case(&TestApp::spawn().await).await;
@@ -329,8 +317,13 @@ async fn journal_round_trips_on_sqlite() {
 
 #[tokio::test]
 async fn journal_round_trips_on_postgres() {
-    let (_schema, app) = postgres_app().await;
-    crud_case(&app).await;
+    crud_case(&postgres_app(&[]).await).await;
+}
+
+#[cfg(feature = "dynamodb")]
+#[tokio::test]
+async fn journal_round_trips_on_dynamodb() {
+    crud_case(&dynamodb_app(&[]).await).await;
 }
 
 #[tokio::test]
@@ -340,8 +333,13 @@ async fn bad_journal_input_is_named_and_stores_nothing_on_sqlite() {
 
 #[tokio::test]
 async fn bad_journal_input_is_named_and_stores_nothing_on_postgres() {
-    let (_schema, app) = postgres_app().await;
-    bad_input_case(&app).await;
+    bad_input_case(&postgres_app(&[]).await).await;
+}
+
+#[cfg(feature = "dynamodb")]
+#[tokio::test]
+async fn bad_journal_input_is_named_and_stores_nothing_on_dynamodb() {
+    bad_input_case(&dynamodb_app(&[]).await).await;
 }
 
 const SECRET: &str = "journal-test-secret-0123456789abcdef";
@@ -358,14 +356,30 @@ fn token(sub: &str, role: Role) -> String {
     .unwrap()
 }
 
+/// Real bearer checks, HS256 with SECRET.
+const WITH_TOKENS: &[(&str, &str)] = &[
+    ("AUTH_DISABLED", "false"),
+    ("AUTH_JWT_SECRET", SECRET),
+    ("AUTH_AUDIENCE", "cgm-hub"),
+];
+
 #[tokio::test]
-async fn a_share_reader_reads_the_journal_but_cannot_write_it() {
-    let app = TestApp::spawn_with(&[
-        ("AUTH_DISABLED", "false"),
-        ("AUTH_JWT_SECRET", SECRET),
-        ("AUTH_AUDIENCE", "cgm-hub"),
-    ])
-    .await;
+async fn a_share_reader_reads_the_journal_but_cannot_write_it_on_sqlite() {
+    share_case(TestApp::spawn_with(WITH_TOKENS).await).await;
+}
+
+#[tokio::test]
+async fn a_share_reader_reads_the_journal_but_cannot_write_it_on_postgres() {
+    share_case(postgres_app(WITH_TOKENS).await).await;
+}
+
+#[cfg(feature = "dynamodb")]
+#[tokio::test]
+async fn a_share_reader_reads_the_journal_but_cannot_write_it_on_dynamodb() {
+    share_case(dynamodb_app(WITH_TOKENS).await).await;
+}
+
+async fn share_case(app: TestApp) {
     app.store
         .put_share(
             Share {
@@ -456,8 +470,22 @@ fn daily_day(days: &Value, date: &str) -> Option<Value> {
 }
 
 #[tokio::test]
-async fn daily_rows_follow_the_journal() {
-    let app = TestApp::spawn().await;
+async fn daily_rows_follow_the_journal_on_sqlite() {
+    daily_case(TestApp::spawn().await).await;
+}
+
+#[tokio::test]
+async fn daily_rows_follow_the_journal_on_postgres() {
+    daily_case(postgres_app(&[]).await).await;
+}
+
+#[cfg(feature = "dynamodb")]
+#[tokio::test]
+async fn daily_rows_follow_the_journal_on_dynamodb() {
+    daily_case(dynamodb_app(&[]).await).await;
+}
+
+async fn daily_case(app: TestApp) {
     let t = hour();
     let date = t.format("%Y-%m-%d").to_string();
     let query = format!(

@@ -1,4 +1,4 @@
-//! Meal glucose responses over HTTP, on SQLite and PostgreSQL: a stored trace
+//! Meal glucose responses over HTTP, on SQLite, PostgreSQL and DynamoDB: a stored trace
 //! whose numbers are derived by hand below, a pending meal, one with a gap,
 //! overlapping meals, a late upload completing a response, the list with
 //! `include=response`, 404 for an unknown meal, `/meals/insights` (not taken
@@ -546,21 +546,17 @@ async fn stored_meal_responses_on_sqlite() {
 
 #[tokio::test]
 async fn stored_meal_responses_on_postgres() {
-    let (_schema, app) = postgres_app().await;
+    let app = postgres_app(&[]).await;
     stored_case(&app).await;
     stored_list_case(&app).await;
 }
 
-async fn postgres_app() -> (PgSchema, TestApp) {
-    let schema = PgSchema::new();
-    let _migrated = schema.store().await;
-    let url = format!("{}?options=-c%20search_path%3D{}", schema.url, schema.name);
-    let app = TestApp::spawn_with(&[
-        ("STORAGE_BACKEND", "postgres"),
-        ("DATABASE_URL", url.as_str()),
-    ])
-    .await;
-    (schema, app)
+#[cfg(feature = "dynamodb")]
+#[tokio::test]
+async fn stored_meal_responses_on_dynamodb() {
+    let app = dynamodb_app(&[]).await;
+    stored_case(&app).await;
+    stored_list_case(&app).await;
 }
 
 #[tokio::test]
@@ -570,8 +566,13 @@ async fn meal_responses_on_sqlite() {
 
 #[tokio::test]
 async fn meal_responses_on_postgres() {
-    let (_schema, app) = postgres_app().await;
-    responses_case(&app).await;
+    responses_case(&postgres_app(&[]).await).await;
+}
+
+#[cfg(feature = "dynamodb")]
+#[tokio::test]
+async fn meal_responses_on_dynamodb() {
+    responses_case(&dynamodb_app(&[]).await).await;
 }
 
 #[tokio::test]
@@ -581,14 +582,33 @@ async fn meal_insights_on_sqlite() {
 
 #[tokio::test]
 async fn meal_insights_on_postgres() {
-    let (_schema, app) = postgres_app().await;
-    insights_case(&app).await;
+    insights_case(&postgres_app(&[]).await).await;
+}
+
+#[cfg(feature = "dynamodb")]
+#[tokio::test]
+async fn meal_insights_on_dynamodb() {
+    insights_case(&dynamodb_app(&[]).await).await;
 }
 
 #[tokio::test]
-async fn the_glucolens_paths_answer_for_the_callers_meals() {
-    // With AUTH_DISABLED the caller is dev-admin.
-    let app = TestApp::spawn().await;
+async fn the_glucolens_paths_answer_for_the_callers_meals_on_sqlite() {
+    glucolens_case(TestApp::spawn().await).await;
+}
+
+#[tokio::test]
+async fn the_glucolens_paths_answer_for_the_callers_meals_on_postgres() {
+    glucolens_case(postgres_app(&[]).await).await;
+}
+
+#[cfg(feature = "dynamodb")]
+#[tokio::test]
+async fn the_glucolens_paths_answer_for_the_callers_meals_on_dynamodb() {
+    glucolens_case(dynamodb_app(&[]).await).await;
+}
+
+/// With AUTH_DISABLED the caller is dev-admin.
+async fn glucolens_case(app: TestApp) {
     let t0 = past_meal(1);
     seed(&app, "dev-admin", t0, every5(-30, 300), rise_and_fall).await;
     let id = meal(&app, "dev-admin", json!({"timestamp": at(t0)})).await;
@@ -626,14 +646,30 @@ fn token(sub: &str, role: Role) -> String {
     .unwrap()
 }
 
+/// Real bearer checks, HS256 with SECRET.
+const WITH_TOKENS: &[(&str, &str)] = &[
+    ("AUTH_DISABLED", "false"),
+    ("AUTH_JWT_SECRET", SECRET),
+    ("AUTH_AUDIENCE", "cgm-hub"),
+];
+
 #[tokio::test]
-async fn a_share_reader_reads_meal_responses_and_a_stranger_does_not() {
-    let app = TestApp::spawn_with(&[
-        ("AUTH_DISABLED", "false"),
-        ("AUTH_JWT_SECRET", SECRET),
-        ("AUTH_AUDIENCE", "cgm-hub"),
-    ])
-    .await;
+async fn a_share_reader_reads_meal_responses_and_a_stranger_does_not_on_sqlite() {
+    share_case(TestApp::spawn_with(WITH_TOKENS).await).await;
+}
+
+#[tokio::test]
+async fn a_share_reader_reads_meal_responses_and_a_stranger_does_not_on_postgres() {
+    share_case(postgres_app(WITH_TOKENS).await).await;
+}
+
+#[cfg(feature = "dynamodb")]
+#[tokio::test]
+async fn a_share_reader_reads_meal_responses_and_a_stranger_does_not_on_dynamodb() {
+    share_case(dynamodb_app(WITH_TOKENS).await).await;
+}
+
+async fn share_case(app: TestApp) {
     app.store
         .put_share(
             Share {

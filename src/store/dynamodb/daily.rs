@@ -6,6 +6,7 @@
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
 use chrono::NaiveDate;
+use futures_util::stream::{self, TryStreamExt};
 
 use super::item::{n, s, sdk_error, Changes, Fields, Item};
 use super::DynamoStore;
@@ -14,6 +15,9 @@ use crate::records::daily::{DailyRow, DayBasis, GlucoseFigures, JournalFigures};
 use crate::store::{DailyStore, StoreError};
 
 const DATE: &str = "%Y-%m-%d";
+
+/// Row updates in flight at once in `put_daily_rows`.
+const PARALLEL_ROW_UPDATES: usize = 16;
 
 fn mark_key(user: &str, date: NaiveDate) -> Item {
     Item::from([
@@ -123,6 +127,43 @@ impl DynamoStore {
             }
         }
     }
+
+    /// One row, by an update, so that the journal's attributes stay as they are.
+    async fn put_daily_row(&self, user: &UserId, row: DailyRow) -> Result<(), StoreError> {
+        let g = row.glucose;
+        let num = |v: Option<f64>| v.map(n);
+        let changes = Changes::default()
+            .set("timezone", s(row.basis.timezone.name()))
+            .set("target_low", n(row.basis.target.low()))
+            .set("target_high", n(row.basis.target.high()))
+            .set("marks_revision", n(row.marks_revision))
+            .set("readings", n(g.map_or(0, |g| g.readings)))
+            .set_opt("avg_glucose", num(g.map(|g| g.avg_glucose)))
+            .set_opt("min_glucose", num(g.map(|g| g.min_glucose)))
+            .set_opt("max_glucose", num(g.map(|g| g.max_glucose)))
+            .set_opt("std_glucose", num(g.and_then(|g| g.std_glucose)))
+            .set_opt(
+                "time_in_range_percent",
+                num(g.map(|g| g.time_in_range_percent)),
+            )
+            .set_opt(
+                "time_above_range_percent",
+                num(g.map(|g| g.time_above_range_percent)),
+            )
+            .set_opt(
+                "time_below_range_percent",
+                num(g.map(|g| g.time_below_range_percent)),
+            )
+            .set("computed_at_ms", n(chrono::Utc::now().timestamp_millis()));
+        self.update_if(
+            &self.tables().aux,
+            row_key(user, row.date),
+            changes,
+            Default::default(),
+        )
+        .await?;
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -158,41 +199,10 @@ impl DailyStore for DynamoStore {
     }
 
     async fn put_daily_rows(&self, user: &UserId, rows: Vec<DailyRow>) -> Result<(), StoreError> {
-        // An update per row, so that the journal's attributes stay as they are.
-        for row in rows {
-            let g = row.glucose;
-            let num = |v: Option<f64>| v.map(n);
-            let changes = Changes::default()
-                .set("timezone", s(row.basis.timezone.name()))
-                .set("target_low", n(row.basis.target.low()))
-                .set("target_high", n(row.basis.target.high()))
-                .set("marks_revision", n(row.marks_revision))
-                .set("readings", n(g.map_or(0, |g| g.readings)))
-                .set_opt("avg_glucose", num(g.map(|g| g.avg_glucose)))
-                .set_opt("min_glucose", num(g.map(|g| g.min_glucose)))
-                .set_opt("max_glucose", num(g.map(|g| g.max_glucose)))
-                .set_opt("std_glucose", num(g.and_then(|g| g.std_glucose)))
-                .set_opt(
-                    "time_in_range_percent",
-                    num(g.map(|g| g.time_in_range_percent)),
-                )
-                .set_opt(
-                    "time_above_range_percent",
-                    num(g.map(|g| g.time_above_range_percent)),
-                )
-                .set_opt(
-                    "time_below_range_percent",
-                    num(g.map(|g| g.time_below_range_percent)),
-                )
-                .set("computed_at_ms", n(chrono::Utc::now().timestamp_millis()));
-            self.update_if(
-                &self.tables().aux,
-                row_key(user, row.date),
-                changes,
-                Default::default(),
-            )
-            .await?;
-        }
-        Ok(())
+        // Rows are independent items: a window of new days (a year is 366) costs
+        // the round trips of 1/PARALLEL_ROW_UPDATES of them, not all of them.
+        stream::iter(rows.into_iter().map(Ok))
+            .try_for_each_concurrent(PARALLEL_ROW_UPDATES, |row| self.put_daily_row(user, row))
+            .await
     }
 }

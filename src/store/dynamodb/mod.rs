@@ -38,6 +38,7 @@ use aws_sdk_dynamodb::Client;
 pub use schema::Tables;
 
 use super::{Store, StoreError};
+pub use crate::config::AwsCredentials;
 
 /// How to reach DynamoDB.
 #[derive(Debug, Clone)]
@@ -46,9 +47,10 @@ pub struct DynamoSettings {
     pub endpoint: Option<String>,
     pub region: String,
     pub tables: Tables,
-    /// Fixed credentials (emulators, tests); None uses the AWS default chain
-    /// (environment, profile, container or instance role).
-    pub static_credentials: Option<(String, String)>,
+    /// Fixed credentials (emulators, tests, AWS_ACCESS_KEY_ID and
+    /// AWS_SECRET_ACCESS_KEY); None uses the AWS default chain (environment,
+    /// profile, container or instance role).
+    pub static_credentials: Option<AwsCredentials>,
 }
 
 #[derive(Clone)]
@@ -126,9 +128,13 @@ async fn client_for(settings: &DynamoSettings) -> Client {
     if let Some(endpoint) = &settings.endpoint {
         loader = loader.endpoint_url(endpoint.trim_end_matches('/'));
     }
-    if let Some((key, secret)) = &settings.static_credentials {
+    if let Some(c) = &settings.static_credentials {
         loader = loader.credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            key, secret, None, None, "static",
+            &c.access_key_id,
+            c.secret_access_key.expose(),
+            c.session_token.as_ref().map(|t| t.expose().clone()),
+            None,
+            "static",
         ));
     }
     Client::new(&loader.load().await)

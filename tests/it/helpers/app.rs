@@ -4,14 +4,15 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use cgm_hub::app::App;
+use cgm_hub::app::{App, BuildError};
 use cgm_hub::config::Settings;
 use cgm_hub::connections::cipher::TokenCipher;
 use cgm_hub::store::Store;
 use serde_json::Value;
 use tempfile::TempDir;
 
-/// The real router on a random port, in this process, over a temporary SQLite file.
+/// The real router on a random port, in this process, over a temporary SQLite file
+/// (or the backend its overrides name: `postgres_app`, `dynamodb_app`).
 pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
@@ -20,6 +21,8 @@ pub struct TestApp {
     pub db_path: PathBuf,
     _dir: TempDir,
     _shutdown: tokio::sync::oneshot::Sender<()>,
+    /// The backend's schema or tables, dropped after the app is told to stop.
+    pub(super) backend: Option<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 impl TestApp {
@@ -30,6 +33,12 @@ impl TestApp {
     /// `{base}` in an override value becomes the app's own base URL (for
     /// DEXCOM_REDIRECT_URI, which must point back at this app).
     pub async fn spawn_with(overrides: &[(&str, &str)]) -> Self {
+        Self::try_spawn_with(overrides).await.expect("app builds")
+    }
+
+    /// `spawn_with`, returning the error when the app cannot be built (its
+    /// store cannot be reached, say).
+    pub async fn try_spawn_with(overrides: &[(&str, &str)]) -> Result<Self, BuildError> {
         let dir = TempDir::new().expect("temp dir");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -50,14 +59,14 @@ impl TestApp {
             vars.insert((*k).into(), v.replace("{base}", &base));
         }
         let settings = Settings::from_vars(&vars).expect("test settings are valid");
-        let app = App::build(settings).await.expect("app builds");
+        let app = App::build(settings).await?;
         let store = app.state.store.clone();
         let cipher = app.cipher().clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(app.serve(listener, async move {
             let _ = rx.await;
         }));
-        Self {
+        Ok(Self {
             base,
             client: reqwest::Client::new(),
             store,
@@ -65,7 +74,8 @@ impl TestApp {
             db_path: dir.path().join("app.db"),
             _dir: dir,
             _shutdown: tx,
-        }
+            backend: None,
+        })
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -2,6 +2,7 @@
 //! tests say `use crate::helpers::*`.
 
 mod app;
+mod backends;
 mod builders;
 mod dexcom;
 mod events;
@@ -15,6 +16,7 @@ mod stores;
 mod wait;
 
 pub use app::*;
+pub use backends::*;
 pub use builders::*;
 pub use dexcom::*;
 pub use events::*;

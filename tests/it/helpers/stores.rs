@@ -132,40 +132,64 @@ pub fn sql_while_dropping(url: &str, sql: String) -> Result<(), String> {
 /// emulator cannot be reached: a missing server is a failure, never a skip.
 #[cfg(feature = "dynamodb")]
 pub async fn dynamodb_store() -> TestStore {
-    use cgm_hub::store::dynamodb::{DynamoSettings, DynamoStore, Tables};
-    let endpoint = std::env::var("TEST_DYNAMODB_ENDPOINT")
-        .ok()
-        .filter(|e| !e.is_empty())
-        .unwrap_or_else(|| "http://127.0.0.1:8000".to_owned());
-    let prefix = format!("t{}_", uuid::Uuid::new_v4().simple());
-    let settings = DynamoSettings {
-        endpoint: Some(endpoint.clone()),
-        region: "us-east-1".to_owned(),
-        tables: Tables::prefixed(&prefix),
-        static_credentials: Some(("test".to_owned(), "test".to_owned())),
-    };
+    use cgm_hub::store::dynamodb::DynamoStore;
+    let settings = dynamodb_test_settings();
+    let endpoint = settings.endpoint.clone().unwrap_or_default();
     let store = tokio::time::timeout(
         Duration::from_secs(60),
         DynamoStore::connect(settings.clone()),
     )
     .await
-    .unwrap_or_else(|_| panic!("DynamoDB emulator at {endpoint} did not answer within 60 s"))
-    .unwrap_or_else(|e| {
+    .unwrap_or_else(|_| {
         panic!(
-            "cannot reach the DynamoDB emulator at {endpoint} ({e}); start it with \
-             scripts/dynamodb-local.sh or set TEST_DYNAMODB_ENDPOINT"
+            "{}",
+            dynamodb_unreachable(&endpoint, "no answer within 60 s")
         )
-    });
+    })
+    .unwrap_or_else(|e| panic!("{}", dynamodb_unreachable(&endpoint, e)));
     TestStore {
         store: Arc::new(store),
         _guard: Box::new(DynamoTables(settings)),
     }
 }
 
+/// One test's settings for the emulator at `TEST_DYNAMODB_ENDPOINT` (default
+/// `http://127.0.0.1:8000`): moto's `test`/`test` credentials and tables named
+/// with a random prefix, so tests can run in parallel.
+#[cfg(feature = "dynamodb")]
+pub fn dynamodb_test_settings() -> cgm_hub::store::dynamodb::DynamoSettings {
+    use cgm_hub::secret::Secret;
+    use cgm_hub::store::dynamodb::{AwsCredentials, DynamoSettings, Tables};
+    let endpoint = std::env::var("TEST_DYNAMODB_ENDPOINT")
+        .ok()
+        .filter(|e| !e.is_empty())
+        .unwrap_or_else(|| "http://127.0.0.1:8000".to_owned());
+    let prefix = format!("t{}_", uuid::Uuid::new_v4().simple());
+    DynamoSettings {
+        endpoint: Some(endpoint),
+        region: "us-east-1".to_owned(),
+        tables: Tables::prefixed(&prefix),
+        static_credentials: Some(AwsCredentials {
+            access_key_id: "test".to_owned(),
+            secret_access_key: Secret::new("test".to_owned()),
+            session_token: None,
+        }),
+    }
+}
+
+/// The panic message of a DynamoDB test whose emulator did not answer.
+#[cfg(feature = "dynamodb")]
+pub fn dynamodb_unreachable(endpoint: &str, error: impl std::fmt::Display) -> String {
+    format!(
+        "cannot reach the DynamoDB emulator at {endpoint} ({error}); start it with \
+         scripts/dynamodb-local.sh or set TEST_DYNAMODB_ENDPOINT"
+    )
+}
+
 /// One test's DynamoDB tables, deleted when this is dropped (the emulator
 /// keeps every table in memory).
 #[cfg(feature = "dynamodb")]
-struct DynamoTables(cgm_hub::store::dynamodb::DynamoSettings);
+pub struct DynamoTables(pub cgm_hub::store::dynamodb::DynamoSettings);
 
 #[cfg(feature = "dynamodb")]
 impl Drop for DynamoTables {
