@@ -1,6 +1,6 @@
 //! The GlucoLens and Nutri paths (`/api/v1/glucose/*`, `/api/v1/dashboard/summary`,
 //! `/api/v1/integrations/cgm/*`) with real bearer tokens: the token's `sub` is the
-//! user, on SQLite and PostgreSQL. Readings in the GlucoLens format, validation with
+//! user, on SQLite, PostgreSQL and DynamoDB (readings, the daily summary, the dashboard). Readings in the GlucoLens format, validation with
 //! pointers, bulk limits, the daily summary in a non-UTC profile zone, the dashboard's
 //! windows, a caller confined to their own data, and connecting and syncing Dexcom
 //! (the simulator) through the JSON paths.
@@ -34,17 +34,15 @@ async fn sqlite_app(extra: &[(&str, &str)]) -> TestApp {
     TestApp::spawn_with(&vars(extra)).await
 }
 
-/// An app on a fresh PostgreSQL schema (kept alive by the returned guard).
-async fn postgres_app() -> (TestApp, PgSchema) {
-    let schema = PgSchema::new();
-    let _migrated = schema.store().await;
-    let url = format!("{}?options=-c%20search_path%3D{}", schema.url, schema.name);
-    let app = TestApp::spawn_with(&vars(&[
-        ("STORAGE_BACKEND", "postgres"),
-        ("DATABASE_URL", url.as_str()),
-    ]))
-    .await;
-    (app, schema)
+/// The app on a fresh PostgreSQL schema, with real bearer checks.
+async fn pg_app() -> TestApp {
+    postgres_app(&vars(&[])).await
+}
+
+/// The app on DynamoDB (moto), with real bearer checks.
+#[cfg(feature = "dynamodb")]
+async fn dynamo_app() -> TestApp {
+    dynamodb_app(&vars(&[])).await
 }
 
 fn token(sub: &str, role: Role) -> String {
@@ -312,8 +310,13 @@ async fn readings_round_trip_on_sqlite() {
 
 #[tokio::test]
 async fn readings_round_trip_on_postgres() {
-    let (app, _schema) = postgres_app().await;
-    readings_round_trip(&app).await;
+    readings_round_trip(&pg_app().await).await;
+}
+
+#[cfg(feature = "dynamodb")]
+#[tokio::test]
+async fn readings_round_trip_on_dynamodb() {
+    readings_round_trip(&dynamo_app().await).await;
 }
 
 #[tokio::test]
@@ -588,15 +591,37 @@ async fn the_daily_summary_is_a_local_day_on_sqlite() {
 
 #[tokio::test]
 async fn the_daily_summary_is_a_local_day_on_postgres() {
-    let (app, _schema) = postgres_app().await;
-    daily_summary_in_the_profile_zone(&app).await;
+    daily_summary_in_the_profile_zone(&pg_app().await).await;
+}
+
+#[cfg(feature = "dynamodb")]
+#[tokio::test]
+async fn the_daily_summary_is_a_local_day_on_dynamodb() {
+    daily_summary_in_the_profile_zone(&dynamo_app().await).await;
 }
 
 #[tokio::test]
-async fn the_dashboard_has_the_last_7_and_30_days_and_the_latest_reading() {
-    let app = sqlite_app(&[]).await;
+async fn the_dashboard_has_the_last_7_and_30_days_and_the_latest_reading_on_sqlite() {
+    dashboard_windows(&sqlite_app(&[]).await).await;
+}
+
+#[tokio::test]
+async fn the_dashboard_has_the_last_7_and_30_days_and_the_latest_reading_on_postgres() {
+    dashboard_windows(&pg_app().await).await;
+}
+
+#[cfg(feature = "dynamodb")]
+#[tokio::test]
+async fn the_dashboard_has_the_last_7_and_30_days_and_the_latest_reading_on_dynamodb() {
+    dashboard_windows(&dynamo_app().await).await;
+}
+
+async fn dashboard_windows(app: &TestApp) {
     let alice = token("gl-alice", Role::Patient);
-    let hours = |h: i64| ago(60 * h);
+    // One instant for every time below: computing `ago` again after the
+    // upload could cross a minute boundary and expect another minute.
+    let now = ago(0);
+    let hours = |h: i64| now - chrono::Duration::hours(h);
     // Ten readings within the last week, five more 10 to 20 days ago, one
     // older than 30 days.
     let mut readings: Vec<Value> = (0..10)
@@ -607,14 +632,14 @@ async fn the_dashboard_has_the_last_7_and_30_days_and_the_latest_reading() {
     );
     readings.push(json!({"timestamp": stamp(hours(24 * 40)), "value": 300}));
     let r = post(
-        &app,
+        app,
         "/api/v1/glucose/bulk",
         &alice,
         &json!({"readings": readings}),
     )
     .await;
     assert_eq!(r.status(), 201);
-    let d = data(&app, "/api/v1/dashboard/summary", &alice).await;
+    let d = data(app, "/api/v1/dashboard/summary", &alice).await;
     assert_eq!(d["user_id"], "gl-alice");
     assert_eq!(d["tz"], "UTC");
     assert_eq!(d["latest"]["glucose_value"], 100);
@@ -640,7 +665,7 @@ async fn the_dashboard_has_the_last_7_and_30_days_and_the_latest_reading() {
     assert_eq!(week["sufficient"], false);
     // The same figures as /stats for the same window.
     let stats = data(
-        &app,
+        app,
         &format!(
             "/api/bg/gl-alice/stats?startDate={}&endDate={}",
             week["start"].as_str().unwrap(),
@@ -652,10 +677,10 @@ async fn the_dashboard_has_the_last_7_and_30_days_and_the_latest_reading() {
     assert_eq!(stats["metrics"], week["metrics"]);
     assert_eq!(stats["ranges"], week["ranges"]);
     // A zone on request; a bad one is named.
-    let d = data(&app, "/api/v1/dashboard/summary?tz=Asia/Tokyo", &alice).await;
+    let d = data(app, "/api/v1/dashboard/summary?tz=Asia/Tokyo", &alice).await;
     assert_eq!(d["last_30_days"]["tz"], "Asia/Tokyo");
     let error = expect_error(
-        get(&app, "/api/v1/dashboard/summary?tz=Nowhere", &alice).await,
+        get(app, "/api/v1/dashboard/summary?tz=Nowhere", &alice).await,
         400,
         "VALIDATION_ERROR",
     )
